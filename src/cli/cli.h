@@ -1,0 +1,22 @@
+/* cli.h — what the subcommands of `parity` share.
+ *
+ * Each subcommand lives in src/cli/cmd_NAME.c and defines
+ *     int cmd_NAME(int argc, char **argv);     argv[0] is "NAME"
+ *     const char cmd_NAME_summary[];           one line for `parity --help`
+ * The build generates the dispatch table from the file names. A command returns its exit
+ * status: 0 success, 1 failure (message printed), 2 usage error. Every command answers
+ * --help (and -h) with its own usage on stdout and exit status 0.
+ */
+#ifndef PARITY_CLI_CLI_H
+#define PARITY_CLI_CLI_H
+
+#include "common/err.h"
+
+/* Prints "parity: MESSAGE" to stderr and returns 1. */
+int cli_fail(const pt_err *err);
+/* Prints "parity NAME: printf-message" to stderr and returns 2 (usage error). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 if argv has -h or --help before any "--". */
+int cli_wants_help(int argc, char **argv);
+
+#endif

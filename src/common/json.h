@@ -1,0 +1,25 @@
+/* json.h — parsing untrusted JSON with jansson, with limits and useful messages.
+ *
+ * jansson has no depth limit of its own, so pt_json_parse() first scans the text and rejects
+ * nesting deeper than max_depth; it rejects duplicate object keys and NUL in strings, and
+ * reports errors as "WHAT:LINE:COLUMN: message". The result is a new reference (json_decref).
+ */
+#ifndef PARITY_COMMON_JSON_H
+#define PARITY_COMMON_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/err.h"
+
+#define PT_JSON_MAX_DEPTH 64
+
+json_t *pt_json_parse(const char *text, size_t len, size_t max_depth, const char *what, pt_err *err);
+
+/* Reads and parses a JSON file of at most max bytes. */
+json_t *pt_json_load_file(const char *path, size_t max, pt_err *err);
+
+/* Serialises compactly (keys in insertion order) into a new string; caller frees. */
+char *pt_json_dump(const json_t *j);
+
+#endif

@@ -1,0 +1,209 @@
+/* see util.h */
+#include "common/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+double pt_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t pt_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t pt_unix_time(void) { return (int64_t)time(NULL); }
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's
+ * days_from_civil algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int digits(const char *s, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i])) return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int pt_parse_time(const char *s, int64_t *out, pt_err *err) {
+    int y, mo, d, h = 0, mi = 0, sec = 0;
+    const char *p = s;
+    if (digits(p, 4, &y) || p[4] != '-' || digits(p + 5, 2, &mo) || p[7] != '-' || digits(p + 8, 2, &d))
+        return pt_errf(err, PT_EFORMAT, "'%s' is not an ISO 8601 date (YYYY-MM-DD[THH:MM:SS[Z|+HH:MM]])", s);
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+        return pt_errf(err, PT_EFORMAT, "'%s': no such date", s);
+    p += 10;
+    int64_t off = 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (digits(p, 2, &h) || p[2] != ':' || digits(p + 3, 2, &mi))
+            return pt_errf(err, PT_EFORMAT, "'%s': bad time of day (HH:MM[:SS])", s);
+        p += 5;
+        if (*p == ':') {
+            if (digits(p + 1, 2, &sec)) return pt_errf(err, PT_EFORMAT, "'%s': bad seconds", s);
+            p += 3;
+            if (*p == '.') {
+                p++;
+                if (!isdigit((unsigned char)*p)) return pt_errf(err, PT_EFORMAT, "'%s': bad fraction", s);
+                while (isdigit((unsigned char)*p)) p++;
+            }
+        }
+        if (h > 23 || mi > 59 || sec > 60) return pt_errf(err, PT_EFORMAT, "'%s': time of day out of range", s);
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int oh, om, sign = *p == '-' ? -1 : 1;
+            if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) || oh > 23 || om > 59)
+                return pt_errf(err, PT_EFORMAT, "'%s': bad UTC offset (+HH:MM)", s);
+            off = sign * (oh * 3600 + om * 60);
+            p += 6;
+        } else {
+            return pt_errf(err, PT_EFORMAT, "'%s': a time of day needs a zone (Z or +HH:MM)", s);
+        }
+    }
+    if (*p) return pt_errf(err, PT_EFORMAT, "'%s': unexpected '%s' after the time", s, p);
+    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    return PT_OK;
+}
+
+char *pt_format_time(int64_t t, char out[21]) {
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return out;
+}
+
+int pt_parse_u64(const char *s, uint64_t *out) {
+    if (!s || !isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int pt_parse_i64(const char *s, int64_t *out) {
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || isspace((unsigned char)*s)) return -1;
+    *out = v;
+    return 0;
+}
+
+int pt_parse_double(const char *s, double *out) {
+    if (!s || !*s || isspace((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+void pt_sha256(const void *data, size_t len, uint8_t out[32]) {
+    crypto_hash_sha256(out, data, len);
+}
+
+char *pt_hex(const uint8_t *p, size_t n, char *out) {
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[p[i] >> 4];
+        out[2 * i + 1] = hx[p[i] & 15];
+    }
+    out[2 * n] = 0;
+    return out;
+}
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int pt_unhex(const char *s, uint8_t *out, size_t n) {
+    if (strlen(s) != 2 * n) return -1;
+    for (size_t i = 0; i < n; i++) {
+        int a = hexval(s[2 * i]), b = hexval(s[2 * i + 1]);
+        if (a < 0 || b < 0) return -1;
+        out[i] = (uint8_t)(a << 4 | b);
+    }
+    return 0;
+}
+
+static void fmt_dur(double s, char *out, size_t n) {
+    if (!(s >= 0) || s > 360000) {
+        snprintf(out, n, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(out, n, "%02ld:%02ld", t / 60, t % 60);
+}
+
+static void progress_draw(pt_progress *p, int final) {
+    double now = pt_now(), el = now - p->start;
+    double frac = p->total ? (double)p->done / (double)p->total : 0;
+    if (frac > 1) frac = 1;
+    char eta[32], ela[32];
+    fmt_dur(frac > 0 ? el / frac - el : -1, eta, sizeof eta);
+    fmt_dur(el, ela, sizeof ela);
+    if (p->tty) {
+        char bar[31];
+        int w = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < w ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r%s [%s] %3.0f%% %llu/%llu %s eta %s %s\033[K", p->what, bar, frac * 100,
+                (unsigned long long)p->done, (unsigned long long)p->total, ela, eta, p->extra);
+        if (final) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "%s: %llu/%llu (%.0f%%) elapsed %s eta %s %s\n", p->what,
+                (unsigned long long)p->done, (unsigned long long)p->total, frac * 100, ela, eta, p->extra);
+    }
+    fflush(stderr);
+    p->last_draw = now;
+}
+
+void pt_progress_start(pt_progress *p, const char *what, uint64_t total) {
+    memset(p, 0, sizeof *p);
+    p->what = what;
+    p->total = total;
+    p->start = p->last_draw = pt_now();
+    const char *env = getenv("PARITY_PROGRESS");
+    p->tty = env ? atoi(env) == 1 : isatty(2);
+}
+
+void pt_progress_update(pt_progress *p, uint64_t done, const char *extra) {
+    p->done = done;
+    if (extra) snprintf(p->extra, sizeof p->extra, "%s", extra);
+    double gap = p->tty ? 0.1 : 5.0;
+    if (pt_now() - p->last_draw >= gap) progress_draw(p, 0);
+}
+
+void pt_progress_finish(pt_progress *p) { progress_draw(p, 1); }

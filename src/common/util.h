@@ -1,0 +1,51 @@
+/* util.h — small helpers every module uses: clocks, ISO 8601 times, strict number
+ * parsing, SHA-256 and hex, and a terminal progress bar. */
+#ifndef PARITY_COMMON_UTIL_H
+#define PARITY_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/err.h"
+
+/* Monotonic clock in seconds / nanoseconds (for timing). */
+double pt_now(void);
+uint64_t pt_now_ns(void);
+/* Wall clock, seconds since the Unix epoch. */
+int64_t pt_unix_time(void);
+
+/* Parses an ISO 8601 / RFC 3339 time: "2026-01-31", "2026-01-31T12:00:00Z",
+ * "2026-01-31T12:00:00.5+02:00". A date alone means 00:00:00 UTC. Stores seconds since the
+ * epoch (fraction dropped). Returns PT_OK or PT_EFORMAT (message says what is wrong). */
+int pt_parse_time(const char *s, int64_t *out, pt_err *err);
+/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes). Returns out. */
+char *pt_format_time(int64_t t, char out[21]);
+
+/* Strict decimal parsing: the whole string must be a number in range. 0 or -1. */
+int pt_parse_u64(const char *s, uint64_t *out);
+int pt_parse_i64(const char *s, int64_t *out);
+int pt_parse_double(const char *s, double *out);
+
+/* SHA-256 (libsodium). */
+void pt_sha256(const void *data, size_t len, uint8_t out[32]);
+/* Lower-case hex of n bytes into out (2n+1 bytes). Returns out. */
+char *pt_hex(const uint8_t *p, size_t n, char *out);
+/* Parses exactly 2n hex digits into out. 0 or -1. */
+int pt_unhex(const char *s, uint8_t *out, size_t n);
+
+/* A progress bar on stderr, drawn only when stderr is a terminal (or PARITY_PROGRESS=1);
+ * otherwise at most one plain line every few seconds. `what` is borrowed for the bar's life. */
+typedef struct pt_progress {
+    const char *what;
+    uint64_t total, done;
+    double start, last_draw;
+    int tty;
+    char extra[128];
+} pt_progress;
+void pt_progress_start(pt_progress *p, const char *what, uint64_t total);
+/* Sets done and an optional extra text (e.g. "loss 3.21"), redrawing at most ~10 times/s. */
+void pt_progress_update(pt_progress *p, uint64_t done, const char *extra);
+void pt_progress_finish(pt_progress *p);
+
+#endif

@@ -1,0 +1,53 @@
+/* config.h — a model's hyper-parameters, read from a Hugging Face config.json (or built from
+ * GGUF metadata by the GGUF reader). One struct for both architectures. */
+#ifndef PARITY_ENGINE_CONFIG_H
+#define PARITY_ENGINE_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/err.h"
+
+typedef enum pt_arch { PT_ARCH_LLAMA = 0, PT_ARCH_GPT2 = 1 } pt_arch;
+
+#define PT_MAX_EOS 8
+
+typedef struct pt_config {
+    pt_arch arch;
+    int vocab_size;
+    int d_model;        /* hidden_size / n_embd */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;     /* == n_heads without GQA; GPT-2: n_heads */
+    int head_dim;       /* explicit or d_model / n_heads */
+    int d_ff;           /* intermediate_size / n_inner (GPT-2 default 4·d_model) */
+    int max_pos;        /* max_position_embeddings / n_positions */
+    float norm_eps;     /* rms_norm_eps / layer_norm_epsilon */
+    float rope_theta;   /* Llama only */
+    int tie_embeddings; /* Llama: tie_word_embeddings (default 0); GPT-2: always 1 */
+    int attn_bias;      /* Llama: attention_bias; GPT-2: 1 */
+    int mlp_bias;       /* Llama: mlp_bias; GPT-2: 1 */
+    int bos_token_id;   /* -1 if none */
+    int eos_token_ids[PT_MAX_EOS];
+    int n_eos;
+} pt_config;
+
+/* Limits that keep every derived size far from overflow and from absurd allocations. */
+#define PT_MAX_VOCAB (1 << 22)
+#define PT_MAX_DMODEL (1 << 16)
+#define PT_MAX_LAYERS 1024
+#define PT_MAX_HEADS 1024
+#define PT_MAX_DFF (1 << 20)
+#define PT_MAX_POS (1 << 22)
+
+/* Reads config.json (or the JSON already parsed). Unknown keys are ignored (HF configs carry
+ * many); missing required ones, wrong types and out-of-range values are errors that name the
+ * file and the key. Checks the architecture's invariants (heads divisible by kv heads, ...). */
+int pt_config_load(const char *path, pt_config *c, pt_err *err);
+int pt_config_from_json(const json_t *j, const char *what, pt_config *c, pt_err *err);
+/* A Hugging Face config.json object for c (new reference). */
+json_t *pt_config_to_json(const pt_config *c);
+/* Checks ranges and invariants; used by both readers. */
+int pt_config_validate(const pt_config *c, const char *what, pt_err *err);
+
+#endif

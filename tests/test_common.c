@@ -1,0 +1,78 @@
+/* Tests for src/common: times, number parsing, buffers, atomic files. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/fileio.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "test.h"
+
+static void test_time_parsing(void) {
+    int64_t t;
+    pt_err e;
+    CHECK(pt_parse_time("1970-01-01", &t, &e) == 0 && t == 0);
+    CHECK(pt_parse_time("2026-11-23T10:20:30Z", &t, &e) == 0 && t == 1795429230);
+    CHECK(pt_parse_time("2026-11-23T12:20:30+02:00", &t, &e) == 0 && t == 1795429230);
+    CHECK(pt_parse_time("2024-02-29", &t, &e) == 0);
+    CHECK(pt_parse_time("2023-02-29", &t, &e) == PT_EFORMAT);
+    CHECK(pt_parse_time("2026-13-01", &t, &e) == PT_EFORMAT);
+    CHECK(pt_parse_time("2026-11-23T10:20:30", &t, &e) == PT_EFORMAT); /* no zone */
+    CHECK(pt_parse_time("yesterday", &t, &e) == PT_EFORMAT);
+    char s[21];
+    CHECK(!strcmp(pt_format_time(1795429230, s), "2026-11-23T10:20:30Z"));
+}
+
+static void test_numbers(void) {
+    uint64_t u;
+    int64_t i;
+    CHECK(pt_parse_u64("18446744073709551615", &u) == 0 && u == UINT64_MAX);
+    CHECK(pt_parse_u64("18446744073709551616", &u) == -1);
+    CHECK(pt_parse_u64("-1", &u) == -1);
+    CHECK(pt_parse_u64("12x", &u) == -1);
+    CHECK(pt_parse_i64("-42", &i) == 0 && i == -42);
+}
+
+static void test_buffer_limit(void) {
+    pt_buf b;
+    pt_buf_init(&b, 8);
+    CHECK(pt_buf_puts(&b, "12345678") == 0 && b.len == 8);
+    CHECK(pt_buf_puts(&b, "9") == PT_ENOMEM && b.len == 8 && !strcmp(b.data, "12345678"));
+    pt_buf_free(&b);
+}
+
+static void test_atomic_write_and_read_cap(void) {
+    char dir[] = "/tmp/parity-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char *p = pt_path_join(dir, "f");
+    pt_err e;
+    CHECK(pt_write_atomic(p, "hello", 5, 0600, &e) == 0);
+    char *data;
+    size_t n;
+    CHECK(pt_read_file(p, 5, &data, &n, &e) == 0 && n == 5 && !memcmp(data, "hello", 5));
+    free(data);
+    CHECK(pt_read_file(p, 4, &data, &n, &e) == PT_ENOMEM);
+    unlink(p);
+    rmdir(dir);
+    free(p);
+}
+
+static void test_json_limits(void) {
+    pt_err e;
+    json_t *j = pt_json_parse("{\"a\":[1,2]}", 11, 4, "t", &e);
+    CHECK(j != NULL);
+    json_decref(j);
+    CHECK(pt_json_parse("[[[[[1]]]]]", 11, 4, "t", &e) == NULL && strstr(e.msg, "deeper"));
+    CHECK(pt_json_parse("{\"a\":1,\"a\":2}", 13, 4, "t", &e) == NULL);
+    CHECK(pt_json_parse("{\"a\":", 5, 4, "body", &e) == NULL && !strncmp(e.msg, "body:1:", 7));
+}
+
+int main(void) {
+    test_time_parsing();
+    test_numbers();
+    test_buffer_limit();
+    test_atomic_write_and_read_cap();
+    test_json_limits();
+    return test_summary("common");
+}
