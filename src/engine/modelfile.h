@@ -1,0 +1,34 @@
+/* modelfile.h — opens a model on disk, whatever its format, as a config plus a tensor set
+ * with Hugging Face names in Hugging Face layout (the engine's one internal convention).
+ *
+ * Accepted paths:
+ *   - a Hugging Face model directory: config.json + model.safetensors, or sharded
+ *     model-0000N-of-0000M.safetensors listed in model.safetensors.index.json;
+ *   - a GGUF file (see gguf.h): tensor names are mapped back to HF names and llama.cpp's Q/K
+ *     permutation is undone, so the engine sees one layout.
+ * Weights stay mmapped where the file allows (tensors borrow from the mapping).
+ */
+#ifndef PARITY_ENGINE_MODELFILE_H
+#define PARITY_ENGINE_MODELFILE_H
+
+#include "engine/config.h"
+#include "engine/tensor.h"
+
+typedef enum pt_model_format { PT_FORMAT_HF_DIR = 0, PT_FORMAT_GGUF = 1 } pt_model_format;
+
+typedef struct pt_model_files {
+    pt_model_format format;
+    pt_config config;
+    pt_tensors tensors;  /* HF names, HF layout */
+    char *path;          /* what was opened (owned) */
+    char *dir;           /* folder that holds it: tokenizer.json etc. are looked up here (owned) */
+} pt_model_files;
+
+/* Opens path (directory or .gguf). On failure *mf is left empty (safe to close). */
+int pt_model_files_open(pt_model_files *mf, const char *path, pt_err *err);
+void pt_model_files_close(pt_model_files *mf); /* NULL-safe, idempotent */
+
+/* Reads the safetensors files of an HF directory (single or sharded) into ts. */
+int pt_hf_read_weights(const char *dir, pt_tensors *ts, pt_err *err);
+
+#endif
