@@ -1,6 +1,8 @@
 /* see keys.h */
 #include <sodium.h>
 #include <stdio.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"

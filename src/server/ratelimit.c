@@ -117,6 +117,18 @@ int pt_ratelimit_request(pt_ratelimit *r, const char *org, const char *model, in
     return ok;
 }
 
+void pt_ratelimit_peek_requests(pt_ratelimit *r, const char *org, const char *model, int64_t rpm, int64_t now,
+                                pt_rl_status *st) {
+    int64_t window = now / 60 * 60;
+    pthread_mutex_lock(&r->mu);
+    counter *c = get(r, org, model, KIND_REQ, window);
+    int64_t used = c ? c->count : 0;
+    st->limit = rpm > 0 ? rpm : 0;
+    st->remaining = rpm > 0 ? (rpm - used > 0 ? rpm - used : 0) : 0;
+    st->reset_s = window + 60 - now;
+    pthread_mutex_unlock(&r->mu);
+}
+
 int pt_ratelimit_tokens_ok(pt_ratelimit *r, const char *org, const char *model, int64_t per_day, int64_t want,
                            int64_t now, pt_rl_status *st) {
     int64_t window = now / 86400 * 86400;

@@ -28,6 +28,9 @@ void pt_ratelimit_close(pt_ratelimit *r); /* flushes; NULL-safe */
  * minute's budget is spent (not counted). st (may be NULL) gets the state after the call. */
 int pt_ratelimit_request(pt_ratelimit *r, const char *org, const char *model, int64_t rpm, int64_t now,
                          pt_rl_status *st);
+/* The request budget's state without counting anything. */
+void pt_ratelimit_peek_requests(pt_ratelimit *r, const char *org, const char *model, int64_t rpm, int64_t now,
+                                pt_rl_status *st);
 /* Whether `want` more tokens fit today's budget (0 = unlimited); st gets the state. */
 int pt_ratelimit_tokens_ok(pt_ratelimit *r, const char *org, const char *model, int64_t per_day, int64_t want,
                            int64_t now, pt_rl_status *st);
