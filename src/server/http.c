@@ -203,6 +203,15 @@ int http_stream_write(http_stream *s, const void *data, size_t len) {
     return rc;
 }
 
+void http_stream_discard(http_resp *resp) {
+    http_stream *s = resp->stream;
+    if (!s) return;
+    resp->stream = NULL;
+    pthread_mutex_destroy(&s->mu);
+    pt_buf_free(&s->pending);
+    free(s);
+}
+
 void http_stream_close(http_stream *s) {
     if (!s) return;
     pthread_mutex_lock(&s->mu);

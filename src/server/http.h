@@ -97,5 +97,8 @@ void http_error(http_resp *r, int status, const char *type, const char *code, co
 http_stream *http_stream_open(http_req *req, http_resp *resp, const char *content_type);
 int http_stream_write(http_stream *s, const void *data, size_t len);
 void http_stream_close(http_stream *s);
+/* Frees a stream that http_stream_open() attached to resp when the handler decides to answer
+ * HTTP_DONE after all (the producer must not use it any more). */
+void http_stream_discard(http_resp *resp);
 
 #endif
