@@ -62,4 +62,14 @@ int pt_model_load(const char *path, pt_model **out, pt_err *err);
 int pt_model_from_files(pt_model_files *mf, pt_model **out, pt_err *err);
 void pt_model_free(pt_model *m); /* NULL-safe */
 
+/* Converts every large matrix (projections, embeddings, LM head) to dtype `to` (Q8_0, F16,
+ * BF16 or F32) in memory owned by the model: how a Q8_0 model is built from an F32/F16
+ * checkpoint without a GGUF file (benchmarks, tests). Matrices whose rows are not whole
+ * Q8_0 blocks stay as they are. */
+int pt_model_convert(pt_model *m, pt_dtype to, pt_err *err);
+
+/* Writes a random-init model directory (config.json + model.safetensors, weights ~N(0, 0.02),
+ * norms 1, dtype F32/F16/BF16) for tests and benchmarks. Deterministic in seed. */
+int pt_model_write_random(const char *dir, const pt_config *c, pt_dtype dtype, uint64_t seed, pt_err *err);
+
 #endif
