@@ -57,11 +57,12 @@ struct pt_backend {
     int n_threads;
     /* out[t, 0..n) = x[t, 0..k) · Wᵀ (+ bias[n] when not NULL), t < rows. out and x do not
      * overlap. Small row counts (decode) run the weight-streaming kernels; larger ones go
-     * through cblas_sgemm (non-F32 weights converted to F32 in tiles). */
-    void (*matmul)(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias);
+     * through cblas_sgemm (non-F32 weights converted to F32 in tiles). matmul and attention
+     * return PT_OK or PT_ENOMEM (scratch could not grow). */
+    int (*matmul)(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias);
     /* out[rows, n] = a[rows, k] · bᵀ where b is [n, k] F32 (used for tests and benches). */
     void (*sgemm_nt)(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k);
-    void (*attention)(pt_backend *b, const pt_attn_args *a);
+    int (*attention)(pt_backend *b, const pt_attn_args *a);
     /* Row i of table w (a [rows_in_table, d] NK weight of any dtype) into out[d]. */
     void (*get_row)(pt_backend *b, float *out, const pt_weight *w, int i);
     /* y = x / rms(x) * w over rows of width d */

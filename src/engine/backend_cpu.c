@@ -380,7 +380,7 @@ static void quant_task(void *arg, int task, int tid) {
     pt_q8_quantize_row(c->x + (size_t)task * c->w->k, (pt_block_q8_0 *)c->xq + (size_t)task * nb, (size_t)c->w->k);
 }
 
-static void cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias) {
+static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias) {
     cpu_impl *im = b->impl;
     mm_ctx c = {.out = out, .x = x, .rows = rows, .w = w, .bias = bias};
     int nt = im->pool->n;
@@ -388,7 +388,7 @@ static void cpu_matmul(pt_backend *b, float *out, const float *x, int rows, cons
         if (w->layout == PT_W_NK) {
             if (w->dtype == PT_Q8_0) {
                 size_t need = (size_t)rows * ((size_t)w->k / PT_Q8_0_BLOCK);
-                if (grow((void **)&im->xq, &im->xq_cap, need, sizeof *im->xq)) abort();
+                if (grow((void **)&im->xq, &im->xq_cap, need, sizeof *im->xq)) return PT_ENOMEM;
                 c.xq = im->xq;
                 pool_run(im->pool, quant_task, &c, rows);
             }
@@ -405,7 +405,7 @@ static void cpu_matmul(pt_backend *b, float *out, const float *x, int rows, cons
             c.n_chunks = (w->n + c.chunk - 1) / c.chunk;
             pool_run(im->pool, mm_kn_task, &c, c.n_chunks);
         }
-        return;
+        return PT_OK;
     }
     if (w->dtype == PT_F32) {
         if (w->layout == PT_W_NK) /* out (rows,n) = x (rows,k) @ W^T, W (n,k) */
@@ -444,6 +444,7 @@ static void cpu_matmul(pt_backend *b, float *out, const float *x, int rows, cons
     if (bias)
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < w->n; j++) out[(size_t)r * w->n + j] += bias[j];
+    return PT_OK;
 }
 
 static void cpu_sgemm_nt(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k) {
@@ -527,25 +528,26 @@ static void att_chunk_task(void *arg, int task, int tid) {
                 0.f, a->z + (size_t)i0 * qs + (size_t)h * hd, (int)qs);
 }
 
-static void cpu_attention(pt_backend *b, const pt_attn_args *a) {
+static int cpu_attention(pt_backend *b, const pt_attn_args *a) {
     cpu_impl *im = b->impl;
     int tk = a->p0 + a->tq, hd = a->head_dim;
     int group = a->n_heads / a->n_kv;
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
     if (a->tq < PT_ATT_SGEMM_MIN) {
-        if (grow((void **)&im->att, &im->att_cap, (size_t)tk * im->pool->n, sizeof(float))) abort();
+        if (grow((void **)&im->att, &im->att_cap, (size_t)tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
         att_ctx c = {a, im->att};
         pool_run(im->pool, att_task, &c, a->tq * a->n_heads);
-        return;
+        return PT_OK;
     }
     /* Prefill: tasks of (head, chunk of query rows), OpenBLAS single-threaded inside. */
     int n_chunks = (a->tq + PT_ATT_QCHUNK - 1) / PT_ATT_QCHUNK;
-    if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float))) abort();
+    if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
     att_ctx c = {a, im->att};
     openblas_set_num_threads(1);
     pool_run(im->pool, att_chunk_task, &c, a->n_heads * n_chunks);
     openblas_set_num_threads(b->n_threads);
     (void)group, (void)qs, (void)ks;
+    return PT_OK;
 }
 
 /* ---- small ops ----------------------------------------------------------------------- */
@@ -587,7 +589,19 @@ static void cpu_rope(pt_backend *b, float *x, const int *pos, int rows, int n_he
     if (im->rope_hd != hd || im->rope_theta != theta || im->rope_pos < maxp) {
         int np = maxp < 256 ? 256 : maxp * 2;
         float *t = realloc(im->rope_cs, (size_t)np * half * 2 * sizeof(float));
-        if (!t) abort();
+        if (!t) { /* compute on the fly, without the table */
+            for (int r = 0; r < rows; r++)
+                for (int h = 0; h < n_heads; h++) {
+                    float *v = x + ((size_t)r * n_heads + h) * hd;
+                    for (int i = 0; i < half; i++) {
+                        float ang = (float)pos[r] * (float)(1.0 / pow((double)theta, (double)(2 * i) / hd));
+                        float c = cosf(ang), s = sinf(ang), a = v[i], bb = v[i + half];
+                        v[i] = a * c - bb * s;
+                        v[i + half] = bb * c + a * s;
+                    }
+                }
+            return;
+        }
         im->rope_cs = t;
         for (int i = 0; i < half; i++) {
             /* as HF: inv_freq = 1 / theta^(2i/hd) in float32 */

@@ -183,9 +183,9 @@ static int hook_site(batch *bt, int site, float *buf, size_t width, pt_err *err)
 /* One projection: out (T, w.n) = x (T, w.k) @ Wᵀ + b.
  * LoRA goes here: for an adapter on this (layer, proj), add scale · (x Aᵀ) Bᵀ to out, with
  * A (r, w.k) and B (w.n, r) — two small matmuls through the same backend->matmul. */
-static void proj(pt_engine *e, int layer, pt_proj p, float *out, const float *x, int T) {
+static int proj(pt_engine *e, int layer, pt_proj p, float *out, const float *x, int T) {
     const pt_layer_weights *l = &e->m->w.layers[layer];
-    e->b->matmul(e->b, out, x, T, &l->proj[p], l->bias[p]);
+    return e->b->matmul(e->b, out, x, T, &l->proj[p], l->bias[p]);
 }
 
 static float gelu_tanh(float x) {
@@ -252,9 +252,9 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         /* Attention. */
         if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, lw->ln1_w, T, (int)d, c->norm_eps);
         else b->layernorm(b, rs->xn, rs->x, lw->ln1_w, lw->ln1_b, T, (int)d, c->norm_eps);
-        proj(e, L, PT_PROJ_Q, rs->q, rs->xn, T);
-        proj(e, L, PT_PROJ_K, rs->k, rs->xn, T);
-        proj(e, L, PT_PROJ_V, rs->v, rs->xn, T);
+        if ((rc = proj(e, L, PT_PROJ_Q, rs->q, rs->xn, T))) goto oom;
+        if ((rc = proj(e, L, PT_PROJ_K, rs->k, rs->xn, T))) goto oom;
+        if ((rc = proj(e, L, PT_PROJ_V, rs->v, rs->xn, T))) goto oom;
         HOOK(PT_HOOK_Q, L, rs->q, qd);
         HOOK(PT_HOOK_K, L, rs->k, kvd);
         HOOK(PT_HOOK_V, L, rs->v, kvd);
@@ -284,19 +284,19 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
                               .z = rs->z + (size_t)row0[i] * qd, .pattern = want_pat ? rs->pattern : NULL,
                               .tq = tq, .p0 = p0, .n_heads = c->n_heads, .n_kv = c->n_kv_heads,
                               .head_dim = c->head_dim};
-            b->attention(b, &a);
+            if ((rc = b->attention(b, &a))) goto oom;
             if (want_pat && (rc = pt_hooks_record_pattern(s->hooks, site_pat, rs->pattern, tq, p0, err))) goto out;
         }
         HOOK(PT_HOOK_Z, L, rs->z, qd);
-        proj(e, L, PT_PROJ_O, rs->o, rs->z, T);
+        if ((rc = proj(e, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
         HOOK(PT_HOOK_ATTN_OUT, L, rs->o, d);
         for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
         HOOK(PT_HOOK_RESID_MID, L, rs->x, d);
         /* MLP. */
         if (c->arch == PT_ARCH_LLAMA) {
             b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
-            proj(e, L, PT_PROJ_GATE, rs->h1, rs->xn, T);
-            proj(e, L, PT_PROJ_UP, rs->h2, rs->xn, T);
+            if ((rc = proj(e, L, PT_PROJ_GATE, rs->h1, rs->xn, T))) goto oom;
+            if ((rc = proj(e, L, PT_PROJ_UP, rs->h2, rs->xn, T))) goto oom;
             HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
             for (size_t i = 0; i < (size_t)T * F; i++) {
                 float g = rs->h1[i];
@@ -304,12 +304,12 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             }
         } else {
             b->layernorm(b, rs->xn, rs->x, lw->ln2_w, lw->ln2_b, T, (int)d, c->norm_eps);
-            proj(e, L, PT_PROJ_UP, rs->h1, rs->xn, T);
+            if ((rc = proj(e, L, PT_PROJ_UP, rs->h1, rs->xn, T))) goto oom;
             HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
             for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]);
         }
         HOOK(PT_HOOK_MLP_POST, L, rs->h1, F);
-        proj(e, L, PT_PROJ_DOWN, rs->o, rs->h1, T);
+        if ((rc = proj(e, L, PT_PROJ_DOWN, rs->o, rs->h1, T))) goto oom;
         HOOK(PT_HOOK_MLP_OUT, L, rs->o, d);
         for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
         HOOK(PT_HOOK_RESID_POST, L, rs->x, d);
@@ -329,7 +329,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         for (int j = first; j < st->n_tokens; j++, nl++)
             memcpy(rs->x + (size_t)nl * d, rs->xn + (size_t)(row0[i] + j) * d, d * sizeof(float));
     }
-    if (nl) b->matmul(b, rs->logits, rs->x, nl, &w->lm_head, NULL);
+    if (nl && (rc = b->matmul(b, rs->logits, rs->x, nl, &w->lm_head, NULL))) goto oom;
     for (int i = 0, r = 0; i < n; i++) {
         pt_step *st = &steps[i];
         pt_seq *s = st->seq;
@@ -347,6 +347,9 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
     }
     for (int i = 0; i < n; i++) steps[i].seq->pos += steps[i].n_tokens;
 #undef HOOK
+    goto out;
+oom:
+    rc = pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
 out:
     if (row0 != row0_small) free(row0);
     return rc;
