@@ -163,5 +163,30 @@ p = subprocess.run([PARITY, "trace", "-m", bad, "--tokens", "1", "--read", "logi
                    capture_output=True, text=True)
 check(p.returncode == 1 and "missing tensor 'model.layers.0.mlp.up_proj.weight'" in p.stderr, f"missing: {p.stderr!r}")
 
+# every engine command answers --help
+for cmd in ("trace", "generate", "score", "info", "bench"):
+    p = subprocess.run([PARITY, cmd, "--help"], capture_output=True, text=True)
+    check(p.returncode == 0 and "usage: parity " + cmd in p.stdout, f"{cmd} --help")
+p = subprocess.run([PARITY, "info", "-m", models["gpt2-prefixed"][1]], capture_output=True, text=True)
+check(p.returncode == 0 and "hook_pos_embed" in p.stdout and "gpt2" in p.stdout, "info")
+p = subprocess.run([PARITY, "score", "-m", models["gpt2-prefixed"][1], "--tokens", "5,6,7", "--json"],
+                   capture_output=True, text=True)
+sc = json.loads(p.stdout)
+cfg, d, w = models["gpt2-prefixed"]
+lg, _ = forward(cfg, w, [5, 6, 7])
+lp = torch.log_softmax(lg.double(), -1)
+check(abs(sc["logprobs"][1] - lp[0, 6].item()) < 1e-4 and abs(sc["logprobs"][2] - lp[1, 7].item()) < 1e-4,
+      f"score log-probs {sc} vs reference")
+p = subprocess.run([PARITY, "generate", "-m", d, "--tokens", "5,6,7", "--max-tokens", "4", "--json"],
+                   capture_output=True, text=True)
+gen = json.loads(p.stdout)["tokens"]
+seq = [5, 6, 7]
+for _ in range(4):
+    lg, _ = forward(cfg, w, seq)
+    seq.append(int(lg[-1].argmax()))
+check(gen == seq[3:], f"greedy generation {gen} vs reference {seq[3:]}")
+
+import shutil  # noqa: E402
+shutil.rmtree(tmp, ignore_errors=True)
 print(f"test_engine_ref: {checks - failures} passed, {failures} failed")
 sys.exit(1 if failures else 0)
