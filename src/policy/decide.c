@@ -182,31 +182,30 @@ static void fmt_caps(pt_capset caps, char *out, size_t cap) {
     if (!caps) snprintf(out, cap, "nothing");
 }
 
-/* Checks the grant's limits against usage; on failure writes which one into msg. */
-static int limits_hold(const pt_grant *g, pt_cap cap, const pt_usage *u, char *msg, size_t mcap) {
+/* Checks usage against the effective limits; on failure writes which one into msg. */
+static int limits_hold(const pt_limits *l, pt_cap cap, const pt_usage *u, char *msg, size_t mcap) {
     if (!u) return 1;
-    const pt_limits *l = &g->limits;
     if (l->requests_per_minute != PT_UNLIMITED && u->requests_last_minute >= 0 &&
         u->requests_last_minute >= l->requests_per_minute) {
-        snprintf(msg, mcap, "grant %s: requests_per_minute limit %lld reached (%lld this minute)", g->id,
+        snprintf(msg, mcap, "requests_per_minute limit %lld reached (%lld this minute)",
                  (long long)l->requests_per_minute, (long long)u->requests_last_minute);
         return 0;
     }
     if (l->tokens_per_day != PT_UNLIMITED && u->tokens_today >= 0 && u->tokens_today >= l->tokens_per_day) {
-        snprintf(msg, mcap, "grant %s: tokens_per_day limit %lld reached (%lld today)", g->id,
-                 (long long)l->tokens_per_day, (long long)u->tokens_today);
+        snprintf(msg, mcap, "tokens_per_day limit %lld reached (%lld today)", (long long)l->tokens_per_day,
+                 (long long)u->tokens_today);
         return 0;
     }
     if (cap == PT_CAP_FINETUNE && l->concurrent_finetune_jobs != PT_UNLIMITED && u->running_finetune_jobs >= 0 &&
         u->running_finetune_jobs >= l->concurrent_finetune_jobs) {
-        snprintf(msg, mcap, "grant %s: concurrent_finetune_jobs limit %lld reached (%lld running)", g->id,
+        snprintf(msg, mcap, "concurrent_finetune_jobs limit %lld reached (%lld running)",
                  (long long)l->concurrent_finetune_jobs, (long long)u->running_finetune_jobs);
         return 0;
     }
     if (cap == PT_CAP_LOGPROBS && l->logprobs_top_k != PT_UNLIMITED && u->logprobs_top_k >= 0 &&
         u->logprobs_top_k > l->logprobs_top_k) {
-        snprintf(msg, mcap, "grant %s: logprobs_top_k is capped at %lld (%lld asked)", g->id,
-                 (long long)l->logprobs_top_k, (long long)u->logprobs_top_k);
+        snprintf(msg, mcap, "logprobs_top_k is capped at %lld (%lld asked)", (long long)l->logprobs_top_k,
+                 (long long)u->logprobs_top_k);
         return 0;
     }
     return 1;
@@ -278,9 +277,17 @@ void pt_policy_decide(const pt_policy *p, const char *org, const char *model, co
             snprintf(msg, sizeof msg, "capability '%s' is not in grant %s (%s%s%s%s)",
                      pt_cap_name((g->caps & (1u << cap)) ? PT_CAP_UNMITIGATED : cap), g->id, g->tier ? "tier " : "",
                      g->tier ? g->tier : "", g->tier ? ": " : "", have);
-        } else if (!limits_hold(g, cap, usage, msg, sizeof msg)) {
-            r = PT_DENY_LIMIT;
         } else {
+            /* Limits are budgets of (organisation, model), shared by all its grants in force. */
+            pt_limits l;
+            pt_policy_effective(p, org, model, at, NULL, &l);
+            char lm[400];
+            if (!limits_hold(&l, cap, usage, lm, sizeof lm)) {
+                d->reason = PT_DENY_LIMIT;
+                d->grant = g;
+                snprintf(d->message, sizeof d->message, "grant %s allows it, but the %s", g->id, lm);
+                return;
+            }
             d->allow = 1;
             d->reason = PT_ALLOW;
             d->grant = g;
@@ -301,8 +308,10 @@ void pt_policy_decide(const pt_policy *p, const char *org, const char *model, co
     d->grant = bestg;
 }
 
+/* The most generous limit stated; a grant that states none does not lift the others'. */
 static int64_t max_limit(int64_t a, int64_t b) {
-    if (a == PT_UNLIMITED || b == PT_UNLIMITED) return PT_UNLIMITED;
+    if (a == PT_UNLIMITED) return b;
+    if (b == PT_UNLIMITED) return a;
     return a > b ? a : b;
 }
 

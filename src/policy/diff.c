@@ -197,7 +197,7 @@ json_t *pt_policy_diff(const pt_policy *a, const pt_policy *b) {
         if (!streq(a->lab_url, b->lab_url)) add(lines, "lab url %s -> %s", orn(a->lab_url), orn(b->lab_url));
     }
     /* models */
-    for (size_t i = 0; i < b->n_models; i++) {
+    for (size_t i = 0; a && i < b->n_models; i++) {
         const pt_model *m = &b->models[i], *o = NULL;
         for (size_t j = 0; a && j < a->n_models; j++)
             if (!strcmp(a->models[j].id, m->id)) o = &a->models[j];

@@ -135,6 +135,8 @@ static int get_time(pctx *c, const ynode *n, const char *path, int64_t *out) {
         return perr(c, n, path, "expected an ISO 8601 date, found %s", type_name(n));
     pt_err e;
     if (pt_parse_time(n->str, out, &e)) return perr(c, n, path, "%s", e.msg);
+    /* The canonical form writes times as YYYY-MM-DDTHH:MM:SSZ; before 1970 is never meant. */
+    if (*out < 0) return perr(c, n, path, "'%s' is before 1970", n->str);
     return PT_OK;
 }
 
@@ -142,12 +144,8 @@ static int get_limit(pctx *c, const ynode *n, const char *path, int64_t *out) {
     uint64_t v;
     if (n->type != YN_SCALAR || ytree_is_null(n))
         return perr(c, n, path, "expected a non-negative integer, found %s", type_name(n));
-    if (!strcmp(n->str, "unlimited")) {
-        *out = PT_UNLIMITED;
-        return PT_OK;
-    }
     if (pt_parse_u64(n->str, &v) || v > (uint64_t)INT64_MAX)
-        return perr(c, n, path, "'%s' is not a non-negative integer (or 'unlimited')", n->str);
+        return perr(c, n, path, "'%s' is not a non-negative integer", n->str);
     *out = (int64_t)v;
     return PT_OK;
 }

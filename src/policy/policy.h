@@ -52,7 +52,7 @@ const char *pt_org_kind_name(pt_org_kind k);
 #define PT_UNLIMITED (-1)
 
 typedef struct {
-    int64_t requests_per_minute;      /* PT_UNLIMITED or >= 0 */
+    int64_t requests_per_minute;      /* PT_UNLIMITED (not stated) or >= 0 */
     int64_t tokens_per_day;
     int64_t concurrent_finetune_jobs;
     int64_t logprobs_top_k;           /* the cap on top-k log-probs per position */
@@ -182,16 +182,19 @@ typedef struct {
  * the given usage (NULL: not checked). Deny by default. Never fails; fills *d.
  * Order of checks: organisation, model, variant known; forbids (they override grants); then
  * among the organisation's grants whose pattern matches the model, in document order, the
- * first that is in force, includes the capability (and `unmitigated` for an unmitigated
- * variant) and whose limits hold allows it. Otherwise the reason is the furthest any grant
- * got: no grant < not yet open / expired < capability not in tier < limit exceeded. */
+ * first that is in force and includes the capability (and `unmitigated` for an unmitigated
+ * variant) allows it, if the usage is within the effective limits of (org, model) (see
+ * pt_policy_effective; else PT_DENY_LIMIT). Otherwise the reason is the furthest any grant
+ * got: no grant < not yet open / expired < capability not in tier. */
 void pt_policy_decide(const pt_policy *p, const char *org, const char *model, const char *variant,
                       pt_cap cap, int64_t at, const pt_usage *usage, pt_decision *d);
 
 /* The effective limits and capabilities for (org, model) at time `at`: over the grants in force
  * (and not wholly forbidden), capabilities are united (minus forbidden ones) and each limit is
- * the most generous (PT_UNLIMITED beats any number). Returns 1 if any grant is in force, else 0
- * (and *caps = 0, limits all 0). Either output pointer may be NULL. */
+ * the largest number any of them states (PT_UNLIMITED only when none states one: a grant
+ * that states no rate limit does not lift another's). Returns 1 if any grant is in force,
+ * else 0 (and *caps = 0, limits all 0). Either output pointer may be NULL. The server uses
+ * these for rate limiting and the log-probs cap; pt_policy_decide checks usage against them. */
 int pt_policy_effective(const pt_policy *p, const char *org, const char *model, int64_t at,
                         pt_capset *caps, pt_limits *limits);
 
