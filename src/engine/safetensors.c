@@ -260,8 +260,8 @@ int pt_safetensors_read(const char *path, pt_tensors *ts, pt_err *err) {
 
 static int write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n ? 0 : -1; }
 
-int pt_safetensors_write(const char *path, const pt_tensor *tensors, size_t n, const json_t *metadata,
-                         pt_err *err) {
+int pt_safetensors_header(const pt_tensor *tensors, size_t n, const json_t *metadata, char **out, size_t *len,
+                          pt_err *err) {
     json_t *h = json_object();
     size_t off = 0;
     if (metadata && json_object_size(metadata)) json_object_set_new(h, "__metadata__", json_deep_copy(metadata));
@@ -269,7 +269,7 @@ int pt_safetensors_write(const char *path, const pt_tensor *tensors, size_t n, c
         const pt_tensor *t = &tensors[i];
         if (t->dtype == PT_Q8_0) {
             json_decref(h);
-            return pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s': safetensors has no Q8_0 dtype", path, t->name);
+            return pt_errf(err, PT_EUNSUPPORTED, "tensor '%s': safetensors has no Q8_0 dtype", t->name);
         }
         json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
@@ -281,8 +281,42 @@ int pt_safetensors_write(const char *path, const pt_tensor *tensors, size_t n, c
     char *hs = json_dumps(h, JSON_COMPACT);
     json_decref(h);
     if (!hs) return pt_errf(err, PT_ENOMEM, "out of memory");
+    /* 8-byte length, the header padded with spaces to a multiple of 8 (a writer habit). */
     size_t hl = strlen(hs), padded = (hl + 7) & ~(size_t)7;
+    char *p = malloc(8 + padded);
+    if (!p) {
+        free(hs);
+        return pt_errf(err, PT_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < 8; i++) p[i] = (char)(uint8_t)((uint64_t)padded >> (8 * i));
+    memcpy(p + 8, hs, hl);
+    memset(p + 8 + hl, ' ', padded - hl);
+    free(hs);
+    *out = p;
+    *len = 8 + padded;
+    return PT_OK;
+}
 
+int pt_safetensors_serialize(const pt_tensor *tensors, size_t n, const json_t *metadata, pt_buf *out, pt_err *err) {
+    char *h;
+    size_t hl;
+    int rc = pt_safetensors_header(tensors, n, metadata, &h, &hl, err);
+    if (rc) return rc;
+    rc = pt_buf_append(out, h, hl);
+    free(h);
+    for (size_t i = 0; i < n && !rc; i++) rc = pt_buf_append(out, tensors[i].data, tensors[i].nbytes);
+    return rc ? pt_errf(err, PT_ENOMEM, "safetensors output over its size limit") : PT_OK;
+}
+
+int pt_safetensors_write(const char *path, const pt_tensor *tensors, size_t n, const json_t *metadata,
+                         pt_err *err) {
+    char *hs;
+    size_t hlen;
+    int hrc = pt_safetensors_header(tensors, n, metadata, &hs, &hlen, err);
+    if (hrc) {
+        pt_err_prefix(err, "%s", path);
+        return hrc;
+    }
     size_t tl = strlen(path) + 32;
     char *tmp = malloc(tl);
     snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
@@ -292,10 +326,7 @@ int pt_safetensors_write(const char *path, const pt_tensor *tensors, size_t n, c
         rc = pt_errf(err, PT_EIO, "%s: %s", tmp, strerror(errno));
         goto out;
     }
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-    int bad = write_all(f, len8, 8) || write_all(f, hs, hl);
-    for (size_t i = hl; i < padded && !bad; i++) bad = fputc(' ', f) == EOF;
+    int bad = write_all(f, hs, hlen);
     for (size_t i = 0; i < n && !bad; i++) bad = write_all(f, tensors[i].data, tensors[i].nbytes);
     if (bad || fflush(f) || fsync(fileno(f))) {
         rc = pt_errf(err, PT_EIO, "%s: write: %s", tmp, strerror(errno));

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/fileio.h"
 
@@ -102,6 +103,11 @@ int pt_tensors_keep_map(pt_tensors *ts, pt_map *m, pt_err *err);
 int pt_safetensors_read(const char *path, pt_tensors *ts, pt_err *err);
 /* The same from a buffer in memory (the tensors borrow from data, which must outlive ts). */
 int pt_safetensors_parse(const uint8_t *data, size_t len, const char *what, pt_tensors *ts, pt_err *err);
+/* The header bytes (length prefix + padded JSON) for tensors in this order; *out malloc'd. */
+int pt_safetensors_header(const pt_tensor *tensors, size_t n, const json_t *metadata, char **out, size_t *len,
+                          pt_err *err);
+/* The whole file into a buffer (for small outputs, e.g. an HTTP response). */
+int pt_safetensors_serialize(const pt_tensor *tensors, size_t n, const json_t *metadata, pt_buf *out, pt_err *err);
 /* Writes tensors (in the given order) and optional string metadata to path, atomically. */
 int pt_safetensors_write(const char *path, const pt_tensor *tensors, size_t n, const json_t *metadata,
                          pt_err *err);
