@@ -153,7 +153,7 @@ static void test_model(pt_engine *e, const char *what) {
         float *vec = malloc((size_t)c->d_model * sizeof(float));
         for (int i = 0; i < c->d_model; i++) vec[i] = (float)((i % 7) - 3) * 0.5f;
         int32_t where[2] = {3, 8};
-        pt_hooks *h1, *h2;
+        pt_hooks *h1 = NULL, *h2 = NULL;
         CHECK(pt_hooks_new(c, &h1, &err) == PT_OK && pt_hooks_new(c, &h2, &err) == PT_OK);
         pt_hooks *hs[2] = {h1, h2};
         for (int k = 0; k < 2; k++) {

@@ -14,6 +14,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,9 +114,12 @@ static void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     pool_work(p, 0);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks) {
+    /* Wait for tasks other threads hold; yield after a while, since on a loaded machine the
+     * thread we wait for may need this core. */
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
+        if (spins > 2000) sched_yield();
 #if PT_HAVE_AVX2
-        _mm_pause();
+        else _mm_pause();
 #endif
     }
 }
