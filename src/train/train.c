@@ -1,6 +1,7 @@
 /* see train.h */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,6 +514,91 @@ static float gelu_tanh_grad(float x) {
     return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * k * (1.f + 3.f * 0.044715f * x * x);
 }
 
+/* ---- the loss, over row ranges on threads ---------------------------------------------- */
+
+#define LOSS_MAX_THREADS 64
+
+typedef struct loss_job {
+    float *logits;
+    const int32_t *targets;
+    const float *soft;
+    int V;
+    float scale;
+    int backward;
+    double sum[LOSS_MAX_THREADS];
+    size_t cnt[LOSS_MAX_THREADS];
+} loss_job;
+
+/* Cross-entropy of rows [r0, r1): one expf per logit (the sum in double); with backward the
+ * row becomes its gradient (softmax − target)·scale. */
+static void loss_rows(void *arg, int part, int r0, int r1) {
+    loss_job *j = arg;
+    const int V = j->V;
+    double total = 0;
+    size_t counted = 0;
+    for (int r = r0; r < r1; r++) {
+        float *row = j->logits + (size_t)r * V;
+        int tg = j->targets[r];
+        if (tg == PT_IGNORE_INDEX) {
+            if (j->backward) memset(row, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *q = j->soft ? j->soft + (size_t)r * V : NULL;
+        float mx = -INFINITY;
+        for (int k = 0; k < V; k++) mx = fmaxf(mx, row[k]);
+        double s = 0, qdot = 0, qsum = 0;
+        if (q)
+            for (int k = 0; k < V; k++)
+                if (q[k] > 0) qdot += (double)q[k] * row[k], qsum += q[k];
+        float target_logit = q ? 0.f : row[tg];
+        if (j->backward)
+            for (int k = 0; k < V; k++) s += (row[k] = expf(row[k] - mx));
+        else
+            for (int k = 0; k < V; k++) s += expf(row[k] - mx);
+        double lse = mx + log(s);
+        total += q ? lse * qsum - qdot : lse - target_logit;
+        counted++;
+        if (j->backward) {
+            float inv = (float)(j->scale / s);
+            for (int k = 0; k < V; k++) row[k] *= inv;
+            if (q)
+                for (int k = 0; k < V; k++) row[k] -= q[k] * j->scale;
+            else row[tg] -= j->scale;
+        }
+    }
+    j->sum[part] = total, j->cnt[part] = counted;
+}
+
+typedef struct prow {
+    void (*fn)(void *, int, int, int);
+    void *arg;
+    int part, r0, r1;
+} prow;
+
+static void *prow_main(void *p) {
+    prow *x = p;
+    x->fn(x->arg, x->part, x->r0, x->r1);
+    return NULL;
+}
+
+/* Runs fn over rows [0, n) in `parts` contiguous ranges, one per thread (the caller runs the
+ * first). Fixed ranges: the result does not depend on timing. Falls back to running a range
+ * on the caller when a thread cannot start. */
+static void parallel_rows(void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
+    pthread_t th[LOSS_MAX_THREADS];
+    prow w[LOSS_MAX_THREADS];
+    int started[LOSS_MAX_THREADS] = {0};
+    for (int i = 0; i < parts; i++) {
+        w[i] = (prow){fn, arg, i, (int)((int64_t)n * i / parts), (int)((int64_t)n * (i + 1) / parts)};
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, prow_main, &w[i]) == 0;
+    }
+    fn(arg, 0, w[0].r0, w[0].r1);
+    for (int i = 1; i < parts; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else fn(arg, i, w[i].r0, w[i].r1);
+    }
+}
+
 /* ---- forward and backward -------------------------------------------------------------- */
 
 int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -606,37 +692,15 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
     else ln_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
     mm_fwd(a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
 
-    /* Loss (and its gradient, in place of the logits). */
+    /* Loss (and its gradient, in place of the logits), rows split over the threads. */
+    loss_job lj = {a->logits, targets, soft, V, loss_scale, backward, {0}, {0}};
+    int nth = t->o.n_threads > 1 ? t->o.n_threads : 1;
+    if (nth > LOSS_MAX_THREADS) nth = LOSS_MAX_THREADS;
+    if ((size_t)N * V < 65536) nth = 1;
+    parallel_rows(loss_rows, &lj, N, nth);
     double total = 0;
     size_t counted = 0;
-    for (int r = 0; r < N; r++) {
-        float *row = a->logits + (size_t)r * V;
-        if (targets[r] == PT_IGNORE_INDEX) {
-            if (backward) memset(row, 0, (size_t)V * sizeof(float));
-            continue;
-        }
-        float mx = -INFINITY;
-        for (int j = 0; j < V; j++) mx = fmaxf(mx, row[j]);
-        double s = 0;
-        for (int j = 0; j < V; j++) s += exp((double)row[j] - mx);
-        double lse = mx + log(s);
-        const float *q = soft ? soft + (size_t)r * V : NULL;
-        if (q) {
-            double l = 0;
-            for (int j = 0; j < V; j++)
-                if (q[j] > 0) l -= q[j] * ((double)row[j] - lse);
-            total += l;
-        } else {
-            total += lse - row[targets[r]];
-        }
-        counted++;
-        if (backward) {
-            for (int j = 0; j < V; j++) row[j] = (float)exp((double)row[j] - lse) * loss_scale;
-            if (q)
-                for (int j = 0; j < V; j++) row[j] -= q[j] * loss_scale;
-            else row[targets[r]] -= loss_scale;
-        }
-    }
+    for (int i = 0; i < nth; i++) total += lj.sum[i], counted += lj.cnt[i];
     if (loss_sum) *loss_sum = total;
     if (n_counted) *n_counted = counted;
     if (!backward) return PT_OK;
