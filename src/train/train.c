@@ -11,6 +11,12 @@
 #include "train/train.h"
 
 extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+#define LOSS_MAX_THREADS 64
+/* Threads the attention and loss loops use. */
+#define ATT_THREADS(o) ((o)->n_threads < 1 ? 1 : (o)->n_threads > LOSS_MAX_THREADS ? LOSS_MAX_THREADS : (o)->n_threads)
+
 
 /* ---- PRNG ------------------------------------------------------------------------------ */
 
@@ -71,7 +77,7 @@ typedef struct acts {
     float *dqkv;      /* (N, qd + 2 kvd) */
     float *dz;        /* (N, qd) */
     float *dh, *dh2;  /* (N, F) */
-    float *dp;        /* (T, T) */
+    float *dp;        /* (threads, T, T) attention-backward scratch, one per thread */
     float *rope;      /* (T, hd/2, 2) cos, sin */
 } acts;
 
@@ -260,7 +266,7 @@ int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **ou
     size_t per_layer = N * d * 4 /* ln1 mid ln2 + res */ + N * 4 /* stats */ + N * qkvd + B * H * T * T + N * qd +
                        N * F * (llama ? 3 : 2);
     size_t total = per_layer * L + N * d /* res[L] */ + N * d + 2 * N + N * V + N * d * 2 + N * qkvd + N * qd +
-                   2 * N * F + T * T + T * hd2 * 2;
+                   2 * N * F + (size_t)ATT_THREADS(opt) * T * T + T * hd2 * 2;
     t->act_floats = total;
     size_t abytes;
     if (pt_mul_size(total, sizeof(float), &abytes)) goto oom;
@@ -312,7 +318,7 @@ int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **ou
     a->dz = TAKE(N * qd);
     a->dh = TAKE(N * F);
     a->dh2 = TAKE(N * F);
-    a->dp = TAKE(T * T);
+    a->dp = TAKE((size_t)ATT_THREADS(opt) * T * T);
     a->rope = TAKE(T * hd2 * 2);
 #undef TAKE
     if ((size_t)(q - t->act_block) > total) {
@@ -516,8 +522,6 @@ static float gelu_tanh_grad(float x) {
 
 /* ---- the loss, over row ranges on threads ---------------------------------------------- */
 
-#define LOSS_MAX_THREADS 64
-
 typedef struct loss_job {
     float *logits;
     const int32_t *targets;
@@ -599,6 +603,96 @@ static void parallel_rows(void (*fn)(void *, int, int, int), void *arg, int n, i
     }
 }
 
+/* ---- attention on threads ------------------------------------------------------------- */
+
+typedef struct att_job {
+    pt_trainer *t;
+    int l, B, T;
+    float scale;
+} att_job;
+
+/* Forward: tasks i = b·H + h. S = QKᵀ·scale, causal softmax → P (saved), Z = PV. */
+static void attn_fwd_rows(void *arg, int part, int i0, int i1) {
+    att_job *j = arg;
+    const pt_config *c = &j->t->c;
+    acts *a = &j->t->a;
+    const int T = j->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd,
+              qkvd = qd + 2 * kvd;
+    const float *qkv = a->qkv[j->l];
+    for (int idx = i0; idx < i1; idx++) {
+        int b = idx / H, h = idx % H, kvh = h / (H / KV);
+        const float *Q = qkv + (size_t)b * T * qkvd + (size_t)h * hd;
+        const float *K = qkv + (size_t)b * T * qkvd + qd + (size_t)kvh * hd;
+        const float *Vv = K + kvd;
+        float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, j->scale, Q, qkvd, K, qkvd, 0.f, P, T);
+        for (int i = 0; i < T; i++) {
+            float *row = P + (size_t)i * T, mx = -INFINITY;
+            for (int k = 0; k <= i; k++) mx = fmaxf(mx, row[k]);
+            float s = 0;
+            for (int k = 0; k <= i; k++) s += (row[k] = expf(row[k] - mx));
+            float inv = 1.f / s;
+            for (int k = 0; k <= i; k++) row[k] *= inv;
+            for (int k = i + 1; k < T; k++) row[k] = 0.f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.f, P, T, Vv, qkvd, 0.f,
+                    a->z[j->l] + (size_t)b * T * qd + (size_t)h * hd, qd);
+    }
+}
+
+/* Backward: tasks i = b·KV + g, each runs the query heads of kv head g (so dK, dV of one kv
+ * head are written by one thread). Uses this part's dP scratch. */
+static void attn_bwd_rows(void *arg, int part, int i0, int i1) {
+    att_job *j = arg;
+    const pt_config *c = &j->t->c;
+    acts *a = &j->t->a;
+    const int T = j->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd,
+              qkvd = qd + 2 * kvd, rep = H / KV;
+    const float scale = j->scale, *qkv = a->qkv[j->l];
+    float *dqkv = a->dqkv, *dP = a->dp + (size_t)part * T * T;
+    for (int idx = i0; idx < i1; idx++) {
+        int b = idx / KV, g = idx % KV;
+        size_t base = (size_t)b * T * qkvd;
+        const float *K = qkv + base + qd + (size_t)g * hd, *Vv = K + kvd;
+        float *dK = dqkv + base + qd + (size_t)g * hd, *dV = dK + kvd;
+        for (int h = g * rep; h < (g + 1) * rep; h++) {
+            const float *Q = qkv + base + (size_t)h * hd;
+            float *dQ = dqkv + base + (size_t)h * hd;
+            const float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
+            const float *dZ = a->dz + (size_t)b * T * qd + (size_t)h * hd;
+            /* dP = dZ Vᵀ ; dV += Pᵀ dZ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.f, dZ, qd, Vv, qkvd, 0.f, dP, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.f, P, T, dZ, qd, 1.f, dV, qkvd);
+            /* dS = P ∘ (dP − rowsum(P ∘ dP)) */
+            for (int i = 0; i < T; i++) {
+                const float *pr = P + (size_t)i * T;
+                float *gr = dP + (size_t)i * T, s = 0;
+                for (int k = 0; k <= i; k++) s += pr[k] * gr[k];
+                for (int k = 0; k <= i; k++) gr[k] = pr[k] * (gr[k] - s);
+                for (int k = i + 1; k < T; k++) gr[k] = 0.f;
+            }
+            /* dQ += scale dS K ; dK += scale dSᵀ Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, K, qkvd, 1.f, dQ, qkvd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, Q, qkvd, 1.f, dK, qkvd);
+        }
+    }
+}
+
+/* Runs an attention pass over n tasks on the trainer's threads, OpenBLAS single-threaded
+ * inside (products this small lose more to BLAS threading than they gain). */
+static void run_attention(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n) {
+    int nth = ATT_THREADS(&t->o);
+    if (nth > n) nth = n;
+    if (nth <= 1) {
+        fn(arg, 0, 0, n);
+        return;
+    }
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    parallel_rows(fn, arg, n, nth);
+    openblas_set_num_threads(saved);
+}
+
 /* ---- forward and backward -------------------------------------------------------------- */
 
 int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -646,27 +740,9 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
             ln_fwd(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
             mm_fwd(qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
         }
-        /* Causal attention per (sequence, head): S = QKᵀ·scale, P = softmax, Z = PV. */
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                int kvh = h / (H / KV);
-                const float *Q = qkv + (size_t)b * T * qkvd + (size_t)h * hd;
-                const float *K = qkv + (size_t)b * T * qkvd + qd + (size_t)kvh * hd;
-                const float *Vv = K + kvd;
-                float *P = a->att[l] + ((size_t)b * H + h) * T * T;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, Q, qkvd, K, qkvd, 0.f, P, T);
-                for (int i = 0; i < T; i++) {
-                    float *row = P + (size_t)i * T, mx = -INFINITY;
-                    for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j]);
-                    float s = 0;
-                    for (int j = 0; j <= i; j++) s += (row[j] = expf(row[j] - mx));
-                    float inv = 1.f / s;
-                    for (int j = 0; j <= i; j++) row[j] *= inv;
-                    for (int j = i + 1; j < T; j++) row[j] = 0.f;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.f, P, T, Vv, qkvd, 0.f,
-                            a->z[l] + (size_t)b * T * qd + (size_t)h * hd, qd);
-            }
+        /* Causal attention per (sequence, head), the (b, h) pairs spread over the threads. */
+        att_job aj = {t, l, B, T, scale};
+        run_attention(t, attn_fwd_rows, &aj, B * H);
         /* o_proj, residual */
         mm_fwd(a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
         for (size_t i = 0; i < (size_t)N * d; i++) a->mid[l][i] += x[i];
@@ -734,33 +810,12 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
                    a->ln2_rstd[l], N, d);
         }
         /* Attention: mid = res[l] + o_proj(z) ; dres is now d mid */
+        att_job aj_b = {t, l, B, T, scale};
         mm_bwd(a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
-        float *qkv = a->qkv[l], *dqkv = a->dqkv;
+        float *dqkv = a->dqkv;
         memset(dqkv, 0, (size_t)N * qkvd * sizeof(float));
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                int kvh = h / (H / KV);
-                size_t base = (size_t)b * T * qkvd;
-                const float *Q = qkv + base + (size_t)h * hd, *K = qkv + base + qd + (size_t)kvh * hd, *Vv = K + kvd;
-                float *dQ = dqkv + base + (size_t)h * hd, *dK = dqkv + base + qd + (size_t)kvh * hd, *dV = dK + kvd;
-                const float *P = a->att[l] + ((size_t)b * H + h) * T * T;
-                const float *dZ = a->dz + (size_t)b * T * qd + (size_t)h * hd;
-                float *dP = a->dp;
-                /* dP = dZ Vᵀ ; dV += Pᵀ dZ */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.f, dZ, qd, Vv, qkvd, 0.f, dP, T);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.f, P, T, dZ, qd, 1.f, dV, qkvd);
-                /* dS = P ∘ (dP − rowsum(P ∘ dP)) */
-                for (int i = 0; i < T; i++) {
-                    const float *pr = P + (size_t)i * T;
-                    float *gr = dP + (size_t)i * T, s = 0;
-                    for (int j = 0; j <= i; j++) s += pr[j] * gr[j];
-                    for (int j = 0; j <= i; j++) gr[j] = pr[j] * (gr[j] - s);
-                    for (int j = i + 1; j < T; j++) gr[j] = 0.f;
-                }
-                /* dQ += scale dS K ; dK += scale dSᵀ Q */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, K, qkvd, 1.f, dQ, qkvd);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, Q, qkvd, 1.f, dK, qkvd);
-            }
+        /* one task per (b, kv head): the query heads sharing a kv head accumulate dK, dV */
+        run_attention(t, attn_bwd_rows, &aj_b, B * KV);
         if (llama) {
             rope_apply(dqkv, qkvd, 0, N, T, H, hd, a->rope, -1);
             rope_apply(dqkv, qkvd, qd, N, T, KV, hd, a->rope, -1);
