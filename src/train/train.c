@@ -693,6 +693,44 @@ static void run_attention(pt_trainer *t, void (*fn)(void *, int, int, int), void
     openblas_set_num_threads(saved);
 }
 
+/* ---- MLP activations on threads --------------------------------------------------------- */
+
+typedef struct act_job {
+    acts *a;
+    int l, F, op; /* op 0: forward, 1: backward */
+    int llama;
+} act_job;
+
+static void act_rows(void *arg, int part, int r0, int r1) {
+    act_job *j = arg;
+    acts *a = j->a;
+    size_t i0 = (size_t)r0 * j->F, i1 = (size_t)r1 * j->F;
+    const float *hp = a->hpre[j->l];
+    if (j->llama) {
+        const float *hu = a->hup[j->l];
+        if (!j->op)
+            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = hp[i] / (1.f + expf(-hp[i])) * hu[i];
+        else
+            for (size_t i = i0; i < i1; i++) {
+                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + expf(-gt)), da = a->dh[i];
+                a->dh2[i] = da * gt * sg;                         /* d up */
+                a->dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
+            }
+    } else {
+        if (!j->op)
+            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = gelu_tanh(hp[i]);
+        else
+            for (size_t i = i0; i < i1; i++) a->dh[i] *= gelu_tanh_grad(hp[i]);
+    }
+}
+
+static void run_act(pt_trainer *t, int l, int N, int op) {
+    act_job j = {&t->a, l, t->c.d_ff, op, t->c.arch == PT_ARCH_LLAMA};
+    int nth = ATT_THREADS(&t->o);
+    if ((size_t)N * (size_t)t->c.d_ff < 65536 || nth > N) nth = 1;
+    parallel_rows(act_rows, &j, N, nth);
+}
+
 /* ---- forward and backward -------------------------------------------------------------- */
 
 int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
@@ -752,14 +790,11 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
             rms_fwd(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
             mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
             mm_fwd(a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
-            for (size_t i = 0; i < (size_t)N * F; i++) {
-                float g = a->hpre[l][i];
-                a->hact[l][i] = g / (1.f + expf(-g)) * a->hup[l][i];
-            }
+            run_act(t, l, N, 0);
         } else {
             ln_fwd(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
             mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
-            for (size_t i = 0; i < (size_t)N * F; i++) a->hact[l][i] = gelu_tanh(a->hpre[l][i]);
+            run_act(t, l, N, 0);
         }
         mm_fwd(xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
         for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += a->mid[l][i];
@@ -795,16 +830,12 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
         /* MLP: res[l+1] = mid + down(act(...)) ; dres is d res[l+1] */
         mm_bwd(a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
         if (llama) {
-            for (size_t i = 0; i < (size_t)N * F; i++) {
-                float gt = a->hpre[l][i], u = a->hup[l][i], sg = 1.f / (1.f + expf(-gt)), da = a->dh[i];
-                a->dh2[i] = da * gt * sg;                         /* d up */
-                a->dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
-            }
+            run_act(t, l, N, 1);
             mm_bwd(dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
             mm_bwd(dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
             rms_bwd(dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
         } else {
-            for (size_t i = 0; i < (size_t)N * F; i++) a->dh[i] *= gelu_tanh_grad(a->hpre[l][i]);
+            run_act(t, l, N, 1);
             mm_bwd(dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
             ln_bwd(dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
                    a->ln2_rstd[l], N, d);
