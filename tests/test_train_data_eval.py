@@ -17,7 +17,7 @@ V, EOT = byte_tokenizer(tokp)
 words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "in", "there"]
 g = torch.Generator().manual_seed(1)
 paras = [" ".join(words[int(i)] for i in torch.randint(0, len(words), (int(n),), generator=g))
-         for n in torch.randint(5, 30, (40,), generator=g)]
+         for n in torch.randint(5, 30, (24,), generator=g)]
 corpus = os.path.join(tmp, "corpus.txt")
 with open(corpus, "w") as f:
     f.write("\n\n".join(p if k % 3 else p[:len(p) // 2] + "\n" + p[len(p) // 2:] for k, p in enumerate(paras)) + "\n")
@@ -34,8 +34,8 @@ p = run("data", "--tokenizer", tokp, "--input", corpus, "--out", out, "--val-fra
 meta = json.loads(p.stdout)
 tr, vtr = read_tokfile(os.path.join(out, "train.bin"))
 va, _ = read_tokfile(os.path.join(out, "val.bin"))
-check(meta["documents"] == 40 and vtr == V, f"40 paragraphs became 40 documents ({meta['documents']}), vocab {vtr}")
-check(1 <= meta["val_documents"] < 40 and va.count(EOT) == meta["val_documents"],
+check(meta["documents"] == 24 and vtr == V, f"24 paragraphs became 24 documents ({meta['documents']}), vocab {vtr}")
+check(1 <= meta["val_documents"] < 24 and va.count(EOT) == meta["val_documents"],
       f"a validation split of {meta['val_documents']} documents, each ending in EOS")
 docs = []
 for part in (tr, va):
@@ -131,7 +131,7 @@ data: {out}
 out: {tmp}/scratch
 batch_size: 4
 seq_len: 32
-steps: 20
+steps: 15
 lr: 0.01
 warmup: 5
 eval_interval: 10
