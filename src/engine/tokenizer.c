@@ -258,10 +258,10 @@ static int find_merge(const pt_tokenizer *t, int32_t left, int32_t right, int32_
     }
 }
 
-static const float *sort_scores_;
-static int cmp_by_score(const void *a, const void *b) {
+static int cmp_by_score(const void *a, const void *b, void *ctx) {
+    const float *sc = ctx;
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    float sx = sort_scores_[x], sy = sort_scores_[y];
+    float sx = sc[x], sy = sc[y];
     if (sx != sy) return sx > sy ? -1 : 1;
     return x < y ? -1 : x > y;
 }
@@ -271,11 +271,8 @@ int tk_merges_from_scores(pt_tokenizer *t, const float *scores, pt_err *err) {
     int32_t *order = malloc(n * sizeof *order);
     if (!order) return pt_errf(err, PT_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) order[i] = (int32_t)i;
-    /* qsort with a file-static: loading is not reentrant for score-ordered vocabularies,
-     * which is fine (it runs once, at load); the tie-break on id makes it deterministic. */
-    sort_scores_ = scores;
-    qsort(order, n, sizeof *order, cmp_by_score);
-    sort_scores_ = NULL;
+    /* higher score first; the tie-break on id makes the order deterministic */
+    qsort_r(order, n, sizeof *order, cmp_by_score, (void *)scores);
     for (size_t r = 0; r < n; r++) {
         int32_t id = order[r];
         if (!(t->attr[id] & TKA_PRESENT) || (t->attr[id] & (TKA_ADDED | TKA_BYTE))) continue;
