@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_engine.h"
+#include "engine/sample.h"
 #include "common/util.h"
 
 const char cmd_generate_summary[] = "generate tokens from a prompt (with optional interventions)";
@@ -84,7 +85,7 @@ int cmd_generate(int argc, char **argv) {
         rc = pt_engine_forward(e, &st, 1, &err);
         while (!rc && n_gen < max_tokens) {
             int next = pt_argmax(lg, c->vocab_size);
-            pt_log_softmax(lg, c->vocab_size);
+            pt_log_softmax(lg, (size_t)c->vocab_size, lg);
             lps[n_gen] = lg[next];
             gen[n_gen++] = next;
             int eos = 0;

@@ -94,7 +94,7 @@ static int srv_load_policy(pt_server *s, pt_err *err) {
     }
     pt_policy *p;
     if (!digest[0]) {
-        static const char empty[] = "{\"version\":1,\"lab\":{\"id\":\"unconfigured\",\"name\":\"(no policy applied yet)\"}}";
+        static const char empty[] = "{\"version\":1,\"lab\":{\"id\":\"unconfigured\",\"name\":\"(no policy applied yet)\"},\"models\":[],\"organisations\":[]}";
         p = pt_policy_parse(empty, sizeof empty - 1, "(empty policy)", err);
         if (!p) return err ? err->code : PT_EFORMAT;
         srv_policy_set(s, p, "", 0);
