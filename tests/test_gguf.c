@@ -91,8 +91,8 @@ static void test_written_file_reads_back(void) {
     char *p2 = pt_path_join(dir, "b.gguf");
     CHECK(pt_gguf_write(w, p2, NULL, NULL, NULL, &e) == 0);
     pt_gguf_writer_free(w);
-    char *b1, *b2;
-    size_t l1, l2;
+    char *b1 = NULL, *b2 = NULL;
+    size_t l1 = 0, l2 = 0;
     CHECK(pt_read_file(p, 1 << 20, &b1, &l1, &e) == 0 && pt_read_file(p2, 1 << 20, &b2, &l2, &e) == 0);
     CHECK(l1 == l2 && !memcmp(b1, b2, l1));
     free(b1);
