@@ -19,7 +19,7 @@ def main():
     if not shutil.which("node") or not shutil.which("npm"):
         print("node/npm missing: install Debian's nodejs and npm", file=sys.stderr)
         return 1
-    subprocess.run(["bash", os.path.join(HERE, "js", "install.sh")], check=True)
+    subprocess.run(["bash", os.path.join(HERE, "js-gguf", "install.sh")], check=True)
     tmp = tempfile.mkdtemp(prefix="parity-js-")
     failed = []
     try:
@@ -31,7 +31,7 @@ def main():
         for dt in ("f32", "f16", "q8_0", "bf16"):
             g = os.path.join(tmp, f"m-{dt}.gguf")
             subprocess.run([PARITY, "convert", d, g, "--dtype", dt, "--quiet"], check=True)
-            js = json.loads(subprocess.run(["node", os.path.join(HERE, "js", "dump_gguf.mjs"), g], check=True,
+            js = json.loads(subprocess.run(["node", os.path.join(HERE, "js-gguf", "dump_gguf.mjs"), g], check=True,
                                            capture_output=True, text=True).stdout)
             kv, tensors, data_off, _ = R.read_gguf(g)
             if set(js["metadata"]) - {"version", "tensor_count", "kv_count"} != set(kv):

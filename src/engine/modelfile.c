@@ -122,7 +122,7 @@ static int normalise_hf(pt_model_files *mf, pt_err *err) {
 
 static int check_one(const pt_model_files *mf, const char *name, int ndim, int64_t d0, int64_t d1, pt_err *err) {
     const pt_tensor *t = pt_tensors_find(&mf->tensors, name);
-    if (!t) return pt_errf(err, PT_ENOTFOUND, "%s: tensor '%s' is missing", mf->path, name);
+    if (!t) return pt_errf(err, PT_ENOTFOUND, "%s: missing tensor '%s'", mf->path, name);
     int ok = t->ndim == ndim && t->shape[0] == d0 && (ndim < 2 || t->shape[1] == d1);
     if (!ok) {
         char got[128] = "";

@@ -1,0 +1,699 @@
+/* tlog.c — the writable log: open/recover, group-commit appends, reads and proofs.
+ * See tlog.h for the contract. */
+#include "tlog/tlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/fileio.h"
+#include "tlog/merkle.h"
+#include "tlog/note.h"
+#include "tlog/tile.h"
+
+/* The proof cache holds expanded tiles (16 KiB each), allocated as they are touched; 4096 of
+ * them (64 MiB at most) hold every tile of a 1M-entry log. */
+#define CACHE_SLOTS 4096
+
+typedef struct cache_slot {
+    int level;              /* -1: empty */
+    uint64_t index;
+    tile_expanded *x;
+} cache_slot;
+
+typedef struct req {
+    const void *const *data;
+    const size_t *lens;
+    size_t n;
+    uint64_t first;
+    int status, done;
+    pt_err err;
+    struct req *next;
+} req;
+
+struct tlog {
+    char *dir;                 /* DATA/log/NAME */
+    char *origin, *vkey;
+    note_signer signer;
+    note_verifier verifier;
+    int lock_fd;
+
+    pthread_mutex_t mu;        /* guards everything below up to the cache */
+    pthread_cond_t cv;
+    uint64_t size;             /* published */
+    uint8_t root[32];
+    char *cp;
+    size_t cp_len;
+    req *head, *tail;
+    int leader, broken;
+
+    /* Owned by the leader while it integrates (leader == 1), so no lock is needed. */
+    tile_stack *st;
+    pt_buf bundle;             /* the partial entries bundle: st->size % 256 entries */
+
+    pthread_mutex_t cache_mu;
+    cache_slot cache[CACHE_SLOTS];
+};
+
+/* ---- proof cache ---------------------------------------------------------------------- */
+
+static size_t slot_of(int level, uint64_t index) {
+    return (size_t)((index + (uint64_t)level * 7919u) % CACHE_SLOTS);
+}
+
+static void cache_put(tlog *t, int level, uint64_t index, const tile_expanded *x) {
+    cache_slot *s = &t->cache[slot_of(level, index)];
+    if (!s->x && !(s->x = malloc(sizeof *s->x))) return; /* a cache: failure only costs time */
+    memcpy(s->x, x, sizeof *x);
+    s->level = level;
+    s->index = index;
+}
+
+static int read_tile_file(const char *dir, int level, uint64_t index, unsigned width, uint8_t **data,
+                          size_t *len, pt_err *err) {
+    char rel[TILE_PATH_MAX];
+    tile_path(rel, level, index, width);
+    char *path = pt_path_join(dir, rel);
+    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
+    char *buf;
+    int rc = pt_read_file(path, (size_t)TILE_WIDTH * (2 + TLOG_MAX_ENTRY), &buf, len, err);
+    free(path);
+    if (rc) return rc;
+    *data = (uint8_t *)buf;
+    return PT_OK;
+}
+
+static int load_hash_tile(const char *dir, unsigned level, uint64_t index, unsigned width, merkle_hash *out,
+                          pt_err *err) {
+    uint8_t *data;
+    size_t len;
+    int rc = read_tile_file(dir, (int)level, index, width, &data, &len, err);
+    if (rc) return rc;
+    if (len != (size_t)width * MERKLE_HASH) {
+        char rel[TILE_PATH_MAX];
+        rc = pt_errf(err, PT_EFORMAT, "%s/%s: %zu bytes, expected %u hashes (%u bytes)", dir,
+                     tile_path(rel, (int)level, index, width), len, width, width * MERKLE_HASH);
+    } else {
+        memcpy(out, data, len);
+    }
+    free(data);
+    return rc;
+}
+
+typedef struct getctx {
+    tlog *t;
+    uint64_t size;
+} getctx;
+
+/* merkle_get_fn over the stored tiles of the tree of g->size, through the cache. */
+static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERKLE_HASH], pt_err *err) {
+    getctx *g = ctx;
+    tlog *t = g->t;
+    unsigned tl = level / TILE_HEIGHT, r = level % TILE_HEIGHT;
+    if (tl >= TILE_LEVELS) return pt_errf(err, PT_EINTERNAL, "hash level %u out of range", level);
+    uint64_t pos = index << r;            /* first covered hash at level 8·tl */
+    uint64_t k = pos >> TILE_HEIGHT;
+    unsigned j = (unsigned)(pos & (TILE_WIDTH - 1)) >> r;
+    unsigned need = (j + 1) << r;
+    unsigned w = tile_width((int)tl, k, g->size);
+    if (w < need) return pt_errf(err, PT_EINTERNAL, "hash (%u, %llu) is not in the tree of size %llu", level,
+                                 (unsigned long long)index, (unsigned long long)g->size);
+    pthread_mutex_lock(&t->cache_mu);
+    cache_slot *s = &t->cache[slot_of((int)tl, k)];
+    if (s->x && s->level == (int)tl && s->index == k && s->x->width >= need) {
+        memcpy(out, tile_node(s->x, r, j), MERKLE_HASH);
+        pthread_mutex_unlock(&t->cache_mu);
+        return PT_OK;
+    }
+    pthread_mutex_unlock(&t->cache_mu);
+    tile_expanded *x = malloc(sizeof *x);
+    if (!x) return pt_errf(err, PT_ENOMEM, "out of memory");
+    merkle_hash *hashes = malloc((size_t)w * MERKLE_HASH);
+    int rc = hashes ? load_hash_tile(t->dir, tl, k, w, hashes, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+    if (!rc) {
+        tile_expand((const merkle_hash *)hashes, w, x);
+        memcpy(out, tile_node(x, r, j), MERKLE_HASH);
+        pthread_mutex_lock(&t->cache_mu);
+        cache_put(t, (int)tl, k, x);
+        pthread_mutex_unlock(&t->cache_mu);
+    }
+    free(hashes);
+    free(x);
+    return rc;
+}
+
+/* ---- writing a batch -------------------------------------------------------------------- */
+
+#define MAX_PENDING 64
+
+typedef struct writer {
+    tlog *t;
+    int fds[MAX_PENDING];
+    size_t nfds;
+    char *dirs[MAX_PENDING]; /* directories whose entries changed: fsynced before publishing */
+    size_t ndirs;
+} writer;
+
+static int note_dir(writer *w, const char *path, size_t len, pt_err *err) {
+    for (size_t i = 0; i < w->ndirs; i++)
+        if (strlen(w->dirs[i]) == len && !memcmp(w->dirs[i], path, len)) return PT_OK;
+    if (w->ndirs == MAX_PENDING) return pt_errf(err, PT_EINTERNAL, "too many directories in one batch");
+    if (!(w->dirs[w->ndirs] = strndup(path, len))) return pt_errf(err, PT_ENOMEM, "out of memory");
+    w->ndirs++;
+    return PT_OK;
+}
+
+/* Creates the missing directories of path below the log directory; each one created must be
+ * fsynced in its parent for the file inside to survive a crash. */
+static int make_parents(writer *w, const char *path, pt_err *err) {
+    size_t base = strlen(w->t->dir);
+    const char *last = strrchr(path, '/');
+    char *p = strndup(path, (size_t)(last - path));
+    if (!p) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int rc = PT_OK;
+    for (char *s = p + base + 1;; s++) {
+        if (*s == '/' || *s == 0) {
+            char c = *s;
+            *s = 0;
+            if (mkdir(p, 0755) == 0) {
+                char *parent = strrchr(p, '/');
+                if ((rc = note_dir(w, p, (size_t)(parent - p), err))) break;
+            } else if (errno != EEXIST) {
+                rc = pt_errf(err, PT_EIO, "mkdir %s: %s", p, strerror(errno));
+                break;
+            }
+            *s = c;
+            if (!c) break;
+        }
+    }
+    free(p);
+    return rc;
+}
+
+/* Writes a tile or bundle file (not yet fsynced: see writer_sync). Files beyond the published
+ * checkpoint may be left torn by a crash; they are rewritten whole here (O_TRUNC). */
+static int writer_put(writer *w, int level, uint64_t index, unsigned width, const void *data, size_t len,
+                      pt_err *err) {
+    char rel[TILE_PATH_MAX];
+    tile_path(rel, level, index, width);
+    char *path = pt_path_join(w->t->dir, rel);
+    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int rc = PT_OK;
+    if (w->nfds == MAX_PENDING) {
+        rc = pt_errf(err, PT_EINTERNAL, "too many files in one batch");
+        goto out;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        if ((rc = make_parents(w, path, err))) goto out;
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
+    if (fd < 0) {
+        rc = pt_errf(err, PT_EIO, "open %s: %s", path, strerror(errno));
+        goto out;
+    }
+    w->fds[w->nfds++] = fd;
+    if ((rc = note_dir(w, path, (size_t)(strrchr(path, '/') - path), err))) goto out;
+    const char *p = data;
+    while (len > 0) {
+        ssize_t k = write(fd, p, len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            rc = pt_errf(err, PT_EIO, "write %s: %s", path, k < 0 ? strerror(errno) : "short write");
+            goto out;
+        }
+        p += k;
+        len -= (size_t)k;
+    }
+out:
+    free(path);
+    return rc;
+}
+
+static int writer_sync(writer *w, pt_err *err) {
+    int rc = PT_OK;
+    for (size_t i = 0; i < w->nfds; i++) {
+        if (!rc && fdatasync(w->fds[i]) < 0) rc = pt_errf(err, PT_EIO, "fdatasync: %s", strerror(errno));
+        close(w->fds[i]);
+    }
+    w->nfds = 0;
+    for (size_t i = 0; i < w->ndirs; i++) {
+        if (!rc) {
+            int fd = open(w->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (fd < 0 || fsync(fd) < 0) rc = pt_errf(err, PT_EIO, "fsync %s: %s", w->dirs[i], strerror(errno));
+            if (fd >= 0) close(fd);
+        }
+        free(w->dirs[i]);
+    }
+    w->ndirs = 0;
+    return rc;
+}
+
+/* tile_full_fn: a tile (and at level 0 its entry bundle) is complete: write it whole. */
+static int on_full(void *ctx, unsigned level, uint64_t n, const merkle_hash *hashes, pt_err *err) {
+    writer *w = ctx;
+    tlog *t = w->t;
+    int rc;
+    if (level == 0) {
+        if ((rc = writer_put(w, TILE_ENTRIES, n, TILE_WIDTH, t->bundle.data, t->bundle.len, err))) return rc;
+        pt_buf_reset(&t->bundle);
+    }
+    if ((rc = writer_put(w, (int)level, n, TILE_WIDTH, hashes, (size_t)TILE_WIDTH * MERKLE_HASH, err))) return rc;
+    tile_expanded *x = malloc(sizeof *x); /* warm the proof cache with the new full tile */
+    if (x) {
+        tile_expand(hashes, TILE_WIDTH, x);
+        pthread_mutex_lock(&t->cache_mu);
+        cache_put(t, (int)level, n, x);
+        pthread_mutex_unlock(&t->cache_mu);
+        free(x);
+    }
+    return PT_OK;
+}
+
+static int publish(tlog *t, uint64_t size, const uint8_t root[32], char **cp, size_t *cp_len, pt_err *err) {
+    char *body = checkpoint_format(t->origin, size, root);
+    if (!body) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int rc = note_sign(body, strlen(body), &t->signer, cp, cp_len, err);
+    free(body);
+    if (rc) return rc;
+    char *path = pt_path_join(t->dir, "checkpoint");
+    rc = path ? pt_write_atomic(path, *cp, *cp_len, 0644, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+    free(path);
+    if (rc) {
+        free(*cp);
+        *cp = NULL;
+    }
+    return rc;
+}
+
+/* Integrates the requests in list (the caller is the leader): bundles and tiles written and
+ * fsynced, then one checkpoint published. On success the new state is in *cp etc. */
+static int integrate(tlog *t, req *list, uint8_t root[32], char **cp, size_t *cp_len, pt_err *err) {
+    writer w = {.t = t};
+    tile_stack *st = t->st;
+    uint64_t old = st->size;
+    int rc = PT_OK;
+    for (req *r = list; r && !rc; r = r->next) {
+        r->first = st->size;
+        for (size_t i = 0; i < r->n && !rc; i++) {
+            uint8_t hdr[2] = {(uint8_t)(r->lens[i] >> 8), (uint8_t)r->lens[i]};
+            uint8_t leaf[MERKLE_HASH];
+            merkle_leaf_hash(r->data[i], r->lens[i], leaf);
+            if (pt_buf_append(&t->bundle, hdr, 2) || pt_buf_append(&t->bundle, r->data[i], r->lens[i]))
+                rc = pt_errf(err, PT_ENOMEM, "out of memory");
+            else
+                rc = tile_stack_push(st, leaf, on_full, &w, err);
+        }
+    }
+    uint64_t now = st->size;
+    unsigned we = (unsigned)(now & (TILE_WIDTH - 1));
+    if (!rc && we && now != old)
+        rc = writer_put(&w, TILE_ENTRIES, now >> TILE_HEIGHT, we, t->bundle.data, t->bundle.len, err);
+    for (unsigned l = 0; l < TILE_LEVELS && !rc; l++) {
+        unsigned wl = tile_stack_width(st, l), shift = TILE_HEIGHT * l;
+        if (wl && (now >> shift) != (old >> shift))
+            rc = writer_put(&w, (int)l, (now >> shift) >> TILE_HEIGHT, wl, st->h[l], (size_t)wl * MERKLE_HASH, err);
+    }
+    int src = writer_sync(&w, err); /* always: closes the files */
+    if (!rc) rc = src;
+    if (rc) return rc;
+    tile_stack_root(st, root);
+    return publish(t, now, root, cp, cp_len, err);
+}
+
+static int append_req(tlog *t, req *r, pt_err *err) {
+    for (size_t i = 0; i < r->n; i++)
+        if (r->lens[i] > TLOG_MAX_ENTRY)
+            return pt_errf(err, PT_EINVAL, "entry %zu is %zu bytes; the limit is %u", i, r->lens[i], TLOG_MAX_ENTRY);
+    pthread_mutex_lock(&t->mu);
+    if (t->broken) {
+        pthread_mutex_unlock(&t->mu);
+        return pt_errf(err, PT_EIO, "%s: an earlier batch failed; reopen the log", t->dir);
+    }
+    r->next = NULL;
+    if (t->tail) t->tail->next = r;
+    else t->head = r;
+    t->tail = r;
+    while (!r->done) {
+        if (t->leader || t->broken) {
+            if (t->broken && !t->leader) { /* queued behind a failed batch */
+                req **pp = &t->head, *prev = NULL;
+                while (*pp && *pp != r) prev = *pp, pp = &(*pp)->next;
+                if (*pp) {
+                    *pp = r->next;
+                    if (t->tail == r) t->tail = prev;
+                }
+                r->done = 1;
+                r->status = pt_errf(&r->err, PT_EIO, "%s: an earlier batch failed; reopen the log", t->dir);
+                break;
+            }
+            pthread_cond_wait(&t->cv, &t->mu);
+            continue;
+        }
+        /* Become the leader: take everything queued and integrate it as one batch. */
+        t->leader = 1;
+        req *list = t->head;
+        t->head = t->tail = NULL;
+        pthread_mutex_unlock(&t->mu);
+        uint8_t root[32];
+        char *cp = NULL;
+        size_t cp_len = 0;
+        pt_err e;
+        pt_err_clear(&e);
+        int rc = integrate(t, list, root, &cp, &cp_len, &e);
+        pthread_mutex_lock(&t->mu);
+        if (rc == PT_OK) {
+            free(t->cp);
+            t->cp = cp;
+            t->cp_len = cp_len;
+            t->size = t->st->size;
+            memcpy(t->root, root, 32);
+        } else {
+            t->broken = 1; /* memory and disk may disagree now: only a reopen recovers */
+        }
+        for (req *q = list; q; q = q->next) {
+            q->status = rc;
+            if (rc) q->err = e;
+            q->done = 1;
+        }
+        t->leader = 0;
+        pthread_cond_broadcast(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (r->status && err) *err = r->err;
+    return r->status;
+}
+
+int tlog_append(tlog *t, const void *data, size_t len, uint64_t *index, pt_err *err) {
+    const void *d[1] = {data ? data : ""};
+    req r = {.data = d, .lens = &len, .n = 1};
+    int rc = append_req(t, &r, err);
+    if (!rc && index) *index = r.first;
+    return rc;
+}
+
+int tlog_append_batch(tlog *t, const void *const *data, const size_t *lens, size_t n, uint64_t *first_index,
+                      pt_err *err) {
+    if (n == 0) {
+        if (first_index) *first_index = tlog_size(t);
+        return PT_OK;
+    }
+    req r = {.data = data, .lens = lens, .n = n};
+    int rc = append_req(t, &r, err);
+    if (!rc && first_index) *first_index = r.first;
+    return rc;
+}
+
+/* ---- open, recover, close ----------------------------------------------------------- */
+
+static int name_ok(const char *s) {
+    if (!*s || strlen(s) > 64) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int load_or_create_key(tlog *t, const char *data_dir, const char *name, const char *origin, pt_err *err) {
+    pt_buf p;
+    pt_buf_init(&p, 4096);
+    if (pt_buf_printf(&p, "%s/keys", data_dir) != 0) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int rc = pt_mkdirs(p.data, 1, err);
+    if (!rc && pt_buf_printf(&p, "/%s.key", name) != 0) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    if (rc) goto out;
+    char *text = NULL;
+    size_t len;
+    rc = pt_read_file(p.data, 4096, &text, &len, err);
+    if (rc == PT_ENOTFOUND) {
+        char *skey, *vkey;
+        const char *keyname = origin;
+        char def[128];
+        if (!keyname) snprintf(def, sizeof def, "parity/%s", name), keyname = def;
+        if ((rc = note_generate(keyname, &skey, &vkey, err))) goto out;
+        size_t n = strlen(skey);
+        skey[n] = '\n'; /* written with a final newline; the NUL is restored below */
+        rc = pt_write_atomic(p.data, skey, n + 1, 0600, err);
+        skey[n] = 0;
+        if (!rc) rc = note_signer_parse(skey, &t->signer, err);
+        sodium_memzero(skey, n);
+        free(skey);
+        free(vkey);
+        if (rc) goto out;
+    } else if (rc) {
+        goto out;
+    } else {
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ')) text[--len] = 0;
+        rc = note_signer_parse(text, &t->signer, err);
+        sodium_memzero(text, len);
+        free(text);
+        if (rc) {
+            pt_err_prefix(err, "%s", p.data);
+            goto out;
+        }
+        if (origin && strcmp(origin, t->signer.name) != 0) {
+            rc = pt_errf(err, PT_EINVAL, "%s: the key is named '%s', not the requested origin '%s'", p.data,
+                         t->signer.name, origin);
+            goto out;
+        }
+    }
+    memcpy(t->verifier.name, t->signer.name, sizeof t->verifier.name);
+    t->verifier.key_id = t->signer.key_id;
+    memcpy(t->verifier.pub, t->signer.pub, 32);
+    t->vkey = note_signer_vkey(&t->signer);
+    t->origin = strdup(t->signer.name);
+    if (!t->vkey || !t->origin) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+out:
+    pt_buf_free(&p);
+    return rc;
+}
+
+/* Rebuilds the right edge (partial tiles and bundle) of the published tree, and checks that
+ * it hashes to the checkpoint's root. Anything beyond the checkpoint is ignored. */
+static int recover(tlog *t, const checkpoint *c, pt_err *err) {
+    tile_stack *st = t->st;
+    st->size = c->size;
+    int rc;
+    for (unsigned l = 0; l < TILE_LEVELS; l++) {
+        unsigned w = tile_stack_width(st, l);
+        if (w && (rc = load_hash_tile(t->dir, l, (c->size >> (TILE_HEIGHT * l)) >> TILE_HEIGHT, w, st->h[l], err)))
+            return rc;
+    }
+    unsigned we = (unsigned)(c->size & (TILE_WIDTH - 1));
+    if (we) {
+        uint8_t *data;
+        size_t len, offs[TILE_WIDTH], lens[TILE_WIDTH];
+        char rel[TILE_PATH_MAX];
+        tile_path(rel, TILE_ENTRIES, c->size >> TILE_HEIGHT, we);
+        if ((rc = read_tile_file(t->dir, TILE_ENTRIES, c->size >> TILE_HEIGHT, we, &data, &len, err))) return rc;
+        char what[512];
+        snprintf(what, sizeof what, "%s/%s", t->dir, rel);
+        rc = tile_parse_bundle(data, len, we, offs, lens, what, err);
+        for (unsigned i = 0; !rc && i < we; i++) {
+            uint8_t leaf[32];
+            merkle_leaf_hash(data + offs[i], lens[i], leaf);
+            if (memcmp(leaf, st->h[0][i], 32) != 0)
+                rc = pt_errf(err, PT_EVERIFY, "%s: entry %u does not match its hash in tile/0", what, i);
+        }
+        if (!rc && pt_buf_append(&t->bundle, data, len)) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        free(data);
+        if (rc) return rc;
+    }
+    uint8_t root[32];
+    tile_stack_root(st, root);
+    if (memcmp(root, c->root, 32) != 0)
+        return pt_errf(err, PT_EVERIFY, "%s: the tiles do not hash to the checkpoint's root (size %llu)", t->dir,
+                       (unsigned long long)c->size);
+    return PT_OK;
+}
+
+int tlog_open(const char *data_dir, const char *name, const char *origin, tlog **out, pt_err *err) {
+    *out = NULL;
+    if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
+    if (!name_ok(name)) return pt_errf(err, PT_EINVAL, "log name '%s' must be 1-64 of [A-Za-z0-9_-]", name);
+    if (origin && !note_name_ok(origin, strlen(origin)))
+        return pt_errf(err, PT_EINVAL, "origin '%s' is not a valid key name (no spaces or '+')", origin);
+    tlog *t = calloc(1, sizeof *t);
+    if (!t) return pt_errf(err, PT_ENOMEM, "out of memory");
+    t->lock_fd = -1;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    pthread_mutex_init(&t->cache_mu, NULL);
+    pt_buf_init(&t->bundle, (size_t)TILE_WIDTH * (2 + TLOG_MAX_ENTRY));
+    for (size_t i = 0; i < CACHE_SLOTS; i++) t->cache[i].level = -1;
+    int rc = PT_OK;
+    char *cp_path = NULL, *text = NULL;
+    pt_buf p;
+    pt_buf_init(&p, 8192);
+    if (!(t->st = calloc(1, sizeof *t->st)) || pt_buf_printf(&p, "%s/log/%s", data_dir, name) ||
+        !(t->dir = strdup(p.data))) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = pt_mkdirs(t->dir, 0, err))) goto fail;
+    pt_buf_puts(&p, "/.lock");
+    t->lock_fd = open(p.data, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (t->lock_fd < 0) {
+        rc = pt_errf(err, PT_EIO, "open %s: %s", p.data, strerror(errno));
+        goto fail;
+    }
+    if (flock(t->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = pt_errf(err, errno == EWOULDBLOCK ? PT_ECONFLICT : PT_EIO, "%s: %s", p.data,
+                     errno == EWOULDBLOCK ? "the log is open in another process" : strerror(errno));
+        goto fail;
+    }
+    if ((rc = load_or_create_key(t, data_dir, name, origin, err))) goto fail;
+    if (!(cp_path = pt_path_join(t->dir, "checkpoint"))) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    size_t len, tlen;
+    rc = pt_read_file(cp_path, TLOG_MAX_CHECKPOINT, &text, &len, err);
+    if (rc == PT_ENOTFOUND) { /* a new log: publish the empty tree */
+        merkle_empty_root(t->root);
+        if ((rc = publish(t, 0, t->root, &t->cp, &t->cp_len, err))) goto fail;
+    } else if (rc) {
+        goto fail;
+    } else {
+        checkpoint c;
+        if ((rc = note_open(text, len, &t->verifier, 1, &tlen, NULL, err)) ||
+            (rc = checkpoint_parse(text, tlen, &c, err))) {
+            pt_err_prefix(err, "%s", cp_path);
+            goto fail;
+        }
+        if (strcmp(c.origin, t->origin) != 0) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: origin '%s' is not the key's name '%s'", cp_path, c.origin, t->origin);
+            goto fail;
+        }
+        if ((rc = recover(t, &c, err))) goto fail;
+        t->size = c.size;
+        memcpy(t->root, c.root, 32);
+        t->cp = text;
+        t->cp_len = len;
+        text = NULL;
+    }
+    free(text);
+    free(cp_path);
+    pt_buf_free(&p);
+    *out = t;
+    return PT_OK;
+fail:
+    free(text);
+    free(cp_path);
+    pt_buf_free(&p);
+    tlog_close(t);
+    return rc;
+}
+
+void tlog_close(tlog *t) {
+    if (!t) return;
+    if (t->lock_fd >= 0) close(t->lock_fd); /* releases the flock */
+    for (size_t i = 0; i < CACHE_SLOTS; i++) free(t->cache[i].x);
+    sodium_memzero(&t->signer, sizeof t->signer);
+    pt_buf_free(&t->bundle);
+    free(t->st);
+    free(t->cp);
+    free(t->dir);
+    free(t->origin);
+    free(t->vkey);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->cache_mu);
+    free(t);
+}
+
+/* ---- reading -------------------------------------------------------------------------- */
+
+uint64_t tlog_size(tlog *t) {
+    pthread_mutex_lock(&t->mu);
+    uint64_t s = t->size;
+    pthread_mutex_unlock(&t->mu);
+    return s;
+}
+
+const char *tlog_vkey(tlog *t) { return t->vkey; }
+const char *tlog_origin(tlog *t) { return t->origin; }
+
+int tlog_checkpoint(tlog *t, char **text, size_t *len, pt_err *err) {
+    pthread_mutex_lock(&t->mu);
+    char *c = malloc(t->cp_len + 1);
+    if (c) {
+        memcpy(c, t->cp, t->cp_len);
+        c[t->cp_len] = 0;
+        if (len) *len = t->cp_len;
+    }
+    pthread_mutex_unlock(&t->mu);
+    *text = c;
+    return c ? PT_OK : pt_errf(err, PT_ENOMEM, "out of memory");
+}
+
+static int check_size(tlog *t, uint64_t size, pt_err *err) {
+    uint64_t s = tlog_size(t);
+    if (size > s)
+        return pt_errf(err, PT_EINVAL, "tree size %llu is beyond the log's size %llu", (unsigned long long)size,
+                       (unsigned long long)s);
+    return PT_OK;
+}
+
+int tlog_root(tlog *t, uint64_t size, uint8_t root[TLOG_HASH_SIZE], pt_err *err) {
+    int rc = check_size(t, size, err);
+    if (rc) return rc;
+    getctx g = {t, size};
+    return merkle_root(tiles_get, &g, size, root, err);
+}
+
+int tlog_entry(tlog *t, uint64_t i, uint8_t **data, size_t *len, pt_err *err) {
+    *data = NULL;
+    uint64_t size = tlog_size(t);
+    if (i >= size)
+        return pt_errf(err, PT_ENOTFOUND, "entry %llu: the log has %llu entries", (unsigned long long)i,
+                       (unsigned long long)size);
+    uint64_t k = i >> TILE_HEIGHT;
+    unsigned w = tile_width(TILE_ENTRIES, k, size);
+    uint8_t *bundle;
+    size_t blen, offs[TILE_WIDTH], lens[TILE_WIDTH];
+    int rc = read_tile_file(t->dir, TILE_ENTRIES, k, w, &bundle, &blen, err);
+    if (rc) return rc;
+    char rel[TILE_PATH_MAX], what[512];
+    snprintf(what, sizeof what, "%s/%s", t->dir, tile_path(rel, TILE_ENTRIES, k, w));
+    rc = tile_parse_bundle(bundle, blen, w, offs, lens, what, err);
+    if (!rc) {
+        unsigned j = (unsigned)(i & (TILE_WIDTH - 1));
+        uint8_t *d = malloc(lens[j] + 1);
+        if (!d) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        else {
+            memcpy(d, bundle + offs[j], lens[j]);
+            d[lens[j]] = 0;
+            *data = d;
+            *len = lens[j];
+        }
+    }
+    free(bundle);
+    return rc;
+}
+
+int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,
+                         uint8_t leaf_hash[TLOG_HASH_SIZE], pt_err *err) {
+    *n = 0;
+    int rc = check_size(t, size, err);
+    if (rc) return rc;
+    getctx g = {t, size};
+    if ((rc = merkle_prove_inclusion(tiles_get, &g, index, size, proof, n, err))) return rc;
+    return leaf_hash ? tiles_get(&g, 0, index, leaf_hash, err) : PT_OK;
+}
+
+int tlog_prove_consistency(tlog *t, uint64_t old_size, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,
+                           pt_err *err) {
+    *n = 0;
+    int rc = check_size(t, size, err);
+    if (rc) return rc;
+    getctx g = {t, size};
+    return merkle_prove_consistency(tiles_get, &g, old_size, size, proof, n, err);
+}

@@ -1,0 +1,130 @@
+/* tlog.h — parity's transparency log: an RFC 6962 Merkle tree log, published as a C2SP
+ * tlog-tiles static directory, with C2SP tlog-checkpoints signed as C2SP signed-notes
+ * (Ed25519). One implementation serves the public policy log (DATA/log/policy) and the
+ * per-request audit receipts (DATA/log/audit).
+ *
+ * On disk (DATA = the --data directory):
+ *     DATA/log/NAME/checkpoint                      the latest signed checkpoint
+ *     DATA/log/NAME/tile/<L>/<N>[.p/<W>]            hash tiles (256 hashes, 8 KiB when full)
+ *     DATA/log/NAME/tile/entries/<N>[.p/<W>]        entry bundles (u16 BE length ‖ bytes)
+ *     DATA/keys/NAME.key                            signing key, 0600, Go note form
+ *                                                   "PRIVATE+KEY+<name>+<hex8 id>+<base64>"
+ * Other files under DATA/log/NAME (e.g. DATA/log/policy/revisions/) are left alone, and are
+ * published with the tiles by whatever static server serves DATA/log/NAME.
+ *
+ * Durability: an append returns only after its entry bundle and hash tiles are fsynced AND
+ * a checkpoint covering it has been atomically published (temp + fsync + rename + fsync dir).
+ * After a crash at any moment the published checkpoint matches the tiles, and every entry
+ * whose append returned is present; tiles beyond the checkpoint are ignored and overwritten.
+ *
+ * Threads: a tlog handle may be used from any number of threads at once. Concurrent
+ * appenders are integrated together (group commit): one of them integrates everything queued,
+ * writes and fsyncs the tiles once, signs and publishes one checkpoint, and wakes the others.
+ * Only one process may open a log for writing at a time (an flock on DATA/log/NAME/.lock).
+ *
+ * Errors: every function returns PT_OK or a negative PT_E* (common/err.h) and fills *err
+ * (may be NULL) with a message naming the file/URL and byte offset where input was bad.
+ */
+#ifndef PARITY_TLOG_TLOG_H
+#define PARITY_TLOG_TLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define TLOG_HASH_SIZE 32
+#define TLOG_MAX_ENTRY 65535u     /* largest entry (the bundle length prefix is a u16) */
+#define TLOG_MAX_PROOF 64         /* longest inclusion/consistency proof, in hashes */
+#define TLOG_MAX_CHECKPOINT (1u << 20) /* largest checkpoint/note text accepted */
+
+/* ---- the writable log ------------------------------------------------------------------ */
+
+typedef struct tlog tlog;   /* opaque */
+
+/* Opens (creating if needed) the log DATA/log/NAME, its signing key DATA/keys/NAME.key
+ * (generated with libsodium on first use, written 0600), and recovers after a crash.
+ * origin: the checkpoint's first line and the key name, e.g. "example.org/parity/policy";
+ *   NULL means: the name stored in an existing key, or "parity/NAME" for a new log. If the
+ *   key exists under another name, PT_EINVAL.
+ * name: [A-Za-z0-9_-]+ (PT_EINVAL otherwise).
+ * On success *out is a new handle (tlog_close). Errors: PT_EIO, PT_EFORMAT (a corrupt key,
+ * checkpoint or tile — the log is not touched), PT_EVERIFY (the tiles do not hash to the
+ * published checkpoint's root), PT_ECONFLICT (another process holds the log).
+ * A new log publishes a checkpoint of size 0 at once. */
+int tlog_open(const char *data_dir, const char *name, const char *origin, tlog **out, pt_err *err);
+
+/* Closes the handle; tlog_close(NULL) is a no-op. No append may be in progress. */
+void tlog_close(tlog *t);
+
+/* Appends one entry (len ≤ TLOG_MAX_ENTRY; the bytes are copied) and blocks until it is
+ * durable and covered by a published checkpoint; then stores its 0-based index in *index
+ * (may be NULL). Thread-safe; concurrent calls are committed together in one batch.
+ * Errors: PT_EINVAL (too long), PT_EIO (the batch failed: nothing of it is acknowledged,
+ * and the handle refuses further appends until reopened, because disk state is unknown). */
+int tlog_append(tlog *t, const void *data, size_t len, uint64_t *index, pt_err *err);
+
+/* Appends n entries as one batch (contiguous indices), same guarantees as tlog_append;
+ * *first_index (may be NULL) gets the index of data[0]. n = 0 is a no-op. */
+int tlog_append_batch(tlog *t, const void *const *data, const size_t *lens, size_t n,
+                      uint64_t *first_index, pt_err *err);
+
+/* The size of the tree covered by the latest published checkpoint. */
+uint64_t tlog_size(tlog *t);
+
+/* The latest published checkpoint note (text + signature lines), exactly the bytes in
+ * DATA/log/NAME/checkpoint. *text is a new NUL-terminated string (caller frees). */
+int tlog_checkpoint(tlog *t, char **text, size_t *len, pt_err *err);
+
+/* The verifier key "name+hex8(keyID)+base64(0x01‖pubkey)" and the origin. Borrowed,
+ * valid until tlog_close. */
+const char *tlog_vkey(tlog *t);
+const char *tlog_origin(tlog *t);
+
+/* Root hash of the tree of the given size (≤ tlog_size). PT_EINVAL if size is too large. */
+int tlog_root(tlog *t, uint64_t size, uint8_t root[TLOG_HASH_SIZE], pt_err *err);
+
+/* Entry i (< tlog_size) into a new buffer *data (caller frees; may be len 0, never NULL on
+ * success). PT_ENOTFOUND if i ≥ size, PT_EFORMAT if its bundle on disk is corrupt. */
+int tlog_entry(tlog *t, uint64_t i, uint8_t **data, size_t *len, pt_err *err);
+
+/* RFC 9162 §2.1.3 inclusion proof of leaf `index` in the tree of `size` (index < size ≤
+ * tlog_size), read from the stored hash tiles (through an in-memory tile cache); *n gets the
+ * number of hashes written to proof. Also the leaf hash if leaf_hash is not NULL. */
+int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE],
+                         size_t *n, uint8_t leaf_hash[TLOG_HASH_SIZE], pt_err *err);
+
+/* RFC 9162 §2.1.4 consistency proof from old_size to size (0 < old_size ≤ size ≤ tlog_size). */
+int tlog_prove_consistency(tlog *t, uint64_t old_size, uint64_t size,
+                           uint8_t proof[][TLOG_HASH_SIZE], size_t *n, pt_err *err);
+
+/* ---- verifying any C2SP tlog-tiles log (a directory or an http(s):// URL) --------------- */
+
+/* Called once per entry, in index order, with the entry's bytes (borrowed for the call).
+ * Return 0 to go on, non-zero to stop (tlog_verify then returns PT_ECANCELLED). */
+typedef int (*tlog_entry_fn)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+
+typedef struct tlog_verified {
+    char origin[256];               /* the checkpoint's origin line (truncated if longer) */
+    uint64_t size;                  /* the verified tree size */
+    uint8_t root[TLOG_HASH_SIZE];   /* the verified root */
+    uint64_t trusted_size;          /* the trusted checkpoint's size, 0 if none was given */
+} tlog_verified;
+
+/* Verifies the log published at `source` (a directory holding "checkpoint" and "tile/", or an
+ * http:// or https:// URL prefix fetched with libcurl):
+ *   1. fetches <source>/checkpoint, checks a signature by `vkey` (signatures by other keys
+ *      are ignored; none by vkey → PT_EVERIFY), parses origin/size/root;
+ *   2. fetches every entry bundle, recomputes every leaf and hash tile and compares them with
+ *      the published hash tiles, and the root with the checkpoint's (PT_EVERIFY on mismatch,
+ *      PT_EFORMAT for a truncated or malformed tile/bundle, naming it and the offset);
+ *   3. if trusted_checkpoint (note text, may be NULL) is given: it must carry a valid
+ *      signature by vkey, have a size ≤ the new size, and its root must equal the root of the
+ *      new tree at that size (i.e. the logs are consistent) — otherwise PT_EVERIFY;
+ *   4. calls fn (may be NULL) for each entry in order.
+ * `out` (may be NULL) gets what was verified. Memory stays bounded by the tile size, not the
+ * log size. */
+int tlog_verify(const char *source, const char *vkey, const char *trusted_checkpoint,
+                tlog_entry_fn fn, void *ctx, tlog_verified *out, pt_err *err);
+
+#endif
