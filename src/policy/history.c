@@ -16,14 +16,7 @@
 /* A summary line longer than this is cut (a free-text reason in a forbid can be long). */
 #define SUMMARY_LINE_MAX 1024
 
-/* What a policy_revision entry says. */
-typedef struct rev_meta {
-    uint64_t index;          /* its log index */
-    int64_t seq;
-    char digest[72];
-    char prev[72];           /* "" for null */
-    int64_t time;
-} rev_meta;
+typedef pt_revision_entry rev_meta;
 
 /* Serialises applies in this process: two concurrent applies must not both read revision N
  * and both append N+1. (Other processes cannot hold the log at the same time.) */
@@ -46,9 +39,9 @@ static int digest_ok(const char *s) {
     return 1;
 }
 
-/* Reads a log entry: 1 and *m filled for a policy_revision, 0 for an entry of another kind
- * (skipped), or a negative status for a malformed policy_revision (`where` names the log). */
-static int parse_entry(const uint8_t *data, size_t len, uint64_t index, const char *where, rev_meta *m, pt_err *err) {
+/* see history.h */
+int pt_revision_entry_parse(const uint8_t *data, size_t len, uint64_t index, const char *where, rev_meta *m,
+                            pt_err *err) {
     char what[600];
     snprintf(what, sizeof what, "%s: entry %llu", where, (unsigned long long)index);
     pt_err perr;
@@ -89,6 +82,9 @@ static int parse_entry(const uint8_t *data, size_t len, uint64_t index, const ch
         rc = pt_errf(err, PT_EFORMAT, "%s: policy_revision.time: missing or not a string", what);
     else if (!json_is_array(sum))
         rc = pt_errf(err, PT_EFORMAT, "%s: policy_revision.summary: missing or not an array", what);
+    for (size_t i = 0; !rc && i < json_array_size(sum); i++)
+        if (!json_is_string(json_array_get(sum, i)))
+            rc = pt_errf(err, PT_EFORMAT, "%s: policy_revision.summary[%zu]: not a string", what, i);
     if (rc) goto out;
     if (pt_parse_time(json_string_value(tm), &m->time, &perr)) {
         rc = pt_errf(err, PT_EFORMAT, "%s: policy_revision.time: %s", what, perr.msg);
@@ -110,7 +106,7 @@ static int find_latest(tlog *t, rev_meta *m, pt_err *err) {
         size_t len;
         int rc = tlog_entry(t, i, &data, &len, err);
         if (rc) return rc;
-        rc = parse_entry(data, len, i, tlog_origin(t), m, err);
+        rc = pt_revision_entry_parse(data, len, i, tlog_origin(t), m, err);
         free(data);
         if (rc) return rc;
     }
@@ -340,7 +336,7 @@ static int on_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) 
     collect *c = ctx;
     if (c->rc) return 0;
     rev_meta m;
-    int rc = parse_entry(data, len, index, c->source, &m, &c->err);
+    int rc = pt_revision_entry_parse(data, len, index, c->source, &m, &c->err);
     if (rc < 0) {
         c->rc = rc;
         return 0;

@@ -36,6 +36,22 @@
 /* Largest revision file accepted (as for pt_policy_load). */
 #define PT_REVISION_MAX (16u << 20)
 
+/* What a policy_revision log entry says. */
+typedef struct pt_revision_entry {
+    uint64_t index;     /* its log index (as given to pt_revision_entry_parse) */
+    int64_t seq;        /* >= 1 */
+    char digest[72];    /* "sha256:<64 lower-case hex>" */
+    char prev[72];      /* the same form, or "" for null */
+    int64_t time;       /* when it takes effect */
+} pt_revision_entry;
+
+/* Reads one log entry (untrusted bytes). Returns 1 and fills *e for a policy_revision entry,
+ * 0 for an entry of another kind (not touched), or PT_EFORMAT for a malformed policy_revision
+ * (unknown key, bad seq/digest/prev/time/summary, or unparseable bytes that mention
+ * "policy_revision"), the message starting "WHERE: entry INDEX: ". where may not be NULL. */
+int pt_revision_entry_parse(const uint8_t *data, size_t len, uint64_t index, const char *where,
+                            pt_revision_entry *e, pt_err *err);
+
 typedef struct pt_apply_result {
     int changed;        /* 1: a revision was appended; 0: the policy is the current one (no-op) */
     uint64_t seq;       /* the new revision's seq; when unchanged, the current one's */
