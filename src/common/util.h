@@ -19,7 +19,9 @@ int64_t pt_unix_time(void);
  * "2026-01-31T12:00:00.5+02:00". A date alone means 00:00:00 UTC. Stores seconds since the
  * epoch (fraction dropped). Returns PT_OK or PT_EFORMAT (message says what is wrong). */
 int pt_parse_time(const char *s, int64_t *out, pt_err *err);
-/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes). Returns out. */
+/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes), the year zero-padded to
+ * four digits; times outside years 0000-9999 are clamped to them, so pt_parse_time always reads
+ * the output back. Returns out. */
 char *pt_format_time(int64_t t, char out[21]);
 
 /* Strict decimal parsing: the whole string must be a number in range. 0 or -1. */

@@ -475,6 +475,32 @@ out:
     return rc;
 }
 
+/* see tlog.h */
+int tlog_read_vkey(const char *data_dir, const char *name, char **vkey, pt_err *err) {
+    *vkey = NULL;
+    if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
+    if (!name_ok(name)) return pt_errf(err, PT_EINVAL, "log name '%s' must be 1-64 of [A-Za-z0-9_-]", name);
+    pt_buf p;
+    pt_buf_init(&p, 4096);
+    if (pt_buf_printf(&p, "%s/keys/%s.key", data_dir, name) != 0) return pt_errf(err, PT_ENOMEM, "out of memory");
+    char *text = NULL;
+    size_t len;
+    int rc = pt_read_file(p.data, 4096, &text, &len, err);
+    if (rc == PT_ENOMEM) rc = pt_errf(err, PT_EFORMAT, "%s: larger than 4096 bytes: not a key", p.data);
+    if (!rc) {
+        note_signer sg;
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ')) text[--len] = 0;
+        rc = note_signer_parse(text, &sg, err);
+        if (rc) pt_err_prefix(err, "%s", p.data);
+        else if (!(*vkey = note_signer_vkey(&sg))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        sodium_memzero(&sg, sizeof sg);
+        sodium_memzero(text, len);
+    }
+    free(text);
+    pt_buf_free(&p);
+    return rc;
+}
+
 /* Rebuilds the right edge (partial tiles and bundle) of the published tree, and checks that
  * it hashes to the checkpoint's root. Anything beyond the checkpoint is ignored. */
 static int recover(tlog *t, const checkpoint *c, pt_err *err) {
