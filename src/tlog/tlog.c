@@ -110,7 +110,9 @@ static int load_hash_tile(const char *dir, unsigned level, uint64_t index, unsig
 
 typedef struct getctx {
     tlog *t;
-    uint64_t size;
+    uint64_t size;      /* the tree the proof is about */
+    uint64_t published; /* the published size: which tile files exist (a smaller tree's
+                           partial tiles need not exist, the wider tiles hold the same hashes) */
 } getctx;
 
 /* merkle_get_fn over the stored tiles of the tree of g->size, through the cache. */
@@ -123,8 +125,7 @@ static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERK
     uint64_t k = pos >> TILE_HEIGHT;
     unsigned j = (unsigned)(pos & (TILE_WIDTH - 1)) >> r;
     unsigned need = (j + 1) << r;
-    unsigned w = tile_width((int)tl, k, g->size);
-    if (w < need) return pt_errf(err, PT_EINTERNAL, "hash (%u, %llu) is not in the tree of size %llu", level,
+    if (tile_width((int)tl, k, g->size) < need) return pt_errf(err, PT_EINTERNAL, "hash (%u, %llu) is not in the tree of size %llu", level,
                                  (unsigned long long)index, (unsigned long long)g->size);
     pthread_mutex_lock(&t->cache_mu);
     cache_slot *s = &t->cache[slot_of((int)tl, k)];
@@ -134,6 +135,8 @@ static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERK
         return PT_OK;
     }
     pthread_mutex_unlock(&t->cache_mu);
+    unsigned w = tile_width((int)tl, k, g->published);
+    if (w < need) return pt_errf(err, PT_EINTERNAL, "tile %u/%llu is not published", tl, (unsigned long long)k);
     tile_expanded *x = malloc(sizeof *x);
     if (!x) return pt_errf(err, PT_ENOMEM, "out of memory");
     merkle_hash *hashes = malloc((size_t)w * MERKLE_HASH);
@@ -634,8 +637,9 @@ int tlog_checkpoint(tlog *t, char **text, size_t *len, pt_err *err) {
     return c ? PT_OK : pt_errf(err, PT_ENOMEM, "out of memory");
 }
 
-static int check_size(tlog *t, uint64_t size, pt_err *err) {
+static int check_size(tlog *t, uint64_t size, uint64_t *published, pt_err *err) {
     uint64_t s = tlog_size(t);
+    *published = s;
     if (size > s)
         return pt_errf(err, PT_EINVAL, "tree size %llu is beyond the log's size %llu", (unsigned long long)size,
                        (unsigned long long)s);
@@ -643,9 +647,10 @@ static int check_size(tlog *t, uint64_t size, pt_err *err) {
 }
 
 int tlog_root(tlog *t, uint64_t size, uint8_t root[TLOG_HASH_SIZE], pt_err *err) {
-    int rc = check_size(t, size, err);
+    uint64_t pub;
+    int rc = check_size(t, size, &pub, err);
     if (rc) return rc;
-    getctx g = {t, size};
+    getctx g = {t, size, pub};
     return merkle_root(tiles_get, &g, size, root, err);
 }
 
@@ -682,9 +687,10 @@ int tlog_entry(tlog *t, uint64_t i, uint8_t **data, size_t *len, pt_err *err) {
 int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,
                          uint8_t leaf_hash[TLOG_HASH_SIZE], pt_err *err) {
     *n = 0;
-    int rc = check_size(t, size, err);
+    uint64_t pub;
+    int rc = check_size(t, size, &pub, err);
     if (rc) return rc;
-    getctx g = {t, size};
+    getctx g = {t, size, pub};
     if ((rc = merkle_prove_inclusion(tiles_get, &g, index, size, proof, n, err))) return rc;
     return leaf_hash ? tiles_get(&g, 0, index, leaf_hash, err) : PT_OK;
 }
@@ -692,8 +698,9 @@ int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[]
 int tlog_prove_consistency(tlog *t, uint64_t old_size, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,
                            pt_err *err) {
     *n = 0;
-    int rc = check_size(t, size, err);
+    uint64_t pub;
+    int rc = check_size(t, size, &pub, err);
     if (rc) return rc;
-    getctx g = {t, size};
+    getctx g = {t, size, pub};
     return merkle_prove_consistency(tiles_get, &g, old_size, size, proof, n, err);
 }
