@@ -155,54 +155,25 @@ static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERK
 
 /* ---- writing a batch -------------------------------------------------------------------- */
 
-#define MAX_PENDING 64
-
+/* Files of a batch are written without fsync; one syncfs() on the log's filesystem then makes
+ * all of them (and the directories created for them) durable at once, before the checkpoint
+ * that covers them is renamed into place. One sync for the whole batch instead of one per
+ * file and per directory: on a disk where a sync costs milliseconds, that sets the rate. */
 typedef struct writer {
     tlog *t;
-    int fds[MAX_PENDING];
-    size_t nfds;
-    char *dirs[MAX_PENDING]; /* directories whose entries changed: fsynced before publishing */
-    size_t ndirs;
 } writer;
 
-static int note_dir(writer *w, const char *path, size_t len, pt_err *err) {
-    for (size_t i = 0; i < w->ndirs; i++)
-        if (strlen(w->dirs[i]) == len && !memcmp(w->dirs[i], path, len)) return PT_OK;
-    if (w->ndirs == MAX_PENDING) return pt_errf(err, PT_EINTERNAL, "too many directories in one batch");
-    if (!(w->dirs[w->ndirs] = strndup(path, len))) return pt_errf(err, PT_ENOMEM, "out of memory");
-    w->ndirs++;
-    return PT_OK;
-}
-
-/* Creates the missing directories of path below the log directory; each one created must be
- * fsynced in its parent for the file inside to survive a crash. */
-static int make_parents(writer *w, const char *path, pt_err *err) {
-    size_t base = strlen(w->t->dir);
-    const char *last = strrchr(path, '/');
-    char *p = strndup(path, (size_t)(last - path));
+static int make_parents(const char *path, pt_err *err) {
+    char *p = strdup(path);
     if (!p) return pt_errf(err, PT_ENOMEM, "out of memory");
-    int rc = PT_OK;
-    for (char *s = p + base + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0755) == 0) {
-                char *parent = strrchr(p, '/');
-                if ((rc = note_dir(w, p, (size_t)(parent - p), err))) break;
-            } else if (errno != EEXIST) {
-                rc = pt_errf(err, PT_EIO, "mkdir %s: %s", p, strerror(errno));
-                break;
-            }
-            *s = c;
-            if (!c) break;
-        }
-    }
+    *strrchr(p, '/') = 0;
+    int rc = pt_mkdirs(p, 0, err);
     free(p);
     return rc;
 }
 
-/* Writes a tile or bundle file (not yet fsynced: see writer_sync). Files beyond the published
- * checkpoint may be left torn by a crash; they are rewritten whole here (O_TRUNC). */
+/* Writes a tile or bundle file. Files beyond the published checkpoint may have been left torn
+ * by a crash; they are rewritten whole here (O_TRUNC), never a file the checkpoint covers. */
 static int writer_put(writer *w, int level, uint64_t index, unsigned width, const void *data, size_t len,
                       pt_err *err) {
     char rel[TILE_PATH_MAX];
@@ -210,53 +181,29 @@ static int writer_put(writer *w, int level, uint64_t index, unsigned width, cons
     char *path = pt_path_join(w->t->dir, rel);
     if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
     int rc = PT_OK;
-    if (w->nfds == MAX_PENDING) {
-        rc = pt_errf(err, PT_EINTERNAL, "too many files in one batch");
-        goto out;
-    }
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 && errno == ENOENT) {
-        if ((rc = make_parents(w, path, err))) goto out;
+        if ((rc = make_parents(path, err))) goto out;
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
     if (fd < 0) {
         rc = pt_errf(err, PT_EIO, "open %s: %s", path, strerror(errno));
         goto out;
     }
-    w->fds[w->nfds++] = fd;
-    if ((rc = note_dir(w, path, (size_t)(strrchr(path, '/') - path), err))) goto out;
     const char *p = data;
     while (len > 0) {
         ssize_t k = write(fd, p, len);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
             rc = pt_errf(err, PT_EIO, "write %s: %s", path, k < 0 ? strerror(errno) : "short write");
-            goto out;
+            break;
         }
         p += k;
         len -= (size_t)k;
     }
+    if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", path, strerror(errno));
 out:
     free(path);
-    return rc;
-}
-
-static int writer_sync(writer *w, pt_err *err) {
-    int rc = PT_OK;
-    for (size_t i = 0; i < w->nfds; i++) {
-        if (!rc && fdatasync(w->fds[i]) < 0) rc = pt_errf(err, PT_EIO, "fdatasync: %s", strerror(errno));
-        close(w->fds[i]);
-    }
-    w->nfds = 0;
-    for (size_t i = 0; i < w->ndirs; i++) {
-        if (!rc) {
-            int fd = open(w->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd < 0 || fsync(fd) < 0) rc = pt_errf(err, PT_EIO, "fsync %s: %s", w->dirs[i], strerror(errno));
-            if (fd >= 0) close(fd);
-        }
-        free(w->dirs[i]);
-    }
-    w->ndirs = 0;
     return rc;
 }
 
@@ -281,15 +228,34 @@ static int on_full(void *ctx, unsigned level, uint64_t n, const merkle_hash *has
     return PT_OK;
 }
 
+/* Signs a checkpoint for (size, root) and writes it to checkpoint.tmp; then one syncfs makes
+ * the batch's tiles and the new checkpoint durable; then the rename publishes it atomically
+ * and the directory fsync makes the rename durable. (pt_write_atomic's sequence, with the
+ * batch's sync folded into its first fsync.) */
 static int publish(tlog *t, uint64_t size, const uint8_t root[32], char **cp, size_t *cp_len, pt_err *err) {
     char *body = checkpoint_format(t->origin, size, root);
     if (!body) return pt_errf(err, PT_ENOMEM, "out of memory");
     int rc = note_sign(body, strlen(body), &t->signer, cp, cp_len, err);
     free(body);
     if (rc) return rc;
-    char *path = pt_path_join(t->dir, "checkpoint");
-    rc = path ? pt_write_atomic(path, *cp, *cp_len, 0644, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+    char *path = pt_path_join(t->dir, "checkpoint"), *tmp = pt_path_join(t->dir, "checkpoint.tmp");
+    if (!path || !tmp) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = pt_errf(err, PT_EIO, "open %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (write(fd, *cp, *cp_len) != (ssize_t)*cp_len) rc = pt_errf(err, PT_EIO, "write %s: %s", tmp, strerror(errno));
+    else if (syncfs(fd) < 0) rc = pt_errf(err, PT_EIO, "syncfs %s: %s", t->dir, strerror(errno));
+    if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s: %s", tmp, strerror(errno));
+    if (!rc) rc = pt_fsync_dir_of(path, err);
+out:
     free(path);
+    free(tmp);
     if (rc) {
         free(*cp);
         *cp = NULL;
@@ -325,8 +291,6 @@ static int integrate(tlog *t, req *list, uint8_t root[32], char **cp, size_t *cp
         if (wl && (now >> shift) != (old >> shift))
             rc = writer_put(&w, (int)l, (now >> shift) >> TILE_HEIGHT, wl, st->h[l], (size_t)wl * MERKLE_HASH, err);
     }
-    int src = writer_sync(&w, err); /* always: closes the files */
-    if (!rc) rc = src;
     if (rc) return rc;
     tile_stack_root(st, root);
     return publish(t, now, root, cp, cp_len, err);
