@@ -9,8 +9,9 @@ pkgs=(
   libpq-dev libyaml-dev libpcre2-dev libcurl4-openssl-dev
   sqlite3
   # test references and tools: PyTorch (engine/training reference), clang (libFuzzer,
-  # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client)
-  python3 python3-torch python3-numpy python3-yaml
+  # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client),
+  # SentencePiece (tokenizer reference)
+  python3 python3-torch python3-numpy python3-yaml python3-sentencepiece
   clang libclang-rt-14-dev wrk
 )
 

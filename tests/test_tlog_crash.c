@@ -71,10 +71,13 @@ typedef struct ack {
 static ack *acks;
 static size_t nacks, cap_acks;
 
-static void read_acks(int fd) {
+/* Reads acknowledgements until EOF, or (until_one) until at least one more has arrived. */
+static void read_acks(int fd, int until_one) {
     static char buf[1 << 16];
     static size_t have;
+    size_t before = nacks;
     for (;;) {
+        if (until_one && nacks > before) return;
         ssize_t n = read(fd, buf + have, sizeof buf - have - 1);
         if (n <= 0) break;
         have += (size_t)n;
@@ -91,6 +94,7 @@ static void read_acks(int fd) {
         have -= (size_t)(line - buf);
         memmove(buf, line, have);
     }
+    if (until_one) return; /* EOF: the child died before acknowledging anything */
     have = 0; /* a partial line from a killed child was never acknowledged in full */
 }
 
@@ -126,6 +130,9 @@ int main(void) {
             child(round, p[1]);
         }
         close(p[1]);
+        /* Kill only once the child is acknowledging entries, at a random moment after that,
+         * so every round cuts into appends in flight whatever the machine's load. */
+        read_acks(p[0], 1);
         struct timespec ts = {0, (long)(rand() % 25000) * 1000}; /* 0–25 ms */
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);
@@ -135,7 +142,7 @@ int main(void) {
             fprintf(stderr, "round %d: child exited with %d before the kill\n", round, WEXITSTATUS(status));
             failures++;
         }
-        read_acks(p[0]);
+        read_acks(p[0], 0);
         close(p[0]);
 
         /* recover, then verify everything from the published tiles */

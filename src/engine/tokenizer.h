@@ -21,7 +21,10 @@ typedef struct pt_tokenizer pt_tokenizer;
 enum { PT_TOKTYPE_NORMAL = 1, PT_TOKTYPE_UNKNOWN = 2, PT_TOKTYPE_CONTROL = 3, PT_TOKTYPE_USER = 4,
        PT_TOKTYPE_UNUSED = 5, PT_TOKTYPE_BYTE = 6 };
 
-/* Loads a tokenizer.json file. Malformed or unsupported files are errors naming the file
+/* Loads a tokenizer.json file (PATH may also be a model directory holding one); reads
+ * tokenizer_config.json beside it when present (chat_template, bos/eos, add_bos_token).
+ * A JSON file whose top level has "tokenizer.ggml.model" is read as GGUF tokenizer metadata
+ * (the tokenizer.ggml.* keys as JSON) and built with pt_tokenizer_from_vocab. Malformed or unsupported files are errors naming the file
  * and the JSON path. *out is owned by the caller (pt_tokenizer_free). */
 int pt_tokenizer_load(const char *path, pt_tokenizer **out, pt_err *err);
 /* The same from a buffer; `what` names it in errors. */
@@ -67,5 +70,12 @@ int32_t pt_tokenizer_eos(const pt_tokenizer *t); /* -1 if none */
 int32_t pt_tokenizer_token_id(const pt_tokenizer *t, const char *token);
 /* The chat template from tokenizer_config.json, if the loader found one (borrowed), or NULL. */
 const char *pt_tokenizer_chat_template(const pt_tokenizer *t);
+
+/* Extensions (tok branch). */
+/* 1 if id is a special (control) token: decode with skip_special drops it. */
+int pt_tokenizer_is_special(const pt_tokenizer *t, int32_t id);
+/* The vocabulary string of id as the file spells it ("Ġthe", "▁the", "<0x0A>"), borrowed and
+ * NUL-terminated, or NULL for an id without one. */
+const char *pt_tokenizer_token_str(const pt_tokenizer *t, int32_t id);
 
 #endif

@@ -1,0 +1,210 @@
+/* parity policy — check, explain, diff, canonicalise and apply access policies. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "policy/policy.h"
+
+const char cmd_policy_summary[] = "validate, explain, diff and apply the access policy";
+
+static const char usage_text[] =
+    "usage: parity policy check FILE\n"
+    "       parity policy explain FILE --org ORG --model MODEL --capability CAP [--at TIME]\n"
+    "                             [--variant V] [--requests-last-minute N] [--tokens-today N]\n"
+    "                             [--running-jobs N] [--top-k N] [--json]\n"
+    "       parity policy limits FILE --org ORG --model MODEL [--at TIME] [--json]\n"
+    "       parity policy diff OLD NEW\n"
+    "       parity policy canonical FILE\n"
+
+    "\n"
+    "check      validates FILE (YAML or JSON) and prints its digest; errors name\n"
+    "           FILE:LINE:COLUMN and the path (grants[3].model). Exit 1 if invalid.\n"
+    "explain    decides one request, deny by default, and says why: the grant that allowed it,\n"
+    "           or the first thing that failed. Exit 0 allow, 3 deny. TIME is ISO 8601\n"
+    "           (default: now). CAP is one of sample, logprobs, prefill, activations,\n"
+    "           interventions, finetune, unmitigated, model_info, weights.\n"
+    "limits     the effective capabilities and limits of ORG on MODEL at TIME.\n"
+    "diff       a semantic diff: models, tiers, organisations, grants added, removed,\n"
+    "           widened or narrowed.\n"
+    "canonical  prints the RFC 8785 canonical JSON of FILE; its SHA-256 is the policy digest.\n"
+    ;
+
+static int load(const char *path, pt_policy **p) {
+    pt_err err;
+    *p = pt_policy_load(path, &err);
+    return *p ? 0 : cli_fail(&err);
+}
+
+static int parse_at(const char *s, int64_t *at) {
+    pt_err err;
+    if (pt_parse_time(s, at, &err)) {
+        fprintf(stderr, "parity policy: --at: %s\n", err.msg);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv) {
+    if (argc != 2) return cli_usage_error("policy", "check takes one FILE");
+    pt_policy *p;
+    if (load(argv[1], &p)) return 1;
+    char digest[72];
+    pt_err err;
+    if (pt_policy_canonical(p, NULL, NULL, digest, &err)) {
+        pt_policy_free(p);
+        return cli_fail(&err);
+    }
+    printf("%s: valid: lab %s, %zu models, %zu tiers, %zu organisations, %zu grants, %zu forbids\n%s\n", argv[1],
+           p->lab_id, p->n_models, p->n_tiers, p->n_orgs, p->n_grants, p->n_forbids, digest);
+    pt_policy_free(p);
+    return 0;
+}
+
+static int opt_i64(const char *name, const char *v, int64_t *out) {
+    if (pt_parse_i64(v, out) || *out < 0) {
+        cli_usage_error("policy", "%s needs a non-negative integer", name);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_explain(int argc, char **argv, int limits_only) {
+    const char *file = NULL, *org = NULL, *model = NULL, *capname = NULL, *variant = NULL;
+    int64_t at = pt_unix_time();
+    int json = 0;
+    pt_usage u = pt_usage_none();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1, rc = 0;
+        if (!strcmp(a, "--json")) { json = 1; takes = 0; }
+        else if (a[0] != '-') { if (file) return cli_usage_error("policy", "one FILE only"); file = a; takes = 0; }
+        else if (!v) return cli_usage_error("policy", "%s needs a value", a);
+        else if (!strcmp(a, "--org")) org = v;
+        else if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--capability") && !limits_only) capname = v;
+        else if (!strcmp(a, "--variant") && !limits_only) variant = v;
+        else if (!strcmp(a, "--at")) rc = parse_at(v, &at);
+        else if (!strcmp(a, "--requests-last-minute") && !limits_only) rc = opt_i64(a, v, &u.requests_last_minute);
+        else if (!strcmp(a, "--tokens-today") && !limits_only) rc = opt_i64(a, v, &u.tokens_today);
+        else if (!strcmp(a, "--running-jobs") && !limits_only) rc = opt_i64(a, v, &u.running_finetune_jobs);
+        else if (!strcmp(a, "--top-k") && !limits_only) rc = opt_i64(a, v, &u.logprobs_top_k);
+        else return cli_usage_error("policy", "unknown option %s", a);
+        if (rc) return rc;
+        i += takes;
+    }
+    if (!file || !org || !model || (!limits_only && !capname))
+        return cli_usage_error("policy", "%s needs FILE, --org, --model%s", limits_only ? "limits" : "explain",
+                               limits_only ? "" : " and --capability");
+    int cap = 0;
+    if (!limits_only && (cap = pt_cap_parse(capname)) < 0) return cli_usage_error("policy", "unknown capability '%s'", capname);
+    pt_policy *p;
+    if (load(file, &p)) return 1;
+    char t[21];
+    int status = 0;
+    if (limits_only) {
+        pt_capset caps;
+        pt_limits l;
+        int any = pt_policy_effective(p, org, model, at, &caps, &l);
+        json_t *o = json_object(), *ca = json_array();
+        for (int i = 0; i < PT_CAP_COUNT; i++)
+            if (caps & (1u << i)) json_array_append_new(ca, json_string(pt_cap_name((pt_cap)i)));
+        json_object_set_new(o, "organisation", json_string(org));
+        json_object_set_new(o, "model", json_string(model));
+        json_object_set_new(o, "at", json_string(pt_format_time(at, t)));
+        json_object_set_new(o, "in_force", json_boolean(any));
+        json_object_set_new(o, "capabilities", ca);
+        const char *names[4] = {"requests_per_minute", "tokens_per_day", "concurrent_finetune_jobs", "logprobs_top_k"};
+        int64_t vals[4] = {l.requests_per_minute, l.tokens_per_day, l.concurrent_finetune_jobs, l.logprobs_top_k};
+        json_t *lj = json_object();
+        for (int i = 0; i < 4; i++) json_object_set_new(lj, names[i], vals[i] == PT_UNLIMITED ? json_null() : json_integer(vals[i]));
+        json_object_set_new(o, "limits", lj);
+        if (json) {
+            char *s = json_dumps(o, JSON_INDENT(2));
+            printf("%s\n", s);
+            free(s);
+        } else if (!any) {
+            printf("%s has no grant in force on %s at %s\n", org, model, t);
+        } else {
+            printf("%s on %s at %s:\n  capabilities:", org, model, t);
+            for (size_t i = 0; i < json_array_size(ca); i++) printf(" %s", json_string_value(json_array_get(ca, i)));
+            printf("\n");
+            for (int i = 0; i < 4; i++) {
+                if (vals[i] == PT_UNLIMITED) printf("  %-26s unlimited\n", names[i]);
+                else printf("  %-26s %lld\n", names[i], (long long)vals[i]);
+            }
+        }
+        json_decref(o);
+    } else {
+        pt_decision d;
+        pt_policy_decide(p, org, model, variant, (pt_cap)cap, at, &u, &d);
+        if (json) {
+            json_t *o = json_object();
+            json_object_set_new(o, "decision", json_string(d.allow ? "allow" : "deny"));
+            json_object_set_new(o, "reason", json_string(pt_reason_name(d.reason)));
+            json_object_set_new(o, "grant", d.grant ? json_string(d.grant->id) : json_null());
+            json_object_set_new(o, "forbid", d.forbid ? json_string(d.forbid->id) : json_null());
+            json_object_set_new(o, "message", json_string(d.message));
+            json_object_set_new(o, "at", json_string(pt_format_time(at, t)));
+            char *s = json_dumps(o, JSON_INDENT(2));
+            printf("%s\n", s);
+            free(s);
+            json_decref(o);
+        } else {
+            printf("%s (%s): %s\n", d.allow ? "allow" : "deny", pt_reason_name(d.reason), d.message);
+        }
+        status = d.allow ? 0 : 3;
+    }
+    pt_policy_free(p);
+    return status;
+}
+
+static int cmd_diff(int argc, char **argv) {
+    if (argc != 3) return cli_usage_error("policy", "diff takes OLD and NEW");
+    pt_policy *a, *b;
+    if (load(argv[1], &a)) return 1;
+    if (load(argv[2], &b)) {
+        pt_policy_free(a);
+        return 1;
+    }
+    json_t *lines = pt_policy_diff(a, b);
+    if (!json_array_size(lines)) printf("no semantic changes\n");
+    for (size_t i = 0; i < json_array_size(lines); i++) printf("%s\n", json_string_value(json_array_get(lines, i)));
+    json_decref(lines);
+    pt_policy_free(a);
+    pt_policy_free(b);
+    return 0;
+}
+
+static int cmd_canonical(int argc, char **argv) {
+    if (argc != 2) return cli_usage_error("policy", "canonical takes one FILE");
+    pt_policy *p;
+    if (load(argv[1], &p)) return 1;
+    char *s, digest[72];
+    size_t n;
+    pt_err err;
+    int rc = pt_policy_canonical(p, &s, &n, digest, &err);
+    pt_policy_free(p);
+    if (rc) return cli_fail(&err);
+    fwrite(s, 1, n, stdout);
+    printf("\n");
+    fprintf(stderr, "%s\n", digest);
+    free(s);
+    return 0;
+}
+
+int cmd_policy(int argc, char **argv) {
+    if (argc < 2 || cli_wants_help(argc, argv)) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "check")) return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(sub, "explain")) return cmd_explain(argc - 1, argv + 1, 0);
+    if (!strcmp(sub, "limits")) return cmd_explain(argc - 1, argv + 1, 1);
+    if (!strcmp(sub, "diff")) return cmd_diff(argc - 1, argv + 1);
+    if (!strcmp(sub, "canonical")) return cmd_canonical(argc - 1, argv + 1);
+    return cli_usage_error("policy", "unknown subcommand '%s'", sub);
+}

@@ -1,0 +1,177 @@
+/* parity tokenizer — encode and decode text with a model's tokenizer. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/buf.h"
+#include "common/util.h"
+#include "engine/tokenizer.h"
+
+const char cmd_tokenizer_summary[] = "encode text to token ids and decode ids to text";
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: parity tokenizer encode -m MODEL [--text TEXT] [--json] [--no-add-special] [--no-parse-special]\n"
+            "       parity tokenizer decode -m MODEL [--ids 1,2,3] [--skip-special]\n"
+            "       parity tokenizer info -m MODEL\n"
+            "\n"
+            "MODEL is a model directory holding tokenizer.json, a tokenizer.json file, or a JSON file of\n"
+            "GGUF tokenizer metadata (the tokenizer.ggml.* keys). tokenizer_config.json beside it is read\n"
+            "for the chat template and bos/eos tokens.\n"
+            "\n"
+            "encode   reads TEXT (or all of stdin) and prints the ids separated by spaces; with --json,\n"
+            "         {\"ids\": [...], \"tokens\": [...]} (tokens as the vocabulary spells them).\n"
+            "         By default the post-processor's tokens (e.g. BOS) are added and special-token text\n"
+            "         such as <|endoftext|> becomes that token; the --no-* options turn that off.\n"
+            "decode   prints the text of the ids (from --ids, or whitespace/comma separated on stdin),\n"
+            "         exactly, without a trailing newline. --skip-special drops control tokens.\n"
+            "info     prints the vocabulary size, bos/eos ids and whether a chat template was found.\n"
+            "\n"
+            "examples:\n"
+            "  parity tokenizer encode -m models/gpt2 --text 'Hello world'\n"
+            "  echo -n 'Hello world' | parity tokenizer encode -m models/gpt2/tokenizer.json --json\n"
+            "  parity tokenizer decode -m models/gpt2 --ids 15496,995\n");
+}
+
+static int read_stdin(char **out, size_t *len) {
+    pt_buf b;
+    pt_buf_init(&b, (size_t)256 << 20);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        if (pt_buf_append(&b, chunk, n)) {
+            pt_buf_free(&b);
+            return -1;
+        }
+    if (pt_buf_append(&b, "", 0)) return -1;
+    *out = pt_buf_steal(&b, len);
+    return 0;
+}
+
+/* Parses "1,2 3\n4" into ids. */
+static int parse_ids(const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 16;
+    *n = 0;
+    *ids = malloc(cap * sizeof **ids);
+    if (!*ids) return -1;
+    const char *p = s;
+    while (*p) {
+        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+        if (!*p) break;
+        char num[24];
+        size_t k = 0;
+        while (p[k] && p[k] != ',' && p[k] != ' ' && p[k] != '\n' && p[k] != '\t' && p[k] != '\r') k++;
+        int64_t v;
+        if (k == 0 || k >= sizeof num) return -1;
+        memcpy(num, p, k);
+        num[k] = 0;
+        if (pt_parse_i64(num, &v) || v < 0 || v > INT32_MAX) return -1;
+        if (*n == cap) {
+            cap *= 2;
+            int32_t *x = realloc(*ids, cap * sizeof *x);
+            if (!x) return -1;
+            *ids = x;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        p += k;
+    }
+    return 0;
+}
+
+int cmd_tokenizer(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 2) return cli_usage_error("tokenizer", "missing action (encode, decode or info)");
+    const char *action = argv[1], *model = NULL, *text = NULL, *ids_arg = NULL;
+    int as_json = 0, add_special = 1, parse_special = 1, skip_special = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(a, "--text") && i + 1 < argc) text = argv[++i];
+        else if (!strcmp(a, "--ids") && i + 1 < argc) ids_arg = argv[++i];
+        else if (!strcmp(a, "--json")) as_json = 1;
+        else if (!strcmp(a, "--no-add-special")) add_special = 0;
+        else if (!strcmp(a, "--no-parse-special")) parse_special = 0;
+        else if (!strcmp(a, "--skip-special")) skip_special = 1;
+        else return cli_usage_error("tokenizer", "unknown or incomplete option '%s'", a);
+    }
+    if (strcmp(action, "encode") && strcmp(action, "decode") && strcmp(action, "info"))
+        return cli_usage_error("tokenizer", "unknown action '%s' (encode, decode or info)", action);
+    if (!model) return cli_usage_error("tokenizer", "-m MODEL is required");
+    pt_err err;
+    pt_err_clear(&err);
+    pt_tokenizer *t;
+    if (pt_tokenizer_load(model, &t, &err)) return cli_fail(&err);
+    int rc = 0;
+    if (!strcmp(action, "info")) {
+        printf("vocab_size %zu\nbos %ld\neos %ld\nchat_template %s\n", pt_tokenizer_vocab_size(t), (long)pt_tokenizer_bos(t),
+               (long)pt_tokenizer_eos(t), pt_tokenizer_chat_template(t) ? "yes" : "no");
+    } else if (!strcmp(action, "encode")) {
+        char *buf = NULL;
+        size_t len;
+        if (!text) {
+            if (read_stdin(&buf, &len)) {
+                fprintf(stderr, "parity: stdin: input larger than 256 MiB\n");
+                pt_tokenizer_free(t);
+                return 1;
+            }
+            text = buf;
+        } else {
+            len = strlen(text);
+        }
+        int32_t *ids;
+        size_t n;
+        if (pt_tokenizer_encode(t, text, len, add_special, parse_special, &ids, &n, &err)) {
+            rc = cli_fail(&err);
+        } else if (as_json) {
+            json_t *o = json_object(), *ja = json_array(), *jt = json_array();
+            for (size_t i = 0; i < n; i++) {
+                json_array_append_new(ja, json_integer(ids[i]));
+                json_array_append_new(jt, json_string(pt_tokenizer_token_str(t, ids[i])));
+            }
+            json_object_set_new(o, "ids", ja);
+            json_object_set_new(o, "tokens", jt);
+            char *s = json_dumps(o, JSON_COMPACT);
+            if (s) printf("%s\n", s);
+            free(s);
+            json_decref(o);
+        } else {
+            for (size_t i = 0; i < n; i++) printf(i ? " %ld" : "%ld", (long)ids[i]);
+            printf("\n");
+        }
+        free(ids);
+        free(buf);
+    } else {
+        char *buf = NULL;
+        size_t len;
+        if (!ids_arg) {
+            if (read_stdin(&buf, &len)) {
+                fprintf(stderr, "parity: stdin: input larger than 256 MiB\n");
+                pt_tokenizer_free(t);
+                return 1;
+            }
+            ids_arg = buf;
+        }
+        int32_t *ids = NULL;
+        size_t n;
+        if (parse_ids(ids_arg, &ids, &n)) {
+            rc = cli_usage_error("tokenizer", "--ids must be non-negative integers separated by commas or spaces");
+        } else {
+            char *out;
+            size_t olen;
+            if (pt_tokenizer_decode(t, ids, n, skip_special, &out, &olen, &err)) rc = cli_fail(&err);
+            else {
+                fwrite(out, 1, olen, stdout);
+                free(out);
+            }
+        }
+        free(ids);
+        free(buf);
+    }
+    pt_tokenizer_free(t);
+    return rc;
+}

@@ -1,0 +1,90 @@
+/* backend.h — the compute kernels the forward pass runs on, behind one narrow interface.
+ *
+ * forward.c never touches a weight's bytes or a BLAS call itself: it calls the function
+ * pointers in a pt_backend. backend_cpu.c is the one implementation today (AVX2/F16C kernels
+ * for decode, OpenBLAS sgemm for prefill, a small pthread pool); a CUDA backend would fill
+ * the same struct with device kernels.
+ *
+ * Conventions: activations are F32, row-major, [rows, width]. A weight is a logical
+ * matrix W (n outputs, k inputs) stored either as HF Linear ([n, k], PT_W_NK) or as HF
+ * Conv1D ([k, n], PT_W_KN, GPT-2), with a row stride `ld` in elements so that a column
+ * slice of a fused matrix (GPT-2's c_attn) is a weight of its own. Weights are borrowed
+ * (mmapped file memory) and never converted as a whole.
+ */
+#ifndef PARITY_ENGINE_BACKEND_H
+#define PARITY_ENGINE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/tensor.h"
+
+typedef enum pt_wlayout {
+    PT_W_NK = 0, /* element (i_out, i_in) at data[i_out*ld + i_in]  (HF nn.Linear) */
+    PT_W_KN = 1, /* element (i_out, i_in) at data[i_in*ld + i_out]  (HF Conv1D)    */
+} pt_wlayout;
+
+typedef struct pt_weight {
+    pt_dtype dtype;      /* PT_F32, PT_F16, PT_BF16 or PT_Q8_0 */
+    const void *data;    /* borrowed: first element (for Q8_0: first block) */
+    int n, k;            /* outputs, inputs */
+    size_t ld;           /* row stride in elements of the stored layout */
+    pt_wlayout layout;
+    const char *name;    /* tensor name, for errors (borrowed) */
+} pt_weight;
+
+/* Bytes a weight occupies (what one full pass over it reads). */
+size_t pt_weight_bytes(const pt_weight *w);
+
+typedef struct pt_backend pt_backend;
+
+/* Attention for one sequence and one layer.
+ *   q    [tq, n_heads*head_dim]      queries of positions p0 .. p0+tq-1 (RoPE applied)
+ *   k, v [p0+tq, n_kv*head_dim]      the sequence's cache, keys of positions 0 .. p0+tq-1
+ *   z    [tq, n_heads*head_dim]      out: softmax(q·kᵀ/√hd + causal mask)·v, per head
+ *   pattern [n_heads, tq, p0+tq]     out when not NULL: the softmax probabilities (0 where masked)
+ * Query head h reads kv head h / (n_heads/n_kv) (grouped-query attention). */
+typedef struct pt_attn_args {
+    const float *q;
+    const float *k, *v;
+    float *z;
+    float *pattern;
+    int tq, p0, n_heads, n_kv, head_dim;
+} pt_attn_args;
+
+struct pt_backend {
+    const char *name;
+    int n_threads;
+    /* out[t, 0..n) = x[t, 0..k) · Wᵀ (+ bias[n] when not NULL), t < rows. out and x do not
+     * overlap. Small row counts (decode) run the weight-streaming kernels; larger ones go
+     * through cblas_sgemm (non-F32 weights converted to F32 in tiles). matmul and attention
+     * return PT_OK or PT_ENOMEM (scratch could not grow). */
+    int (*matmul)(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias);
+    /* out[rows, n] = a[rows, k] · bᵀ where b is [n, k] F32 (used for tests and benches). */
+    void (*sgemm_nt)(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k);
+    int (*attention)(pt_backend *b, const pt_attn_args *a);
+    /* Row i of table w (a [rows_in_table, d] NK weight of any dtype) into out[d]. */
+    void (*get_row)(pt_backend *b, float *out, const pt_weight *w, int i);
+    /* y = x / rms(x) * w over rows of width d */
+    void (*rmsnorm)(pt_backend *b, float *y, const float *x, const float *w, int rows, int d, float eps);
+    /* y = (x - mean) / std * w + bias over rows of width d */
+    void (*layernorm)(pt_backend *b, float *y, const float *x, const float *w, const float *bias, int rows, int d,
+                      float eps);
+    /* Rotate-half RoPE in place on x [rows, n_heads*head_dim]; row r is at position pos[r]. */
+    void (*rope)(pt_backend *b, float *x, const int *pos, int rows, int n_heads, int head_dim, float theta);
+    void (*free)(pt_backend *b);
+    void *impl;
+};
+
+/* The CPU backend with n_threads threads (its own pool; OpenBLAS is set to the same
+ * count; calls never overlap, so the two never oversubscribe). n_threads <= 0: the
+ * number of online CPUs. NULL on allocation failure. */
+pt_backend *pt_backend_cpu_new(int n_threads);
+void pt_backend_free(pt_backend *b); /* NULL-safe */
+
+/* Q8_0 helpers (exposed for tests): quantise n floats (multiple of 32) into blocks, and the
+ * dot product of two Q8_0 rows of n values. */
+void pt_q8_quantize_row(const float *x, pt_block_q8_0 *out, size_t n);
+float pt_q8_dot(const pt_block_q8_0 *a, const pt_block_q8_0 *b, size_t n);
+
+#endif

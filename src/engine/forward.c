@@ -1,0 +1,372 @@
+/* forward.c — the forward pass over a batch of sequence steps (see engine.h).
+ *
+ * All tokens of all steps are stacked into one activation matrix [T, d] so that every weight
+ * matrix is streamed once per step whatever the batch: decode steps of several sequences
+ * share the weight reads, prefill runs as sgemm. Attention is the only per-sequence part
+ * (each sequence reads its own KV cache).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+
+/* Run state: scratch activations for T stacked tokens, grown on demand. */
+typedef struct run_state {
+    int cap_T;            /* tokens the buffers hold */
+    float *x;             /* (T, d)      residual stream */
+    float *xn;            /* (T, d)      normalised input of a sublayer */
+    float *q;             /* (T, H*hd) */
+    float *k, *v;         /* (T, KV*hd) */
+    float *z;             /* (T, H*hd) */
+    float *o;             /* (T, d)      attention / MLP output */
+    float *h1, *h2;       /* (T, F) */
+    float *logits;        /* (T, V)      rows whose logits were asked */
+    int *pos;             /* (T)         absolute position of each row */
+    size_t pattern_cap;
+    float *pattern;       /* (H, tq, tk) for a sequence whose pattern is read */
+} run_state;
+
+struct pt_engine {
+    pt_model *m;
+    pt_backend *b;
+    run_state rs;
+};
+
+int pt_engine_new(pt_model *m, pt_backend *b, pt_engine **out, pt_err *err) {
+    *out = NULL;
+    pt_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        pt_model_free(m);
+        pt_backend_free(b);
+        return pt_errf(err, PT_ENOMEM, "out of memory");
+    }
+    e->m = m;
+    e->b = b;
+    *out = e;
+    return PT_OK;
+}
+
+int pt_engine_open(const char *path, int n_threads, pt_engine **out, pt_err *err) {
+    pt_model *m;
+    *out = NULL;
+    int rc = pt_model_load(path, &m, err);
+    if (rc) return rc;
+    pt_backend *b = pt_backend_cpu_new(n_threads);
+    if (!b) {
+        pt_model_free(m);
+        return pt_errf(err, PT_ENOMEM, "out of memory starting the CPU backend");
+    }
+    return pt_engine_new(m, b, out, err);
+}
+
+static void rs_free(run_state *rs) {
+    free(rs->x), free(rs->xn), free(rs->q), free(rs->k), free(rs->v), free(rs->z), free(rs->o);
+    free(rs->h1), free(rs->h2), free(rs->logits), free(rs->pos), free(rs->pattern);
+    memset(rs, 0, sizeof *rs);
+}
+
+void pt_engine_free(pt_engine *e) {
+    if (!e) return;
+    rs_free(&e->rs);
+    pt_model_free(e->m);
+    pt_backend_free(e->b);
+    free(e);
+}
+
+const pt_model *pt_engine_model(const pt_engine *e) { return e->m; }
+const pt_config *pt_engine_config(const pt_engine *e) { return &e->m->c; }
+pt_backend *pt_engine_backend(pt_engine *e) { return e->b; }
+
+static int rs_reserve(pt_engine *e, int T, pt_err *err) {
+    run_state *rs = &e->rs;
+    if (T <= rs->cap_T) return PT_OK;
+    const pt_config *c = &e->m->c;
+    size_t n = (size_t)T, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim,
+           kvd = (size_t)c->n_kv_heads * c->head_dim, F = (size_t)c->d_ff, V = (size_t)c->vocab_size;
+    rs_free(rs);
+    rs->x = malloc(n * d * sizeof(float));
+    rs->xn = malloc(n * d * sizeof(float));
+    rs->q = malloc(n * qd * sizeof(float));
+    rs->k = malloc(n * kvd * sizeof(float));
+    rs->v = malloc(n * kvd * sizeof(float));
+    rs->z = malloc(n * qd * sizeof(float));
+    rs->o = malloc(n * d * sizeof(float));
+    rs->h1 = malloc(n * F * sizeof(float));
+    rs->h2 = malloc(n * F * sizeof(float));
+    rs->logits = malloc(n * V * sizeof(float));
+    rs->pos = malloc(n * sizeof(int));
+    if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->z || !rs->o || !rs->h1 || !rs->h2 || !rs->logits ||
+        !rs->pos) {
+        rs_free(rs);
+        return pt_errf(err, PT_ENOMEM, "out of memory for the activations of %d tokens", T);
+    }
+    rs->cap_T = T;
+    return PT_OK;
+}
+
+/* ---- sequences ----------------------------------------------------------------------- */
+
+size_t pt_seq_bytes_per_pos(const pt_engine *e) {
+    const pt_config *c = &e->m->c;
+    return 2 * (size_t)c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
+}
+
+pt_seq *pt_seq_new(pt_engine *e, int max_ctx) {
+    const pt_config *c = &e->m->c;
+    pt_seq *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->max_ctx = max_ctx <= 0 || max_ctx > c->max_pos ? c->max_pos : max_ctx;
+    s->n_layers = c->n_layers;
+    s->kv_dim = c->n_kv_heads * c->head_dim;
+    s->k = calloc((size_t)c->n_layers, sizeof *s->k);
+    s->v = calloc((size_t)c->n_layers, sizeof *s->v);
+    if (!s->k || !s->v) {
+        pt_seq_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void pt_seq_free(pt_seq *s) {
+    if (!s) return;
+    for (int l = 0; s->k && l < s->n_layers; l++) free(s->k[l]);
+    for (int l = 0; s->v && l < s->n_layers; l++) free(s->v[l]);
+    free(s->k);
+    free(s->v);
+    free(s);
+}
+
+void pt_seq_reset(pt_seq *s) { s->pos = 0; }
+void pt_seq_truncate(pt_seq *s, int n) {
+    if (n >= 0 && n < s->pos) s->pos = n;
+}
+void pt_seq_set_hooks(pt_seq *s, pt_hooks *h) { s->hooks = h; }
+
+static int seq_reserve(pt_seq *s, int need, pt_err *err) {
+    if (need <= s->cap) return PT_OK;
+    int nc = s->cap ? s->cap : 64;
+    while (nc < need) nc *= 2;
+    if (nc > s->max_ctx) nc = s->max_ctx;
+    size_t bytes = (size_t)nc * (size_t)s->kv_dim * sizeof(float);
+    for (int l = 0; l < s->n_layers; l++) {
+        float *k = realloc(s->k[l], bytes);
+        if (k) s->k[l] = k;
+        float *v = k ? realloc(s->v[l], bytes) : NULL;
+        if (v) s->v[l] = v;
+        if (!k || !v) return pt_errf(err, PT_ENOMEM, "out of memory for a KV cache of %d positions", nc);
+    }
+    s->cap = nc;
+    return PT_OK;
+}
+
+/* ---- the forward pass ---------------------------------------------------------------- */
+
+typedef struct batch {
+    pt_step *steps;
+    int n;
+    int *row0;   /* first stacked row of each step */
+} batch;
+
+/* Runs the hooks of every sequence at a site over its rows of buf (width columns). */
+static int hook_site(batch *bt, int site, float *buf, size_t width, pt_err *err) {
+    for (int i = 0; i < bt->n; i++) {
+        pt_seq *s = bt->steps[i].seq;
+        if (!s->hooks || !pt_hooks_active(s->hooks, site)) continue;
+        int rc = pt_hooks_apply(s->hooks, site, buf + (size_t)bt->row0[i] * width, bt->steps[i].n_tokens, s->pos, err);
+        if (rc) return rc;
+    }
+    return PT_OK;
+}
+
+/* One projection: out (T, w.n) = x (T, w.k) @ Wᵀ + b.
+ * LoRA goes here: for an adapter on this (layer, proj), add scale · (x Aᵀ) Bᵀ to out, with
+ * A (r, w.k) and B (w.n, r) — two small matmuls through the same backend->matmul. */
+static int proj(pt_engine *e, int layer, pt_proj p, float *out, const float *x, int T) {
+    const pt_layer_weights *l = &e->m->w.layers[layer];
+    return e->b->matmul(e->b, out, x, T, &l->proj[p], l->bias[p]);
+}
+
+static float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
+    const pt_config *c = &e->m->c;
+    const pt_model_weights *w = &e->m->w;
+    pt_backend *b = e->b;
+    if (n <= 0) return PT_OK;
+    /* Validate everything before touching any state. */
+    int T = 0;
+    for (int i = 0; i < n; i++) {
+        pt_step *st = &steps[i];
+        if (!st->seq || st->n_tokens <= 0 || !st->tokens)
+            return pt_errf(err, PT_EINVAL, "step %d: no sequence or no tokens", i);
+        for (int j = 0; j < i; j++)
+            if (steps[j].seq == st->seq) return pt_errf(err, PT_EINVAL, "step %d: the sequence of step %d again", i, j);
+        for (int j = 0; j < st->n_tokens; j++)
+            if (st->tokens[j] < 0 || st->tokens[j] >= c->vocab_size)
+                return pt_errf(err, PT_EINVAL, "step %d: token %d (id %d) is out of range (vocabulary of %d)", i, j,
+                               st->tokens[j], c->vocab_size);
+        if (st->n_tokens > st->seq->max_ctx - st->seq->pos)
+            return pt_errf(err, PT_EINVAL,
+                           "step %d: %d tokens after %d would exceed the context length of %d positions", i,
+                           st->n_tokens, st->seq->pos, st->seq->max_ctx);
+        if (T > (1 << 24)) return pt_errf(err, PT_EINVAL, "too many tokens in one step");
+        T += st->n_tokens;
+    }
+    int rc = rs_reserve(e, T, err);
+    if (rc) return rc;
+    for (int i = 0; i < n; i++)
+        if ((rc = seq_reserve(steps[i].seq, steps[i].seq->pos + steps[i].n_tokens, err))) return rc;
+    int row0_small[64], *row0 = n <= 64 ? row0_small : malloc((size_t)n * sizeof(int));
+    if (!row0) return pt_errf(err, PT_ENOMEM, "out of memory");
+    batch bt = {steps, n, row0};
+    run_state *rs = &e->rs;
+    size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim,
+           F = (size_t)c->d_ff, V = (size_t)c->vocab_size;
+    for (int i = 0, r = 0; i < n; i++) {
+        row0[i] = r;
+        for (int j = 0; j < steps[i].n_tokens; j++, r++) rs->pos[r] = steps[i].seq->pos + j;
+    }
+#define HOOK(kind, layer, buf, width)                                                    \
+    do {                                                                                 \
+        if ((rc = hook_site(&bt, pt_hook_site(kind, layer), buf, width, err))) goto out; \
+    } while (0)
+
+    /* Embeddings. */
+    for (int i = 0, r = 0; i < n; i++)
+        for (int j = 0; j < steps[i].n_tokens; j++, r++) b->get_row(b, rs->x + (size_t)r * d, &w->tok_emb, steps[i].tokens[j]);
+    HOOK(PT_HOOK_EMBED, 0, rs->x, d);
+    if (c->arch == PT_ARCH_GPT2) {
+        for (int r = 0; r < T; r++) b->get_row(b, rs->xn + (size_t)r * d, &w->pos_emb, rs->pos[r]);
+        HOOK(PT_HOOK_POS_EMBED, 0, rs->xn, d);
+        for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->xn[i];
+    }
+
+    for (int L = 0; L < c->n_layers; L++) {
+        const pt_layer_weights *lw = &w->layers[L];
+        HOOK(PT_HOOK_RESID_PRE, L, rs->x, d);
+        /* Attention. */
+        if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, lw->ln1_w, T, (int)d, c->norm_eps);
+        else b->layernorm(b, rs->xn, rs->x, lw->ln1_w, lw->ln1_b, T, (int)d, c->norm_eps);
+        if ((rc = proj(e, L, PT_PROJ_Q, rs->q, rs->xn, T))) goto oom;
+        if ((rc = proj(e, L, PT_PROJ_K, rs->k, rs->xn, T))) goto oom;
+        if ((rc = proj(e, L, PT_PROJ_V, rs->v, rs->xn, T))) goto oom;
+        HOOK(PT_HOOK_Q, L, rs->q, qd);
+        HOOK(PT_HOOK_K, L, rs->k, kvd);
+        HOOK(PT_HOOK_V, L, rs->v, kvd);
+        if (c->arch == PT_ARCH_LLAMA) {
+            b->rope(b, rs->q, rs->pos, T, c->n_heads, c->head_dim, c->rope_theta);
+            b->rope(b, rs->k, rs->pos, T, c->n_kv_heads, c->head_dim, c->rope_theta);
+        }
+        int site_pat = pt_hook_site(PT_HOOK_PATTERN, L);
+        for (int i = 0; i < n; i++) {
+            pt_seq *s = steps[i].seq;
+            int tq = steps[i].n_tokens, p0 = s->pos;
+            memcpy(s->k[L] + (size_t)p0 * kvd, rs->k + (size_t)row0[i] * kvd, (size_t)tq * kvd * sizeof(float));
+            memcpy(s->v[L] + (size_t)p0 * kvd, rs->v + (size_t)row0[i] * kvd, (size_t)tq * kvd * sizeof(float));
+            int want_pat = s->hooks && pt_hooks_active(s->hooks, site_pat);
+            if (want_pat) {
+                size_t need = (size_t)c->n_heads * (size_t)tq * (size_t)(p0 + tq);
+                if (need > rs->pattern_cap) {
+                    float *p = realloc(rs->pattern, need * sizeof(float));
+                    if (!p) {
+                        rc = pt_errf(err, PT_ENOMEM, "out of memory for an attention pattern");
+                        goto out;
+                    }
+                    rs->pattern = p, rs->pattern_cap = need;
+                }
+            }
+            pt_attn_args a = {.q = rs->q + (size_t)row0[i] * qd, .k = s->k[L], .v = s->v[L],
+                              .z = rs->z + (size_t)row0[i] * qd, .pattern = want_pat ? rs->pattern : NULL,
+                              .tq = tq, .p0 = p0, .n_heads = c->n_heads, .n_kv = c->n_kv_heads,
+                              .head_dim = c->head_dim};
+            if ((rc = b->attention(b, &a))) goto oom;
+            if (want_pat && (rc = pt_hooks_record_pattern(s->hooks, site_pat, rs->pattern, tq, p0, err))) goto out;
+        }
+        HOOK(PT_HOOK_Z, L, rs->z, qd);
+        if ((rc = proj(e, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
+        HOOK(PT_HOOK_ATTN_OUT, L, rs->o, d);
+        for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+        HOOK(PT_HOOK_RESID_MID, L, rs->x, d);
+        /* MLP. */
+        if (c->arch == PT_ARCH_LLAMA) {
+            b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
+            if ((rc = proj(e, L, PT_PROJ_GATE, rs->h1, rs->xn, T))) goto oom;
+            if ((rc = proj(e, L, PT_PROJ_UP, rs->h2, rs->xn, T))) goto oom;
+            HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
+            for (size_t i = 0; i < (size_t)T * F; i++) {
+                float g = rs->h1[i];
+                rs->h1[i] = g / (1.f + expf(-g)) * rs->h2[i];
+            }
+        } else {
+            b->layernorm(b, rs->xn, rs->x, lw->ln2_w, lw->ln2_b, T, (int)d, c->norm_eps);
+            if ((rc = proj(e, L, PT_PROJ_UP, rs->h1, rs->xn, T))) goto oom;
+            HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
+            for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]);
+        }
+        HOOK(PT_HOOK_MLP_POST, L, rs->h1, F);
+        if ((rc = proj(e, L, PT_PROJ_DOWN, rs->o, rs->h1, T))) goto oom;
+        HOOK(PT_HOOK_MLP_OUT, L, rs->o, d);
+        for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+        HOOK(PT_HOOK_RESID_POST, L, rs->x, d);
+    }
+    if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, w->lnf_w, T, (int)d, c->norm_eps);
+    else b->layernorm(b, rs->xn, rs->x, w->lnf_w, w->lnf_b, T, (int)d, c->norm_eps);
+    HOOK(PT_HOOK_LN_FINAL, 0, rs->xn, d);
+
+    /* Logits: only the rows somebody asked for (all of a step's rows when its hooks touch the
+     * logits). The selected rows are packed into x, one matmul, then scattered. */
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        pt_step *st = &steps[i];
+        int all = st->all_logits || pt_hooks_wants_logits(st->seq->hooks);
+        if (!st->logits && !pt_hooks_wants_logits(st->seq->hooks)) continue;
+        int first = all ? 0 : st->n_tokens - 1;
+        for (int j = first; j < st->n_tokens; j++, nl++)
+            memcpy(rs->x + (size_t)nl * d, rs->xn + (size_t)(row0[i] + j) * d, d * sizeof(float));
+    }
+    if (nl && (rc = b->matmul(b, rs->logits, rs->x, nl, &w->lm_head, NULL))) goto oom;
+    for (int i = 0, r = 0; i < n; i++) {
+        pt_step *st = &steps[i];
+        pt_seq *s = st->seq;
+        int wants = pt_hooks_wants_logits(s->hooks);
+        if (!st->logits && !wants) continue;
+        int all = st->all_logits || wants, cnt = all ? st->n_tokens : 1;
+        float *L0 = rs->logits + (size_t)r * V;
+        if (wants && (rc = pt_hooks_apply(s->hooks, PT_HOOK_LOGITS, L0, cnt, s->pos + st->n_tokens - cnt, err)))
+            goto out;
+        if (st->logits) {
+            if (st->all_logits) memcpy(st->logits, L0, (size_t)cnt * V * sizeof(float));
+            else memcpy(st->logits, L0 + (size_t)(cnt - 1) * V, V * sizeof(float));
+        }
+        r += cnt;
+    }
+    for (int i = 0; i < n; i++) steps[i].seq->pos += steps[i].n_tokens;
+#undef HOOK
+    goto out;
+oom:
+    rc = pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
+out:
+    if (row0 != row0_small) free(row0);
+    return rc;
+}
+
+void pt_log_softmax(float *row, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) m = fmaxf(m, row[i]);
+    double s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)row[i] - m);
+    float lse = m + (float)log(s);
+    for (int i = 0; i < n; i++) row[i] -= lse;
+}
+
+int pt_argmax(const float *row, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (row[i] > row[best]) best = i;
+    return best;
+}

@@ -1,0 +1,104 @@
+/* http.h — the HTTP layer under parity's API: libmicrohttpd with a thread pool and epoll,
+ * keep-alive, a cap on every request body, slow-client timeouts, a connection cap, and two
+ * ways to answer slowly without blocking a pool thread:
+ *   - deferred: the handler returns HTTP_DEFER with a job that later calls http_complete();
+ *     the connection is suspended meanwhile (non-streaming completions);
+ *   - streamed: the handler opens an http_stream; a producer thread appends bytes with
+ *     http_stream_write() and ends with http_stream_close() (SSE).
+ * Handlers run on pool threads; they must not block for long.
+ */
+#ifndef PARITY_SERVER_HTTP_H
+#define PARITY_SERVER_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+typedef struct http_server http_server;
+typedef struct http_req http_req;
+typedef struct http_stream http_stream;
+
+#define HTTP_MAX_HEADERS 24
+
+typedef struct http_resp {
+    int status;
+    const char *content_type;            /* static string; default application/json */
+    pt_buf body;                         /* max set by the layer */
+    int n_headers;
+    struct {
+        char name[48];
+        char value[160];
+    } headers[HTTP_MAX_HEADERS];
+    http_stream *stream;                 /* set by http_stream_open() */
+} http_resp;
+
+/* What a handler returns. */
+enum { HTTP_DONE = 0, HTTP_DEFER = 1, HTTP_STREAM = 2 };
+
+typedef struct http_req {
+    void *conn;                          /* struct MHD_Connection * */
+    const char *method;                  /* "GET", "POST", ... */
+    const char *path;                    /* decoded path, no query string */
+    const char *body;                    /* NUL-terminated; body_len bytes */
+    size_t body_len;
+    const char *remote;                  /* client address text */
+    double start;                        /* pt_now() when the request arrived */
+    void *user;                          /* the handler's per-request state */
+    void (*user_free)(void *);           /* frees user when the request ends */
+} http_req;
+
+/* The request handler. Fills resp and returns HTTP_DONE; or returns HTTP_DEFER after arranging
+ * for http_complete() to be called later (from any thread); or HTTP_STREAM after
+ * http_stream_open(). Called again with the same req after http_complete(): then it must fill
+ * resp and return HTTP_DONE (req->user carries what it needs). */
+typedef int (*http_handler)(void *ctx, http_req *req, http_resp *resp);
+/* Body cap for a request, decided from its method and path before the body is read. */
+typedef size_t (*http_body_cap)(void *ctx, const char *method, const char *path);
+/* Called once per finished request (for metrics and access logs). */
+typedef void (*http_observer)(void *ctx, const http_req *req, int status, double seconds);
+
+typedef struct http_options {
+    const char *host;                    /* default 127.0.0.1 */
+    int port;                            /* default 8080; 0 picks a free port */
+    int threads;                         /* pool size, default 2 */
+    unsigned connection_limit;           /* default 256 */
+    unsigned timeout_s;                  /* idle/slow client timeout, default 30 */
+    http_handler handler;
+    http_body_cap body_cap;
+    http_observer observer;
+    void *ctx;
+} http_options;
+
+int http_start(http_server **out, const http_options *o, pt_err *err);
+int http_port(const http_server *s);     /* the bound port */
+/* Stops accepting, lets in-flight requests finish (up to grace_s), then stops. */
+void http_stop(http_server *s, double grace_s);
+
+/* Request helpers. */
+const char *http_header(const http_req *r, const char *name);   /* NULL if absent */
+const char *http_query(const http_req *r, const char *name);    /* NULL if absent */
+void http_resume(http_req *r);            /* for HTTP_DEFER: call when the result is ready */
+
+/* Response helpers. */
+void http_set_header(http_resp *r, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A JSON body from a jansson value (stolen reference). */
+struct json_t;
+void http_json(http_resp *r, int status, struct json_t *body);
+/* OpenAI's error shape: {"error":{"message","type","param","code"}}. param/code may be NULL. */
+void http_error(http_resp *r, int status, const char *type, const char *code, const char *param,
+                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Streaming: opens a chunked response on req with the given content type. The stream is
+ * owned jointly by the connection and the producer: each side calls http_stream_close()
+ * (producer: when done) / the layer (when the client goes away); the last one frees it.
+ * http_stream_write returns PT_ECANCELLED once the client is gone, so the producer can stop. */
+http_stream *http_stream_open(http_req *req, http_resp *resp, const char *content_type);
+int http_stream_write(http_stream *s, const void *data, size_t len);
+void http_stream_close(http_stream *s);
+/* Frees a stream that http_stream_open() attached to resp when the handler decides to answer
+ * HTTP_DONE after all (the producer must not use it any more). */
+void http_stream_discard(http_resp *resp);
+
+#endif

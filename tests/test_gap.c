@@ -1,0 +1,160 @@
+/* The parity report on a crafted three-revision history: each dimension's verdict, the
+ * deployment lag taken from the history (not just the current revision), the per-model
+ * scope and timeliness, the history of verdicts, and the Markdown rendering. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "gap/gap.h"
+#include "policy/policy.h"
+#include "test.h"
+
+#define HEAD                                                                                    \
+    "version: 1\nlab: {id: l, name: Lab}\n"                                                     \
+    "models:\n  - {id: m, insider_since: 2026-01-05, variants: [{id: mitigated}, {id: unmitigated}]}\n" \
+    "  - {id: secret, insider_since: 2026-01-05}\n"                                             \
+    "organisations:\n  - {id: ins, name: Insiders, kind: insider}\n"                            \
+    "  - {id: ev, name: Evaluator, kind: evaluator}\n  - {id: rs, name: Researcher, kind: researcher}\n" \
+    "grants:\n  - {id: ins, organisation: ins, model: '*', tier: AL3, limits: {requests_per_minute: 600, tokens_per_day: 1000000}}\n"
+
+static const char rev1[] = HEAD;
+static const char rev2[] = HEAD
+    "  - {id: ev1, organisation: ev, model: m, tier: AL2, window: {from: 2026-03-01, until: 2026-03-10},"
+    " limits: {requests_per_minute: 100, tokens_per_day: 1000000}}\n"
+    "  - {id: rs1, organisation: rs, model: m, tier: AL1, window: {from: 2026-02-20}}\n";
+static const char rev3[] = HEAD
+    "  - {id: ev2, organisation: ev, model: m, tier: AL3, window: {from: 2026-06-01, until: 2026-12-31},"
+    " limits: {requests_per_minute: 600, tokens_per_day: 1000000}}\n"
+    "  - {id: rs1, organisation: rs, model: m, tier: AL1, window: {from: 2026-02-20}}\n";
+
+static int64_t T(const char *s) {
+    int64_t t = 0;
+    pt_parse_time(s, &t, NULL);
+    return t;
+}
+
+static json_t *pair(json_t *rep, const char *model, const char *org) {
+    json_t *ms = json_object_get(rep, "models");
+    for (size_t i = 0; i < json_array_size(ms); i++) {
+        json_t *m = json_array_get(ms, i);
+        if (strcmp(json_string_value(json_object_get(m, "id")), model)) continue;
+        if (!org) return m;
+        json_t *os = json_object_get(m, "organisations");
+        for (size_t j = 0; j < json_array_size(os); j++)
+            if (!strcmp(json_string_value(json_object_get(json_array_get(os, j), "organisation")), org))
+                return json_array_get(os, j);
+    }
+    return NULL;
+}
+
+static const char *verdict(json_t *pr, const char *dimension) {
+    const char *s = json_string_value(json_object_get(json_object_get(json_object_get(pr, "dimensions"), dimension), "verdict"));
+    return s ? s : "(missing)";
+}
+
+static json_int_t lag_days(json_t *pr) {
+    return json_integer_value(json_object_get(json_object_get(json_object_get(pr, "dimensions"), "deployment_lag"), "days"));
+}
+
+static void test_business_days(void) {
+    CHECK(pt_gap_business_days(T("2026-03-02"), T("2026-03-09")) == 5);  /* Monday to Monday */
+    CHECK(pt_gap_business_days(T("2026-03-01"), T("2026-03-10")) == 6);  /* Sunday to Tuesday */
+    CHECK(pt_gap_business_days(T("2026-03-07"), T("2026-03-09")) == 0);  /* a weekend */
+    CHECK(pt_gap_business_days(T("2026-01-01"), T("2027-01-01")) == 261);
+    CHECK(pt_gap_business_days(T("2026-03-10"), T("2026-03-01")) == 0);
+}
+
+static void test_report_on_history(void) {
+    pt_err err;
+    pt_policy *p1 = pt_policy_parse(rev1, strlen(rev1), "rev1", &err);
+    pt_policy *p2 = pt_policy_parse(rev2, strlen(rev2), "rev2", &err);
+    pt_policy *p3 = pt_policy_parse(rev3, strlen(rev3), "rev3", &err);
+    CHECK(p1 && p2 && p3);
+    if (!p1 || !p2 || !p3) {
+        fprintf(stderr, "%s\n", err.msg);
+        return;
+    }
+    pt_gap_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0}, {T("2026-02-20"), p2, "sha256:2", 1},
+                               {T("2026-06-01"), p3, "sha256:3", 2}};
+    /* In March, under revision 2: the evaluator has a short grey-box window. */
+    json_t *mar = pt_gap_report(revs, 3, T("2026-03-05"), &err);
+    CHECK(mar != NULL);
+    json_t *ev = pair(mar, "m", "ev");
+    CHECK(ev != NULL);
+    CHECK(!strcmp(verdict(ev, "non_release"), "parity"));
+    CHECK(!strcmp(verdict(ev, "deployment_lag"), "parity"));
+    CHECK(lag_days(ev) == 55);
+    CHECK(!strcmp(verdict(ev, "safeguards"), "parity"));
+    CHECK(!strcmp(verdict(ev, "rate_limits"), "partial")); /* 100/600 requests per minute */
+    CHECK(!strcmp(verdict(ev, "elicitation"), "gap"));
+    CHECK(!strcmp(verdict(ev, "information"), "parity"));
+    CHECK(!strcmp(verdict(ev, "window"), "gap"));           /* 6 business days */
+    CHECK(json_integer_value(json_object_get(json_object_get(json_object_get(ev, "dimensions"), "window"), "business_days")) == 6);
+    CHECK(!strcmp(json_string_value(json_object_get(ev, "overall")), "gap"));
+    CHECK(!strcmp(json_string_value(json_object_get(ev, "level")), "AL2"));
+    json_decref(mar);
+
+    /* In July, under revision 3. */
+    json_t *rep = pt_gap_report(revs, 3, T("2026-07-01"), &err);
+    CHECK(rep != NULL);
+    if (!rep) return;
+    ev = pair(rep, "m", "ev");
+    json_t *rs = pair(rep, "m", "rs");
+    CHECK(ev && rs);
+    for (int k = 0; ev && k < 7; k++) {
+        static const char *d[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "elicitation", "information", "window"};
+        if (strcmp(verdict(ev, d[k]), "parity")) fprintf(stderr, "ev %s: %s\n", d[k], verdict(ev, d[k]));
+        CHECK(!strcmp(verdict(ev, d[k]), "parity"));
+    }
+    /* the lag comes from the history: first access was on 1 March, under revision 2 */
+    CHECK(lag_days(ev) == 55);
+    CHECK(!strcmp(json_string_value(json_object_get(ev, "level")), "AL3"));
+    CHECK(!strcmp(verdict(rs, "non_release"), "parity"));
+    CHECK(lag_days(rs) == 46);
+    CHECK(!strcmp(verdict(rs, "safeguards"), "gap"));
+    CHECK(!strcmp(verdict(rs, "elicitation"), "gap"));
+    CHECK(!strcmp(verdict(rs, "window"), "n/a"));
+    CHECK(!strcmp(verdict(rs, "rate_limits"), "parity")); /* no limit stated: not below the insiders' */
+    CHECK(!strcmp(json_string_value(json_object_get(rs, "overall")), "gap"));
+    /* history of the evaluator: no access (rev 0), then parity (rev 2); rev 1 changed no verdict */
+    json_t *h = json_object_get(ev, "history");
+    CHECK(json_array_size(h) == 2);
+    CHECK(json_integer_value(json_object_get(json_array_get(h, 0), "revision")) == 0);
+    CHECK(json_integer_value(json_object_get(json_array_get(h, 1), "revision")) == 2);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(json_array_get(h, 0), "verdicts"), "non_release")), "gap"));
+    /* the model nobody outside may use */
+    json_t *sec = pair(rep, "secret", NULL);
+    CHECK(sec != NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(sec, "timeliness"), "verdict")), "gap"));
+    CHECK(json_integer_value(json_object_get(json_object_get(sec, "timeliness"), "days")) == 177);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(sec, "scope"), "verdict")), "gap"));
+    CHECK(!strcmp(verdict(pair(rep, "secret", "ev"), "non_release"), "gap"));
+    json_t *m = pair(rep, "m", NULL);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(m, "scope"), "verdict")), "parity"));
+    CHECK(json_integer_value(json_object_get(json_object_get(json_object_get(m, "scope"), "organisations_per_level"), "AL3")) == 1);
+    CHECK(json_integer_value(json_object_get(json_object_get(json_object_get(m, "scope"), "organisations_per_level"), "AL1")) == 1);
+    CHECK(json_integer_value(json_object_get(json_object_get(m, "timeliness"), "days")) == 46);
+    json_t *sum = json_object_get(rep, "summary");
+    CHECK(json_integer_value(json_object_get(sum, "pairs")) == 4);
+    CHECK(json_integer_value(json_object_get(sum, "parity")) == 1);
+    CHECK(json_array_size(json_object_get(rep, "revisions")) == 3);
+    CHECK(json_object_get(json_object_get(rep, "dimensions"), "deployment_lag") != NULL);
+    char *md = pt_gap_markdown(rep);
+    CHECK(md && strstr(md, "| ev | evaluator | AL3 | parity | parity (55 d) |"));
+    CHECK(md && strstr(md, "revision 2: ev:"));
+    free(md);
+    json_decref(rep);
+    /* before the first revision there is nothing to report; out-of-order input is refused */
+    CHECK(pt_gap_report(revs, 3, T("2025-12-01"), &err) == NULL && err.code == PT_EINVAL);
+    pt_gap_revision bad[2] = {revs[1], revs[0]};
+    CHECK(pt_gap_report(bad, 2, T("2026-07-01"), &err) == NULL && err.code == PT_EINVAL);
+    pt_policy_free(p1);
+    pt_policy_free(p2);
+    pt_policy_free(p3);
+}
+
+int main(void) {
+    test_business_days();
+    test_report_on_history();
+    return test_summary("test_gap");
+}
