@@ -148,7 +148,7 @@ int main(void) {
         /* recover, then verify everything from the published tiles */
         tlog *t;
         pt_err err;
-        if (tlog_open(data_dir, "crash", NULL, &t, &err) != 0) {
+        if (tlog_open(data_dir, "crash", "example.org/crash", &t, &err) != 0) {
             fprintf(stderr, "round %d: reopen failed: %s\n", round, err.msg);
             failures++;
             break;
