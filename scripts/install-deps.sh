@@ -11,7 +11,7 @@ pkgs=(
   # test references and tools: PyTorch (engine/training reference), clang (libFuzzer,
   # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client),
   # SentencePiece (tokenizer reference)
-  python3 python3-torch python3-numpy python3-yaml python3-sentencepiece
+  python3 python3-torch python3-numpy python3-yaml python3-cryptography python3-sentencepiece
   clang libclang-rt-14-dev wrk
 )
 
