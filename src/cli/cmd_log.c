@@ -340,21 +340,32 @@ int cmd_log(int argc, char **argv) {
     if (!strcmp(sub, "append")) return cmd_append(&o);
     if (!strcmp(sub, "prove")) return cmd_prove(&o);
     if (strcmp(sub, "vkey") && strcmp(sub, "checkpoint")) return cli_usage_error("log", "unknown subcommand '%s'", sub);
-    tlog *t;
-    if ((rc = open_log(&o, &t))) return rc;
+    /* Both read what is published, without the writer's lock, so they work while a server
+     * holds the log. A log that does not exist yet is created (with its key) by the writer. */
+    pt_err err;
+    char *vk = NULL;
+    if (tlog_read_vkey(o.data, o.log, &vk, &err) != PT_OK) {
+        tlog *t;
+        if ((rc = open_log(&o, &t))) return rc;
+        tlog_close(t);
+        if (tlog_read_vkey(o.data, o.log, &vk, &err) != PT_OK) return cli_fail(&err);
+    }
     if (!strcmp(sub, "vkey")) {
-        printf("%s\n", tlog_vkey(t));
+        printf("%s\n", vk);
     } else {
-        char *cp;
+        char rel[300], *path, *cp;
         size_t len;
-        pt_err err;
-        if (tlog_checkpoint(t, &cp, &len, &err) != 0) {
-            tlog_close(t);
+        snprintf(rel, sizeof rel, "log/%s/checkpoint", o.log);
+        path = pt_path_join(o.data, rel);
+        rc = pt_read_file(path, TLOG_MAX_CHECKPOINT, &cp, &len, &err);
+        free(path);
+        if (rc) {
+            free(vk);
             return cli_fail(&err);
         }
         fwrite(cp, 1, len, stdout);
         free(cp);
     }
-    tlog_close(t);
+    free(vk);
     return 0;
 }

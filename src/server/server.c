@@ -12,6 +12,8 @@
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "gap/gap.h"
+#include "policy/history.h"
 #include "policy/policy_internal.h"
 #include "policy/ytree.h"
 #include "server/server_internal.h"
@@ -71,61 +73,13 @@ static void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64
     srv_policy_put(s, old);
 }
 
-/* Reads the policy log from the start: the latest policy_revision entry names the current
- * policy, whose canonical text is DATA/log/policy/revisions/<hex>.json (checked against the
- * logged digest). No revision yet → an empty policy (everything is denied). */
+/* The current policy: the latest revision in the policy log (see pt_policy_current). */
 static int srv_load_policy(pt_server *s, pt_err *err) {
-    uint64_t n = tlog_size(s->policy_log);
-    char digest[72] = "";
-    int64_t seq = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint8_t *data;
-        size_t len;
-        int rc = tlog_entry(s->policy_log, i, &data, &len, err);
-        if (rc) return rc;
-        json_t *e = json_loadb((const char *)data, len, 0, NULL);
-        free(data);
-        const char *type = json_string_value(json_object_get(e, "type"));
-        if (type && !strcmp(type, "policy_revision") && json_is_string(json_object_get(e, "digest"))) {
-            snprintf(digest, sizeof digest, "%s", json_string_value(json_object_get(e, "digest")));
-            seq = json_integer_value(json_object_get(e, "seq"));
-        }
-        json_decref(e);
-    }
     pt_policy *p;
-    if (!digest[0]) {
-        static const char empty[] = "{\"version\":1,\"lab\":{\"id\":\"unconfigured\",\"name\":\"(no policy applied yet)\"},\"models\":[],\"organisations\":[]}";
-        p = pt_policy_parse(empty, sizeof empty - 1, "(empty policy)", err);
-        if (!p) return err ? err->code : PT_EFORMAT;
-        srv_policy_set(s, p, "", 0);
-        return PT_OK;
-    }
-    if (strncmp(digest, "sha256:", 7) || strlen(digest) != 71)
-        return pt_errf(err, PT_EFORMAT, "policy log: malformed digest '%s'", digest);
-    char rel[128];
-    snprintf(rel, sizeof rel, "log/policy/revisions/%s.json", digest + 7);
-    char *path = pt_path_join(s->data_dir, rel);
-    char *text;
-    size_t len;
-    int rc = pt_read_file(path, 16u << 20, &text, &len, err);
-    if (rc) {
-        free(path);
-        return rc;
-    }
-    uint8_t h[32];
-    char hex[65];
-    pt_sha256(text, len, h);
-    pt_hex(h, 32, hex);
-    if (strcmp(hex, digest + 7)) {
-        rc = pt_errf(err, PT_EVERIFY, "%s: contents do not match the logged digest %s", path, digest);
-        free(text);
-        free(path);
-        return rc;
-    }
-    p = pt_policy_parse(text, len, path, err);
-    free(text);
-    free(path);
-    if (!p) return err ? err->code : PT_EFORMAT;
+    char digest[72];
+    int64_t seq;
+    int rc = pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, err);
+    if (rc) return rc;
     srv_policy_set(s, p, digest, seq);
     return PT_OK;
 }
@@ -235,8 +189,6 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
     if (d.reason == PT_DENY_UNKNOWN_MODEL) {
         http_error(resp, 404, "invalid_request_error", "model_not_found", "model",
                    "The model '%s' does not exist or you do not have access to it.", model);
-    } else if (d.reason == PT_DENY_LIMIT) {
-        http_error(resp, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL, "%s", d.message);
     } else {
         http_error(resp, 403, "permission_denied", pt_reason_name(d.reason), NULL, "%s (policy revision %lld)",
                    d.message, (long long)c->pol->seq);
@@ -626,6 +578,196 @@ static int r_admin_keys(pt_server *s, call *c, http_resp *resp) {
     return HTTP_DONE;
 }
 
+/* POST /v1/admin/policy: body = a policy document (YAML or JSON). Validates, diffs against the
+ * current revision, appends it to the policy log and makes it current at once. Models new to
+ * the policy are served after a restart (weights are loaded at start-up). */
+static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
+    pt_apply_result r;
+    pt_err err;
+    memset(&r, 0, sizeof r);
+    c->decision_allow = 1;
+    int rc = pt_policy_apply(s->policy_log, s->data_dir, c->req->body, c->req->body_len, "policy", pt_unix_time(), &r,
+                             &err);
+    if (rc) {
+        http_error(resp, rc == PT_EFORMAT ? 400 : 500, rc == PT_EFORMAT ? "invalid_request_error" : "server_error",
+                   rc == PT_EFORMAT ? "invalid_policy" : NULL, NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    if (r.changed) {
+        pt_policy *p;
+        char digest[72];
+        int64_t seq;
+        if (pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, &err) == PT_OK)
+            srv_policy_set(s, p, digest, seq);
+        else
+            fprintf(stderr, "parity serve: reloading the applied policy: %s\n", err.msg);
+    }
+    http_json(resp, r.changed ? 201 : 200,
+              json_pack("{s:b, s:I, s:s, s:s, s:I, s:O, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq, "digest",
+                        r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
+                        r.summary ? r.summary : json_array(), "message", r.message));
+    pt_apply_result_free(&r);
+    return HTTP_DONE;
+}
+
+/* The parity report, recomputed from the verified policy log whenever the log has grown (and
+ * at least once a day, since lags and windows depend on the date). */
+static json_t *parity_report(pt_server *s, pt_err *err) {
+    pthread_mutex_lock(&s->report_mu);
+    uint64_t size = tlog_size(s->policy_log);
+    int64_t day = pt_unix_time() / 86400;
+    if (!s->report || s->report_size != size || s->report_day != day) {
+        char *dir = pt_path_join(s->data_dir, "log/policy");
+        pt_policy_history *h = NULL;
+        json_t *rep = NULL;
+        if (dir && pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
+            rep = pt_gap_report(h->revs, h->n, pt_unix_time(), err);
+        pt_policy_history_free(h);
+        free(dir);
+        if (rep) {
+            json_decref(s->report);
+            s->report = rep;
+            s->report_size = size;
+            s->report_day = day;
+        }
+    }
+    json_t *r = json_incref(s->report);
+    pthread_mutex_unlock(&s->report_mu);
+    return r;
+}
+
+/* GET /v1/parity: the parity report as JSON. */
+static int r_parity_json(pt_server *s, call *c, http_resp *resp) {
+    (void)c;
+    pt_err err;
+    json_t *r = parity_report(s, &err);
+    if (!r) {
+        http_error(resp, 500, "server_error", "report_unavailable", NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    http_json(resp, 200, r);
+    return HTTP_DONE;
+}
+
+static void html_text(pt_buf *o, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '<': pt_buf_puts(o, "&lt;"); break;
+        case '>': pt_buf_puts(o, "&gt;"); break;
+        case '&': pt_buf_puts(o, "&amp;"); break;
+        case '"': pt_buf_puts(o, "&quot;"); break;
+        default: pt_buf_append(o, s + i, 1);
+        }
+    }
+}
+
+/* Inline Markdown of the report: **bold** and `code`. */
+static void html_inline(pt_buf *o, const char *s, size_t n) {
+    int bold = 0, code = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '*' && i + 1 < n && s[i + 1] == '*') {
+            pt_buf_puts(o, bold ? "</strong>" : "<strong>");
+            bold = !bold;
+            i++;
+        } else if (s[i] == '`') {
+            pt_buf_puts(o, code ? "</code>" : "<code>");
+            code = !code;
+        } else {
+            html_text(o, s + i, 1);
+        }
+    }
+    if (bold) pt_buf_puts(o, "</strong>");
+    if (code) pt_buf_puts(o, "</code>");
+}
+
+/* GET /parity: the same report as a readable page (its Markdown rendering turned into HTML:
+ * headings, tables, lists, paragraphs; no script, no build step). */
+static int r_parity_html(pt_server *s, call *c, http_resp *resp) {
+    (void)c;
+    pt_err err;
+    json_t *r = parity_report(s, &err);
+    char *md = r ? pt_gap_markdown(r) : NULL;
+    json_decref(r);
+    pt_buf *o = &resp->body;
+    pt_buf_puts(o, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                   "<meta name=\"viewport\" content=\"width=device-width\"><title>parity report</title><style>"
+                   "body{font:15px/1.5 system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1em;color:#222}"
+                   "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
+                   "text-align:left}th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}"
+                   "h1,h2,h3{margin-top:1.4em}</style></head><body>\n");
+    if (!md) {
+        pt_buf_puts(o, "<h1>parity report</h1><p>The report is not available: ");
+        html_text(o, err.msg, strlen(err.msg));
+        pt_buf_puts(o, "</p>");
+    }
+    int in_table = 0, in_list = 0, header_row = 0;
+    for (char *line = md; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        int is_row = n && line[0] == '|', is_item = n > 1 && line[0] == '-' && line[1] == ' ';
+        if (in_table && !is_row) {
+            pt_buf_puts(o, "</table>\n");
+            in_table = 0;
+        }
+        if (in_list && !is_item) {
+            pt_buf_puts(o, "</ul>\n");
+            in_list = 0;
+        }
+        if (is_row) {
+            int sep = 1;
+            for (size_t i = 0; i < n; i++) sep &= line[i] == '|' || line[i] == '-' || line[i] == ':' || line[i] == ' ';
+            if (!sep) {
+                if (!in_table) {
+                    pt_buf_puts(o, "<table>\n");
+                    in_table = 1;
+                    header_row = 1;
+                }
+                pt_buf_puts(o, "<tr>");
+                const char *cell = line + 1, *end = line + n;
+                while (cell < end) {
+                    const char *bar = memchr(cell, '|', (size_t)(end - cell));
+                    if (!bar) break;
+                    const char *a = cell, *b = bar;
+                    while (a < b && *a == ' ') a++;
+                    while (b > a && b[-1] == ' ') b--;
+                    pt_buf_puts(o, header_row ? "<th>" : "<td>");
+                    html_inline(o, a, (size_t)(b - a));
+                    pt_buf_puts(o, header_row ? "</th>" : "</td>");
+                    cell = bar + 1;
+                }
+                pt_buf_puts(o, "</tr>\n");
+                header_row = 0;
+            }
+        } else if (is_item) {
+            if (!in_list) {
+                pt_buf_puts(o, "<ul>\n");
+                in_list = 1;
+            }
+            pt_buf_puts(o, "<li>");
+            html_inline(o, line + 2, n - 2);
+            pt_buf_puts(o, "</li>\n");
+        } else if (n && line[0] == '#') {
+            int level = 0;
+            while ((size_t)level < n && line[level] == '#') level++;
+            pt_buf_printf(o, "<h%d>", level > 6 ? 6 : level);
+            html_inline(o, line + level + (n > (size_t)level && line[level] == ' '), n - (size_t)level - (n > (size_t)level && line[level] == ' '));
+            pt_buf_printf(o, "</h%d>\n", level > 6 ? 6 : level);
+        } else if (n) {
+            pt_buf_puts(o, "<p>");
+            html_inline(o, line, n);
+            pt_buf_puts(o, "</p>\n");
+        }
+        line = nl ? nl + 1 : line + n;
+    }
+    if (in_table) pt_buf_puts(o, "</table>\n");
+    if (in_list) pt_buf_puts(o, "</ul>\n");
+    pt_buf_puts(o, "<p>Computed from the verified policy transparency log (<a href=\"/log/policy/checkpoint\">"
+                   "checkpoint</a>); the same data as JSON: <a href=\"/v1/parity\">/v1/parity</a>.</p></body></html>\n");
+    free(md);
+    resp->content_type = "text/html; charset=utf-8";
+    return HTTP_DONE;
+}
+
 /* Dispatch ------------------------------------------------------------------------------------- */
 
 /* Routes of the other server files. */
@@ -643,6 +785,9 @@ static const route base_routes[] = {
     {"GET", "/v1/admin/keys", AUTH_ADMIN, r_admin_keys, "admin_keys", 1, 0},
     {"POST", "/v1/admin/keys", AUTH_ADMIN, r_admin_key_create, "admin_keys", 1, 0},
     {"POST", "/v1/admin/keys/{}/revoke", AUTH_ADMIN, r_admin_key_revoke, "admin_keys", 1, 0},
+    {"POST", "/v1/admin/policy", AUTH_ADMIN, r_admin_policy, "admin_policy", 1, 0},
+    {"GET", "/v1/parity", AUTH_NONE, r_parity_json, "parity", 0, 0},
+    {"GET", "/parity", AUTH_NONE, r_parity_html, "parity_html", 0, 0},
 };
 
 static void call_free(void *p) {
@@ -741,6 +886,8 @@ static void server_free(pt_server *s) {
     tlog_close(s->policy_log);
     pt_store_close(s->store);
     pt_metrics_free(s->metrics);
+    json_decref(s->report);
+    pthread_mutex_destroy(&s->report_mu);
     if (s->policy) srv_policy_put(s, s->policy);
     free(s->keys);
     free(s->routes);
@@ -754,6 +901,7 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
     pt_server *s = calloc(1, sizeof *s);
     if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->report_mu, NULL);
     s->o = *o;
     int rc;
     if (!(s->data_dir = strdup(o->data_dir)) || !(s->metrics = pt_metrics_new())) {

@@ -61,6 +61,10 @@ struct pt_server {
     size_t n_routes;
     void *engine;              /* the model registry and scheduler (server_models.c) */
     int unmatched_metric;
+    pthread_mutex_t report_mu; /* guards the cached parity report */
+    json_t *report;
+    uint64_t report_size;      /* policy log size it was computed at */
+    int64_t report_day;
 };
 
 /* Per-request state (req->user). */
