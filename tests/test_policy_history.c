@@ -160,8 +160,8 @@ static void test_identical_policy_is_a_noop(tlog *t) {
     pt_apply_result_free(&r);
     /* the same policy as canonical JSON: same digest, so also no change */
     pt_policy *p = pt_policy_parse(rev3, strlen(rev3), "x", NULL);
-    char *canon, d[72];
-    size_t n;
+    char *canon = NULL, d[72];
+    size_t n = 0;
     CHECK(p && pt_policy_canonical(p, &canon, &n, d, NULL) == 0);
     CHECK(pt_policy_apply(t, data_dir, canon, n, "c.json", T("2026-06-01"), &r, &err) == 0 && r.changed == 0);
     CHECK(tlog_size(t) == size);
