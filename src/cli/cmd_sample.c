@@ -45,7 +45,7 @@ int cmd_sample(int argc, char **argv) {
     pt_sample_params_default(&p);
     const char *file = NULL, *seen = NULL;
     uint64_t draws = 0, top = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = !v;
         int64_t k = 0;
@@ -61,7 +61,6 @@ int cmd_sample(int argc, char **argv) {
         else if (!strcmp(a, "--top")) bad = bad || pt_parse_u64(v, &top) || top > PT_SAMPLE_MAX_TOP;
         else return cli_usage_error("sample", "unknown option '%s'", a);
         if (bad) return cli_usage_error("sample", "%s needs a valid value", a);
-        i++;
     }
     if (!file) return cli_usage_error("sample", "--logits FILE is required");
     pt_err err;
