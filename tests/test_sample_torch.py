@@ -79,7 +79,7 @@ def main():
         args = ["--temperature", str(c.get("temperature", 1.0)), "--top-k", str(c.get("top_k", 0)),
                 "--top-p", str(c.get("top_p", 1.0)), "--min-p", str(c.get("min_p", 0.0)),
                 "--repetition-penalty", str(c.get("penalty", 1.0)), "--seen", ",".join(map(str, c.get("seen", ()))),
-                "--seed", "42", "--draws", "10000", "--top", "5"]
+                "--seed", "42", "--draws", "6000", "--top", "5"]
         out = run(path, args)
         ref = reference(logits, c.get("temperature", 1.0), c.get("top_k", 0), c.get("top_p", 1.0),
                         c.get("min_p", 0.0), c.get("penalty", 1.0), c.get("seen", ()))
