@@ -45,7 +45,7 @@ int cmd_sample(int argc, char **argv) {
     pt_sample_params_default(&p);
     const char *file = NULL, *seen = NULL;
     uint64_t draws = 0, top = 0;
-    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = !v;
         int64_t k = 0;

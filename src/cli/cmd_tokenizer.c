@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "common/buf.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "engine/tokenizer.h"
 
@@ -15,6 +16,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: parity tokenizer encode -m MODEL [--text TEXT] [--json] [--no-add-special] [--no-parse-special]\n"
             "       parity tokenizer decode -m MODEL [--ids 1,2,3] [--skip-special]\n"
+            "       parity tokenizer encode|decode -m MODEL --batch < JSON-ARRAY\n"
             "       parity tokenizer info -m MODEL\n"
             "\n"
             "MODEL is a model directory holding tokenizer.json, a tokenizer.json file, or a JSON file of\n"
@@ -27,6 +29,9 @@ static void usage(FILE *f) {
             "         such as <|endoftext|> becomes that token; the --no-* options turn that off.\n"
             "decode   prints the text of the ids (from --ids, or whitespace/comma separated on stdin),\n"
             "         exactly, without a trailing newline. --skip-special drops control tokens.\n"
+            "--batch  encode: stdin is a JSON array of strings, prints a JSON array of id arrays;\n"
+            "         decode: stdin is a JSON array of id arrays, prints a JSON array of strings\n"
+            "         (null where the bytes are not valid UTF-8).\n"
             "info     prints the vocabulary size, bos/eos ids and whether a chat template was found.\n"
             "\n"
             "examples:\n"
@@ -80,6 +85,78 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
     return 0;
 }
 
+/* --batch: many texts (or id lists) in one process, for tests and data preparation. */
+static int run_batch(pt_tokenizer *t, int encode, int add_special, int parse_special, int skip_special) {
+    char *in;
+    size_t len;
+    pt_err err;
+    pt_err_clear(&err);
+    if (read_stdin(&in, &len)) {
+        fprintf(stderr, "parity: stdin: input larger than 256 MiB\n");
+        return 1;
+    }
+    json_t *arr = pt_json_parse(in, len, 8, "stdin", &err);
+    free(in);
+    if (!arr) return cli_fail(&err);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        fprintf(stderr, "parity: stdin: expected a JSON array\n");
+        return 1;
+    }
+    json_t *outa = json_array();
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(arr) && !rc; i++) {
+        json_t *e = json_array_get(arr, i);
+        if (encode) {
+            int32_t *ids;
+            size_t n;
+            if (!json_is_string(e)) {
+                fprintf(stderr, "parity: stdin: [%zu]: expected a string\n", i);
+                rc = 1;
+            } else if (pt_tokenizer_encode(t, json_string_value(e), json_string_length(e), add_special, parse_special, &ids,
+                                           &n, &err)) {
+                pt_err_prefix(&err, "stdin: [%zu]", i);
+                rc = cli_fail(&err);
+            } else {
+                json_t *ja = json_array();
+                for (size_t k = 0; k < n; k++) json_array_append_new(ja, json_integer(ids[k]));
+                json_array_append_new(outa, ja);
+                free(ids);
+            }
+        } else {
+            size_t n = json_is_array(e) ? json_array_size(e) : 0;
+            int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+            for (size_t k = 0; k < n && ids; k++) {
+                json_t *v = json_array_get(e, k);
+                ids[k] = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= INT32_MAX
+                             ? (int32_t)json_integer_value(v) : -1;
+            }
+            char *out;
+            size_t olen;
+            if (!json_is_array(e) || !ids) {
+                fprintf(stderr, "parity: stdin: [%zu]: expected an array of ids\n", i);
+                rc = 1;
+            } else if (pt_tokenizer_decode(t, ids, n, skip_special, &out, &olen, &err)) {
+                pt_err_prefix(&err, "stdin: [%zu]", i);
+                rc = cli_fail(&err);
+            } else {
+                json_t *js = json_stringn(out, olen);
+                json_array_append_new(outa, js ? js : json_null());
+                free(out);
+            }
+            free(ids);
+        }
+    }
+    if (!rc) {
+        char *s = json_dumps(outa, JSON_COMPACT);
+        if (s) printf("%s\n", s);
+        free(s);
+    }
+    json_decref(outa);
+    json_decref(arr);
+    return rc;
+}
+
 int cmd_tokenizer(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -87,13 +164,14 @@ int cmd_tokenizer(int argc, char **argv) {
     }
     if (argc < 2) return cli_usage_error("tokenizer", "missing action (encode, decode or info)");
     const char *action = argv[1], *model = NULL, *text = NULL, *ids_arg = NULL;
-    int as_json = 0, add_special = 1, parse_special = 1, skip_special = 0;
+    int as_json = 0, batch = 0, add_special = 1, parse_special = 1, skip_special = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
         else if (!strcmp(a, "--text") && i + 1 < argc) text = argv[++i];
         else if (!strcmp(a, "--ids") && i + 1 < argc) ids_arg = argv[++i];
         else if (!strcmp(a, "--json")) as_json = 1;
+        else if (!strcmp(a, "--batch")) batch = 1;
         else if (!strcmp(a, "--no-add-special")) add_special = 0;
         else if (!strcmp(a, "--no-parse-special")) parse_special = 0;
         else if (!strcmp(a, "--skip-special")) skip_special = 1;
@@ -107,7 +185,9 @@ int cmd_tokenizer(int argc, char **argv) {
     pt_tokenizer *t;
     if (pt_tokenizer_load(model, &t, &err)) return cli_fail(&err);
     int rc = 0;
-    if (!strcmp(action, "info")) {
+    if (batch && strcmp(action, "info")) {
+        rc = run_batch(t, !strcmp(action, "encode"), add_special, parse_special, skip_special);
+    } else if (!strcmp(action, "info")) {
         printf("vocab_size %zu\nbos %ld\neos %ld\nchat_template %s\n", pt_tokenizer_vocab_size(t), (long)pt_tokenizer_bos(t),
                (long)pt_tokenizer_eos(t), pt_tokenizer_chat_template(t) ? "yes" : "no");
     } else if (!strcmp(action, "encode")) {

@@ -125,9 +125,15 @@ int tk_set_token(pt_tokenizer *t, int32_t id, const char *s, size_t len, int all
     }
     size_t need;
     if (pt_add_size(t->arena_len, len + 1, &need) || need > UINT32_MAX) return pt_errf(err, PT_ENOMEM, "vocabulary too large");
-    char *a = realloc(t->arena, need);
-    if (!a) return pt_errf(err, PT_ENOMEM, "out of memory");
-    t->arena = a;
+    if (need > t->arena_cap) { /* geometric growth: one realloc per token would be quadratic */
+        size_t cap = t->arena_cap ? t->arena_cap : 4096;
+        while (cap < need) cap *= 2;
+        char *na = realloc(t->arena, cap);
+        if (!na) return pt_errf(err, PT_ENOMEM, "out of memory");
+        t->arena = na;
+        t->arena_cap = cap;
+    }
+    char *a = t->arena;
     memcpy(a + t->arena_len, s, len);
     a[t->arena_len + len] = 0;
     t->tok[id].off = (uint32_t)t->arena_len;
