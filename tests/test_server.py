@@ -57,21 +57,24 @@ def start():
     pf = os.path.join(tmp, "port")
     if os.path.exists(pf):
         os.remove(pf)
+    log = open(os.path.join(tmp, "server.log"), "a")
     server = subprocess.Popen([PARITY, "serve", "--data", data, "--port", "0", "--port-file", pf, "--max-body", "65536"],
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=log)
     for _ in range(300):
         if os.path.exists(pf):
             port = int(open(pf).read())
             return
         if server.poll() is not None:
-            raise RuntimeError("server exited: " + server.stderr.read())
+            raise RuntimeError("server exited: " + open(os.path.join(tmp, "server.log")).read())
         time.sleep(0.05)
     raise RuntimeError("server did not start")
 
 
 def stop():
     server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
+    server.wait(timeout=60)
+    if server.returncode != 0:
+        print("--- server log ---\n" + open(os.path.join(tmp, "server.log")).read()[-8000:])
     return server.returncode
 
 
@@ -100,7 +103,16 @@ def err_code(j):
 
 start()
 import atexit  # noqa: E402
-atexit.register(lambda: server.poll() is None and server.kill())
+def _cleanup():
+    if server.poll() is None:
+        server.kill()
+    log = os.path.join(tmp, "server.log")
+    if failures and os.path.exists(log):
+        print("--- server log ---\n" + open(log).read()[-8000:])
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+atexit.register(_cleanup)
 
 # --- public endpoints -------------------------------------------------------------------------
 st, _, j, _ = req("GET", "/healthz")
@@ -400,6 +412,5 @@ v = run("log", "verify", "--vkey", pvkey, "http://127.0.0.1:%d/log/policy" % por
 check(v.returncode == 0 and "seq" in v.stdout, "the policy log verifies over HTTP from the server: %s" % v.stderr)
 stop()
 
-shutil.rmtree(tmp, ignore_errors=True)
 print("server: %d passed, %d failed" % (checks - failures, failures))
 sys.exit(1 if failures else 0)
