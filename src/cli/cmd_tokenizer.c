@@ -267,8 +267,9 @@ static int cmd_train(int argc, char **argv) {
         const char *slash = strrchr(out, '/');
         char *dir = slash ? strndup(out, (size_t)(slash - out + (slash == out))) : strdup(".");
         cfg_path = dir ? pt_path_join(dir, "tokenizer_config.json") : NULL;
-        free(dir);
         if (!cfg_path) rc = pt_errf(&err, PT_ENOMEM, "out of memory");
+        else if (!pt_exists(dir)) rc = pt_mkdirs(dir, 0, &err); /* -o models/new/tokenizer.json */
+        free(dir);
     }
     if (!rc) rc = pt_write_atomic(out, json, json_len, 0644, &err);
     if (!rc) rc = pt_write_atomic(cfg_path, cfg, cfg_len, 0644, &err);
