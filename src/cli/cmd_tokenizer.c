@@ -7,10 +7,12 @@
 #include "cli/cli.h"
 #include "common/buf.h"
 #include "common/json.h"
+#include "common/fileio.h"
 #include "common/util.h"
 #include "engine/tokenizer.h"
+#include "engine/tokenizer_train.h"
 
-const char cmd_tokenizer_summary[] = "encode text to token ids and decode ids to text";
+const char cmd_tokenizer_summary[] = "encode text to token ids, decode ids to text, train a byte-level BPE tokenizer";
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -18,6 +20,8 @@ static void usage(FILE *f) {
             "       parity tokenizer decode -m MODEL [--ids 1,2,3] [--skip-special]\n"
             "       parity tokenizer encode|decode -m MODEL --batch < JSON-ARRAY\n"
             "       parity tokenizer info -m MODEL\n"
+            "       parity tokenizer train --vocab-size N [--special TOKEN]... [--min-frequency F]\n"
+            "                              [--pattern gpt2|llama3] [--chat] -o tokenizer.json FILE...\n"
             "\n"
             "MODEL is a model directory holding tokenizer.json, a tokenizer.json file, or a JSON file of\n"
             "GGUF tokenizer metadata (the tokenizer.ggml.* keys). tokenizer_config.json beside it is read\n"
@@ -33,11 +37,20 @@ static void usage(FILE *f) {
             "         decode: stdin is a JSON array of id arrays, prints a JSON array of strings\n"
             "         (null where the bytes are not valid UTF-8).\n"
             "info     prints the vocabulary size, bos/eos ids and whether a chat template was found.\n"
+            "train    learns a byte-level BPE tokenizer from the UTF-8 text FILEs ('-' is stdin) and writes\n"
+            "         tokenizer.json (Hugging Face format) and tokenizer_config.json beside it.\n"
+            "         --vocab-size N     entries in the vocabulary, specials included (>= 256 + specials)\n"
+            "         --special TOKEN    a special token (repeatable; default <|endoftext|>), ids after\n"
+            "                            the learned tokens, never split by the pre-tokenizer\n"
+            "         --min-frequency F  stop when no pair occurs F times (default 2)\n"
+            "         --pattern P        pre-tokenizer split regex: gpt2 (default) or llama3\n"
+            "         --chat             add <|im_start|>/<|im_end|> and a ChatML chat_template\n"
             "\n"
             "examples:\n"
             "  parity tokenizer encode -m models/gpt2 --text 'Hello world'\n"
             "  echo -n 'Hello world' | parity tokenizer encode -m models/gpt2/tokenizer.json --json\n"
-            "  parity tokenizer decode -m models/gpt2 --ids 15496,995\n");
+            "  parity tokenizer decode -m models/gpt2 --ids 15496,995\n"
+            "  parity tokenizer train --vocab-size 4096 --chat -o /tmp/tok/tokenizer.json /usr/share/common-licenses/GPL-3\n");
 }
 
 static int read_stdin(char **out, size_t *len) {
@@ -157,12 +170,136 @@ static int run_batch(pt_tokenizer *t, int encode, int add_special, int parse_spe
     return rc;
 }
 
+static void train_progress(void *ud, size_t done, size_t total) { pt_progress_update(ud, done, NULL); (void)total; }
+
+#define TRAIN_MAX_FILE ((size_t)1 << 30)
+#define TRAIN_MAX_SPECIALS 64
+
+/* parity tokenizer train */
+static int cmd_train(int argc, char **argv) {
+    const char *out = NULL, *pattern = "gpt2";
+    const char *specials[TRAIN_MAX_SPECIALS + 2];
+    size_t n_specials = 0, n_files = 0;
+    uint64_t vocab = 0, min_freq = 2;
+    int chat = 0, have_vocab = 0;
+    const char **files = calloc((size_t)argc, sizeof *files);
+    if (!files) return 1;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--vocab-size") && i + 1 < argc) {
+            if (pt_parse_u64(argv[++i], &vocab)) {
+                free(files);
+                return cli_usage_error("tokenizer", "--vocab-size must be a non-negative integer");
+            }
+            have_vocab = 1;
+        } else if (!strcmp(a, "--min-frequency") && i + 1 < argc) {
+            if (pt_parse_u64(argv[++i], &min_freq)) {
+                free(files);
+                return cli_usage_error("tokenizer", "--min-frequency must be a non-negative integer");
+            }
+        } else if (!strcmp(a, "--special") && i + 1 < argc) {
+            if (n_specials == TRAIN_MAX_SPECIALS) {
+                free(files);
+                return cli_usage_error("tokenizer", "at most %d --special tokens", TRAIN_MAX_SPECIALS);
+            }
+            specials[n_specials++] = argv[++i];
+        } else if (!strcmp(a, "--pattern") && i + 1 < argc) pattern = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(a, "--chat")) chat = 1;
+        else if (a[0] == '-' && a[1]) {
+            free(files);
+            return cli_usage_error("tokenizer", "unknown or incomplete option '%s'", a);
+        } else files[n_files++] = a;
+    }
+    if (!have_vocab || !out || !n_files) {
+        free(files);
+        return cli_usage_error("tokenizer", "train needs --vocab-size N, -o FILE and at least one input FILE");
+    }
+    if (!n_specials) specials[n_specials++] = "<|endoftext|>";
+    if (chat) { /* ChatML's two tokens, unless given */
+        static const char *const cm[2] = {"<|im_start|>", "<|im_end|>"};
+        for (int k = 0; k < 2; k++) {
+            size_t j = 0;
+            while (j < n_specials && strcmp(specials[j], cm[k])) j++;
+            if (j == n_specials) specials[n_specials++] = cm[k];
+        }
+    }
+    pt_err err;
+    pt_err_clear(&err);
+    pt_bpe_train_opts o = {.vocab_size = (size_t)vocab, .specials = specials, .n_specials = n_specials,
+                           .min_frequency = min_freq, .pattern = pattern};
+    if (vocab > SIZE_MAX) vocab = SIZE_MAX;
+    pt_progress bar;
+    o.progress = train_progress;
+    o.progress_ud = &bar;
+    pt_bpe_trainer *tr = NULL;
+    char *json = NULL, *cfg = NULL, *cfg_path = NULL;
+    size_t json_len = 0, cfg_len = 0, total_bytes = 0;
+    double t0 = pt_now();
+    int rc = pt_bpe_trainer_new(&o, &tr, &err);
+    if (rc) {
+        free(files);
+        return rc == PT_EINVAL ? cli_usage_error("tokenizer", "%s", err.msg) : cli_fail(&err);
+    }
+    for (size_t f = 0; f < n_files && !rc; f++) {
+        char *text = NULL;
+        size_t len = 0;
+        if (!strcmp(files[f], "-")) {
+            if (read_stdin(&text, &len)) rc = pt_errf(&err, PT_ENOMEM, "stdin: input larger than 256 MiB");
+        } else {
+            rc = pt_read_file(files[f], TRAIN_MAX_FILE, &text, &len, &err);
+        }
+        if (!rc) rc = pt_bpe_trainer_feed(tr, text, len, strcmp(files[f], "-") ? files[f] : "stdin", &err);
+        total_bytes += len;
+        free(text);
+    }
+    double t1 = pt_now();
+    if (!rc) {
+        pt_progress_start(&bar, "merges", (uint64_t)(vocab - n_specials - 256));
+        rc = pt_bpe_trainer_run(tr, &err);
+        pt_progress_finish(&bar);
+    }
+    double t2 = pt_now();
+    if (!rc) rc = pt_bpe_trainer_tokenizer_json(tr, &json, &json_len, &err);
+    if (!rc) rc = pt_bpe_trainer_config_json(tr, chat, &cfg, &cfg_len, &err);
+    if (!rc) {
+        /* tokenizer_config.json goes beside tokenizer.json: the loader looks for it there */
+        const char *slash = strrchr(out, '/');
+        char *dir = slash ? strndup(out, (size_t)(slash - out + (slash == out))) : strdup(".");
+        cfg_path = dir ? pt_path_join(dir, "tokenizer_config.json") : NULL;
+        if (!cfg_path) rc = pt_errf(&err, PT_ENOMEM, "out of memory");
+        else if (!pt_exists(dir)) rc = pt_mkdirs(dir, 0, &err); /* -o models/new/tokenizer.json */
+        free(dir);
+    }
+    if (!rc) rc = pt_write_atomic(out, json, json_len, 0644, &err);
+    if (!rc) rc = pt_write_atomic(cfg_path, cfg, cfg_len, 0644, &err);
+    if (!rc) {
+        size_t got = pt_bpe_trainer_vocab_size(tr);
+        fprintf(stderr,
+                "parity: %zu bytes, %llu words (%zu distinct) read in %.2f s; %zu merges learned in %.2f s; vocab %zu "
+                "(%zu special)\n",
+                total_bytes, (unsigned long long)pt_bpe_trainer_n_pieces(tr), pt_bpe_trainer_n_words(tr), t1 - t0,
+                pt_bpe_trainer_n_merges(tr), t2 - t1, got, n_specials);
+        if (got < (size_t)vocab)
+            fprintf(stderr, "parity: note: stopped at vocab %zu < %llu: no pair left that occurs %llu times\n", got,
+                    (unsigned long long)vocab, (unsigned long long)(min_freq ? min_freq : 1));
+        printf("%s\n%s\n", out, cfg_path);
+    }
+    free(json);
+    free(cfg);
+    free(cfg_path);
+    free(files);
+    pt_bpe_trainer_free(tr);
+    return rc ? cli_fail(&err) : 0;
+}
+
 int cmd_tokenizer(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
     }
-    if (argc < 2) return cli_usage_error("tokenizer", "missing action (encode, decode or info)");
+    if (argc < 2) return cli_usage_error("tokenizer", "missing action (encode, decode, info or train)");
+    if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     const char *action = argv[1], *model = NULL, *text = NULL, *ids_arg = NULL;
     int as_json = 0, batch = 0, add_special = 1, parse_special = 1, skip_special = 0;
     for (int i = 2; i < argc; i++) {
@@ -178,7 +315,7 @@ int cmd_tokenizer(int argc, char **argv) {
         else return cli_usage_error("tokenizer", "unknown or incomplete option '%s'", a);
     }
     if (strcmp(action, "encode") && strcmp(action, "decode") && strcmp(action, "info"))
-        return cli_usage_error("tokenizer", "unknown action '%s' (encode, decode or info)", action);
+        return cli_usage_error("tokenizer", "unknown action '%s' (encode, decode, info or train)", action);
     if (!model) return cli_usage_error("tokenizer", "-m MODEL is required");
     pt_err err;
     pt_err_clear(&err);
