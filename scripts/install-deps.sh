@@ -11,9 +11,15 @@ pkgs=(
   # test references and tools: PyTorch (engine/training reference), clang (libFuzzer,
   # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client),
   # SentencePiece (tokenizer reference)
-  python3 python3-torch python3-numpy python3-yaml python3-sentencepiece
+  python3 python3-torch python3-numpy python3-yaml python3-cryptography python3-sentencepiece
   clang libclang-rt-14-dev wrk
 )
+
+# The recipe of the demo models reads the King James Bible through Debian's `bible` program.
+pkgs+=(bible-kjv bible-kjv-text)
+# Test-only JavaScript references (gpt-3-encoder, @huggingface/gguf, openai) need Node.js and
+# npm; machines that already have a node on PATH keep theirs.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/buf.h"
 #include "common/fileio.h"
@@ -22,6 +23,36 @@ static void test_time_parsing(void) {
     CHECK(pt_parse_time("yesterday", &t, &e) == PT_EFORMAT);
     char s[21];
     CHECK(!strcmp(pt_format_time(1795429230, s), "2026-11-23T10:20:30Z"));
+}
+
+/* pt_format_time's output must parse back: years below 1000 are zero-padded, times before
+ * 1970 and far outside the four-digit years are handled (clamped), never garbage. */
+static void test_time_format_round_trip(void) {
+    char s[21];
+    int64_t t;
+    pt_err e;
+    CHECK(!strcmp(pt_format_time(0, s), "1970-01-01T00:00:00Z"));
+    CHECK(!strcmp(pt_format_time(-1, s), "1969-12-31T23:59:59Z"));
+    CHECK(!strcmp(pt_format_time(951782400, s), "2000-02-29T00:00:00Z"));
+    CHECK(pt_parse_time("0954-03-01T01:02:03Z", &t, &e) == 0);
+    CHECK(!strcmp(pt_format_time(t, s), "0954-03-01T01:02:03Z"));
+    CHECK(!strcmp(pt_format_time(INT64_MAX, s), "9999-12-31T23:59:59Z"));
+    CHECK(!strcmp(pt_format_time(INT64_MIN, s), "0000-01-01T00:00:00Z"));
+    /* every day boundary +- 1 s over a span of years round-trips */
+    int ok = 1;
+    for (int64_t x = -62167219200LL; x < 253402300799LL; x += 86400LL * 97 + 3601) {
+        int64_t back;
+        if (pt_parse_time(pt_format_time(x, s), &back, &e) || back != x) ok = 0;
+        if (x >= 0 && x < 4102444800LL) { /* 1970-2100: the C library's gmtime as the reference */
+            time_t tt = (time_t)x;
+            struct tm tm;
+            char ref[32];
+            gmtime_r(&tt, &tm);
+            strftime(ref, sizeof ref, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            if (strcmp(ref, s)) ok = 0;
+        }
+    }
+    CHECK(ok);
 }
 
 static void test_numbers(void) {
@@ -70,6 +101,7 @@ static void test_json_limits(void) {
 
 int main(void) {
     test_time_parsing();
+    test_time_format_round_trip();
     test_numbers();
     test_buffer_limit();
     test_atomic_write_and_read_cap();

@@ -109,25 +109,28 @@ def main():
     export_gguf(sp, gg)
     export_hf(sp, hf)
     fails = 0
+    def batch(model, action, items, *extra):
+        r = subprocess.run([BIN, "tokenizer", action, "-m", model, "--batch"] + list(extra),
+                           input=json.dumps(items).encode(), capture_output=True, check=True)
+        return json.loads(r.stdout)
+
     for model in (gg, hf):
-        for t in texts:
+        name = os.path.basename(model)
+        got_all = batch(model, "encode", texts, "--no-add-special")
+        bos_all = batch(model, "encode", texts)
+        dec_all = batch(model, "decode", got_all)
+        for t, got, withbos, out in zip(texts, got_all, bos_all, dec_all):
             want = sp.encode(t)
-            got = [int(x) for x in subprocess.run([BIN, "tokenizer", "encode", "-m", model, "--no-add-special"],
-                                                  input=t.encode(), capture_output=True, check=True).stdout.split()]
             if got != want:
                 fails += 1
-                print("MISMATCH %s %r:\n parity %s\n spm    %s" % (os.path.basename(model), t[:50], got[:20], want[:20]))
+                print("MISMATCH %s %r:\n parity %s\n spm    %s" % (name, t[:50], got[:20], want[:20]))
                 continue
-            withbos = [int(x) for x in subprocess.run([BIN, "tokenizer", "encode", "-m", model], input=t.encode(),
-                                                      capture_output=True, check=True).stdout.split()]
             if withbos != [sp.bos_id()] + want:
                 fails += 1
-                print("BOS missing", os.path.basename(model), withbos[:3])
-            out = subprocess.run([BIN, "tokenizer", "decode", "-m", model, "--ids", ",".join(map(str, got))],
-                                 capture_output=True, check=True).stdout.decode()
+                print("BOS missing", name, withbos[:3])
             if out != sp.decode(want) or out != t:
                 fails += 1
-                print("DECODE %s %r -> %r (spm %r)" % (os.path.basename(model), t[:40], out[:40], sp.decode(want)[:40]))
+                print("DECODE %s %r -> %r (spm %r)" % (name, t[:40], (out or "")[:40], sp.decode(want)[:40]))
     print("spm: %d texts x 2 exports, %d failures" % (len(texts), fails))
     return 1 if fails else 0
 

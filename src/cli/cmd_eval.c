@@ -9,6 +9,7 @@
 #include "common/fileio.h"
 #include "common/util.h"
 #include "engine/engine.h"
+#include "engine/sample.h"
 #include "engine/tokenizer.h"
 #include "train/tokfile.h"
 
@@ -115,13 +116,13 @@ int cmd_eval(int argc, char **argv) {
         for (size_t i = 0; i + 1 < len; i++) {
             float *row = lg + i * V;
             int top_s = pt_argmax(row, (int)V);
-            pt_log_softmax(row, (int)V);
+            pt_log_softmax(row, V, row);
             int32_t next = ids[w0 + i + 1];
             nll -= row[next];
             if (te) {
                 float *tr = tlg + i * V;
                 int top_t = pt_argmax(tr, (int)V);
-                pt_log_softmax(tr, (int)V);
+                pt_log_softmax(tr, V, tr);
                 tnll -= tr[next];
                 double k = 0;
                 for (size_t j = 0; j < V; j++) {

@@ -4,8 +4,11 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/fileio.h"
 #include "common/util.h"
+#include "policy/history.h"
 #include "policy/policy.h"
+#include "tlog/tlog.h"
 
 const char cmd_policy_summary[] = "validate, explain, diff and apply the access policy";
 
@@ -17,6 +20,7 @@ static const char usage_text[] =
     "       parity policy limits FILE --org ORG --model MODEL [--at TIME] [--json]\n"
     "       parity policy diff OLD NEW\n"
     "       parity policy canonical FILE\n"
+    "       parity policy apply FILE [--data DIR] [--time TIME] [--json]\n"
 
     "\n"
     "check      validates FILE (YAML or JSON) and prints its digest; errors name\n"
@@ -29,6 +33,13 @@ static const char usage_text[] =
     "diff       a semantic diff: models, tiers, organisations, grants added, removed,\n"
     "           widened or narrowed.\n"
     "canonical  prints the RFC 8785 canonical JSON of FILE; its SHA-256 is the policy digest.\n"
+    "apply      makes FILE the current policy: validates it, prints the diff from the current\n"
+    "           revision, stores DIR/log/policy/revisions/<hex>.json and appends a\n"
+    "           policy_revision entry to the transparency log DIR/log/policy; prints the\n"
+    "           revision's seq, digest and log index. The same policy again is a no-op\n"
+    "           (\"no change\", exit 0). DIR defaults to $PARITY_DATA, else ./data. TIME (default\n"
+    "           now) is when the revision takes effect; never before the current revision's.\n"
+    "           While a server holds the log, apply through its POST /v1/admin/policy instead.\n"
     ;
 
 static int load(const char *path, pt_policy **p) {
@@ -195,6 +206,87 @@ static int cmd_canonical(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_apply(int argc, char **argv) {
+    const char *file = NULL, *data = getenv("PARITY_DATA");
+    int64_t when = pt_unix_time();
+    int json = 0;
+    if (!data || !*data) data = "data";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) json = 1;
+        else if (a[0] != '-') {
+            if (file) return cli_usage_error("policy", "apply takes one FILE");
+            file = a;
+        } else if (i + 1 >= argc) return cli_usage_error("policy", "%s needs a value", a);
+        else if (!strcmp(a, "--data")) data = argv[++i];
+        else if (!strcmp(a, "--time")) {
+            int rc = parse_at(argv[++i], &when);
+            if (rc) return rc;
+        } else return cli_usage_error("policy", "unknown option %s", a);
+    }
+    if (!file) return cli_usage_error("policy", "apply needs FILE");
+    pt_err err;
+    char *text;
+    size_t len;
+    if (pt_read_file(file, PT_REVISION_MAX, &text, &len, &err)) return cli_fail(&err);
+    /* validate before touching the log, so a bad file never needs the lock */
+    pt_policy *p = pt_policy_parse(text, len, file, &err);
+    if (!p) {
+        free(text);
+        return cli_fail(&err);
+    }
+    pt_policy_free(p);
+    tlog *t;
+    int rc = tlog_open(data, "policy", NULL, &t, &err);
+    if (rc == PT_ECONFLICT) {
+        free(text);
+        fprintf(stderr, "parity: %s/log/policy is held by another process (a running `parity serve`?): apply the "
+                "policy through the server's admin endpoint instead:\n"
+                "  curl -H \"Authorization: Bearer $ADMIN_KEY\" --data-binary @%s http://HOST:PORT/v1/admin/policy\n",
+                data, file);
+        return 1;
+    }
+    if (rc) {
+        free(text);
+        return cli_fail(&err);
+    }
+    pt_apply_result r;
+    rc = pt_policy_apply(t, data, text, len, file, when, &r, &err);
+    free(text);
+    if (rc) {
+        tlog_close(t);
+        return cli_fail(&err);
+    }
+    char tb[21];
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "changed", json_boolean(r.changed));
+        json_object_set_new(o, "seq", json_integer((json_int_t)r.seq));
+        json_object_set_new(o, "digest", json_string(r.digest));
+        json_object_set_new(o, "prev", r.prev[0] ? json_string(r.prev) : json_null());
+        json_object_set_new(o, "time", json_string(pt_format_time(r.time, tb)));
+        json_object_set_new(o, "log_index", json_integer((json_int_t)r.index));
+        json_object_set_new(o, "log_size", json_integer((json_int_t)tlog_size(t)));
+        json_object_set_new(o, "summary", json_incref(r.summary));
+        char *s = json_dumps(o, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else if (!r.changed) {
+        printf("%s\n", r.message);
+    } else {
+        printf("changes from %s:\n", r.prev[0] ? r.prev : "the empty policy (first revision)");
+        for (size_t i = 0; i < json_array_size(r.summary); i++)
+            printf("  %s\n", json_string_value(json_array_get(r.summary, i)));
+        printf("revision  %llu\ndigest    %s\ntime      %s\nlog index %llu (log size %llu)\n",
+               (unsigned long long)r.seq, r.digest, pt_format_time(r.time, tb), (unsigned long long)r.index,
+               (unsigned long long)tlog_size(t));
+    }
+    pt_apply_result_free(&r);
+    tlog_close(t);
+    return 0;
+}
+
 int cmd_policy(int argc, char **argv) {
     if (argc < 2 || cli_wants_help(argc, argv)) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -206,5 +298,6 @@ int cmd_policy(int argc, char **argv) {
     if (!strcmp(sub, "limits")) return cmd_explain(argc - 1, argv + 1, 1);
     if (!strcmp(sub, "diff")) return cmd_diff(argc - 1, argv + 1);
     if (!strcmp(sub, "canonical")) return cmd_canonical(argc - 1, argv + 1);
+    if (!strcmp(sub, "apply")) return cmd_apply(argc - 1, argv + 1);
     return cli_usage_error("policy", "unknown subcommand '%s'", sub);
 }

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_engine.h"
+#include "engine/sample.h"
 
 const char cmd_score_summary[] = "per-token log-probabilities of a text";
 
@@ -65,7 +66,7 @@ int cmd_score(int argc, char **argv) {
         if (json) printf("],\"logprobs\":[null");
         for (size_t i = 1; i < n; i++) {
             float *row = lg + (i - 1) * V;
-            pt_log_softmax(row, (int)V);
+            pt_log_softmax(row, (size_t)V, row);
             double lp = row[ids[i]];
             total += lp;
             if (json) printf(",%.9g", lp);

@@ -1,4 +1,5 @@
 /* see util.h */
+#include "common/buf.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -88,11 +89,31 @@ int pt_parse_time(const char *s, int64_t *out, pt_err *err) {
     return PT_OK;
 }
 
+/* Inverse of days_from_civil (Howard Hinnant's civil_from_days). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
 char *pt_format_time(int64_t t, char out[21]) {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* Clamped to the four-digit years pt_parse_time reads, so the output always parses back
+     * (strftime's %Y does not zero-pad years below 1000, and gmtime fails far out). */
+    static const int64_t lo = -62167219200LL;    /* 0000-01-01T00:00:00Z */
+    static const int64_t hi = 253402300799LL;    /* 9999-12-31T23:59:59Z */
+    if (t < lo) t = lo;
+    if (t > hi) t = hi;
+    int64_t days = (t >= 0 ? t : t - 86399) / 86400, secs = t - days * 86400, y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    snprintf(out, 21, "%04d-%02d-%02dT%02d:%02d:%02dZ", (int)y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
+             (int)(secs % 60));
     return out;
 }
 
@@ -207,3 +228,32 @@ void pt_progress_update(pt_progress *p, uint64_t done, const char *extra) {
 }
 
 void pt_progress_finish(pt_progress *p) { progress_draw(p, 1); }
+
+/* see util.h */
+void pt_utf8_clean(const char *s, size_t n, pt_buf *out) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok && len == 2) ok = c >= 0xc2;
+        if (ok && len == 3) {
+            unsigned cp = (c & 0x0f) << 12 | (p[i + 1] & 0x3f) << 6 | (p[i + 2] & 0x3f);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+        }
+        if (ok && len == 4) {
+            unsigned cp = (c & 0x07) << 18 | (p[i + 1] & 0x3f) << 12 | (p[i + 2] & 0x3f) << 6 | (p[i + 3] & 0x3f);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (ok) {
+            pt_buf_append(out, s + i, len);
+            i += len;
+        } else {
+            pt_buf_append(out, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+}
+

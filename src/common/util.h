@@ -19,7 +19,9 @@ int64_t pt_unix_time(void);
  * "2026-01-31T12:00:00.5+02:00". A date alone means 00:00:00 UTC. Stores seconds since the
  * epoch (fraction dropped). Returns PT_OK or PT_EFORMAT (message says what is wrong). */
 int pt_parse_time(const char *s, int64_t *out, pt_err *err);
-/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes). Returns out. */
+/* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes), the year zero-padded to
+ * four digits; times outside years 0000-9999 are clamped to them, so pt_parse_time always reads
+ * the output back. Returns out. */
 char *pt_format_time(int64_t t, char out[21]);
 
 /* Strict decimal parsing: the whole string must be a number in range. 0 or -1. */
@@ -33,6 +35,11 @@ void pt_sha256(const void *data, size_t len, uint8_t out[32]);
 char *pt_hex(const uint8_t *p, size_t n, char *out);
 /* Parses exactly 2n hex digits into out. 0 or -1. */
 int pt_unhex(const char *s, uint8_t *out, size_t n);
+
+/* Appends s[0..n) to out with every invalid UTF-8 sequence replaced by U+FFFD (so JSON can
+ * carry model output, which may end inside a character or be arbitrary bytes). */
+struct pt_buf;
+void pt_utf8_clean(const char *s, size_t n, struct pt_buf *out);
 
 /* A progress bar on stderr, drawn only when stderr is a terminal (or PARITY_PROGRESS=1);
  * otherwise at most one plain line every few seconds. `what` is borrowed for the bar's life. */

@@ -75,8 +75,6 @@ typedef struct pt_step {
  * sequence twice, out of memory. Messages name the step and the token. */
 int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err);
 
-/* Convenience: log-softmax of a logits row in place (double accumulation). */
-void pt_log_softmax(float *row, int n);
 /* Index of the largest value (the first one on ties). */
 int pt_argmax(const float *row, int n);
 

@@ -355,15 +355,6 @@ out:
     return rc;
 }
 
-void pt_log_softmax(float *row, int n) {
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++) m = fmaxf(m, row[i]);
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)row[i] - m);
-    float lse = m + (float)log(s);
-    for (int i = 0; i < n; i++) row[i] -= lse;
-}
-
 int pt_argmax(const float *row, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)

@@ -125,9 +125,15 @@ int tk_set_token(pt_tokenizer *t, int32_t id, const char *s, size_t len, int all
     }
     size_t need;
     if (pt_add_size(t->arena_len, len + 1, &need) || need > UINT32_MAX) return pt_errf(err, PT_ENOMEM, "vocabulary too large");
-    char *a = realloc(t->arena, need);
-    if (!a) return pt_errf(err, PT_ENOMEM, "out of memory");
-    t->arena = a;
+    if (need > t->arena_cap) { /* geometric growth: one realloc per token would be quadratic */
+        size_t cap = t->arena_cap ? t->arena_cap : 4096;
+        while (cap < need) cap *= 2;
+        char *na = realloc(t->arena, cap);
+        if (!na) return pt_errf(err, PT_ENOMEM, "out of memory");
+        t->arena = na;
+        t->arena_cap = cap;
+    }
+    char *a = t->arena;
     memcpy(a + t->arena_len, s, len);
     a[t->arena_len + len] = 0;
     t->tok[id].off = (uint32_t)t->arena_len;
@@ -258,10 +264,10 @@ static int find_merge(const pt_tokenizer *t, int32_t left, int32_t right, int32_
     }
 }
 
-static const float *sort_scores_;
-static int cmp_by_score(const void *a, const void *b) {
+static int cmp_by_score(const void *a, const void *b, void *ctx) {
+    const float *sc = ctx;
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    float sx = sort_scores_[x], sy = sort_scores_[y];
+    float sx = sc[x], sy = sc[y];
     if (sx != sy) return sx > sy ? -1 : 1;
     return x < y ? -1 : x > y;
 }
@@ -271,11 +277,8 @@ int tk_merges_from_scores(pt_tokenizer *t, const float *scores, pt_err *err) {
     int32_t *order = malloc(n * sizeof *order);
     if (!order) return pt_errf(err, PT_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) order[i] = (int32_t)i;
-    /* qsort with a file-static: loading is not reentrant for score-ordered vocabularies,
-     * which is fine (it runs once, at load); the tie-break on id makes it deterministic. */
-    sort_scores_ = scores;
-    qsort(order, n, sizeof *order, cmp_by_score);
-    sort_scores_ = NULL;
+    /* higher score first; the tie-break on id makes the order deterministic */
+    qsort_r(order, n, sizeof *order, cmp_by_score, (void *)scores);
     for (size_t r = 0; r < n; r++) {
         int32_t id = order[r];
         if (!(t->attr[id] & TKA_PRESENT) || (t->attr[id] & (TKA_ADDED | TKA_BYTE))) continue;

@@ -62,7 +62,7 @@ struct pt_tokenizer {
     size_t n_vocab;   /* max id + 1 */
     size_t n_present; /* ids that have a string */
     char *arena;      /* every token string, NUL-separated */
-    size_t arena_len;
+    size_t arena_len, arena_cap;
     tk_span *tok;     /* (n_vocab) string of each id */
     uint8_t *attr;    /* (n_vocab) TKA_* */
     int32_t *rank_of; /* (n_vocab) score rank for score-ordered merges, or NULL */

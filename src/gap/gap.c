@@ -149,7 +149,7 @@ static const char *level_of(const pt_policy *p, pt_capset caps, pt_capset inside
 }
 
 /* One organisation x model at time at. */
-static json_t *pair_report(const pt_gap_revision *revs, size_t n, const pt_policy *p, const pt_org *o, const pt_model *m,
+static json_t *pair_report(const pt_gap_revision *revs, size_t n, const pt_policy *p, const pt_org *o, const pt_pmodel *m,
                            int64_t at, pt_capset icaps, const pt_limits *ilim, int64_t *lag_days_out) {
     pt_capset caps;
     pt_limits l;
@@ -263,7 +263,7 @@ static json_t *snapshot(const pt_gap_revision *revs, size_t n, int64_t t) {
     json_t *models = json_array();
     if (!p) return models;
     for (size_t mi = 0; mi < p->n_models; mi++) {
-        const pt_model *m = &p->models[mi];
+        const pt_pmodel *m = &p->models[mi];
         pt_capset icaps;
         pt_limits ilim;
         int iany = insiders(p, m->id, t, &icaps, &ilim);

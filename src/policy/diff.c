@@ -198,7 +198,7 @@ json_t *pt_policy_diff(const pt_policy *a, const pt_policy *b) {
     }
     /* models */
     for (size_t i = 0; a && i < b->n_models; i++) {
-        const pt_model *m = &b->models[i], *o = NULL;
+        const pt_pmodel *m = &b->models[i], *o = NULL;
         for (size_t j = 0; a && j < a->n_models; j++)
             if (!strcmp(a->models[j].id, m->id)) o = &a->models[j];
         if (!o) {

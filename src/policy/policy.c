@@ -235,7 +235,7 @@ static int parse_lab(pctx *c, const ynode *n) {
     return PT_OK;
 }
 
-static int parse_variants(pctx *c, const ynode *n, const char *path, pt_model *m) {
+static int parse_variants(pctx *c, const ynode *n, const char *path, pt_pmodel *m) {
     int rc = seq_of(c, n, path);
     if (rc) return rc;
     m->variants = calloc(n->n ? n->n : 1, sizeof *m->variants);
@@ -280,7 +280,7 @@ static int parse_models(pctx *c, const ynode *n) {
         snprintf(base, sizeof base, "models[%zu]", i);
         const ynode *it = n->items[i];
         if ((rc = get_map(c, it, base, keys, v))) return rc;
-        pt_model *m = &p->models[p->n_models++];
+        pt_pmodel *m = &p->models[p->n_models++];
         m->line = it->line;
         m->column = it->col;
         m->public_since = PT_TIME_MAX;
@@ -317,7 +317,7 @@ static int parse_models(pctx *c, const ynode *n) {
     }
     /* analog_of refers to another model of the document. */
     for (size_t i = 0; i < n->n; i++) {
-        pt_model *m = &p->models[i];
+        pt_pmodel *m = &p->models[i];
         if (!m->analog_of) continue;
         const ynode *it = n->items[i], *an = NULL;
         for (size_t k = 0; k + 1 < it->n; k += 2)
@@ -651,7 +651,7 @@ void pt_policy_free(pt_policy *p) {
     free(p->lab_name);
     free(p->lab_url);
     for (size_t i = 0; i < p->n_models; i++) {
-        pt_model *m = &p->models[i];
+        pt_pmodel *m = &p->models[i];
         free(m->id);
         free(m->name);
         free(m->weights);
@@ -695,7 +695,7 @@ void pt_policy_free(pt_policy *p) {
 }
 
 /* Linear lookups are for parse time, before the index exists; afterwards the index answers. */
-const pt_model *pt_policy_model(const pt_policy *p, const char *id) {
+const pt_pmodel *pt_policy_model(const pt_policy *p, const char *id) {
     if (p->index) {
         long i = pt_policy_model_ix(p, id);
         return i < 0 ? NULL : &p->models[i];
@@ -721,7 +721,7 @@ const pt_tier *pt_policy_tier(const pt_policy *p, const char *id) {
     return NULL;
 }
 
-const pt_variant *pt_model_variant(const pt_model *m, const char *id) {
+const pt_variant *pt_model_variant(const pt_pmodel *m, const char *id) {
     for (size_t i = 0; i < m->n_variants; i++)
         if (!strcmp(m->variants[i].id, id)) return &m->variants[i];
     return NULL;
@@ -764,7 +764,7 @@ json_t *pt_policy_to_json(const pt_policy *p) {
     json_object_set_new(root, "lab", lab);
     json_t *models = json_array();
     for (size_t i = 0; i < p->n_models; i++) {
-        const pt_model *m = &p->models[i];
+        const pt_pmodel *m = &p->models[i];
         json_t *o = json_object();
         json_object_set_new(o, "id", json_string(m->id));
         if (m->name) json_object_set_new(o, "name", json_string(m->name));

@@ -74,7 +74,7 @@ typedef struct {
     int64_t public_since;  /* PT_TIME_MAX when not public */
     char *analog_of;       /* id of the frontier model this is an analog of, or NULL */
     int line, column;      /* where it was defined (1-based; 0 when built in code) */
-} pt_model;
+} pt_pmodel; /* a model as the policy describes it (engine/model.h's pt_model is the loaded one) */
 
 typedef struct {
     char *id;             /* "AL1", "AL2", "AL3" are predefined and may be redefined */
@@ -120,7 +120,7 @@ typedef struct pt_policy_index pt_policy_index;
 typedef struct pt_policy {
     int version;         /* schema version, 1 */
     char *lab_id, *lab_name, *lab_url;  /* lab_url may be NULL */
-    pt_model *models;   size_t n_models;
+    pt_pmodel *models;   size_t n_models;
     pt_tier *tiers;     size_t n_tiers;
     pt_org *orgs;       size_t n_orgs;
     pt_grant *grants;   size_t n_grants;
@@ -137,10 +137,10 @@ pt_policy *pt_policy_load(const char *path, pt_err *err);
 void pt_policy_free(pt_policy *p);  /* NULL is a no-op */
 
 /* Lookups: NULL if there is none. Borrowed pointers into p. */
-const pt_model *pt_policy_model(const pt_policy *p, const char *id);
+const pt_pmodel *pt_policy_model(const pt_policy *p, const char *id);
 const pt_org *pt_policy_org(const pt_policy *p, const char *id);
 const pt_tier *pt_policy_tier(const pt_policy *p, const char *id);
-const pt_variant *pt_model_variant(const pt_model *m, const char *id);
+const pt_variant *pt_model_variant(const pt_pmodel *m, const char *id);
 
 /* ---- decision ---- */
 

@@ -110,7 +110,9 @@ static int load_hash_tile(const char *dir, unsigned level, uint64_t index, unsig
 
 typedef struct getctx {
     tlog *t;
-    uint64_t size;
+    uint64_t size;      /* the tree the proof is about */
+    uint64_t published; /* the published size: which tile files exist (a smaller tree's
+                           partial tiles need not exist, the wider tiles hold the same hashes) */
 } getctx;
 
 /* merkle_get_fn over the stored tiles of the tree of g->size, through the cache. */
@@ -123,8 +125,7 @@ static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERK
     uint64_t k = pos >> TILE_HEIGHT;
     unsigned j = (unsigned)(pos & (TILE_WIDTH - 1)) >> r;
     unsigned need = (j + 1) << r;
-    unsigned w = tile_width((int)tl, k, g->size);
-    if (w < need) return pt_errf(err, PT_EINTERNAL, "hash (%u, %llu) is not in the tree of size %llu", level,
+    if (tile_width((int)tl, k, g->size) < need) return pt_errf(err, PT_EINTERNAL, "hash (%u, %llu) is not in the tree of size %llu", level,
                                  (unsigned long long)index, (unsigned long long)g->size);
     pthread_mutex_lock(&t->cache_mu);
     cache_slot *s = &t->cache[slot_of((int)tl, k)];
@@ -134,6 +135,8 @@ static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERK
         return PT_OK;
     }
     pthread_mutex_unlock(&t->cache_mu);
+    unsigned w = tile_width((int)tl, k, g->published);
+    if (w < need) return pt_errf(err, PT_EINTERNAL, "tile %u/%llu is not published", tl, (unsigned long long)k);
     tile_expanded *x = malloc(sizeof *x);
     if (!x) return pt_errf(err, PT_ENOMEM, "out of memory");
     merkle_hash *hashes = malloc((size_t)w * MERKLE_HASH);
@@ -152,54 +155,25 @@ static int tiles_get(void *ctx, unsigned level, uint64_t index, uint8_t out[MERK
 
 /* ---- writing a batch -------------------------------------------------------------------- */
 
-#define MAX_PENDING 64
-
+/* Files of a batch are written without fsync; one syncfs() on the log's filesystem then makes
+ * all of them (and the directories created for them) durable at once, before the checkpoint
+ * that covers them is renamed into place. One sync for the whole batch instead of one per
+ * file and per directory: on a disk where a sync costs milliseconds, that sets the rate. */
 typedef struct writer {
     tlog *t;
-    int fds[MAX_PENDING];
-    size_t nfds;
-    char *dirs[MAX_PENDING]; /* directories whose entries changed: fsynced before publishing */
-    size_t ndirs;
 } writer;
 
-static int note_dir(writer *w, const char *path, size_t len, pt_err *err) {
-    for (size_t i = 0; i < w->ndirs; i++)
-        if (strlen(w->dirs[i]) == len && !memcmp(w->dirs[i], path, len)) return PT_OK;
-    if (w->ndirs == MAX_PENDING) return pt_errf(err, PT_EINTERNAL, "too many directories in one batch");
-    if (!(w->dirs[w->ndirs] = strndup(path, len))) return pt_errf(err, PT_ENOMEM, "out of memory");
-    w->ndirs++;
-    return PT_OK;
-}
-
-/* Creates the missing directories of path below the log directory; each one created must be
- * fsynced in its parent for the file inside to survive a crash. */
-static int make_parents(writer *w, const char *path, pt_err *err) {
-    size_t base = strlen(w->t->dir);
-    const char *last = strrchr(path, '/');
-    char *p = strndup(path, (size_t)(last - path));
+static int make_parents(const char *path, pt_err *err) {
+    char *p = strdup(path);
     if (!p) return pt_errf(err, PT_ENOMEM, "out of memory");
-    int rc = PT_OK;
-    for (char *s = p + base + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0755) == 0) {
-                char *parent = strrchr(p, '/');
-                if ((rc = note_dir(w, p, (size_t)(parent - p), err))) break;
-            } else if (errno != EEXIST) {
-                rc = pt_errf(err, PT_EIO, "mkdir %s: %s", p, strerror(errno));
-                break;
-            }
-            *s = c;
-            if (!c) break;
-        }
-    }
+    *strrchr(p, '/') = 0;
+    int rc = pt_mkdirs(p, 0, err);
     free(p);
     return rc;
 }
 
-/* Writes a tile or bundle file (not yet fsynced: see writer_sync). Files beyond the published
- * checkpoint may be left torn by a crash; they are rewritten whole here (O_TRUNC). */
+/* Writes a tile or bundle file. Files beyond the published checkpoint may have been left torn
+ * by a crash; they are rewritten whole here (O_TRUNC), never a file the checkpoint covers. */
 static int writer_put(writer *w, int level, uint64_t index, unsigned width, const void *data, size_t len,
                       pt_err *err) {
     char rel[TILE_PATH_MAX];
@@ -207,53 +181,29 @@ static int writer_put(writer *w, int level, uint64_t index, unsigned width, cons
     char *path = pt_path_join(w->t->dir, rel);
     if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
     int rc = PT_OK;
-    if (w->nfds == MAX_PENDING) {
-        rc = pt_errf(err, PT_EINTERNAL, "too many files in one batch");
-        goto out;
-    }
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 && errno == ENOENT) {
-        if ((rc = make_parents(w, path, err))) goto out;
+        if ((rc = make_parents(path, err))) goto out;
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
     if (fd < 0) {
         rc = pt_errf(err, PT_EIO, "open %s: %s", path, strerror(errno));
         goto out;
     }
-    w->fds[w->nfds++] = fd;
-    if ((rc = note_dir(w, path, (size_t)(strrchr(path, '/') - path), err))) goto out;
     const char *p = data;
     while (len > 0) {
         ssize_t k = write(fd, p, len);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
             rc = pt_errf(err, PT_EIO, "write %s: %s", path, k < 0 ? strerror(errno) : "short write");
-            goto out;
+            break;
         }
         p += k;
         len -= (size_t)k;
     }
+    if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", path, strerror(errno));
 out:
     free(path);
-    return rc;
-}
-
-static int writer_sync(writer *w, pt_err *err) {
-    int rc = PT_OK;
-    for (size_t i = 0; i < w->nfds; i++) {
-        if (!rc && fdatasync(w->fds[i]) < 0) rc = pt_errf(err, PT_EIO, "fdatasync: %s", strerror(errno));
-        close(w->fds[i]);
-    }
-    w->nfds = 0;
-    for (size_t i = 0; i < w->ndirs; i++) {
-        if (!rc) {
-            int fd = open(w->dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd < 0 || fsync(fd) < 0) rc = pt_errf(err, PT_EIO, "fsync %s: %s", w->dirs[i], strerror(errno));
-            if (fd >= 0) close(fd);
-        }
-        free(w->dirs[i]);
-    }
-    w->ndirs = 0;
     return rc;
 }
 
@@ -278,15 +228,34 @@ static int on_full(void *ctx, unsigned level, uint64_t n, const merkle_hash *has
     return PT_OK;
 }
 
+/* Signs a checkpoint for (size, root) and writes it to checkpoint.tmp; then one syncfs makes
+ * the batch's tiles and the new checkpoint durable; then the rename publishes it atomically
+ * and the directory fsync makes the rename durable. (pt_write_atomic's sequence, with the
+ * batch's sync folded into its first fsync.) */
 static int publish(tlog *t, uint64_t size, const uint8_t root[32], char **cp, size_t *cp_len, pt_err *err) {
     char *body = checkpoint_format(t->origin, size, root);
     if (!body) return pt_errf(err, PT_ENOMEM, "out of memory");
     int rc = note_sign(body, strlen(body), &t->signer, cp, cp_len, err);
     free(body);
     if (rc) return rc;
-    char *path = pt_path_join(t->dir, "checkpoint");
-    rc = path ? pt_write_atomic(path, *cp, *cp_len, 0644, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+    char *path = pt_path_join(t->dir, "checkpoint"), *tmp = pt_path_join(t->dir, "checkpoint.tmp");
+    if (!path || !tmp) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = pt_errf(err, PT_EIO, "open %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (write(fd, *cp, *cp_len) != (ssize_t)*cp_len) rc = pt_errf(err, PT_EIO, "write %s: %s", tmp, strerror(errno));
+    else if (syncfs(fd) < 0) rc = pt_errf(err, PT_EIO, "syncfs %s: %s", t->dir, strerror(errno));
+    if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s: %s", tmp, strerror(errno));
+    if (!rc) rc = pt_fsync_dir_of(path, err);
+out:
     free(path);
+    free(tmp);
     if (rc) {
         free(*cp);
         *cp = NULL;
@@ -322,8 +291,6 @@ static int integrate(tlog *t, req *list, uint8_t root[32], char **cp, size_t *cp
         if (wl && (now >> shift) != (old >> shift))
             rc = writer_put(&w, (int)l, (now >> shift) >> TILE_HEIGHT, wl, st->h[l], (size_t)wl * MERKLE_HASH, err);
     }
-    int src = writer_sync(&w, err); /* always: closes the files */
-    if (!rc) rc = src;
     if (rc) return rc;
     tile_stack_root(st, root);
     return publish(t, now, root, cp, cp_len, err);
@@ -471,6 +438,32 @@ static int load_or_create_key(tlog *t, const char *data_dir, const char *name, c
     t->origin = strdup(t->signer.name);
     if (!t->vkey || !t->origin) rc = pt_errf(err, PT_ENOMEM, "out of memory");
 out:
+    pt_buf_free(&p);
+    return rc;
+}
+
+/* see tlog.h */
+int tlog_read_vkey(const char *data_dir, const char *name, char **vkey, pt_err *err) {
+    *vkey = NULL;
+    if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
+    if (!name_ok(name)) return pt_errf(err, PT_EINVAL, "log name '%s' must be 1-64 of [A-Za-z0-9_-]", name);
+    pt_buf p;
+    pt_buf_init(&p, 4096);
+    if (pt_buf_printf(&p, "%s/keys/%s.key", data_dir, name) != 0) return pt_errf(err, PT_ENOMEM, "out of memory");
+    char *text = NULL;
+    size_t len;
+    int rc = pt_read_file(p.data, 4096, &text, &len, err);
+    if (rc == PT_ENOMEM) rc = pt_errf(err, PT_EFORMAT, "%s: larger than 4096 bytes: not a key", p.data);
+    if (!rc) {
+        note_signer sg;
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ')) text[--len] = 0;
+        rc = note_signer_parse(text, &sg, err);
+        if (rc) pt_err_prefix(err, "%s", p.data);
+        else if (!(*vkey = note_signer_vkey(&sg))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        sodium_memzero(&sg, sizeof sg);
+        sodium_memzero(text, len);
+    }
+    free(text);
     pt_buf_free(&p);
     return rc;
 }
@@ -634,8 +627,9 @@ int tlog_checkpoint(tlog *t, char **text, size_t *len, pt_err *err) {
     return c ? PT_OK : pt_errf(err, PT_ENOMEM, "out of memory");
 }
 
-static int check_size(tlog *t, uint64_t size, pt_err *err) {
+static int check_size(tlog *t, uint64_t size, uint64_t *published, pt_err *err) {
     uint64_t s = tlog_size(t);
+    *published = s;
     if (size > s)
         return pt_errf(err, PT_EINVAL, "tree size %llu is beyond the log's size %llu", (unsigned long long)size,
                        (unsigned long long)s);
@@ -643,9 +637,10 @@ static int check_size(tlog *t, uint64_t size, pt_err *err) {
 }
 
 int tlog_root(tlog *t, uint64_t size, uint8_t root[TLOG_HASH_SIZE], pt_err *err) {
-    int rc = check_size(t, size, err);
+    uint64_t pub;
+    int rc = check_size(t, size, &pub, err);
     if (rc) return rc;
-    getctx g = {t, size};
+    getctx g = {t, size, pub};
     return merkle_root(tiles_get, &g, size, root, err);
 }
 
@@ -682,9 +677,10 @@ int tlog_entry(tlog *t, uint64_t i, uint8_t **data, size_t *len, pt_err *err) {
 int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,
                          uint8_t leaf_hash[TLOG_HASH_SIZE], pt_err *err) {
     *n = 0;
-    int rc = check_size(t, size, err);
+    uint64_t pub;
+    int rc = check_size(t, size, &pub, err);
     if (rc) return rc;
-    getctx g = {t, size};
+    getctx g = {t, size, pub};
     if ((rc = merkle_prove_inclusion(tiles_get, &g, index, size, proof, n, err))) return rc;
     return leaf_hash ? tiles_get(&g, 0, index, leaf_hash, err) : PT_OK;
 }
@@ -692,8 +688,9 @@ int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[]
 int tlog_prove_consistency(tlog *t, uint64_t old_size, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,
                            pt_err *err) {
     *n = 0;
-    int rc = check_size(t, size, err);
+    uint64_t pub;
+    int rc = check_size(t, size, &pub, err);
     if (rc) return rc;
-    getctx g = {t, size};
+    getctx g = {t, size, pub};
     return merkle_prove_consistency(tiles_get, &g, old_size, size, proof, n, err);
 }

@@ -127,4 +127,17 @@ typedef struct tlog_verified {
 int tlog_verify(const char *source, const char *vkey, const char *trusted_checkpoint,
                 tlog_entry_fn fn, void *ctx, tlog_verified *out, pt_err *err);
 
+/* Fetches <source>/<rel> (source: a directory or an http(s):// URL prefix, as for tlog_verify;
+ * rel: a relative path such as "revisions/<hex>.json", without "..") into a new buffer *data
+ * (caller frees; NUL-terminated, the NUL not counted in *len). Nothing is verified: the caller
+ * checks the bytes (e.g. against a digest in a verified entry). Errors: PT_EINVAL (rel leaves
+ * the source), PT_ENOTFOUND (no such file, HTTP 404/410), PT_EFORMAT (larger than max bytes),
+ * PT_EIO (read failure, network error, other HTTP status). */
+int tlog_fetch(const char *source, const char *rel, size_t max, uint8_t **data, size_t *len, pt_err *err);
+
+/* The verifier key of log NAME under DATA (from DATA/keys/NAME.key) into a new string *vkey
+ * (caller frees), without opening the log: it works while another process holds the log.
+ * Errors: PT_ENOTFOUND (no key yet), PT_EFORMAT (corrupt key), PT_EIO, PT_EINVAL (bad name). */
+int tlog_read_vkey(const char *data_dir, const char *name, char **vkey, pt_err *err);
+
 #endif

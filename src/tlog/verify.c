@@ -111,28 +111,60 @@ static int open_checkpoint(const char *text, size_t len, const note_verifier *v,
     return rc;
 }
 
+/* Sets up s for fetching from src_path (a directory or an http(s) URL prefix). */
+static int source_open(source *s, const char *src_path, pt_err *err) {
+    memset(s, 0, sizeof *s);
+    s->base = src_path;
+    s->base_len = strlen(src_path);
+    while (s->base_len > 1 && s->base[s->base_len - 1] == '/') s->base_len--;
+    s->http = !strncmp(src_path, "http://", 7) || !strncmp(src_path, "https://", 8);
+    pt_buf_init(&s->body, 1);
+    if (s->http) {
+        pthread_once(&curl_once, curl_init_once);
+        if (!(s->curl = curl_easy_init())) return pt_errf(err, PT_EINTERNAL, "curl_easy_init failed");
+        curl_easy_setopt(s->curl, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(s->curl, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT, 30L);
+        curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(s->curl, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(s->curl, CURLOPT_USERAGENT, "parity-tlog-verify/0.1");
+        curl_easy_setopt(s->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(s->curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(s->curl, CURLOPT_ACCEPT_ENCODING, ""); /* tiles may be served gzipped */
+    }
+    return PT_OK;
+}
+
+static void source_close(source *s) {
+    pt_buf_free(&s->body);
+    if (s->curl) curl_easy_cleanup(s->curl);
+    s->curl = NULL;
+}
+
+/* see tlog.h */
+int tlog_fetch(const char *src_path, const char *rel, size_t max, uint8_t **data, size_t *len, pt_err *err) {
+    *data = NULL;
+    *len = 0;
+    /* rel comes from callers that may build it from log entries: keep it inside the source. */
+    if (!*rel || rel[0] == '/' || strstr(rel, "..") || strpbrk(rel, "?#\\"))
+        return pt_errf(err, PT_EINVAL, "'%s' is not a plain relative path inside the log", rel);
+    source s;
+    int rc = source_open(&s, src_path, err);
+    if (!rc) rc = fetch(&s, rel, max, data, len, err);
+    source_close(&s);
+    return rc;
+}
+
 int tlog_verify(const char *src_path, const char *vkey, const char *trusted_checkpoint, tlog_entry_fn fn, void *ctx,
                 tlog_verified *out, pt_err *err) {
     if (out) memset(out, 0, sizeof *out);
     note_verifier v;
     int rc = note_verifier_parse(vkey, &v, err);
     if (rc) return rc;
-    source s = {.base = src_path, .base_len = strlen(src_path)};
-    while (s.base_len > 1 && s.base[s.base_len - 1] == '/') s.base_len--;
-    s.http = !strncmp(src_path, "http://", 7) || !strncmp(src_path, "https://", 8);
-    pt_buf_init(&s.body, 1);
-    if (s.http) {
-        pthread_once(&curl_once, curl_init_once);
-        if (!(s.curl = curl_easy_init())) return pt_errf(err, PT_EINTERNAL, "curl_easy_init failed");
-        curl_easy_setopt(s.curl, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(s.curl, CURLOPT_MAXREDIRS, 5L);
-        curl_easy_setopt(s.curl, CURLOPT_CONNECTTIMEOUT, 30L);
-        curl_easy_setopt(s.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(s.curl, CURLOPT_LOW_SPEED_TIME, 60L);
-        curl_easy_setopt(s.curl, CURLOPT_USERAGENT, "parity-tlog-verify/0.1");
-        curl_easy_setopt(s.curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(s.curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(s.curl, CURLOPT_ACCEPT_ENCODING, ""); /* tiles may be served gzipped */
+    source s;
+    if ((rc = source_open(&s, src_path, err))) {
+        source_close(&s);
+        return rc;
     }
     uint8_t *cp_data = NULL, *bundle = NULL;
     size_t cp_len;
@@ -222,7 +254,6 @@ out:
     free(st);
     free(offs);
     free(lens);
-    pt_buf_free(&s.body);
-    if (s.curl) curl_easy_cleanup(s.curl);
+    source_close(&s);
     return rc;
 }

@@ -20,25 +20,6 @@ extern int openblas_get_num_threads(void);
 
 /* ---- PRNG ------------------------------------------------------------------------------ */
 
-void pt_rng_seed(pt_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) { /* splitmix64 */
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        r->s[i] = z ^ (z >> 31);
-    }
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t pt_rng_next(pt_rng *r) { /* xoshiro256** */
-    uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return res;
-}
-
 uint64_t pt_rng_below(pt_rng *r, uint64_t n) {
     uint64_t lim = -n % n; /* 2^64 mod n: reject the short last bucket */
     for (;;) {

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "engine/sample.h"
 #include "engine/config.h"
 
 /* Targets equal to this are ignored by the loss (PyTorch's ignore_index default). */
@@ -32,12 +33,8 @@
 
 /* ---- the deterministic PRNG (initialisation, data order) ---------------------------- */
 
-/* xoshiro256** seeded by splitmix64: the whole state is 4 words, saved in checkpoints. */
-typedef struct pt_rng {
-    uint64_t s[4];
-} pt_rng;
-void pt_rng_seed(pt_rng *r, uint64_t seed);
-uint64_t pt_rng_next(pt_rng *r);
+/* The sampler's xoshiro256** seeded by splitmix64 (engine/sample.h): the whole state is 4
+ * words, saved in checkpoints. */
 /* Uniform in [0, n) (n > 0), without modulo bias. */
 uint64_t pt_rng_below(pt_rng *r, uint64_t n);
 /* Standard normal (Box-Muller; consumes two words). */

@@ -1,0 +1,831 @@
+/* see convert.h — llama.cpp's naming and layout conventions, and format conversion. */
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/json.h"
+#include "engine/convert.h"
+
+/* Name tables ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *hf, *gguf;
+} name_pair;
+
+static const name_pair llama_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+    {"model.layers.%d.input_layernorm.weight", "blk.%d.attn_norm.weight"},
+    {"model.layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight"},
+    {"model.layers.%d.self_attn.q_proj.bias", "blk.%d.attn_q.bias"},
+    {"model.layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight"},
+    {"model.layers.%d.self_attn.k_proj.bias", "blk.%d.attn_k.bias"},
+    {"model.layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight"},
+    {"model.layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias"},
+    {"model.layers.%d.self_attn.o_proj.weight", "blk.%d.attn_output.weight"},
+    {"model.layers.%d.self_attn.o_proj.bias", "blk.%d.attn_output.bias"},
+    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight"},
+    {"model.layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight"},
+    {"model.layers.%d.mlp.gate_proj.bias", "blk.%d.ffn_gate.bias"},
+    {"model.layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight"},
+    {"model.layers.%d.mlp.up_proj.bias", "blk.%d.ffn_up.bias"},
+    {"model.layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight"},
+    {"model.layers.%d.mlp.down_proj.bias", "blk.%d.ffn_down.bias"},
+    {NULL, NULL},
+};
+
+static const name_pair gpt2_names[] = {
+    {"wte.weight", "token_embd.weight"},
+    {"wpe.weight", "position_embd.weight"},
+    {"ln_f.weight", "output_norm.weight"},
+    {"ln_f.bias", "output_norm.bias"},
+    {"h.%d.ln_1.weight", "blk.%d.attn_norm.weight"},
+    {"h.%d.ln_1.bias", "blk.%d.attn_norm.bias"},
+    {"h.%d.attn.c_attn.weight", "blk.%d.attn_qkv.weight"},
+    {"h.%d.attn.c_attn.bias", "blk.%d.attn_qkv.bias"},
+    {"h.%d.attn.c_proj.weight", "blk.%d.attn_output.weight"},
+    {"h.%d.attn.c_proj.bias", "blk.%d.attn_output.bias"},
+    {"h.%d.ln_2.weight", "blk.%d.ffn_norm.weight"},
+    {"h.%d.ln_2.bias", "blk.%d.ffn_norm.bias"},
+    {"h.%d.mlp.c_fc.weight", "blk.%d.ffn_up.weight"},
+    {"h.%d.mlp.c_fc.bias", "blk.%d.ffn_up.bias"},
+    {"h.%d.mlp.c_proj.weight", "blk.%d.ffn_down.weight"},
+    {"h.%d.mlp.c_proj.bias", "blk.%d.ffn_down.bias"},
+    {NULL, NULL},
+};
+
+/* Matches name against a pattern with at most one "%d" (a decimal layer index without
+ * leading zeros); stores the index (-1 when the pattern has none). */
+static int match(const char *pat, const char *name, int *layer) {
+    const char *pd = strstr(pat, "%d");
+    *layer = -1;
+    if (!pd) return strcmp(pat, name) == 0;
+    size_t pre = (size_t)(pd - pat);
+    if (strncmp(pat, name, pre)) return 0;
+    const char *p = name + pre;
+    if (*p < '0' || *p > '9' || (*p == '0' && p[1] >= '0' && p[1] <= '9')) return 0;
+    long v = 0;
+    while (*p >= '0' && *p <= '9') {
+        v = v * 10 + (*p++ - '0');
+        if (v > 1000000) return 0;
+    }
+    if (strcmp(p, pd + 2)) return 0;
+    *layer = (int)v;
+    return 1;
+}
+
+static int map_name(const name_pair *tab, int to_gguf, const char *name, char *out, size_t cap) {
+    for (const name_pair *e = tab; e->hf; e++) {
+        const char *from = to_gguf ? e->hf : e->gguf, *to = to_gguf ? e->gguf : e->hf;
+        int layer;
+        if (!match(from, name, &layer)) continue;
+        int n = layer >= 0 ? snprintf(out, cap, to, layer) : snprintf(out, cap, "%s", to);
+        return n > 0 && (size_t)n < cap ? 0 : -1;
+    }
+    return -1;
+}
+
+int pt_name_hf_to_gguf(pt_arch arch, const char *hf, char *out, size_t cap) {
+    return map_name(arch == PT_ARCH_GPT2 ? gpt2_names : llama_names, 1, hf, out, cap);
+}
+
+int pt_name_gguf_to_hf(pt_arch arch, const char *gguf, char *out, size_t cap) {
+    return map_name(arch == PT_ARCH_GPT2 ? gpt2_names : llama_names, 0, gguf, out, cap);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* Layout transforms ------------------------------------------------------------------ */
+
+/* Which transform a tensor (internal name) needs between internal and GGUF layout. */
+enum { XF_NONE, XF_PERMUTE_Q, XF_PERMUTE_K, XF_TRANSPOSE };
+
+static int transform_of(pt_arch arch, const char *hf) {
+    if (arch == PT_ARCH_LLAMA) {
+        if (ends_with(hf, "self_attn.q_proj.weight") || ends_with(hf, "self_attn.q_proj.bias")) return XF_PERMUTE_Q;
+        if (ends_with(hf, "self_attn.k_proj.weight") || ends_with(hf, "self_attn.k_proj.bias")) return XF_PERMUTE_K;
+    } else if (ends_with(hf, ".weight") && (strstr(hf, ".attn.c_attn.") || strstr(hf, ".attn.c_proj.") ||
+                                           strstr(hf, ".mlp.c_fc.") || strstr(hf, ".mlp.c_proj."))) {
+        return XF_TRANSPOSE;
+    }
+    return XF_NONE;
+}
+
+/* llama.cpp's permute: rows of head h in HF order [s*hd/2 + j] go to GGUF order [2j + s]
+ * (w.reshape(n_head, 2, hd/2, ...).swapaxes(1, 2)). to_gguf=0 undoes it. Whole rows move, so
+ * any dtype works (a Q8_0 row is a whole number of blocks). */
+static void permute_rows(const uint8_t *src, uint8_t *dst, size_t n_rows, size_t row_bytes, int n_head,
+                         int to_gguf) {
+    size_t hd = n_rows / (size_t)n_head, half = hd / 2;
+    for (size_t h = 0; h < (size_t)n_head; h++)
+        for (size_t s = 0; s < 2; s++)
+            for (size_t j = 0; j < half; j++) {
+                size_t hf_row = h * hd + s * half + j, gg_row = h * hd + 2 * j + s;
+                size_t from = to_gguf ? hf_row : gg_row, to = to_gguf ? gg_row : hf_row;
+                memcpy(dst + to * row_bytes, src + from * row_bytes, row_bytes);
+            }
+}
+
+/* out[c][r] = in[r][c] for a rows×cols matrix of elem-byte elements. */
+static void transpose(const uint8_t *src, uint8_t *dst, size_t rows, size_t cols, size_t elem) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) memcpy(dst + (c * rows + r) * elem, src + (r * cols + c) * elem, elem);
+}
+
+static size_t elem_size(pt_dtype t) {
+    size_t n = 0;
+    pt_dtype_bytes(t, 1, &n);
+    return n;
+}
+
+/* Converts n values from one dtype to another through F32 (exact when widening). */
+static int convert_values(pt_dtype from, const void *src, pt_dtype to, void *dst, size_t n, pt_err *err) {
+    if (from == to) {
+        size_t nb;
+        pt_dtype_bytes(from, n, &nb);
+        memcpy(dst, src, nb);
+        return PT_OK;
+    }
+    float *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (!tmp) return pt_errf(err, PT_ENOMEM, "out of memory for %zu values", n);
+    pt_to_f32(from, src, tmp, n);
+    int bad = pt_from_f32(to, tmp, dst, n);
+    free(tmp);
+    return bad ? pt_errf(err, PT_EUNSUPPORTED, "cannot convert %s to %s", pt_dtype_name(from), pt_dtype_name(to))
+               : PT_OK;
+}
+
+/* GGUF → config -------------------------------------------------------------------- */
+
+static int key_int(const pt_gguf *g, const char *arch, const char *suffix, int required, int64_t def, int64_t lo,
+                   int64_t hi, int *out, pt_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const pt_gguf_kv *kv = pt_gguf_get(g, key);
+    if (!kv) {
+        if (required) return pt_errf(err, PT_EFORMAT, "%s: missing key '%s'", g->what, key);
+        *out = (int)def;
+        return PT_OK;
+    }
+    int64_t v;
+    int rc = pt_gguf_kv_int(g, kv, &v, err);
+    if (rc) return rc;
+    if (v < lo || v > hi)
+        return pt_errf(err, PT_EFORMAT, "%s: byte %zu: key '%s' = %lld is out of range [%lld, %lld]", g->what,
+                       kv->offset, key, (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return PT_OK;
+}
+
+static int key_float(const pt_gguf *g, const char *arch, const char *suffix, int required, double def, float *out,
+                     pt_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const pt_gguf_kv *kv = pt_gguf_get(g, key);
+    if (!kv) {
+        if (required) return pt_errf(err, PT_EFORMAT, "%s: missing key '%s'", g->what, key);
+        *out = (float)def;
+        return PT_OK;
+    }
+    double v;
+    int rc = pt_gguf_kv_float(g, kv, &v, err);
+    if (rc) return rc;
+    if (!isfinite(v)) return pt_errf(err, PT_EFORMAT, "%s: key '%s' is not finite", g->what, key);
+    *out = (float)v;
+    return PT_OK;
+}
+
+int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
+    memset(c, 0, sizeof *c);
+    const pt_gguf_kv *ka = pt_gguf_get(g, "general.architecture");
+    if (!ka) return pt_errf(err, PT_EFORMAT, "%s: missing key 'general.architecture'", g->what);
+    const char *s;
+    size_t n;
+    int rc = pt_gguf_kv_str(g, ka, &s, &n, err);
+    if (rc) return rc;
+    char arch[32];
+    if (n >= sizeof arch || memchr(s, 0, n))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture is not llama or gpt2", g->what);
+    memcpy(arch, s, n);
+    arch[n] = 0;
+#define TRY(x)                     \
+    do {                           \
+        if ((rc = (x))) return rc; \
+    } while (0)
+    const pt_gguf_tensor *emb = pt_gguf_find_tensor(g, "token_embd.weight");
+    if (!emb || emb->n_dims != 2)
+        return pt_errf(err, PT_EFORMAT, "%s: missing 2-D tensor 'token_embd.weight'", g->what);
+    if (!strcmp(arch, "llama")) {
+        c->arch = PT_ARCH_LLAMA;
+        TRY(key_int(g, arch, "embedding_length", 1, 0, 1, PT_MAX_DMODEL, &c->d_model, err));
+        TRY(key_int(g, arch, "block_count", 1, 0, 1, PT_MAX_LAYERS, &c->n_layers, err));
+        TRY(key_int(g, arch, "feed_forward_length", 1, 0, 1, PT_MAX_DFF, &c->d_ff, err));
+        TRY(key_int(g, arch, "attention.head_count", 1, 0, 1, PT_MAX_HEADS, &c->n_heads, err));
+        TRY(key_int(g, arch, "attention.head_count_kv", 0, c->n_heads, 1, PT_MAX_HEADS, &c->n_kv_heads, err));
+        TRY(key_int(g, arch, "context_length", 0, 2048, 1, PT_MAX_POS, &c->max_pos, err));
+        TRY(key_int(g, arch, "attention.key_length", 0, c->d_model / c->n_heads, 1, 4096, &c->head_dim, err));
+        int vl, rd;
+        TRY(key_int(g, arch, "attention.value_length", 0, c->head_dim, 1, 4096, &vl, err));
+        TRY(key_int(g, arch, "rope.dimension_count", 0, c->head_dim, 1, 4096, &rd, err));
+        if (vl != c->head_dim || rd != c->head_dim)
+            return pt_errf(err, PT_EUNSUPPORTED,
+                           "%s: key_length %d, value_length %d and rope.dimension_count %d differ (not supported)",
+                           g->what, c->head_dim, vl, rd);
+        TRY(key_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_theta, err));
+        TRY(key_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps, err));
+        const pt_gguf_kv *rs = pt_gguf_get(g, "llama.rope.scaling.type");
+        if (rs) {
+            const char *t;
+            size_t tl;
+            if (pt_gguf_kv_str(g, rs, &t, &tl, err) || tl != 4 || memcmp(t, "none", 4))
+                return pt_errf(err, PT_EUNSUPPORTED, "%s: llama.rope.scaling.type is not supported yet", g->what);
+        }
+        c->tie_embeddings = pt_gguf_find_tensor(g, "output.weight") == NULL;
+        c->attn_bias = pt_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+        c->mlp_bias = pt_gguf_find_tensor(g, "blk.0.ffn_up.bias") != NULL;
+    } else if (!strcmp(arch, "gpt2")) {
+        c->arch = PT_ARCH_GPT2;
+        TRY(key_int(g, arch, "embedding_length", 1, 0, 1, PT_MAX_DMODEL, &c->d_model, err));
+        TRY(key_int(g, arch, "block_count", 1, 0, 1, PT_MAX_LAYERS, &c->n_layers, err));
+        TRY(key_int(g, arch, "feed_forward_length", 0, 4LL * c->d_model, 1, PT_MAX_DFF, &c->d_ff, err));
+        TRY(key_int(g, arch, "attention.head_count", 1, 0, 1, PT_MAX_HEADS, &c->n_heads, err));
+        TRY(key_int(g, arch, "context_length", 0, 1024, 1, PT_MAX_POS, &c->max_pos, err));
+        TRY(key_float(g, arch, "attention.layer_norm_epsilon", 1, 0, &c->norm_eps, err));
+        c->n_kv_heads = c->n_heads;
+        c->head_dim = c->d_model / c->n_heads;
+        c->tie_embeddings = 1;
+        c->attn_bias = c->mlp_bias = 1;
+    } else {
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture '%s' is not supported (llama, gpt2)", g->what,
+                       arch);
+    }
+    /* vocab_size: the key when present, else the embedding's rows; they must agree. */
+    if (emb->ne[1] > PT_MAX_VOCAB) return pt_errf(err, PT_EFORMAT, "%s: token_embd.weight has too many rows", g->what);
+    TRY(key_int(g, arch, "vocab_size", 0, (int64_t)emb->ne[1], 1, PT_MAX_VOCAB, &c->vocab_size, err));
+    int bos, eos;
+    TRY(key_int(g, "tokenizer.ggml", "bos_token_id", 0, -1, 0, c->vocab_size - 1, &bos, err));
+    TRY(key_int(g, "tokenizer.ggml", "eos_token_id", 0, -1, 0, c->vocab_size - 1, &eos, err));
+    c->bos_token_id = bos;
+    if (eos >= 0) c->eos_token_ids[c->n_eos++] = eos;
+#undef TRY
+    return pt_config_validate(c, g->what, err);
+}
+
+int pt_gguf_load_model(const pt_gguf *g, pt_config *c, pt_tensors *ts, pt_err *err) {
+    int rc = pt_gguf_config(g, c, err);
+    if (rc) return rc;
+    char hf[256];
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        const pt_gguf_tensor *t = &g->tensors[i];
+        if (c->arch == PT_ARCH_GPT2 && !strcmp(t->name, "output.weight")) continue; /* a copy of token_embd */
+        if (pt_name_gguf_to_hf(c->arch, t->name, hf, sizeof hf))
+            return pt_errf(err, PT_EFORMAT, "%s: byte %zu: tensor '%s' is not a %s tensor parity knows", g->what,
+                           t->info_offset, t->name, c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama");
+        int64_t shape[PT_GGUF_MAX_DIMS];
+        for (uint32_t d = 0; d < t->n_dims; d++) shape[d] = (int64_t)t->ne[t->n_dims - 1 - d];
+        int xf = transform_of(c->arch, hf);
+        if (xf == XF_NONE) {
+            if ((rc = pt_tensors_add(ts, hf, t->dtype, (int)t->n_dims, shape, t->data, t->nbytes, 0, err))) return rc;
+            continue;
+        }
+        if (xf == XF_PERMUTE_Q || xf == XF_PERMUTE_K) {
+            int heads = xf == XF_PERMUTE_Q ? c->n_heads : c->n_kv_heads;
+            size_t rows = (size_t)shape[0];
+            if (rows != (size_t)heads * (size_t)c->head_dim || !rows)
+                return pt_errf(err, PT_EFORMAT, "%s: tensor '%s': %zu rows, expected %d heads x %d", g->what, t->name,
+                               rows, heads, c->head_dim);
+            uint8_t *p = malloc(t->nbytes ? t->nbytes : 1);
+            if (!p) return pt_errf(err, PT_ENOMEM, "out of memory");
+            permute_rows(t->data, p, rows, t->nbytes / rows, heads, 0);
+            if ((rc = pt_tensors_add_owned(ts, hf, t->dtype, (int)t->n_dims, shape, p, t->nbytes, err))) return rc;
+            continue;
+        }
+        /* GPT-2 Conv1D: GGUF [out, in] → HF [in, out]. */
+        if (t->n_dims != 2) return pt_errf(err, PT_EFORMAT, "%s: tensor '%s' must be 2-D", g->what, t->name);
+        size_t rows = (size_t)shape[0], cols = (size_t)shape[1], numel = rows * cols;
+        pt_dtype dt = t->dtype == PT_Q8_0 ? PT_F32 : t->dtype;
+        size_t es = elem_size(dt), nb = numel * es;
+        const uint8_t *src = t->data;
+        float *deq = NULL;
+        if (t->dtype == PT_Q8_0) {
+            if (!(deq = malloc((numel ? numel : 1) * sizeof *deq))) return pt_errf(err, PT_ENOMEM, "out of memory");
+            pt_to_f32(PT_Q8_0, t->data, deq, numel);
+            src = (const uint8_t *)deq;
+        }
+        uint8_t *p = malloc(nb ? nb : 1);
+        if (!p) {
+            free(deq);
+            return pt_errf(err, PT_ENOMEM, "out of memory");
+        }
+        transpose(src, p, rows, cols, es);
+        free(deq);
+        int64_t tshape[2] = {(int64_t)cols, (int64_t)rows};
+        if ((rc = pt_tensors_add_owned(ts, hf, dt, 2, tshape, p, nb, err))) return rc;
+    }
+    return PT_OK;
+}
+
+/* tokenizer.json → tokenizer.ggml.* ---------------------------------------------------- */
+
+#define PT_TOKENIZER_MAX_BYTES (256u << 20)
+
+static int json_mentions(const json_t *j, const char *what) {
+    if (!j) return 0;
+    char *s = json_dumps(j, JSON_COMPACT);
+    int r = s && strstr(s, what) != NULL;
+    free(s);
+    return r;
+}
+
+static int is_byte_token(const char *s) {
+    return strlen(s) == 6 && !strncmp(s, "<0x", 3) && s[5] == '>' && strchr("0123456789ABCDEF", s[3]) &&
+           strchr("0123456789ABCDEF", s[4]) && s[3] && s[4];
+}
+
+int pt_tokenizer_json_to_gguf(const char *dir, const pt_config *c, pt_gguf_writer *w, pt_err *err) {
+    char *path = pt_path_join(dir, "tokenizer.json"), *cpath = pt_path_join(dir, "tokenizer_config.json");
+    json_t *j = NULL, *tc = NULL;
+    char **tokens = NULL, **merges = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    char *merged = NULL;
+    size_t n_vocab = 0, n_merges = 0;
+    int rc = PT_OK;
+    if (!path || !cpath) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!pt_exists(path)) {
+        rc = pt_errf(err, PT_ENOTFOUND, "%s: no tokenizer.json", dir);
+        goto out;
+    }
+    if (!(j = pt_json_load_file(path, PT_TOKENIZER_MAX_BYTES, err))) {
+        rc = err ? err->code : PT_EFORMAT;
+        goto out;
+    }
+    if (pt_exists(cpath) && !(tc = pt_json_load_file(cpath, 64u << 20, err))) {
+        rc = err ? err->code : PT_EFORMAT;
+        goto out;
+    }
+    json_t *model = json_object_get(j, "model"), *vocab = json_object_get(model, "vocab"),
+           *jm = json_object_get(model, "merges"), *added = json_object_get(j, "added_tokens");
+    if (!json_is_object(model) || !json_is_string(json_object_get(model, "type")) ||
+        strcmp(json_string_value(json_object_get(model, "type")), "BPE") || !json_is_object(vocab)) {
+        rc = pt_errf(err, PT_EUNSUPPORTED, "%s: $.model: only BPE tokenizers (with a vocab object) are supported", path);
+        goto out;
+    }
+    int spm = json_is_true(json_object_get(model, "byte_fallback")) ||
+              json_mentions(json_object_get(j, "pre_tokenizer"), "Metaspace") ||
+              json_mentions(json_object_get(j, "decoder"), "Metaspace") ||
+              json_mentions(json_object_get(j, "decoder"), "ByteFallback");
+    int bytelevel = json_mentions(json_object_get(j, "pre_tokenizer"), "ByteLevel") ||
+                    json_mentions(json_object_get(j, "decoder"), "ByteLevel");
+    if (!spm && !bytelevel) {
+        rc = pt_errf(err, PT_EUNSUPPORTED, "%s: neither byte-level BPE nor SentencePiece-style BPE", path);
+        goto out;
+    }
+    /* The vocabulary: ids from model.vocab and added_tokens; holes below vocab_size are padding. */
+    size_t max_id = 0;
+    const char *tok;
+    json_t *v;
+    json_object_foreach(vocab, tok, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= PT_MAX_VOCAB) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: $.model.vocab[\"%s\"] is not a token id", path, tok);
+            goto out;
+        }
+        if ((size_t)json_integer_value(v) + 1 > max_id) max_id = (size_t)json_integer_value(v) + 1;
+    }
+    size_t i;
+    json_t *a;
+    json_array_foreach(added, i, a) {
+        json_t *id = json_object_get(a, "id");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= PT_MAX_VOCAB ||
+            !json_is_string(json_object_get(a, "content"))) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: $.added_tokens[%zu] needs an \"id\" and a \"content\"", path, i);
+            goto out;
+        }
+        if ((size_t)json_integer_value(id) + 1 > max_id) max_id = (size_t)json_integer_value(id) + 1;
+    }
+    n_vocab = max_id > (size_t)c->vocab_size ? max_id : (size_t)c->vocab_size;
+    tokens = calloc(n_vocab, sizeof *tokens);
+    types = calloc(n_vocab, sizeof *types);
+    scores = calloc(n_vocab, sizeof *scores);
+    merged = calloc(n_vocab, 1);
+    if (!tokens || !types || !scores || !merged) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    json_object_foreach(vocab, tok, v) {
+        size_t id = (size_t)json_integer_value(v);
+        free(tokens[id]);
+        tokens[id] = strdup(tok);
+        types[id] = spm && is_byte_token(tok) ? PT_TOKTYPE_BYTE : PT_TOKTYPE_NORMAL;
+        scores[id] = spm ? -(float)id : 0; /* refined by merge rank below */
+    }
+    json_array_foreach(added, i, a) {
+        size_t id = (size_t)json_integer_value(json_object_get(a, "id"));
+        free(tokens[id]);
+        tokens[id] = strdup(json_string_value(json_object_get(a, "content")));
+        types[id] = json_is_true(json_object_get(a, "special")) ? PT_TOKTYPE_CONTROL : PT_TOKTYPE_USER;
+        scores[id] = 0;
+    }
+    json_t *unk = json_object_get(model, "unk_token");
+    int32_t unk_id = -1;
+    for (size_t k = 0; k < n_vocab; k++) {
+        if (!tokens[k]) {
+            char pad[32];
+            snprintf(pad, sizeof pad, "[PAD%zu]", k);
+            tokens[k] = strdup(pad);
+            types[k] = PT_TOKTYPE_UNUSED;
+        } else if (spm && json_is_string(unk) && !strcmp(tokens[k], json_string_value(unk))) {
+            types[k] = PT_TOKTYPE_UNKNOWN;
+            unk_id = (int32_t)k;
+        }
+        if (!tokens[k]) {
+            rc = pt_errf(err, PT_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (strlen(tokens[k]) == 0 && types[k] != PT_TOKTYPE_UNUSED) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: token %zu is empty", path, k);
+            goto out;
+        }
+    }
+    /* Merges: "a b" strings (older files) or ["a", "b"] pairs (newer). */
+    n_merges = json_array_size(jm);
+    merges = calloc(n_merges ? n_merges : 1, sizeof *merges);
+    if (!merges) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    json_array_foreach(jm, i, a) {
+        const char *l, *r;
+        char *m = NULL;
+        if (json_is_string(a)) {
+            m = strdup(json_string_value(a));
+        } else if (json_is_array(a) && json_array_size(a) == 2 && (l = json_string_value(json_array_get(a, 0))) &&
+                   (r = json_string_value(json_array_get(a, 1)))) {
+            size_t ml = strlen(l) + strlen(r) + 2;
+            if ((m = malloc(ml))) snprintf(m, ml, "%s %s", l, r);
+        } else {
+            rc = pt_errf(err, PT_EFORMAT, "%s: $.model.merges[%zu] is not \"a b\" or [\"a\", \"b\"]", path, i);
+            goto out;
+        }
+        if (!m) {
+            rc = pt_errf(err, PT_ENOMEM, "out of memory");
+            goto out;
+        }
+        merges[i] = m;
+        if (spm) { /* SentencePiece BPE scores: a merge's result scores minus its rank */
+            char *sp = strchr(m, ' ');
+            if (sp) {
+                *sp = 0;
+                size_t ml = strlen(m) + strlen(sp + 1) + 1;
+                char *joined = malloc(ml);
+                if (joined) {
+                    snprintf(joined, ml, "%s%s", m, sp + 1);
+                    json_t *id = json_object_get(vocab, joined);
+                    size_t k = json_is_integer(id) ? (size_t)json_integer_value(id) : n_vocab;
+                    if (k < n_vocab && !merged[k] && types[k] == PT_TOKTYPE_NORMAL) { /* the lowest-ranked merge wins */
+                        scores[k] = -(float)i;
+                        merged[k] = 1;
+                    }
+                    free(joined);
+                }
+                *sp = ' ';
+            }
+        }
+    }
+    const char *pre = spm ? "default"
+                          : json_mentions(json_object_get(j, "pre_tokenizer"), "\\\\p{N}{1,3}") ? "llama-bpe" : "gpt2";
+    if ((rc = pt_gguf_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2", err)) ||
+        (rc = pt_gguf_set_str(w, "tokenizer.ggml.pre", pre, err)) ||
+        (rc = pt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokens, n_vocab, err)))
+        goto out;
+    if (spm && (rc = pt_gguf_set_arr_f32(w, "tokenizer.ggml.scores", scores, n_vocab, err))) goto out;
+    if ((rc = pt_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, n_vocab, err))) goto out;
+    if (n_merges && (rc = pt_gguf_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)merges, n_merges, err)))
+        goto out;
+    if (c->bos_token_id >= 0 && (rc = pt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id, err)))
+        goto out;
+    if (c->n_eos && (rc = pt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_ids[0], err)))
+        goto out;
+    if (unk_id >= 0 && (rc = pt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk_id, err))) goto out;
+    json_t *ab = json_object_get(tc, "add_bos_token");
+    if (json_is_boolean(ab) && (rc = pt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", json_is_true(ab), err)))
+        goto out;
+    json_t *ct = json_object_get(tc, "chat_template");
+    if (json_is_array(ct)) { /* [{"name": "default", "template": "..."}, ...] */
+        json_t *def = NULL;
+        json_array_foreach(ct, i, a) {
+            const char *nm = json_string_value(json_object_get(a, "name"));
+            if (!def || (nm && !strcmp(nm, "default"))) def = a;
+        }
+        ct = json_object_get(def, "template");
+    }
+    if (json_is_string(ct) && (rc = pt_gguf_set_str(w, "tokenizer.chat_template", json_string_value(ct), err)))
+        goto out;
+out:
+    if (tokens)
+        for (size_t k = 0; k < n_vocab; k++) free(tokens[k]);
+    if (merges)
+        for (size_t k = 0; k < n_merges; k++) free(merges[k]);
+    free(tokens);
+    free(merges);
+    free(types);
+    free(scores);
+    free(merged);
+    json_decref(j);
+    json_decref(tc);
+    free(path);
+    free(cpath);
+    return rc;
+}
+
+/* Writing ---------------------------------------------------------------------------- */
+
+/* The dtype a tensor is written in: 1-D tensors F32 when a dtype is asked for (as llama.cpp
+ * does); Q8_0 needs rows of a multiple of 32 values (else F16, llama.cpp's fallback). */
+static pt_dtype out_dtype(const pt_tensor *t, int want, int to_gguf) {
+    pt_dtype d = t->dtype;
+    if (want >= 0) d = t->ndim <= 1 ? PT_F32 : (pt_dtype)want;
+    if (d == PT_Q8_0 && (!to_gguf || t->ndim < 1 || t->shape[t->ndim - 1] % PT_Q8_0_BLOCK)) d = to_gguf ? PT_F16 : PT_F32;
+    return d;
+}
+
+typedef struct {
+    const pt_model_files *mf;
+    const pt_tensor **src; /* tensor i of the output, in internal naming */
+    pt_dtype *dt;          /* its output dtype */
+    int to_gguf;
+} fill_ctx;
+
+/* Produces tensor i in the output's layout and dtype. */
+static int fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes, pt_err *err) {
+    fill_ctx *x = vctx;
+    const pt_tensor *t = x->src[i];
+    const pt_config *c = &x->mf->config;
+    pt_dtype to = x->dt[i];
+    size_t numel = pt_tensor_numel(t);
+    int xf = x->to_gguf ? transform_of(c->arch, t->name) : XF_NONE;
+    if (xf == XF_NONE) return convert_values(t->dtype, t->data, to, dst, numel, err);
+    size_t eb = 0;
+    pt_dtype_bytes(to, numel, &eb);
+    if (eb != nbytes) return pt_errf(err, PT_EINTERNAL, "tensor '%s': size mismatch", t->name);
+    if (xf == XF_PERMUTE_Q || xf == XF_PERMUTE_K) {
+        int heads = xf == XF_PERMUTE_Q ? c->n_heads : c->n_kv_heads;
+        size_t rows = (size_t)t->shape[0];
+        uint8_t *tmp = malloc(nbytes ? nbytes : 1);
+        if (!tmp) return pt_errf(err, PT_ENOMEM, "out of memory");
+        int rc = convert_values(t->dtype, t->data, to, tmp, numel, err);
+        if (!rc) permute_rows(tmp, dst, rows, nbytes / rows, heads, 1);
+        free(tmp);
+        return rc;
+    }
+    /* GPT-2 Conv1D [in, out] → [out, in], through F32. */
+    size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
+    float *a = malloc((numel ? numel : 1) * sizeof *a), *b = malloc((numel ? numel : 1) * sizeof *b);
+    int rc = PT_OK;
+    if (!a || !b) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    if (!rc) {
+        pt_to_f32(t->dtype, t->data, a, numel);
+        transpose((const uint8_t *)a, (uint8_t *)b, rows, cols, sizeof(float));
+        if (pt_from_f32(to, b, dst, numel)) rc = pt_errf(err, PT_EUNSUPPORTED, "cannot write %s", pt_dtype_name(to));
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
+static int file_type_of(int want, pt_dtype first_2d) {
+    pt_dtype d = want >= 0 ? (pt_dtype)want : first_2d;
+    switch (d) {
+    case PT_F16: return 1;
+    case PT_Q8_0: return 7;
+    case PT_BF16: return 32;
+    default: return 0;
+    }
+}
+
+static char *base_name(const char *path) {
+    char *c = strdup(path);
+    if (!c) return NULL;
+    size_t n = strlen(c);
+    while (n > 1 && c[n - 1] == '/') c[--n] = 0;
+    char *b = strdup(basename(c));
+    free(c);
+    if (b) {
+        char *dot = strrchr(b, '.');
+        if (dot && !strcmp(dot, ".gguf")) *dot = 0;
+    }
+    return b;
+}
+
+int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_convert_opts *o, pt_err *err) {
+    const pt_config *c = &mf->config;
+    const char *arch = c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama";
+    pt_gguf_writer *w = pt_gguf_writer_new();
+    fill_ctx x = {mf, calloc(mf->tensors.n + 1, sizeof(pt_tensor *)), calloc(mf->tensors.n + 1, sizeof(pt_dtype)), 1};
+    char *name = o->name ? strdup(o->name) : base_name(mf->path);
+    int rc = PT_OK;
+    pt_progress prog;
+    if (!w || !x.src || !x.dt || !name) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    pt_dtype first_2d = PT_F32;
+    for (size_t i = 0; i < mf->tensors.n; i++)
+        if (mf->tensors.t[i].ndim == 2) {
+            first_2d = mf->tensors.t[i].dtype;
+            break;
+        }
+    char key[96];
+#define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
+#define TRY(e)                 \
+    do {                       \
+        if ((rc = (e))) goto out; \
+    } while (0)
+    TRY(pt_gguf_set_str(w, "general.architecture", arch, err));
+    TRY(pt_gguf_set_str(w, "general.name", name, err));
+    TRY(pt_gguf_set_u32(w, KEY("context_length"), (uint32_t)c->max_pos, err));
+    TRY(pt_gguf_set_u32(w, KEY("embedding_length"), (uint32_t)c->d_model, err));
+    TRY(pt_gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->d_ff, err));
+    TRY(pt_gguf_set_u32(w, KEY("block_count"), (uint32_t)c->n_layers, err));
+    TRY(pt_gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_heads, err));
+    if (c->arch == PT_ARCH_LLAMA) {
+        TRY(pt_gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_heads, err));
+        TRY(pt_gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta, err));
+        TRY(pt_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps, err));
+        if (c->head_dim != c->d_model / c->n_heads) {
+            TRY(pt_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim, err));
+            TRY(pt_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim, err));
+        }
+        TRY(pt_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->vocab_size, err));
+        TRY(pt_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->head_dim, err));
+    } else {
+        TRY(pt_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->norm_eps, err));
+    }
+    TRY(pt_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(o->dtype, first_2d), err));
+    TRY(pt_gguf_set_u32(w, "general.quantization_version", 2, err));
+#undef KEY
+    /* Tokenizer: tokenizer.* keys of a GGUF input are kept; an HF directory's tokenizer.json
+     * is converted (none is fine: the GGUF then carries weights only). */
+    if (mf->gguf) {
+        for (size_t i = 0; i < mf->gguf->n_kv; i++)
+            if (!strncmp(mf->gguf->kv[i].key, "tokenizer.", 10)) TRY(pt_gguf_copy_kv(w, &mf->gguf->kv[i], err));
+    } else {
+        rc = pt_tokenizer_json_to_gguf(mf->dir, c, w, err);
+        if (rc == PT_ENOTFOUND) {
+            if (c->bos_token_id >= 0) TRY(pt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id, err));
+            if (c->n_eos) TRY(pt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_ids[0], err));
+            rc = PT_OK;
+        }
+        if (rc) goto out;
+    }
+    /* Tensors: token_embd first, then per layer, then the rest, in the input's order. */
+    size_t n = 0;
+    uint64_t total = 0;
+    char gname[PT_GGUF_MAX_NAME + 64];
+    for (size_t i = 0; i < mf->tensors.n; i++) {
+        const pt_tensor *t = &mf->tensors.t[i];
+        if (pt_name_hf_to_gguf(c->arch, t->name, gname, sizeof gname)) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: tensor '%s' has no GGUF name", mf->path, t->name);
+            goto out;
+        }
+        int xf = transform_of(c->arch, t->name);
+        pt_dtype d = out_dtype(t, o->dtype, 1);
+        int64_t shape[PT_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        if (xf == XF_TRANSPOSE) {
+            shape[0] = t->shape[1];
+            shape[1] = t->shape[0];
+            if (d == PT_Q8_0 && shape[1] % PT_Q8_0_BLOCK) d = PT_F16;
+        }
+        x.src[n] = t;
+        x.dt[n] = d;
+        TRY(pt_gguf_add_tensor(w, gname, d, t->ndim, shape, NULL, err));
+        n++;
+        size_t nb = 0;
+        pt_dtype_bytes(d, pt_tensor_numel(t), &nb);
+        total += nb;
+        /* llama.cpp's GPT-2 converter also writes the tied output matrix. */
+        if (c->arch == PT_ARCH_GPT2 && !strcmp(t->name, "wte.weight")) {
+            x.src[n] = t;
+            x.dt[n] = d;
+            TRY(pt_gguf_add_tensor(w, "output.weight", d, t->ndim, shape, NULL, err));
+            n++;
+            total += nb;
+        }
+    }
+    if (o->progress) pt_progress_start(&prog, "convert", total);
+    rc = pt_gguf_write(w, path, fill_tensor, &x, o->progress ? &prog : NULL, err);
+    if (o->progress) pt_progress_finish(&prog);
+#undef TRY
+out:
+    free(name);
+    free(x.src);
+    free(x.dt);
+    pt_gguf_writer_free(w);
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to, pt_err *err) {
+    char *buf;
+    size_t len;
+    int rc = pt_read_file(from, 512u << 20, &buf, &len, err);
+    if (rc) return rc;
+    rc = pt_write_atomic(to, buf, len, 0644, err);
+    free(buf);
+    return rc;
+}
+
+int pt_hf_write_model(const pt_model_files *mf, const char *dir, const pt_convert_opts *o, pt_err *err) {
+    if (o->dtype == PT_Q8_0) return pt_errf(err, PT_EINVAL, "safetensors has no Q8_0 dtype (use --to gguf)");
+    int rc = pt_mkdirs(dir, 0, err);
+    if (rc) return rc;
+    size_t n = mf->tensors.n;
+    pt_tensor *out = calloc(n + 1, sizeof *out);
+    void **bufs = calloc(n + 1, sizeof *bufs);
+    char *cfgp = pt_path_join(dir, "config.json"), *stp = pt_path_join(dir, "model.safetensors");
+    char *js = NULL;
+    json_t *cj = pt_config_to_json(&mf->config);
+    if (!out || !bufs || !cfgp || !stp || !cj) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* safetensors' writer takes whole tensors: convert each one that changes dtype. Tensors
+     * already in the asked dtype are written straight from the input's mapping. */
+    pt_progress prog;
+    uint64_t total = 0, done = 0;
+    for (size_t i = 0; i < n; i++) total += mf->tensors.t[i].nbytes;
+    if (o->progress) pt_progress_start(&prog, "convert", total);
+    for (size_t i = 0; i < n; i++) {
+        const pt_tensor *t = &mf->tensors.t[i];
+        pt_dtype d = out_dtype(t, o->dtype, 0);
+        out[i] = *t;
+        out[i].dtype = d;
+        out[i].owned = NULL;
+        if (d != t->dtype) {
+            size_t nb;
+            if (pt_dtype_bytes(d, pt_tensor_numel(t), &nb) || !(bufs[i] = malloc(nb ? nb : 1))) {
+                rc = pt_errf(err, PT_ENOMEM, "tensor '%s': out of memory", t->name);
+                goto out;
+            }
+            if ((rc = convert_values(t->dtype, t->data, d, bufs[i], pt_tensor_numel(t), err))) goto out;
+            out[i].data = bufs[i];
+            out[i].nbytes = nb;
+        }
+        done += t->nbytes;
+        if (o->progress) pt_progress_update(&prog, done, NULL);
+    }
+    json_t *meta = json_pack("{s:s}", "format", "pt");
+    rc = pt_safetensors_write(stp, out, n, meta, err);
+    json_decref(meta);
+    if (o->progress) pt_progress_finish(&prog);
+    if (rc) goto out;
+    json_object_set_new(cj, "torch_dtype", json_string(o->dtype == PT_F16    ? "float16"
+                                                       : o->dtype == PT_BF16 ? "bfloat16"
+                                                                             : "float32"));
+    if (!(js = json_dumps(cj, JSON_INDENT(2)))) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = pt_write_atomic(cfgp, js, strlen(js), 0644, err))) goto out;
+    if (mf->format == PT_FORMAT_HF_DIR) {
+        static const char *const extra[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                                            "special_tokens_map.json"};
+        for (size_t k = 0; k < sizeof extra / sizeof extra[0] && !rc; k++) {
+            char *from = pt_path_join(mf->dir, extra[k]), *to = pt_path_join(dir, extra[k]);
+            if (from && to && pt_exists(from) && strcmp(from, to)) rc = copy_file(from, to, err);
+            free(from);
+            free(to);
+        }
+    }
+out:
+    if (bufs)
+        for (size_t i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(out);
+    free(cfgp);
+    free(stp);
+    free(js);
+    json_decref(cj);
+    return rc;
+}
+
+int pt_convert(const char *in, const char *out, const pt_convert_opts *o, pt_err *err) {
+    pt_model_files mf;
+    int rc = pt_model_files_open(&mf, in, err);
+    if (rc) return rc;
+    if (o->to == PT_FORMAT_GGUF) rc = pt_gguf_write_model(&mf, out, o, err);
+    else rc = pt_hf_write_model(&mf, out, o, err);
+    pt_model_files_close(&mf);
+    return rc;
+}

@@ -1,0 +1,1021 @@
+/* see server.h — start-up, routing, authentication, policy decisions, receipts, shutdown. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "gap/gap.h"
+#include "policy/history.h"
+#include "policy/policy_internal.h"
+#include "policy/ytree.h"
+#include "server/server_internal.h"
+
+void pt_serve_defaults(pt_serve_options *o) {
+    memset(o, 0, sizeof *o);
+    o->data_dir = "data";
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->threads = 2;
+    o->connection_limit = 256;
+    o->timeout_s = 30;
+    o->max_body = 4u << 20;
+    o->max_file = 64u << 20;
+    o->max_tokens = 1024;
+    o->max_batch = 16;
+    o->queue_limit = 64;
+    o->max_download = 64u << 20;
+}
+
+/* Policy ------------------------------------------------------------------------------------- */
+
+policy_ref *srv_policy_get(pt_server *s) {
+    pthread_mutex_lock(&s->mu);
+    policy_ref *r = s->policy;
+    if (r) r->refs++;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+void srv_policy_put(pt_server *s, policy_ref *r) {
+    if (!r) return;
+    pthread_mutex_lock(&s->mu);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last) {
+        pt_policy_free(r->p);
+        free(r);
+    }
+}
+
+/* Installs p (taken over) as the current policy. */
+static void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64_t seq) {
+    policy_ref *r = calloc(1, sizeof *r);
+    if (!r) {
+        pt_policy_free(p);
+        return;
+    }
+    r->p = p;
+    snprintf(r->digest, sizeof r->digest, "%s", digest);
+    r->seq = seq;
+    r->refs = 1;
+    pthread_mutex_lock(&s->mu);
+    policy_ref *old = s->policy;
+    s->policy = r;
+    pthread_mutex_unlock(&s->mu);
+    srv_policy_put(s, old);
+}
+
+/* The current policy: the latest revision in the policy log (see pt_policy_current). */
+static int srv_load_policy(pt_server *s, pt_err *err) {
+    pt_policy *p;
+    char digest[72];
+    int64_t seq;
+    int rc = pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, err);
+    if (rc) return rc;
+    srv_policy_set(s, p, digest, seq);
+    return PT_OK;
+}
+
+/* Routing -------------------------------------------------------------------------------------- */
+
+/* Copies one path segment (libmicrohttpd has already decoded %XX escapes). -1 if it does not
+ * fit or is "." or "..". */
+static int copy_segment(const char *s, size_t n, char *out, size_t cap) {
+    if (n + 1 > cap || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.')) return -1;
+    memcpy(out, s, n);
+    out[n] = 0;
+    return 0;
+}
+
+/* Matches path against pattern; fills c->params. 1 on match. */
+static int route_match(const char *pattern, const char *path, call *c) {
+    c->n_params = 0;
+    const char *p = pattern, *q = path;
+    while (*p) {
+        if (p[0] == '*' && p[1] == 0) {
+            if (c->n_params < 2 && copy_segment(q, strlen(q), c->params[c->n_params], sizeof c->params[0]) == 0) {
+                c->n_params++;
+                return 1;
+            }
+            return 0;
+        }
+        if (p[0] == '{' && p[1] == '}') {
+            const char *end = strchr(q, '/');
+            size_t n = end ? (size_t)(end - q) : strlen(q);
+            if (n == 0 || c->n_params >= 2) return 0;
+            if (copy_segment(q, n, c->params[c->n_params], sizeof c->params[0])) return 0;
+            c->n_params++;
+            q += n;
+            p += 2;
+            continue;
+        }
+        if (*p != *q) return 0;
+        p++;
+        q++;
+    }
+    return *q == 0;
+}
+/* Authentication ------------------------------------------------------------------------------- */
+
+static int key_cmp(const void *a, const void *b) {
+    return strcmp(((const pt_key_record *)a)->id, ((const pt_key_record *)b)->id);
+}
+
+/* Finds the key record for id, through a sorted cache refilled whenever the store changed (a
+ * key created or revoked by this process or another), so a revocation takes effect at once. */
+static int key_lookup(pt_server *s, const char *id, pt_key_record *out) {
+    pthread_mutex_lock(&s->mu);
+    int64_t v = pt_store_version(s->store);
+    if (v != s->keys_version || !s->keys) {
+        pt_key_record *keys;
+        size_t n;
+        if (pt_store_key_list(s->store, &keys, &n, NULL) == PT_OK) {
+            qsort(keys, n, sizeof *keys, key_cmp);
+            free(s->keys);
+            s->keys = keys;
+            s->n_keys = n;
+            s->keys_version = v;
+        }
+    }
+    pt_key_record probe;
+    snprintf(probe.id, sizeof probe.id, "%s", id);
+    const pt_key_record *k = s->keys ? bsearch(&probe, s->keys, s->n_keys, sizeof probe, key_cmp) : NULL;
+    if (k) *out = *k;
+    pthread_mutex_unlock(&s->mu);
+    return k != NULL;
+}
+
+/* Fills c->key from "Authorization: Bearer <key>". 0 and a 401 in resp when missing or wrong. */
+static int authenticate(pt_server *s, call *c, http_resp *resp) {
+    const char *h = http_header(c->req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) {
+        http_error(resp, 401, "invalid_request_error", "missing_api_key", NULL,
+                   "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
+        return 0;
+    }
+    const char *key = h + 7;
+    while (*key == ' ') key++;
+    char id[PT_KEY_ID_LEN + 1];
+    if (pt_key_parse_id(key, id) || !key_lookup(s, id, &c->key) || !pt_key_matches(&c->key, key)) {
+        /* One message for unknown, wrong and revoked keys: it tells an attacker nothing. */
+        http_error(resp, 401, "invalid_request_error", "invalid_api_key", NULL,
+                   "Incorrect or revoked API key.");
+        return 0;
+    }
+    c->authed = 1;
+    return 1;
+}
+/* Decisions ------------------------------------------------------------------------------------ */
+
+int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
+               http_resp *resp) {
+    (void)s;
+    pt_decision d;
+    snprintf(c->model, sizeof c->model, "%s", model ? model : "");
+    if (variant) snprintf(c->variant, sizeof c->variant, "%s", variant);
+    c->caps_used |= 1u << cap;
+    pt_policy_decide(c->pol->p, c->key.org, model, variant, cap, pt_unix_time(), u, &d);
+    c->decision_allow = d.allow;
+    snprintf(c->reason, sizeof c->reason, "%s", d.allow && d.grant ? d.grant->id : pt_reason_name(d.reason));
+    if (d.allow) return 1;
+    if (d.reason == PT_DENY_UNKNOWN_MODEL) {
+        http_error(resp, 404, "invalid_request_error", "model_not_found", "model",
+                   "The model '%s' does not exist or you do not have access to it.", model);
+    } else {
+        http_error(resp, 403, "permission_denied", pt_reason_name(d.reason), NULL, "%s (policy revision %lld)",
+                   d.message, (long long)c->pol->seq);
+    }
+    return 0;
+}
+
+json_t *srv_body_json(call *c, http_resp *resp) {
+    pt_err err;
+    if (c->req->body_len == 0) {
+        http_error(resp, 400, "invalid_request_error", "invalid_body", NULL, "The request needs a JSON body.");
+        return NULL;
+    }
+    json_t *j = pt_json_parse(c->req->body, c->req->body_len, 32, "request body", &err);
+    if (!j) {
+        http_error(resp, 400, "invalid_request_error", "invalid_json", NULL, "%s", err.msg);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(resp, 400, "invalid_request_error", "invalid_body", NULL, "The request body must be a JSON object.");
+        return NULL;
+    }
+    return j;
+}
+
+/* Receipts ------------------------------------------------------------------------------------- */
+
+json_t *srv_audit_entry(call *c, int status, const uint8_t resp_hash[32]) {
+    uint8_t h[32];
+    char rq[65], rs[65], t[21];
+    pt_sha256(c->req->body, c->req->body_len, h);
+    pt_hex(h, 32, rq);
+    pt_hex(resp_hash, 32, rs);
+    json_t *caps = json_array();
+    for (int i = 0; i < PT_CAP_COUNT; i++)
+        if (c->caps_used & (1u << i)) json_array_append_new(caps, json_string(pt_cap_name((pt_cap)i)));
+    json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "request", "time",
+                          pt_format_time(pt_unix_time(), t), "key_id", c->key.id, "org", c->key.org, "method",
+                          c->req->method, "route", c->rt->label, "decision", c->decision_allow ? "allow" : "deny");
+    if (c->model[0]) json_object_set_new(e, "model", json_string(c->model));
+    if (c->variant[0]) json_object_set_new(e, "variant", json_string(c->variant));
+    json_object_set_new(e, "capabilities", caps);
+    if (c->reason[0]) json_object_set_new(e, c->decision_allow ? "grant" : "reason", json_string(c->reason));
+    json_object_set_new(e, "policy_revision", json_integer(c->pol ? c->pol->seq : 0));
+    if (c->pol && c->pol->digest[0]) json_object_set_new(e, "policy_digest", json_string(c->pol->digest));
+    json_object_set_new(e, "status", json_integer(status));
+    json_object_set_new(e, "request_sha256", json_string(rq));
+    json_object_set_new(e, "response_sha256", json_string(rs));
+    if (c->prompt_tokens || c->completion_tokens) {
+        json_object_set_new(e, "prompt_tokens", json_integer(c->prompt_tokens));
+        json_object_set_new(e, "completion_tokens", json_integer(c->completion_tokens));
+    }
+    return e;
+}
+
+static void receipt_done(void *ctx, int rc, uint64_t index) {
+    call *c = ctx;
+    c->receipt_rc = rc;
+    c->receipt_index = index;
+    http_resume(c->req);
+}
+
+/* Hands the finished response to the receipt writer and defers; returns how the handler
+ * should answer. Denied requests get receipts too. */
+static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
+    uint8_t h[32];
+    pt_sha256(resp->body.data ? resp->body.data : "", resp->body.len, h);
+    json_t *e = srv_audit_entry(c, resp->status, h);
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    c->held = *resp; /* takes over the body buffer */
+    pt_buf_init(&resp->body, resp->body.max);
+    c->phase = 2;
+    if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_done, c)) {
+        free(text);
+        c->receipt_rc = PT_EIO;
+        *resp = c->held;
+        memset(&c->held, 0, sizeof c->held);
+        pt_buf_free(&resp->body);
+        pt_buf_init(&resp->body, 1u << 20);
+        http_error(resp, 503, "server_error", "audit_unavailable", NULL,
+                   "The audit log is not accepting entries; the request was not served.");
+        return HTTP_DONE;
+    }
+    free(text);
+    return HTTP_DEFER;
+}
+/* Endpoints that need no model -------------------------------------------------------------- */
+
+static int r_healthz(pt_server *s, call *c, http_resp *resp) {
+    (void)c;
+    http_json(resp, 200, json_pack("{s:s, s:I, s:I, s:I}", "status", "ok", "policy_revision",
+                                   (json_int_t)c->pol->seq, "policy_log_size", (json_int_t)tlog_size(s->policy_log),
+                                   "audit_log_size", (json_int_t)tlog_size(s->audit_log)));
+    return HTTP_DONE;
+}
+
+static void gauges(void *ctx, pt_buf *o) {
+    pt_server *s = ctx;
+    pt_buf_printf(o,
+                  "# HELP parity_log_size Entries in a transparency log.\n# TYPE parity_log_size gauge\n"
+                  "parity_log_size{log=\"policy\"} %llu\nparity_log_size{log=\"audit\"} %llu\n"
+                  "# HELP parity_receipts_pending Audit entries queued and not yet durable.\n"
+                  "# TYPE parity_receipts_pending gauge\nparity_receipts_pending %zu\n",
+                  (unsigned long long)tlog_size(s->policy_log), (unsigned long long)tlog_size(s->audit_log),
+                  pt_receipts_pending(s->receipts));
+}
+
+static int r_metrics(pt_server *s, call *c, http_resp *resp) {
+    (void)c;
+    pt_metrics_render(s->metrics, &resp->body, gauges, s);
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return HTTP_DONE;
+}
+
+/* GET /log/{policy|audit}/<path>: the static C2SP tlog-tiles files, as any static web server
+ * would publish them. */
+static int r_log_file(pt_server *s, call *c, http_resp *resp) {
+    const char *name = c->params[0], *rest = c->params[1];
+    if (strcmp(name, "policy") && strcmp(name, "audit")) {
+        http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No log named '%s' (policy, audit).", name);
+        return HTTP_DONE;
+    }
+    /* Only the published layout: checkpoint, tile/..., revisions/<hex>.json. */
+    int ok = *rest && rest[0] != '/' && !strstr(rest, "..") && !strstr(rest, "//") &&
+             (!strcmp(rest, "checkpoint") || !strncmp(rest, "tile/", 5) ||
+              (!strcmp(name, "policy") && !strncmp(rest, "revisions/", 10)));
+    for (const char *p = rest; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || *p == '/' || *p == '.' || *p == '_' || *p == '-';
+    char rel[600];
+    snprintf(rel, sizeof rel, "log/%s/%s", name, rest);
+    char *path = ok ? pt_path_join(s->data_dir, rel) : NULL;
+    char *data = NULL;
+    size_t len = 0;
+    pt_err err;
+    if (!path || pt_read_file(path, 16u << 20, &data, &len, &err)) {
+        http_error(resp, 404, "invalid_request_error", "not_found", NULL, "/log/%s/%s: not found", name, rest);
+        free(path);
+        return HTTP_DONE;
+    }
+    free(path);
+    pt_buf_append(&resp->body, data, len);
+    free(data);
+    if (!strcmp(rest, "checkpoint")) {
+        resp->content_type = "text/plain; charset=utf-8";
+        http_set_header(resp, "Cache-Control", "no-store");
+    } else if (!strncmp(rest, "revisions/", 10)) {
+        resp->content_type = "application/json";
+        http_set_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
+    } else {
+        resp->content_type = "application/octet-stream";
+        /* Full tiles never change; partial ones are replaced as the log grows. */
+        http_set_header(resp, "Cache-Control", strstr(rest, ".p/") ? "no-store" : "public, max-age=31536000, immutable");
+    }
+    return HTTP_DONE;
+}
+
+static json_t *b64(const uint8_t *p, size_t n) {
+    char out[128];
+    sodium_bin2base64(out, sizeof out, p, n, sodium_base64_VARIANT_ORIGINAL);
+    return json_string(out);
+}
+
+/* GET /v1/receipts/{index}: the audit entry and its inclusion proof against the current audit
+ * checkpoint (which is returned too, so the client can check its signature). */
+static int r_receipt(pt_server *s, call *c, http_resp *resp) {
+    uint64_t index;
+    if (pt_parse_u64(c->params[0], &index)) {
+        http_error(resp, 400, "invalid_request_error", "invalid_index", "index", "'%s' is not a receipt index.",
+                   c->params[0]);
+        return HTTP_DONE;
+    }
+    pt_err err;
+    char *cp;
+    size_t cplen;
+    if (tlog_checkpoint(s->audit_log, &cp, &cplen, &err)) {
+        http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    /* The proof must be for the checkpoint we return: read its size from its second line. */
+    uint64_t size = 0;
+    const char *nl = strchr(cp, '\n');
+    char num[32] = "";
+    if (nl) sscanf(nl + 1, "%31[0-9]", num);
+    if (pt_parse_u64(num, &size) || index >= size) {
+        free(cp);
+        http_error(resp, 404, "invalid_request_error", "receipt_not_found", "index",
+                   "No receipt %llu in the audit log (size %llu).", (unsigned long long)index, (unsigned long long)size);
+        return HTTP_DONE;
+    }
+    uint8_t *data, proof[TLOG_MAX_PROOF][TLOG_HASH_SIZE], leaf[TLOG_HASH_SIZE];
+    size_t len, n;
+    if (tlog_entry(s->audit_log, index, &data, &len, &err) ||
+        tlog_prove_inclusion(s->audit_log, index, size, proof, &n, leaf, &err)) {
+        free(cp);
+        http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    json_t *entry = json_loadb((const char *)data, len, 0, NULL);
+    json_t *pr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(pr, b64(proof[i], TLOG_HASH_SIZE));
+    json_t *o = json_pack("{s:I, s:o, s:o, s:I, s:o, s:s}", "index", (json_int_t)index, "entry",
+                          entry ? entry : json_stringn((const char *)data, len), "leaf_hash", b64(leaf, TLOG_HASH_SIZE),
+                          "tree_size", (json_int_t)size, "inclusion_proof", pr, "checkpoint", cp);
+    free(data);
+    free(cp);
+    http_json(resp, 200, o);
+    return HTTP_DONE;
+}
+
+static json_t *limits_json(const pt_limits *l) {
+    json_t *o = json_object();
+#define LIM(k, v) json_object_set_new(o, k, (v) == PT_UNLIMITED ? json_null() : json_integer(v))
+    LIM("requests_per_minute", l->requests_per_minute);
+    LIM("tokens_per_day", l->tokens_per_day);
+    LIM("concurrent_finetune_jobs", l->concurrent_finetune_jobs);
+    LIM("logprobs_top_k", l->logprobs_top_k);
+#undef LIM
+    return o;
+}
+
+static json_t *caps_json(pt_capset caps) {
+    json_t *a = json_array();
+    for (int i = 0; i < PT_CAP_COUNT; i++)
+        if (caps & (1u << i)) json_array_append_new(a, json_string(pt_cap_name((pt_cap)i)));
+    return a;
+}
+
+/* GET /v1/access: what the caller may do, per model, now, and what is left of its quotas. */
+static int r_access(pt_server *s, call *c, http_resp *resp) {
+    const pt_policy *p = c->pol->p;
+    int64_t now = pt_unix_time();
+    const pt_org *org = pt_policy_org(p, c->key.org);
+    json_t *models = json_array();
+    for (size_t i = 0; i < p->n_models; i++) {
+        pt_capset caps;
+        pt_limits lim;
+        if (!pt_policy_effective(p, c->key.org, p->models[i].id, now, &caps, &lim)) continue;
+        json_t *grants = json_array();
+        for (size_t g = 0; g < p->n_grants; g++) {
+            const pt_grant *gr = &p->grants[g];
+            if (strcmp(gr->org, c->key.org) || !pt_policy_pattern_match(gr->model, p->models[i].id)) continue;
+            char f[21], u[21];
+            json_array_append_new(grants, json_pack("{s:s, s:s?, s:o, s:o, s:o}", "id", gr->id, "tier", gr->tier,
+                                                    "capabilities", caps_json(gr->caps), "from",
+                                                    gr->from == PT_TIME_MIN ? json_null() : json_string(pt_format_time(gr->from, f)),
+                                                    "until",
+                                                    gr->until == PT_TIME_MAX ? json_null() : json_string(pt_format_time(gr->until, u))));
+        }
+        pt_rl_status rq, tk;
+        pt_ratelimit_peek_requests(s->rl, c->key.org, p->models[i].id, lim.requests_per_minute, now, &rq);
+        pt_ratelimit_tokens_ok(s->rl, c->key.org, p->models[i].id, lim.tokens_per_day > 0 ? lim.tokens_per_day : 0, 0,
+                               now, &tk);
+        json_t *rem = json_object();
+        json_object_set_new(rem, "tokens_today", lim.tokens_per_day == PT_UNLIMITED ? json_null() : json_integer(tk.remaining));
+        json_object_set_new(rem, "requests_this_minute",
+                            lim.requests_per_minute == PT_UNLIMITED ? json_null() : json_integer(rq.remaining));
+        json_object_set_new(rem, "tokens_used_today",
+                            json_integer(pt_ratelimit_tokens_used(s->rl, c->key.org, p->models[i].id, now)));
+        json_array_append_new(models, json_pack("{s:s, s:o, s:o, s:o, s:o}", "model", p->models[i].id, "capabilities",
+                                                caps_json(caps), "limits", limits_json(&lim), "remaining", rem,
+                                                "grants", grants));
+    }
+    http_json(resp, 200,
+              json_pack("{s:s, s:s, s:s, s:b, s:I, s:s, s:o}", "organization", c->key.org, "kind",
+                        org ? pt_org_kind_name(org->kind) : "unknown", "key_id", c->key.id, "admin", c->key.admin,
+                        "policy_revision", (json_int_t)c->pol->seq, "policy_digest", c->pol->digest, "models", models));
+    return HTTP_DONE;
+}
+
+static json_t *model_object(const pt_policy *p, const pt_pmodel *m) {
+    json_t *vars = json_array();
+    for (size_t v = 0; v < m->n_variants; v++) json_array_append_new(vars, json_string(m->variants[v].id));
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", m->id, "object", "model", "created",
+                          (json_int_t)(m->insider_since == PT_TIME_MIN ? 0 : m->insider_since), "owned_by", p->lab_id,
+                          "variants", vars);
+    if (m->analog_of) json_object_set_new(o, "analog_of", json_string(m->analog_of));
+    return o;
+}
+
+/* GET /v1/models: only the models the caller may use now. */
+static int r_models(pt_server *s, call *c, http_resp *resp) {
+    (void)s;
+    const pt_policy *p = c->pol->p;
+    json_t *data = json_array();
+    int64_t now = pt_unix_time();
+    for (size_t i = 0; i < p->n_models; i++) {
+        pt_capset caps;
+        if (pt_policy_effective(p, c->key.org, p->models[i].id, now, &caps, NULL) && caps)
+            json_array_append_new(data, model_object(p, &p->models[i]));
+    }
+    c->decision_allow = 1;
+    http_json(resp, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    return HTTP_DONE;
+}
+
+/* GET /v1/models/{id}: 404 for a model the caller may not use (as OpenAI does: no oracle). */
+static int r_model(pt_server *s, call *c, http_resp *resp) {
+    (void)s;
+    const pt_policy *p = c->pol->p;
+    const pt_pmodel *m = pt_policy_model(p, c->params[0]);
+    pt_capset caps = 0;
+    snprintf(c->model, sizeof c->model, "%s", c->params[0]);
+    if (!m || !pt_policy_effective(p, c->key.org, m->id, pt_unix_time(), &caps, NULL) || !caps) {
+        snprintf(c->reason, sizeof c->reason, "%s", m ? "no_grant" : "unknown_model");
+        http_error(resp, 404, "invalid_request_error", "model_not_found", "model",
+                   "The model '%s' does not exist or you do not have access to it.", c->params[0]);
+        return HTTP_DONE;
+    }
+    c->decision_allow = 1;
+    http_json(resp, 200, model_object(p, m));
+    return HTTP_DONE;
+}
+
+/* Admin endpoints ------------------------------------------------------------------------------ */
+
+/* POST /v1/admin/keys {"organization": ORG, "admin": false} → the new key, shown once. */
+static int r_admin_key_create(pt_server *s, call *c, http_resp *resp) {
+    json_t *b = srv_body_json(c, resp);
+    if (!b) return HTTP_DONE;
+    const char *org = json_string_value(json_object_get(b, "organization"));
+    json_t *adm = json_object_get(b, "admin");
+    if (!org || (adm && !json_is_boolean(adm))) {
+        json_decref(b);
+        http_error(resp, 400, "invalid_request_error", "invalid_body", "organization",
+                   "Send {\"organization\": \"<org id>\", \"admin\": false}.");
+        return HTTP_DONE;
+    }
+    if (!pt_policy_org(c->pol->p, org)) {
+        http_error(resp, 400, "invalid_request_error", "unknown_organization", "organization",
+                   "Organisation '%s' is not in the current policy (revision %lld).", org, (long long)c->pol->seq);
+        json_decref(b);
+        return HTTP_DONE;
+    }
+    char key[PT_KEY_MAX_LEN];
+    pt_key_record rec;
+    uint64_t idx;
+    pt_err err;
+    if (pt_keys_issue(s->store, s->policy_log, org, json_is_true(adm), key, &rec, &idx, &err)) {
+        http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+    } else {
+        http_json(resp, 201, json_pack("{s:s, s:s, s:s, s:b, s:I}", "key", key, "key_id", rec.id, "organization", org,
+                                       "admin", rec.admin, "log_index", (json_int_t)idx));
+        sodium_memzero(key, sizeof key);
+    }
+    json_decref(b);
+    c->decision_allow = 1;
+    return HTTP_DONE;
+}
+
+/* POST /v1/admin/keys/{id}/revoke */
+static int r_admin_key_revoke(pt_server *s, call *c, http_resp *resp) {
+    uint64_t idx;
+    pt_err err;
+    int rc = pt_keys_revoke(s->store, s->policy_log, c->params[0], &idx, &err);
+    if (rc == PT_ENOTFOUND || rc == PT_EEXIST)
+        http_error(resp, rc == PT_ENOTFOUND ? 404 : 409, "invalid_request_error", NULL, "id", "%s", err.msg);
+    else if (rc)
+        http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+    else
+        http_json(resp, 200, json_pack("{s:s, s:b, s:I}", "key_id", c->params[0], "revoked", 1, "log_index",
+                                       (json_int_t)idx));
+    c->decision_allow = 1;
+    return HTTP_DONE;
+}
+
+/* GET /v1/admin/keys: every key's id, organisation and state (never the key). */
+static int r_admin_keys(pt_server *s, call *c, http_resp *resp) {
+    pt_key_record *keys;
+    size_t n;
+    pt_err err;
+    if (pt_store_key_list(s->store, &keys, &n, &err)) {
+        http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char t[21];
+        json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s, s:b}", "key_id", keys[i].id, "organization",
+                                           keys[i].org, "admin", keys[i].admin, "created",
+                                           pt_format_time(keys[i].created, t), "revoked", keys[i].revoked != 0));
+    }
+    free(keys);
+    c->decision_allow = 1;
+    http_json(resp, 200, json_pack("{s:s, s:o}", "object", "list", "data", a));
+    return HTTP_DONE;
+}
+
+/* POST /v1/admin/policy: body = a policy document (YAML or JSON). Validates, diffs against the
+ * current revision, appends it to the policy log and makes it current at once. Models new to
+ * the policy are served after a restart (weights are loaded at start-up). */
+static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
+    pt_apply_result r;
+    pt_err err;
+    memset(&r, 0, sizeof r);
+    c->decision_allow = 1;
+    int rc = pt_policy_apply(s->policy_log, s->data_dir, c->req->body, c->req->body_len, "policy", pt_unix_time(), &r,
+                             &err);
+    if (rc) {
+        http_error(resp, rc == PT_EFORMAT ? 400 : 500, rc == PT_EFORMAT ? "invalid_request_error" : "server_error",
+                   rc == PT_EFORMAT ? "invalid_policy" : NULL, NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    if (r.changed) {
+        pt_policy *p;
+        char digest[72];
+        int64_t seq;
+        if (pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, &err) == PT_OK)
+            srv_policy_set(s, p, digest, seq);
+        else
+            fprintf(stderr, "parity serve: reloading the applied policy: %s\n", err.msg);
+    }
+    http_json(resp, r.changed ? 201 : 200,
+              json_pack("{s:b, s:I, s:s, s:s, s:I, s:O, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq, "digest",
+                        r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
+                        r.summary ? r.summary : json_array(), "message", r.message));
+    pt_apply_result_free(&r);
+    return HTTP_DONE;
+}
+
+/* The parity report, recomputed from the verified policy log whenever the log has grown (and
+ * at least once a day, since lags and windows depend on the date). */
+static json_t *parity_report(pt_server *s, pt_err *err) {
+    pthread_mutex_lock(&s->report_mu);
+    uint64_t size = tlog_size(s->policy_log);
+    int64_t day = pt_unix_time() / 86400;
+    if (!s->report || s->report_size != size || s->report_day != day) {
+        char *dir = pt_path_join(s->data_dir, "log/policy");
+        pt_policy_history *h = NULL;
+        json_t *rep = NULL;
+        if (dir && pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
+            rep = pt_gap_report(h->revs, h->n, pt_unix_time(), err);
+        pt_policy_history_free(h);
+        free(dir);
+        if (rep) {
+            json_decref(s->report);
+            s->report = rep;
+            s->report_size = size;
+            s->report_day = day;
+        }
+    }
+    json_t *r = json_incref(s->report);
+    pthread_mutex_unlock(&s->report_mu);
+    return r;
+}
+
+/* GET /v1/parity: the parity report as JSON. */
+static int r_parity_json(pt_server *s, call *c, http_resp *resp) {
+    (void)c;
+    pt_err err;
+    json_t *r = parity_report(s, &err);
+    if (!r) {
+        http_error(resp, 500, "server_error", "report_unavailable", NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
+    http_json(resp, 200, r);
+    return HTTP_DONE;
+}
+
+static void html_text(pt_buf *o, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '<': pt_buf_puts(o, "&lt;"); break;
+        case '>': pt_buf_puts(o, "&gt;"); break;
+        case '&': pt_buf_puts(o, "&amp;"); break;
+        case '"': pt_buf_puts(o, "&quot;"); break;
+        default: pt_buf_append(o, s + i, 1);
+        }
+    }
+}
+
+/* Inline Markdown of the report: **bold** and `code`. */
+static void html_inline(pt_buf *o, const char *s, size_t n) {
+    int bold = 0, code = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '*' && i + 1 < n && s[i + 1] == '*') {
+            pt_buf_puts(o, bold ? "</strong>" : "<strong>");
+            bold = !bold;
+            i++;
+        } else if (s[i] == '`') {
+            pt_buf_puts(o, code ? "</code>" : "<code>");
+            code = !code;
+        } else {
+            html_text(o, s + i, 1);
+        }
+    }
+    if (bold) pt_buf_puts(o, "</strong>");
+    if (code) pt_buf_puts(o, "</code>");
+}
+
+/* GET /parity: the same report as a readable page (its Markdown rendering turned into HTML:
+ * headings, tables, lists, paragraphs; no script, no build step). */
+static int r_parity_html(pt_server *s, call *c, http_resp *resp) {
+    (void)c;
+    pt_err err;
+    json_t *r = parity_report(s, &err);
+    char *md = r ? pt_gap_markdown(r) : NULL;
+    json_decref(r);
+    pt_buf *o = &resp->body;
+    pt_buf_puts(o, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                   "<meta name=\"viewport\" content=\"width=device-width\"><title>parity report</title><style>"
+                   "body{font:15px/1.5 system-ui,sans-serif;max-width:72em;margin:2em auto;padding:0 1em;color:#222}"
+                   "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
+                   "text-align:left}th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}"
+                   "h1,h2,h3{margin-top:1.4em}</style></head><body>\n");
+    if (!md) {
+        pt_buf_puts(o, "<h1>parity report</h1><p>The report is not available: ");
+        html_text(o, err.msg, strlen(err.msg));
+        pt_buf_puts(o, "</p>");
+    }
+    int in_table = 0, in_list = 0, header_row = 0;
+    for (char *line = md; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        int is_row = n && line[0] == '|', is_item = n > 1 && line[0] == '-' && line[1] == ' ';
+        if (in_table && !is_row) {
+            pt_buf_puts(o, "</table>\n");
+            in_table = 0;
+        }
+        if (in_list && !is_item) {
+            pt_buf_puts(o, "</ul>\n");
+            in_list = 0;
+        }
+        if (is_row) {
+            int sep = 1;
+            for (size_t i = 0; i < n; i++) sep &= line[i] == '|' || line[i] == '-' || line[i] == ':' || line[i] == ' ';
+            if (!sep) {
+                if (!in_table) {
+                    pt_buf_puts(o, "<table>\n");
+                    in_table = 1;
+                    header_row = 1;
+                }
+                pt_buf_puts(o, "<tr>");
+                const char *cell = line + 1, *end = line + n;
+                while (cell < end) {
+                    const char *bar = memchr(cell, '|', (size_t)(end - cell));
+                    if (!bar) break;
+                    const char *a = cell, *b = bar;
+                    while (a < b && *a == ' ') a++;
+                    while (b > a && b[-1] == ' ') b--;
+                    pt_buf_puts(o, header_row ? "<th>" : "<td>");
+                    html_inline(o, a, (size_t)(b - a));
+                    pt_buf_puts(o, header_row ? "</th>" : "</td>");
+                    cell = bar + 1;
+                }
+                pt_buf_puts(o, "</tr>\n");
+                header_row = 0;
+            }
+        } else if (is_item) {
+            if (!in_list) {
+                pt_buf_puts(o, "<ul>\n");
+                in_list = 1;
+            }
+            pt_buf_puts(o, "<li>");
+            html_inline(o, line + 2, n - 2);
+            pt_buf_puts(o, "</li>\n");
+        } else if (n && line[0] == '#') {
+            int level = 0;
+            while ((size_t)level < n && line[level] == '#') level++;
+            pt_buf_printf(o, "<h%d>", level > 6 ? 6 : level);
+            html_inline(o, line + level + (n > (size_t)level && line[level] == ' '), n - (size_t)level - (n > (size_t)level && line[level] == ' '));
+            pt_buf_printf(o, "</h%d>\n", level > 6 ? 6 : level);
+        } else if (n) {
+            pt_buf_puts(o, "<p>");
+            html_inline(o, line, n);
+            pt_buf_puts(o, "</p>\n");
+        }
+        line = nl ? nl + 1 : line + n;
+    }
+    if (in_table) pt_buf_puts(o, "</table>\n");
+    if (in_list) pt_buf_puts(o, "</ul>\n");
+    pt_buf_puts(o, "<p>Computed from the verified policy transparency log (<a href=\"/log/policy/checkpoint\">"
+                   "checkpoint</a>); the same data as JSON: <a href=\"/v1/parity\">/v1/parity</a>.</p></body></html>\n");
+    free(md);
+    resp->content_type = "text/html; charset=utf-8";
+    return HTTP_DONE;
+}
+
+/* Dispatch ------------------------------------------------------------------------------------- */
+
+/* Routes of the other server files. */
+extern const route pt_model_routes[];
+extern const size_t pt_n_model_routes;
+
+static const route base_routes[] = {
+    {"GET", "/healthz", AUTH_NONE, r_healthz, "healthz", 0, 0},
+    {"GET", "/metrics", AUTH_NONE, r_metrics, "metrics", 0, 0},
+    {"GET", "/log/{}/*", AUTH_NONE, r_log_file, "log", 0, 0},
+    {"GET", "/v1/models", AUTH_KEY, r_models, "models", 1, 0},
+    {"GET", "/v1/models/{}", AUTH_KEY, r_model, "model", 1, 0},
+    {"GET", "/v1/access", AUTH_KEY, r_access, "access", 1, 0},
+    {"GET", "/v1/receipts/{}", AUTH_KEY, r_receipt, "receipt", 0, 0},
+    {"GET", "/v1/admin/keys", AUTH_ADMIN, r_admin_keys, "admin_keys", 1, 0},
+    {"POST", "/v1/admin/keys", AUTH_ADMIN, r_admin_key_create, "admin_keys", 1, 0},
+    {"POST", "/v1/admin/keys/{}/revoke", AUTH_ADMIN, r_admin_key_revoke, "admin_keys", 1, 0},
+    {"POST", "/v1/admin/policy", AUTH_ADMIN, r_admin_policy, "admin_policy", 1, 0},
+    {"GET", "/v1/parity", AUTH_NONE, r_parity_json, "parity", 0, 0},
+    {"GET", "/parity", AUTH_NONE, r_parity_html, "parity_html", 0, 0},
+};
+
+static void call_free(void *p) {
+    call *c = p;
+    if (!c) return;
+    if (c->job_free) c->job_free(c->job);
+    pt_buf_free(&c->held.body);
+    srv_policy_put(c->s, c->pol);
+    free(c);
+}
+
+static int handle(void *ctx, http_req *req, http_resp *resp) {
+    pt_server *s = ctx;
+    call *c = req->user;
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) {
+            http_error(resp, 503, "server_error", NULL, NULL, "out of memory");
+            return HTTP_DONE;
+        }
+        c->s = s;
+        c->req = req;
+        req->user = c;
+        req->user_free = call_free;
+        int path_matched = 0;
+        for (size_t i = 0; i < s->n_routes && !c->rt; i++) {
+            if (!route_match(s->routes[i].pattern, req->path, c)) continue;
+            path_matched = 1;
+            if (!strcmp(s->routes[i].method, req->method)) c->rt = &s->routes[i];
+        }
+        if (!c->rt) {
+            if (path_matched) http_error(resp, 405, "invalid_request_error", "method_not_allowed", NULL,
+                                         "%s is not allowed on %s.", req->method, req->path);
+            else http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No endpoint %s %s.", req->method,
+                            req->path);
+            return HTTP_DONE;
+        }
+        /* Re-match: the loop above may have left params of a later, non-matching route. */
+        route_match(c->rt->pattern, req->path, c);
+        c->pol = srv_policy_get(s);
+        if (c->rt->auth != AUTH_NONE && !authenticate(s, c, resp)) return HTTP_DONE;
+        if (c->rt->auth == AUTH_ADMIN && !c->key.admin) {
+            snprintf(c->reason, sizeof c->reason, "not_admin");
+            http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
+            return submit_receipt(s, c, resp);
+        }
+    }
+    if (c->phase == 2) { /* the receipt is durable (or failed): answer */
+        pt_buf_free(&resp->body);
+        *resp = c->held;
+        memset(&c->held, 0, sizeof c->held);
+        if (c->receipt_rc) {
+            pt_buf_reset(&resp->body);
+            resp->n_headers = 0;
+            http_error(resp, 503, "server_error", "audit_unavailable", NULL,
+                       "The audit log did not accept this request's receipt; it was not served.");
+        } else {
+            http_set_header(resp, "Parity-Receipt", "%llu", (unsigned long long)c->receipt_index);
+        }
+        return HTTP_DONE;
+    }
+    int how = c->rt->fn(s, c, resp);
+    if (how == HTTP_DEFER) {
+        c->phase = 1;
+        return HTTP_DEFER;
+    }
+    if (how == HTTP_STREAM) return HTTP_STREAM;
+    if (c->rt->audited && c->authed) return submit_receipt(s, c, resp);
+    return HTTP_DONE;
+}
+
+static size_t body_cap(void *ctx, const char *method, const char *path) {
+    pt_server *s = ctx;
+    if (!strcmp(method, "GET") || !strcmp(method, "HEAD") || !strcmp(method, "DELETE")) return 0;
+    if (!strcmp(path, "/v1/files")) return s->o.max_file;
+    return s->o.max_body;
+}
+
+static void observe(void *ctx, const http_req *req, int status, double seconds) {
+    pt_server *s = ctx;
+    const call *c = req->user;
+    int metric = c && c->rt ? c->rt->metric : s->unmatched_metric;
+    pt_metrics_observe(s->metrics, metric, status, seconds);
+}
+
+/* Start-up and shutdown ------------------------------------------------------------------------ */
+
+static void server_free(pt_server *s) {
+    if (!s) return;
+    pt_receipts_stop(s->receipts); /* drains: every queued receipt is written */
+    if (s->rl) {
+        pt_err err;
+        if (pt_ratelimit_flush(s->rl, &err)) fprintf(stderr, "parity serve: saving usage counters: %s\n", err.msg);
+    }
+    pt_ratelimit_close(s->rl);
+    tlog_close(s->audit_log);
+    tlog_close(s->policy_log);
+    pt_store_close(s->store);
+    pt_metrics_free(s->metrics);
+    json_decref(s->report);
+    pthread_mutex_destroy(&s->report_mu);
+    if (s->policy) srv_policy_put(s, s->policy);
+    free(s->keys);
+    free(s->routes);
+    free(s->data_dir);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err) {
+    if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
+    pt_server *s = calloc(1, sizeof *s);
+    if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->report_mu, NULL);
+    s->o = *o;
+    int rc;
+    if (!(s->data_dir = strdup(o->data_dir)) || !(s->metrics = pt_metrics_new())) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = pt_store_open(&s->store, s->data_dir, err)) ||
+        (rc = tlog_open(s->data_dir, "policy", NULL, &s->policy_log, err)) ||
+        (rc = tlog_open(s->data_dir, "audit", NULL, &s->audit_log, err)) || (rc = srv_load_policy(s, err)) ||
+        (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = pt_receipts_start(&s->receipts, s->audit_log, err)))
+        goto out;
+    size_t nb = sizeof base_routes / sizeof base_routes[0];
+    s->n_routes = nb + pt_n_model_routes;
+    if (!(s->routes = malloc(s->n_routes * sizeof *s->routes))) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(s->routes, base_routes, nb * sizeof *s->routes);
+    memcpy(s->routes + nb, pt_model_routes, pt_n_model_routes * sizeof *s->routes);
+    for (size_t i = 0; i < s->n_routes; i++) s->routes[i].metric = pt_metrics_route(s->metrics, s->routes[i].label);
+    s->unmatched_metric = pt_metrics_route(s->metrics, "unmatched");
+    if ((rc = srv_models_start(s, err))) goto out;
+
+    http_options ho = {.host = o->host, .port = o->port, .threads = o->threads,
+                       .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
+                       .handler = handle, .body_cap = body_cap, .observer = observe, .ctx = s};
+    if ((rc = http_start(&s->http, &ho, err))) goto out;
+    fprintf(stderr, "parity: listening on http://%s:%d (data %s, policy revision %lld)\n", o->host,
+            http_port(s->http), s->data_dir, (long long)s->policy->seq);
+    if (o->port_file) {
+        char num[16];
+        int n = snprintf(num, sizeof num, "%d\n", http_port(s->http));
+        pt_write_atomic(o->port_file, num, (size_t)n, 0644, NULL);
+    }
+    double last_flush = pt_now();
+    while (!*stop) {
+        usleep(50000);
+        if (pt_now() - last_flush >= 1.0) {
+            pt_err ferr;
+            if (pt_ratelimit_flush(s->rl, &ferr)) fprintf(stderr, "parity serve: saving usage counters: %s\n", ferr.msg);
+            last_flush = pt_now();
+        }
+    }
+    fprintf(stderr, "parity: shutting down: finishing in-flight requests\n");
+    srv_models_drain(s);
+    http_stop(s->http, 30.0);
+    s->http = NULL;
+out:
+    srv_models_stop(s);
+    server_free(s);
+    return rc;
+}
+
+/* Config file ---------------------------------------------------------------------------------- */
+
+int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
+    char *text;
+    size_t len;
+    int rc = pt_read_file(path, 1u << 20, &text, &len, err);
+    if (rc) return rc;
+    ynode *root = ytree_parse(text, len, path, err);
+    free(text);
+    if (!root) return err ? err->code : PT_EFORMAT;
+    if (root->type != YN_MAP) {
+        ytree_free(root);
+        return pt_errf(err, PT_EFORMAT, "%s:%d:%d: the config must be a mapping of option: value", path, root->line,
+                       root->col);
+    }
+    /* Strings in o point into this copy, which lives as long as the process (options are
+     * read once at start-up). */
+    for (size_t i = 0; i + 1 < root->n && !rc; i += 2) {
+        const ynode *k = root->items[i], *v = root->items[i + 1];
+        if (k->type != YN_SCALAR || v->type != YN_SCALAR) {
+            rc = pt_errf(err, PT_EFORMAT, "%s:%d:%d: expected 'option: value'", path, k->line, k->col);
+            break;
+        }
+        uint64_t n = 0;
+        int is_num = pt_parse_u64(v->str, &n) == 0;
+        const char *key = k->str;
+#define NUM(name, field, lo, hi)                                                                             \
+    else if (!strcmp(key, name)) {                                                                           \
+        if (!is_num || n + 1 < (uint64_t)(lo) + 1 || n > (uint64_t)(hi))                                                                 \
+            rc = pt_errf(err, PT_EFORMAT, "%s:%d:%d: %s: expected a whole number in [%llu, %llu]", path, v->line, \
+                         v->col, name, (unsigned long long)(lo), (unsigned long long)(hi));                  \
+        else                                                                                                 \
+            o->field = (__typeof__(o->field))n;                                                              \
+    }
+#define STR(name, field)                         \
+    else if (!strcmp(key, name)) {               \
+        o->field = strdup(v->str);               \
+        if (!o->field) rc = pt_errf(err, PT_ENOMEM, "out of memory"); \
+    }
+        if (0) {
+        }
+        STR("data", data_dir)
+        STR("host", host)
+        STR("models_dir", models_dir)
+        NUM("port", port, 0, 65535)
+        NUM("threads", threads, 1, 256)
+        NUM("connection_limit", connection_limit, 1, 100000)
+        NUM("timeout", timeout_s, 1, 3600)
+        NUM("max_body", max_body, 1024, 1u << 30)
+        NUM("max_file", max_file, 1024, 1ull << 34)
+        NUM("max_tokens", max_tokens, 1, 1 << 20)
+        NUM("max_batch", max_batch, 1, 4096)
+        NUM("queue_limit", queue_limit, 1, 1 << 20)
+        NUM("max_download", max_download, 1024, 1ull << 34)
+        else rc = pt_errf(err, PT_EFORMAT,
+                          "%s:%d:%d: unknown option '%s' (data, host, port, threads, connection_limit, timeout, "
+                          "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, models_dir)",
+                          path, k->line, k->col, key);
+#undef NUM
+#undef STR
+    }
+    ytree_free(root);
+    return rc;
+}

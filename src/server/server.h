@@ -1,0 +1,46 @@
+/* server.h — `parity serve`: the HTTP API outsiders use, enforced by the access policy, with
+ * verifiable receipts. See docs/server.md for every endpoint.
+ *
+ * The server owns: the store (keys, usage, jobs), the policy log and the audit log (tlog), the
+ * current policy (the latest revision in the policy log), the models it serves, the rate
+ * limiter and the metrics. Requests run on libmicrohttpd's pool threads; model work runs on
+ * the engine's scheduler thread; audit entries are group-committed by the receipt writer.
+ */
+#ifndef PARITY_SERVER_SERVER_H
+#define PARITY_SERVER_SERVER_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "common/err.h"
+
+typedef struct pt_serve_options {
+    const char *data_dir;        /* default "data" */
+    const char *host;            /* default 127.0.0.1 */
+    int port;                    /* default 8080; 0 = any free port */
+    int threads;                 /* HTTP pool threads, default 2 */
+    unsigned connection_limit;   /* default 256 */
+    unsigned timeout_s;          /* slow/idle client timeout, default 30 */
+    size_t max_body;             /* JSON request bodies, default 4 MiB */
+    size_t max_file;             /* uploaded files, default 64 MiB */
+    int max_tokens;              /* cap on max_tokens per request, default 1024 */
+    int max_batch;               /* cap on inputs per request (n, batch), default 16 */
+    int queue_limit;             /* bounded engine queue, default 64 */
+    size_t max_download;         /* byte quota for one internals response, default 64 MiB */
+    const char *models_dir;      /* where relative model weight paths resolve; default DATA/models */
+    const char *port_file;       /* if set, the bound port is written there once ready */
+} pt_serve_options;
+
+/* Fills o with the defaults above. */
+void pt_serve_defaults(pt_serve_options *o);
+
+/* Reads a config file (YAML mapping of the option names above, e.g. "port: 9000") into o;
+ * unknown keys are errors with file:line:column. */
+int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err);
+
+/* Runs the server until *stop becomes non-zero (a signal handler sets it), then shuts down
+ * gracefully: stops accepting, lets in-flight requests finish, flushes counters and logs.
+ * Prints one "listening on http://HOST:PORT" line to stderr once ready. */
+int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err);
+
+#endif

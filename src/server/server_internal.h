@@ -1,0 +1,118 @@
+/* server_internal.h — what the server's source files share (not a public API). */
+#ifndef PARITY_SERVER_INTERNAL_H
+#define PARITY_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+#include "server/http.h"
+#include "server/keys.h"
+#include "server/metrics.h"
+#include "server/ratelimit.h"
+#include "server/receipts.h"
+#include "server/server.h"
+#include "store/store.h"
+#include "tlog/tlog.h"
+
+typedef struct pt_server pt_server;
+typedef struct call call;
+
+/* Authentication a route needs. */
+enum { AUTH_NONE = 0, AUTH_KEY = 1, AUTH_ADMIN = 2 };
+
+typedef int (*route_fn)(pt_server *s, call *c, http_resp *resp);
+
+typedef struct route {
+    const char *method;
+    const char *pattern;   /* "/v1/models/{}" — {} matches one segment; a trailing "*" the rest */
+    int auth;
+    route_fn fn;
+    const char *label;     /* metrics label */
+    int audited;           /* appends an audit receipt */
+    int metric;            /* index in the metrics table (filled at start) */
+} route;
+
+/* The current policy and everything derived from it; replaced whole on apply (readers hold a
+ * reference while they use it). */
+typedef struct policy_ref {
+    pt_policy *p;
+    char digest[72];
+    int64_t seq;
+    int refs;
+} policy_ref;
+
+struct pt_server {
+    pt_serve_options o;
+    char *data_dir;
+    pt_store *store;
+    tlog *policy_log, *audit_log;
+    pt_receipts *receipts;
+    pt_ratelimit *rl;
+    pt_metrics *metrics;
+    http_server *http;
+    pthread_mutex_t mu;        /* guards policy, keys cache */
+    policy_ref *policy;
+    int64_t keys_version;      /* pt_store_version when the key cache was filled */
+    pt_key_record *keys;       /* the key cache, sorted by id */
+    size_t n_keys;
+    struct route *routes;
+    size_t n_routes;
+    void *engine;              /* the model registry and scheduler (server_models.c) */
+    int unmatched_metric;
+    pthread_mutex_t report_mu; /* guards the cached parity report */
+    json_t *report;
+    uint64_t report_size;      /* policy log size it was computed at */
+    int64_t report_day;
+};
+
+/* Per-request state (req->user). */
+struct call {
+    pt_server *s;
+    http_req *req;
+    const route *rt;
+    char params[2][256];       /* the {} segments of the path, URL-decoded */
+    int n_params;
+    pt_key_record key;         /* the caller, when authenticated */
+    int authed;
+    policy_ref *pol;           /* held for the whole request */
+    int phase;                 /* 0 new; 1 waiting for the engine; 2 waiting for the receipt */
+    http_resp held;            /* the response, held back until its receipt is durable */
+    /* audit fields */
+    char model[128], variant[64];
+    pt_capset caps_used;
+    int decision_allow;
+    char reason[64];
+    int64_t prompt_tokens, completion_tokens;
+    uint64_t receipt_index;
+    int receipt_rc;
+    pt_rl_status rl_req, rl_tok; /* rate-limit state for the x-ratelimit-* headers */
+    int has_rl;
+    void *job;                 /* engine work in flight */
+    void (*job_free)(void *);
+};
+
+/* The model registry and engine scheduler (server_models.c): start loads the policy's models
+ * that have weights; drain stops taking new work and finishes what is queued; stop frees. */
+int srv_models_start(pt_server *s, pt_err *err);
+void srv_models_drain(pt_server *s);
+void srv_models_stop(pt_server *s);
+
+/* Acquires / releases the current policy (never NULL after start). */
+policy_ref *srv_policy_get(pt_server *s);
+void srv_policy_put(pt_server *s, policy_ref *r);
+
+/* Decides (caller's org, model, variant, cap) under the call's policy and records it for the
+ * audit entry. On deny fills resp with 403 (or 404 for an unknown model) in OpenAI's shape and
+ * returns 0; returns 1 on allow. */
+int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
+               http_resp *resp);
+
+/* The audit entry of a finished request (new reference). */
+json_t *srv_audit_entry(call *c, int status, const uint8_t resp_hash[32]);
+
+/* Parses the JSON request body (depth/size capped); on error fills resp with 400 and returns NULL. */
+json_t *srv_body_json(call *c, http_resp *resp);
+
+#endif
