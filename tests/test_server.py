@@ -186,6 +186,11 @@ check(st == 200 and j["object"] == "text_completion", "completions with logprobs
 lp = j["choices"][0]["logprobs"] if st == 200 else None
 check(lp is not None and len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) and
       all(len(t) <= 3 for t in lp["top_logprobs"]), "logprobs shape")
+# Tokens with the same text (byte tokens >= 0x80 all show as U+FFFD) share one key of the
+# top_logprobs object: it must keep the most likely, so a greedy pick is the object's maximum.
+check(lp is not None and any("\ufffd" in t for t in lp["top_logprobs"]) and
+      all(abs(max(t.values()) - x) < 1e-5 for t, x in zip(lp["top_logprobs"], lp["token_logprobs"])),
+      "greedy picks the top alternative, also when alternatives share a text: %s" % (lp,))
 gen = json.loads(run("generate", "-m", model_dir, "--tokens", ",".join(map(str, prompt)), "--max-tokens", "6",
                      "--json").stdout)
 if st == 200:

@@ -248,6 +248,15 @@ static json_t *usage_json(const gen_job *j) {
                      (json_int_t)(j->prompt_tokens + j->completion_tokens));
 }
 
+/* Adds one alternative to a completions-style top_logprobs object. Different tokens can have the
+ * same text (e.g. two partial UTF-8 bytes both shown as U+FFFD); the object can hold one of them,
+ * and alternatives arrive most likely first, so the first one stays. Steals ts. */
+static void top_add(json_t *top, json_t *ts, double logprob) {
+    const char *k = json_string_value(ts);
+    if (k && !json_object_get(top, k)) json_object_set_new(top, k, json_real(logprob));
+    json_decref(ts);
+}
+
 /* Completions-style logprobs of tokens [from, to) of a choice (echo adds the prompt first). */
 static json_t *completion_logprobs(gen_job *j, choice *ch, int from, int to, size_t *offset) {
     json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
@@ -266,9 +275,7 @@ static json_t *completion_logprobs(gen_job *j, choice *ch, int from, int to, siz
             }
             json_t *top = json_object();
             for (int k = 0; k < j->n_logprobs; k++) {
-                json_t *ts = token_string(m, ch->prompt_top_tok[i][k], NULL);
-                json_object_set_new(top, json_string_value(ts), json_real(ch->prompt_top_lp[i][k]));
-                json_decref(ts);
+                top_add(top, token_string(m, ch->prompt_top_tok[i][k], NULL), ch->prompt_top_lp[i][k]);
             }
             json_array_append_new(tops, top);
         }
@@ -282,9 +289,7 @@ static json_t *completion_logprobs(gen_job *j, choice *ch, int from, int to, siz
         json_array_append_new(lps, json_real(r->logprob));
         json_t *top = json_object();
         for (size_t k = 0; k < r->n_top; k++) {
-            json_t *ts = token_string(m, r->top[k].token, NULL);
-            json_object_set_new(top, json_string_value(ts), json_real(r->top[k].logprob));
-            json_decref(ts);
+            top_add(top, token_string(m, r->top[k].token, NULL), r->top[k].logprob);
         }
         json_array_append_new(tops, top);
     }
