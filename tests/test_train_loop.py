@@ -140,6 +140,14 @@ for k in range(4):  # eval_batches 2 x batch_size 2 windows
 check(count > 0 and abs(total / count - val_loss) <= 1e-4 * max(1, val_loss),
       f"parity score on the trained model gives the trainer's val loss ({total / max(count, 1):.6f} vs {val_loss:.6f})")
 
+# the trained model converts to GGUF and the engine gives the same scores from it
+gguf = os.path.join(tmp, "trained.gguf")
+run("convert", os.path.join(a_out, "model"), gguf, "--quiet")
+win = ",".join(map(str, val[:T + 1]))
+lp_hf = json.loads(run("score", "-m", os.path.join(a_out, "model"), "--tokens", win, "--json").stdout)["total"]
+lp_gg = json.loads(run("score", "-m", gguf, "--tokens", win, "--json").stdout)["total"]
+check(abs(lp_hf - lp_gg) <= 1e-4 * max(1, abs(lp_hf)), f"parity convert -> GGUF scores the same ({lp_gg:.6f} vs {lp_hf:.6f})")
+
 # ---- 4. errors ---------------------------------------------------------------------------
 def fails(args, needle, what):
     p = run(*args, ok=False)
