@@ -1,6 +1,7 @@
 # parity — top-level wrapper around CMake and ctest.
 #   make demo    install dependencies, build, and start parity on the embedded demo world
 #   make test    install dependencies, build, run the whole suite, then again under ASan+UBSan
+#   make models  rebuild the demo models in models/ from their recipe
 #   make bench   build and run the benchmarks (figures for the README's performance table)
 #   make fuzz    build the libFuzzer targets with clang and fuzz each for FUZZ_SECONDS
 JOBS ?= $(shell nproc)
@@ -10,7 +11,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 DATA ?= data
 
-.PHONY: all deps build demo test test-fast test-asan bench fuzz clean
+.PHONY: all deps build demo models test test-fast test-asan bench fuzz clean
 
 all: build
 
@@ -23,6 +24,10 @@ build: deps
 
 demo: build
 	./$(BUILD)/parity demo --data $(DATA)
+
+# Rebuilds the shipped demo models from their recipe (minutes on two cores).
+models: build
+	./models/recipe.sh
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)

@@ -16,6 +16,12 @@ pkgs=(
   clang libclang-rt-14-dev wrk
 )
 
+# The recipe of the demo models reads the King James Bible through Debian's `bible` program.
+pkgs+=(bible-kjv bible-kjv-text)
+# Test-only JavaScript references (gpt-3-encoder, @huggingface/gguf, openai) need Node.js and
+# npm; machines that already have a node on PATH keep theirs.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

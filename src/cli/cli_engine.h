@@ -13,7 +13,11 @@ int cli_parse_tokens(const char *s, int32_t **ids, size_t *n, pt_err *err);
 /* Parses "0,3,5" positions (same syntax). */
 #define cli_parse_positions cli_parse_tokens
 
-/* Text prompts need the tokenizer (branch tok); until it lands this reports so. */
+/* The model's tokenizer (loaded once per process; see pt_model_files_tokenizer). Borrowed. */
+struct pt_tokenizer;
+int cli_tokenizer(const pt_engine *e, struct pt_tokenizer **out, pt_err *err);
+/* Encodes a text prompt with the model's tokenizer (BOS as the tokenizer adds it; special-token
+ * strings in the text stay plain text). *ids malloc'd. */
 int cli_encode_prompt(const pt_engine *e, const char *text, int32_t **ids, size_t *n, pt_err *err);
 
 /* One --add/--set/--ablate/--spec option onto a hook set:

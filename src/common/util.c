@@ -1,4 +1,5 @@
 /* see util.h */
+#include "common/buf.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -227,3 +228,32 @@ void pt_progress_update(pt_progress *p, uint64_t done, const char *extra) {
 }
 
 void pt_progress_finish(pt_progress *p) { progress_draw(p, 1); }
+
+/* see util.h */
+void pt_utf8_clean(const char *s, size_t n, pt_buf *out) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok && len == 2) ok = c >= 0xc2;
+        if (ok && len == 3) {
+            unsigned cp = (c & 0x0f) << 12 | (p[i + 1] & 0x3f) << 6 | (p[i + 2] & 0x3f);
+            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+        }
+        if (ok && len == 4) {
+            unsigned cp = (c & 0x07) << 18 | (p[i + 1] & 0x3f) << 12 | (p[i + 2] & 0x3f) << 6 | (p[i + 3] & 0x3f);
+            ok = cp >= 0x10000 && cp <= 0x10ffff;
+        }
+        if (ok) {
+            pt_buf_append(out, s + i, len);
+            i += len;
+        } else {
+            pt_buf_append(out, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+}
+

@@ -36,6 +36,11 @@ char *pt_hex(const uint8_t *p, size_t n, char *out);
 /* Parses exactly 2n hex digits into out. 0 or -1. */
 int pt_unhex(const char *s, uint8_t *out, size_t n);
 
+/* Appends s[0..n) to out with every invalid UTF-8 sequence replaced by U+FFFD (so JSON can
+ * carry model output, which may end inside a character or be arbitrary bytes). */
+struct pt_buf;
+void pt_utf8_clean(const char *s, size_t n, struct pt_buf *out);
+
 /* A progress bar on stderr, drawn only when stderr is a terminal (or PARITY_PROGRESS=1);
  * otherwise at most one plain line every few seconds. `what` is borrowed for the bar's life. */
 typedef struct pt_progress {

@@ -7,6 +7,7 @@
 #include "engine/convert.h"
 #include "engine/gguf.h"
 #include "engine/modelfile.h"
+#include "engine/tokenizer.h"
 
 #define PT_INDEX_MAX_BYTES (64u << 20)
 
@@ -273,4 +274,26 @@ void pt_model_files_close(pt_model_files *mf) {
     free(mf->dir);
     mf->gguf = NULL;
     mf->path = mf->dir = NULL;
+}
+
+int pt_model_files_tokenizer(const pt_model_files *mf, pt_tokenizer **out, pt_err *err) {
+    *out = NULL;
+    char *tj = mf->dir ? pt_path_join(mf->dir, "tokenizer.json") : NULL;
+    int rc;
+    if (tj && pt_exists(tj) && (mf->format == PT_FORMAT_HF_DIR || !mf->gguf)) {
+        rc = pt_tokenizer_load(tj, out, err);
+    } else if (mf->gguf) {
+        pt_gguf_vocab v;
+        rc = pt_gguf_vocab_load(mf->gguf, &v, err);
+        if (!rc) {
+            rc = pt_tokenizer_from_vocab(&v.spec, out, err);
+            pt_gguf_vocab_free(&v);
+        }
+        if (rc) pt_err_prefix(err, "%s", mf->path);
+    } else {
+        rc = pt_errf(err, PT_ENOTFOUND, "%s: no tokenizer.json beside the model and no GGUF tokenizer metadata",
+                     mf->path);
+    }
+    free(tj);
+    return rc;
 }

@@ -34,7 +34,13 @@ typedef struct pt_model_files {
  * rotary_emb.inv_freq dropped. Then pt_model_files_check() runs. On failure *mf is left
  * empty (safe to close). */
 int pt_model_files_open(pt_model_files *mf, const char *path, pt_err *err);
-void pt_model_files_close(pt_model_files *mf); /* NULL-safe, idempotent */
+void pt_model_files_close(pt_model_files *mf);
+
+struct pt_tokenizer;
+/* The model's tokenizer: DIR/tokenizer.json (with tokenizer_config.json beside it) for an HF
+ * directory or a GGUF's folder, else the GGUF's own tokenizer.ggml.* metadata. PT_ENOTFOUND
+ * when there is neither. *out is the caller's (pt_tokenizer_free). */
+int pt_model_files_tokenizer(const pt_model_files *mf, struct pt_tokenizer **out, pt_err *err); /* NULL-safe, idempotent */
 
 /* Checks that every tensor the architecture needs is present with the shape the config
  * implies, in a dtype the engine computes with (F32, F16, BF16, Q8_0), and that there is no

@@ -87,7 +87,8 @@ void http_error(http_resp *r, int status, const char *type, const char *code, co
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     json_t *e = json_object();
-    json_object_set_new(e, "message", json_string(msg) ? json_string(msg) : json_string("(invalid UTF-8)"));
+    json_t *m = json_string(msg); /* NULL if msg is not valid UTF-8 */
+    json_object_set_new(e, "message", m ? m : json_string("(the message was not valid UTF-8)"));
     json_object_set_new(e, "type", json_string(type));
     json_object_set_new(e, "param", param ? json_string(param) : json_null());
     json_object_set_new(e, "code", code ? json_string(code) : json_null());

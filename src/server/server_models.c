@@ -220,38 +220,10 @@ static void job_detach(void *p) {
 
 /* Text ----------------------------------------------------------------------------------------- */
 
-/* Appends s[0..n) to out with invalid UTF-8 replaced by U+FFFD, so JSON can carry it. */
-static void utf8_clean(const char *s, size_t n, pt_buf *out) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = p[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
-        if (ok && len == 2) ok = c >= 0xc2;
-        if (ok && len == 3) {
-            unsigned cp = (c & 0x0f) << 12 | (p[i + 1] & 0x3f) << 6 | (p[i + 2] & 0x3f);
-            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-        }
-        if (ok && len == 4) {
-            unsigned cp = (c & 0x07) << 18 | (p[i + 1] & 0x3f) << 12 | (p[i + 2] & 0x3f) << 6 | (p[i + 3] & 0x3f);
-            ok = cp >= 0x10000 && cp <= 0x10ffff;
-        }
-        if (ok) {
-            pt_buf_append(out, s + i, len);
-            i += len;
-        } else {
-            pt_buf_append(out, "\xef\xbf\xbd", 3);
-            i++;
-        }
-    }
-}
-
 static json_t *clean_string(const char *s, size_t n) {
     pt_buf b;
     pt_buf_init(&b, n * 3 + 16);
-    utf8_clean(s, n, &b);
+    pt_utf8_clean(s, n, &b);
     json_t *j = json_stringn(b.data ? b.data : "", b.len);
     pt_buf_free(&b);
     return j;
@@ -276,6 +248,15 @@ static json_t *usage_json(const gen_job *j) {
                      (json_int_t)(j->prompt_tokens + j->completion_tokens));
 }
 
+/* Adds one alternative to a completions-style top_logprobs object. Different tokens can have the
+ * same text (e.g. two partial UTF-8 bytes both shown as U+FFFD); the object can hold one of them,
+ * and alternatives arrive most likely first, so the first one stays. Steals ts. */
+static void top_add(json_t *top, json_t *ts, double logprob) {
+    const char *k = json_string_value(ts);
+    if (k && !json_object_get(top, k)) json_object_set_new(top, k, json_real(logprob));
+    json_decref(ts);
+}
+
 /* Completions-style logprobs of tokens [from, to) of a choice (echo adds the prompt first). */
 static json_t *completion_logprobs(gen_job *j, choice *ch, int from, int to, size_t *offset) {
     json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
@@ -294,9 +275,7 @@ static json_t *completion_logprobs(gen_job *j, choice *ch, int from, int to, siz
             }
             json_t *top = json_object();
             for (int k = 0; k < j->n_logprobs; k++) {
-                json_t *ts = token_string(m, ch->prompt_top_tok[i][k], NULL);
-                json_object_set_new(top, json_string_value(ts), json_real(ch->prompt_top_lp[i][k]));
-                json_decref(ts);
+                top_add(top, token_string(m, ch->prompt_top_tok[i][k], NULL), ch->prompt_top_lp[i][k]);
             }
             json_array_append_new(tops, top);
         }
@@ -310,9 +289,7 @@ static json_t *completion_logprobs(gen_job *j, choice *ch, int from, int to, siz
         json_array_append_new(lps, json_real(r->logprob));
         json_t *top = json_object();
         for (size_t k = 0; k < r->n_top; k++) {
-            json_t *ts = token_string(m, r->top[k].token, NULL);
-            json_object_set_new(top, json_string_value(ts), json_real(r->top[k].logprob));
-            json_decref(ts);
+            top_add(top, token_string(m, r->top[k].token, NULL), r->top[k].logprob);
         }
         json_array_append_new(tops, top);
     }
@@ -885,7 +862,7 @@ static int encode_into(srv_model *m, const char *text, size_t len, int add_bos, 
         *toks = t;
         *cap = nc;
     }
-    memcpy(*toks + *n, ids, k * sizeof *ids);
+    if (k) memcpy(*toks + *n, ids, k * sizeof *ids); /* an empty encoding may leave *toks NULL */
     *n += (int)k;
     free(ids);
     return PT_OK;

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# bench_server.sh — the HTTP server's benchmarks, each against a reference measured in the same
+# run (figures in docs/server.md, "Performance").
+#
+#   bench/bench_server.sh [BUILD_DIR] [a|b|c|all]      (default: build all)
+#   env: SECONDS_A (default 10, per wrk run in a), SECONDS_C (default 60), THREADS (pool, 2)
+#
+# a. GET /v1/models on `parity serve` (key lookup, policy decision, an fsynced audit receipt per
+#    request, metrics) against bench_http_baseline (the same http.c layer, one fixed JSON body,
+#    the same bytes), wrk -t2 -c64 keep-alive, alternating baseline/server twice.
+# b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
+#    (continuous batching); tokens/s of both and the ratio.
+# c. 64 connections for SECONDS_C on POST /v1/completions (tiny model, 8 tokens): status
+#    classes (5xx must be 0), p50/p90/p99 latency, the server's RSS sampled every second.
+set -euo pipefail
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="$(cd "${1:-$SRC/build}" && pwd)"
+WHAT="${2:-all}"
+SECONDS_A="${SECONDS_A:-10}"
+SECONDS_C="${SECONDS_C:-60}"
+THREADS="${THREADS:-2}"
+PY=/usr/bin/python3
+export PARITY_BIN="$BUILD/parity"
+T="$(mktemp -d /tmp/parity-bench-server.XXXXXX)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+for tool in wrk "$PARITY_BIN" "$BUILD/bench_http_baseline"; do
+    command -v "$tool" >/dev/null || { echo "bench_server: $tool not found (build first; apt-get install wrk)" >&2; exit 1; }
+done
+
+echo "# bench_server $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+$PY "$SRC/bench/server_bench.py" world "$T" > "$T/key"
+KEY="$(cat "$T/key")"
+
+start_server() {
+    rm -f "$T/port"
+    "$PARITY_BIN" serve --data "$T/data" --port 0 --port-file "$T/port" --threads "$THREADS" \
+        --connection-limit 512 2>>"$T/server.log" &
+    SERVER=$!
+    PIDS+=("$SERVER")
+    for _ in $(seq 600); do [ -s "$T/port" ] && break; sleep 0.05; done
+    PORT="$(cat "$T/port")"
+}
+
+stop_server() {
+    kill -TERM "$SERVER"
+    wait "$SERVER" || { echo "server exit status $?" >&2; tail -20 "$T/server.log" >&2; }
+}
+
+rps() { awk '/^Requests\/sec:/ {print $2}'; }
+
+start_server
+echo "parity serve: pid $SERVER, port $PORT, $THREADS pool threads"
+
+if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
+    curl -sf "http://127.0.0.1:$PORT/v1/models" -H "Authorization: Bearer $KEY" -o "$T/models.json"
+    "$BUILD/bench_http_baseline" --port-file "$T/bport" --threads "$THREADS" --body-file "$T/models.json" 2>/dev/null &
+    BASE=$!
+    PIDS+=("$BASE")
+    for _ in $(seq 200); do [ -s "$T/bport" ] && break; sleep 0.05; done
+    BPORT="$(cat "$T/bport")"
+    audit0="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_log_size"])')"
+    echo
+    echo "## a. GET /v1/models: parity serve vs the bare HTTP layer (wrk -t2 -c64 -d${SECONDS_A}s, keep-alive)"
+    b_all=() s_all=()
+    for round in 1 2; do
+        b=$(wrk -t2 -c64 -d"${SECONDS_A}s" "http://127.0.0.1:$BPORT/v1/models" | rps)
+        s=$(wrk -t2 -c64 -d"${SECONDS_A}s" -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/v1/models" | rps)
+        echo "round $round: baseline $b req/s, parity serve $s req/s, ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+        b_all+=("$b") s_all+=("$s")
+    done
+    audit1="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_log_size"])')"
+    echo "audit receipts appended during the runs: $((audit1 - audit0))"
+    kill "$BASE"
+    wait "$BASE" 2>/dev/null || true
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = b ]; then
+    echo
+    echo "## b. 8 completions x 64 tokens on a random 25M-parameter Llama (F32): one by one vs concurrent"
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    $PY "$SRC/bench/server_bench.py" batch "$PORT" "$KEY" 8
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = c ]; then
+    echo
+    echo "## c. POST /v1/completions, 64 connections for ${SECONDS_C}s (tiny model, 8 tokens, wrk -t2)"
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    (
+        while kill -0 "$SERVER" 2>/dev/null; do
+            awk '/^VmRSS:/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || true
+            sleep 1
+        done
+    ) > "$T/rss" &
+    SAMPLER=$!
+    PIDS+=("$SAMPLER")
+    PARITY_KEY="$KEY" PARITY_MODEL=tiny PARITY_MAX_TOKENS=8 \
+        wrk -t2 -c64 -d"${SECONDS_C}s" --timeout 30s -s "$SRC/bench/wrk_completions.lua" \
+        "http://127.0.0.1:$PORT/v1/completions" | grep -E "Requests/sec|status:|latency:|Socket errors|requests in"
+    kill "$SAMPLER" 2>/dev/null || true
+    wait "$SAMPLER" 2>/dev/null || true
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # warm-up: the first 10 samples; then every sample within +-10% of the post-warm-up mean
+    $PY - "$T/rss" <<'EOF'
+import sys
+rss = [int(x) for x in open(sys.argv[1]).read().split()]
+warm = rss[10:] or rss
+mean = sum(warm) / len(warm)
+lo, hi = min(warm), max(warm)
+print("server RSS: %d samples; after 10 s warm-up: min %.1f MB, mean %.1f MB, max %.1f MB; spread %+.1f%% / %+.1f%% of the mean (%s)"
+      % (len(rss), lo / 1024, mean / 1024, hi / 1024, 100 * (lo - mean) / mean, 100 * (hi - mean) / mean,
+         "within +-10%" if lo >= 0.9 * mean and hi <= 1.1 * mean else "OUTSIDE +-10%"))
+print("RSS first/last sample: %.1f MB / %.1f MB" % (rss[0] / 1024, rss[-1] / 1024))
+EOF
+fi
+
+stop_server

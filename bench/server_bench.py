@@ -1,0 +1,99 @@
+"""Helpers of bench/bench_server.sh (Debian's python3 with torch).
+
+  server_bench.py world DIR          writes DIR/tiny (the test world's model), DIR/llama25m (a random
+                                     Llama, ~25M parameters, the tiny world's tokenizer), a policy
+                                     over both, applies it to DIR/data, prints an API key of an
+                                     organisation with no limits
+  server_bench.py batch PORT KEY N   N completions one by one, then N at once, on llama25m;
+                                     prints both tokens/s and the ratio
+"""
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "ref"))
+from ref_model import llama_config, write_model  # noqa: E402
+from tiny_world import make_model, run, write_tokenizer  # noqa: E402
+
+POLICY = """version: 1
+lab: {id: bench-lab, name: Bench Lab}
+models:
+  - {id: tiny, weights: %s, insider_since: 2026-01-01}
+  - {id: llama25m, weights: %s, insider_since: 2026-01-01}
+organisations:
+  - {id: lab, name: Bench Lab, kind: insider}
+grants:
+  - {id: g-lab, organisation: lab, model: "*", tier: AL3, window: {from: 2026-01-01}}
+"""
+
+
+def world(d):
+    tiny, big = os.path.join(d, "tiny"), os.path.join(d, "llama25m")
+    make_model(tiny)
+    os.makedirs(big, exist_ok=True)
+    n_tok = write_tokenizer(big)
+    # 8 layers x (4 * 512^2 attention + 3 * 512 * 1376 MLP) = 25.3M parameters (F32: 101 MB)
+    cfg = llama_config(vocab=n_tok + 3, d=512, layers=8, heads=8, kv_heads=8, head_dim=64, d_ff=1376)
+    cfg["eos_token_id"] = n_tok - 1
+    cfg["max_position_embeddings"] = 512
+    write_model(big, cfg, seed=1)
+    with open(os.path.join(d, "policy.yaml"), "w") as f:
+        f.write(POLICY % (tiny, big))
+    data = os.path.join(d, "data")
+    run("policy", "apply", os.path.join(d, "policy.yaml"), "--data", data)
+    print(run("keys", "create", "--org", "lab", "--data", data).stdout.strip().splitlines()[-1])
+
+
+def complete(port, key, i, max_tokens, out):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    body = {"model": "llama25m", "prompt": "The request number %d says" % i, "max_tokens": max_tokens,
+            "temperature": 0}
+    c.request("POST", "/v1/completions", body=json.dumps(body),
+              headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+    r = c.getresponse()
+    j = json.loads(r.read())
+    c.close()
+    if r.status != 200:
+        raise RuntimeError("completion %d: %d %s" % (i, r.status, j))
+    out[i] = j["usage"]["completion_tokens"]
+
+
+def batch(port, key, n, max_tokens=64):
+    port = int(port)
+    n = int(n)
+    complete(port, key, 0, 4, {})  # warm-up: page the weights in
+    out = {}
+    t0 = time.time()
+    for i in range(n):
+        complete(port, key, i, max_tokens, out)
+    seq_s = time.time() - t0
+    seq_tok = sum(out.values())
+    out = {}
+    ts = [threading.Thread(target=complete, args=(port, key, i, max_tokens, out)) for i in range(n)]
+    t0 = time.time()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    con_s = time.time() - t0
+    con_tok = sum(out.values())
+    if len(out) != n:
+        raise RuntimeError("a concurrent completion failed")
+    a, b = seq_tok / seq_s, con_tok / con_s
+    print("one by one: %d requests, %d tokens in %.2f s = %.1f tokens/s" % (n, seq_tok, seq_s, a))
+    print("concurrent: %d requests, %d tokens in %.2f s = %.1f tokens/s" % (n, con_tok, con_s, b))
+    print("ratio concurrent / one by one: %.2fx" % (b / a))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "world":
+        world(sys.argv[2])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "batch":
+        batch(*sys.argv[2:5])
+    else:
+        print(__doc__)
+        sys.exit(0 if "--help" in sys.argv else 2)

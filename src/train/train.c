@@ -1,0 +1,963 @@
+/* see train.h */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/modelfile.h"
+#include "engine/tensor.h"
+#include "train/train.h"
+
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+#define LOSS_MAX_THREADS 64
+/* Threads the attention and loss loops use. */
+#define ATT_THREADS(o) ((o)->n_threads < 1 ? 1 : (o)->n_threads > LOSS_MAX_THREADS ? LOSS_MAX_THREADS : (o)->n_threads)
+
+
+/* ---- PRNG ------------------------------------------------------------------------------ */
+
+uint64_t pt_rng_below(pt_rng *r, uint64_t n) {
+    uint64_t lim = -n % n; /* 2^64 mod n: reject the short last bucket */
+    for (;;) {
+        uint64_t x = pt_rng_next(r);
+        if (x >= lim) return x % n;
+    }
+}
+
+double pt_rng_normal(pt_rng *r) {
+    double u1 = ((pt_rng_next(r) >> 11) + 1) * 0x1.0p-53, u2 = (pt_rng_next(r) >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+/* ---- the trainer ----------------------------------------------------------------------- */
+
+typedef struct acts {
+    /* per layer l (arrays of n_layers pointers into the activation block); N = B*T rows */
+    float **res;      /* [n_layers+1] (N, d) residual stream entering layer l (res[L] leaves the last) */
+    float **ln1;      /* (N, d)   normalised input of attention */
+    float **ln1_mean, **ln1_rstd; /* (N) each (mean only for LayerNorm) */
+    float **qkv;      /* (N, qd + 2 kvd)   q | k | v, RoPE applied to q and k */
+    float **att;      /* (B, H, T, T)      softmax probabilities, 0 above the diagonal */
+    float **z;        /* (N, qd)           attention output before o_proj */
+    float **mid;      /* (N, d)            residual after attention */
+    float **ln2;      /* (N, d) */
+    float **ln2_mean, **ln2_rstd; /* (N) */
+    float **hpre;     /* (N, F)   gate (Llama) / c_fc output (GPT-2) */
+    float **hup;      /* (N, F)   up projection (Llama only) */
+    float **hact;     /* (N, F)   MLP activation fed to down projection */
+    float *lnf;       /* (N, d)   final norm output */
+    float *lnf_mean, *lnf_rstd; /* (N) */
+    float *logits;    /* (N, V)   logits, then their gradient */
+    /* backward scratch */
+    float *dres;      /* (N, d) */
+    float *dln;       /* (N, d) */
+    float *dqkv;      /* (N, qd + 2 kvd) */
+    float *dz;        /* (N, qd) */
+    float *dh, *dh2;  /* (N, F) */
+    float *dp;        /* (threads, T, T) attention-backward scratch, one per thread */
+    float *rope;      /* (T, hd/2, 2) cos, sin */
+} acts;
+
+struct pt_trainer {
+    pt_config c;
+    pt_train_opts o;
+    pt_train_tensor *tensors;
+    size_t n_tensors;
+    size_t n_params;
+    float *params;        /* owned: the parameter block */
+    float *grads;         /* owned: same layout */
+    float *m, *v;         /* owned: Adam moments, same layout */
+    float *act_block;     /* owned: every activation */
+    size_t act_floats;
+    float **act_ptrs;     /* owned: the per-layer pointer arrays */
+    pt_train_params p, g; /* views into params / grads */
+    acts a;
+    int64_t adam_t;
+    int last_B, last_T;
+};
+
+/* Builds the tensor table; with base != NULL also points p (and g with gbase) into it. */
+typedef struct tb {
+    pt_trainer *t;
+    size_t off;
+    float *pb, *gb;
+    int count_only;
+    pt_err *err;
+} tb;
+
+static float *add(tb *b, float **gout, const char *name, int ndim, int64_t a0, int64_t a1, int decay) {
+    pt_trainer *t = b->t;
+    size_t numel = (size_t)a0 * (size_t)(ndim == 2 ? a1 : 1);
+    if (!b->count_only) {
+        pt_train_tensor *e = &t->tensors[t->n_tensors];
+        snprintf(e->name, sizeof e->name, "%s", name);
+        e->ndim = ndim;
+        e->shape[0] = a0, e->shape[1] = ndim == 2 ? a1 : 0;
+        e->offset = b->off, e->numel = numel, e->decay = decay, e->frozen = 0;
+    }
+    t->n_tensors++;
+    float *p = b->pb ? b->pb + b->off : NULL;
+    if (gout) *gout = b->gb ? b->gb + b->off : NULL;
+    b->off += numel;
+    return p;
+}
+
+/* Lays out both blocks (params in pb, grads in gb) in HF tensor order. */
+static void layout(tb *b, pt_train_params *p, pt_train_params *g) {
+    pt_trainer *t = b->t;
+    const pt_config *c = &t->c;
+    int64_t d = c->d_model, F = c->d_ff, V = c->vocab_size, qd = (int64_t)c->n_heads * c->head_dim,
+            kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    char n[96];
+    t->n_tensors = 0;
+    b->off = 0;
+#define A2(field, name, a0, a1, dec) p->field = add(b, &g->field, name, 2, a0, a1, dec)
+#define A1(field, name, a0) p->field = add(b, &g->field, name, 1, a0, 0, 0)
+    if (c->arch == PT_ARCH_LLAMA) {
+        A2(tok_emb, "model.embed_tokens.weight", V, d, 0);
+        p->pos_emb = g->pos_emb = NULL;
+        for (int i = 0; i < c->n_layers; i++) {
+            pt_train_layer *l = &p->layers[i], *gl = &g->layers[i];
+            memset(l, 0, sizeof *l), memset(gl, 0, sizeof *gl);
+#define L2(f, nm, a0, a1) snprintf(n, sizeof n, "model.layers.%d." nm, i), l->f = add(b, &gl->f, n, 2, a0, a1, 1)
+#define L1(f, nm, a0) snprintf(n, sizeof n, "model.layers.%d." nm, i), l->f = add(b, &gl->f, n, 1, a0, 0, 0)
+            L1(ln1_w, "input_layernorm.weight", d);
+            L2(wq, "self_attn.q_proj.weight", qd, d);
+            L2(wk, "self_attn.k_proj.weight", kvd, d);
+            L2(wv, "self_attn.v_proj.weight", kvd, d);
+            L2(wo, "self_attn.o_proj.weight", d, qd);
+            if (c->attn_bias) {
+                L1(bq, "self_attn.q_proj.bias", qd);
+                L1(bk, "self_attn.k_proj.bias", kvd);
+                L1(bv, "self_attn.v_proj.bias", kvd);
+                L1(bo, "self_attn.o_proj.bias", d);
+            }
+            L1(ln2_w, "post_attention_layernorm.weight", d);
+            L2(wg, "mlp.gate_proj.weight", F, d);
+            L2(wu, "mlp.up_proj.weight", F, d);
+            L2(wd, "mlp.down_proj.weight", d, F);
+            if (c->mlp_bias) {
+                L1(bg, "mlp.gate_proj.bias", F);
+                L1(bu, "mlp.up_proj.bias", F);
+                L1(bd, "mlp.down_proj.bias", d);
+            }
+#undef L1
+#undef L2
+        }
+        A1(lnf_w, "model.norm.weight", d);
+        p->lnf_b = g->lnf_b = NULL;
+        if (c->tie_embeddings) p->lm_head = p->tok_emb, g->lm_head = g->tok_emb;
+        else A2(lm_head, "lm_head.weight", V, d, 1);
+    } else {
+        A2(tok_emb, "wte.weight", V, d, 0);
+        A2(pos_emb, "wpe.weight", c->max_pos, d, 0);
+        for (int i = 0; i < c->n_layers; i++) {
+            pt_train_layer *l = &p->layers[i], *gl = &g->layers[i];
+            memset(l, 0, sizeof *l), memset(gl, 0, sizeof *gl);
+#define L2(f, nm, a0, a1) snprintf(n, sizeof n, "h.%d." nm, i), l->f = add(b, &gl->f, n, 2, a0, a1, 1)
+#define L1(f, nm, a0) snprintf(n, sizeof n, "h.%d." nm, i), l->f = add(b, &gl->f, n, 1, a0, 0, 0)
+            L1(ln1_w, "ln_1.weight", d);
+            L1(ln1_b, "ln_1.bias", d);
+            L2(wqkv, "attn.c_attn.weight", d, 3 * d);
+            L1(bqkv, "attn.c_attn.bias", 3 * d);
+            L2(wo, "attn.c_proj.weight", d, d);
+            L1(bo, "attn.c_proj.bias", d);
+            L1(ln2_w, "ln_2.weight", d);
+            L1(ln2_b, "ln_2.bias", d);
+            L2(wu, "mlp.c_fc.weight", d, F);
+            L1(bu, "mlp.c_fc.bias", F);
+            L2(wd, "mlp.c_proj.weight", F, d);
+            L1(bd, "mlp.c_proj.bias", d);
+#undef L1
+#undef L2
+        }
+        A1(lnf_w, "ln_f.weight", d);
+        A1(lnf_b, "ln_f.bias", d);
+        p->lm_head = p->tok_emb, g->lm_head = g->tok_emb;
+    }
+#undef A1
+#undef A2
+}
+
+static void init_params(pt_trainer *t) {
+    pt_rng r;
+    pt_rng_seed(&r, t->o.seed);
+    float resid_scale = 1.f / sqrtf(2.f * (float)t->c.n_layers);
+    for (size_t i = 0; i < t->n_tensors; i++) {
+        const pt_train_tensor *e = &t->tensors[i];
+        float *p = t->params + e->offset;
+        const char *nm = e->name;
+        size_t len = strlen(nm);
+        int is_w = len > 7 && !strcmp(nm + len - 7, ".weight");
+        if (e->ndim == 1) {
+            float v = is_w ? 1.f : 0.f; /* norm weights 1, biases 0 */
+            for (size_t j = 0; j < e->numel; j++) p[j] = v;
+            continue;
+        }
+        float sd = 0.02f;
+        if (strstr(nm, "o_proj") || strstr(nm, "down_proj") || strstr(nm, "attn.c_proj") || strstr(nm, "mlp.c_proj"))
+            sd *= resid_scale;
+        for (size_t j = 0; j < e->numel; j++) p[j] = (float)(pt_rng_normal(&r) * sd);
+    }
+}
+
+int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **out, pt_err *err) {
+    *out = NULL;
+    int rc = pt_config_validate(c, "model", err);
+    if (rc) return rc;
+    if (opt->max_batch < 1 || opt->max_batch > 65536)
+        return pt_errf(err, PT_EINVAL, "batch size %d is out of range (1..65536)", opt->max_batch);
+    if (opt->max_seq < 1 || opt->max_seq > c->max_pos)
+        return pt_errf(err, PT_EINVAL, "sequence length %d is beyond the model's context of %d positions",
+                       opt->max_seq, c->max_pos);
+    if (c->arch == PT_ARCH_LLAMA && c->head_dim % 2)
+        return pt_errf(err, PT_EINVAL, "head_dim %d must be even for RoPE", c->head_dim);
+    pt_trainer *t = calloc(1, sizeof *t);
+    if (!t) return pt_errf(err, PT_ENOMEM, "out of memory");
+    t->c = *c;
+    t->o = *opt;
+    t->p.layers = calloc((size_t)c->n_layers, sizeof *t->p.layers);
+    t->g.layers = calloc((size_t)c->n_layers, sizeof *t->g.layers);
+    if (!t->p.layers || !t->g.layers) goto oom;
+    tb b = {t, 0, NULL, NULL, 1, err};
+    layout(&b, &t->p, &t->g);
+    size_t nt = t->n_tensors;
+    t->n_params = b.off;
+    t->tensors = calloc(nt, sizeof *t->tensors);
+    size_t pbytes;
+    if (!t->tensors || pt_mul_size(t->n_params, sizeof(float), &pbytes)) goto oom;
+    t->params = malloc(pbytes);
+    t->grads = calloc(t->n_params, sizeof(float));
+    t->m = calloc(t->n_params, sizeof(float));
+    t->v = calloc(t->n_params, sizeof(float));
+    if (!t->params || !t->grads || !t->m || !t->v) goto oom;
+    b = (tb){t, 0, t->params, t->grads, 0, err};
+    layout(&b, &t->p, &t->g);
+
+    /* Activations: one block. */
+    size_t L = (size_t)c->n_layers, B = (size_t)opt->max_batch, T = (size_t)opt->max_seq, N = B * T,
+           d = (size_t)c->d_model, H = (size_t)c->n_heads, qd = H * c->head_dim,
+           kvd = (size_t)c->n_kv_heads * c->head_dim, qkvd = qd + 2 * kvd, F = (size_t)c->d_ff,
+           V = (size_t)c->vocab_size, hd2 = (size_t)c->head_dim / 2;
+    int llama = c->arch == PT_ARCH_LLAMA;
+    size_t per_layer = N * d * 4 /* ln1 mid ln2 + res */ + N * 4 /* stats */ + N * qkvd + B * H * T * T + N * qd +
+                       N * F * (llama ? 3 : 2);
+    size_t total = per_layer * L + N * d /* res[L] */ + N * d + 2 * N + N * V + N * d * 2 + N * qkvd + N * qd +
+                   2 * N * F + (size_t)ATT_THREADS(opt) * T * T + T * hd2 * 2;
+    t->act_floats = total;
+    size_t abytes;
+    if (pt_mul_size(total, sizeof(float), &abytes)) goto oom;
+    t->act_block = malloc(abytes);
+    t->act_ptrs = calloc(15 * (L + 1), sizeof(float *));
+    if (!t->act_block || !t->act_ptrs) goto oom;
+    acts *a = &t->a;
+    float **pp = t->act_ptrs;
+    a->res = pp, pp += L + 1;
+    a->ln1 = pp, pp += L;
+    a->ln1_mean = pp, pp += L;
+    a->ln1_rstd = pp, pp += L;
+    a->qkv = pp, pp += L;
+    a->att = pp, pp += L;
+    a->z = pp, pp += L;
+    a->mid = pp, pp += L;
+    a->ln2 = pp, pp += L;
+    a->ln2_mean = pp, pp += L;
+    a->ln2_rstd = pp, pp += L;
+    a->hpre = pp, pp += L;
+    a->hup = pp, pp += L;
+    a->hact = pp, pp += L;
+    float *q = t->act_block;
+#define TAKE(n) (q += (n), q - (n))
+    for (size_t l = 0; l < L; l++) {
+        a->res[l] = TAKE(N * d);
+        a->ln1[l] = TAKE(N * d);
+        a->ln1_mean[l] = TAKE(N);
+        a->ln1_rstd[l] = TAKE(N);
+        a->qkv[l] = TAKE(N * qkvd);
+        a->att[l] = TAKE(B * H * T * T);
+        a->z[l] = TAKE(N * qd);
+        a->mid[l] = TAKE(N * d);
+        a->ln2[l] = TAKE(N * d);
+        a->ln2_mean[l] = TAKE(N);
+        a->ln2_rstd[l] = TAKE(N);
+        a->hpre[l] = TAKE(N * F);
+        a->hup[l] = llama ? TAKE(N * F) : NULL;
+        a->hact[l] = TAKE(N * F);
+    }
+    a->res[L] = TAKE(N * d);
+    a->lnf = TAKE(N * d);
+    a->lnf_mean = TAKE(N);
+    a->lnf_rstd = TAKE(N);
+    a->logits = TAKE(N * V);
+    a->dres = TAKE(N * d);
+    a->dln = TAKE(N * d);
+    a->dqkv = TAKE(N * qkvd);
+    a->dz = TAKE(N * qd);
+    a->dh = TAKE(N * F);
+    a->dh2 = TAKE(N * F);
+    a->dp = TAKE((size_t)ATT_THREADS(opt) * T * T);
+    a->rope = TAKE(T * hd2 * 2);
+#undef TAKE
+    if ((size_t)(q - t->act_block) > total) {
+        pt_trainer_free(t);
+        return pt_errf(err, PT_EINTERNAL, "activation layout overran its block");
+    }
+    for (size_t i = 0; i < hd2 && llama; i++) {
+        /* as HF and the engine: inv_freq = 1 / theta^(2i/hd) in float32 */
+        float inv_freq = (float)(1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim));
+        for (size_t p = 0; p < T; p++) {
+            float ang = (float)p * inv_freq;
+            a->rope[(p * hd2 + i) * 2] = cosf(ang);
+            a->rope[(p * hd2 + i) * 2 + 1] = sinf(ang);
+        }
+    }
+    if (opt->n_threads > 0) openblas_set_num_threads(opt->n_threads);
+    init_params(t);
+    *out = t;
+    return PT_OK;
+oom:
+    pt_trainer_free(t);
+    return pt_errf(err, PT_ENOMEM, "out of memory for a model of this shape and a %d x %d batch", opt->max_batch,
+                   opt->max_seq);
+}
+
+void pt_trainer_free(pt_trainer *t) {
+    if (!t) return;
+    free(t->tensors), free(t->params), free(t->grads), free(t->m), free(t->v);
+    free(t->act_block), free(t->act_ptrs), free(t->p.layers), free(t->g.layers);
+    free(t);
+}
+
+const pt_config *pt_trainer_config(const pt_trainer *t) { return &t->c; }
+const pt_train_params *pt_trainer_params(const pt_trainer *t) { return &t->p; }
+const pt_train_params *pt_trainer_grads(const pt_trainer *t) { return &t->g; }
+const pt_train_tensor *pt_trainer_tensors(const pt_trainer *t, size_t *n) {
+    *n = t->n_tensors;
+    return t->tensors;
+}
+size_t pt_trainer_n_params(const pt_trainer *t) { return t->n_params; }
+float *pt_trainer_param_block(pt_trainer *t) { return t->params; }
+float *pt_trainer_grad_block(pt_trainer *t) { return t->grads; }
+float *pt_trainer_adam_m(pt_trainer *t) { return t->m; }
+float *pt_trainer_adam_v(pt_trainer *t) { return t->v; }
+int64_t pt_trainer_adam_step_count(const pt_trainer *t) { return t->adam_t; }
+void pt_trainer_set_adam_step_count(pt_trainer *t, int64_t n) { t->adam_t = n; }
+const float *pt_trainer_logits(const pt_trainer *t) { return t->a.logits; }
+
+size_t pt_trainer_bytes(const pt_trainer *t, size_t *params, size_t *grads, size_t *adam, size_t *acts_) {
+    size_t p = t->n_params * sizeof(float);
+    if (params) *params = p;
+    if (grads) *grads = p;
+    if (adam) *adam = 2 * p;
+    if (acts_) *acts_ = t->act_floats * sizeof(float);
+    return 4 * p + t->act_floats * sizeof(float);
+}
+
+size_t pt_trainer_freeze(pt_trainer *t, const char *substr, int frozen) {
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_tensors; i++)
+        if (!substr || strstr(t->tensors[i].name, substr)) t->tensors[i].frozen = frozen, n++;
+    return n;
+}
+
+void pt_trainer_zero_grad(pt_trainer *t) { memset(t->grads, 0, t->n_params * sizeof(float)); }
+
+/* The gradient of parameter p, or NULL when its tensor is frozen (or p is NULL). */
+static float *gradof(pt_trainer *t, const float *p) {
+    if (!p) return NULL;
+    size_t off = (size_t)(p - t->params);
+    for (size_t i = 0; i < t->n_tensors; i++)
+        if (t->tensors[i].offset == off) return t->tensors[i].frozen ? NULL : t->grads + off;
+    return NULL;
+}
+
+/* ---- kernels ---------------------------------------------------------------------------- */
+
+/* out (N, n) [row stride ldo] = x (N, k) [ldx] @ Wᵀ + b, W Linear (n, k) when kn == 0;
+ * out = x @ W + b, W Conv1D (k, n) when kn == 1. */
+static void mm_fwd(float *out, int ldo, const float *x, int ldx, const float *W, const float *bias, int N, int n,
+                   int k, int kn) {
+    if (kn) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n, k, 1.f, x, ldx, W, n, 0.f, out, ldo);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, k, 1.f, x, ldx, W, k, 0.f, out, ldo);
+    if (bias)
+        for (int r = 0; r < N; r++) {
+            float *o = out + (size_t)r * ldo;
+            for (int j = 0; j < n; j++) o[j] += bias[j];
+        }
+}
+
+/* The backward of mm_fwd: dx (N, k) [ldx] (= when beta 0, += when beta 1) dout @ W (Linear)
+ * or dout @ Wᵀ (Conv1D); dW += doutᵀ x (Linear (n, k)) or xᵀ dout (Conv1D (k, n));
+ * db += column sums of dout. dx, dW, db may be NULL (not needed / frozen). */
+static void mm_bwd(float *dx, int ldx, float beta, float *dW, float *db, const float *dout, int ldd, const float *x,
+                   int ldxin, const float *W, int N, int n, int k, int kn) {
+    if (dx) {
+        if (kn) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, k, n, 1.f, dout, ldd, W, n, beta, dx, ldx);
+        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, k, n, 1.f, dout, ldd, W, k, beta, dx, ldx);
+    }
+    if (dW) {
+        if (kn) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, N, 1.f, x, ldxin, dout, ldd, 1.f, dW, n);
+        else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, N, 1.f, dout, ldd, x, ldxin, 1.f, dW, k);
+    }
+    if (db)
+        for (int r = 0; r < N; r++) {
+            const float *o = dout + (size_t)r * ldd;
+            for (int j = 0; j < n; j++) db[j] += o[j];
+        }
+}
+
+/* RMSNorm as the engine computes it (sum of squares in double). */
+static void rms_fwd(float *y, float *rstd, const float *x, const float *w, int N, int d, float eps) {
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * d;
+        float *yr = y + (size_t)r * d;
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float inv = 1.f / sqrtf((float)(ss / d) + eps);
+        rstd[r] = inv;
+        for (int i = 0; i < d; i++) yr[i] = xr[i] * inv * w[i];
+    }
+}
+
+/* dx += ∂/∂x, dw += ∂/∂w of y = x·r·w with r = (mean(x²)+eps)^-½. */
+static void rms_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
+                    int d) {
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
+        float *o = dx + (size_t)r * d, rs = rstd[r];
+        double dot = 0;
+        for (int i = 0; i < d; i++) dot += (double)g[i] * w[i] * xr[i];
+        float k = (float)(dot * rs * rs * rs / d);
+        for (int i = 0; i < d; i++) o[i] += rs * w[i] * g[i] - xr[i] * k;
+        if (dw)
+            for (int i = 0; i < d; i++) dw[i] += g[i] * xr[i] * rs;
+    }
+}
+
+static void ln_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N, int d,
+                   float eps) {
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * d;
+        float *yr = y + (size_t)r * d;
+        double m = 0, v = 0;
+        for (int i = 0; i < d; i++) m += xr[i];
+        m /= d;
+        for (int i = 0; i < d; i++) v += (xr[i] - m) * (xr[i] - m);
+        float inv = 1.f / sqrtf((float)(v / d) + eps);
+        mean[r] = (float)m, rstd[r] = inv;
+        for (int i = 0; i < d; i++) yr[i] = (float)(xr[i] - m) * inv * w[i] + b[i];
+    }
+}
+
+static void ln_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                   const float *mean, const float *rstd, int N, int d) {
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
+        float *o = dx + (size_t)r * d, m = mean[r], rs = rstd[r];
+        double s1 = 0, s2 = 0;
+        for (int i = 0; i < d; i++) {
+            float xh = (xr[i] - m) * rs, dxh = g[i] * w[i];
+            s1 += dxh, s2 += (double)dxh * xh;
+        }
+        float m1 = (float)(s1 / d), m2 = (float)(s2 / d);
+        for (int i = 0; i < d; i++) {
+            float xh = (xr[i] - m) * rs;
+            o[i] += rs * (g[i] * w[i] - m1 - xh * m2);
+            if (dw) dw[i] += g[i] * xh;
+            if (db) db[i] += g[i];
+        }
+    }
+}
+
+/* Rotate-half RoPE on `heads` heads of hd starting at column col of rows with stride ld;
+ * row r is at position r % T. dir = +1 forward, -1 the transpose (backward). */
+static void rope_apply(float *x, int ld, int col, int N, int T, int heads, int hd, const float *cs, int dir) {
+    int half = hd / 2;
+    for (int r = 0; r < N; r++) {
+        const float *c = cs + (size_t)(r % T) * half * 2;
+        for (int h = 0; h < heads; h++) {
+            float *v = x + (size_t)r * ld + col + (size_t)h * hd;
+            for (int i = 0; i < half; i++) {
+                float co = c[2 * i], si = dir * c[2 * i + 1], a = v[i], b = v[i + half];
+                v[i] = a * co - b * si;
+                v[i + half] = b * co + a * si;
+            }
+        }
+    }
+}
+
+static float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f;
+    return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+static float gelu_tanh_grad(float x) {
+    const float k = 0.7978845608028654f;
+    float u = k * (x + 0.044715f * x * x * x), th = tanhf(u);
+    return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * k * (1.f + 3.f * 0.044715f * x * x);
+}
+
+/* ---- the loss, over row ranges on threads ---------------------------------------------- */
+
+typedef struct loss_job {
+    float *logits;
+    const int32_t *targets;
+    const float *soft;
+    int V;
+    float scale;
+    int backward;
+    double sum[LOSS_MAX_THREADS];
+    size_t cnt[LOSS_MAX_THREADS];
+} loss_job;
+
+/* Cross-entropy of rows [r0, r1): one expf per logit (the sum in double); with backward the
+ * row becomes its gradient (softmax − target)·scale. */
+static void loss_rows(void *arg, int part, int r0, int r1) {
+    loss_job *j = arg;
+    const int V = j->V;
+    double total = 0;
+    size_t counted = 0;
+    for (int r = r0; r < r1; r++) {
+        float *row = j->logits + (size_t)r * V;
+        int tg = j->targets[r];
+        if (tg == PT_IGNORE_INDEX) {
+            if (j->backward) memset(row, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float *q = j->soft ? j->soft + (size_t)r * V : NULL;
+        float mx = -INFINITY;
+        for (int k = 0; k < V; k++) mx = fmaxf(mx, row[k]);
+        double s = 0, qdot = 0, qsum = 0;
+        if (q)
+            for (int k = 0; k < V; k++)
+                if (q[k] > 0) qdot += (double)q[k] * row[k], qsum += q[k];
+        float target_logit = q ? 0.f : row[tg];
+        if (j->backward)
+            for (int k = 0; k < V; k++) s += (row[k] = expf(row[k] - mx));
+        else
+            for (int k = 0; k < V; k++) s += expf(row[k] - mx);
+        double lse = mx + log(s);
+        total += q ? lse * qsum - qdot : lse - target_logit;
+        counted++;
+        if (j->backward) {
+            float inv = (float)(j->scale / s);
+            for (int k = 0; k < V; k++) row[k] *= inv;
+            if (q)
+                for (int k = 0; k < V; k++) row[k] -= q[k] * j->scale;
+            else row[tg] -= j->scale;
+        }
+    }
+    j->sum[part] = total, j->cnt[part] = counted;
+}
+
+typedef struct prow {
+    void (*fn)(void *, int, int, int);
+    void *arg;
+    int part, r0, r1;
+} prow;
+
+static void *prow_main(void *p) {
+    prow *x = p;
+    x->fn(x->arg, x->part, x->r0, x->r1);
+    return NULL;
+}
+
+/* Runs fn over rows [0, n) in `parts` contiguous ranges, one per thread (the caller runs the
+ * first). Fixed ranges: the result does not depend on timing. Falls back to running a range
+ * on the caller when a thread cannot start. */
+static void parallel_rows(void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
+    pthread_t th[LOSS_MAX_THREADS];
+    prow w[LOSS_MAX_THREADS];
+    int started[LOSS_MAX_THREADS] = {0};
+    for (int i = 0; i < parts; i++) {
+        w[i] = (prow){fn, arg, i, (int)((int64_t)n * i / parts), (int)((int64_t)n * (i + 1) / parts)};
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, prow_main, &w[i]) == 0;
+    }
+    fn(arg, 0, w[0].r0, w[0].r1);
+    for (int i = 1; i < parts; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else fn(arg, i, w[i].r0, w[i].r1);
+    }
+}
+
+/* ---- attention on threads ------------------------------------------------------------- */
+
+typedef struct att_job {
+    pt_trainer *t;
+    int l, B, T;
+    float scale;
+} att_job;
+
+/* Forward: tasks i = b·H + h. S = QKᵀ·scale, causal softmax → P (saved), Z = PV. */
+static void attn_fwd_rows(void *arg, int part, int i0, int i1) {
+    att_job *j = arg;
+    const pt_config *c = &j->t->c;
+    acts *a = &j->t->a;
+    const int T = j->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd,
+              qkvd = qd + 2 * kvd;
+    const float *qkv = a->qkv[j->l];
+    for (int idx = i0; idx < i1; idx++) {
+        int b = idx / H, h = idx % H, kvh = h / (H / KV);
+        const float *Q = qkv + (size_t)b * T * qkvd + (size_t)h * hd;
+        const float *K = qkv + (size_t)b * T * qkvd + qd + (size_t)kvh * hd;
+        const float *Vv = K + kvd;
+        float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, j->scale, Q, qkvd, K, qkvd, 0.f, P, T);
+        for (int i = 0; i < T; i++) {
+            float *row = P + (size_t)i * T, mx = -INFINITY;
+            for (int k = 0; k <= i; k++) mx = fmaxf(mx, row[k]);
+            float s = 0;
+            for (int k = 0; k <= i; k++) s += (row[k] = expf(row[k] - mx));
+            float inv = 1.f / s;
+            for (int k = 0; k <= i; k++) row[k] *= inv;
+            for (int k = i + 1; k < T; k++) row[k] = 0.f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.f, P, T, Vv, qkvd, 0.f,
+                    a->z[j->l] + (size_t)b * T * qd + (size_t)h * hd, qd);
+    }
+}
+
+/* Backward: tasks i = b·KV + g, each runs the query heads of kv head g (so dK, dV of one kv
+ * head are written by one thread). Uses this part's dP scratch. */
+static void attn_bwd_rows(void *arg, int part, int i0, int i1) {
+    att_job *j = arg;
+    const pt_config *c = &j->t->c;
+    acts *a = &j->t->a;
+    const int T = j->T, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd, kvd = KV * hd,
+              qkvd = qd + 2 * kvd, rep = H / KV;
+    const float scale = j->scale, *qkv = a->qkv[j->l];
+    float *dqkv = a->dqkv, *dP = a->dp + (size_t)part * T * T;
+    for (int idx = i0; idx < i1; idx++) {
+        int b = idx / KV, g = idx % KV;
+        size_t base = (size_t)b * T * qkvd;
+        const float *K = qkv + base + qd + (size_t)g * hd, *Vv = K + kvd;
+        float *dK = dqkv + base + qd + (size_t)g * hd, *dV = dK + kvd;
+        for (int h = g * rep; h < (g + 1) * rep; h++) {
+            const float *Q = qkv + base + (size_t)h * hd;
+            float *dQ = dqkv + base + (size_t)h * hd;
+            const float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
+            const float *dZ = a->dz + (size_t)b * T * qd + (size_t)h * hd;
+            /* dP = dZ Vᵀ ; dV += Pᵀ dZ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.f, dZ, qd, Vv, qkvd, 0.f, dP, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.f, P, T, dZ, qd, 1.f, dV, qkvd);
+            /* dS = P ∘ (dP − rowsum(P ∘ dP)) */
+            for (int i = 0; i < T; i++) {
+                const float *pr = P + (size_t)i * T;
+                float *gr = dP + (size_t)i * T, s = 0;
+                for (int k = 0; k <= i; k++) s += pr[k] * gr[k];
+                for (int k = 0; k <= i; k++) gr[k] = pr[k] * (gr[k] - s);
+                for (int k = i + 1; k < T; k++) gr[k] = 0.f;
+            }
+            /* dQ += scale dS K ; dK += scale dSᵀ Q */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, K, qkvd, 1.f, dQ, qkvd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, Q, qkvd, 1.f, dK, qkvd);
+        }
+    }
+}
+
+/* Runs an attention pass over n tasks on the trainer's threads, OpenBLAS single-threaded
+ * inside (products this small lose more to BLAS threading than they gain). */
+static void run_attention(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n) {
+    int nth = ATT_THREADS(&t->o);
+    if (nth > n) nth = n;
+    if (nth <= 1) {
+        fn(arg, 0, 0, n);
+        return;
+    }
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    parallel_rows(fn, arg, n, nth);
+    openblas_set_num_threads(saved);
+}
+
+/* ---- MLP activations on threads --------------------------------------------------------- */
+
+typedef struct act_job {
+    acts *a;
+    int l, F, op; /* op 0: forward, 1: backward */
+    int llama;
+} act_job;
+
+static void act_rows(void *arg, int part, int r0, int r1) {
+    act_job *j = arg;
+    acts *a = j->a;
+    size_t i0 = (size_t)r0 * j->F, i1 = (size_t)r1 * j->F;
+    const float *hp = a->hpre[j->l];
+    if (j->llama) {
+        const float *hu = a->hup[j->l];
+        if (!j->op)
+            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = hp[i] / (1.f + expf(-hp[i])) * hu[i];
+        else
+            for (size_t i = i0; i < i1; i++) {
+                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + expf(-gt)), da = a->dh[i];
+                a->dh2[i] = da * gt * sg;                         /* d up */
+                a->dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
+            }
+    } else {
+        if (!j->op)
+            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = gelu_tanh(hp[i]);
+        else
+            for (size_t i = i0; i < i1; i++) a->dh[i] *= gelu_tanh_grad(hp[i]);
+    }
+}
+
+static void run_act(pt_trainer *t, int l, int N, int op) {
+    act_job j = {&t->a, l, t->c.d_ff, op, t->c.arch == PT_ARCH_LLAMA};
+    int nth = ATT_THREADS(&t->o);
+    if ((size_t)N * (size_t)t->c.d_ff < 65536 || nth > N) nth = 1;
+    parallel_rows(act_rows, &j, N, nth);
+}
+
+/* ---- forward and backward -------------------------------------------------------------- */
+
+int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                const float *soft, float loss_scale, int backward, double *loss_sum,
+                                size_t *n_counted, pt_err *err) {
+    const pt_config *c = &t->c;
+    if (B < 1 || T < 1 || B > t->o.max_batch || T > t->o.max_seq)
+        return pt_errf(err, PT_EINVAL, "a batch of %d x %d does not fit the trainer's %d x %d", B, T, t->o.max_batch,
+                       t->o.max_seq);
+    const int N = B * T, d = c->d_model, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, qd = H * hd,
+              kvd = KV * hd, qkvd = qd + 2 * kvd, F = c->d_ff, V = c->vocab_size, L = c->n_layers;
+    const int llama = c->arch == PT_ARCH_LLAMA;
+    for (int i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return pt_errf(err, PT_EINVAL, "token %d (id %d) is out of range (vocabulary of %d)", i, tokens[i], V);
+        if (targets[i] != PT_IGNORE_INDEX && (targets[i] < 0 || targets[i] >= V))
+            return pt_errf(err, PT_EINVAL, "target %d (id %d) is out of range (vocabulary of %d)", i, targets[i], V);
+    }
+    acts *a = &t->a;
+    const pt_train_params *p = &t->p;
+    const float scale = 1.f / sqrtf((float)hd);
+    t->last_B = B, t->last_T = T;
+
+    /* Embeddings. */
+    for (int r = 0; r < N; r++) {
+        float *x = a->res[0] + (size_t)r * d;
+        memcpy(x, p->tok_emb + (size_t)tokens[r] * d, (size_t)d * sizeof(float));
+        if (!llama) {
+            const float *pe = p->pos_emb + (size_t)(r % T) * d;
+            for (int i = 0; i < d; i++) x[i] += pe[i];
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        const pt_train_layer *w = &p->layers[l];
+        const float *x = a->res[l];
+        float *qkv = a->qkv[l];
+        if (llama) {
+            rms_fwd(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, d, c->norm_eps);
+            mm_fwd(qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
+            mm_fwd(qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
+            mm_fwd(qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
+            rope_apply(qkv, qkvd, 0, N, T, H, hd, a->rope, 1);
+            rope_apply(qkv, qkvd, qd, N, T, KV, hd, a->rope, 1);
+        } else {
+            ln_fwd(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
+            mm_fwd(qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
+        }
+        /* Causal attention per (sequence, head), the (b, h) pairs spread over the threads. */
+        att_job aj = {t, l, B, T, scale};
+        run_attention(t, attn_fwd_rows, &aj, B * H);
+        /* o_proj, residual */
+        mm_fwd(a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
+        for (size_t i = 0; i < (size_t)N * d; i++) a->mid[l][i] += x[i];
+        /* MLP */
+        float *xo = a->res[l + 1];
+        if (llama) {
+            rms_fwd(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
+            mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
+            mm_fwd(a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
+            run_act(t, l, N, 0);
+        } else {
+            ln_fwd(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
+            mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
+            run_act(t, l, N, 0);
+        }
+        mm_fwd(xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
+        for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += a->mid[l][i];
+    }
+    if (llama) rms_fwd(a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
+    else ln_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
+    mm_fwd(a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
+
+    /* Loss (and its gradient, in place of the logits), rows split over the threads. */
+    loss_job lj = {a->logits, targets, soft, V, loss_scale, backward, {0}, {0}};
+    int nth = t->o.n_threads > 1 ? t->o.n_threads : 1;
+    if (nth > LOSS_MAX_THREADS) nth = LOSS_MAX_THREADS;
+    if ((size_t)N * V < 65536) nth = 1;
+    parallel_rows(loss_rows, &lj, N, nth);
+    double total = 0;
+    size_t counted = 0;
+    for (int i = 0; i < nth; i++) total += lj.sum[i], counted += lj.cnt[i];
+    if (loss_sum) *loss_sum = total;
+    if (n_counted) *n_counted = counted;
+    if (!backward) return PT_OK;
+
+    /* Backward. */
+    const pt_train_params *g = &t->g;
+    (void)g;
+    float *dres = a->dres, *dln = a->dln;
+    /* logits = lnf @ lm_headᵀ */
+    mm_bwd(dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
+    memset(dres, 0, (size_t)N * d * sizeof(float));
+    if (llama) rms_bwd(dres, gradof(t, p->lnf_w), dln, a->res[L], p->lnf_w, a->lnf_rstd, N, d);
+    else ln_bwd(dres, gradof(t, p->lnf_w), gradof(t, p->lnf_b), dln, a->res[L], p->lnf_w, a->lnf_mean, a->lnf_rstd, N, d);
+    for (int l = L - 1; l >= 0; l--) {
+        const pt_train_layer *w = &p->layers[l];
+        /* MLP: res[l+1] = mid + down(act(...)) ; dres is d res[l+1] */
+        mm_bwd(a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
+        if (llama) {
+            run_act(t, l, N, 1);
+            mm_bwd(dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
+            mm_bwd(dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
+            rms_bwd(dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
+        } else {
+            run_act(t, l, N, 1);
+            mm_bwd(dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
+            ln_bwd(dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
+                   a->ln2_rstd[l], N, d);
+        }
+        /* Attention: mid = res[l] + o_proj(z) ; dres is now d mid */
+        att_job aj_b = {t, l, B, T, scale};
+        mm_bwd(a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
+        float *dqkv = a->dqkv;
+        memset(dqkv, 0, (size_t)N * qkvd * sizeof(float));
+        /* one task per (b, kv head): the query heads sharing a kv head accumulate dK, dV */
+        run_attention(t, attn_bwd_rows, &aj_b, B * KV);
+        if (llama) {
+            rope_apply(dqkv, qkvd, 0, N, T, H, hd, a->rope, -1);
+            rope_apply(dqkv, qkvd, qd, N, T, KV, hd, a->rope, -1);
+            mm_bwd(dln, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
+            mm_bwd(dln, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
+            mm_bwd(dln, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
+                   d, 0);
+            rms_bwd(dres, gradof(t, w->ln1_w), dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
+        } else {
+            mm_bwd(dln, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
+                   1);
+            ln_bwd(dres, gradof(t, w->ln1_w), gradof(t, w->ln1_b), dln, a->res[l], w->ln1_w, a->ln1_mean[l],
+                   a->ln1_rstd[l], N, d);
+        }
+    }
+    float *gte = gradof(t, p->tok_emb), *gpe = llama ? NULL : gradof(t, p->pos_emb);
+    for (int r = 0; r < N; r++) {
+        const float *gr = dres + (size_t)r * d;
+        if (gte) {
+            float *o = gte + (size_t)tokens[r] * d;
+            for (int i = 0; i < d; i++) o[i] += gr[i];
+        }
+        if (gpe) {
+            float *o = gpe + (size_t)(r % T) * d;
+            for (int i = 0; i < d; i++) o[i] += gr[i];
+        }
+    }
+    return PT_OK;
+}
+
+/* ---- optimiser ------------------------------------------------------------------------- */
+
+double pt_trainer_grad_norm(pt_trainer *t) {
+    double s = 0;
+    for (size_t i = 0; i < t->n_tensors; i++) {
+        const pt_train_tensor *e = &t->tensors[i];
+        if (e->frozen) continue;
+        const float *gr = t->grads + e->offset;
+        for (size_t j = 0; j < e->numel; j++) s += (double)gr[j] * gr[j];
+    }
+    return sqrt(s);
+}
+
+void pt_trainer_scale_grads(pt_trainer *t, float s) {
+    for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= s;
+}
+
+void pt_trainer_adamw_step(pt_trainer *t, float lr) {
+    t->adam_t++;
+    const float b1 = t->o.beta1, b2 = t->o.beta2, eps = t->o.eps, wd = t->o.weight_decay;
+    /* torch.optim.AdamW (single-tensor path): step_size = lr / bc1, denom = sqrt(v)/sqrt(bc2) + eps */
+    const double bc1 = 1.0 - pow(b1, (double)t->adam_t), bc2 = 1.0 - pow(b2, (double)t->adam_t);
+    const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    for (size_t i = 0; i < t->n_tensors; i++) {
+        const pt_train_tensor *e = &t->tensors[i];
+        if (e->frozen) continue;
+        float *p = t->params + e->offset, *g = t->grads + e->offset, *m = t->m + e->offset, *v = t->v + e->offset;
+        const float decay = e->decay ? 1.f - lr * wd : 1.f;
+        for (size_t j = 0; j < e->numel; j++) {
+            p[j] *= decay;
+            m[j] = b1 * m[j] + (1.f - b1) * g[j];
+            v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
+            p[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
+        }
+    }
+}
+
+float pt_lr_schedule(int64_t step, int64_t warmup, int64_t total, float lr, float min_lr) {
+    if (step < warmup) return lr * (float)(step + 1) / (float)warmup;
+    int64_t span = total - warmup;
+    if (span <= 0) return lr;
+    double prog = (double)(step - warmup) / (double)span;
+    if (prog > 1) prog = 1;
+    return (float)(min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(M_PI * prog)));
+}
+
+/* ---- save / load ----------------------------------------------------------------------- */
+
+int pt_trainer_save_weights(const pt_trainer *t, const char *path, pt_err *err) {
+    pt_tensor *ts = calloc(t->n_tensors, sizeof *ts);
+    if (!ts) return pt_errf(err, PT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->n_tensors; i++) {
+        const pt_train_tensor *e = &t->tensors[i];
+        ts[i].name = (char *)e->name;
+        ts[i].dtype = PT_F32;
+        ts[i].ndim = e->ndim;
+        ts[i].shape[0] = e->shape[0], ts[i].shape[1] = e->shape[1];
+        ts[i].data = t->params + e->offset;
+        ts[i].nbytes = e->numel * sizeof(float);
+    }
+    json_t *meta = json_pack("{ss}", "format", "pt");
+    int rc = pt_safetensors_write(path, ts, t->n_tensors, meta, err);
+    json_decref(meta);
+    free(ts);
+    return rc;
+}
+
+int pt_trainer_load_weights(pt_trainer *t, const char *path, pt_err *err) {
+    pt_tensors ts;
+    pt_tensors_init(&ts);
+    size_t len = strlen(path);
+    int rc = len > 12 && !strcmp(path + len - 12, ".safetensors") ? pt_safetensors_read(path, &ts, err)
+                                                                   : pt_hf_read_weights(path, &ts, err);
+    for (size_t i = 0; !rc && i < t->n_tensors; i++) {
+        const pt_train_tensor *e = &t->tensors[i];
+        const pt_tensor *x = pt_tensors_find(&ts, e->name);
+        if (!x && t->c.arch == PT_ARCH_GPT2) {
+            char n[128];
+            snprintf(n, sizeof n, "transformer.%s", e->name);
+            x = pt_tensors_find(&ts, n);
+        }
+        if (!x) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: missing tensor '%s'", path, e->name);
+            break;
+        }
+        int shape_ok = x->ndim == e->ndim && x->shape[0] == e->shape[0] && (e->ndim == 1 || x->shape[1] == e->shape[1]);
+        if (!shape_ok) {
+            rc = pt_errf(err, PT_EFORMAT, "%s: tensor '%s' has the wrong shape (expected [%lld%s%lld])", path, e->name,
+                         (long long)e->shape[0], e->ndim == 2 ? ", " : "", e->ndim == 2 ? (long long)e->shape[1] : 0LL);
+            if (e->ndim == 1) snprintf(err->msg, sizeof err->msg, "%s: tensor '%s' has the wrong shape (expected [%lld])",
+                                       path, e->name, (long long)e->shape[0]);
+            break;
+        }
+        if (x->dtype != PT_F32 && x->dtype != PT_F16 && x->dtype != PT_BF16) {
+            rc = pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 can be trained)", path,
+                         e->name, pt_dtype_name(x->dtype));
+            break;
+        }
+        pt_to_f32(x->dtype, x->data, t->params + e->offset, e->numel);
+    }
+    pt_tensors_free(&ts);
+    return rc;
+}
