@@ -41,6 +41,7 @@ typedef struct tr_pair {
 
 typedef struct tr_heap_e {
     int64_t cnt;
+    int32_t a, b; /* the pair's tokens, here so that ties do not chase tr->pairs */
     int32_t p;
 } tr_heap_e;
 
@@ -451,16 +452,16 @@ static void pair_dec(pt_bpe_trainer *tr, int32_t a, int32_t b, int64_t w) {
 /* ---- heap: higher count first, then the smaller (left, right) ---- */
 
 static int heap_before(const pt_bpe_trainer *tr, const tr_heap_e *x, const tr_heap_e *y) {
+    (void)tr;
     if (x->cnt != y->cnt) return x->cnt > y->cnt;
-    const tr_pair *p = &tr->pairs[x->p], *q = &tr->pairs[y->p];
-    if (p->a != q->a) return p->a < q->a;
-    return p->b < q->b;
+    if (x->a != y->a) return x->a < y->a;
+    return x->b < y->b;
 }
 
 static int heap_push(pt_bpe_trainer *tr, int64_t cnt, int32_t p) {
     if (grow((void **)&tr->heap, &tr->hcap, tr->nheap + 1, sizeof *tr->heap)) return PT_ENOMEM;
     size_t i = tr->nheap++;
-    tr_heap_e e = {cnt, p};
+    tr_heap_e e = {cnt, tr->pairs[p].a, tr->pairs[p].b, p};
     while (i) {
         size_t up = (i - 1) / 2;
         if (!heap_before(tr, &e, &tr->heap[up])) break;
