@@ -81,7 +81,14 @@ int pt_sft_parse_line(const char *line, size_t len, const char *what, const pt_t
         goto out;
     }
     json_t *pr = json_object_get(o, "prompt"), *co = json_object_get(o, "completion"), *ms = json_object_get(o, "messages");
-    if (bos >= 0 && ex_push(&b, &bos, 1, 0)) goto oom;
+    if (bos >= 0) { /* the BOS only when the tokenizer adds one (as the server's prompts get it) */
+        int32_t *pre = NULL;
+        size_t np = 0;
+        if ((rc = pt_tokenizer_encode(tok, "", 0, 1, 0, &pre, &np, err))) goto out;
+        int bad = ex_push(&b, pre, np, 0);
+        free(pre);
+        if (bad) goto oom;
+    }
     if (ms) {
         if (!json_is_array(ms) || !json_array_size(ms)) {
             rc = pt_errf(err, PT_EFORMAT, "%s: $.messages must be a non-empty array", what);
