@@ -420,15 +420,41 @@ float *pt_trainer_lora_grads(pt_trainer *t) { return t->lg; }
 /* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
  * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
  * backward redraws the same mask instead of storing it. */
+static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld);
+
+/* Walks slot k's dropout mask in a fixed order (row by row), four 16-bit uniforms per PRNG
+ * word (p is quantised to 1/65536): fwd writes x·mask/(1-p) into out, bwd adds
+ * g·mask/(1-p) into out. The same walk in both redraws the same mask. */
+static void drop_walk(const pt_trainer *t, int k, const float *src, int lds, float *out, int ldo, int N, int in,
+                      int bwd) {
+    pt_rng r = t->lmask[k];
+    const float keep = 1.f / (1.f - t->lora_drop);
+    const uint32_t thr = (uint32_t)(t->lora_drop * 65536.0 + 0.5);
+    uint64_t bits = 0;
+    int left = 0;
+    for (int i = 0; i < N; i++) {
+        const float *sr = src + (size_t)i * lds;
+        float *o = out + (size_t)i * ldo;
+        for (int j = 0; j < in; j++) {
+            if (!left) bits = pt_rng_next(&r), left = 4;
+            uint32_t u = (uint32_t)(bits & 0xffff);
+            bits >>= 16, left--;
+            if (bwd) {
+                if (u >= thr) o[j] += sr[j] * keep;
+            } else {
+                o[j] = u >= thr ? sr[j] * keep : 0.f;
+            }
+        }
+    }
+}
+
+/* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
+ * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * backward redraws the same mask instead of storing it. */
 static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld) {
     *ld = ldx;
     if (!t->lora_train || t->lora_drop <= 0) return x;
-    pt_rng r = t->lmask[k];
-    const float keep = 1.f / (1.f - t->lora_drop);
-    const uint64_t thr = (uint64_t)((double)t->lora_drop * 18446744073709551616.0);
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < in; j++)
-            t->lx[(size_t)i * in + j] = pt_rng_next(&r) < thr ? 0.f : x[(size_t)i * ldx + j] * keep;
+    drop_walk(t, k, x, ldx, t->lx, in, N, in, 0);
     *ld = in;
     return t->lx;
 }
@@ -473,15 +499,10 @@ static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, co
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx);
         return;
     }
-    /* dx += (du A) ⊙ mask/(1-p): xin (= lx) holds x·mask/(1-p); redraw the mask instead */
+    /* dx += (du A) ⊙ mask/(1-p), the mask redrawn */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 0.f, t->ldx,
                 m->in);
-    pt_rng rg = t->lmask[k];
-    const float keep = 1.f / (1.f - t->lora_drop);
-    const uint64_t thr = (uint64_t)((double)t->lora_drop * 18446744073709551616.0);
-    for (int i = 0; i < N; i++)
-        for (int j = 0; j < m->in; j++)
-            if (pt_rng_next(&rg) >= thr) dx[(size_t)i * lddx + j] += t->ldx[(size_t)i * m->in + j] * keep;
+    drop_walk(t, k, t->ldx, m->in, dx, lddx, N, m->in, 1);
 }
 
 /* The gradient of parameter p, or NULL when its tensor is frozen (or p is NULL). */
