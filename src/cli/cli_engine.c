@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli_engine.h"
+#include "engine/lora.h"
 #include "engine/tokenizer.h"
 #include "common/json.h"
 
@@ -69,6 +70,19 @@ int cli_encode_prompt(const pt_engine *e, const char *text, int32_t **ids, size_
         return pt_errf(err, PT_EINVAL, "the prompt encodes to no tokens");
     }
     return PT_OK;
+}
+
+int cli_lora_option(pt_engine *e, const char *spec, pt_lora **out, pt_err *err) {
+    *out = NULL;
+    if (!spec) return PT_OK;
+    char *path;
+    float scale;
+    int rc = pt_lora_parse_spec(spec, &path, &scale, err);
+    if (rc) return rc;
+    rc = pt_lora_load(path, pt_engine_config(e), out, err);
+    free(path);
+    if (!rc) pt_engine_set_default_lora(e, *out, scale);
+    return rc;
 }
 
 int cli_is_hook_option(const char *o) {

@@ -26,6 +26,13 @@ int cli_hook_option(pt_hooks *h, const char *opt, const char *arg, pt_err *err);
 /* 1 if opt is one of the options above. */
 int cli_is_hook_option(const char *opt);
 
+/* --lora DIR[:SCALE]: loads the adapter (PEFT directory or LoRA GGUF) for e's model and makes
+ * it the adapter of every sequence created afterwards. *out is the caller's (pt_lora_free
+ * after the engine's last forward). spec NULL: nothing. */
+struct pt_lora;
+int cli_lora_option(pt_engine *e, const char *spec, struct pt_lora **out, pt_err *err);
+#define CLI_LORA_HELP "  --lora DIR[:SCALE]   apply a LoRA adapter (PEFT dir or LoRA GGUF), scale default 1\n"
+
 #define CLI_HOOK_OPTIONS_HELP                                                                     \
     "  --add NAME=FILE.safetensors[:SCALE]  add a steering vector/tensor to hook NAME (scale 1)\n" \
     "  --set NAME=FILE.safetensors   replace hook NAME's activation (patching)\n"                  \

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_engine.h"
+#include "engine/lora.h"
 #include "engine/sample.h"
 #include "common/buf.h"
 #include "common/util.h"
@@ -16,6 +17,7 @@ const char cmd_generate_summary[] = "generate tokens from a prompt (with optiona
 static void usage(void) {
     printf("usage: parity generate -m MODEL (--prompt TEXT | --tokens 1,2,3) [--max-tokens N]\n"
            "                       [sampling options] [--add ...] [--set ...] [--ablate ...] [--json]\n\n"
+           CLI_LORA_HELP "\n"
            "Prefills the prompt, then decodes with the KV cache until --max-tokens, an end-of-sequence\n"
            "token or a --stop string. Greedy by default (temperature 0); with a temperature the draws are\n"
            "deterministic for a --seed. Interventions apply to the prompt and to every generated\n"
@@ -38,6 +40,7 @@ static void usage(void) {
 }
 
 int cmd_generate(int argc, char **argv) {
+    const char *lora_spec = NULL;
     if (cli_wants_help(argc, argv)) {
         usage();
         return 0;
@@ -66,6 +69,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(o, "--tokens")) tokens = v;
         else if (!strcmp(o, "--max-tokens")) max_tokens = atoi(v);
         else if (!strcmp(o, "--threads")) threads = atoi(v);
+        else if (!strcmp(o, "--lora")) lora_spec = v;
         else if (!strcmp(o, "--stop")) {
             if (n_stops == 4) return cli_usage_error("generate", "at most 4 --stop strings");
             stops[n_stops++] = v;
@@ -101,7 +105,9 @@ int cmd_generate(int argc, char **argv) {
     float *lg = NULL, *lps = NULL;
     size_t n_ids = 0;
     int n_gen = 0;
+    pt_lora *lora = NULL;
     int rc = pt_engine_open(model, threads, &e, &err);
+    if (!rc) rc = cli_lora_option(e, lora_spec, &lora, &err);
     if (!rc) rc = tokens ? cli_parse_tokens(tokens, &ids, &n_ids, &err) : cli_encode_prompt(e, prompt, &ids, &n_ids, &err);
     if (!rc) rc = pt_hooks_new(pt_engine_config(e), &h, &err);
     for (int i = 1; !rc && i + 1 < argc; i++)
@@ -187,5 +193,6 @@ int cmd_generate(int argc, char **argv) {
     pt_seq_free(s);
     pt_hooks_free(h);
     pt_engine_free(e);
+    pt_lora_free(lora);
     return rc ? cli_fail(&err) : 0;
 }

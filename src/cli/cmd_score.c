@@ -6,12 +6,14 @@
 
 #include "cli/cli.h"
 #include "cli/cli_engine.h"
+#include "engine/lora.h"
 #include "engine/sample.h"
 
 const char cmd_score_summary[] = "per-token log-probabilities of a text";
 
 static void usage(void) {
     printf("usage: parity score -m MODEL (--text TEXT | --tokens 1,2,3) [--json] [--threads N]\n\n"
+           CLI_LORA_HELP "\n"
            "Runs the tokens through the model in one prefill and prints, for every token after the\n"
            "first, its log-probability given the ones before (natural log, from the full\n"
            "log-softmax over the vocabulary), then the total and the perplexity.\n\n"
@@ -21,6 +23,7 @@ static void usage(void) {
 }
 
 int cmd_score(int argc, char **argv) {
+    const char *lora_spec = NULL;
     if (cli_wants_help(argc, argv)) {
         usage();
         return 0;
@@ -39,6 +42,7 @@ int cmd_score(int argc, char **argv) {
         else if (!strcmp(o, "--text")) text = v;
         else if (!strcmp(o, "--tokens")) tokens = v;
         else if (!strcmp(o, "--threads")) threads = atoi(v);
+        else if (!strcmp(o, "--lora")) lora_spec = v;
         else return cli_usage_error("score", "unknown option '%s'", o);
     }
     if (!model) return cli_usage_error("score", "-m MODEL is required");
@@ -50,7 +54,9 @@ int cmd_score(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n = 0;
     float *lg = NULL;
+    pt_lora *lora = NULL;
     int rc = pt_engine_open(model, threads, &e, &err);
+    if (!rc) rc = cli_lora_option(e, lora_spec, &lora, &err);
     if (!rc) rc = tokens ? cli_parse_tokens(tokens, &ids, &n, &err) : cli_encode_prompt(e, text, &ids, &n, &err);
     size_t V = e ? (size_t)pt_engine_config(e)->vocab_size : 0;
     if (!rc && !(s = pt_seq_new(e, 0))) rc = pt_errf(&err, PT_ENOMEM, "out of memory");
@@ -79,5 +85,6 @@ int cmd_score(int argc, char **argv) {
     free(ids), free(lg);
     pt_seq_free(s);
     pt_engine_free(e);
+    pt_lora_free(lora);
     return rc ? cli_fail(&err) : 0;
 }

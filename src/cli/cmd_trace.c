@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_engine.h"
+#include "engine/lora.h"
 
 const char cmd_trace_summary[] = "run a prompt and save hook activations (with interventions)";
 
@@ -13,6 +14,7 @@ static void usage(void) {
     printf("usage: parity trace -m MODEL (--prompt TEXT | --tokens 1,2,3) --read NAME [--read NAME ...]\n"
            "                    [--add NAME=FILE.safetensors[:SCALE]] [--set NAME=FILE.safetensors]\n"
            "                    [--ablate NAME[:mean]] [--spec interventions.json] -o OUT.safetensors\n\n"
+           CLI_LORA_HELP "\n"
            "Runs one forward pass over the prompt and writes each read hook as an F32 tensor named by\n"
            "its hook name: [positions, ...] (q/k/v/z: [positions, heads, head_dim]; attn.hook_pattern:\n"
            "[heads, positions, positions]; logits: [positions, vocab]). Interventions apply before\n"
@@ -34,6 +36,7 @@ static void usage(void) {
 }
 
 int cmd_trace(int argc, char **argv) {
+    const char *lora_spec = NULL;
     if (cli_wants_help(argc, argv)) {
         usage();
         return 0;
@@ -50,6 +53,7 @@ int cmd_trace(int argc, char **argv) {
         else if (!strcmp(o, "-o") || !strcmp(o, "--output")) out = v;
         else if (!strcmp(o, "--positions")) positions = v;
         else if (!strcmp(o, "--threads")) threads = atoi(v);
+        else if (!strcmp(o, "--lora")) lora_spec = v;
         else if (!strcmp(o, "--read")) {
             n_reads++;
             if (!strcmp(v, "all")) read_all = 1;
@@ -67,7 +71,9 @@ int cmd_trace(int argc, char **argv) {
     size_t n_ids = 0, n_pos = 0;
     pt_tensor *ts = NULL;
     size_t n_ts = 0;
+    pt_lora *lora = NULL;
     int rc = pt_engine_open(model, threads, &e, &err);
+    if (!rc) rc = cli_lora_option(e, lora_spec, &lora, &err);
     if (!rc) rc = tokens ? cli_parse_tokens(tokens, &ids, &n_ids, &err) : cli_encode_prompt(e, prompt, &ids, &n_ids, &err);
     if (!rc && positions) rc = cli_parse_positions(positions, &pos, &n_pos, &err);
     if (!rc) rc = pt_hooks_new(pt_engine_config(e), &h, &err);
@@ -141,5 +147,6 @@ int cmd_trace(int argc, char **argv) {
     pt_seq_free(s);
     pt_hooks_free(h);
     pt_engine_free(e);
+    pt_lora_free(lora);
     return rc ? cli_fail(&err) : 0;
 }

@@ -47,6 +47,8 @@ typedef struct pt_seq {
     float **k, **v;     /* [n_layers] each (cap, n_kv_heads*head_dim), owned */
     pt_hooks *hooks;    /* borrowed, may be NULL */
     int n_layers, kv_dim;
+    const struct pt_lora *lora; /* borrowed, may be NULL: the adapter this sequence runs with */
+    float lora_scale;   /* effective scale: alpha / r × the user's scale */
 } pt_seq;
 
 /* A new empty sequence; max_ctx <= 0 means the model's context length. NULL on OOM. The KV
@@ -59,6 +61,15 @@ void pt_seq_reset(pt_seq *s);
 void pt_seq_truncate(pt_seq *s, int n);
 /* Attaches a hook set (borrowed; NULL detaches). */
 void pt_seq_set_hooks(pt_seq *s, pt_hooks *h);
+/* Attaches a LoRA adapter (lora.h; borrowed, must outlive the sequence's steps; NULL
+ * detaches) with a user scale: each adapted projection of this sequence's rows adds
+ * (alpha/r × scale)·(x·Aᵀ)·Bᵀ. Sequences in one batch may carry different adapters. The
+ * adapter must have been loaded for this model's config. */
+void pt_seq_set_lora(pt_seq *s, const struct pt_lora *lora, float scale);
+/* An adapter every sequence created afterwards starts with (pt_seq_new), e.g. from
+ * `--lora DIR[:SCALE]`. Borrowed; NULL: none. */
+void pt_engine_set_default_lora(pt_engine *e, const struct pt_lora *lora, float scale);
+
 /* Bytes of KV cache one position takes. */
 size_t pt_seq_bytes_per_pos(const pt_engine *e);
 

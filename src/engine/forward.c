@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/lora.h"
 
 /* Run state: scratch activations for T stacked tokens, grown on demand. */
 typedef struct run_state {
@@ -32,6 +33,10 @@ struct pt_engine {
     pt_model *m;
     pt_backend *b;
     run_state rs;
+    const pt_lora *def_lora; /* borrowed: the adapter new sequences start with */
+    float def_lora_scale;
+    float *lora_u, *lora_d;  /* owned scratch: (rows, r) and (rows, out) */
+    size_t lora_u_cap, lora_d_cap;
 };
 
 int pt_engine_new(pt_model *m, pt_backend *b, pt_engine **out, pt_err *err) {
@@ -70,6 +75,8 @@ static void rs_free(run_state *rs) {
 void pt_engine_free(pt_engine *e) {
     if (!e) return;
     rs_free(&e->rs);
+    free(e->lora_u);
+    free(e->lora_d);
     pt_model_free(e->m);
     pt_backend_free(e->b);
     free(e);
@@ -119,6 +126,7 @@ pt_seq *pt_seq_new(pt_engine *e, int max_ctx) {
     if (!s) return NULL;
     s->max_ctx = max_ctx <= 0 || max_ctx > c->max_pos ? c->max_pos : max_ctx;
     s->n_layers = c->n_layers;
+    if (e->def_lora) pt_seq_set_lora(s, e->def_lora, e->def_lora_scale);
     s->kv_dim = c->n_kv_heads * c->head_dim;
     s->k = calloc((size_t)c->n_layers, sizeof *s->k);
     s->v = calloc((size_t)c->n_layers, sizeof *s->v);
@@ -143,6 +151,14 @@ void pt_seq_truncate(pt_seq *s, int n) {
     if (n >= 0 && n < s->pos) s->pos = n;
 }
 void pt_seq_set_hooks(pt_seq *s, pt_hooks *h) { s->hooks = h; }
+void pt_seq_set_lora(pt_seq *s, const pt_lora *lora, float scale) {
+    s->lora = lora;
+    s->lora_scale = lora ? pt_lora_scaling(lora) * scale : 0.f;
+}
+void pt_engine_set_default_lora(pt_engine *e, const pt_lora *lora, float scale) {
+    e->def_lora = lora;
+    e->def_lora_scale = scale;
+}
 
 static int seq_reserve(pt_seq *s, int need, pt_err *err) {
     if (need <= s->cap) return PT_OK;
@@ -180,12 +196,44 @@ static int hook_site(batch *bt, int site, float *buf, size_t width, pt_err *err)
     return PT_OK;
 }
 
-/* One projection: out (T, w.n) = x (T, w.k) @ Wᵀ + b.
- * LoRA goes here: for an adapter on this (layer, proj), add scale · (x Aᵀ) Bᵀ to out, with
- * A (r, w.k) and B (w.n, r) — two small matmuls through the same backend->matmul. */
-static int proj(pt_engine *e, int layer, pt_proj p, float *out, const float *x, int T) {
+static int grow(float **p, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    float *q = realloc(*p, need * sizeof(float));
+    if (!q) return -1;
+    *p = q, *cap = need;
+    return 0;
+}
+
+/* One projection: out (T, w.n) = x (T, w.k) @ Wᵀ + b, then for each step whose sequence
+ * carries an adapter on this (layer, proj), its rows get scale · (x Aᵀ) Bᵀ added, with
+ * A (r, w.k) and B (w.n, r): two small matmuls through the backend (u = x Aᵀ (rows, r),
+ * d = u Bᵀ (rows, w.n)). Consecutive steps with the same adapter and scale share one pair. */
+static int proj(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out, const float *x, int T) {
     const pt_layer_weights *l = &e->m->w.layers[layer];
-    return e->b->matmul(e->b, out, x, T, &l->proj[p], l->bias[p]);
+    int rc = e->b->matmul(e->b, out, x, T, &l->proj[p], l->bias[p]);
+    if (rc) return rc;
+    const size_t n_out = (size_t)l->proj[p].n, n_in = (size_t)l->proj[p].k;
+    for (int i = 0; i < bt->n;) {
+        const pt_seq *s = bt->steps[i].seq;
+        const pt_lora_mat *m = s->lora ? &s->lora->m[layer * PT_PROJ_COUNT + p] : NULL;
+        int j = i + 1;
+        if (!m || !m->A) {
+            i = j;
+            continue;
+        }
+        while (j < bt->n && bt->steps[j].seq->lora == s->lora && bt->steps[j].seq->lora_scale == s->lora_scale) j++;
+        int rows = bt->row0[j - 1] + bt->steps[j - 1].n_tokens - bt->row0[i], r = s->lora->rank;
+        if (grow(&e->lora_u, &e->lora_u_cap, (size_t)rows * r) || grow(&e->lora_d, &e->lora_d_cap, (size_t)rows * n_out))
+            return PT_ENOMEM;
+        const float *xi = x + (size_t)bt->row0[i] * n_in;
+        float *oi = out + (size_t)bt->row0[i] * n_out;
+        e->b->sgemm_nt(e->b, e->lora_u, xi, m->A, rows, r, (int)n_in);
+        e->b->sgemm_nt(e->b, e->lora_d, e->lora_u, m->B, rows, (int)n_out, r);
+        const float sc = s->lora_scale;
+        for (size_t k = 0; k < (size_t)rows * n_out; k++) oi[k] += sc * e->lora_d[k];
+        i = j;
+    }
+    return PT_OK;
 }
 
 static float gelu_tanh(float x) {
@@ -252,9 +300,9 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         /* Attention. */
         if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, lw->ln1_w, T, (int)d, c->norm_eps);
         else b->layernorm(b, rs->xn, rs->x, lw->ln1_w, lw->ln1_b, T, (int)d, c->norm_eps);
-        if ((rc = proj(e, L, PT_PROJ_Q, rs->q, rs->xn, T))) goto oom;
-        if ((rc = proj(e, L, PT_PROJ_K, rs->k, rs->xn, T))) goto oom;
-        if ((rc = proj(e, L, PT_PROJ_V, rs->v, rs->xn, T))) goto oom;
+        if ((rc = proj(e, &bt, L, PT_PROJ_Q, rs->q, rs->xn, T))) goto oom;
+        if ((rc = proj(e, &bt, L, PT_PROJ_K, rs->k, rs->xn, T))) goto oom;
+        if ((rc = proj(e, &bt, L, PT_PROJ_V, rs->v, rs->xn, T))) goto oom;
         HOOK(PT_HOOK_Q, L, rs->q, qd);
         HOOK(PT_HOOK_K, L, rs->k, kvd);
         HOOK(PT_HOOK_V, L, rs->v, kvd);
@@ -288,15 +336,15 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             if (want_pat && (rc = pt_hooks_record_pattern(s->hooks, site_pat, rs->pattern, tq, p0, err))) goto out;
         }
         HOOK(PT_HOOK_Z, L, rs->z, qd);
-        if ((rc = proj(e, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
+        if ((rc = proj(e, &bt, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
         HOOK(PT_HOOK_ATTN_OUT, L, rs->o, d);
         for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
         HOOK(PT_HOOK_RESID_MID, L, rs->x, d);
         /* MLP. */
         if (c->arch == PT_ARCH_LLAMA) {
             b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
-            if ((rc = proj(e, L, PT_PROJ_GATE, rs->h1, rs->xn, T))) goto oom;
-            if ((rc = proj(e, L, PT_PROJ_UP, rs->h2, rs->xn, T))) goto oom;
+            if ((rc = proj(e, &bt, L, PT_PROJ_GATE, rs->h1, rs->xn, T))) goto oom;
+            if ((rc = proj(e, &bt, L, PT_PROJ_UP, rs->h2, rs->xn, T))) goto oom;
             HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
             for (size_t i = 0; i < (size_t)T * F; i++) {
                 float g = rs->h1[i];
@@ -304,12 +352,12 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             }
         } else {
             b->layernorm(b, rs->xn, rs->x, lw->ln2_w, lw->ln2_b, T, (int)d, c->norm_eps);
-            if ((rc = proj(e, L, PT_PROJ_UP, rs->h1, rs->xn, T))) goto oom;
+            if ((rc = proj(e, &bt, L, PT_PROJ_UP, rs->h1, rs->xn, T))) goto oom;
             HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
             for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]);
         }
         HOOK(PT_HOOK_MLP_POST, L, rs->h1, F);
-        if ((rc = proj(e, L, PT_PROJ_DOWN, rs->o, rs->h1, T))) goto oom;
+        if ((rc = proj(e, &bt, L, PT_PROJ_DOWN, rs->o, rs->h1, T))) goto oom;
         HOOK(PT_HOOK_MLP_OUT, L, rs->o, d);
         for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
         HOOK(PT_HOOK_RESID_POST, L, rs->x, d);

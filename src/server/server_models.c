@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "engine/chat.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "engine/engine.h"
@@ -960,9 +961,9 @@ static int chat_prompt(gen_job *j, json_t *messages, int32_t **toks, int *n, con
             }
             break;
         case T_PLAIN:
-            ENC(!strcmp(role, "system") ? "System: " : !strcmp(role, "user") ? "User: " : "Assistant: ", 0);
+            ENC(pt_chat_plain_prefix(role), 0);
             ENC(t, 0);
-            ENC("\n\n", 0);
+            ENC(PT_CHAT_PLAIN_SEP, 0);
             break;
         }
     }
@@ -978,8 +979,8 @@ static int chat_prompt(gen_job *j, json_t *messages, int32_t **toks, int *n, con
         break;
     case T_LLAMA2: break;
     case T_PLAIN:
-        ENC("Assistant:", 0);
-        if (j->n_stops < MAX_STOPS) j->stops[j->n_stops++] = strdup("\n\nUser:");
+        ENC(PT_CHAT_PLAIN_GEN, 0);
+        if (j->n_stops < MAX_STOPS) j->stops[j->n_stops++] = strdup(PT_CHAT_PLAIN_STOP);
         break;
     }
 #undef ENC

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/lora.h"
 #include "engine/modelfile.h"
 #include "engine/tensor.h"
 #include "train/train.h"
@@ -78,6 +79,15 @@ struct pt_trainer {
     acts a;
     int64_t adam_t;
     int last_B, last_T;
+    /* LoRA (pt_trainer_attach_lora): the adapter is borrowed and trained in place. */
+    pt_lora *lora;
+    float lora_drop;        /* dropout probability on the adapter's input */
+    pt_rng lora_rng;        /* draws the dropout masks */
+    float *lg, *lm, *lv;    /* owned: (lora->n_params) gradients, Adam m, v, the adapter's layout */
+    float *lu;              /* owned: [n_layers * PT_PROJ_COUNT] slots of (B*T, r): x·Aᵀ saved */
+    pt_rng *lmask;          /* owned: per slot, the PRNG state its dropout mask was drawn from */
+    float *lx, *ldu, *ldx;  /* owned scratch: (B*T, max_in), (B*T, r), (B*T, max_in) */
+    int lora_train;         /* the running forward is a training one (dropout on) */
 };
 
 /* Builds the tensor table; with base != NULL also points p (and g with gbase) into it. */
@@ -329,6 +339,7 @@ void pt_trainer_free(pt_trainer *t) {
     if (!t) return;
     free(t->tensors), free(t->params), free(t->grads), free(t->m), free(t->v);
     free(t->act_block), free(t->act_ptrs), free(t->p.layers), free(t->g.layers);
+    free(t->lg), free(t->lm), free(t->lv), free(t->lu), free(t->lmask), free(t->lx), free(t->ldu), free(t->ldx);
     free(t);
 }
 
@@ -364,7 +375,135 @@ size_t pt_trainer_freeze(pt_trainer *t, const char *substr, int frozen) {
     return n;
 }
 
-void pt_trainer_zero_grad(pt_trainer *t) { memset(t->grads, 0, t->n_params * sizeof(float)); }
+void pt_trainer_zero_grad(pt_trainer *t) {
+    /* With an adapter every base tensor is frozen and its gradient is never written. */
+    if (!t->lora) memset(t->grads, 0, t->n_params * sizeof(float));
+    else memset(t->lg, 0, t->lora->n_params * sizeof(float));
+}
+
+/* ---- LoRA ------------------------------------------------------------------------------ */
+
+int pt_trainer_attach_lora(pt_trainer *t, pt_lora *lora, float dropout, uint64_t seed, pt_err *err) {
+    const pt_config *c = &t->c;
+    if (t->lora) return pt_errf(err, PT_EINVAL, "the trainer already has an adapter");
+    if (c->arch != PT_ARCH_LLAMA) return pt_errf(err, PT_EUNSUPPORTED, "LoRA needs a Llama-architecture model");
+    if (lora->n_layers != c->n_layers) return pt_errf(err, PT_EINVAL, "the adapter does not fit the model");
+    if (!(dropout >= 0 && dropout < 1)) return pt_errf(err, PT_EINVAL, "LoRA dropout must be in [0, 1)");
+    size_t N = (size_t)t->o.max_batch * t->o.max_seq, r = (size_t)lora->rank, slots = (size_t)c->n_layers * PT_PROJ_COUNT;
+    size_t max_in = (size_t)c->d_model;
+    if ((size_t)c->d_ff > max_in) max_in = (size_t)c->d_ff;
+    if ((size_t)c->n_heads * c->head_dim > max_in) max_in = (size_t)c->n_heads * c->head_dim;
+    size_t np = lora->n_params ? lora->n_params : 1;
+    t->lg = calloc(np, sizeof(float)), t->lm = calloc(np, sizeof(float)), t->lv = calloc(np, sizeof(float));
+    t->lu = malloc(slots * N * r * sizeof(float));
+    t->lmask = calloc(slots, sizeof *t->lmask);
+    t->lx = malloc(N * max_in * sizeof(float));
+    t->ldu = malloc(N * r * sizeof(float));
+    t->ldx = malloc(N * max_in * sizeof(float));
+    if (!t->lg || !t->lm || !t->lv || !t->lu || !t->lmask || !t->lx || !t->ldu || !t->ldx) {
+        free(t->lg), free(t->lm), free(t->lv), free(t->lu), free(t->lmask), free(t->lx), free(t->ldu), free(t->ldx);
+        t->lg = t->lm = t->lv = t->lu = t->lx = t->ldu = t->ldx = NULL;
+        t->lmask = NULL;
+        return pt_errf(err, PT_ENOMEM, "out of memory for the LoRA state");
+    }
+    pt_rng_seed(&t->lora_rng, seed);
+    t->lora = lora;
+    t->lora_drop = dropout;
+    pt_trainer_freeze(t, NULL, 1);
+    t->adam_t = 0;
+    return PT_OK;
+}
+
+pt_lora *pt_trainer_lora(const pt_trainer *t) { return t->lora; }
+float *pt_trainer_lora_grads(pt_trainer *t) { return t->lg; }
+
+/* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
+ * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * backward redraws the same mask instead of storing it. */
+static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld);
+
+/* Walks slot k's dropout mask in a fixed order (row by row), four 16-bit uniforms per PRNG
+ * word (p is quantised to 1/65536): fwd writes x·mask/(1-p) into out, bwd adds
+ * g·mask/(1-p) into out. The same walk in both redraws the same mask. */
+static void drop_walk(const pt_trainer *t, int k, const float *src, int lds, float *out, int ldo, int N, int in,
+                      int bwd) {
+    pt_rng r = t->lmask[k];
+    const float keep = 1.f / (1.f - t->lora_drop);
+    const uint32_t thr = (uint32_t)(t->lora_drop * 65536.0 + 0.5);
+    uint64_t bits = 0;
+    int left = 0;
+    for (int i = 0; i < N; i++) {
+        const float *sr = src + (size_t)i * lds;
+        float *o = out + (size_t)i * ldo;
+        for (int j = 0; j < in; j++) {
+            if (!left) bits = pt_rng_next(&r), left = 4;
+            uint32_t u = (uint32_t)(bits & 0xffff);
+            bits >>= 16, left--;
+            if (bwd) {
+                if (u >= thr) o[j] += sr[j] * keep;
+            } else {
+                o[j] = u >= thr ? sr[j] * keep : 0.f;
+            }
+        }
+    }
+}
+
+/* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
+ * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * backward redraws the same mask instead of storing it. */
+static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld) {
+    *ld = ldx;
+    if (!t->lora_train || t->lora_drop <= 0) return x;
+    drop_walk(t, k, x, ldx, t->lx, in, N, in, 0);
+    *ld = in;
+    return t->lx;
+}
+
+/* out (N, out) [ldo] += s · (x Aᵀ) Bᵀ for the adapter on (layer l, projection p), saving
+ * u = x Aᵀ (N, r) for the backward. */
+static void lora_fwd(pt_trainer *t, int l, int p, float *out, int ldo, const float *x, int ldx, int N) {
+    if (!t->lora) return;
+    const pt_lora_mat *m = &t->lora->m[l * PT_PROJ_COUNT + p];
+    if (!m->A) return;
+    const int r = t->lora->rank, k = l * PT_PROJ_COUNT + p;
+    const size_t Nmax = (size_t)t->o.max_batch * t->o.max_seq;
+    float *u = t->lu + (size_t)k * Nmax * r;
+    if (t->lora_train && t->lora_drop > 0) {
+        pt_rng_seed(&t->lmask[k], pt_rng_next(&t->lora_rng)); /* this mask's own stream */
+    }
+    int ld;
+    const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, m->in, 1.f, xin, ld, m->A, m->in, 0.f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, m->out, r, pt_lora_scaling(t->lora), u, r, m->B, r, 1.f,
+                out, ldo);
+}
+
+/* The backward of lora_fwd: gB += s·doutᵀ u, du = s·dout B, gA += duᵀ x', dx += du A
+ * (through the dropout mask). */
+static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, const float *x, int ldx, float *dx,
+                     int lddx, int N) {
+    if (!t->lora) return;
+    const pt_lora_mat *m = &t->lora->m[l * PT_PROJ_COUNT + p];
+    if (!m->A) return;
+    const int r = t->lora->rank, k = l * PT_PROJ_COUNT + p;
+    const float s = pt_lora_scaling(t->lora);
+    const size_t Nmax = (size_t)t->o.max_batch * t->o.max_seq;
+    const float *u = t->lu + (size_t)k * Nmax * r;
+    float *gA = t->lg + (m->A - t->lora->block), *gB = t->lg + (m->B - t->lora->block);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m->out, r, N, s, dout, ldd, u, r, 1.f, gB, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, m->out, s, dout, ldd, m->B, r, 0.f, t->ldu, r);
+    int ld;
+    const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, m->in, N, 1.f, t->ldu, r, xin, ld, 1.f, gA, m->in);
+    if (!t->lora_train || t->lora_drop <= 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx);
+        return;
+    }
+    /* dx += (du A) ⊙ mask/(1-p), the mask redrawn */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 0.f, t->ldx,
+                m->in);
+    drop_walk(t, k, t->ldx, m->in, dx, lddx, N, m->in, 1);
+}
 
 /* The gradient of parameter p, or NULL when its tensor is frozen (or p is NULL). */
 static float *gradof(pt_trainer *t, const float *p) {
@@ -734,6 +873,7 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
     const pt_train_params *p = &t->p;
     const float scale = 1.f / sqrtf((float)hd);
     t->last_B = B, t->last_T = T;
+    t->lora_train = backward != 0;
 
     /* Embeddings. */
     for (int r = 0; r < N; r++) {
@@ -753,6 +893,9 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
             mm_fwd(qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
             mm_fwd(qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
             mm_fwd(qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
+            lora_fwd(t, l, PT_PROJ_Q, qkv, qkvd, a->ln1[l], d, N);
+            lora_fwd(t, l, PT_PROJ_K, qkv + qd, qkvd, a->ln1[l], d, N);
+            lora_fwd(t, l, PT_PROJ_V, qkv + qd + kvd, qkvd, a->ln1[l], d, N);
             rope_apply(qkv, qkvd, 0, N, T, H, hd, a->rope, 1);
             rope_apply(qkv, qkvd, qd, N, T, KV, hd, a->rope, 1);
         } else {
@@ -764,6 +907,7 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
         run_attention(t, attn_fwd_rows, &aj, B * H);
         /* o_proj, residual */
         mm_fwd(a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
+        lora_fwd(t, l, PT_PROJ_O, a->mid[l], d, a->z[l], qd, N);
         for (size_t i = 0; i < (size_t)N * d; i++) a->mid[l][i] += x[i];
         /* MLP */
         float *xo = a->res[l + 1];
@@ -771,6 +915,8 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
             rms_fwd(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
             mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
             mm_fwd(a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
+            lora_fwd(t, l, PT_PROJ_GATE, a->hpre[l], F, a->ln2[l], d, N);
+            lora_fwd(t, l, PT_PROJ_UP, a->hup[l], F, a->ln2[l], d, N);
             run_act(t, l, N, 0);
         } else {
             ln_fwd(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
@@ -778,6 +924,7 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
             run_act(t, l, N, 0);
         }
         mm_fwd(xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
+        lora_fwd(t, l, PT_PROJ_DOWN, xo, d, a->hact[l], F, N);
         for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += a->mid[l][i];
     }
     if (llama) rms_fwd(a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
@@ -810,10 +957,13 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
         const pt_train_layer *w = &p->layers[l];
         /* MLP: res[l+1] = mid + down(act(...)) ; dres is d res[l+1] */
         mm_bwd(a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
+        lora_bwd(t, l, PT_PROJ_DOWN, dres, d, a->hact[l], F, a->dh, F, N);
         if (llama) {
             run_act(t, l, N, 1);
             mm_bwd(dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
             mm_bwd(dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
+            lora_bwd(t, l, PT_PROJ_GATE, a->dh, F, a->ln2[l], d, dln, d, N);
+            lora_bwd(t, l, PT_PROJ_UP, a->dh2, F, a->ln2[l], d, dln, d, N);
             rms_bwd(dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
         } else {
             run_act(t, l, N, 1);
@@ -824,6 +974,7 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
         /* Attention: mid = res[l] + o_proj(z) ; dres is now d mid */
         att_job aj_b = {t, l, B, T, scale};
         mm_bwd(a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
+        lora_bwd(t, l, PT_PROJ_O, dres, d, a->z[l], qd, a->dz, qd, N);
         float *dqkv = a->dqkv;
         memset(dqkv, 0, (size_t)N * qkvd * sizeof(float));
         /* one task per (b, kv head): the query heads sharing a kv head accumulate dK, dV */
@@ -835,6 +986,9 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
             mm_bwd(dln, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
             mm_bwd(dln, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
                    d, 0);
+            lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dln, d, N);
+            lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dln, d, N);
+            lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dln, d, N);
             rms_bwd(dres, gradof(t, w->ln1_w), dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
         } else {
             mm_bwd(dln, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
@@ -868,11 +1022,14 @@ double pt_trainer_grad_norm(pt_trainer *t) {
         const float *gr = t->grads + e->offset;
         for (size_t j = 0; j < e->numel; j++) s += (double)gr[j] * gr[j];
     }
+    for (size_t j = 0; t->lora && j < t->lora->n_params; j++) s += (double)t->lg[j] * t->lg[j];
     return sqrt(s);
 }
 
 void pt_trainer_scale_grads(pt_trainer *t, float s) {
-    for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= s;
+    if (!t->lora)
+        for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= s;
+    for (size_t i = 0; t->lora && i < t->lora->n_params; i++) t->lg[i] *= s;
 }
 
 void pt_trainer_adamw_step(pt_trainer *t, float lr) {
@@ -887,6 +1044,16 @@ void pt_trainer_adamw_step(pt_trainer *t, float lr) {
         float *p = t->params + e->offset, *g = t->grads + e->offset, *m = t->m + e->offset, *v = t->v + e->offset;
         const float decay = e->decay ? 1.f - lr * wd : 1.f;
         for (size_t j = 0; j < e->numel; j++) {
+            p[j] *= decay;
+            m[j] = b1 * m[j] + (1.f - b1) * g[j];
+            v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
+            p[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
+        }
+    }
+    if (t->lora) { /* A and B are matrices: decayed like the base matrices */
+        float *p = t->lora->block, *g = t->lg, *m = t->lm, *v = t->lv;
+        const float decay = 1.f - lr * wd;
+        for (size_t j = 0; j < t->lora->n_params; j++) {
             p[j] *= decay;
             m[j] = b1 * m[j] + (1.f - b1) * g[j];
             v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];

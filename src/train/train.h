@@ -149,6 +149,22 @@ void pt_trainer_adamw_step(pt_trainer *t, float lr);
 int pt_trainer_save_weights(const pt_trainer *t, const char *path, pt_err *err);
 int pt_trainer_load_weights(pt_trainer *t, const char *path, pt_err *err);
 
+/* ---- LoRA ------------------------------------------------------------------------------ */
+
+struct pt_lora;
+/* Trains adapter lora (engine/lora.h; borrowed, updated in place, must outlive t) on the
+ * frozen base: every base tensor is frozen, the adapted projections compute
+ * W x + (alpha/r)·B A dropout(x) in the forward (dropout with probability `dropout` on the
+ * adapter's input in training forwards, i.e. backward != 0; masks from a PRNG seeded by
+ * seed), and pt_trainer_zero_grad / grad_norm / scale_grads / adamw_step act on the
+ * adapter's A and B (AdamW with decay on both) instead of the base. Errors: a GPT-2 model,
+ * an adapter of another shape, dropout outside [0, 1), PT_ENOMEM. */
+int pt_trainer_attach_lora(pt_trainer *t, struct pt_lora *lora, float dropout, uint64_t seed, pt_err *err);
+/* The attached adapter (NULL if none) and its gradients (lora->n_params floats, same layout
+ * as lora->block). */
+struct pt_lora *pt_trainer_lora(const pt_trainer *t);
+float *pt_trainer_lora_grads(pt_trainer *t);
+
 /* Learning rate at step (0-based): linear warmup over `warmup` steps to lr, then cosine
  * decay to min_lr at step `total`. */
 float pt_lr_schedule(int64_t step, int64_t warmup, int64_t total, float lr, float min_lr);

@@ -1,0 +1,90 @@
+/* bench_lora — the cost of a LoRA training step against a full training step of the same
+ * Llama model, batch and thread count, measured in the same run (alternating, so load
+ * changes hit both): forward + backward + clipping + AdamW, step 0 of each a warm-up.
+ *
+ *   bench_lora [--d 384] [--layers 6] [--heads 6] [--vocab 8192] [--batch 8] [--seq 256]
+ *              [--steps 4] [--threads 2] [--rank 8] [--targets all] [--dropout 0.05]
+ * Prints one JSON line: full_s, lora_s (mean seconds per step) and ratio = lora_s / full_s.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "engine/lora.h"
+#include "engine/sample.h"
+#include "train/train.h"
+
+static double step(pt_trainer *t, const int32_t *tok, const int32_t *tgt, int B, int T) {
+    pt_err err = {0};
+    double t0 = pt_now(), loss;
+    pt_trainer_zero_grad(t);
+    if (pt_trainer_forward_backward(t, tok, tgt, B, T, NULL, 1.f / (float)(B * T), 1, &loss, NULL, &err)) {
+        fprintf(stderr, "bench_lora: %s\n", err.msg);
+        exit(1);
+    }
+    double gn = pt_trainer_grad_norm(t);
+    if (gn > 1.0) pt_trainer_scale_grads(t, (float)(1.0 / gn));
+    pt_trainer_adamw_step(t, 1e-4f);
+    return pt_now() - t0;
+}
+
+int main(int argc, char **argv) {
+    int d = 384, L = 6, H = 6, V = 8192, B = 8, T = 256, steps = 4, threads = 2, rank = 8;
+    const char *targets = "all";
+    float dropout = 0.05f;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *o = argv[i], *v = argv[i + 1];
+        if (!strcmp(o, "--d")) d = atoi(v);
+        else if (!strcmp(o, "--layers")) L = atoi(v);
+        else if (!strcmp(o, "--heads")) H = atoi(v);
+        else if (!strcmp(o, "--vocab")) V = atoi(v);
+        else if (!strcmp(o, "--batch")) B = atoi(v);
+        else if (!strcmp(o, "--seq")) T = atoi(v);
+        else if (!strcmp(o, "--steps")) steps = atoi(v);
+        else if (!strcmp(o, "--threads")) threads = atoi(v);
+        else if (!strcmp(o, "--rank")) rank = atoi(v);
+        else if (!strcmp(o, "--targets")) targets = v;
+        else if (!strcmp(o, "--dropout")) dropout = (float)atof(v);
+        else {
+            fprintf(stderr, "unknown option %s\n", o);
+            return 2;
+        }
+    }
+    pt_config c = {.arch = PT_ARCH_LLAMA, .vocab_size = V, .d_model = d, .n_layers = L, .n_heads = H,
+                   .n_kv_heads = H, .head_dim = d / H, .d_ff = (8 * d / 3 + 63) / 64 * 64, .max_pos = T,
+                   .norm_eps = 1e-5f, .rope_theta = 10000.f, .tie_embeddings = 1, .bos_token_id = -1};
+    pt_train_opts o = {.max_batch = B, .max_seq = T, .n_threads = threads, .seed = 1, .beta1 = 0.9f, .beta2 = 0.999f,
+                       .eps = 1e-8f, .weight_decay = 0.0f};
+    pt_err err = {0};
+    pt_trainer *full, *lt;
+    pt_lora *lora;
+    unsigned mask;
+    if (pt_trainer_new(&c, &o, &full, &err) || pt_trainer_new(&c, &o, &lt, &err) ||
+        pt_lora_parse_targets(targets, &c, &mask, &err) || pt_lora_new(&c, rank, 2.f * rank, mask, 1, &lora, &err) ||
+        pt_trainer_attach_lora(lt, lora, dropout, 2, &err)) {
+        fprintf(stderr, "bench_lora: %s\n", err.msg);
+        return 1;
+    }
+    size_t N = (size_t)B * T;
+    int32_t *tok = malloc((N + 1) * sizeof *tok), *tgt = malloc(N * sizeof *tgt);
+    pt_rng r;
+    pt_rng_seed(&r, 42);
+    for (size_t i = 0; i <= N; i++) tok[i] = (int32_t)pt_rng_below(&r, (uint64_t)V);
+    for (size_t i = 0; i < N; i++) tgt[i] = tok[i + 1];
+    step(full, tok, tgt, B, T);
+    step(lt, tok, tgt, B, T);
+    double sf = 0, sl = 0;
+    for (int s = 0; s < steps; s++) {
+        sf += step(full, tok, tgt, B, T);
+        sl += step(lt, tok, tgt, B, T);
+    }
+    sf /= steps, sl /= steps;
+    printf("{\"d\":%d,\"layers\":%d,\"batch\":%d,\"seq\":%d,\"threads\":%d,\"rank\":%d,\"targets\":\"%s\","
+           "\"adapter_params\":%zu,\"base_params\":%zu,\"full_s\":%.4f,\"lora_s\":%.4f,\"ratio\":%.3f}\n",
+           d, L, B, T, threads, rank, targets, lora->n_params, pt_trainer_n_params(full), sf, sl, sl / sf);
+    free(tok), free(tgt);
+    pt_trainer_free(full), pt_trainer_free(lt);
+    pt_lora_free(lora);
+    return 0;
+}
