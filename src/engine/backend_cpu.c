@@ -237,6 +237,27 @@ static inline float w_scalar(pt_dtype t, const void *p, size_t i) {
 }
 
 /* out[r] = dot(wr[0..k), x[r*k ..]) for r < rows; wr is F32/F16/BF16. */
+#if PT_HAVE_AVX2
+static inline __attribute__((always_inline)) void dot_rows_avx(pt_dtype t, const void *wr, const float *x,
+                                                               const int rows, int k, float *out) {
+    __m256 acc[PT_MATVEC_MAX_ROWS];
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 wv = load_w8(t, wr, i);
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)r * k + i), acc[r]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) {
+        float s = hsum256(acc[r]);
+        for (int j = i; j < k; j++) s += w_scalar(t, wr, j) * x[(size_t)r * k + j];
+        out[r] = s;
+    }
+}
+#endif
+
 static void dot_rows_float(pt_dtype t, const void *wr, const float *x, int rows, int k, float *out) {
     int r = 0;
 #if PT_HAVE_AVX2
@@ -255,20 +276,16 @@ static void dot_rows_float(pt_dtype t, const void *wr, const float *x, int rows,
         out[0] = s;
         return;
     }
-    {
-        __m256 acc[PT_MATVEC_MAX_ROWS];
-        for (r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 8 <= k; i += 8) {
-            __m256 wv = load_w8(t, wr, i);
-            for (r = 0; r < rows; r++) acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)r * k + i), acc[r]);
-        }
-        for (r = 0; r < rows; r++) {
-            float s = hsum256(acc[r]);
-            for (int j = i; j < k; j++) s += w_scalar(t, wr, j) * x[(size_t)r * k + j];
-            out[r] = s;
-        }
-        return;
+    /* A constant row count per call site, so the accumulators stay in registers (with a
+     * runtime count the compiler keeps acc[] on the stack: a load and a store per FMA). */
+    switch (rows) {
+    case 2: dot_rows_avx(t, wr, x, 2, k, out); return;
+    case 3: dot_rows_avx(t, wr, x, 3, k, out); return;
+    case 4: dot_rows_avx(t, wr, x, 4, k, out); return;
+    case 5: dot_rows_avx(t, wr, x, 5, k, out); return;
+    case 6: dot_rows_avx(t, wr, x, 6, k, out); return;
+    case 7: dot_rows_avx(t, wr, x, 7, k, out); return;
+    default: dot_rows_avx(t, wr, x, 8, k, out); return;
     }
 #endif
     for (r = 0; r < rows; r++) {
