@@ -108,6 +108,10 @@ static int disp_param(const char *v, size_t n, const char *key, char *out, size_
 
 static int parse_headers(const char *h, size_t n, size_t base, mp_part *part, pt_err *err) {
     size_t i = 0;
+    for (size_t k = 0; k < n; k++) /* no control characters (NUL included) except CR LF and tab */
+        if ((unsigned char)h[k] < 0x20 && h[k] != '\r' && h[k] != '\n' && h[k] != '\t')
+            return pt_errf(err, PT_EFORMAT, "multipart body: offset %zu: a control character in a part header",
+                           base + k);
     int have_disp = 0;
     while (i < n) {
         const char *eol = find(h + i, n - i, "\r\n", 2);
@@ -125,7 +129,7 @@ static int parse_headers(const char *h, size_t n, size_t base, mp_part *part, pt
                 return pt_errf(err, PT_EFORMAT, "multipart body: offset %zu: Content-Disposition must be form-data",
                                base + i);
             int r = disp_param(v, vl, "name", part->name, sizeof part->name);
-            if (r <= 0)
+            if (r <= 0 || !part->name[0])
                 return pt_errf(err, PT_EFORMAT, "multipart body: offset %zu: a part without a valid name", base + i);
             r = disp_param(v, vl, "filename", part->filename, sizeof part->filename);
             if (r < 0) return pt_errf(err, PT_EFORMAT, "multipart body: offset %zu: filename malformed or too long", base + i);
