@@ -239,6 +239,32 @@ check(e.get("is_RateLimitError") and e.get("status") == 429 and e.get("code") ==
       e.get("headers", {}).get("retry-after") and e.get("headers", {}).get("x-ratelimit-limit-requests") == "2",
       "the third is a RateLimitError with Retry-After, not retried: %s" % e)
 
+
+# --- files and fine-tuning jobs (files.create, fineTuning.jobs.*) -----------------------------
+if ok("ft"):
+    ft = r["ft"]
+    f = ft["file"]
+    check(f["object"] == "file" and f["id"].startswith("file-") and f["purpose"] == "fine-tune", "files.create: %s" % f)
+    b = ft["bad_file"]
+    check(b.get("is_BadRequestError") and b.get("code") == "invalid_file" and ":2:" in b.get("message", ""),
+          "a bad file is a BadRequestError naming line 2: %s" % b)
+    d = ft["done"]
+    check(ft["created"]["status"] == "validating_files" and d["status"] == "succeeded" and
+          d["fine_tuned_model"] == "ft:tiny:al3:js:" + d["id"], "jobs.create + retrieve to succeeded: %s" % d)
+    check(d["id"] in ft["list"], "jobs.list (auto-paginated) has the job")
+    msgs = [e["message"] for e in ft["events"]]
+    check(any(m.startswith("The job has successfully completed") for m in msgs) and
+          any(e["type"] == "metrics" for e in ft["events"]), "jobs.listEvents: %s" % msgs)
+    check(len(ft["checkpoints"]) == 1 and ft["checkpoints"][0]["fine_tuning_job_id"] == d["id"], "checkpoints.list")
+    check(ft["chat"]["model"] == d["fine_tuned_model"] and ft["chat"]["object"] == "chat.completion",
+          "chat with the fine-tuned model")
+    o = ft["other_org"]
+    check(o.get("is_NotFoundError") and o.get("status") == 404, "another organisation: NotFoundError: %s" % o)
+    check(ft["cancelled"]["status"] == "cancelled", "jobs.cancel")
+    o = ft["denied"]
+    check(o.get("is_PermissionDeniedError") and o.get("code") == "capability_not_in_tier",
+          "no finetune: PermissionDeniedError: %s" % o)
+
 server.send_signal(signal.SIGTERM)
 check(server.wait(timeout=60) == 0, "the server exits cleanly after the client's run")
 print("openai compat: %d passed, %d failed" % (checks - failures, failures))

@@ -773,6 +773,8 @@ static int r_parity_html(pt_server *s, call *c, http_resp *resp) {
 /* Routes of the other server files. */
 extern const route pt_model_routes[];
 extern const size_t pt_n_model_routes;
+extern const route pt_ft_routes[];
+extern const size_t pt_n_ft_routes;
 
 static const route base_routes[] = {
     {"GET", "/healthz", AUTH_NONE, r_healthz, "healthz", 0, 0},
@@ -914,16 +916,17 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
         (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = pt_receipts_start(&s->receipts, s->audit_log, err)))
         goto out;
     size_t nb = sizeof base_routes / sizeof base_routes[0];
-    s->n_routes = nb + pt_n_model_routes;
+    s->n_routes = nb + pt_n_model_routes + pt_n_ft_routes;
     if (!(s->routes = malloc(s->n_routes * sizeof *s->routes))) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto out;
     }
     memcpy(s->routes, base_routes, nb * sizeof *s->routes);
     memcpy(s->routes + nb, pt_model_routes, pt_n_model_routes * sizeof *s->routes);
+    memcpy(s->routes + nb + pt_n_model_routes, pt_ft_routes, pt_n_ft_routes * sizeof *s->routes);
     for (size_t i = 0; i < s->n_routes; i++) s->routes[i].metric = pt_metrics_route(s->metrics, s->routes[i].label);
     s->unmatched_metric = pt_metrics_route(s->metrics, "unmatched");
-    if ((rc = srv_models_start(s, err))) goto out;
+    if ((rc = srv_models_start(s, err)) || (rc = srv_ft_start(s, err))) goto out;
 
     http_options ho = {.host = o->host, .port = o->port, .threads = o->threads,
                        .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
@@ -950,7 +953,9 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
     http_stop(s->http, 30.0);
     s->http = NULL;
 out:
+    srv_ft_stop(s);     /* the worker uses the served models' tokenizers */
     srv_models_stop(s);
+    srv_ft_free(s);     /* the adapters outlive every sequence */
     server_free(s);
     return rc;
 }

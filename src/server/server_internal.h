@@ -60,6 +60,7 @@ struct pt_server {
     struct route *routes;
     size_t n_routes;
     void *engine;              /* the model registry and scheduler (server_models.c) */
+    void *ft;                  /* files and fine-tuning jobs (server_finetune.c) */
     int unmatched_metric;
     pthread_mutex_t report_mu; /* guards the cached parity report */
     json_t *report;
@@ -98,6 +99,28 @@ struct call {
 int srv_models_start(pt_server *s, pt_err *err);
 void srv_models_drain(pt_server *s);
 void srv_models_stop(pt_server *s);
+
+/* What server_finetune.c needs of a served model (NULL when id is not served here; the
+ * tokenizer's id may be NULL: any served model's). Valid until srv_models_stop. */
+struct pt_tokenizer;
+struct pt_config;
+struct pt_lora;
+const struct pt_tokenizer *srv_model_tokenizer(pt_server *s, const char *id);
+const struct pt_config *srv_model_config(pt_server *s, const char *id);
+const char *srv_model_path(pt_server *s, const char *id);
+
+/* Files and fine-tuning jobs (server_finetune.c): start reads the jobs from the store (a job
+ * that was running is failed, queued ones are queued again) and starts the worker; stop
+ * interrupts the running job and joins the worker (before srv_models_stop); free frees the
+ * adapter cache (after srv_models_stop). All NULL-state safe. */
+int srv_ft_start(pt_server *s, pt_err *err);
+void srv_ft_stop(pt_server *s);
+void srv_ft_free(pt_server *s);
+/* Resolves a fine-tuned model id "ft:BASE:ORG:SUFFIX:JOBID" for the caller's organisation:
+ * 1 with base (the model the policy decides on) and *lora (cached, valid until srv_ft_stop)
+ * filled; 0 with a 404 in resp when there is no such model for this organisation. */
+int srv_ft_resolve(pt_server *s, call *c, const char *name, char *base, size_t base_cap, const struct pt_lora **lora,
+                   http_resp *resp);
 
 /* Acquires / releases the current policy (never NULL after start). */
 policy_ref *srv_policy_get(pt_server *s);

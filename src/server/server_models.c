@@ -84,6 +84,7 @@ typedef struct gen_job {
     int32_t extra_eos[4];   /* end-of-turn tokens of the chat template */
     int n_extra_eos;
     int echo;
+    const struct pt_lora *lora; /* a fine-tuned model's adapter (server_finetune.c's cache), or NULL */
     int stream, include_usage;
     http_stream *out;
     crypto_hash_sha256_state hash; /* of every byte streamed (for the receipt) */
@@ -105,6 +106,7 @@ typedef struct gen_job {
 
 struct srv_model {
     char id[128];
+    char *path;              /* the weights (resolved) */
     pt_engine *eng;
     pt_tokenizer *tok;
     int vocab;
@@ -513,6 +515,7 @@ static int job_setup(gen_job *j, pt_err *err) {
         pt_sample_params sp = j->sp;
         sp.seed = j->sp.seed + (uint64_t)i * 0x9e3779b97f4a7c15ull; /* distinct draws per choice */
         if (!(ch->seq = pt_seq_new(m->eng, 0))) return pt_errf(err, PT_ENOMEM, "out of memory for a KV cache");
+        if (j->lora) pt_seq_set_lora(ch->seq, j->lora, 1.0f);
         int rc = pt_sampler_new(&sp, (size_t)m->vocab, &ch->sampler, err);
         if (rc) return rc;
         for (int t = 0; t < j->prompt_len[ch->input]; t++) pt_sampler_accept(ch->sampler, j->prompts[ch->input][t]);
@@ -739,10 +742,11 @@ int srv_models_start(pt_server *s, pt_err *err) {
             rc = pt_tokenizer_load(tp, &m->tok, err);
             free(tp);
         }
-        free(path);
+        m->path = path;
         if (rc) {
             pt_err_prefix(err, "model %s", pm->id);
             pt_engine_free(m->eng);
+            free(m->path);
             return rc;
         }
         m->vocab = pt_engine_config(m->eng)->vocab_size;
@@ -802,6 +806,7 @@ void srv_models_stop(pt_server *s) {
         }
         pt_tokenizer_free(m->tok);
         pt_engine_free(m->eng);
+        free(m->path);
     }
     free(ms->m);
     free(ms);
@@ -1153,12 +1158,17 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
     int ret = HTTP_DONE, failed = 0;
     const char *bad = NULL;
     pt_err err;
-    char model[128], variant[64];
+    char model[128], variant[64], ft_name[128] = "";
+    const struct pt_lora *lora = NULL;
     if (!json_is_string(json_object_get(b, "model"))) {
         ret = bad_request(resp, "model", "'model' is required.%s", NULL);
         goto out;
     }
     model_and_variant(b, model, sizeof model, variant, sizeof variant);
+    if (!strncmp(model, "ft:", 3)) { /* a fine-tuned model: decided against its base, run with its adapter */
+        snprintf(ft_name, sizeof ft_name, "%s", model);
+        if (!srv_ft_resolve(s, c, ft_name, model, sizeof model, &lora, resp)) goto out;
+    }
     /* What the request uses, each decided by the policy. */
     json_t *jlp = json_object_get(b, "logprobs");
     int n_logprobs = -1;
@@ -1219,6 +1229,10 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
         goto out;
     }
     j->n_logprobs = n_logprobs;
+    if (lora) {
+        j->lora = lora;
+        snprintf(j->model, sizeof j->model, "%s", ft_name);
+    }
     /* Sampling parameters (OpenAI's, plus top_k, min_p, repetition_penalty). */
     double x;
     if (get_num(b, "temperature", 0, 2, &x, resp, &failed)) j->sp.temperature = (float)x;
@@ -1326,6 +1340,25 @@ out:
 
 static int r_completions(pt_server *s, call *c, http_resp *resp) { return r_generate(s, c, resp, API_COMPLETIONS); }
 static int r_chat(pt_server *s, call *c, http_resp *resp) { return r_generate(s, c, resp, API_CHAT); }
+
+/* For server_finetune.c ---------------------------------------------------------------------- */
+
+const pt_tokenizer *srv_model_tokenizer(pt_server *s, const char *id) {
+    models *ms = s->engine;
+    if (!id) return ms && ms->n ? ms->m[0].tok : NULL;
+    srv_model *m = find_model(s, id);
+    return m ? m->tok : NULL;
+}
+
+const pt_config *srv_model_config(pt_server *s, const char *id) {
+    srv_model *m = find_model(s, id);
+    return m ? pt_engine_config(m->eng) : NULL;
+}
+
+const char *srv_model_path(pt_server *s, const char *id) {
+    srv_model *m = find_model(s, id);
+    return m ? m->path : NULL;
+}
 
 /* Internals ------------------------------------------------------------------------------------- */
 

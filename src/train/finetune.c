@@ -377,6 +377,10 @@ int pt_finetune_run(const pt_finetune_conf *fc, int quiet, pt_finetune_result *r
     double t0 = pt_now();
     size_t n_tok = 0;
     for (int64_t step = 0; step < fc->steps; step++) {
+        if (fc->should_stop && fc->should_stop(fc->hook_ctx)) {
+            rc = pt_errf(err, PT_ECANCELLED, "cancelled before step %lld", (long long)step);
+            break;
+        }
         /* pick the step's examples, then count its loss tokens for the scale */
         size_t pick[1024], np = (size_t)fc->batch_size * fc->accum;
         size_t *picks = np <= 1024 ? pick : malloc(np * sizeof *picks);
@@ -432,6 +436,7 @@ int pt_finetune_run(const pt_finetune_conf *fc, int quiet, pt_finetune_result *r
         if (step == 0) res->first_loss = loss;
         res->last_loss = loss;
         res->steps = step + 1;
+        if (fc->on_step) fc->on_step(fc->hook_ctx, step, fc->steps, loss);
         fprintf(log, "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g}\n", (long long)step, loss, lr, gn);
         if (!quiet) {
             char extra[64];
@@ -442,6 +447,7 @@ int pt_finetune_run(const pt_finetune_conf *fc, int quiet, pt_finetune_result *r
     if (!quiet) pt_progress_finish(&prog);
     double dt = pt_now() - t0;
     res->tokens_per_s = dt > 0 ? (double)n_tok / dt : 0;
+    res->trained_tokens = (int64_t)n_tok;
     if (fclose(log) && !rc) rc = pt_errf(err, PT_EIO, "%s: write failed", logp);
     log = NULL;
     if (rc) goto out;

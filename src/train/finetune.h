@@ -62,6 +62,13 @@ typedef struct pt_finetune_conf {
     uint64_t seed;
     int threads;
     int skip_errors;      /* --on-error skip */
+    /* Optional hooks for a caller that runs training in the background (the server's
+     * fine-tuning jobs); NULL for none. should_stop is checked before every step: a non-zero
+     * answer ends the run with PT_ECANCELLED and nothing written but log.jsonl. on_step is
+     * called after every step with its mean loss. Not read from config files. */
+    int (*should_stop)(void *ctx);
+    void (*on_step)(void *ctx, int64_t step, int64_t steps, double loss);
+    void *hook_ctx;
 } pt_finetune_conf;
 
 void pt_finetune_conf_defaults(pt_finetune_conf *fc);
@@ -78,6 +85,7 @@ typedef struct pt_finetune_result {
     size_t examples, skipped_lines, empty;
     size_t adapter_params;
     double tokens_per_s;
+    int64_t trained_tokens;         /* input tokens of every step's examples, summed */
 } pt_finetune_result;
 
 /* Trains and writes OUT/adapter_config.json + OUT/adapter_model.safetensors (PEFT),

@@ -166,4 +166,46 @@ for (let i = 0; i < 3; i++) {
     }));
 }
 
+
+// Files and fine-tuning jobs: upload a JSONL file as the client does (multipart from a read
+// stream), create a job, poll it to the end, list, events, checkpoints, cancel, and use the
+// fine-tuned model.
+r.ft = await attempt(async () => {
+    const c = client("al3");
+    const lines = [];
+    for (let i = 0; i < 4; i++) lines.push(JSON.stringify({ prompt: "the cat " + i, completion: " sat on the mat" }));
+    const path = `${process.env.TMPDIR ?? "/tmp"}/parity-ft-${process.pid}.jsonl`;
+    fs.writeFileSync(path, lines.join("\n") + "\n");
+    const out = {};
+    out.file = await c.files.create({ file: fs.createReadStream(path), purpose: "fine-tune" });
+    fs.unlinkSync(path);
+    out.bad_file = await attempt(async () => {
+        const bad = `${process.env.TMPDIR ?? "/tmp"}/parity-ft-bad-${process.pid}.jsonl`;
+        fs.writeFileSync(bad, lines[0] + "\n{\"prompt\": 1}\n");
+        try { return await c.files.create({ file: fs.createReadStream(bad), purpose: "fine-tune" }); }
+        finally { fs.unlinkSync(bad); }
+    });
+    out.created = await c.fineTuning.jobs.create({ model, training_file: out.file.id, suffix: "js",
+        hyperparameters: { n_epochs: 1 } });
+    let job = out.created;
+    for (let i = 0; i < 600 && !["succeeded", "failed", "cancelled"].includes(job.status); i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        job = await c.fineTuning.jobs.retrieve(out.created.id);
+    }
+    out.done = job;
+    const list = [];
+    for await (const j of c.fineTuning.jobs.list({ limit: 10 })) list.push(j.id);
+    out.list = list;
+    const events = [];
+    for await (const e of c.fineTuning.jobs.listEvents(out.created.id, { limit: 100 })) events.push(e);
+    out.events = events;
+    out.checkpoints = (await c.fineTuning.jobs.checkpoints.list(out.created.id)).data;
+    out.chat = await c.chat.completions.create({ model: job.fine_tuned_model, messages, max_tokens: 4, temperature: 0 });
+    out.other_org = await attempt(() => client("al2").chat.completions.create({ model: job.fine_tuned_model, messages, max_tokens: 2 }));
+    const second = await c.fineTuning.jobs.create({ model, training_file: out.file.id, hyperparameters: { n_epochs: 50, batch_size: 1 } });
+    out.cancelled = await c.fineTuning.jobs.cancel(second.id);
+    out.denied = await attempt(() => client("al1").fineTuning.jobs.create({ model, training_file: out.file.id }));
+    return out;
+});
+
 process.stdout.write(JSON.stringify(r) + "\n");
