@@ -19,36 +19,37 @@
  * gradient can overwrite the logits in place without a scratch row. */
 double pt_distill_row(float *z, int V, int32_t target, const float *lq, const pt_distill_loss *dl, float scale,
                       int backward) {
-    const double T = dl->temperature, alpha = dl->alpha, invT = 1.0 / T;
+    /* expf in float, sums in double: the gradient check against float64 torch holds to 1e-6. */
+    const float invT = 1.f / dl->temperature;
+    const double T = dl->temperature, alpha = dl->alpha;
     const int hard = alpha > 0 && target != PT_IGNORE_INDEX;
     float mx = -INFINITY;
     for (int k = 0; k < V; k++) mx = fmaxf(mx, z[k]);
     double s1 = 0, sT = 0;
-    for (int k = 0; k < V; k++) {
-        if (hard) s1 += exp((double)z[k] - mx);
-        sT += exp(((double)z[k] - mx) * invT);
-    }
-    const double lse1 = mx + log(s1), lseT = (double)mx * invT + log(sT);
+    if (hard)
+        for (int k = 0; k < V; k++) s1 += expf(z[k] - mx);
+    for (int k = 0; k < V; k++) sT += expf((z[k] - mx) * invT);
+    const float lse1 = (float)(mx + log(s1)), lseT = (float)((double)mx * invT + log(sT));
     double kl = 0;
-    for (int k = 0; k < V; k++) {
-        double lp = (double)z[k] * invT - lseT, l = lq[k];
-        if (!dl->reverse) {
-            if (l > -INFINITY) kl += exp(l) * (l - lp);
-        } else {
-            double p = exp(lp);
-            if (p > 0) kl += p * (lp - l); /* +inf where the teacher has no mass */
+    if (!dl->reverse) {
+        for (int k = 0; k < V; k++)
+            if (lq[k] > -INFINITY) kl += (double)expf(lq[k]) * (lq[k] - (z[k] * invT - lseT));
+    } else
+        for (int k = 0; k < V; k++) {
+            float lp = z[k] * invT - lseT, p = expf(lp);
+            if (p > 0) kl += (double)p * (lp - lq[k]); /* +inf where the teacher has no mass */
         }
-    }
-    double loss = (1 - alpha) * T * T * kl + (hard ? alpha * (lse1 - z[target]) : 0);
+    double loss = (1 - alpha) * T * T * kl + (hard ? alpha * ((double)lse1 - z[target]) : 0);
     if (!backward) return loss;
-    const double g = (1 - alpha) * T * scale;
+    const float g = (float)((1 - alpha) * T * scale), ga = (float)(alpha * scale), klf = (float)kl;
     for (int k = 0; k < V; k++) {
-        double lp = (double)z[k] * invT - lseT, p = exp(lp), l = lq[k], q = l > -INFINITY ? exp(l) : 0;
-        double d = dl->reverse ? (p > 0 ? g * p * (lp - l - kl) : 0) : g * (p - q);
-        if (hard) d += alpha * scale * exp((double)z[k] - lse1);
-        z[k] = (float)d;
+        float lp = z[k] * invT - lseT, p = expf(lp), d;
+        if (dl->reverse) d = p > 0 ? g * p * (lp - lq[k] - klf) : 0.f;
+        else d = g * (p - expf(lq[k])); /* expf(-inf) = 0 */
+        if (hard) d += ga * expf(z[k] - lse1);
+        z[k] = d;
     }
-    if (hard) z[target] -= (float)(alpha * scale);
+    if (hard) z[target] -= ga;
     return loss;
 }
 
