@@ -4,22 +4,36 @@
  * The two are not the same algorithm (SentencePiece works on characters of whitespace-split
  * sentences, parity on bytes of regex pieces): the figure says "a production BPE trainer
  * takes this long for this job", not "the same code, faster".
- * Usage: bench_tokenizer_train FILE [VOCAB=8192] [RUNS=3]
- * (the KJV text: `bible Gen1:1-Rev22:21 > kjv.txt`, Debian package bible-kjv). */
+ * Usage: bench_tokenizer_train [FILE [VOCAB=8192] [RUNS=3]]
+ * Without FILE: the KJV text from Debian's `bible` program (package bible-kjv), 4.3 MB. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/fileio.h"
 #include "common/util.h"
 #include "engine/tokenizer_train.h"
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: bench_tokenizer_train FILE [VOCAB=8192] [RUNS=3]\n");
-        return argc < 2;
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: bench_tokenizer_train [FILE [VOCAB=8192] [RUNS=3]]  (default FILE: the KJV bible via `bible`)\n");
+        return 0;
     }
-    const char *path = argv[1];
+    char kjv[] = "/tmp/parity-bench-kjv-XXXXXX";
+    const char *path = argc > 1 ? argv[1] : NULL;
+    if (!path) {
+        int fd = mkstemp(kjv);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "bible Gen1:1-Rev22:21 > %s", kjv);
+        if (fd < 0 || system(cmd) != 0) {
+            fprintf(stderr, "bench_tokenizer_train: no FILE given and `bible` (Debian bible-kjv) failed\n");
+            if (fd >= 0) unlink(kjv);
+            return 1;
+        }
+        close(fd);
+        path = kjv;
+    }
     size_t vocab = argc > 2 ? (size_t)atol(argv[2]) : 8192;
     int runs = argc > 3 ? atoi(argv[3]) : 3;
     static const char *const sp[] = {"<|endoftext|>"};
@@ -62,5 +76,6 @@ int main(int argc, char **argv) {
            best_run, runs);
     if (ref > 0) printf("sentencepiece bpe (2 threads): %.3f s  ->  parity is %.1fx faster\n", ref, ref / best);
     else printf("sentencepiece reference not available (python3-sentencepiece)\n");
+    if (path == kjv) unlink(kjv);
     return 0;
 }

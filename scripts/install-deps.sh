@@ -10,8 +10,9 @@ pkgs=(
   sqlite3
   # test references and tools: PyTorch (engine/training reference), clang (libFuzzer,
   # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client),
-  # SentencePiece (tokenizer reference)
+  # SentencePiece (tokenizer reference), regex (BPE trainer reference)
   python3 python3-torch python3-numpy python3-yaml python3-cryptography python3-sentencepiece
+  python3-regex
   clang libclang-rt-14-dev wrk
 )
 

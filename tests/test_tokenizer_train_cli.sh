@@ -12,7 +12,7 @@ GPL=/usr/share/common-licenses/GPL-3
 t "tokenizer --help shows train" '"$P" tokenizer --help | grep -q "parity tokenizer train --vocab-size N"'
 "$P" tokenizer train --vocab-size 800 --chat -o "$tmp/a/tokenizer.json" "$GPL" >"$tmp/out" 2>"$tmp/err"; rc=$?
 t "train exits 0 and names its files" '[ $rc -eq 0 ] && grep -q "a/tokenizer_config.json" "$tmp/out"' || cat "$tmp/err"
-mkdir -p "$tmp/b"
+
 t "info: vocab 800, eos <|im_end|>, chat template" '"$P" tokenizer info -m "$tmp/a" | tr "\n" " " | grep -q "vocab_size 800 bos 797 eos 799 chat_template yes"'
 ids=$("$P" tokenizer encode -m "$tmp/a" --text "Copyleft 🤖 <|im_start|>")
 t "encode/decode round trip" '[ "$("$P" tokenizer decode -m "$tmp/a" --ids "$(echo $ids | tr " " ,)")" = "Copyleft 🤖 <|im_start|>" ]'

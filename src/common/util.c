@@ -229,25 +229,45 @@ void pt_progress_update(pt_progress *p, uint64_t done, const char *extra) {
 
 void pt_progress_finish(pt_progress *p) { progress_draw(p, 1); }
 
-/* see util.h */
+/* Length of the valid UTF-8 sequence at s (max n bytes), or 0 if invalid (overlong,
+ * surrogate, above U+10FFFF, truncated). */
+size_t pt_utf8_len(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0;
+        if (c == 0xED && s[1] >= 0xA0) return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0;
+        if (c == 0xF4 && s[1] >= 0x90) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+/* Byte offset of the first invalid UTF-8 sequence, or len if all valid. */
+size_t pt_utf8_check(const char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        size_t k = pt_utf8_len((const unsigned char *)s + i, len - i);
+        if (!k) return i;
+        i += k;
+    }
+    return len;
+}
+
 void pt_utf8_clean(const char *s, size_t n, pt_buf *out) {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
-        unsigned c = p[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) ok = (p[i + k] & 0xc0) == 0x80;
-        if (ok && len == 2) ok = c >= 0xc2;
-        if (ok && len == 3) {
-            unsigned cp = (c & 0x0f) << 12 | (p[i + 1] & 0x3f) << 6 | (p[i + 2] & 0x3f);
-            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-        }
-        if (ok && len == 4) {
-            unsigned cp = (c & 0x07) << 18 | (p[i + 1] & 0x3f) << 12 | (p[i + 2] & 0x3f) << 6 | (p[i + 3] & 0x3f);
-            ok = cp >= 0x10000 && cp <= 0x10ffff;
-        }
-        if (ok) {
+        size_t len = pt_utf8_len(p + i, n - i);
+        if (len) {
             pt_buf_append(out, s + i, len);
             i += len;
         } else {
@@ -256,4 +276,3 @@ void pt_utf8_clean(const char *s, size_t n, pt_buf *out) {
         }
     }
 }
-

@@ -36,6 +36,11 @@ char *pt_hex(const uint8_t *p, size_t n, char *out);
 /* Parses exactly 2n hex digits into out. 0 or -1. */
 int pt_unhex(const char *s, uint8_t *out, size_t n);
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is invalid (overlong,
+ * surrogate, above U+10FFFF, truncated). */
+size_t pt_utf8_len(const unsigned char *s, size_t n);
+/* Byte offset of the first invalid UTF-8 sequence in s, or len if all of it is valid. */
+size_t pt_utf8_check(const char *s, size_t len);
 /* Appends s[0..n) to out with every invalid UTF-8 sequence replaced by U+FFFD (so JSON can
  * carry model output, which may end inside a character or be arbitrary bytes). */
 struct pt_buf;

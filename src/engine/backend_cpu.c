@@ -13,6 +13,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -64,7 +65,8 @@ typedef struct worker_arg {
 
 static void pool_work(pool *p, int tid) {
     for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+        /* acquire: pairs with pool_run's release store of next, so fn/ctx/n_tasks are this run's */
+        int t = atomic_fetch_add_explicit(&p->next, 1, memory_order_acquire);
         if (t >= p->n_tasks) break;
         p->fn(p->ctx, t, tid);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
@@ -104,11 +106,18 @@ static void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
         for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
+    /* A worker may still be inside pool_work() of the previous run (it takes the next task
+     * after its last one counted). Close the task counter first so it claims nothing until
+     * this run is set up, and reset done before reopening: a task claimed after the reopen is
+     * then always counted in this run. (Resetting done after next let a task finish in
+     * between and lose its count: this thread then waited forever; seen under a 64-connection
+     * load on the server.) */
+    atomic_store(&p->next, INT_MAX / 2);
+    atomic_store(&p->done, 0);
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->done, 0);
+    atomic_store_explicit(&p->next, 0, memory_order_release);
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv);

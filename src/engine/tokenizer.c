@@ -2,6 +2,7 @@
  * added-token matching, normalizers, pre-tokenizers (PCRE2), decoders. Loaders live in
  * tokenizer_json.c. See tokenizer.h. */
 #include "engine/tokenizer_internal.h"
+#include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,39 +20,6 @@ const char tk_qwen2_pattern[] =
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /* ---- UTF-8 and the GPT-2 byte↔unicode table ---- */
-
-/* Length of the valid UTF-8 sequence at s (max n bytes), or 0 if invalid (overlong,
- * surrogate, above U+10FFFF, truncated). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;
-        if (c == 0xED && s[1] >= 0xA0) return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;
-        if (c == 0xF4 && s[1] >= 0x90) return 0;
-        return 4;
-    }
-    return 0;
-}
-
-/* Byte offset of the first invalid UTF-8 sequence, or len if all valid. */
-static size_t utf8_check(const char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        size_t k = utf8_len((const unsigned char *)s + i, len - i);
-        if (!k) return i;
-        i += k;
-    }
-    return len;
-}
 
 static unsigned utf8_decode(const unsigned char *s, size_t k) {
     if (k == 1) return s[0];
@@ -286,7 +254,7 @@ int tk_merges_from_scores(pt_tokenizer *t, const float *scores, pt_err *err) {
         const unsigned char *s = (const unsigned char *)t->arena + sp.off;
         size_t i = 0;
         while (i < sp.len) {
-            size_t k = utf8_len(s + i, sp.len - i);
+            size_t k = pt_utf8_len(s + i, sp.len - i);
             if (!k) break;
             i += k;
             if (i >= sp.len) break;
@@ -417,7 +385,7 @@ static int split_regex(pieces *out, const char *s, size_t n, pcre2_code *re, int
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* empty match: step over one character */
             if (ms >= n) break;
-            size_t k = utf8_len((const unsigned char *)s + ms, n - ms);
+            size_t k = pt_utf8_len((const unsigned char *)s + ms, n - ms);
             pos = ms + (k ? k : 1);
             continue;
         }
@@ -627,7 +595,7 @@ static int bpe_word(const pt_tokenizer *t, const char *s, size_t n, bpe_scratch 
     }
     size_t ns = 0;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_len((const unsigned char *)s + i, n - i);
+        size_t k = pt_utf8_len((const unsigned char *)s + i, n - i);
         if (!k) k = 1; /* cannot happen: input was validated */
         int32_t id = tk_lookup(t, s + i, k);
         if (id >= 0) {
@@ -763,7 +731,7 @@ int pt_tokenizer_encode(const pt_tokenizer *t, const char *text, size_t len, int
     *ids = NULL;
     *n_ids = 0;
     if (len > TK_MAX_TEXT) return pt_errf(err, PT_EINVAL, "text longer than %zu bytes", TK_MAX_TEXT);
-    size_t bad = utf8_check(text, len);
+    size_t bad = pt_utf8_check(text, len);
     if (bad < len) return pt_errf(err, PT_EINVAL, "invalid UTF-8 at byte offset %zu", bad);
     ids_out out = {0};
     pieces cur, tmp;
@@ -827,7 +795,7 @@ static int decode_token(const pt_tokenizer *t, int32_t id, int first, pt_buf *ou
         switch (d->kind) {
         case TKD_BYTELEVEL:
             for (size_t j = 0; j < a.len && !rc;) {
-                size_t k = utf8_len((const unsigned char *)a.data + j, a.len - j);
+                size_t k = pt_utf8_len((const unsigned char *)a.data + j, a.len - j);
                 if (!k) k = 1;
                 int by = cp_to_byte(utf8_decode((const unsigned char *)a.data + j, k));
                 if (by >= 0) {

@@ -20,6 +20,7 @@
 
 #include "common/buf.h"
 #include "engine/tokenizer_internal.h"
+#include "common/util.h"
 
 #define TR_MAX_WORDS_BYTES ((size_t)1 << 31) /* distinct-word text: nodes are int32 */
 #define TR_MAX_SPECIALS 1024
@@ -40,6 +41,7 @@ typedef struct tr_pair {
 
 typedef struct tr_heap_e {
     int64_t cnt;
+    int32_t a, b; /* the pair's tokens, here so that ties do not chase tr->pairs */
     int32_t p;
 } tr_heap_e;
 
@@ -122,36 +124,6 @@ static uint64_t hash_u64(uint64_t x) {
     return x ^ (x >> 33);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid (the loader's rules:
- * no overlongs, surrogates, code points above U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0)) return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)) return 0;
-        return 4;
-    }
-    return 0;
-}
-
-static size_t utf8_check(const char *s, size_t len) {
-    size_t i = 0;
-    while (i < len) {
-        size_t k = utf8_len((const unsigned char *)s + i, len - i);
-        if (!k) return i;
-        i += k;
-    }
-    return len;
-}
-
 /* GPT-2's bytes_to_unicode (the same table as tokenizer.c): printable Latin-1 bytes stand for
  * themselves, the other 68 map to U+0100.. in byte order. Writes the UTF-8 of byte b's
  * character into out (1 or 2 bytes), returns its length. */
@@ -199,7 +171,7 @@ int pt_bpe_trainer_new(const pt_bpe_train_opts *o, pt_bpe_trainer **out, pt_err 
         size_t n = s ? strlen(s) : 0;
         if (!n) return pt_errf(err, PT_EINVAL, "special token %zu is empty", i + 1);
         if (n > 256) return pt_errf(err, PT_EINVAL, "special token %zu is longer than 256 bytes", i + 1);
-        if (utf8_check(s, n) != n) return pt_errf(err, PT_EINVAL, "special token %zu is not valid UTF-8", i + 1);
+        if (pt_utf8_check(s, n) != n) return pt_errf(err, PT_EINVAL, "special token %zu is not valid UTF-8", i + 1);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(s, o->specials[j])) return pt_errf(err, PT_EINVAL, "special token \"%s\" is given twice", s);
     }
@@ -319,7 +291,7 @@ static int split_segment(pt_bpe_trainer *tr, const char *s, size_t n, const char
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(tr->md);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* empty match: step over one character */
-            size_t k = utf8_len((const unsigned char *)s + ms, n - ms);
+            size_t k = pt_utf8_len((const unsigned char *)s + ms, n - ms);
             pos = ms + (k ? k : 1);
             continue;
         }
@@ -334,7 +306,7 @@ static int split_segment(pt_bpe_trainer *tr, const char *s, size_t n, const char
 
 int pt_bpe_trainer_feed(pt_bpe_trainer *tr, const char *text, size_t len, const char *what, pt_err *err) {
     if (tr->ran) return pt_errf(err, PT_EINVAL, "%s: the trainer has already run", what);
-    size_t bad = utf8_check(text, len);
+    size_t bad = pt_utf8_check(text, len);
     if (bad != len) return pt_errf(err, PT_EFORMAT, "%s: offset %zu: invalid UTF-8", what, bad);
     /* next[k]: the next occurrence of special k at or after pos, SIZE_MAX when none is left */
     size_t next[TR_MAX_SPECIALS], slen[TR_MAX_SPECIALS];
@@ -480,16 +452,16 @@ static void pair_dec(pt_bpe_trainer *tr, int32_t a, int32_t b, int64_t w) {
 /* ---- heap: higher count first, then the smaller (left, right) ---- */
 
 static int heap_before(const pt_bpe_trainer *tr, const tr_heap_e *x, const tr_heap_e *y) {
+    (void)tr;
     if (x->cnt != y->cnt) return x->cnt > y->cnt;
-    const tr_pair *p = &tr->pairs[x->p], *q = &tr->pairs[y->p];
-    if (p->a != q->a) return p->a < q->a;
-    return p->b < q->b;
+    if (x->a != y->a) return x->a < y->a;
+    return x->b < y->b;
 }
 
 static int heap_push(pt_bpe_trainer *tr, int64_t cnt, int32_t p) {
     if (grow((void **)&tr->heap, &tr->hcap, tr->nheap + 1, sizeof *tr->heap)) return PT_ENOMEM;
     size_t i = tr->nheap++;
-    tr_heap_e e = {cnt, p};
+    tr_heap_e e = {cnt, tr->pairs[p].a, tr->pairs[p].b, p};
     while (i) {
         size_t up = (i - 1) / 2;
         if (!heap_before(tr, &e, &tr->heap[up])) break;

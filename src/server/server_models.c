@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "engine/engine.h"
@@ -723,6 +724,11 @@ int srv_models_start(pt_server *s, pt_err *err) {
         if (!pm->weights || strstr(pm->weights, "://")) continue; /* not served here */
         char *path = pm->weights[0] == '/' ? strdup(pm->weights)
                                            : pt_path_join(s->o.models_dir ? s->o.models_dir : s->data_dir, pm->weights);
+        if (!pt_exists(path)) { /* the policy may name weights this server does not hold */
+            fprintf(stderr, "parity: not serving %s: %s does not exist\n", pm->id, path);
+            free(path);
+            continue;
+        }
         srv_model *m = &ms->m[ms->n];
         memset(m, 0, sizeof *m);
         snprintf(m->id, sizeof m->id, "%s", pm->id);
