@@ -10,5 +10,6 @@ run "$B/bench_formats"
 run "$B/bench_engine" --threads 2 --sizes 10,100 --decode 32 --prefill 512
 run "$B/bench_train"
 run "$B/bench_tokenizer_train"
+run "$B/bench_distill" --steps 3
 [ -x bench/bench_server.sh ] && run bench/bench_server.sh "$B"
 echo; echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

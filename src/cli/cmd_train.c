@@ -147,6 +147,10 @@ int cmd_train(int argc, char **argv) {
     pt_train_conf tc;
     int rc = pt_train_conf_load(config, &tc, &err);
     if (rc) return cli_fail(&err);
+    if (tc.has_distill) {
+        pt_train_conf_free(&tc);
+        return cli_usage_error("train", "%s has a 'distill:' map: run it with parity distill", config);
+    }
     pt_train_result res;
     rc = pt_train_run(&tc, resume, quiet, &res, &err);
     if (!rc)

@@ -98,6 +98,37 @@ static int model_conf(const ynode *m, const char *what, pt_config *c, pt_err *er
     return rc;
 }
 
+/* The `distill:` map. */
+static int distill_conf(const ynode *m, const char *what, pt_distill_conf *d, pt_err *err) {
+    if (m->type != YN_MAP) return at(err, what, m, "expected a map of distillation settings", "distill");
+    int rc = PT_OK;
+    for (size_t i = 0; i + 1 < m->n && !rc; i += 2) {
+        const ynode *k = m->items[i], *v = m->items[i + 1];
+        if (k->type != YN_SCALAR) return at(err, what, k, "keys must be strings", "distill");
+        const char *s = k->str;
+        int64_t x;
+        if (!strcmp(s, "teacher")) rc = get_str(v, what, s, &d->teacher, err);
+        else if (!strcmp(s, "temperature")) rc = get_f(v, what, s, 0.01, 100, &d->temperature, err);
+        else if (!strcmp(s, "alpha")) rc = get_f(v, what, s, 0, 1, &d->alpha, err);
+        else if (!strcmp(s, "cache")) rc = get_bool(v, what, s, &d->cache, err);
+        else if (!strcmp(s, "teacher_threads")) {
+            if (!(rc = get_i64(v, what, s, 1, 256, &x, err))) d->teacher_threads = (int)x;
+        } else if (!strcmp(s, "loss") || !strcmp(s, "topk_fill")) {
+            const char *a = !strcmp(s, "loss") ? "forward" : "uniform", *b = !strcmp(s, "loss") ? "reverse" : "renorm";
+            int *f = !strcmp(s, "loss") ? &d->reverse : &d->topk_renorm;
+            if (v->type == YN_SCALAR && v->plain && !strcmp(v->str, a)) *f = 0;
+            else if (v->type == YN_SCALAR && v->plain && !strcmp(v->str, b)) *f = 1;
+            else rc = pt_errf(err, PT_EINVAL, "%s:%d:%d: %s: expected %s or %s", what, v->line, v->col, s, a, b);
+        } else rc = pt_errf(err, PT_EINVAL, "%s:%d:%d: distill: unknown key '%s'", what, k->line, k->col, s);
+    }
+    if (!rc && d->reverse && d->cache && d->topk_renorm)
+        rc = pt_errf(err, PT_EINVAL,
+                     "%s:%d:%d: distill: reverse KL against renormalised top-k is infinite (the teacher has no mass "
+                     "outside the top k); use topk_fill: uniform",
+                     what, m->line, m->col);
+    return rc;
+}
+
 int pt_train_conf_parse(const char *text, size_t len, const char *what, pt_train_conf *tc, pt_err *err) {
     memset(tc, 0, sizeof *tc);
     tc->batch_size = 8, tc->seq_len = 64, tc->accum = 1, tc->steps = 100, tc->warmup = 0;
@@ -105,6 +136,7 @@ int pt_train_conf_parse(const char *text, size_t len, const char *what, pt_train
     tc->beta1 = 0.9f, tc->beta2 = 0.95f, tc->eps = 1e-8f;
     tc->eval_interval = 0, tc->eval_batches = 8, tc->checkpoint_interval = 0, tc->keep_checkpoints = 2;
     tc->seed = 1, tc->threads = 2, tc->shuffle = 1;
+    tc->distill.temperature = 1.f;
     ynode *root = ytree_parse(text, len, what, err);
     if (!root) return err && err->code ? err->code : PT_EFORMAT;
     int rc = PT_OK, have_model = 0;
@@ -120,6 +152,7 @@ int pt_train_conf_parse(const char *text, size_t len, const char *what, pt_train
 #define I64(name, lo, hi, field) else if (!strcmp(s, name)) { if (!(rc = get_i64(v, what, s, lo, hi, &x, err))) field = x; }
 #define FLT(name, lo, hi, field) else if (!strcmp(s, name)) rc = get_f(v, what, s, lo, hi, &field, err);
         if (!strcmp(s, "model")) rc = model_conf(v, what, &tc->model, err), have_model = 1;
+        else if (!strcmp(s, "distill")) rc = distill_conf(v, what, &tc->distill, err), tc->has_distill = 1;
         else if (!strcmp(s, "init")) rc = get_str(v, what, s, &tc->init, err);
         else if (!strcmp(s, "data")) rc = get_str(v, what, s, &tc->data, err);
         else if (!strcmp(s, "tokenizer")) rc = get_str(v, what, s, &tc->tokenizer, err);
@@ -174,6 +207,6 @@ int pt_train_conf_load(const char *path, pt_train_conf *tc, pt_err *err) {
 
 void pt_train_conf_free(pt_train_conf *tc) {
     if (!tc) return;
-    free(tc->init), free(tc->data), free(tc->tokenizer), free(tc->out);
-    tc->init = tc->data = tc->tokenizer = tc->out = NULL;
+    free(tc->init), free(tc->data), free(tc->tokenizer), free(tc->out), free(tc->distill.teacher);
+    tc->init = tc->data = tc->tokenizer = tc->out = tc->distill.teacher = NULL;
 }

@@ -24,6 +24,8 @@ typedef struct run {
     uint64_t cursor;     /* next window start in sequential order */
     int64_t step;        /* optimiser steps done */
     int32_t *tok, *tgt;  /* (B, T) micro-batch */
+    uint64_t *starts;    /* (B) window starts of the micro-batch */
+    const pt_train_hook *hook;
     FILE *log;
     char last_ckpt[1100];
 } run;
@@ -34,12 +36,14 @@ static void next_batch(run *r) {
     const uint64_t n = r->train.n_tokens;
     for (int b = 0; b < B; b++) {
         uint64_t s;
-        if (r->tc->shuffle) s = pt_rng_below(&r->rng, n - (uint64_t)T);
+        if (r->tc->shuffle && r->hook) s = pt_rng_below(&r->rng, (n - 1) / (uint64_t)T) * (uint64_t)T;
+        else if (r->tc->shuffle) s = pt_rng_below(&r->rng, n - (uint64_t)T);
         else {
             if (r->cursor + (uint64_t)T + 1 > n) r->cursor = 0;
             s = r->cursor;
             r->cursor += (uint64_t)T;
         }
+        r->starts[b] = s;
         for (int i = 0; i < T; i++) {
             r->tok[b * T + i] = (int32_t)r->train.tokens[s + (uint64_t)i];
             r->tgt[b * T + i] = (int32_t)r->train.tokens[s + (uint64_t)i + 1];
@@ -263,9 +267,14 @@ static int resume_from(run *r, pt_err *err) {
 }
 
 int pt_train_run(const pt_train_conf *tc, int resume, int quiet, pt_train_result *res, pt_err *err) {
+    return pt_train_run_hook(tc, NULL, resume, quiet, res, err);
+}
+
+int pt_train_run_hook(const pt_train_conf *tc, const pt_train_hook *hook, int resume, int quiet,
+                      pt_train_result *res, pt_err *err) {
     memset(res, 0, sizeof *res);
     res->last_train_loss = res->last_val_loss = NAN;
-    run r = {.tc = tc};
+    run r = {.tc = tc, .hook = hook};
     char p[1200];
     int rc;
     snprintf(p, sizeof p, "%s/train.bin", tc->data);
@@ -291,7 +300,8 @@ int pt_train_run(const pt_train_conf *tc, int resume, int quiet, pt_train_result
     size_t nb = (size_t)tc->batch_size * (size_t)tc->seq_len;
     r.tok = malloc(nb * sizeof(int32_t));
     r.tgt = malloc(nb * sizeof(int32_t));
-    if (!r.tok || !r.tgt) {
+    r.starts = malloc((size_t)tc->batch_size * sizeof(uint64_t));
+    if (!r.tok || !r.tgt || !r.starts) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto out;
     }
@@ -316,8 +326,14 @@ int pt_train_run(const pt_train_conf *tc, int resume, int quiet, pt_train_result
             next_batch(&r);
             double ls;
             size_t c;
-            if ((rc = pt_trainer_forward_backward(r.t, r.tok, r.tgt, tc->batch_size, tc->seq_len, NULL, scale, 1, &ls,
-                                                  &c, err)))
+            if (hook) {
+                pt_distill_loss dl;
+                if ((rc = hook->targets(hook->ctx, r.tok, r.starts, tc->batch_size, tc->seq_len, &dl, err)) ||
+                    (rc = pt_trainer_forward_backward_distill(r.t, r.tok, r.tgt, tc->batch_size, tc->seq_len, &dl,
+                                                              scale, 1, &ls, &c, err)))
+                    goto out_pg;
+            } else if ((rc = pt_trainer_forward_backward(r.t, r.tok, r.tgt, tc->batch_size, tc->seq_len, NULL, scale,
+                                                         1, &ls, &c, err)))
                 goto out_pg;
             lsum += ls, cnt += c;
         }
@@ -359,7 +375,7 @@ out_pg:
     if (!quiet) pt_progress_finish(&pg);
 out:
     if (r.log) fclose(r.log);
-    free(r.tok), free(r.tgt);
+    free(r.tok), free(r.tgt), free(r.starts);
     pt_trainer_free(r.t);
     pt_tokfile_close(&r.train);
     pt_tokfile_close(&r.val);

@@ -9,6 +9,7 @@
 #include "engine/lora.h"
 #include "engine/modelfile.h"
 #include "engine/tensor.h"
+#include "train/distill.h"
 #include "train/train.h"
 
 extern void openblas_set_num_threads(int);
@@ -646,6 +647,7 @@ typedef struct loss_job {
     float *logits;
     const int32_t *targets;
     const float *soft;
+    const pt_distill_loss *dl;
     int V;
     float scale;
     int backward;
@@ -665,6 +667,11 @@ static void loss_rows(void *arg, int part, int r0, int r1) {
         int tg = j->targets[r];
         if (tg == PT_IGNORE_INDEX) {
             if (j->backward) memset(row, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        if (j->dl) {
+            total += pt_distill_row(row, V, tg, j->dl->teacher + (size_t)r * V, j->dl, j->scale, j->backward);
+            counted++;
             continue;
         }
         const float *q = j->soft ? j->soft + (size_t)r * V : NULL;
@@ -853,9 +860,25 @@ static void run_act(pt_trainer *t, int l, int N, int op) {
 
 /* ---- forward and backward -------------------------------------------------------------- */
 
+static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                            const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
+                            double *loss_sum, size_t *n_counted, pt_err *err);
+
 int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
                                 const float *soft, float loss_scale, int backward, double *loss_sum,
                                 size_t *n_counted, pt_err *err) {
+    return forward_backward(t, tokens, targets, B, T, soft, NULL, loss_scale, backward, loss_sum, n_counted, err);
+}
+
+int pt_trainer_forward_backward_distill(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                        const pt_distill_loss *dl, float loss_scale, int backward, double *loss_sum,
+                                        size_t *n_counted, pt_err *err) {
+    return forward_backward(t, tokens, targets, B, T, NULL, dl, loss_scale, backward, loss_sum, n_counted, err);
+}
+
+static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                            const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
+                            double *loss_sum, size_t *n_counted, pt_err *err) {
     const pt_config *c = &t->c;
     if (B < 1 || T < 1 || B > t->o.max_batch || T > t->o.max_seq)
         return pt_errf(err, PT_EINVAL, "a batch of %d x %d does not fit the trainer's %d x %d", B, T, t->o.max_batch,
@@ -932,7 +955,7 @@ int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int3
     mm_fwd(a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
 
     /* Loss (and its gradient, in place of the logits), rows split over the threads. */
-    loss_job lj = {a->logits, targets, soft, V, loss_scale, backward, {0}, {0}};
+    loss_job lj = {a->logits, targets, soft, dl, V, loss_scale, backward, {0}, {0}};
     int nth = t->o.n_threads > 1 ? t->o.n_threads : 1;
     if (nth > LOSS_MAX_THREADS) nth = LOSS_MAX_THREADS;
     if ((size_t)N * V < 65536) nth = 1;

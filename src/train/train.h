@@ -130,6 +130,24 @@ void pt_trainer_zero_grad(pt_trainer *t);
 int pt_trainer_forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
                                 const float *soft, float loss_scale, int backward, double *loss_sum,
                                 size_t *n_counted, pt_err *err);
+/* Distillation loss (train/distill.h documents the formula): per counted row
+ *   alpha·CE(target, softmax(z)) + (1 − alpha)·T²·KL
+ * with KL = KL(q_T‖p_T) (forward, reverse = 0) or KL(p_T‖q_T) (reverse = 1), p_T =
+ * softmax(z / T) the student's tempered distribution and q_T the teacher's, given as
+ * log-probabilities (-INFINITY allowed for zero mass; reverse KL is then infinite where the
+ * student puts mass). */
+typedef struct pt_distill_loss {
+    const float *teacher;  /* (B*T, V) log q_T, borrowed */
+    float temperature;     /* T > 0 */
+    float alpha;           /* weight of the hard-label cross-entropy, 0..1 */
+    int reverse;           /* 0: KL(teacher‖student); 1: KL(student‖teacher) */
+} pt_distill_loss;
+
+/* pt_trainer_forward_backward with the distillation loss instead of the cross-entropy.
+ * Rows whose target is PT_IGNORE_INDEX count for nothing. */
+int pt_trainer_forward_backward_distill(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                        const pt_distill_loss *dl, float loss_scale, int backward, double *loss_sum,
+                                        size_t *n_counted, pt_err *err);
 /* The logits of the last forward ((B*T, V), borrowed until the next call). Only valid after a
  * forward with backward == 0 (backward overwrites them with their gradient). */
 const float *pt_trainer_logits(const pt_trainer *t);
