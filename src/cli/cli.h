@@ -19,4 +19,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* 1 if argv has -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 
+#include <signal.h>
+/* For long-running commands (serve, demo): installs SIGTERM/SIGINT handlers that set the
+ * returned flag (graceful shutdown) and ignores SIGPIPE. */
+volatile sig_atomic_t *cli_stop_flag(void);
+
 #endif

@@ -17,12 +17,6 @@
 
 const char cmd_demo_summary[] = "start the demo world: demo policy, keys for each organisation, the server";
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
-
 static void usage(void) {
     printf("usage: parity demo [--data DIR] [--models DIR] [--policy FILE] [--host H] [--port P]\n\n"
            "Starts parity on its embedded default: SQLite and the transparency logs in DIR (default\n"
@@ -168,12 +162,6 @@ int cmd_demo(int argc, char **argv) {
     o.host = host;
     o.port = port;
     o.models_dir = models_abs;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if (pt_serve(&o, &stop_flag, &err)) return cli_fail(&err);
+    if (pt_serve(&o, cli_stop_flag(), &err)) return cli_fail(&err);
     return 0;
 }

@@ -11,12 +11,6 @@
 
 const char cmd_serve_summary[] = "serve models over HTTP under the access policy, with audit receipts";
 
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
-
 static void usage(void) {
     printf("usage: parity serve [--data DIR] [--host H] [--port P] [--config FILE] [options]\n\n"
            "Serves the models of the current access policy over an OpenAI-compatible HTTP API, with\n"
@@ -80,12 +74,6 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     if (optind < argc) return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if (pt_serve(&o, &stop_flag, &err)) return cli_fail(&err);
+    if (pt_serve(&o, cli_stop_flag(), &err)) return cli_fail(&err);
     return 0;
 }

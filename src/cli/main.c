@@ -1,4 +1,5 @@
 /* main.c — the `parity` command: dispatches to src/cli/cmd_*.c. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,22 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "\n(see 'parity %s --help')\n", cmd);
     va_end(ap);
     return 2;
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_stop_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+}
+
+volatile sig_atomic_t *cli_stop_flag(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return &stop_flag;
 }
 
 int cli_wants_help(int argc, char **argv) {
