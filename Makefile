@@ -22,7 +22,10 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# Only the parity binary (not the tests and benchmarks), so the demo is up quickly.
+demo: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target parity
 	./$(BUILD)/parity demo --data $(DATA)
 
 # Rebuilds the shipped demo models from their recipe (minutes on two cores).
