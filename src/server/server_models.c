@@ -120,6 +120,7 @@ struct srv_model {
     int n_active_jobs;
     int active_seqs;
     int draining, stopping;
+    int abort_all;           /* shutdown grace period over: fail what is left */
     uint64_t tokens_out;
 };
 
@@ -635,8 +636,11 @@ static void *scheduler(void *arg) {
             m->active[m->n_active_jobs++] = j;
             m->active_seqs += j->n_inputs * j->n_per_input;
         }
+        int abort_now = m->abort_all;
         pthread_mutex_unlock(&m->mu);
 
+        if (abort_now) /* shutting down past the grace period: everything admitted fails now */
+            for (int a = 0; a < m->n_active_jobs; a++) job_fail(m->active[a], 503, "the server is shutting down");
         /* Set up newly admitted jobs; trace jobs run whole here. */
         for (int a = 0; a < m->n_active_jobs; a++) {
             gen_job *j = m->active[a];
@@ -784,7 +788,16 @@ void srv_models_drain(pt_server *s) {
             pthread_mutex_lock(&m->mu);
             int busy = m->qhead || m->n_active_jobs;
             pthread_mutex_unlock(&m->mu);
-            if (!busy || pt_now() > until) break;
+            if (!busy) break;
+            if (pt_now() > until) {
+                /* Past the grace period: fail what is left with 503, so that no connection stays
+                 * suspended when the HTTP layer stops (libmicrohttpd aborts on one). */
+                pthread_mutex_lock(&m->mu);
+                m->abort_all = 1;
+                pthread_cond_signal(&m->cv);
+                pthread_mutex_unlock(&m->mu);
+                until = pt_now() + 30;
+            }
             usleep(10000);
         }
     }
