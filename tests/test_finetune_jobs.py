@@ -5,37 +5,17 @@ events/checkpoints, a job trained to `succeeded`, the `ft:` model in completions
 organisation, denial without `finetune`, the concurrent-jobs limit, cancel freeing the worker,
 and restart persistence (SIGKILL mid-run: the running job fails, a queued one runs).
 Debian's python3."""
-import http.client
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import PARITY, make_model, run  # noqa: E402
+from tiny_world import World, err_code, run  # noqa: E402
 
-failures = 0
-checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", what, flush=True)
-
-
-tmp = tempfile.mkdtemp(prefix="parity-ftjobs-")
-data = os.path.join(tmp, "data")
-model_dir = os.path.join(tmp, "tiny")
-make_model(model_dir)
-policy = """version: 1
+POLICY = """version: 1
 lab: {id: test-lab, name: Test Lab}
 models:
   - {id: tiny, weights: MODEL_DIR, insider_since: 2026-01-01}
@@ -48,52 +28,10 @@ grants:
   - {id: g-lab, organisation: lab, model: "*", tier: AL3, window: {from: 2026-01-01}, limits: {concurrent_finetune_jobs: 2}}
   - {id: g-eval, organisation: eval, model: tiny, tier: AL3, window: {from: 2026-01-01}, limits: {concurrent_finetune_jobs: 1}}
   - {id: g-al1, organisation: al1, model: tiny, tier: AL1, window: {from: 2026-01-01}}
-""".replace("MODEL_DIR", model_dir)
-policy_path = os.path.join(tmp, "policy.yaml")
-with open(policy_path, "w") as f:
-    f.write(policy)
-run("policy", "apply", policy_path, "--data", data)
-keys = {org: run("keys", "create", "--org", org, "--data", data).stdout.strip().splitlines()[-1]
-        for org in ["lab", "eval", "al1"]}
-
-server = None
-port = None
-
-
-def start():
-    global server, port
-    pf = os.path.join(tmp, "port")
-    if os.path.exists(pf):
-        os.remove(pf)
-    log = open(os.path.join(tmp, "server.log"), "a")
-    server = subprocess.Popen([PARITY, "serve", "--data", data, "--port", "0", "--port-file", pf], stderr=log)
-    for _ in range(300):
-        if os.path.exists(pf):
-            port = int(open(pf).read())
-            return
-        if server.poll() is not None:
-            raise RuntimeError("server exited: " + open(os.path.join(tmp, "server.log")).read())
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
-def req(method, path, body=None, key=None, headers=None, raw=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    h = dict(headers or {})
-    if key:
-        h["Authorization"] = "Bearer " + keys[key]
-    if body is not None:
-        raw = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=raw, headers=h)
-    r = c.getresponse()
-    d = r.read()
-    c.close()
-    try:
-        j = json.loads(d)
-    except ValueError:
-        j = None
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, j, d
+"""
+W = World("parity-ftjobs-", ["lab", "eval", "al1"], policy=POLICY)
+tmp, data, model_dir, keys = W.tmp, W.data, W.model_dir, W.keys
+check, req, start = W.check, W.req, W.start
 
 
 def upload(key, content, filename="train.jsonl", purpose="fine-tune"):
@@ -104,9 +42,6 @@ def upload(key, content, filename="train.jsonl", purpose="fine-tune"):
         ("\r\n--%s--\r\n" % b).encode()
     return req("POST", "/v1/files", key=key, raw=body, headers={"Content-Type": "multipart/form-data; boundary=" + b})
 
-
-def err_code(j):
-    return (j or {}).get("error", {}).get("code")
 
 
 def wait_job(jid, key, want, timeout=60):
@@ -122,18 +57,6 @@ def wait_job(jid, key, want, timeout=60):
 
 start()
 
-
-def _cleanup():
-    if server.poll() is None:
-        server.kill()
-    log = os.path.join(tmp, "server.log")
-    if failures and os.path.exists(log):
-        print("--- server log ---\n" + open(log).read()[-8000:])
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-import atexit  # noqa: E402
-atexit.register(_cleanup)
 
 small = b"".join(json.dumps({"prompt": "the cat %d" % i, "completion": " sat on the mat"}).encode() + b"\n"
                  for i in range(4))
@@ -309,8 +232,8 @@ st2, _, r2, _ = create("lab", {"model": "tiny", "training_file": fid, "suffix": 
 check(st == 200 and st2 == 200, "two jobs for the restart")
 wait_job(r1["id"], "lab", ("running",))
 wait_job(r2["id"], "lab", ("queued",))
-server.send_signal(signal.SIGKILL)
-server.wait()
+W.server.send_signal(signal.SIGKILL)
+W.server.wait()
 start()
 x1 = wait_job(r1["id"], "lab", ("failed",), timeout=10)
 check(x1["status"] == "failed" and x1["error"]["code"] == "server_restarted", "the interrupted job failed: %s" % (x1,))
@@ -320,9 +243,5 @@ st, _, j, _ = req("POST", "/v1/completions", {"model": ftm, "prompt": prompt, "m
                                               "logprobs": 1}, key="lab")
 check(st == 200 and j["choices"][0]["logprobs"]["token_logprobs"] == comp["choices"][0]["logprobs"]["token_logprobs"],
       "the ft model survives a restart")
-server.send_signal(signal.SIGTERM)
-server.wait(timeout=60)
-check(server.returncode == 0, "clean shutdown")
-
-print("%d checks, %d failures" % (checks, failures))
-sys.exit(1 if failures else 0)
+check(W.stop() == 0, "clean shutdown")
+sys.exit(W.summary("fine-tuning jobs"))

@@ -9,31 +9,16 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import PARITY, make_model, run  # noqa: E402
+from tiny_world import World, run  # noqa: E402
 
 SRC = os.environ.get("PARITY_SRC", os.path.dirname(HERE))
 BUILD = os.environ.get("PARITY_BUILD", os.path.join(SRC, "build"))
 JS = os.path.join(BUILD, "openai-js")
-
-failures = 0
-checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", what, flush=True)
-
 
 def setup_js():
     os.makedirs(JS, exist_ok=True)
@@ -47,46 +32,12 @@ def setup_js():
 
 setup_js()
 
-tmp = tempfile.mkdtemp(prefix="parity-openai-")
-data = os.path.join(tmp, "data")
-model_dir = os.path.join(tmp, "tiny")
-make_model(model_dir)
-with open(os.path.join(HERE, "data", "server", "policy.yaml")) as f:
-    policy = f.read().replace("MODEL_DIR", model_dir)
-policy_path = os.path.join(tmp, "policy.yaml")
-with open(policy_path, "w") as f:
-    f.write(policy)
-run("policy", "apply", policy_path, "--data", data)
-keys = {}
-for org in ["al1", "al2", "al3", "slow", "none"]:
-    keys[org] = run("keys", "create", "--org", org, "--data", data).stdout.strip().splitlines()[-1]
-
-pf = os.path.join(tmp, "port")
-log = open(os.path.join(tmp, "server.log"), "a")
-server = subprocess.Popen([PARITY, "serve", "--data", data, "--port", "0", "--port-file", pf], stderr=log)
-
-
-def cleanup():
-    if server.poll() is None:
-        server.kill()
-        server.wait()
-    if failures:
-        print("--- server log ---\n" + open(os.path.join(tmp, "server.log")).read()[-8000:])
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-import atexit  # noqa: E402
-atexit.register(cleanup)
-for _ in range(300):
-    if os.path.exists(pf):
-        break
-    if server.poll() is not None:
-        raise RuntimeError("server exited: " + open(os.path.join(tmp, "server.log")).read())
-    time.sleep(0.05)
-port = int(open(pf).read())
+W = World("parity-openai-", ["al1", "al2", "al3", "slow", "none"])
+tmp, data, model_dir, keys, check = W.tmp, W.data, W.model_dir, W.keys, W.check
+W.start()
 
 prompt = [5, 17, 42, 99, 3]
-cfg = {"baseURL": "http://127.0.0.1:%d/v1" % port, "keys": keys, "prompt_ids": prompt, "model": "tiny"}
+cfg = {"baseURL": "http://127.0.0.1:%d/v1" % W.port, "keys": keys, "prompt_ids": prompt, "model": "tiny"}
 cfg_path = os.path.join(tmp, "cfg.json")
 json.dump(cfg, open(cfg_path, "w"))
 p = subprocess.run(["node", os.path.join(JS, "openai_compat.mjs"), cfg_path], capture_output=True, text=True,
@@ -265,7 +216,5 @@ if ok("ft"):
     check(o.get("is_PermissionDeniedError") and o.get("code") == "capability_not_in_tier",
           "no finetune: PermissionDeniedError: %s" % o)
 
-server.send_signal(signal.SIGTERM)
-check(server.wait(timeout=60) == 0, "the server exits cleanly after the client's run")
-print("openai compat: %d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+check(W.stop() == 0, "the server exits cleanly after the client's run")
+sys.exit(W.summary("openai compat"))

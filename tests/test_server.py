@@ -3,116 +3,24 @@ model, the test policy (tests/data/server/policy.yaml). Covers every endpoint, e
 reason, rate limits, streaming, receipts (checked with RFC 6962 hashing and `parity log
 verify`), revocation, hostile input, and restart persistence. Debian's python3."""
 import base64
-import hashlib
 import http.client
 import json
 import os
-import shutil
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
 from ref_model import read_safetensors  # noqa: E402
-from tiny_world import PARITY, make_model, run  # noqa: E402
+from rfc6962 import verify_inclusion  # noqa: E402
+from tiny_world import World, err_code, run  # noqa: E402
 
-failures = 0
-checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", what, flush=True)
-
-
-tmp = tempfile.mkdtemp(prefix="parity-server-")
-data = os.path.join(tmp, "data")
-model_dir = os.path.join(tmp, "tiny")
-make_model(model_dir)
-with open(os.path.join(HERE, "data", "server", "policy.yaml")) as f:
-    policy = f.read().replace("MODEL_DIR", model_dir)
-policy_path = os.path.join(tmp, "policy.yaml")
-with open(policy_path, "w") as f:
-    f.write(policy)
-run("policy", "apply", policy_path, "--data", data)
-keys = {}
-for org in ["lab", "al1", "al2", "al3", "slow", "late", "none"]:
-    keys[org] = run("keys", "create", "--org", org, "--data", data).stdout.strip().splitlines()[-1]
-keys["admin"] = run("keys", "create", "--org", "lab", "--admin", "--data", data).stdout.strip().splitlines()[-1]
-
-server = None
-port = None
-
-
-def start():
-    global server, port
-    pf = os.path.join(tmp, "port")
-    if os.path.exists(pf):
-        os.remove(pf)
-    log = open(os.path.join(tmp, "server.log"), "a")
-    server = subprocess.Popen([PARITY, "serve", "--data", data, "--port", "0", "--port-file", pf, "--max-body", "65536"],
-                              stderr=log)
-    for _ in range(300):
-        if os.path.exists(pf):
-            port = int(open(pf).read())
-            return
-        if server.poll() is not None:
-            raise RuntimeError("server exited: " + open(os.path.join(tmp, "server.log")).read())
-        time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
-def stop():
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=60)
-    if server.returncode != 0:
-        print("--- server log ---\n" + open(os.path.join(tmp, "server.log")).read()[-8000:])
-    return server.returncode
-
-
-def req(method, path, body=None, key=None, headers=None, raw=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    h = dict(headers or {})
-    if key:
-        h["Authorization"] = "Bearer " + keys.get(key, key)
-    if body is not None:
-        raw = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    c.request(method, path, body=raw, headers=h)
-    r = c.getresponse()
-    data_ = r.read()
-    c.close()
-    try:
-        j = json.loads(data_)
-    except ValueError:
-        j = None
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, j, data_
-
-
-def err_code(j):
-    return (j or {}).get("error", {}).get("code")
-
-
+W = World("parity-server-", ["lab", "al1", "al2", "al3", "slow", "late", "none"], admin="lab",
+          serve_args=["--max-body", "65536"])
+tmp, data, model_dir, keys, policy = W.tmp, W.data, W.model_dir, W.keys, W.policy
+check, req, start, stop = W.check, W.req, W.start, W.stop
 start()
-import atexit  # noqa: E402
-def _cleanup():
-    if server.poll() is None:
-        server.kill()
-    log = os.path.join(tmp, "server.log")
-    if failures and os.path.exists(log):
-        print("--- server log ---\n" + open(log).read()[-8000:])
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-atexit.register(_cleanup)
 
 # --- public endpoints -------------------------------------------------------------------------
 st, _, j, _ = req("GET", "/healthz")
@@ -219,7 +127,7 @@ check(st == 200 and "e" not in j["choices"][0]["text"], "stop sequence is not in
 
 # --- streaming --------------------------------------------------------------------------------
 def stream(body, key):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c = http.client.HTTPConnection("127.0.0.1", W.port, timeout=60)
     c.request("POST", "/v1/chat/completions", body=json.dumps(body),
               headers={"Authorization": "Bearer " + keys[key], "Content-Type": "application/json"})
     r = c.getresponse()
@@ -358,34 +266,6 @@ st, _, r, _ = req("GET", "/v1/receipts/%d" % idx, key="al3")
 check(st == 200 and r["entry"]["org"] == "al3" and r["entry"]["decision"] == "allow", "receipt entry")
 
 
-def leaf(d):
-    return hashlib.sha256(b"\0" + d).digest()
-
-
-def node(a, b):
-    return hashlib.sha256(b"\1" + a + b).digest()
-
-
-def verify_inclusion(index, size, lh, proof, root):
-    # RFC 9162 2.1.3.2
-    if index >= size:
-        return False
-    fn, sn, r = index, size - 1, lh
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node(r, p)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and r == root
-
-
 if st == 200:
     cp_lines = r["checkpoint"].split("\n")
     root = base64.b64decode(cp_lines[2])
@@ -413,9 +293,8 @@ check(st == 401, "revocation survives a restart")
 st, _, j, _ = req("GET", "/healthz")
 check(j["policy_revision"] == 2, "the policy revision survives a restart")
 pvkey = run("log", "vkey", "--data", data, "--log", "policy").stdout.strip()
-v = run("log", "verify", "--vkey", pvkey, "http://127.0.0.1:%d/log/policy" % port, check=False)
+v = run("log", "verify", "--vkey", pvkey, "http://127.0.0.1:%d/log/policy" % W.port, check=False)
 check(v.returncode == 0 and "seq" in v.stdout, "the policy log verifies over HTTP from the server: %s" % v.stderr)
 stop()
 
-print("server: %d passed, %d failed" % (checks - failures, failures))
-sys.exit(1 if failures else 0)
+sys.exit(W.summary("server"))

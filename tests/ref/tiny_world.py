@@ -63,3 +63,117 @@ def run(*args, check=True, input=None):
     if check and r.returncode != 0:
         raise RuntimeError("parity %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
     return r
+
+
+class World:
+    """A data directory with the tiny model, an applied policy and a key per organisation, and
+    the real `parity serve` on a free loopback port: what the server tests share.
+
+    policy: policy text with MODEL_DIR where the model's path goes (default: the server tests'
+    tests/data/server/policy.yaml); orgs: organisations that get a key (keys[org]); admin: the
+    organisation of an extra admin key (keys["admin"]); serve_args: extra `parity serve` flags.
+    Counts checks, and at exit kills a server still running, prints its log if a check failed
+    and removes the directory."""
+
+    def __init__(self, prefix, orgs, policy=None, admin=None, serve_args=()):
+        import atexit
+        import tempfile
+        self.tmp = tempfile.mkdtemp(prefix=prefix)
+        self.data = os.path.join(self.tmp, "data")
+        self.model_dir = os.path.join(self.tmp, "tiny")
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.serve_args = list(serve_args)
+        self.server = None
+        self.port = None
+        self.checks = self.failures = 0
+        make_model(self.model_dir)
+        if policy is None:
+            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            with open(os.path.join(here, "data", "server", "policy.yaml")) as f:
+                policy = f.read()
+        self.policy = policy.replace("MODEL_DIR", self.model_dir)
+        policy_path = os.path.join(self.tmp, "policy.yaml")
+        with open(policy_path, "w") as f:
+            f.write(self.policy)
+        run("policy", "apply", policy_path, "--data", self.data)
+        self.keys = {org: self.new_key(org) for org in orgs}
+        if admin:
+            self.keys["admin"] = self.new_key(admin, "--admin")
+        atexit.register(self._cleanup)
+
+    def new_key(self, org, *extra):
+        return run("keys", "create", "--org", org, "--data", self.data, *extra).stdout.strip().splitlines()[-1]
+
+    def check(self, cond, what):
+        self.checks += 1
+        if not cond:
+            self.failures += 1
+            print("FAIL:", what, flush=True)
+
+    def server_log(self):
+        return open(self.log_path).read()[-8000:] if os.path.exists(self.log_path) else ""
+
+    def start(self):
+        import time
+        pf = os.path.join(self.tmp, "port")
+        if os.path.exists(pf):
+            os.remove(pf)
+        log = open(self.log_path, "a")
+        self.server = subprocess.Popen([PARITY, "serve", "--data", self.data, "--port", "0", "--port-file", pf,
+                                        *self.serve_args], stderr=log)
+        for _ in range(300):
+            if os.path.exists(pf):
+                self.port = int(open(pf).read())
+                return
+            if self.server.poll() is not None:
+                raise RuntimeError("server exited: " + self.server_log())
+            time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self):
+        """SIGTERM and wait; returns the exit status (and prints the log if it is not 0)."""
+        import signal
+        self.server.send_signal(signal.SIGTERM)
+        self.server.wait(timeout=60)
+        if self.server.returncode != 0:
+            print("--- server log ---\n" + self.server_log())
+        return self.server.returncode
+
+    def req(self, method, path, body=None, key=None, headers=None, raw=None):
+        """One request on a new connection: (status, lower-cased headers, JSON or None, bytes).
+        key is an organisation (or "admin") or a literal key."""
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        h = dict(headers or {})
+        if key:
+            h["Authorization"] = "Bearer " + self.keys.get(key, key)
+        if body is not None:
+            raw = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        c.request(method, path, body=raw, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        try:
+            j = json.loads(data)
+        except ValueError:
+            j = None
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, j, data
+
+    def summary(self, name):
+        print("%s: %d passed, %d failed" % (name, self.checks - self.failures, self.failures))
+        return 1 if self.failures else 0
+
+    def _cleanup(self):
+        import shutil
+        if self.server is not None and self.server.poll() is None:
+            self.server.kill()
+            self.server.wait()
+        if self.failures:
+            print("--- server log ---\n" + self.server_log())
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def err_code(j):
+    """The "code" of an OpenAI-shaped error body (None otherwise)."""
+    return (j or {}).get("error", {}).get("code")
