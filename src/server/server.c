@@ -528,7 +528,10 @@ static int r_admin_key_create(pt_server *s, call *c, http_resp *resp) {
     pt_key_record rec;
     uint64_t idx;
     pt_err err;
-    if (pt_keys_issue(s->store, s->policy_log, org, json_is_true(adm), key, &rec, &idx, &err)) {
+    int rc = pt_keys_issue(s->store, s->policy_log, org, json_is_true(adm), key, &rec, &idx, &err);
+    if (rc == PT_EINVAL) { /* e.g. an organisation id too long to bind a key to */
+        http_error(resp, 400, "invalid_request_error", "invalid_organization", "organization", "%s", err.msg);
+    } else if (rc) {
         http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
     } else {
         http_json(resp, 201, json_pack("{s:s, s:s, s:s, s:b, s:I}", "key", key, "key_id", rec.id, "organization", org,
