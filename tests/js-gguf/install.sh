@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
 # Installs the test-only npm packages (exact versions from package-lock.json) when missing.
+# Several tests call this at once under `ctest -j`: the lock serialises them, and the marker
+# file is written only after `npm ci` finished, so no test sees a half-installed tree.
 set -euo pipefail
 cd "$(dirname "$0")"
-[ -d node_modules/@huggingface/gguf ] || npm ci --no-audit --no-fund --loglevel=error >&2
+exec 9>.install.lock
+flock 9
+[ -f node_modules/.parity-installed ] && exit 0
+npm ci --no-audit --no-fund --loglevel=error >&2
+touch node_modules/.parity-installed
