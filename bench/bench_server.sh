@@ -65,7 +65,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
     PIDS+=("$BASE")
     for _ in $(seq 200); do [ -s "$T/bport" ] && break; sleep 0.05; done
     BPORT="$(cat "$T/bport")"
-    audit0="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_log_size"])')"
+    audit0="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo
     echo "## a. GET /v1/models: parity serve vs the bare HTTP layer (wrk -t2 -c64 -d${SECONDS_A}s, keep-alive)"
     b_all=() s_all=()
@@ -75,7 +75,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
         echo "round $round: baseline $b req/s, parity serve $s req/s, ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
         b_all+=("$b") s_all+=("$s")
     done
-    audit1="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_log_size"])')"
+    audit1="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo "audit receipts appended during the runs: $((audit1 - audit0))"
     kill "$BASE"
     wait "$BASE" 2>/dev/null || true

@@ -1,7 +1,9 @@
 /* Crash test: a child process appends to the log from several threads and reports each
  * acknowledged (index, entry) on a pipe; the parent kills it with SIGKILL at a random moment,
  * reopens the log (recovery), verifies the whole published log from its tiles, and checks that
- * every acknowledged entry is there at its index. 100+ rounds, each continuing the same log. */
+ * every acknowledged entry is there at its index. 120 rounds, each continuing the same log;
+ * then 60 rounds on a second log written through the journal (tlog_journal_append, with
+ * tlog_integrate now and then), where reopening must replay every acknowledged entry. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +23,13 @@ static char data_dir[256];
 static int ack_fd;
 static tlog *child_log;
 static int child_round;
+static int journal_mode; /* the child appends through the journal */
+static const char *log_name = "crash";
+
+static int child_append(const void *const *d, const size_t *l, size_t n, uint64_t *idx, pt_err *err) {
+    return journal_mode ? tlog_journal_append(child_log, d, l, n, idx, err)
+                        : tlog_append_batch(child_log, d, l, n, idx, err);
+}
 
 static void *child_thread(void *p) {
     int id = (int)(intptr_t)p;
@@ -34,13 +43,16 @@ static void *child_thread(void *p) {
             int n2 = snprintf(b2, sizeof b2, "%s+", e);
             const void *d[2] = {e, b2};
             size_t l[2] = {(size_t)n, (size_t)n2};
-            if (tlog_append_batch(child_log, d, l, 2, &idx, &err) != 0) _exit(3);
+            if (child_append(d, l, 2, &idx, &err) != 0) _exit(3);
             char line[300];
             int k = snprintf(line, sizeof line, "%llu %s\n%llu %s\n", (unsigned long long)idx, e,
                              (unsigned long long)idx + 1, b2);
             if (write(ack_fd, line, (size_t)k) != k) _exit(4);
         } else {
-            if (tlog_append(child_log, e, (size_t)n, &idx, &err) != 0) _exit(3);
+            const void *d[1] = {e};
+            size_t l[1] = {(size_t)n};
+            if (child_append(d, l, 1, &idx, &err) != 0) _exit(3);
+            if (journal_mode && id == 0 && i % 7 == 6 && tlog_integrate(child_log, &err) != 0) _exit(5);
             char line[200];
             int k = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)idx, e);
             if (write(ack_fd, line, (size_t)k) != k) _exit(4);
@@ -53,7 +65,7 @@ static void child(int round, int fd) {
     pt_err err;
     ack_fd = fd;
     child_round = round;
-    if (tlog_open(data_dir, "crash", "example.org/crash", &child_log, &err) != 0) {
+    if (tlog_open(data_dir, log_name, "example.org/crash", &child_log, &err) != 0) {
         fprintf(stderr, "child: %s\n", err.msg);
         _exit(2);
     }
@@ -111,19 +123,14 @@ static int collect(void *ctx, uint64_t index, const uint8_t *data, size_t len) {
     return 0;
 }
 
-int main(void) {
-    snprintf(data_dir, sizeof data_dir, "%s/parity-test-tlog-crash-%d",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", (int)getpid());
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-    if (system(cmd) != 0) return 1;
-    srand((unsigned)time(NULL));
+static void run(int rounds) {
+    nacks = 0;
     int failures = 0, verified_rounds = 0, full_verifies = 0;
     uint64_t last_size = 0;
-    for (int round = 0; round < ROUNDS; round++) {
+    for (int round = 0; round < rounds; round++) {
         size_t round_start = nacks;
         int p[2];
-        if (pipe(p) != 0) return 1;
+        if (pipe(p) != 0) abort();
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -152,7 +159,7 @@ int main(void) {
          * whole, growing log every round made the test quadratic: minutes under ASan.) */
         tlog *t;
         pt_err err;
-        if (tlog_open(data_dir, "crash", "example.org/crash", &t, &err) != 0) {
+        if (tlog_open(data_dir, log_name, "example.org/crash", &t, &err) != 0) {
             fprintf(stderr, "round %d: reopen failed: %s\n", round, err.msg);
             failures++;
             break;
@@ -182,9 +189,9 @@ int main(void) {
         }
         last_size = size;
         verified_rounds++;
-        if (round % 10 == 9 || round == ROUNDS - 1) {
+        if (round % 10 == 9 || round == rounds - 1) {
             char dir[400];
-            snprintf(dir, sizeof dir, "%s/log/crash", data_dir);
+            snprintf(dir, sizeof dir, "%s/log/%s", data_dir, log_name);
             seen s = {0};
             tlog_verified out;
             if (tlog_verify(dir, vk, NULL, collect, &s, &out, &err) != 0 || out.size != size) {
@@ -205,13 +212,26 @@ int main(void) {
         }
         free(vk);
     }
-    printf("crash test: %d full verifications, ", full_verifies);
+    printf("crash test (%s): %d full verifications, ", journal_mode ? "journal" : "group commit", full_verifies);
     printf("%d rounds, %zu acknowledged entries, final size %llu\n", verified_rounds, nacks,
            (unsigned long long)last_size);
     CHECK(failures == 0);
-    CHECK(verified_rounds == ROUNDS);
-    CHECK(full_verifies == ROUNDS / 10);
+    CHECK(verified_rounds == rounds);
+    CHECK(full_verifies == rounds / 10);
     CHECK(nacks > 100); /* the kills did land while entries were being acknowledged */
+}
+
+int main(void) {
+    snprintf(data_dir, sizeof data_dir, "%s/parity-test-tlog-crash-%d",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", (int)getpid());
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
+    if (system(cmd) != 0) return 1;
+    srand((unsigned)time(NULL));
+    run(ROUNDS);
+    journal_mode = 1;
+    log_name = "jcrash";
+    run(ROUNDS / 2);
     free(acks);
     if (system(cmd) != 0) return 1;
     return test_summary("tlog_crash");

@@ -2,8 +2,19 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/receipts.h"
+
+/* Journaled receipts are published (integrated into the tiles under a new signed checkpoint)
+ * once this many are pending or the oldest has waited this long, whichever comes first; and
+ * on demand (tlog_integrate from GET /v1/receipts/{i}) before a receipt's proof is served. */
+#define PUBLISH_PENDING 8192
+/* Two writers: while one waits on its fdatasync, the other writes the next batch (the journal
+ * overlaps them and acknowledges in order), so a batch's sync does not stall the next. */
+#define WRITERS 2
+
+#define PUBLISH_AFTER_MS 1000
 
 typedef struct item {
     char *data;
@@ -15,26 +26,51 @@ typedef struct item {
 
 struct pt_receipts {
     tlog *log;
-    pthread_t thread;
+    pthread_t thread[WRITERS];
+    int n_threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     item *head, *tail;
     size_t pending;
     int stopping;
+    double oldest; /* when the oldest unpublished receipt was journaled (ms; guarded by mu) */
 };
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 static void *writer(void *arg) {
     pt_receipts *r = arg;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (!r->head && !r->stopping) pthread_cond_wait(&r->cv, &r->mu);
+        while (!r->head && !r->stopping) {
+            if (!tlog_journal_pending(r->log)) {
+                pthread_cond_wait(&r->cv, &r->mu);
+                continue;
+            }
+            double wait = r->oldest + PUBLISH_AFTER_MS - now_ms();
+            if (wait <= 0) break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long long ns = ts.tv_nsec + (long long)(wait * 1e6);
+            ts.tv_sec += (time_t)(ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        }
         item *batch = r->head;
         size_t n = r->pending;
         r->head = r->tail = NULL;
         r->pending = 0;
         int stop = r->stopping && !batch;
         pthread_mutex_unlock(&r->mu);
-        if (stop) break;
+        if (!batch) { /* stopping, or the oldest pending receipt is due */
+            if (tlog_journal_pending(r->log)) tlog_integrate(r->log, NULL);
+            if (stop) break;
+            continue;
+        }
         const void **data = malloc(n * sizeof *data);
         size_t *lens = malloc(n * sizeof *lens);
         uint64_t first = 0;
@@ -47,7 +83,10 @@ static void *writer(void *arg) {
                 data[i] = it->data;
                 lens[i] = it->len;
             }
-            rc = tlog_append_batch(r->log, data, lens, n, &first, NULL);
+            pthread_mutex_lock(&r->mu);
+            if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
+            pthread_mutex_unlock(&r->mu);
+            rc = tlog_journal_append(r->log, data, lens, n, &first, NULL);
         }
         free(data);
         free(lens);
@@ -58,6 +97,13 @@ static void *writer(void *arg) {
             free(it->data);
             free(it);
         }
+        /* A failure breaks the log handle: later receipts then fail (503), nothing is lost. */
+        size_t pending = tlog_journal_pending(r->log);
+        pthread_mutex_lock(&r->mu);
+        double oldest = r->oldest;
+        pthread_mutex_unlock(&r->mu);
+        if (pending >= PUBLISH_PENDING || (pending && now_ms() - oldest >= PUBLISH_AFTER_MS))
+            tlog_integrate(r->log, NULL);
     }
     return NULL;
 }
@@ -68,9 +114,12 @@ int pt_receipts_start(pt_receipts **out, tlog *log, pt_err *err) {
     r->log = log;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    if (pthread_create(&r->thread, NULL, writer, r)) {
-        free(r);
-        return pt_errf(err, PT_EINTERNAL, "cannot start the receipt writer thread");
+    for (int i = 0; i < WRITERS; i++) {
+        if (pthread_create(&r->thread[i], NULL, writer, r)) {
+            pt_receipts_stop(r);
+            return pt_errf(err, PT_EINTERNAL, "cannot start the receipt writer thread");
+        }
+        r->n_threads++;
     }
     *out = r;
     return PT_OK;
@@ -115,9 +164,9 @@ void pt_receipts_stop(pt_receipts *r) {
     if (!r) return;
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
-    pthread_cond_signal(&r->cv);
+    pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    pthread_join(r->thread, NULL);
+    for (int i = 0; i < r->n_threads; i++) pthread_join(r->thread[i], NULL);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);

@@ -1,10 +1,12 @@
 /* receipts.h — group-committed audit receipts for the HTTP server.
  *
  * Each API request's audit entry is handed to pt_receipts_submit(); one writer thread takes
- * everything queued, appends it to the audit transparency log as one batch (one fsync, one
- * signed checkpoint), stores each entry's index, and calls the submitter's `done` callback
- * (which resumes the suspended HTTP connection). So pool threads never wait on the disk, and
- * throughput grows with concurrency.
+ * everything queued, appends it to the audit log's journal as one batch (one write, one
+ * fdatasync: tlog_journal_append), and calls each submitter's `done` callback with the entry's
+ * final index (which resumes the suspended HTTP connection). So pool threads never wait on the
+ * disk, and throughput grows with concurrency. The writer publishes journaled receipts (tiles
+ * and a signed checkpoint: tlog_integrate) once 8,192 are pending or the oldest is 1 s old,
+ * and when it stops; GET /v1/receipts/{i} publishes on demand.
  */
 #ifndef PARITY_SERVER_RECEIPTS_H
 #define PARITY_SERVER_RECEIPTS_H
@@ -17,8 +19,8 @@
 
 typedef struct pt_receipts pt_receipts;
 
-/* done(ctx, rc, index): rc is PT_OK and index the entry's log index once it is durable and
- * covered by a published checkpoint, or an error (nothing was acknowledged). Called on the
+/* done(ctx, rc, index): rc is PT_OK and index the entry's log index once it is durable (in
+ * the journal; a crash replays it), or an error (nothing was acknowledged). Called on the
  * writer thread: it must be quick. */
 typedef void (*pt_receipt_done)(void *ctx, int rc, uint64_t index);
 

@@ -281,9 +281,10 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
 
 static int r_healthz(pt_server *s, call *c, http_resp *resp) {
     (void)c;
-    http_json(resp, 200, json_pack("{s:s, s:I, s:I, s:I}", "status", "ok", "policy_revision",
+    http_json(resp, 200, json_pack("{s:s, s:I, s:I, s:I, s:I}", "status", "ok", "policy_revision",
                                    (json_int_t)c->pol->seq, "policy_log_size", (json_int_t)tlog_size(s->policy_log),
-                                   "audit_log_size", (json_int_t)tlog_size(s->audit_log)));
+                                   "audit_log_size", (json_int_t)tlog_size(s->audit_log), "audit_receipts",
+                                   (json_int_t)tlog_journaled_size(s->audit_log)));
     return HTTP_DONE;
 }
 
@@ -293,9 +294,11 @@ static void gauges(void *ctx, pt_buf *o) {
                   "# HELP parity_log_size Entries in a transparency log.\n# TYPE parity_log_size gauge\n"
                   "parity_log_size{log=\"policy\"} %llu\nparity_log_size{log=\"audit\"} %llu\n"
                   "# HELP parity_receipts_pending Audit entries queued and not yet durable.\n"
-                  "# TYPE parity_receipts_pending gauge\nparity_receipts_pending %zu\n",
+                  "# TYPE parity_receipts_pending gauge\nparity_receipts_pending %zu\n"
+                  "# HELP parity_receipts_unpublished Audit entries durable in the journal, not yet under a "
+                  "checkpoint.\n# TYPE parity_receipts_unpublished gauge\nparity_receipts_unpublished %zu\n",
                   (unsigned long long)tlog_size(s->policy_log), (unsigned long long)tlog_size(s->audit_log),
-                  pt_receipts_pending(s->receipts));
+                  pt_receipts_pending(s->receipts), tlog_journal_pending(s->audit_log));
 }
 
 static int r_metrics(pt_server *s, call *c, http_resp *resp) {
@@ -365,6 +368,12 @@ static int r_receipt(pt_server *s, call *c, http_resp *resp) {
     pt_err err;
     char *cp;
     size_t cplen;
+    /* A receipt journaled and not yet published: publish now, so its proof can be served. */
+    if (index >= tlog_size(s->audit_log) && index < tlog_journaled_size(s->audit_log) &&
+        tlog_integrate(s->audit_log, &err)) {
+        http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        return HTTP_DONE;
+    }
     if (tlog_checkpoint(s->audit_log, &cp, &cplen, &err)) {
         http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
         return HTTP_DONE;

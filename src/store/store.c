@@ -1,4 +1,5 @@
 /* see store.h — the SQLite backend. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,11 +7,16 @@
 #include <sys/stat.h>
 
 #include "common/fileio.h"
+#include "common/util.h"
 #include "store/store.h"
 
 struct pt_store {
     sqlite3 *db;
     char *path;
+    pthread_mutex_t version_mu; /* guards version_st: it is asked on every authenticated request */
+    sqlite3_stmt *version_st;   /* PRAGMA data_version, prepared once */
+    int64_t version_seen;       /* its last value */
+    double version_at;          /* and when it was read (pt_now, seconds) */
 };
 
 static const char *schema[] = {
@@ -60,6 +66,7 @@ int pt_store_open(pt_store **out, const char *data_dir, pt_err *err) {
         free(s);
         return pt_errf(err, PT_ENOMEM, "out of memory");
     }
+    pthread_mutex_init(&s->version_mu, NULL);
     int fresh = !pt_exists(s->path);
     if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         NULL)) {
@@ -85,18 +92,33 @@ int pt_store_open(pt_store **out, const char *data_dir, pt_err *err) {
 
 void pt_store_close(pt_store *s) {
     if (!s) return;
+    sqlite3_finalize(s->version_st);
     sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->version_mu);
     free(s->path);
     free(s);
 }
 
+/* Other processes' commits (PRAGMA data_version) are looked for at most once per
+ * VERSION_POLL seconds: the pragma opens a read transaction (three system calls), and the
+ * server asks on every request. This connection's own changes count at once. */
+#define VERSION_POLL 0.002
+
 int64_t pt_store_version(pt_store *s) {
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+    pthread_mutex_lock(&s->version_mu);
+    double now = pt_now();
+    if (now - s->version_at >= VERSION_POLL || now < s->version_at) {
+        int64_t v = -1;
+        if (s->version_st || sqlite3_prepare_v3(s->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
+                                                &s->version_st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(s->version_st) == SQLITE_ROW) v = sqlite3_column_int64(s->version_st, 0);
+            sqlite3_reset(s->version_st);
+        }
+        s->version_seen = v;
+        s->version_at = v < 0 ? 0 : now; /* a failed read is retried on the next call */
     }
+    int64_t v = s->version_seen;
+    pthread_mutex_unlock(&s->version_mu);
     /* data_version only moves for other connections' commits; add our own changes. */
     return v * 1000003 + sqlite3_total_changes64(s->db);
 }

@@ -61,6 +61,17 @@ struct tlog {
 
     pthread_mutex_t cache_mu;
     cache_slot cache[CACHE_SLOTS];
+
+    /* The journal (tlog_journal_append / tlog_integrate), guarded by jmu. */
+    pthread_mutex_t jmu;
+    int jfd;                   /* DATA/log/NAME/journal; -1 until first used */
+    uint64_t jnext;            /* the index the next journaled entry gets */
+    pt_buf jpend;              /* journaled, not yet integrated: u16 BE length ‖ bytes each */
+    size_t jn;                 /* how many entries jpend holds */
+    uint64_t jtickets, jacked; /* calls written so far; calls acknowledged (in order) */
+    int jfailed;               /* a journal write or sync failed: no more acknowledgements */
+    pthread_cond_t jcv;        /* jacked moved */
+    pt_buf jrec;               /* scratch: the records of one journal write */
 };
 
 /* ---- proof cache ---------------------------------------------------------------------- */
@@ -381,6 +392,226 @@ int tlog_append_batch(tlog *t, const void *const *data, const size_t *lens, size
 
 /* ---- open, recover, close ----------------------------------------------------------- */
 
+/* ---- the journal ------------------------------------------------------------------------
+ *
+ * DATA/log/NAME/journal holds entries acknowledged by tlog_journal_append and not yet in a
+ * published checkpoint, as records
+ *     u64 BE index ‖ u16 BE length ‖ bytes ‖ 16-byte BLAKE2b of (index ‖ length ‖ bytes)
+ * appended with one write and one fdatasync per call. Replay (at open) takes the records whose
+ * index continues the published tree, stops at the first torn or out-of-sequence record, and
+ * integrates them; tlog_integrate then empties the file. */
+
+#define JREC_HEAD 10
+#define JREC_SUM 16
+
+static void jrec_sum(const uint8_t *rec, size_t len, uint8_t out[JREC_SUM]) {
+    crypto_generichash(out, JREC_SUM, rec, len, NULL, 0);
+}
+
+static int journal_path(tlog *t, char **path, pt_err *err) {
+    if (!(*path = pt_path_join(t->dir, "journal"))) return pt_errf(err, PT_ENOMEM, "out of memory");
+    return PT_OK;
+}
+
+/* Integrates what jpend holds (caller holds jmu) through the ordinary group-commit path, then
+ * empties the journal. */
+static int journal_integrate_locked(tlog *t, pt_err *err) {
+    if (!t->jn) return PT_OK;
+    const void **data = malloc(t->jn * sizeof *data);
+    size_t *lens = malloc(t->jn * sizeof *lens);
+    int rc = PT_OK;
+    if (!data || !lens) {
+        rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    const uint8_t *p = (const uint8_t *)t->jpend.data;
+    for (size_t i = 0, off = 0; i < t->jn; i++) {
+        lens[i] = (size_t)p[off] << 8 | p[off + 1];
+        data[i] = p + off + 2;
+        off += 2 + lens[i];
+    }
+    req r = {.data = data, .lens = lens, .n = t->jn};
+    uint64_t expect = t->jnext - t->jn;
+    if ((rc = append_req(t, &r, err))) goto out;
+    if (r.first != expect) { /* someone appended around the journal: indices already handed out differ */
+        pthread_mutex_lock(&t->mu);
+        t->broken = 1;
+        pthread_mutex_unlock(&t->mu);
+        rc = pt_errf(err, PT_EINTERNAL, "%s: journaled entries landed at %llu, not %llu (tlog_append was used on a "
+                     "journaled log)", t->dir, (unsigned long long)r.first, (unsigned long long)expect);
+        goto out;
+    }
+    pt_buf_reset(&t->jpend);
+    t->jn = 0;
+    /* Every record is now below the published size, so replay would skip them all anyway; the
+     * truncation only keeps the file small. */
+    if (t->jfd >= 0 && (ftruncate(t->jfd, 0) < 0 || fdatasync(t->jfd) < 0))
+        rc = pt_errf(err, PT_EIO, "%s/journal: truncate: %s", t->dir, strerror(errno));
+out:
+    free(data);
+    free(lens);
+    return rc;
+}
+
+static int journal_open_fd(tlog *t, pt_err *err) {
+    if (t->jfd >= 0) return PT_OK;
+    char *path;
+    int rc = journal_path(t, &path, err);
+    if (rc) return rc;
+    int existed = pt_exists(path);
+    t->jfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (t->jfd < 0) rc = pt_errf(err, PT_EIO, "open %s: %s", path, strerror(errno));
+    else if (!existed) rc = pt_fsync_dir_of(path, err); /* the file itself must survive a crash */
+    free(path);
+    return rc;
+}
+
+static int journal_replay(tlog *t, pt_err *err) {
+    t->jnext = t->size;
+    char *path, *text = NULL;
+    size_t len;
+    int rc = journal_path(t, &path, err);
+    if (rc) return rc;
+    rc = pt_read_file(path, (size_t)1 << 34, &text, &len, err);
+    free(path);
+    if (rc == PT_ENOTFOUND) return PT_OK;
+    if (rc) return rc;
+    const uint8_t *p = (const uint8_t *)text;
+    size_t off = 0;
+    while (len - off >= JREC_HEAD + JREC_SUM) {
+        uint64_t index = 0;
+        for (int i = 0; i < 8; i++) index = index << 8 | p[off + i];
+        size_t n = (size_t)p[off + 8] << 8 | p[off + 9];
+        if (len - off - JREC_HEAD - JREC_SUM < n) break; /* torn */
+        uint8_t sum[JREC_SUM];
+        jrec_sum(p + off, JREC_HEAD + n, sum);
+        if (sodium_memcmp(sum, p + off + JREC_HEAD + n, JREC_SUM) != 0) break; /* torn */
+        if (index == t->jnext) {
+            if (pt_buf_append(&t->jpend, p + off + 8, 2 + n)) {
+                rc = pt_errf(err, PT_ENOMEM, "out of memory");
+                break;
+            }
+            t->jn++;
+            t->jnext++;
+        } else if (index >= t->jnext) {
+            break; /* a gap: nothing after it was acknowledged in sequence */
+        }
+        off += JREC_HEAD + n + JREC_SUM;
+    }
+    free(text);
+    if (rc) return rc;
+    if ((rc = journal_open_fd(t, err))) return rc;
+    pthread_mutex_lock(&t->jmu);
+    if (t->jn) rc = journal_integrate_locked(t, err);
+    else if (ftruncate(t->jfd, 0) < 0 || fdatasync(t->jfd) < 0)
+        rc = pt_errf(err, PT_EIO, "%s/journal: truncate: %s", t->dir, strerror(errno));
+    pthread_mutex_unlock(&t->jmu);
+    return rc;
+}
+
+/* Records are written under jmu (so the file's order is the index order) and fdatasynced
+ * outside it, so one call's sync overlaps the next call's write. Calls are acknowledged in
+ * ticket order: a call returns only after every earlier call's sync succeeded, since replay
+ * stops at the first record missing from the file. */
+int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, size_t n, uint64_t *first_index,
+                        pt_err *err) {
+    for (size_t i = 0; i < n; i++)
+        if (lens[i] > TLOG_MAX_ENTRY)
+            return pt_errf(err, PT_EINVAL, "entry %zu is %zu bytes; the limit is %u", i, lens[i], TLOG_MAX_ENTRY);
+    pthread_mutex_lock(&t->jmu);
+    int rc = PT_OK;
+    pthread_mutex_lock(&t->mu);
+    int broken = t->broken;
+    pthread_mutex_unlock(&t->mu);
+    if (broken || t->jfailed) {
+        rc = pt_errf(err, PT_EIO, "%s: an earlier batch failed; reopen the log", t->dir);
+        pthread_mutex_unlock(&t->jmu);
+        return rc;
+    }
+    if ((rc = journal_open_fd(t, err))) {
+        pthread_mutex_unlock(&t->jmu);
+        return rc;
+    }
+    pt_buf_reset(&t->jrec);
+    size_t pend0 = t->jpend.len;
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint8_t head[JREC_HEAD], sum[JREC_SUM];
+        uint64_t index = t->jnext + i;
+        for (int k = 0; k < 8; k++) head[k] = (uint8_t)(index >> (56 - 8 * k));
+        head[8] = (uint8_t)(lens[i] >> 8);
+        head[9] = (uint8_t)lens[i];
+        size_t at = t->jrec.len;
+        if (pt_buf_append(&t->jrec, head, JREC_HEAD) || pt_buf_append(&t->jrec, data[i], lens[i]) ||
+            pt_buf_append(&t->jpend, head + 8, 2) || pt_buf_append(&t->jpend, data[i], lens[i])) {
+            rc = pt_errf(err, PT_ENOMEM, "out of memory");
+            break;
+        }
+        jrec_sum((const uint8_t *)t->jrec.data + at, JREC_HEAD + lens[i], sum);
+        if (pt_buf_append(&t->jrec, sum, JREC_SUM)) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    }
+    const char *p = t->jrec.data;
+    size_t left = t->jrec.len;
+    while (!rc && left > 0) {
+        ssize_t k = write(t->jfd, p, left);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) rc = pt_errf(err, PT_EIO, "%s/journal: write: %s", t->dir, k < 0 ? strerror(errno) : "short write");
+        else p += k, left -= (size_t)k;
+    }
+    if (t->jrec.cap > ((size_t)1 << 22)) { /* don't keep a huge scratch buffer */
+        pt_buf_free(&t->jrec);
+        pt_buf_init(&t->jrec, (size_t)1 << 34);
+    }
+    if (rc) {
+        t->jpend.len = pend0;     /* nothing of this call is acknowledged */
+        if (rc == PT_EIO) t->jfailed = 1; /* the file may hold part of it: only a reopen knows */
+        pthread_mutex_unlock(&t->jmu);
+        return rc;
+    }
+    uint64_t first = t->jnext, ticket = ++t->jtickets;
+    t->jnext += n;
+    t->jn += n;
+    int fd = t->jfd;
+    pthread_mutex_unlock(&t->jmu);
+
+    int synced = fdatasync(fd) == 0;
+    int sync_errno = errno;
+
+    pthread_mutex_lock(&t->jmu);
+    while (t->jacked != ticket - 1) pthread_cond_wait(&t->jcv, &t->jmu);
+    if (!synced) {
+        t->jfailed = 1;
+        rc = pt_errf(err, PT_EIO, "%s/journal: fdatasync: %s", t->dir, strerror(sync_errno));
+    } else if (t->jfailed) {
+        rc = pt_errf(err, PT_EIO, "%s: an earlier journal write failed; reopen the log", t->dir);
+    }
+    t->jacked = ticket;
+    pthread_cond_broadcast(&t->jcv);
+    pthread_mutex_unlock(&t->jmu);
+    if (!rc && first_index) *first_index = first;
+    return rc;
+}
+
+int tlog_integrate(tlog *t, pt_err *err) {
+    pthread_mutex_lock(&t->jmu);
+    int rc = journal_integrate_locked(t, err);
+    pthread_mutex_unlock(&t->jmu);
+    return rc;
+}
+
+uint64_t tlog_journaled_size(tlog *t) {
+    pthread_mutex_lock(&t->jmu);
+    uint64_t n = t->jnext;
+    pthread_mutex_unlock(&t->jmu);
+    return n;
+}
+
+size_t tlog_journal_pending(tlog *t) {
+    pthread_mutex_lock(&t->jmu);
+    size_t n = t->jn;
+    pthread_mutex_unlock(&t->jmu);
+    return n;
+}
+
 static int name_ok(const char *s) {
     if (!*s || strlen(s) > 64) return 0;
     for (; *s; s++)
@@ -519,6 +750,11 @@ int tlog_open(const char *data_dir, const char *name, const char *origin, tlog *
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     pthread_mutex_init(&t->cache_mu, NULL);
+    pthread_mutex_init(&t->jmu, NULL);
+    pthread_cond_init(&t->jcv, NULL);
+    t->jfd = -1;
+    pt_buf_init(&t->jpend, (size_t)1 << 34);
+    pt_buf_init(&t->jrec, (size_t)1 << 34);
     pt_buf_init(&t->bundle, (size_t)TILE_WIDTH * (2 + TLOG_MAX_ENTRY));
     for (size_t i = 0; i < CACHE_SLOTS; i++) t->cache[i].level = -1;
     int rc = PT_OK;
@@ -572,6 +808,7 @@ int tlog_open(const char *data_dir, const char *name, const char *origin, tlog *
         t->cp_len = len;
         text = NULL;
     }
+    if ((rc = journal_replay(t, err))) goto fail;
     free(text);
     free(cp_path);
     pt_buf_free(&p);
@@ -587,6 +824,12 @@ fail:
 
 void tlog_close(tlog *t) {
     if (!t) return;
+    if (t->jn && !t->broken && !t->jfailed) tlog_integrate(t, NULL); /* else the next open replays it */
+    if (t->jfd >= 0) close(t->jfd);
+    pt_buf_free(&t->jpend);
+    pt_buf_free(&t->jrec);
+    pthread_mutex_destroy(&t->jmu);
+    pthread_cond_destroy(&t->jcv);
     if (t->lock_fd >= 0) close(t->lock_fd); /* releases the flock */
     for (size_t i = 0; i < CACHE_SLOTS; i++) free(t->cache[i].x);
     sodium_memzero(&t->signer, sizeof t->signer);

@@ -69,6 +69,27 @@ int tlog_append(tlog *t, const void *data, size_t len, uint64_t *index, pt_err *
 int tlog_append_batch(tlog *t, const void *const *data, const size_t *lens, size_t n,
                       uint64_t *first_index, pt_err *err);
 
+/* ---- journaled appends: durable at once, published in batches --------------------------
+ * For logs written at request rate (the server's audit receipts), where a signed checkpoint
+ * and a set of tile files per batch would set the rate. tlog_journal_append writes the
+ * entries to DATA/log/NAME/journal (one write, one fdatasync) and returns their indices: they
+ * are durable and their indices final, but not yet in the tiles or under a checkpoint.
+ * tlog_integrate publishes everything journaled (tiles fsynced, one checkpoint) and empties
+ * the journal; the caller decides when (a size or age threshold, or on demand before a proof).
+ * tlog_open replays a journal left by a crash and integrates it; tlog_close integrates what is
+ * pending. A log written through the journal must not also take tlog_append/_batch calls while
+ * entries are pending (tlog_integrate then fails with PT_EINTERNAL and the handle is broken).
+ * Thread-safe; calls are serialised (batching is the caller's). Errors: PT_EINVAL (an entry
+ * too long), PT_EIO (write/fsync failed: nothing of the call is acknowledged and the handle
+ * refuses further appends until reopened). */
+int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, size_t n,
+                        uint64_t *first_index, pt_err *err);
+int tlog_integrate(tlog *t, pt_err *err);
+/* The size the tree will have once everything journaled is integrated (≥ tlog_size). */
+uint64_t tlog_journaled_size(tlog *t);
+/* Entries journaled and not yet integrated. */
+size_t tlog_journal_pending(tlog *t);
+
 /* The size of the tree covered by the latest published checkpoint. */
 uint64_t tlog_size(tlog *t);
 
