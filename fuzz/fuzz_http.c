@@ -39,7 +39,7 @@ static volatile sig_atomic_t stop_flag;
 static pthread_t server_thread;
 static int port;
 
-static void die(const char *what, const pt_err *e) {
+static _Noreturn void die(const char *what, const pt_err *e) {
     fprintf(stderr, "fuzz_http: %s: %s\n", what, e ? e->msg : "");
     abort();
 }
@@ -56,7 +56,7 @@ static void *serve(void *arg) {
     o.models_dir = models;
     o.max_tokens = 4; /* keep each generation short: the fuzzer wants many inputs a second */
     o.max_batch = 2;
-    o.timeout_s = 5;
+    o.timeout_s = 1; /* an input that never completes a request costs a second */
     pt_err e;
     pt_err_clear(&e);
     if (pt_serve(&o, &stop_flag, &e)) die("serve", &e);
@@ -89,10 +89,10 @@ static void init_world(void) {
     snprintf(policy, sizeof policy, "%s/examples/demo-policy.yaml", src_dir);
     pt_err e;
     pt_err_clear(&e);
-    char *text;
+    char *text = NULL;
     size_t len;
-    tlog *log;
-    pt_store *st;
+    tlog *log = NULL;
+    pt_store *st = NULL;
     if (pt_read_file(policy, 1u << 20, &text, &len, &e) || tlog_open(data_dir, "policy", NULL, &log, &e) ||
         pt_store_open(&st, data_dir, &e))
         die("world", &e);
@@ -166,15 +166,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         off += (size_t)k;
     }
     shutdown(fd, SHUT_WR);
+    /* Read until the server closes, or the answer is complete (its Content-Length, or the
+     * last chunk of a chunked body): a keep-alive connection would otherwise sit until the
+     * server's idle timeout. */
     char resp[4096];
-    size_t got = 0;
-    for (;;) { /* keep the status line; drain the rest until the server closes */
+    size_t got = 0, total = 0, head_end = 0, want = SIZE_MAX;
+    int chunked = 0;
+    char tail[8] = "";
+    for (;;) {
         char tmp[8192];
         ssize_t k = recv(fd, tmp, sizeof tmp, 0);
         if (k <= 0) break;
         size_t take = (size_t)k < sizeof resp - 1 - got ? (size_t)k : sizeof resp - 1 - got;
         memcpy(resp + got, tmp, take);
         got += take;
+        resp[got] = 0;
+        total += (size_t)k;
+        size_t keep = (size_t)k < 5 ? (size_t)k : 5; /* the last 5 bytes seen */
+        memmove(tail, tail + keep, 5 - keep);
+        memcpy(tail + 5 - keep, tmp + k - keep, keep);
+        if (!head_end) {
+            char *e = strstr(resp, "\r\n\r\n");
+            if (e) {
+                head_end = (size_t)(e - resp) + 4;
+                const char *cl = strcasestr(resp, "\r\nContent-Length:");
+                if (cl && cl < e) want = head_end + strtoull(cl + 17, NULL, 10);
+                chunked = strcasestr(resp, "\r\nTransfer-Encoding: chunked") != NULL;
+            }
+        }
+        if (head_end && (total >= want || (chunked && !memcmp(tail, "0\r\n\r\n", 5)))) break;
     }
     close(fd);
     resp[got] = 0;
