@@ -6,6 +6,7 @@ organisation, denial without `finetune`, the concurrent-jobs limit, cancel freei
 and restart persistence (SIGKILL mid-run: the running job fails, a queued one runs).
 Debian's python3."""
 import json
+import urllib.parse
 import os
 import signal
 import sys
@@ -191,6 +192,15 @@ check(st == 404 and err_code(j) == "model_not_found", "the ft model is not found
 st, _, j, _ = req("POST", "/v1/chat/completions", {"model": "ft:tiny:lab:t1:ftjob-000000000000000000000000",
                                                    "messages": [{"role": "user", "content": "hi"}]}, key="lab")
 check(st == 404, "an unknown ft model")
+st, _, ml, _ = req("GET", "/v1/models", key="lab")
+check(st == 200 and any(m["id"] == ftm and m["parent"] == "tiny" and m["owned_by"] == "lab" for m in ml["data"]),
+      "GET /v1/models lists the organisation's fine-tuned model: %s" % (ml,))
+st, _, ml, _ = req("GET", "/v1/models", key="eval")
+check(st == 200 and not any(m["id"].startswith("ft:") for m in ml["data"]), "but not to another organisation")
+st, _, mo, _ = req("GET", "/v1/models/" + urllib.parse.quote(ftm, safe=""), key="lab")
+check(st == 200 and mo["id"] == ftm and mo["object"] == "model", "GET /v1/models/{ft model}: %s" % (mo,))
+st, _, mo, _ = req("GET", "/v1/models/" + urllib.parse.quote(ftm, safe=""), key="eval")
+check(st == 404, "which another organisation cannot see")
 
 # --- cancel frees the worker; the concurrent-jobs limit -----------------------------------------
 st, _, longj, _ = create("lab", {"model": "tiny", "training_file": fb["id"],
@@ -243,5 +253,8 @@ st, _, j, _ = req("POST", "/v1/completions", {"model": ftm, "prompt": prompt, "m
                                               "logprobs": 1}, key="lab")
 check(st == 200 and j["choices"][0]["logprobs"]["token_logprobs"] == comp["choices"][0]["logprobs"]["token_logprobs"],
       "the ft model survives a restart")
+st, _, ml, _ = req("GET", "/v1/models", key="lab")
+ids = [m["id"] for m in ml["data"]] if st == 200 else []
+check(ftm in ids and x2.get("fine_tuned_model") in ids, "and is listed after it, with the job finished since: %s" % ids)
 check(W.stop() == 0, "clean shutdown")
 sys.exit(W.summary("fine-tuning jobs"))

@@ -479,9 +479,9 @@ static json_t *model_object(const pt_policy *p, const pt_pmodel *m) {
     return o;
 }
 
-/* GET /v1/models: only the models the caller may use now. */
+/* GET /v1/models: only the models the caller may use now, and its organisation's fine-tuned
+ * models (on a base it may sample). */
 static int r_models(pt_server *s, call *c, http_resp *resp) {
-    (void)s;
     const pt_policy *p = c->pol->p;
     json_t *data = json_array();
     int64_t now = pt_unix_time();
@@ -490,6 +490,9 @@ static int r_models(pt_server *s, call *c, http_resp *resp) {
         if (pt_policy_effective(p, c->key.org, p->models[i].id, now, &caps, NULL) && caps)
             json_array_append_new(data, model_object(p, &p->models[i]));
     }
+    json_t *ft = srv_ft_models(s, p, c->key.org, now);
+    json_array_extend(data, ft);
+    json_decref(ft);
     c->decision_allow = 1;
     http_json(resp, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
     return HTTP_DONE;
@@ -497,11 +500,22 @@ static int r_models(pt_server *s, call *c, http_resp *resp) {
 
 /* GET /v1/models/{id}: 404 for a model the caller may not use (as OpenAI does: no oracle). */
 static int r_model(pt_server *s, call *c, http_resp *resp) {
-    (void)s;
     const pt_policy *p = c->pol->p;
     const pt_pmodel *m = pt_policy_model(p, c->params[0]);
     pt_capset caps = 0;
     snprintf(c->model, sizeof c->model, "%s", c->params[0]);
+    if (!m && !strncmp(c->params[0], "ft:", 3)) { /* one of the organisation's fine-tuned models? */
+        json_t *ft = srv_ft_models(s, p, c->key.org, pt_unix_time()), *x;
+        size_t i;
+        json_array_foreach(ft, i, x) {
+            if (strcmp(json_string_value(json_object_get(x, "id")), c->params[0])) continue;
+            c->decision_allow = 1;
+            http_json(resp, 200, json_incref(x));
+            json_decref(ft);
+            return HTTP_DONE;
+        }
+        json_decref(ft);
+    }
     if (!m || !pt_policy_effective(p, c->key.org, m->id, pt_unix_time(), &caps, NULL) || !caps) {
         snprintf(c->reason, sizeof c->reason, "%s", m ? "no_grant" : "unknown_model");
         http_error(resp, 404, "invalid_request_error", "model_not_found", "model",

@@ -66,6 +66,8 @@ typedef struct ft_state {
     ft_lora *cache;
     size_t ncache;
     char *files_dir, *jobs_dir;
+    json_t *models;       /* [{id, base, org, created}] of succeeded jobs, guarded by cache_mu: what
+                           * GET /v1/models lists without a store query per request */
 } ft_state;
 
 /* Helpers ---------------------------------------------------------------------------------------- */
@@ -148,6 +150,18 @@ static const char *jstr(json_t *o, const char *k) { return json_string_value(jso
 static int terminal(const char *status) {
     return status && (!strcmp(status, "succeeded") || !strcmp(status, "failed") || !strcmp(status, "cancelled"));
 }
+
+/* Remembers a succeeded job's model for GET /v1/models. */
+static void ft_model_add(ft_state *st, json_t *job, const char *org) {
+    const char *name = jstr(job, "fine_tuned_model"), *base = jstr(job, "model");
+    json_t *fin = json_object_get(job, "finished_at");
+    if (!name || !base) return;
+    pthread_mutex_lock(&st->cache_mu);
+    json_array_append_new(st->models, json_pack("{s:s, s:s, s:s, s:I}", "id", name, "base", base, "org", org, "created",
+                                                (json_int_t)(json_is_integer(fin) ? json_integer_value(fin) : 0)));
+    pthread_mutex_unlock(&st->cache_mu);
+}
+
 
 static void add_event(pt_server *s, const char *job, const char *org, const char *level, const char *type,
                       json_t *data, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
@@ -877,6 +891,7 @@ static void train_job(pt_server *s, const char *id) {
             json_object_set_new(d, "result_files", rf ? json_pack("[s]", fid) : json_array());
             json_decref(rf);
             doc_put(s, C_JOBS, id, org, NULL, d);
+            ft_model_add(st, d, org);
             add_event(s, id, org, "info", "message", NULL, "New fine-tuned model created: %s", name);
             add_event(s, id, org, "info", "message", NULL,
                       "The job has successfully completed (%lld steps, loss %.4f → %.4f, %lld tokens)",
@@ -922,6 +937,26 @@ static void *worker(void *arg) {
 
 /* Start, stop, the adapter cache ------------------------------------------------------------------ */
 
+json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now) {
+    ft_state *st = s->ft;
+    json_t *out = json_array();
+    if (!st) return out;
+    pthread_mutex_lock(&st->cache_mu);
+    size_t i;
+    json_t *m;
+    json_array_foreach(st->models, i, m) {
+        pt_capset caps = 0;
+        if (strcmp(jstr(m, "org"), org) || !pt_policy_effective(p, org, jstr(m, "base"), now, &caps, NULL) ||
+            !(caps & (1u << PT_CAP_SAMPLE)))
+            continue;
+        json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:s, s:s}", "id", jstr(m, "id"), "object", "model",
+                                             "created", json_object_get(m, "created"), "owned_by", org, "parent",
+                                             jstr(m, "base")));
+    }
+    pthread_mutex_unlock(&st->cache_mu);
+    return out;
+}
+
 int srv_ft_start(pt_server *s, pt_err *err) {
     ft_state *st = calloc(1, sizeof *st);
     if (!st) return pt_errf(err, PT_ENOMEM, "out of memory");
@@ -929,6 +964,7 @@ int srv_ft_start(pt_server *s, pt_err *err) {
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->cache_mu, NULL);
     pthread_cond_init(&st->cv, NULL);
+    st->models = json_array();
     st->files_dir = pt_path_join(s->data_dir, "files");
     st->jobs_dir = pt_path_join(s->data_dir, "fine_tuning");
     if (!st->files_dir || !st->jobs_dir) return pt_errf(err, PT_ENOMEM, "out of memory");
@@ -949,6 +985,7 @@ int srv_ft_start(pt_server *s, pt_err *err) {
                          "The server stopped while the job was running; create a new job.");
             else if (!strcmp(status, "validating_files")) rc = q_push(&st->valq, &st->nval, &st->capval, id);
             else if (!strcmp(status, "queued")) rc = q_push(&st->trainq, &st->ntrain, &st->captrain, id);
+            else if (!strcmp(status, "succeeded")) ft_model_add(st, d, org);
         }
         json_decref(d);
         if (rc) break;
@@ -982,6 +1019,7 @@ void srv_ft_free(pt_server *s) {
     free(st->cache);
     free(st->valq), free(st->trainq);
     free(st->files_dir), free(st->jobs_dir);
+    json_decref(st->models);
     pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->cache_mu);
     pthread_mutex_destroy(&st->mu);

@@ -114,6 +114,9 @@ const char *srv_model_path(pt_server *s, const char *id);
  * interrupts the running job and joins the worker (before srv_models_stop); free frees the
  * adapter cache (after srv_models_stop). All NULL-state safe. */
 int srv_ft_start(pt_server *s, pt_err *err);
+/* The caller organisation's fine-tuned models whose base it may sample now, as OpenAI model
+ * objects (with "parent": the base). From memory: no store query. */
+json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now);
 void srv_ft_stop(pt_server *s);
 void srv_ft_free(pt_server *s);
 /* Resolves a fine-tuned model id "ft:BASE:ORG:SUFFIX:JOBID" for the caller's organisation:
