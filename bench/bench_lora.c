@@ -31,11 +31,19 @@ static double step(pt_trainer *t, const int32_t *tok, const int32_t *tgt, int B,
 
 int main(int argc, char **argv) {
     int d = 384, L = 6, H = 6, V = 8192, B = 8, T = 256, steps = 4, threads = 2, rank = 8;
-    const char *targets = "all";
+    const char *targets = "all", *only = NULL;
     float dropout = 0.05f;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: bench_lora [--d 384] [--layers 6] [--heads 6] [--vocab 8192] [--batch 8] [--seq 256]\n"
+                   "                  [--steps 4] [--threads 2] [--rank 8] [--targets all] [--dropout 0.05]\n"
+                   "                  [--only full|lora]   (profiling: time one kind of step only)\n");
+            return 0;
+        }
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *o = argv[i], *v = argv[i + 1];
-        if (!strcmp(o, "--d")) d = atoi(v);
+        if (!strcmp(o, "--only")) only = v;
+        else if (!strcmp(o, "--d")) d = atoi(v);
         else if (!strcmp(o, "--layers")) L = atoi(v);
         else if (!strcmp(o, "--heads")) H = atoi(v);
         else if (!strcmp(o, "--vocab")) V = atoi(v);
@@ -72,12 +80,13 @@ int main(int argc, char **argv) {
     pt_rng_seed(&r, 42);
     for (size_t i = 0; i <= N; i++) tok[i] = (int32_t)pt_rng_below(&r, (uint64_t)V);
     for (size_t i = 0; i < N; i++) tgt[i] = tok[i + 1];
-    step(full, tok, tgt, B, T);
-    step(lt, tok, tgt, B, T);
+    int do_full = !only || !strcmp(only, "full"), do_lora = !only || !strcmp(only, "lora");
+    if (do_full) step(full, tok, tgt, B, T);
+    if (do_lora) step(lt, tok, tgt, B, T);
     double sf = 0, sl = 0;
     for (int s = 0; s < steps; s++) {
-        sf += step(full, tok, tgt, B, T);
-        sl += step(lt, tok, tgt, B, T);
+        if (do_full) sf += step(full, tok, tgt, B, T);
+        if (do_lora) sl += step(lt, tok, tgt, B, T);
     }
     sf /= steps, sl /= steps;
     printf("{\"d\":%d,\"layers\":%d,\"batch\":%d,\"seq\":%d,\"threads\":%d,\"rank\":%d,\"targets\":\"%s\","

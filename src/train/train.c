@@ -17,7 +17,12 @@ extern int openblas_get_num_threads(void);
 
 #define LOSS_MAX_THREADS 64
 /* Threads the attention and loss loops use. */
-#define ATT_THREADS(o) ((o)->n_threads < 1 ? 1 : (o)->n_threads > LOSS_MAX_THREADS ? LOSS_MAX_THREADS : (o)->n_threads)
+/* Threads of the trainer's pool: n_threads, or OpenBLAS's default when that is <= 0. */
+static int train_threads(const pt_train_opts *o) {
+    int n = o->n_threads > 0 ? o->n_threads : openblas_get_num_threads();
+    return n < 1 ? 1 : n > LOSS_MAX_THREADS ? LOSS_MAX_THREADS : n;
+}
+#define ATT_THREADS(o) train_threads(o)
 
 
 /* ---- PRNG ------------------------------------------------------------------------------ */
@@ -34,6 +39,153 @@ double pt_rng_normal(pt_rng *r) {
     double u1 = ((pt_rng_next(r) >> 11) + 1) * 0x1.0p-53, u2 = (pt_rng_next(r) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
+
+/* ---- the trainer's thread pool ---------------------------------------------------------- */
+
+/* Every parallel part of a step (the matrix products split in blocks, attention tasks, the
+ * loss, norms, activations) runs on this one pool of n_threads - 1 workers plus the
+ * caller, with OpenBLAS single-threaded inside: one set of threads, so none spins waiting
+ * while another works (OpenBLAS's own workers spin-yield between calls, which on a busy
+ * machine took cores from the attention and loss threads). Parts are fixed ranges: results
+ * do not depend on timing. */
+typedef struct tpool {
+    int n;                       /* threads, the caller included (1: no workers) */
+    pthread_t th[LOSS_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    void (*fn)(void *, int, int, int);
+    void *arg;
+    int items, parts, busy, stop, align;
+    unsigned gen;
+} tpool;
+
+typedef struct tpool_arg {
+    tpool *p;
+    int idx;
+} tpool_arg;
+
+/* Range of part i of `parts` over [0, n), boundaries multiples of align. */
+static void part_range(int n, int parts, int align, int i, int *r0, int *r1) {
+    int64_t chunk = ((int64_t)n + parts - 1) / parts;
+    chunk = (chunk + align - 1) / align * align;
+    int64_t a = chunk * i, b = a + chunk;
+    *r0 = (int)(a < n ? a : n), *r1 = (int)(b < n ? b : n);
+}
+
+static void *tpool_main(void *x) {
+    tpool *p = ((tpool_arg *)x)->p;
+    const int idx = ((tpool_arg *)x)->idx;
+    free(x);
+    unsigned seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop) break;
+        seen = p->gen;
+        void (*fn)(void *, int, int, int) = p->fn;
+        void *arg = p->arg;
+        int items = p->items, parts = p->parts, align = p->align;
+        pthread_mutex_unlock(&p->mu);
+        if (idx < parts) {
+            int r0, r1;
+            part_range(items, parts, align, idx, &r0, &r1);
+            if (r1 > r0) fn(arg, idx, r0, r1);
+        }
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Starts up to n - 1 workers; p->n is the count actually running plus 1. */
+static void tpool_start(tpool *p, int n) {
+    p->n = 1;
+    if (n <= 1) return;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 1; i < n && i < LOSS_MAX_THREADS; i++) {
+        tpool_arg *a = malloc(sizeof *a);
+        if (!a) break;
+        *a = (tpool_arg){p, i};
+        if (pthread_create(&p->th[i], NULL, tpool_main, a)) {
+            free(a);
+            break;
+        }
+        p->n++;
+    }
+}
+
+static void tpool_stop(tpool *p) {
+    if (p->n <= 1) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    p->n = 0;
+}
+
+/* Runs fn(arg, part, r0, r1) over [0, n) in `parts` (<= the pool's threads) ranges whose
+ * boundaries are multiples of align; the caller runs part 0. */
+static void tpool_run(tpool *p, void (*fn)(void *, int, int, int), void *arg, int n, int parts, int align) {
+    if (parts > p->n) parts = p->n;
+    if (align < 1) align = 1;
+    if (parts > 1 && (n + align - 1) / align < parts) parts = (n + align - 1) / align;
+    if (parts <= 1) {
+        if (n > 0) fn(arg, 0, 0, n);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn, p->arg = arg, p->items = n, p->parts = parts, p->align = align;
+    p->busy = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    int r0, r1;
+    part_range(n, parts, align, 0, &r0, &r1);
+    if (r1 > r0) fn(arg, 0, r0, r1);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- matrix products on the pool -------------------------------------------------------- */
+
+typedef struct gemm_job {
+    int ta, tb, M, N, K, lda, ldb, ldc, split_m;
+    float alpha, beta;
+    const float *A, *B, *bias;
+    float *C;
+} gemm_job;
+
+static void gemm_part(void *arg, int part, int i0, int i1) {
+    (void)part;
+    const gemm_job *g = arg;
+    const CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
+    int r0 = 0, r1 = g->M, c0 = 0, c1 = g->N;
+    if (g->split_m) {
+        r0 = i0, r1 = i1;
+        const float *A = g->ta ? g->A + i0 : g->A + (size_t)i0 * g->lda;
+        cblas_sgemm(CblasRowMajor, ta, tb, i1 - i0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+                    g->C + (size_t)i0 * g->ldc, g->ldc);
+    } else {
+        c0 = i0, c1 = i1;
+        const float *B = g->tb ? g->B + (size_t)i0 * g->ldb : g->B + i0;
+        cblas_sgemm(CblasRowMajor, ta, tb, g->M, i1 - i0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + i0,
+                    g->ldc);
+    }
+    if (g->bias)
+        for (int r = r0; r < r1; r++) {
+            float *o = g->C + (size_t)r * g->ldc;
+            for (int j = c0; j < c1; j++) o[j] += g->bias[j];
+        }
+}
+
 
 /* ---- the trainer ----------------------------------------------------------------------- */
 
@@ -89,7 +241,20 @@ struct pt_trainer {
     pt_rng *lmask;          /* owned: per slot, the PRNG state its dropout mask was drawn from */
     float *lx, *ldu, *ldx;  /* owned scratch: (B*T, max_in), (B*T, r), (B*T, max_in) */
     int lora_train;         /* the running forward is a training one (dropout on) */
+    tpool pool;             /* n_threads - 1 workers */
+    float *nscratch;        /* owned: (threads, 2, d) per-part norm weight/bias gradient sums */
 };
+
+/* C (M, N) [ldc] = alpha·op(A) op(B) + beta·C (+ bias broadcast over rows), row-major, as
+ * cblas_sgemm; split over the pool by blocks of rows (or of columns when C is wide and
+ * short), each block one single-threaded sgemm. Small products run on the caller. */
+static void gemm(pt_trainer *t, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
+    gemm_job g = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, beta, A, B, bias, C};
+    int parts = t->pool.n;
+    if ((double)M * N * K < 262144.0) parts = 1;
+    tpool_run(&t->pool, gemm_part, &g, g.split_m ? M : N, parts, 16);
+}
 
 /* Builds the tensor table; with base != NULL also points p (and g with gbase) into it. */
 typedef struct tb {
@@ -327,6 +492,9 @@ int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **ou
         }
     }
     if (opt->n_threads > 0) openblas_set_num_threads(opt->n_threads);
+    t->nscratch = malloc((size_t)ATT_THREADS(opt) * 2 * d * sizeof(float));
+    if (!t->nscratch) goto oom;
+    tpool_start(&t->pool, ATT_THREADS(opt));
     init_params(t);
     *out = t;
     return PT_OK;
@@ -338,6 +506,8 @@ oom:
 
 void pt_trainer_free(pt_trainer *t) {
     if (!t) return;
+    tpool_stop(&t->pool);
+    free(t->nscratch);
     free(t->tensors), free(t->params), free(t->grads), free(t->m), free(t->v);
     free(t->act_block), free(t->act_ptrs), free(t->p.layers), free(t->g.layers);
     free(t->lg), free(t->lm), free(t->lv), free(t->lu), free(t->lmask), free(t->lx), free(t->ldu), free(t->ldx);
@@ -474,9 +644,9 @@ static void lora_fwd(pt_trainer *t, int l, int p, float *out, int ldo, const flo
     }
     int ld;
     const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, m->in, 1.f, xin, ld, m->A, m->in, 0.f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, m->out, r, pt_lora_scaling(t->lora), u, r, m->B, r, 1.f,
-                out, ldo);
+    gemm(t, 0, 1, N, r, m->in, 1.f, xin, ld, m->A, m->in, 0.f, u, r, NULL);
+    gemm(t, 0, 1, N, m->out, r, pt_lora_scaling(t->lora), u, r, m->B, r, 1.f,
+                out, ldo, NULL);
 }
 
 /* The backward of lora_fwd: gB += s·doutᵀ u, du = s·dout B, gA += duᵀ x', dx += du A
@@ -491,18 +661,18 @@ static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, co
     const size_t Nmax = (size_t)t->o.max_batch * t->o.max_seq;
     const float *u = t->lu + (size_t)k * Nmax * r;
     float *gA = t->lg + (m->A - t->lora->block), *gB = t->lg + (m->B - t->lora->block);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m->out, r, N, s, dout, ldd, u, r, 1.f, gB, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, m->out, s, dout, ldd, m->B, r, 0.f, t->ldu, r);
+    gemm(t, 1, 0, m->out, r, N, s, dout, ldd, u, r, 1.f, gB, r, NULL);
+    gemm(t, 0, 0, N, r, m->out, s, dout, ldd, m->B, r, 0.f, t->ldu, r, NULL);
     int ld;
     const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, m->in, N, 1.f, t->ldu, r, xin, ld, 1.f, gA, m->in);
+    gemm(t, 1, 0, r, m->in, N, 1.f, t->ldu, r, xin, ld, 1.f, gA, m->in, NULL);
     if (!t->lora_train || t->lora_drop <= 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx);
+        gemm(t, 0, 0, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx, NULL);
         return;
     }
     /* dx += (du A) ⊙ mask/(1-p), the mask redrawn */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 0.f, t->ldx,
-                m->in);
+    gemm(t, 0, 0, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 0.f, t->ldx,
+                m->in, NULL);
     drop_walk(t, k, t->ldx, m->in, dx, lddx, N, m->in, 1);
 }
 
@@ -519,29 +689,24 @@ static float *gradof(pt_trainer *t, const float *p) {
 
 /* out (N, n) [row stride ldo] = x (N, k) [ldx] @ Wᵀ + b, W Linear (n, k) when kn == 0;
  * out = x @ W + b, W Conv1D (k, n) when kn == 1. */
-static void mm_fwd(float *out, int ldo, const float *x, int ldx, const float *W, const float *bias, int N, int n,
+static void mm_fwd(pt_trainer *t, float *out, int ldo, const float *x, int ldx, const float *W, const float *bias, int N, int n,
                    int k, int kn) {
-    if (kn) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n, k, 1.f, x, ldx, W, n, 0.f, out, ldo);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, k, 1.f, x, ldx, W, k, 0.f, out, ldo);
-    if (bias)
-        for (int r = 0; r < N; r++) {
-            float *o = out + (size_t)r * ldo;
-            for (int j = 0; j < n; j++) o[j] += bias[j];
-        }
+    if (kn) gemm(t, 0, 0, N, n, k, 1.f, x, ldx, W, n, 0.f, out, ldo, bias);
+    else gemm(t, 0, 1, N, n, k, 1.f, x, ldx, W, k, 0.f, out, ldo, bias);
 }
 
 /* The backward of mm_fwd: dx (N, k) [ldx] (= when beta 0, += when beta 1) dout @ W (Linear)
  * or dout @ Wᵀ (Conv1D); dW += doutᵀ x (Linear (n, k)) or xᵀ dout (Conv1D (k, n));
  * db += column sums of dout. dx, dW, db may be NULL (not needed / frozen). */
-static void mm_bwd(float *dx, int ldx, float beta, float *dW, float *db, const float *dout, int ldd, const float *x,
+static void mm_bwd(pt_trainer *t, float *dx, int ldx, float beta, float *dW, float *db, const float *dout, int ldd, const float *x,
                    int ldxin, const float *W, int N, int n, int k, int kn) {
     if (dx) {
-        if (kn) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, k, n, 1.f, dout, ldd, W, n, beta, dx, ldx);
-        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, k, n, 1.f, dout, ldd, W, k, beta, dx, ldx);
+        if (kn) gemm(t, 0, 1, N, k, n, 1.f, dout, ldd, W, n, beta, dx, ldx, NULL);
+        else gemm(t, 0, 0, N, k, n, 1.f, dout, ldd, W, k, beta, dx, ldx, NULL);
     }
     if (dW) {
-        if (kn) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, N, 1.f, x, ldxin, dout, ldd, 1.f, dW, n);
-        else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, N, 1.f, dout, ldd, x, ldxin, 1.f, dW, k);
+        if (kn) gemm(t, 1, 0, k, n, N, 1.f, x, ldxin, dout, ldd, 1.f, dW, n, NULL);
+        else gemm(t, 1, 0, n, k, N, 1.f, dout, ldd, x, ldxin, 1.f, dW, k, NULL);
     }
     if (db)
         for (int r = 0; r < N; r++) {
@@ -700,34 +865,9 @@ static void loss_rows(void *arg, int part, int r0, int r1) {
     j->sum[part] = total, j->cnt[part] = counted;
 }
 
-typedef struct prow {
-    void (*fn)(void *, int, int, int);
-    void *arg;
-    int part, r0, r1;
-} prow;
-
-static void *prow_main(void *p) {
-    prow *x = p;
-    x->fn(x->arg, x->part, x->r0, x->r1);
-    return NULL;
-}
-
-/* Runs fn over rows [0, n) in `parts` contiguous ranges, one per thread (the caller runs the
- * first). Fixed ranges: the result does not depend on timing. Falls back to running a range
- * on the caller when a thread cannot start. */
-static void parallel_rows(void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
-    pthread_t th[LOSS_MAX_THREADS];
-    prow w[LOSS_MAX_THREADS];
-    int started[LOSS_MAX_THREADS] = {0};
-    for (int i = 0; i < parts; i++) {
-        w[i] = (prow){fn, arg, i, (int)((int64_t)n * i / parts), (int)((int64_t)n * (i + 1) / parts)};
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, prow_main, &w[i]) == 0;
-    }
-    fn(arg, 0, w[0].r0, w[0].r1);
-    for (int i = 1; i < parts; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else fn(arg, i, w[i].r0, w[i].r1);
-    }
+/* Runs fn over rows [0, n) in `parts` contiguous ranges on the trainer's pool. */
+static void parallel_rows(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
+    tpool_run(&t->pool, fn, arg, n, parts, 1);
 }
 
 /* ---- attention on threads ------------------------------------------------------------- */
@@ -814,10 +954,7 @@ static void run_attention(pt_trainer *t, void (*fn)(void *, int, int, int), void
         fn(arg, 0, 0, n);
         return;
     }
-    int saved = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    parallel_rows(fn, arg, n, nth);
-    openblas_set_num_threads(saved);
+    parallel_rows(t, fn, arg, n, nth);
 }
 
 /* ---- MLP activations on threads --------------------------------------------------------- */
@@ -855,7 +992,7 @@ static void run_act(pt_trainer *t, int l, int N, int op) {
     act_job j = {&t->a, l, t->c.d_ff, op, t->c.arch == PT_ARCH_LLAMA};
     int nth = ATT_THREADS(&t->o);
     if ((size_t)N * (size_t)t->c.d_ff < 65536 || nth > N) nth = 1;
-    parallel_rows(act_rows, &j, N, nth);
+    parallel_rows(t, act_rows, &j, N, nth);
 }
 
 /* ---- forward and backward -------------------------------------------------------------- */
@@ -876,9 +1013,25 @@ int pt_trainer_forward_backward_distill(pt_trainer *t, const int32_t *tokens, co
     return forward_backward(t, tokens, targets, B, T, NULL, dl, loss_scale, backward, loss_sum, n_counted, err);
 }
 
+static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
+                                double *loss_sum, size_t *n_counted, pt_err *err);
+
+/* OpenBLAS runs single-threaded inside a step: the products are split over the trainer's
+ * own pool (gemm). */
 static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
                             const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
                             double *loss_sum, size_t *n_counted, pt_err *err) {
+    int saved = openblas_get_num_threads();
+    if (saved != 1) openblas_set_num_threads(1);
+    int rc = forward_backward_run(t, tokens, targets, B, T, soft, dl, loss_scale, backward, loss_sum, n_counted, err);
+    if (saved != 1) openblas_set_num_threads(saved);
+    return rc;
+}
+
+static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
+                                double *loss_sum, size_t *n_counted, pt_err *err) {
     const pt_config *c = &t->c;
     if (B < 1 || T < 1 || B > t->o.max_batch || T > t->o.max_seq)
         return pt_errf(err, PT_EINVAL, "a batch of %d x %d does not fit the trainer's %d x %d", B, T, t->o.max_batch,
@@ -913,9 +1066,9 @@ static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t 
         float *qkv = a->qkv[l];
         if (llama) {
             rms_fwd(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, d, c->norm_eps);
-            mm_fwd(qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
-            mm_fwd(qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
-            mm_fwd(qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
+            mm_fwd(t, qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
+            mm_fwd(t, qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
+            mm_fwd(t, qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
             lora_fwd(t, l, PT_PROJ_Q, qkv, qkvd, a->ln1[l], d, N);
             lora_fwd(t, l, PT_PROJ_K, qkv + qd, qkvd, a->ln1[l], d, N);
             lora_fwd(t, l, PT_PROJ_V, qkv + qd + kvd, qkvd, a->ln1[l], d, N);
@@ -923,43 +1076,43 @@ static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t 
             rope_apply(qkv, qkvd, qd, N, T, KV, hd, a->rope, 1);
         } else {
             ln_fwd(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
-            mm_fwd(qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
+            mm_fwd(t, qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
         }
         /* Causal attention per (sequence, head), the (b, h) pairs spread over the threads. */
         att_job aj = {t, l, B, T, scale};
         run_attention(t, attn_fwd_rows, &aj, B * H);
         /* o_proj, residual */
-        mm_fwd(a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
+        mm_fwd(t, a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
         lora_fwd(t, l, PT_PROJ_O, a->mid[l], d, a->z[l], qd, N);
         for (size_t i = 0; i < (size_t)N * d; i++) a->mid[l][i] += x[i];
         /* MLP */
         float *xo = a->res[l + 1];
         if (llama) {
             rms_fwd(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
-            mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
-            mm_fwd(a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
+            mm_fwd(t, a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
+            mm_fwd(t, a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
             lora_fwd(t, l, PT_PROJ_GATE, a->hpre[l], F, a->ln2[l], d, N);
             lora_fwd(t, l, PT_PROJ_UP, a->hup[l], F, a->ln2[l], d, N);
             run_act(t, l, N, 0);
         } else {
             ln_fwd(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
-            mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
+            mm_fwd(t, a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
             run_act(t, l, N, 0);
         }
-        mm_fwd(xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
+        mm_fwd(t, xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
         lora_fwd(t, l, PT_PROJ_DOWN, xo, d, a->hact[l], F, N);
         for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += a->mid[l][i];
     }
     if (llama) rms_fwd(a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
     else ln_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
-    mm_fwd(a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
+    mm_fwd(t, a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
 
     /* Loss (and its gradient, in place of the logits), rows split over the threads. */
     loss_job lj = {a->logits, targets, soft, dl, V, loss_scale, backward, {0}, {0}};
     int nth = t->o.n_threads > 1 ? t->o.n_threads : 1;
     if (nth > LOSS_MAX_THREADS) nth = LOSS_MAX_THREADS;
     if ((size_t)N * V < 65536) nth = 1;
-    parallel_rows(loss_rows, &lj, N, nth);
+    parallel_rows(t, loss_rows, &lj, N, nth);
     double total = 0;
     size_t counted = 0;
     for (int i = 0; i < nth; i++) total += lj.sum[i], counted += lj.cnt[i];
@@ -972,31 +1125,31 @@ static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t 
     (void)g;
     float *dres = a->dres, *dln = a->dln;
     /* logits = lnf @ lm_headᵀ */
-    mm_bwd(dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
+    mm_bwd(t, dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
     memset(dres, 0, (size_t)N * d * sizeof(float));
     if (llama) rms_bwd(dres, gradof(t, p->lnf_w), dln, a->res[L], p->lnf_w, a->lnf_rstd, N, d);
     else ln_bwd(dres, gradof(t, p->lnf_w), gradof(t, p->lnf_b), dln, a->res[L], p->lnf_w, a->lnf_mean, a->lnf_rstd, N, d);
     for (int l = L - 1; l >= 0; l--) {
         const pt_train_layer *w = &p->layers[l];
         /* MLP: res[l+1] = mid + down(act(...)) ; dres is d res[l+1] */
-        mm_bwd(a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
+        mm_bwd(t, a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
         lora_bwd(t, l, PT_PROJ_DOWN, dres, d, a->hact[l], F, a->dh, F, N);
         if (llama) {
             run_act(t, l, N, 1);
-            mm_bwd(dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
-            mm_bwd(dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
+            mm_bwd(t, dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
+            mm_bwd(t, dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
             lora_bwd(t, l, PT_PROJ_GATE, a->dh, F, a->ln2[l], d, dln, d, N);
             lora_bwd(t, l, PT_PROJ_UP, a->dh2, F, a->ln2[l], d, dln, d, N);
             rms_bwd(dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
         } else {
             run_act(t, l, N, 1);
-            mm_bwd(dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
+            mm_bwd(t, dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
             ln_bwd(dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
                    a->ln2_rstd[l], N, d);
         }
         /* Attention: mid = res[l] + o_proj(z) ; dres is now d mid */
         att_job aj_b = {t, l, B, T, scale};
-        mm_bwd(a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
+        mm_bwd(t, a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
         lora_bwd(t, l, PT_PROJ_O, dres, d, a->z[l], qd, a->dz, qd, N);
         float *dqkv = a->dqkv;
         memset(dqkv, 0, (size_t)N * qkvd * sizeof(float));
@@ -1005,16 +1158,16 @@ static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t 
         if (llama) {
             rope_apply(dqkv, qkvd, 0, N, T, H, hd, a->rope, -1);
             rope_apply(dqkv, qkvd, qd, N, T, KV, hd, a->rope, -1);
-            mm_bwd(dln, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
-            mm_bwd(dln, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
-            mm_bwd(dln, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
+            mm_bwd(t, dln, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
+            mm_bwd(t, dln, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
+            mm_bwd(t, dln, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
                    d, 0);
             lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dln, d, N);
             lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dln, d, N);
             lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dln, d, N);
             rms_bwd(dres, gradof(t, w->ln1_w), dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
         } else {
-            mm_bwd(dln, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
+            mm_bwd(t, dln, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
                    1);
             ln_bwd(dres, gradof(t, w->ln1_w), gradof(t, w->ln1_b), dln, a->res[l], w->ln1_w, a->ln1_mean[l],
                    a->ln1_rstd[l], N, d);
