@@ -238,7 +238,7 @@ struct pt_trainer {
     pt_rng lora_rng;        /* draws the dropout masks */
     float *lg, *lm, *lv;    /* owned: (lora->n_params) gradients, Adam m, v, the adapter's layout */
     float *lu;              /* owned: [n_layers * PT_PROJ_COUNT] slots of (B*T, r): x·Aᵀ saved */
-    pt_rng *lmask;          /* owned: per slot, the PRNG state its dropout mask was drawn from */
+    uint64_t *lmask;        /* owned: per slot, the seed its dropout mask was drawn from */
     float *lx, *ldu, *ldx;  /* owned scratch: (B*T, max_in), (B*T, r), (B*T, max_in) */
     int lora_train;         /* the running forward is a training one (dropout on) */
     tpool pool;             /* n_threads - 1 workers */
@@ -254,6 +254,11 @@ static void gemm(pt_trainer *t, int ta, int tb, int M, int N, int K, float alpha
     int parts = t->pool.n;
     if ((double)M * N * K < 262144.0) parts = 1;
     tpool_run(&t->pool, gemm_part, &g, g.split_m ? M : N, parts, 16);
+}
+
+/* Runs fn over rows [0, n) in `parts` contiguous ranges on the trainer's pool. */
+static void parallel_rows(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
+    tpool_run(&t->pool, fn, arg, n, parts, 1);
 }
 
 /* Builds the tensor table; with base != NULL also points p (and g with gbase) into it. */
@@ -589,38 +594,55 @@ pt_lora *pt_trainer_lora(const pt_trainer *t) { return t->lora; }
 float *pt_trainer_lora_grads(pt_trainer *t) { return t->lg; }
 
 /* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
- * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * (kept values scaled by 1/(1-p)) drawn from the seed saved in lmask[k] — the
  * backward redraws the same mask instead of storing it. */
 static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld);
 
-/* Walks slot k's dropout mask in a fixed order (row by row), four 16-bit uniforms per PRNG
- * word (p is quantised to 1/65536): fwd writes x·mask/(1-p) into out, bwd adds
- * g·mask/(1-p) into out. The same walk in both redraws the same mask. */
-static void drop_walk(const pt_trainer *t, int k, const float *src, int lds, float *out, int ldo, int N, int in,
-                      int bwd) {
-    pt_rng r = t->lmask[k];
-    const float keep = 1.f / (1.f - t->lora_drop);
-    const uint32_t thr = (uint32_t)(t->lora_drop * 65536.0 + 0.5);
-    uint64_t bits = 0;
-    int left = 0;
-    for (int i = 0; i < N; i++) {
-        const float *sr = src + (size_t)i * lds;
-        float *o = out + (size_t)i * ldo;
-        for (int j = 0; j < in; j++) {
-            if (!left) bits = pt_rng_next(&r), left = 4;
-            uint32_t u = (uint32_t)(bits & 0xffff);
-            bits >>= 16, left--;
-            if (bwd) {
-                if (u >= thr) o[j] += sr[j] * keep;
-            } else {
-                o[j] = u >= thr ? sr[j] * keep : 0.f;
+/* Slot k's dropout mask is counter-based: element (i, j) keeps its value when 16 bits of
+ * splitmix64(seed_k + (i·words + j/4)·γ) (lane j % 4) are >= p·65536 (p quantised to
+ * 1/65536), so any row range can be drawn on its own, in parallel, and the backward redraws
+ * the forward's mask exactly. fwd: out = src·mask/(1-p); bwd: out += src·mask/(1-p). */
+typedef struct drop_job {
+    uint64_t seed;
+    const float *src;
+    float *out;
+    int lds, ldo, in, bwd;
+    uint32_t thr;
+    float keep;
+} drop_job;
+
+static void drop_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
+    const drop_job *j = arg;
+    const int in = j->in, words = (in + 3) / 4;
+    for (int i = r0; i < r1; i++) {
+        const float *sr = j->src + (size_t)i * j->lds;
+        float *o = j->out + (size_t)i * j->ldo;
+        uint64_t ctr = j->seed + (uint64_t)i * (uint64_t)words * 0x9E3779B97F4A7C15ull;
+        for (int w = 0; w < words; w++) {
+            uint64_t z = (ctr += 0x9E3779B97F4A7C15ull);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            const int j0 = 4 * w, n = in - j0 < 4 ? in - j0 : 4;
+            for (int q = 0; q < n; q++) {
+                float m = (uint32_t)((z >> (16 * q)) & 0xffff) >= j->thr ? j->keep : 0.f;
+                if (j->bwd) o[j0 + q] += sr[j0 + q] * m;
+                else o[j0 + q] = sr[j0 + q] * m;
             }
         }
     }
 }
 
+static void drop_walk(pt_trainer *t, int k, const float *src, int lds, float *out, int ldo, int N, int in,
+                      int bwd) {
+    drop_job j = {t->lmask[k], src, out, lds, ldo, in, bwd, (uint32_t)(t->lora_drop * 65536.0 + 0.5),
+                  1.f / (1.f - t->lora_drop)};
+    parallel_rows(t, drop_rows, &j, N, t->pool.n);
+}
+
 /* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
- * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * (kept values scaled by 1/(1-p)) drawn from the seed saved in lmask[k] — the
  * backward redraws the same mask instead of storing it. */
 static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld) {
     *ld = ldx;
@@ -640,7 +662,7 @@ static void lora_fwd(pt_trainer *t, int l, int p, float *out, int ldo, const flo
     const size_t Nmax = (size_t)t->o.max_batch * t->o.max_seq;
     float *u = t->lu + (size_t)k * Nmax * r;
     if (t->lora_train && t->lora_drop > 0) {
-        pt_rng_seed(&t->lmask[k], pt_rng_next(&t->lora_rng)); /* this mask's own stream */
+        t->lmask[k] = pt_rng_next(&t->lora_rng); /* this mask's own seed */
     }
     int ld;
     const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
@@ -650,7 +672,7 @@ static void lora_fwd(pt_trainer *t, int l, int p, float *out, int ldo, const flo
 }
 
 /* The backward of lora_fwd: gB += s·doutᵀ u, du = s·dout B, gA += duᵀ x', dx += du A
- * (through the dropout mask). */
+ * (through the dropout mask; skipped when dx is NULL). */
 static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, const float *x, int ldx, float *dx,
                      int lddx, int N) {
     if (!t->lora) return;
@@ -666,6 +688,7 @@ static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, co
     int ld;
     const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
     gemm(t, 1, 0, r, m->in, N, 1.f, t->ldu, r, xin, ld, 1.f, gA, m->in, NULL);
+    if (!dx) return; /* nothing below needs the input's gradient */
     if (!t->lora_train || t->lora_drop <= 0) {
         gemm(t, 0, 0, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx, NULL);
         return;
@@ -863,11 +886,6 @@ static void loss_rows(void *arg, int part, int r0, int r1) {
         }
     }
     j->sum[part] = total, j->cnt[part] = counted;
-}
-
-/* Runs fn over rows [0, n) in `parts` contiguous ranges on the trainer's pool. */
-static void parallel_rows(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
-    tpool_run(&t->pool, fn, arg, n, parts, 1);
 }
 
 /* ---- attention on threads ------------------------------------------------------------- */
@@ -1121,8 +1139,8 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
     if (!backward) return PT_OK;
 
     /* Backward. */
-    const pt_train_params *g = &t->g;
-    (void)g;
+    float *gte = gradof(t, p->tok_emb), *gpe = llama ? NULL : gradof(t, p->pos_emb);
+    const int emb_grads = gte || gpe;
     float *dres = a->dres, *dln = a->dln;
     /* logits = lnf @ lm_headᵀ */
     mm_bwd(t, dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
@@ -1155,26 +1173,31 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
         memset(dqkv, 0, (size_t)N * qkvd * sizeof(float));
         /* one task per (b, kv head): the query heads sharing a kv head accumulate dK, dV */
         run_attention(t, attn_bwd_rows, &aj_b, B * KV);
+        /* The gradient of the norm's output is needed for the layers below (or the
+         * embeddings) and for the norm's own weights; below a LoRA model's first layer,
+         * neither is trained. */
+        const int need_in = l > 0 || emb_grads;
+        float *gn1w = gradof(t, w->ln1_w), *gn1b = gradof(t, w->ln1_b);
+        float *dlnq = need_in || gn1w || gn1b ? dln : NULL;
         if (llama) {
             rope_apply(dqkv, qkvd, 0, N, T, H, hd, a->rope, -1);
             rope_apply(dqkv, qkvd, qd, N, T, KV, hd, a->rope, -1);
-            mm_bwd(t, dln, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
-            mm_bwd(t, dln, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
-            mm_bwd(t, dln, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
+            mm_bwd(t, dlnq, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
+            mm_bwd(t, dlnq, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
+            mm_bwd(t, dlnq, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
                    d, 0);
-            lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dln, d, N);
-            lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dln, d, N);
-            lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dln, d, N);
-            rms_bwd(dres, gradof(t, w->ln1_w), dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
+            lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dlnq, d, N);
+            lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dlnq, d, N);
+            lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dlnq, d, N);
+            if (dlnq) rms_bwd(dres, gn1w, dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
         } else {
-            mm_bwd(t, dln, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
+            mm_bwd(t, dlnq, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
                    1);
-            ln_bwd(dres, gradof(t, w->ln1_w), gradof(t, w->ln1_b), dln, a->res[l], w->ln1_w, a->ln1_mean[l],
-                   a->ln1_rstd[l], N, d);
+            if (dlnq)
+                ln_bwd(dres, gn1w, gn1b, dln, a->res[l], w->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, d);
         }
     }
-    float *gte = gradof(t, p->tok_emb), *gpe = llama ? NULL : gradof(t, p->pos_emb);
-    for (int r = 0; r < N; r++) {
+    for (int r = 0; r < N && emb_grads; r++) {
         const float *gr = dres + (size_t)r * d;
         if (gte) {
             float *o = gte + (size_t)tokens[r] * d;
