@@ -1,9 +1,9 @@
 /* see train.h */
 /* The build's -O2 (GCC's very-cheap vectoriser cost model) leaves the element-wise loops
  * here (norms, activations, dropout masks, AdamW) scalar; this file asks for -O3's
- * vectoriser. */
+ * vectoriser (and no errno from sqrtf, which nothing here reads, so that it vectorises). */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3")
+#pragma GCC optimize("O3", "no-math-errno")
 #endif
 #include <cblas.h>
 #include <math.h>
@@ -44,6 +44,87 @@ uint64_t pt_rng_below(pt_rng *r, uint64_t n) {
 double pt_rng_normal(pt_rng *r) {
     double u1 = ((pt_rng_next(r) >> 11) + 1) * 0x1.0p-53, u2 = (pt_rng_next(r) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+/* ---- vectorisable element-wise helpers ------------------------------------------------ */
+
+/* e^x in float (Cephes' polynomial after x = n·ln2 + r; within 2 ulp of expf), written
+ * without calls or tables so that loops over it vectorise; 0 below -87.3, clamped at
+ * 88.7 (the float range). */
+static inline float vexpf(float x) {
+    const float lo = -87.3f, hi = 88.7f;
+    float xc = x < lo ? lo : x > hi ? hi : x;
+    float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f; /* round to nearest */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float sc;
+    memcpy(&sc, &bits, sizeof sc);
+    return x < lo ? 0.f : p * sc;
+}
+
+/* tanh through e^(2u): 1 - 2/(e^(2u) + 1) (absolute error ~1e-7). */
+static inline float vtanhf(float u) { return 1.f - 2.f / (vexpf(2.f * u) + 1.f); }
+
+#define LANES 16
+/* Maximum of x[0..n) (n >= 1), in independent lanes so that it vectorises. */
+static float vmax(const float *x, int n) {
+    float m[LANES];
+    for (int l = 0; l < LANES; l++) m[l] = x[0];
+    int k = 0;
+    for (; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++) m[l] = x[k + l] > m[l] ? x[k + l] : m[l];
+    for (; k < n; k++) m[0] = x[k] > m[0] ? x[k] : m[0];
+    float r = m[0];
+    for (int l = 1; l < LANES; l++) r = m[l] > r ? m[l] : r;
+    return r;
+}
+
+/* Σ e^(x[k] - mx) over [0, n), storing the terms in out (may be x) when out != NULL; the
+ * sum in double lanes. */
+static double vexp_sum(const float *x, float *out, int n, float mx) {
+    double acc[LANES] = {0};
+    int k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        float e[LANES];
+        for (int l = 0; l < LANES; l++) e[l] = vexpf(x[k + l] - mx);
+        if (out)
+            for (int l = 0; l < LANES; l++) out[k + l] = e[l];
+        for (int l = 0; l < LANES; l++) acc[l] += e[l];
+    }
+    for (; k < n; k++) {
+        float e = vexpf(x[k] - mx);
+        if (out) out[k] = e;
+        acc[0] += e;
+    }
+    double s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+/* Σ a·b, Σ a (b == NULL) in double lanes. */
+static double vdot(const float *a, const float *b, int n) {
+    double acc[LANES] = {0};
+    int k = 0;
+    if (b) {
+        for (; k + LANES <= n; k += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += (double)a[k + l] * b[k + l];
+        for (; k < n; k++) acc[0] += (double)a[k] * b[k];
+    } else {
+        for (; k + LANES <= n; k += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += a[k + l];
+        for (; k < n; k++) acc[0] += a[k];
+    }
+    double s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
 }
 
 /* ---- the trainer's thread pool ---------------------------------------------------------- */
@@ -735,6 +816,22 @@ static void mm_fwd(pt_trainer *t, float *out, int ldo, const float *x, int ldx, 
     else gemm(t, 0, 1, N, n, k, 1.f, x, ldx, W, k, 0.f, out, ldo, bias);
 }
 
+/* db[c0..c1) += column sums of dout (N rows): the columns split over the pool. */
+typedef struct colsum_job {
+    float *db;
+    const float *dout;
+    int ldd, N;
+} colsum_job;
+
+static void colsum_cols(void *arg, int part, int c0, int c1) {
+    (void)part;
+    const colsum_job *j = arg;
+    for (int r = 0; r < j->N; r++) {
+        const float *o = j->dout + (size_t)r * j->ldd;
+        for (int c = c0; c < c1; c++) j->db[c] += o[c];
+    }
+}
+
 /* The backward of mm_fwd: dx (N, k) [ldx] (= when beta 0, += when beta 1) dout @ W (Linear)
  * or dout @ Wᵀ (Conv1D); dW += doutᵀ x (Linear (n, k)) or xᵀ dout (Conv1D (k, n));
  * db += column sums of dout. dx, dW, db may be NULL (not needed / frozen). */
@@ -748,74 +845,148 @@ static void mm_bwd(pt_trainer *t, float *dx, int ldx, float beta, float *dW, flo
         if (kn) gemm(t, 1, 0, k, n, N, 1.f, x, ldxin, dout, ldd, 1.f, dW, n, NULL);
         else gemm(t, 1, 0, n, k, N, 1.f, dout, ldd, x, ldxin, 1.f, dW, k, NULL);
     }
-    if (db)
-        for (int r = 0; r < N; r++) {
-            const float *o = dout + (size_t)r * ldd;
-            for (int j = 0; j < n; j++) db[j] += o[j];
-        }
+    if (db) {
+        colsum_job j = {db, dout, ldd, N};
+        parallel_rows(t, colsum_cols, &j, n, (size_t)N * n < 65536 ? 1 : t->pool.n);
+    }
 }
 
-/* RMSNorm as the engine computes it (sum of squares in double). */
-static void rms_fwd(float *y, float *rstd, const float *x, const float *w, int N, int d, float eps) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *yr = y + (size_t)r * d;
-        double ss = 0;
-        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-        float inv = 1.f / sqrtf((float)(ss / d) + eps);
-        rstd[r] = inv;
-        for (int i = 0; i < d; i++) yr[i] = xr[i] * inv * w[i];
+/* Norms over row ranges on the pool. rms: y = x·r·w, r = (mean(x²)+eps)^-½ (sum of squares
+ * in double, as the engine). ln: y = (x-m)·r·w + b. The backward adds into dx and sums
+ * the weight/bias gradients per part (t->nscratch) before adding them in part order. */
+typedef struct norm_job {
+    float *y, *mean, *rstd, *dx, *dw, *db, *scratch;
+    const float *x, *w, *b, *dy;
+    int d;
+    float eps;
+} norm_job;
+
+static void rms_fwd_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
+    const norm_job *j = arg;
+    const int d = j->d;
+    for (int r = r0; r < r1; r++) {
+        const float *xr = j->x + (size_t)r * d;
+        float *yr = j->y + (size_t)r * d;
+        float inv = 1.f / sqrtf((float)(vdot(xr, xr, d) / d) + j->eps);
+        j->rstd[r] = inv;
+        for (int i = 0; i < d; i++) yr[i] = xr[i] * inv * j->w[i];
     }
+}
+
+static void ln_fwd_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
+    const norm_job *j = arg;
+    const int d = j->d;
+    for (int r = r0; r < r1; r++) {
+        const float *xr = j->x + (size_t)r * d;
+        float *yr = j->y + (size_t)r * d;
+        const float m = (float)(vdot(xr, NULL, d) / d);
+        double acc[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += (double)(xr[i + l] - m) * (xr[i + l] - m);
+        for (; i < d; i++) acc[0] += (double)(xr[i] - m) * (xr[i] - m);
+        double v = 0;
+        for (int l = 0; l < LANES; l++) v += acc[l];
+        float inv = 1.f / sqrtf((float)(v / d) + j->eps);
+        j->mean[r] = m, j->rstd[r] = inv;
+        for (i = 0; i < d; i++) yr[i] = (xr[i] - m) * inv * j->w[i] + j->b[i];
+    }
+}
+
+static void rms_bwd_rows(void *arg, int part, int r0, int r1) {
+    const norm_job *j = arg;
+    const int d = j->d;
+    float *dw = j->dw ? j->scratch + (size_t)part * 2 * d : NULL;
+    for (int r = r0; r < r1; r++) {
+        const float *xr = j->x + (size_t)r * d, *g = j->dy + (size_t)r * d, *w = j->w;
+        float *o = j->dx + (size_t)r * d, rs = j->rstd[r];
+        double acc[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += (double)g[i + l] * w[i + l] * xr[i + l];
+        for (; i < d; i++) acc[0] += (double)g[i] * w[i] * xr[i];
+        double dot = 0;
+        for (int l = 0; l < LANES; l++) dot += acc[l];
+        float k = (float)(dot * rs * rs * rs / d);
+        for (i = 0; i < d; i++) o[i] += rs * w[i] * g[i] - xr[i] * k;
+        if (dw)
+            for (i = 0; i < d; i++) dw[i] += g[i] * xr[i] * rs;
+    }
+}
+
+static void ln_bwd_rows(void *arg, int part, int r0, int r1) {
+    const norm_job *j = arg;
+    const int d = j->d;
+    float *dw = j->dw ? j->scratch + (size_t)part * 2 * d : NULL, *db = j->db ? j->scratch + (size_t)part * 2 * d + d : NULL;
+    for (int r = r0; r < r1; r++) {
+        const float *xr = j->x + (size_t)r * d, *g = j->dy + (size_t)r * d, *w = j->w;
+        float *o = j->dx + (size_t)r * d, m = j->mean[r], rs = j->rstd[r];
+        double a1[LANES] = {0}, a2[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float xh = (xr[i + l] - m) * rs, dxh = g[i + l] * w[i + l];
+                a1[l] += dxh, a2[l] += (double)dxh * xh;
+            }
+        for (; i < d; i++) {
+            float xh = (xr[i] - m) * rs, dxh = g[i] * w[i];
+            a1[0] += dxh, a2[0] += (double)dxh * xh;
+        }
+        double s1 = 0, s2 = 0;
+        for (int l = 0; l < LANES; l++) s1 += a1[l], s2 += a2[l];
+        float m1 = (float)(s1 / d), m2 = (float)(s2 / d);
+        for (i = 0; i < d; i++) {
+            float xh = (xr[i] - m) * rs;
+            o[i] += rs * (g[i] * w[i] - m1 - xh * m2);
+        }
+        if (dw)
+            for (i = 0; i < d; i++) dw[i] += g[i] * (xr[i] - m) * rs;
+        if (db)
+            for (i = 0; i < d; i++) db[i] += g[i];
+    }
+}
+
+/* Rows per norm part: few enough parts that the scratch sums stay cheap. */
+static int norm_parts(const pt_trainer *t, int N, int d) { return (size_t)N * d < 32768 ? 1 : t->pool.n; }
+
+static void norm_bwd_run(pt_trainer *t, void (*fn)(void *, int, int, int), norm_job *j, int N) {
+    const int d = j->d, parts = norm_parts(t, N, d);
+    if (j->dw || j->db) memset(t->nscratch, 0, (size_t)parts * 2 * d * sizeof(float));
+    parallel_rows(t, fn, j, N, parts);
+    for (int p = 0; p < parts; p++) {
+        const float *sw = t->nscratch + (size_t)p * 2 * d;
+        if (j->dw)
+            for (int i = 0; i < d; i++) j->dw[i] += sw[i];
+        if (j->db)
+            for (int i = 0; i < d; i++) j->db[i] += sw[d + i];
+    }
+}
+
+static void rms_fwd(pt_trainer *t, float *y, float *rstd, const float *x, const float *w, int N, int d, float eps) {
+    norm_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .d = d, .eps = eps};
+    parallel_rows(t, rms_fwd_rows, &j, N, norm_parts(t, N, d));
 }
 
 /* dx += ∂/∂x, dw += ∂/∂w of y = x·r·w with r = (mean(x²)+eps)^-½. */
-static void rms_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
-                    int d) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
-        float *o = dx + (size_t)r * d, rs = rstd[r];
-        double dot = 0;
-        for (int i = 0; i < d; i++) dot += (double)g[i] * w[i] * xr[i];
-        float k = (float)(dot * rs * rs * rs / d);
-        for (int i = 0; i < d; i++) o[i] += rs * w[i] * g[i] - xr[i] * k;
-        if (dw)
-            for (int i = 0; i < d; i++) dw[i] += g[i] * xr[i] * rs;
-    }
+static void rms_bwd(pt_trainer *t, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                    const float *rstd, int N, int d) {
+    norm_job j = {.dx = dx, .dw = dw, .scratch = t->nscratch, .dy = dy, .x = x, .w = w, .rstd = (float *)rstd, .d = d};
+    norm_bwd_run(t, rms_bwd_rows, &j, N);
 }
 
-static void ln_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N, int d,
-                   float eps) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *yr = y + (size_t)r * d;
-        double m = 0, v = 0;
-        for (int i = 0; i < d; i++) m += xr[i];
-        m /= d;
-        for (int i = 0; i < d; i++) v += (xr[i] - m) * (xr[i] - m);
-        float inv = 1.f / sqrtf((float)(v / d) + eps);
-        mean[r] = (float)m, rstd[r] = inv;
-        for (int i = 0; i < d; i++) yr[i] = (float)(xr[i] - m) * inv * w[i] + b[i];
-    }
+static void ln_fwd(pt_trainer *t, float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                   int N, int d, float eps) {
+    norm_job j = {.y = y, .mean = mean, .rstd = rstd, .x = x, .w = w, .b = b, .d = d, .eps = eps};
+    parallel_rows(t, ln_fwd_rows, &j, N, norm_parts(t, N, d));
 }
 
-static void ln_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+static void ln_bwd(pt_trainer *t, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                    const float *mean, const float *rstd, int N, int d) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
-        float *o = dx + (size_t)r * d, m = mean[r], rs = rstd[r];
-        double s1 = 0, s2 = 0;
-        for (int i = 0; i < d; i++) {
-            float xh = (xr[i] - m) * rs, dxh = g[i] * w[i];
-            s1 += dxh, s2 += (double)dxh * xh;
-        }
-        float m1 = (float)(s1 / d), m2 = (float)(s2 / d);
-        for (int i = 0; i < d; i++) {
-            float xh = (xr[i] - m) * rs;
-            o[i] += rs * (g[i] * w[i] - m1 - xh * m2);
-            if (dw) dw[i] += g[i] * xh;
-            if (db) db[i] += g[i];
-        }
-    }
+    norm_job j = {.dx = dx, .dw = dw, .db = db, .scratch = t->nscratch, .dy = dy, .x = x, .w = w,
+                  .mean = (float *)mean, .rstd = (float *)rstd, .d = d};
+    norm_bwd_run(t, ln_bwd_rows, &j, N);
 }
 
 /* Rotate-half RoPE on `heads` heads of hd starting at column col of rows with stride ld;
@@ -835,14 +1006,14 @@ static void rope_apply(float *x, int ld, int col, int N, int T, int heads, int h
     }
 }
 
-static float gelu_tanh(float x) {
+static inline float gelu_tanh(float x) {
     const float k = 0.7978845608028654f;
-    return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+    return 0.5f * x * (1.f + vtanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-static float gelu_tanh_grad(float x) {
+static inline float gelu_tanh_grad(float x) {
     const float k = 0.7978845608028654f;
-    float u = k * (x + 0.044715f * x * x * x), th = tanhf(u);
+    float u = k * (x + 0.044715f * x * x * x), th = vtanhf(u);
     return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * k * (1.f + 3.f * 0.044715f * x * x);
 }
 
@@ -860,7 +1031,7 @@ typedef struct loss_job {
     size_t cnt[LOSS_MAX_THREADS];
 } loss_job;
 
-/* Cross-entropy of rows [r0, r1): one expf per logit (the sum in double); with backward the
+/* Cross-entropy of rows [r0, r1): one e^x per logit (the sum in double); with backward the
  * row becomes its gradient (softmax − target)·scale. */
 static void loss_rows(void *arg, int part, int r0, int r1) {
     loss_job *j = arg;
@@ -880,17 +1051,13 @@ static void loss_rows(void *arg, int part, int r0, int r1) {
             continue;
         }
         const float *q = j->soft ? j->soft + (size_t)r * V : NULL;
-        float mx = -INFINITY;
-        for (int k = 0; k < V; k++) mx = fmaxf(mx, row[k]);
-        double s = 0, qdot = 0, qsum = 0;
+        const float mx = vmax(row, V);
+        double s, qdot = 0, qsum = 0;
         if (q)
             for (int k = 0; k < V; k++)
                 if (q[k] > 0) qdot += (double)q[k] * row[k], qsum += q[k];
         float target_logit = q ? 0.f : row[tg];
-        if (j->backward)
-            for (int k = 0; k < V; k++) s += (row[k] = expf(row[k] - mx));
-        else
-            for (int k = 0; k < V; k++) s += expf(row[k] - mx);
+        s = vexp_sum(row, j->backward ? row : NULL, V, mx);
         double lse = mx + log(s);
         total += q ? lse * qsum - qdot : lse - target_logit;
         counted++;
@@ -929,11 +1096,8 @@ static void attn_fwd_rows(void *arg, int part, int i0, int i1) {
         float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, j->scale, Q, qkvd, K, qkvd, 0.f, P, T);
         for (int i = 0; i < T; i++) {
-            float *row = P + (size_t)i * T, mx = -INFINITY;
-            for (int k = 0; k <= i; k++) mx = fmaxf(mx, row[k]);
-            float s = 0;
-            for (int k = 0; k <= i; k++) s += (row[k] = expf(row[k] - mx));
-            float inv = 1.f / s;
+            float *row = P + (size_t)i * T, mx = vmax(row, i + 1);
+            float inv = (float)(1.0 / vexp_sum(row, row, i + 1, mx));
             for (int k = 0; k <= i; k++) row[k] *= inv;
             for (int k = i + 1; k < T; k++) row[k] = 0.f;
         }
@@ -968,8 +1132,7 @@ static void attn_bwd_rows(void *arg, int part, int i0, int i1) {
             /* dS = P ∘ (dP − rowsum(P ∘ dP)) */
             for (int i = 0; i < T; i++) {
                 const float *pr = P + (size_t)i * T;
-                float *gr = dP + (size_t)i * T, s = 0;
-                for (int k = 0; k <= i; k++) s += pr[k] * gr[k];
+                float *gr = dP + (size_t)i * T, s = (float)vdot(pr, gr, i + 1);
                 for (int k = 0; k <= i; k++) gr[k] = pr[k] * (gr[k] - s);
                 for (int k = i + 1; k < T; k++) gr[k] = 0.f;
             }
@@ -1008,10 +1171,10 @@ static void act_rows(void *arg, int part, int r0, int r1) {
     if (j->llama) {
         const float *hu = a->hup[j->l];
         if (!j->op)
-            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = hp[i] / (1.f + expf(-hp[i])) * hu[i];
+            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = hp[i] / (1.f + vexpf(-hp[i])) * hu[i];
         else
             for (size_t i = i0; i < i1; i++) {
-                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + expf(-gt)), da = a->dh[i];
+                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + vexpf(-gt)), da = a->dh[i];
                 a->dh2[i] = da * gt * sg;                         /* d up */
                 a->dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
             }
@@ -1100,7 +1263,7 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
         const float *x = a->res[l];
         float *qkv = a->qkv[l];
         if (llama) {
-            rms_fwd(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, d, c->norm_eps);
+            rms_fwd(t, a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, d, c->norm_eps);
             mm_fwd(t, qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
             mm_fwd(t, qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
             mm_fwd(t, qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
@@ -1110,7 +1273,7 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
             rope_apply(qkv, qkvd, 0, N, T, H, hd, a->rope, 1);
             rope_apply(qkv, qkvd, qd, N, T, KV, hd, a->rope, 1);
         } else {
-            ln_fwd(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
+            ln_fwd(t, a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
             mm_fwd(t, qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
         }
         /* Causal attention per (sequence, head), the (b, h) pairs spread over the threads. */
@@ -1123,14 +1286,14 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
         /* MLP */
         float *xo = a->res[l + 1];
         if (llama) {
-            rms_fwd(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
+            rms_fwd(t, a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
             mm_fwd(t, a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
             mm_fwd(t, a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
             lora_fwd(t, l, PT_PROJ_GATE, a->hpre[l], F, a->ln2[l], d, N);
             lora_fwd(t, l, PT_PROJ_UP, a->hup[l], F, a->ln2[l], d, N);
             run_act(t, l, N, 0);
         } else {
-            ln_fwd(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
+            ln_fwd(t, a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
             mm_fwd(t, a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
             run_act(t, l, N, 0);
         }
@@ -1138,8 +1301,8 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
         lora_fwd(t, l, PT_PROJ_DOWN, xo, d, a->hact[l], F, N);
         for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += a->mid[l][i];
     }
-    if (llama) rms_fwd(a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
-    else ln_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
+    if (llama) rms_fwd(t, a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
+    else ln_fwd(t, a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
     mm_fwd(t, a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
 
     /* Loss (and its gradient, in place of the logits), rows split over the threads. */
@@ -1162,8 +1325,8 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
     /* logits = lnf @ lm_headᵀ */
     mm_bwd(t, dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
     memset(dres, 0, (size_t)N * d * sizeof(float));
-    if (llama) rms_bwd(dres, gradof(t, p->lnf_w), dln, a->res[L], p->lnf_w, a->lnf_rstd, N, d);
-    else ln_bwd(dres, gradof(t, p->lnf_w), gradof(t, p->lnf_b), dln, a->res[L], p->lnf_w, a->lnf_mean, a->lnf_rstd, N, d);
+    if (llama) rms_bwd(t, dres, gradof(t, p->lnf_w), dln, a->res[L], p->lnf_w, a->lnf_rstd, N, d);
+    else ln_bwd(t, dres, gradof(t, p->lnf_w), gradof(t, p->lnf_b), dln, a->res[L], p->lnf_w, a->lnf_mean, a->lnf_rstd, N, d);
     for (int l = L - 1; l >= 0; l--) {
         const pt_train_layer *w = &p->layers[l];
         /* MLP: res[l+1] = mid + down(act(...)) ; dres is d res[l+1] */
@@ -1175,11 +1338,11 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
             mm_bwd(t, dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
             lora_bwd(t, l, PT_PROJ_GATE, a->dh, F, a->ln2[l], d, dln, d, N);
             lora_bwd(t, l, PT_PROJ_UP, a->dh2, F, a->ln2[l], d, dln, d, N);
-            rms_bwd(dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
+            rms_bwd(t, dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
         } else {
             run_act(t, l, N, 1);
             mm_bwd(t, dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
-            ln_bwd(dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
+            ln_bwd(t, dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
                    a->ln2_rstd[l], N, d);
         }
         /* Attention: mid = res[l] + o_proj(z) ; dres is now d mid */
@@ -1206,12 +1369,12 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
             lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dlnq, d, N);
             lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dlnq, d, N);
             lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dlnq, d, N);
-            if (dlnq) rms_bwd(dres, gn1w, dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
+            if (dlnq) rms_bwd(t, dres, gn1w, dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
         } else {
             mm_bwd(t, dlnq, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
                    1);
             if (dlnq)
-                ln_bwd(dres, gn1w, gn1b, dln, a->res[l], w->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, d);
+                ln_bwd(t, dres, gn1w, gn1b, dln, a->res[l], w->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, d);
         }
     }
     for (int r = 0; r < N && emb_grads; r++) {
@@ -1248,6 +1411,35 @@ void pt_trainer_scale_grads(pt_trainer *t, float s) {
     for (size_t i = 0; t->lora && i < t->lora->n_params; i++) t->lg[i] *= s;
 }
 
+typedef struct adam_job {
+    float *p, *g, *m, *v;
+    float b1, b2, eps, decay, step_size, bc2_sqrt;
+} adam_job;
+
+static void adam_range(void *arg, int part, int i0, int i1) {
+    (void)part;
+    const adam_job *j = arg;
+    float *p = j->p, *g = j->g, *m = j->m, *v = j->v;
+    const float b1 = j->b1, b2 = j->b2, eps = j->eps, decay = j->decay, step_size = j->step_size,
+                bc2_sqrt = j->bc2_sqrt;
+    for (int i = i0; i < i1; i++) {
+        p[i] *= decay;
+        m[i] = b1 * m[i] + (1.f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.f - b2) * g[i] * g[i];
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+/* One tensor's update, in chunks of at most 2^30 elements, split over the pool. */
+static void adam_tensor(pt_trainer *t, adam_job *j, size_t n) {
+    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
+        size_t len = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+        adam_job k = *j;
+        k.p += off, k.g += off, k.m += off, k.v += off;
+        tpool_run(&t->pool, adam_range, &k, (int)len, len < 16384 ? 1 : t->pool.n, 16);
+    }
+}
+
 void pt_trainer_adamw_step(pt_trainer *t, float lr) {
     t->adam_t++;
     const float b1 = t->o.beta1, b2 = t->o.beta2, eps = t->o.eps, wd = t->o.weight_decay;
@@ -1257,24 +1449,13 @@ void pt_trainer_adamw_step(pt_trainer *t, float lr) {
     for (size_t i = 0; i < t->n_tensors; i++) {
         const pt_train_tensor *e = &t->tensors[i];
         if (e->frozen) continue;
-        float *p = t->params + e->offset, *g = t->grads + e->offset, *m = t->m + e->offset, *v = t->v + e->offset;
-        const float decay = e->decay ? 1.f - lr * wd : 1.f;
-        for (size_t j = 0; j < e->numel; j++) {
-            p[j] *= decay;
-            m[j] = b1 * m[j] + (1.f - b1) * g[j];
-            v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
-            p[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
-        }
+        adam_job j = {t->params + e->offset, t->grads + e->offset, t->m + e->offset, t->v + e->offset, b1, b2, eps,
+                      e->decay ? 1.f - lr * wd : 1.f, step_size, bc2_sqrt};
+        adam_tensor(t, &j, e->numel);
     }
     if (t->lora) { /* A and B are matrices: decayed like the base matrices */
-        float *p = t->lora->block, *g = t->lg, *m = t->lm, *v = t->lv;
-        const float decay = 1.f - lr * wd;
-        for (size_t j = 0; j < t->lora->n_params; j++) {
-            p[j] *= decay;
-            m[j] = b1 * m[j] + (1.f - b1) * g[j];
-            v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
-            p[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
-        }
+        adam_job j = {t->lora->block, t->lg, t->lm, t->lv, b1, b2, eps, 1.f - lr * wd, step_size, bc2_sqrt};
+        adam_tensor(t, &j, t->lora->n_params);
     }
 }
 
