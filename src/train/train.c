@@ -826,9 +826,10 @@ typedef struct colsum_job {
 static void colsum_cols(void *arg, int part, int c0, int c1) {
     (void)part;
     const colsum_job *j = arg;
+    float *restrict db = j->db;
     for (int r = 0; r < j->N; r++) {
-        const float *o = j->dout + (size_t)r * j->ldd;
-        for (int c = c0; c < c1; c++) j->db[c] += o[c];
+        const float *restrict o = j->dout + (size_t)r * j->ldd;
+        for (int c = c0; c < c1; c++) db[c] += o[c];
     }
 }
 
@@ -866,11 +867,11 @@ static void rms_fwd_rows(void *arg, int part, int r0, int r1) {
     const norm_job *j = arg;
     const int d = j->d;
     for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * d;
-        float *yr = j->y + (size_t)r * d;
+        const float *restrict xr = j->x + (size_t)r * d, *restrict w = j->w;
+        float *restrict yr = j->y + (size_t)r * d;
         float inv = 1.f / sqrtf((float)(vdot(xr, xr, d) / d) + j->eps);
         j->rstd[r] = inv;
-        for (int i = 0; i < d; i++) yr[i] = xr[i] * inv * j->w[i];
+        for (int i = 0; i < d; i++) yr[i] = xr[i] * inv * w[i];
     }
 }
 
@@ -879,8 +880,8 @@ static void ln_fwd_rows(void *arg, int part, int r0, int r1) {
     const norm_job *j = arg;
     const int d = j->d;
     for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * d;
-        float *yr = j->y + (size_t)r * d;
+        const float *restrict xr = j->x + (size_t)r * d, *restrict w = j->w, *restrict b = j->b;
+        float *restrict yr = j->y + (size_t)r * d;
         const float m = (float)(vdot(xr, NULL, d) / d);
         double acc[LANES] = {0};
         int i = 0;
@@ -891,7 +892,7 @@ static void ln_fwd_rows(void *arg, int part, int r0, int r1) {
         for (int l = 0; l < LANES; l++) v += acc[l];
         float inv = 1.f / sqrtf((float)(v / d) + j->eps);
         j->mean[r] = m, j->rstd[r] = inv;
-        for (i = 0; i < d; i++) yr[i] = (xr[i] - m) * inv * j->w[i] + j->b[i];
+        for (i = 0; i < d; i++) yr[i] = (xr[i] - m) * inv * w[i] + b[i];
     }
 }
 
@@ -900,8 +901,8 @@ static void rms_bwd_rows(void *arg, int part, int r0, int r1) {
     const int d = j->d;
     float *dw = j->dw ? j->scratch + (size_t)part * 2 * d : NULL;
     for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * d, *g = j->dy + (size_t)r * d, *w = j->w;
-        float *o = j->dx + (size_t)r * d, rs = j->rstd[r];
+        const float *restrict xr = j->x + (size_t)r * d, *restrict g = j->dy + (size_t)r * d, *restrict w = j->w;
+        float *restrict o = j->dx + (size_t)r * d, rs = j->rstd[r];
         double acc[LANES] = {0};
         int i = 0;
         for (; i + LANES <= d; i += LANES)
@@ -921,8 +922,8 @@ static void ln_bwd_rows(void *arg, int part, int r0, int r1) {
     const int d = j->d;
     float *dw = j->dw ? j->scratch + (size_t)part * 2 * d : NULL, *db = j->db ? j->scratch + (size_t)part * 2 * d + d : NULL;
     for (int r = r0; r < r1; r++) {
-        const float *xr = j->x + (size_t)r * d, *g = j->dy + (size_t)r * d, *w = j->w;
-        float *o = j->dx + (size_t)r * d, m = j->mean[r], rs = j->rstd[r];
+        const float *restrict xr = j->x + (size_t)r * d, *restrict g = j->dy + (size_t)r * d, *restrict w = j->w;
+        float *restrict o = j->dx + (size_t)r * d, m = j->mean[r], rs = j->rstd[r];
         double a1[LANES] = {0}, a2[LANES] = {0};
         int i = 0;
         for (; i + LANES <= d; i += LANES)
@@ -1164,25 +1165,27 @@ typedef struct act_job {
 } act_job;
 
 static void act_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
     act_job *j = arg;
     acts *a = j->a;
-    size_t i0 = (size_t)r0 * j->F, i1 = (size_t)r1 * j->F;
-    const float *hp = a->hpre[j->l];
+    const size_t i0 = (size_t)r0 * j->F, n = (size_t)(r1 - r0) * j->F;
+    const float *restrict hp = a->hpre[j->l] + i0;
+    float *restrict hact = a->hact[j->l] + i0, *restrict dh = a->dh + i0, *restrict dh2 = a->dh2 + i0;
     if (j->llama) {
-        const float *hu = a->hup[j->l];
+        const float *restrict hu = a->hup[j->l] + i0;
         if (!j->op)
-            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = hp[i] / (1.f + vexpf(-hp[i])) * hu[i];
+            for (size_t i = 0; i < n; i++) hact[i] = hp[i] / (1.f + vexpf(-hp[i])) * hu[i];
         else
-            for (size_t i = i0; i < i1; i++) {
-                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + vexpf(-gt)), da = a->dh[i];
-                a->dh2[i] = da * gt * sg;                         /* d up */
-                a->dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
+            for (size_t i = 0; i < n; i++) {
+                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + vexpf(-gt)), da = dh[i];
+                dh2[i] = da * gt * sg;                         /* d up */
+                dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
             }
     } else {
         if (!j->op)
-            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = gelu_tanh(hp[i]);
+            for (size_t i = 0; i < n; i++) hact[i] = gelu_tanh(hp[i]);
         else
-            for (size_t i = i0; i < i1; i++) a->dh[i] *= gelu_tanh_grad(hp[i]);
+            for (size_t i = 0; i < n; i++) dh[i] *= gelu_tanh_grad(hp[i]);
     }
 }
 
@@ -1419,7 +1422,7 @@ typedef struct adam_job {
 static void adam_range(void *arg, int part, int i0, int i1) {
     (void)part;
     const adam_job *j = arg;
-    float *p = j->p, *g = j->g, *m = j->m, *v = j->v;
+    float *restrict p = j->p, *restrict g = j->g, *restrict m = j->m, *restrict v = j->v;
     const float b1 = j->b1, b2 = j->b2, eps = j->eps, decay = j->decay, step_size = j->step_size,
                 bc2_sqrt = j->bc2_sqrt;
     for (int i = i0; i < i1; i++) {
