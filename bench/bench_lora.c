@@ -2,7 +2,10 @@
  * Llama model, batch and thread count, measured in the same run (alternating, so load
  * changes hit both; the order swaps every step): forward + backward + clipping + AdamW, step 0
  * of each a warm-up. Figures are medians of the per-step times; the per-step ratio range and
- * the load average before and after are printed too.
+ * the load average before and after are printed too, and the CPU seconds (user + system, all
+ * threads) of each kind of step: on a machine shared with other work, wall time swings with
+ * their load while the CPU time a step needs barely moves (the trainer's threads block, they
+ * do not spin, when they wait).
  *
  *   bench_lora [--d 384] [--layers 6] [--heads 6] [--vocab 8192] [--batch 8] [--seq 256]
  *              [--steps 4] [--threads 2] [--rank 8] [--targets all] [--dropout 0.05]
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/util.h"
 #include "engine/lora.h"
@@ -38,9 +42,19 @@ static double median(const double *v, int n) {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+/* CPU seconds (user + system, every thread) this process has used. */
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
+static double last_cpu; /* CPU seconds of the last step */
+
 static double step(pt_trainer *t, const int32_t *tok, const int32_t *tgt, int B, int T) {
     pt_err err = {0};
-    double t0 = pt_now(), loss;
+    double c0 = cpu_now(), t0 = pt_now(), loss;
     pt_trainer_zero_grad(t);
     if (pt_trainer_forward_backward(t, tok, tgt, B, T, NULL, 1.f / (float)(B * T), 1, &loss, NULL, &err)) {
         fprintf(stderr, "bench_lora: %s\n", err.msg);
@@ -49,7 +63,9 @@ static double step(pt_trainer *t, const int32_t *tok, const int32_t *tgt, int B,
     double gn = pt_trainer_grad_norm(t);
     if (gn > 1.0) pt_trainer_scale_grads(t, (float)(1.0 / gn));
     pt_trainer_adamw_step(t, 1e-4f);
-    return pt_now() - t0;
+    double el = pt_now() - t0;
+    last_cpu = cpu_now() - c0;
+    return el;
 }
 
 int main(int argc, char **argv) {
@@ -106,28 +122,29 @@ int main(int argc, char **argv) {
     int do_full = !only || !strcmp(only, "full"), do_lora = !only || !strcmp(only, "lora");
     if (do_full) step(full, tok, tgt, B, T);
     if (do_lora) step(lt, tok, tgt, B, T);
-    double tf[256], tl[256], rmin = INFINITY, rmax = 0;
+    double tf[256], tl[256], cf[256], cl[256], rmin = INFINITY, rmax = 0;
     if (steps > 256) steps = 256;
     char la0[64], la1[64];
     loadavg(la0, sizeof la0);
     for (int s = 0; s < steps; s++) { /* alternating, the order swapped every step */
         if (s % 2 == 0) {
-            if (do_full) tf[s] = step(full, tok, tgt, B, T);
-            if (do_lora) tl[s] = step(lt, tok, tgt, B, T);
+            if (do_full) tf[s] = step(full, tok, tgt, B, T), cf[s] = last_cpu;
+            if (do_lora) tl[s] = step(lt, tok, tgt, B, T), cl[s] = last_cpu;
         } else {
-            if (do_lora) tl[s] = step(lt, tok, tgt, B, T);
-            if (do_full) tf[s] = step(full, tok, tgt, B, T);
+            if (do_lora) tl[s] = step(lt, tok, tgt, B, T), cl[s] = last_cpu;
+            if (do_full) tf[s] = step(full, tok, tgt, B, T), cf[s] = last_cpu;
         }
         if (do_full && do_lora) rmin = fmin(rmin, tl[s] / tf[s]), rmax = fmax(rmax, tl[s] / tf[s]);
     }
     loadavg(la1, sizeof la1);
     double sf = do_full ? median(tf, steps) : 0, sl = do_lora ? median(tl, steps) : 0;
+    double csf = do_full ? median(cf, steps) : 0, csl = do_lora ? median(cl, steps) : 0;
     printf("{\"d\":%d,\"layers\":%d,\"batch\":%d,\"seq\":%d,\"threads\":%d,\"rank\":%d,\"targets\":\"%s\","
            "\"dropout\":%g,\"adapter_params\":%zu,\"base_params\":%zu,\"steps\":%d,\"full_s\":%.4f,\"lora_s\":%.4f,"
-           "\"ratio\":%.3f,\"step_ratio_min\":%.3f,\"step_ratio_max\":%.3f,\"load_before\":\"%s\","
+           "\"ratio\":%.3f,\"cpu_full_s\":%.4f,\"cpu_lora_s\":%.4f,\"cpu_ratio\":%.3f,\"step_ratio_min\":%.3f,\"step_ratio_max\":%.3f,\"load_before\":\"%s\","
            "\"load_after\":\"%s\"}\n",
            d, L, B, T, threads, rank, targets, dropout, lora->n_params, pt_trainer_n_params(full), steps, sf, sl,
-           sl / sf, rmin, rmax, la0, la1);
+           sl / sf, csf, csl, csl / csf, rmin, rmax, la0, la1);
     free(tok), free(tgt);
     pt_trainer_free(full), pt_trainer_free(lt);
     pt_lora_free(lora);
