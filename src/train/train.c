@@ -50,10 +50,11 @@ double pt_rng_normal(pt_rng *r) {
 
 /* e^x in float (Cephes' polynomial after x = n·ln2 + r; within 2 ulp of expf), written
  * without calls or tables so that loops over it vectorise; 0 below -87.3, clamped at
- * 88.7 (the float range). */
+ * 88.7 (the float range); NaN stays NaN. */
 static inline float vexpf(float x) {
     const float lo = -87.3f, hi = 88.7f;
-    float xc = x < lo ? lo : x > hi ? hi : x;
+    float xc = x > lo ? x : lo; /* NaN -> lo: the conversion below stays defined */
+    xc = xc < hi ? xc : hi;
     float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f; /* round to nearest */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -67,7 +68,7 @@ static inline float vexpf(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float sc;
     memcpy(&sc, &bits, sizeof sc);
-    return x < lo ? 0.f : p * sc;
+    return x < lo ? 0.f : x == x ? p * sc : x; /* NaN in, NaN out */
 }
 
 /* tanh through e^(2u): 1 - 2/(e^(2u) + 1) (absolute error ~1e-7). */
