@@ -1,7 +1,13 @@
 """PyTorch CPU reference for bench_train: the same model shape (GPT-2 or Llama, F32), batch,
 sequence length, thread count and optimiser (AdamW), written with torch.nn modules
 (F.scaled_dot_product_attention where the torch version has it). Prints JSON {"tokens_per_s", "peak_rss_bytes", "losses"}.
-Run with /usr/bin/python3: train_torch_ref.py CONFIG.json B T STEPS THREADS"""
+Run with /usr/bin/python3: train_torch_ref.py CONFIG.json B T STEPS THREADS
+
+With --serve as a sixth argument it runs one warm-up step, prints {"ready": true}, then reads
+lines from stdin: "N" runs N more steps and prints {"step_s": [seconds of each]}; "q" (or end
+of input) exits. bench_train uses this to interleave its own steps with torch's in one run.
+The timed region is the same in both modes: forward, loss, zero_grad, backward, clipping,
+AdamW step and loss.item() (which waits for the step to finish)."""
 import json
 import resource
 import sys
@@ -95,19 +101,39 @@ class Model(torch.nn.Module):
 
 m = Model()
 opt = torch.optim.AdamW(m.parameters(), lr=3e-4, weight_decay=0.1)
-data = torch.randint(0, V, (steps + 1, B, T + 1))
-losses = []
-t0 = None
-for s in range(steps + 1):
-    if s == 1:
-        t0 = time.perf_counter()  # step 0 warms up allocations and kernels
-    x = data[s]
+gen = torch.Generator().manual_seed(1)
+
+
+def step():
+    x = torch.randint(0, V, (B, T + 1), generator=gen)
+    t0 = time.perf_counter()
     loss = m(x[:, :-1], x[:, 1:])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
     opt.step()
-    losses.append(loss.item())
-el = time.perf_counter() - t0
+    lv = loss.item()
+    return time.perf_counter() - t0, lv
+
+
+if len(sys.argv) > 6 and sys.argv[6] == "--serve":
+    step()  # warm-up: allocations and kernels
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        line = line.strip()
+        if not line or line == "q":
+            break
+        times = [step()[0] for _ in range(int(line))]
+        print(json.dumps({"step_s": times, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}),
+              flush=True)
+    sys.exit(0)
+
+losses = []
+el = 0.0
+for s in range(steps + 1):
+    dt, lv = step()
+    if s >= 1:  # step 0 warms up allocations and kernels
+        el += dt
+    losses.append(lv)
 print(json.dumps({"tokens_per_s": steps * B * T / el, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "losses": losses}))

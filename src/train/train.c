@@ -1,4 +1,10 @@
 /* see train.h */
+/* The build's -O2 (GCC's very-cheap vectoriser cost model) leaves the element-wise loops
+ * here (norms, activations, dropout masks, AdamW) scalar; this file asks for -O3's
+ * vectoriser (and no errno from sqrtf, which nothing here reads, so that it vectorises). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-math-errno")
+#endif
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
@@ -17,7 +23,12 @@ extern int openblas_get_num_threads(void);
 
 #define LOSS_MAX_THREADS 64
 /* Threads the attention and loss loops use. */
-#define ATT_THREADS(o) ((o)->n_threads < 1 ? 1 : (o)->n_threads > LOSS_MAX_THREADS ? LOSS_MAX_THREADS : (o)->n_threads)
+/* Threads of the trainer's pool: n_threads, or OpenBLAS's default when that is <= 0. */
+static int train_threads(const pt_train_opts *o) {
+    int n = o->n_threads > 0 ? o->n_threads : openblas_get_num_threads();
+    return n < 1 ? 1 : n > LOSS_MAX_THREADS ? LOSS_MAX_THREADS : n;
+}
+#define ATT_THREADS(o) train_threads(o)
 
 
 /* ---- PRNG ------------------------------------------------------------------------------ */
@@ -34,6 +45,235 @@ double pt_rng_normal(pt_rng *r) {
     double u1 = ((pt_rng_next(r) >> 11) + 1) * 0x1.0p-53, u2 = (pt_rng_next(r) >> 11) * 0x1.0p-53;
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
+
+/* ---- vectorisable element-wise helpers ------------------------------------------------ */
+
+/* e^x in float (Cephes' polynomial after x = n·ln2 + r; within 2 ulp of expf), written
+ * without calls or tables so that loops over it vectorise; 0 below -87.3, clamped at
+ * 88.7 (the float range); NaN stays NaN. */
+static inline float vexpf(float x) {
+    const float lo = -87.3f, hi = 88.7f;
+    float xc = x > lo ? x : lo; /* NaN -> lo: the conversion below stays defined */
+    xc = xc < hi ? xc : hi;
+    float n = (xc * 1.44269504088896341f + 12582912.f) - 12582912.f; /* round to nearest */
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float sc;
+    memcpy(&sc, &bits, sizeof sc);
+    return x < lo ? 0.f : x == x ? p * sc : x; /* NaN in, NaN out */
+}
+
+/* tanh through e^(2u): 1 - 2/(e^(2u) + 1) (absolute error ~1e-7). */
+static inline float vtanhf(float u) { return 1.f - 2.f / (vexpf(2.f * u) + 1.f); }
+
+#define LANES 16
+/* Maximum of x[0..n) (n >= 1), in independent lanes so that it vectorises. */
+static float vmax(const float *x, int n) {
+    float m[LANES];
+    for (int l = 0; l < LANES; l++) m[l] = x[0];
+    int k = 0;
+    for (; k + LANES <= n; k += LANES)
+        for (int l = 0; l < LANES; l++) m[l] = x[k + l] > m[l] ? x[k + l] : m[l];
+    for (; k < n; k++) m[0] = x[k] > m[0] ? x[k] : m[0];
+    float r = m[0];
+    for (int l = 1; l < LANES; l++) r = m[l] > r ? m[l] : r;
+    return r;
+}
+
+/* Σ e^(x[k] - mx) over [0, n), storing the terms in out (may be x) when out != NULL; the
+ * sum in double lanes. */
+static double vexp_sum(const float *x, float *out, int n, float mx) {
+    double acc[LANES] = {0};
+    int k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        float e[LANES];
+        for (int l = 0; l < LANES; l++) e[l] = vexpf(x[k + l] - mx);
+        if (out)
+            for (int l = 0; l < LANES; l++) out[k + l] = e[l];
+        for (int l = 0; l < LANES; l++) acc[l] += e[l];
+    }
+    for (; k < n; k++) {
+        float e = vexpf(x[k] - mx);
+        if (out) out[k] = e;
+        acc[0] += e;
+    }
+    double s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+/* Σ a·b, Σ a (b == NULL) in double lanes. */
+static double vdot(const float *a, const float *b, int n) {
+    double acc[LANES] = {0};
+    int k = 0;
+    if (b) {
+        for (; k + LANES <= n; k += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += (double)a[k + l] * b[k + l];
+        for (; k < n; k++) acc[0] += (double)a[k] * b[k];
+    } else {
+        for (; k + LANES <= n; k += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += a[k + l];
+        for (; k < n; k++) acc[0] += a[k];
+    }
+    double s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+/* ---- the trainer's thread pool ---------------------------------------------------------- */
+
+/* Every parallel part of a step (the matrix products split in blocks, attention tasks, the
+ * loss, norms, activations) runs on this one pool of n_threads - 1 workers plus the
+ * caller, with OpenBLAS single-threaded inside: one set of threads, so none spins waiting
+ * while another works (OpenBLAS's own workers spin-yield between calls, which on a busy
+ * machine took cores from the attention and loss threads). Parts are fixed ranges: results
+ * do not depend on timing. */
+typedef struct tpool {
+    int n;                       /* threads, the caller included (1: no workers) */
+    pthread_t th[LOSS_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    void (*fn)(void *, int, int, int);
+    void *arg;
+    int items, parts, busy, stop, align;
+    unsigned gen;
+} tpool;
+
+typedef struct tpool_arg {
+    tpool *p;
+    int idx;
+} tpool_arg;
+
+/* Range of part i of `parts` over [0, n), boundaries multiples of align. */
+static void part_range(int n, int parts, int align, int i, int *r0, int *r1) {
+    int64_t chunk = ((int64_t)n + parts - 1) / parts;
+    chunk = (chunk + align - 1) / align * align;
+    int64_t a = chunk * i, b = a + chunk;
+    *r0 = (int)(a < n ? a : n), *r1 = (int)(b < n ? b : n);
+}
+
+static void *tpool_main(void *x) {
+    tpool *p = ((tpool_arg *)x)->p;
+    const int idx = ((tpool_arg *)x)->idx;
+    free(x);
+    unsigned seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop) break;
+        seen = p->gen;
+        void (*fn)(void *, int, int, int) = p->fn;
+        void *arg = p->arg;
+        int items = p->items, parts = p->parts, align = p->align;
+        pthread_mutex_unlock(&p->mu);
+        if (idx < parts) {
+            int r0, r1;
+            part_range(items, parts, align, idx, &r0, &r1);
+            if (r1 > r0) fn(arg, idx, r0, r1);
+        }
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Starts up to n - 1 workers; p->n is the count actually running plus 1. */
+static void tpool_start(tpool *p, int n) {
+    p->n = 1;
+    if (n <= 1) return;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 1; i < n && i < LOSS_MAX_THREADS; i++) {
+        tpool_arg *a = malloc(sizeof *a);
+        if (!a) break;
+        *a = (tpool_arg){p, i};
+        if (pthread_create(&p->th[i], NULL, tpool_main, a)) {
+            free(a);
+            break;
+        }
+        p->n++;
+    }
+}
+
+static void tpool_stop(tpool *p) {
+    if (p->n <= 1) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    p->n = 0;
+}
+
+/* Runs fn(arg, part, r0, r1) over [0, n) in `parts` (<= the pool's threads) ranges whose
+ * boundaries are multiples of align; the caller runs part 0. */
+static void tpool_run(tpool *p, void (*fn)(void *, int, int, int), void *arg, int n, int parts, int align) {
+    if (parts > p->n) parts = p->n;
+    if (align < 1) align = 1;
+    if (parts > 1 && (n + align - 1) / align < parts) parts = (n + align - 1) / align;
+    if (parts <= 1) {
+        if (n > 0) fn(arg, 0, 0, n);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn, p->arg = arg, p->items = n, p->parts = parts, p->align = align;
+    p->busy = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    int r0, r1;
+    part_range(n, parts, align, 0, &r0, &r1);
+    if (r1 > r0) fn(arg, 0, r0, r1);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- matrix products on the pool -------------------------------------------------------- */
+
+typedef struct gemm_job {
+    int ta, tb, M, N, K, lda, ldb, ldc, split_m;
+    float alpha, beta;
+    const float *A, *B, *bias;
+    float *C;
+} gemm_job;
+
+static void gemm_part(void *arg, int part, int i0, int i1) {
+    (void)part;
+    const gemm_job *g = arg;
+    const CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
+    int r0 = 0, r1 = g->M, c0 = 0, c1 = g->N;
+    if (g->split_m) {
+        r0 = i0, r1 = i1;
+        const float *A = g->ta ? g->A + i0 : g->A + (size_t)i0 * g->lda;
+        cblas_sgemm(CblasRowMajor, ta, tb, i1 - i0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+                    g->C + (size_t)i0 * g->ldc, g->ldc);
+    } else {
+        c0 = i0, c1 = i1;
+        const float *B = g->tb ? g->B + (size_t)i0 * g->ldb : g->B + i0;
+        cblas_sgemm(CblasRowMajor, ta, tb, g->M, i1 - i0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + i0,
+                    g->ldc);
+    }
+    if (g->bias)
+        for (int r = r0; r < r1; r++) {
+            float *o = g->C + (size_t)r * g->ldc;
+            for (int j = c0; j < c1; j++) o[j] += g->bias[j];
+        }
+}
+
 
 /* ---- the trainer ----------------------------------------------------------------------- */
 
@@ -86,10 +326,28 @@ struct pt_trainer {
     pt_rng lora_rng;        /* draws the dropout masks */
     float *lg, *lm, *lv;    /* owned: (lora->n_params) gradients, Adam m, v, the adapter's layout */
     float *lu;              /* owned: [n_layers * PT_PROJ_COUNT] slots of (B*T, r): x·Aᵀ saved */
-    pt_rng *lmask;          /* owned: per slot, the PRNG state its dropout mask was drawn from */
+    uint64_t *lmask;        /* owned: per slot, the seed its dropout mask was drawn from */
     float *lx, *ldu, *ldx;  /* owned scratch: (B*T, max_in), (B*T, r), (B*T, max_in) */
     int lora_train;         /* the running forward is a training one (dropout on) */
+    tpool pool;             /* n_threads - 1 workers */
+    float *nscratch;        /* owned: (threads, 2, d) per-part norm weight/bias gradient sums */
 };
+
+/* C (M, N) [ldc] = alpha·op(A) op(B) + beta·C (+ bias broadcast over rows), row-major, as
+ * cblas_sgemm; split over the pool by blocks of rows (or of columns when C is wide and
+ * short), each block one single-threaded sgemm. Small products run on the caller. */
+static void gemm(pt_trainer *t, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
+    gemm_job g = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, beta, A, B, bias, C};
+    int parts = t->pool.n;
+    if ((double)M * N * K < 262144.0) parts = 1;
+    tpool_run(&t->pool, gemm_part, &g, g.split_m ? M : N, parts, 16);
+}
+
+/* Runs fn over rows [0, n) in `parts` contiguous ranges on the trainer's pool. */
+static void parallel_rows(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
+    tpool_run(&t->pool, fn, arg, n, parts, 1);
+}
 
 /* Builds the tensor table; with base != NULL also points p (and g with gbase) into it. */
 typedef struct tb {
@@ -327,6 +585,9 @@ int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **ou
         }
     }
     if (opt->n_threads > 0) openblas_set_num_threads(opt->n_threads);
+    t->nscratch = malloc((size_t)ATT_THREADS(opt) * 2 * d * sizeof(float));
+    if (!t->nscratch) goto oom;
+    tpool_start(&t->pool, ATT_THREADS(opt));
     init_params(t);
     *out = t;
     return PT_OK;
@@ -338,6 +599,8 @@ oom:
 
 void pt_trainer_free(pt_trainer *t) {
     if (!t) return;
+    tpool_stop(&t->pool);
+    free(t->nscratch);
     free(t->tensors), free(t->params), free(t->grads), free(t->m), free(t->v);
     free(t->act_block), free(t->act_ptrs), free(t->p.layers), free(t->g.layers);
     free(t->lg), free(t->lm), free(t->lv), free(t->lu), free(t->lmask), free(t->lx), free(t->ldu), free(t->ldx);
@@ -419,38 +682,66 @@ pt_lora *pt_trainer_lora(const pt_trainer *t) { return t->lora; }
 float *pt_trainer_lora_grads(pt_trainer *t) { return t->lg; }
 
 /* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
- * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * (kept values scaled by 1/(1-p)) drawn from the seed saved in lmask[k] — the
  * backward redraws the same mask instead of storing it. */
 static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld);
 
-/* Walks slot k's dropout mask in a fixed order (row by row), four 16-bit uniforms per PRNG
- * word (p is quantised to 1/65536): fwd writes x·mask/(1-p) into out, bwd adds
- * g·mask/(1-p) into out. The same walk in both redraws the same mask. */
-static void drop_walk(const pt_trainer *t, int k, const float *src, int lds, float *out, int ldo, int N, int in,
-                      int bwd) {
-    pt_rng r = t->lmask[k];
-    const float keep = 1.f / (1.f - t->lora_drop);
-    const uint32_t thr = (uint32_t)(t->lora_drop * 65536.0 + 0.5);
-    uint64_t bits = 0;
-    int left = 0;
-    for (int i = 0; i < N; i++) {
-        const float *sr = src + (size_t)i * lds;
-        float *o = out + (size_t)i * ldo;
-        for (int j = 0; j < in; j++) {
-            if (!left) bits = pt_rng_next(&r), left = 4;
-            uint32_t u = (uint32_t)(bits & 0xffff);
-            bits >>= 16, left--;
-            if (bwd) {
-                if (u >= thr) o[j] += sr[j] * keep;
-            } else {
-                o[j] = u >= thr ? sr[j] * keep : 0.f;
+/* Slot k's dropout mask is counter-based: element (i, j) keeps its value when 16 bits of
+ * splitmix64(seed_k + (i·words + j/4)·γ) (lane j % 4) are >= p·65536 (p quantised to
+ * 1/65536), so any row range can be drawn on its own, in parallel, and the backward redraws
+ * the forward's mask exactly. fwd: out = src·mask/(1-p); bwd: out += src·mask/(1-p). */
+typedef struct drop_job {
+    uint64_t seed;
+    const float *src;
+    float *out;
+    int lds, ldo, in, bwd;
+    uint32_t thr;
+    float keep;
+} drop_job;
+
+static void drop_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
+    const drop_job *j = arg;
+    const int in = j->in, words = (in + 3) / 4;
+    const uint32_t thr = j->thr;
+    const float keep = j->keep;
+    enum { CW = 64 }; /* words per chunk: 256 elements */
+    uint16_t u[4 * CW];
+    for (int i = r0; i < r1; i++) {
+        const float *sr = j->src + (size_t)i * j->lds;
+        float *o = j->out + (size_t)i * j->ldo;
+        const uint64_t base = j->seed + (uint64_t)i * (uint64_t)words * 0x9E3779B97F4A7C15ull;
+        for (int w0 = 0; w0 < words; w0 += CW) {
+            const int nw = words - w0 < CW ? words - w0 : CW;
+            for (int w = 0; w < nw; w++) {
+                uint64_t z = base + (uint64_t)(w0 + w + 1) * 0x9E3779B97F4A7C15ull;
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+                z ^= z >> 31;
+                for (int q = 0; q < 4; q++) u[4 * w + q] = (uint16_t)(z >> (16 * q));
             }
+            const int e0 = 4 * w0, ne = in - e0 < 4 * nw ? in - e0 : 4 * nw;
+            const float *sp = sr + e0;
+            float *op = o + e0;
+            float mk[4 * CW];
+            for (int e = 0; e < ne; e++) mk[e] = (float)(u[e] >= thr) * keep;
+            if (j->bwd)
+                for (int e = 0; e < ne; e++) op[e] += sp[e] * mk[e];
+            else
+                for (int e = 0; e < ne; e++) op[e] = sp[e] * mk[e];
         }
     }
 }
 
+static void drop_walk(pt_trainer *t, int k, const float *src, int lds, float *out, int ldo, int N, int in,
+                      int bwd) {
+    drop_job j = {t->lmask[k], src, out, lds, ldo, in, bwd, (uint32_t)(t->lora_drop * 65536.0 + 0.5),
+                  1.f / (1.f - t->lora_drop)};
+    parallel_rows(t, drop_rows, &j, N, t->pool.n);
+}
+
 /* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
- * (kept values scaled by 1/(1-p)) drawn from the PRNG state saved in lmask[k] — the
+ * (kept values scaled by 1/(1-p)) drawn from the seed saved in lmask[k] — the
  * backward redraws the same mask instead of storing it. */
 static const float *lora_input(pt_trainer *t, int k, const float *x, int ldx, int N, int in, int *ld) {
     *ld = ldx;
@@ -470,17 +761,17 @@ static void lora_fwd(pt_trainer *t, int l, int p, float *out, int ldo, const flo
     const size_t Nmax = (size_t)t->o.max_batch * t->o.max_seq;
     float *u = t->lu + (size_t)k * Nmax * r;
     if (t->lora_train && t->lora_drop > 0) {
-        pt_rng_seed(&t->lmask[k], pt_rng_next(&t->lora_rng)); /* this mask's own stream */
+        t->lmask[k] = pt_rng_next(&t->lora_rng); /* this mask's own seed */
     }
     int ld;
     const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, m->in, 1.f, xin, ld, m->A, m->in, 0.f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, m->out, r, pt_lora_scaling(t->lora), u, r, m->B, r, 1.f,
-                out, ldo);
+    gemm(t, 0, 1, N, r, m->in, 1.f, xin, ld, m->A, m->in, 0.f, u, r, NULL);
+    gemm(t, 0, 1, N, m->out, r, pt_lora_scaling(t->lora), u, r, m->B, r, 1.f,
+                out, ldo, NULL);
 }
 
 /* The backward of lora_fwd: gB += s·doutᵀ u, du = s·dout B, gA += duᵀ x', dx += du A
- * (through the dropout mask). */
+ * (through the dropout mask; skipped when dx is NULL). */
 static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, const float *x, int ldx, float *dx,
                      int lddx, int N) {
     if (!t->lora) return;
@@ -491,18 +782,19 @@ static void lora_bwd(pt_trainer *t, int l, int p, const float *dout, int ldd, co
     const size_t Nmax = (size_t)t->o.max_batch * t->o.max_seq;
     const float *u = t->lu + (size_t)k * Nmax * r;
     float *gA = t->lg + (m->A - t->lora->block), *gB = t->lg + (m->B - t->lora->block);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m->out, r, N, s, dout, ldd, u, r, 1.f, gB, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, m->out, s, dout, ldd, m->B, r, 0.f, t->ldu, r);
+    gemm(t, 1, 0, m->out, r, N, s, dout, ldd, u, r, 1.f, gB, r, NULL);
+    gemm(t, 0, 0, N, r, m->out, s, dout, ldd, m->B, r, 0.f, t->ldu, r, NULL);
     int ld;
     const float *xin = lora_input(t, k, x, ldx, N, m->in, &ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, m->in, N, 1.f, t->ldu, r, xin, ld, 1.f, gA, m->in);
+    gemm(t, 1, 0, r, m->in, N, 1.f, t->ldu, r, xin, ld, 1.f, gA, m->in, NULL);
+    if (!dx) return; /* nothing below needs the input's gradient */
     if (!t->lora_train || t->lora_drop <= 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx);
+        gemm(t, 0, 0, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 1.f, dx, lddx, NULL);
         return;
     }
     /* dx += (du A) ⊙ mask/(1-p), the mask redrawn */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 0.f, t->ldx,
-                m->in);
+    gemm(t, 0, 0, N, m->in, r, 1.f, t->ldu, r, m->A, m->in, 0.f, t->ldx,
+                m->in, NULL);
     drop_walk(t, k, t->ldx, m->in, dx, lddx, N, m->in, 1);
 }
 
@@ -519,98 +811,184 @@ static float *gradof(pt_trainer *t, const float *p) {
 
 /* out (N, n) [row stride ldo] = x (N, k) [ldx] @ Wᵀ + b, W Linear (n, k) when kn == 0;
  * out = x @ W + b, W Conv1D (k, n) when kn == 1. */
-static void mm_fwd(float *out, int ldo, const float *x, int ldx, const float *W, const float *bias, int N, int n,
+static void mm_fwd(pt_trainer *t, float *out, int ldo, const float *x, int ldx, const float *W, const float *bias, int N, int n,
                    int k, int kn) {
-    if (kn) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n, k, 1.f, x, ldx, W, n, 0.f, out, ldo);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n, k, 1.f, x, ldx, W, k, 0.f, out, ldo);
-    if (bias)
-        for (int r = 0; r < N; r++) {
-            float *o = out + (size_t)r * ldo;
-            for (int j = 0; j < n; j++) o[j] += bias[j];
-        }
+    if (kn) gemm(t, 0, 0, N, n, k, 1.f, x, ldx, W, n, 0.f, out, ldo, bias);
+    else gemm(t, 0, 1, N, n, k, 1.f, x, ldx, W, k, 0.f, out, ldo, bias);
+}
+
+/* db[c0..c1) += column sums of dout (N rows): the columns split over the pool. */
+typedef struct colsum_job {
+    float *db;
+    const float *dout;
+    int ldd, N;
+} colsum_job;
+
+static void colsum_cols(void *arg, int part, int c0, int c1) {
+    (void)part;
+    const colsum_job *j = arg;
+    float *restrict db = j->db;
+    for (int r = 0; r < j->N; r++) {
+        const float *restrict o = j->dout + (size_t)r * j->ldd;
+        for (int c = c0; c < c1; c++) db[c] += o[c];
+    }
 }
 
 /* The backward of mm_fwd: dx (N, k) [ldx] (= when beta 0, += when beta 1) dout @ W (Linear)
  * or dout @ Wᵀ (Conv1D); dW += doutᵀ x (Linear (n, k)) or xᵀ dout (Conv1D (k, n));
  * db += column sums of dout. dx, dW, db may be NULL (not needed / frozen). */
-static void mm_bwd(float *dx, int ldx, float beta, float *dW, float *db, const float *dout, int ldd, const float *x,
+static void mm_bwd(pt_trainer *t, float *dx, int ldx, float beta, float *dW, float *db, const float *dout, int ldd, const float *x,
                    int ldxin, const float *W, int N, int n, int k, int kn) {
     if (dx) {
-        if (kn) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, k, n, 1.f, dout, ldd, W, n, beta, dx, ldx);
-        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, k, n, 1.f, dout, ldd, W, k, beta, dx, ldx);
+        if (kn) gemm(t, 0, 1, N, k, n, 1.f, dout, ldd, W, n, beta, dx, ldx, NULL);
+        else gemm(t, 0, 0, N, k, n, 1.f, dout, ldd, W, k, beta, dx, ldx, NULL);
     }
     if (dW) {
-        if (kn) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, N, 1.f, x, ldxin, dout, ldd, 1.f, dW, n);
-        else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, N, 1.f, dout, ldd, x, ldxin, 1.f, dW, k);
+        if (kn) gemm(t, 1, 0, k, n, N, 1.f, x, ldxin, dout, ldd, 1.f, dW, n, NULL);
+        else gemm(t, 1, 0, n, k, N, 1.f, dout, ldd, x, ldxin, 1.f, dW, k, NULL);
     }
-    if (db)
-        for (int r = 0; r < N; r++) {
-            const float *o = dout + (size_t)r * ldd;
-            for (int j = 0; j < n; j++) db[j] += o[j];
-        }
+    if (db) {
+        colsum_job j = {db, dout, ldd, N};
+        parallel_rows(t, colsum_cols, &j, n, (size_t)N * n < 65536 ? 1 : t->pool.n);
+    }
 }
 
-/* RMSNorm as the engine computes it (sum of squares in double). */
-static void rms_fwd(float *y, float *rstd, const float *x, const float *w, int N, int d, float eps) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *yr = y + (size_t)r * d;
-        double ss = 0;
-        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
-        float inv = 1.f / sqrtf((float)(ss / d) + eps);
-        rstd[r] = inv;
+/* Norms over row ranges on the pool. rms: y = x·r·w, r = (mean(x²)+eps)^-½ (sum of squares
+ * in double, as the engine). ln: y = (x-m)·r·w + b. The backward adds into dx and sums
+ * the weight/bias gradients per part (t->nscratch) before adding them in part order. */
+typedef struct norm_job {
+    float *y, *mean, *rstd, *dx, *dw, *db, *scratch;
+    const float *x, *w, *b, *dy;
+    int d;
+    float eps;
+} norm_job;
+
+static void rms_fwd_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
+    const norm_job *j = arg;
+    const int d = j->d;
+    for (int r = r0; r < r1; r++) {
+        const float *restrict xr = j->x + (size_t)r * d, *restrict w = j->w;
+        float *restrict yr = j->y + (size_t)r * d;
+        float inv = 1.f / sqrtf((float)(vdot(xr, xr, d) / d) + j->eps);
+        j->rstd[r] = inv;
         for (int i = 0; i < d; i++) yr[i] = xr[i] * inv * w[i];
     }
 }
 
-/* dx += ∂/∂x, dw += ∂/∂w of y = x·r·w with r = (mean(x²)+eps)^-½. */
-static void rms_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int N,
-                    int d) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
-        float *o = dx + (size_t)r * d, rs = rstd[r];
+static void ln_fwd_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
+    const norm_job *j = arg;
+    const int d = j->d;
+    for (int r = r0; r < r1; r++) {
+        const float *restrict xr = j->x + (size_t)r * d, *restrict w = j->w, *restrict b = j->b;
+        float *restrict yr = j->y + (size_t)r * d;
+        const float m = (float)(vdot(xr, NULL, d) / d);
+        double acc[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += (double)(xr[i + l] - m) * (xr[i + l] - m);
+        for (; i < d; i++) acc[0] += (double)(xr[i] - m) * (xr[i] - m);
+        double v = 0;
+        for (int l = 0; l < LANES; l++) v += acc[l];
+        float inv = 1.f / sqrtf((float)(v / d) + j->eps);
+        j->mean[r] = m, j->rstd[r] = inv;
+        for (i = 0; i < d; i++) yr[i] = (xr[i] - m) * inv * w[i] + b[i];
+    }
+}
+
+static void rms_bwd_rows(void *arg, int part, int r0, int r1) {
+    const norm_job *j = arg;
+    const int d = j->d;
+    float *dw = j->dw ? j->scratch + (size_t)part * 2 * d : NULL;
+    for (int r = r0; r < r1; r++) {
+        const float *restrict xr = j->x + (size_t)r * d, *restrict g = j->dy + (size_t)r * d, *restrict w = j->w;
+        float *restrict o = j->dx + (size_t)r * d, rs = j->rstd[r];
+        double acc[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += (double)g[i + l] * w[i + l] * xr[i + l];
+        for (; i < d; i++) acc[0] += (double)g[i] * w[i] * xr[i];
         double dot = 0;
-        for (int i = 0; i < d; i++) dot += (double)g[i] * w[i] * xr[i];
+        for (int l = 0; l < LANES; l++) dot += acc[l];
         float k = (float)(dot * rs * rs * rs / d);
-        for (int i = 0; i < d; i++) o[i] += rs * w[i] * g[i] - xr[i] * k;
+        for (i = 0; i < d; i++) o[i] += rs * w[i] * g[i] - xr[i] * k;
         if (dw)
-            for (int i = 0; i < d; i++) dw[i] += g[i] * xr[i] * rs;
+            for (i = 0; i < d; i++) dw[i] += g[i] * xr[i] * rs;
     }
 }
 
-static void ln_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N, int d,
-                   float eps) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *yr = y + (size_t)r * d;
-        double m = 0, v = 0;
-        for (int i = 0; i < d; i++) m += xr[i];
-        m /= d;
-        for (int i = 0; i < d; i++) v += (xr[i] - m) * (xr[i] - m);
-        float inv = 1.f / sqrtf((float)(v / d) + eps);
-        mean[r] = (float)m, rstd[r] = inv;
-        for (int i = 0; i < d; i++) yr[i] = (float)(xr[i] - m) * inv * w[i] + b[i];
-    }
-}
-
-static void ln_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                   const float *mean, const float *rstd, int N, int d) {
-    for (int r = 0; r < N; r++) {
-        const float *xr = x + (size_t)r * d, *g = dy + (size_t)r * d;
-        float *o = dx + (size_t)r * d, m = mean[r], rs = rstd[r];
-        double s1 = 0, s2 = 0;
-        for (int i = 0; i < d; i++) {
+static void ln_bwd_rows(void *arg, int part, int r0, int r1) {
+    const norm_job *j = arg;
+    const int d = j->d;
+    float *dw = j->dw ? j->scratch + (size_t)part * 2 * d : NULL, *db = j->db ? j->scratch + (size_t)part * 2 * d + d : NULL;
+    for (int r = r0; r < r1; r++) {
+        const float *restrict xr = j->x + (size_t)r * d, *restrict g = j->dy + (size_t)r * d, *restrict w = j->w;
+        float *restrict o = j->dx + (size_t)r * d, m = j->mean[r], rs = j->rstd[r];
+        double a1[LANES] = {0}, a2[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= d; i += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float xh = (xr[i + l] - m) * rs, dxh = g[i + l] * w[i + l];
+                a1[l] += dxh, a2[l] += (double)dxh * xh;
+            }
+        for (; i < d; i++) {
             float xh = (xr[i] - m) * rs, dxh = g[i] * w[i];
-            s1 += dxh, s2 += (double)dxh * xh;
+            a1[0] += dxh, a2[0] += (double)dxh * xh;
         }
+        double s1 = 0, s2 = 0;
+        for (int l = 0; l < LANES; l++) s1 += a1[l], s2 += a2[l];
         float m1 = (float)(s1 / d), m2 = (float)(s2 / d);
-        for (int i = 0; i < d; i++) {
+        for (i = 0; i < d; i++) {
             float xh = (xr[i] - m) * rs;
             o[i] += rs * (g[i] * w[i] - m1 - xh * m2);
-            if (dw) dw[i] += g[i] * xh;
-            if (db) db[i] += g[i];
         }
+        if (dw)
+            for (i = 0; i < d; i++) dw[i] += g[i] * (xr[i] - m) * rs;
+        if (db)
+            for (i = 0; i < d; i++) db[i] += g[i];
     }
+}
+
+/* Rows per norm part: few enough parts that the scratch sums stay cheap. */
+static int norm_parts(const pt_trainer *t, int N, int d) { return (size_t)N * d < 32768 ? 1 : t->pool.n; }
+
+static void norm_bwd_run(pt_trainer *t, void (*fn)(void *, int, int, int), norm_job *j, int N) {
+    const int d = j->d, parts = norm_parts(t, N, d);
+    if (j->dw || j->db) memset(t->nscratch, 0, (size_t)parts * 2 * d * sizeof(float));
+    parallel_rows(t, fn, j, N, parts);
+    for (int p = 0; p < parts; p++) {
+        const float *sw = t->nscratch + (size_t)p * 2 * d;
+        if (j->dw)
+            for (int i = 0; i < d; i++) j->dw[i] += sw[i];
+        if (j->db)
+            for (int i = 0; i < d; i++) j->db[i] += sw[d + i];
+    }
+}
+
+static void rms_fwd(pt_trainer *t, float *y, float *rstd, const float *x, const float *w, int N, int d, float eps) {
+    norm_job j = {.y = y, .rstd = rstd, .x = x, .w = w, .d = d, .eps = eps};
+    parallel_rows(t, rms_fwd_rows, &j, N, norm_parts(t, N, d));
+}
+
+/* dx += ∂/∂x, dw += ∂/∂w of y = x·r·w with r = (mean(x²)+eps)^-½. */
+static void rms_bwd(pt_trainer *t, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                    const float *rstd, int N, int d) {
+    norm_job j = {.dx = dx, .dw = dw, .scratch = t->nscratch, .dy = dy, .x = x, .w = w, .rstd = (float *)rstd, .d = d};
+    norm_bwd_run(t, rms_bwd_rows, &j, N);
+}
+
+static void ln_fwd(pt_trainer *t, float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                   int N, int d, float eps) {
+    norm_job j = {.y = y, .mean = mean, .rstd = rstd, .x = x, .w = w, .b = b, .d = d, .eps = eps};
+    parallel_rows(t, ln_fwd_rows, &j, N, norm_parts(t, N, d));
+}
+
+static void ln_bwd(pt_trainer *t, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                   const float *mean, const float *rstd, int N, int d) {
+    norm_job j = {.dx = dx, .dw = dw, .db = db, .scratch = t->nscratch, .dy = dy, .x = x, .w = w,
+                  .mean = (float *)mean, .rstd = (float *)rstd, .d = d};
+    norm_bwd_run(t, ln_bwd_rows, &j, N);
 }
 
 /* Rotate-half RoPE on `heads` heads of hd starting at column col of rows with stride ld;
@@ -630,14 +1008,14 @@ static void rope_apply(float *x, int ld, int col, int N, int T, int heads, int h
     }
 }
 
-static float gelu_tanh(float x) {
+static inline float gelu_tanh(float x) {
     const float k = 0.7978845608028654f;
-    return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+    return 0.5f * x * (1.f + vtanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-static float gelu_tanh_grad(float x) {
+static inline float gelu_tanh_grad(float x) {
     const float k = 0.7978845608028654f;
-    float u = k * (x + 0.044715f * x * x * x), th = tanhf(u);
+    float u = k * (x + 0.044715f * x * x * x), th = vtanhf(u);
     return 0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * k * (1.f + 3.f * 0.044715f * x * x);
 }
 
@@ -655,7 +1033,7 @@ typedef struct loss_job {
     size_t cnt[LOSS_MAX_THREADS];
 } loss_job;
 
-/* Cross-entropy of rows [r0, r1): one expf per logit (the sum in double); with backward the
+/* Cross-entropy of rows [r0, r1): one e^x per logit (the sum in double); with backward the
  * row becomes its gradient (softmax − target)·scale. */
 static void loss_rows(void *arg, int part, int r0, int r1) {
     loss_job *j = arg;
@@ -675,17 +1053,13 @@ static void loss_rows(void *arg, int part, int r0, int r1) {
             continue;
         }
         const float *q = j->soft ? j->soft + (size_t)r * V : NULL;
-        float mx = -INFINITY;
-        for (int k = 0; k < V; k++) mx = fmaxf(mx, row[k]);
-        double s = 0, qdot = 0, qsum = 0;
+        const float mx = vmax(row, V);
+        double s, qdot = 0, qsum = 0;
         if (q)
             for (int k = 0; k < V; k++)
                 if (q[k] > 0) qdot += (double)q[k] * row[k], qsum += q[k];
         float target_logit = q ? 0.f : row[tg];
-        if (j->backward)
-            for (int k = 0; k < V; k++) s += (row[k] = expf(row[k] - mx));
-        else
-            for (int k = 0; k < V; k++) s += expf(row[k] - mx);
+        s = vexp_sum(row, j->backward ? row : NULL, V, mx);
         double lse = mx + log(s);
         total += q ? lse * qsum - qdot : lse - target_logit;
         counted++;
@@ -698,36 +1072,6 @@ static void loss_rows(void *arg, int part, int r0, int r1) {
         }
     }
     j->sum[part] = total, j->cnt[part] = counted;
-}
-
-typedef struct prow {
-    void (*fn)(void *, int, int, int);
-    void *arg;
-    int part, r0, r1;
-} prow;
-
-static void *prow_main(void *p) {
-    prow *x = p;
-    x->fn(x->arg, x->part, x->r0, x->r1);
-    return NULL;
-}
-
-/* Runs fn over rows [0, n) in `parts` contiguous ranges, one per thread (the caller runs the
- * first). Fixed ranges: the result does not depend on timing. Falls back to running a range
- * on the caller when a thread cannot start. */
-static void parallel_rows(void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
-    pthread_t th[LOSS_MAX_THREADS];
-    prow w[LOSS_MAX_THREADS];
-    int started[LOSS_MAX_THREADS] = {0};
-    for (int i = 0; i < parts; i++) {
-        w[i] = (prow){fn, arg, i, (int)((int64_t)n * i / parts), (int)((int64_t)n * (i + 1) / parts)};
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, prow_main, &w[i]) == 0;
-    }
-    fn(arg, 0, w[0].r0, w[0].r1);
-    for (int i = 1; i < parts; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else fn(arg, i, w[i].r0, w[i].r1);
-    }
 }
 
 /* ---- attention on threads ------------------------------------------------------------- */
@@ -754,11 +1098,8 @@ static void attn_fwd_rows(void *arg, int part, int i0, int i1) {
         float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, j->scale, Q, qkvd, K, qkvd, 0.f, P, T);
         for (int i = 0; i < T; i++) {
-            float *row = P + (size_t)i * T, mx = -INFINITY;
-            for (int k = 0; k <= i; k++) mx = fmaxf(mx, row[k]);
-            float s = 0;
-            for (int k = 0; k <= i; k++) s += (row[k] = expf(row[k] - mx));
-            float inv = 1.f / s;
+            float *row = P + (size_t)i * T, mx = vmax(row, i + 1);
+            float inv = (float)(1.0 / vexp_sum(row, row, i + 1, mx));
             for (int k = 0; k <= i; k++) row[k] *= inv;
             for (int k = i + 1; k < T; k++) row[k] = 0.f;
         }
@@ -793,8 +1134,7 @@ static void attn_bwd_rows(void *arg, int part, int i0, int i1) {
             /* dS = P ∘ (dP − rowsum(P ∘ dP)) */
             for (int i = 0; i < T; i++) {
                 const float *pr = P + (size_t)i * T;
-                float *gr = dP + (size_t)i * T, s = 0;
-                for (int k = 0; k <= i; k++) s += pr[k] * gr[k];
+                float *gr = dP + (size_t)i * T, s = (float)vdot(pr, gr, i + 1);
                 for (int k = 0; k <= i; k++) gr[k] = pr[k] * (gr[k] - s);
                 for (int k = i + 1; k < T; k++) gr[k] = 0.f;
             }
@@ -814,10 +1154,7 @@ static void run_attention(pt_trainer *t, void (*fn)(void *, int, int, int), void
         fn(arg, 0, 0, n);
         return;
     }
-    int saved = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    parallel_rows(fn, arg, n, nth);
-    openblas_set_num_threads(saved);
+    parallel_rows(t, fn, arg, n, nth);
 }
 
 /* ---- MLP activations on threads --------------------------------------------------------- */
@@ -829,25 +1166,27 @@ typedef struct act_job {
 } act_job;
 
 static void act_rows(void *arg, int part, int r0, int r1) {
+    (void)part;
     act_job *j = arg;
     acts *a = j->a;
-    size_t i0 = (size_t)r0 * j->F, i1 = (size_t)r1 * j->F;
-    const float *hp = a->hpre[j->l];
+    const size_t i0 = (size_t)r0 * j->F, n = (size_t)(r1 - r0) * j->F;
+    const float *restrict hp = a->hpre[j->l] + i0;
+    float *restrict hact = a->hact[j->l] + i0, *restrict dh = a->dh + i0, *restrict dh2 = a->dh2 + i0;
     if (j->llama) {
-        const float *hu = a->hup[j->l];
+        const float *restrict hu = a->hup[j->l] + i0;
         if (!j->op)
-            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = hp[i] / (1.f + expf(-hp[i])) * hu[i];
+            for (size_t i = 0; i < n; i++) hact[i] = hp[i] / (1.f + vexpf(-hp[i])) * hu[i];
         else
-            for (size_t i = i0; i < i1; i++) {
-                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + expf(-gt)), da = a->dh[i];
-                a->dh2[i] = da * gt * sg;                         /* d up */
-                a->dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
+            for (size_t i = 0; i < n; i++) {
+                float gt = hp[i], u = hu[i], sg = 1.f / (1.f + vexpf(-gt)), da = dh[i];
+                dh2[i] = da * gt * sg;                         /* d up */
+                dh[i] = da * u * sg * (1.f + gt * (1.f - sg)); /* d gate */
             }
     } else {
         if (!j->op)
-            for (size_t i = i0; i < i1; i++) a->hact[j->l][i] = gelu_tanh(hp[i]);
+            for (size_t i = 0; i < n; i++) hact[i] = gelu_tanh(hp[i]);
         else
-            for (size_t i = i0; i < i1; i++) a->dh[i] *= gelu_tanh_grad(hp[i]);
+            for (size_t i = 0; i < n; i++) dh[i] *= gelu_tanh_grad(hp[i]);
     }
 }
 
@@ -855,7 +1194,7 @@ static void run_act(pt_trainer *t, int l, int N, int op) {
     act_job j = {&t->a, l, t->c.d_ff, op, t->c.arch == PT_ARCH_LLAMA};
     int nth = ATT_THREADS(&t->o);
     if ((size_t)N * (size_t)t->c.d_ff < 65536 || nth > N) nth = 1;
-    parallel_rows(act_rows, &j, N, nth);
+    parallel_rows(t, act_rows, &j, N, nth);
 }
 
 /* ---- forward and backward -------------------------------------------------------------- */
@@ -876,9 +1215,25 @@ int pt_trainer_forward_backward_distill(pt_trainer *t, const int32_t *tokens, co
     return forward_backward(t, tokens, targets, B, T, NULL, dl, loss_scale, backward, loss_sum, n_counted, err);
 }
 
+static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
+                                double *loss_sum, size_t *n_counted, pt_err *err);
+
+/* OpenBLAS runs single-threaded inside a step: the products are split over the trainer's
+ * own pool (gemm). */
 static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
                             const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
                             double *loss_sum, size_t *n_counted, pt_err *err) {
+    int saved = openblas_get_num_threads();
+    if (saved != 1) openblas_set_num_threads(1);
+    int rc = forward_backward_run(t, tokens, targets, B, T, soft, dl, loss_scale, backward, loss_sum, n_counted, err);
+    if (saved != 1) openblas_set_num_threads(saved);
+    return rc;
+}
+
+static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
+                                const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
+                                double *loss_sum, size_t *n_counted, pt_err *err) {
     const pt_config *c = &t->c;
     if (B < 1 || T < 1 || B > t->o.max_batch || T > t->o.max_seq)
         return pt_errf(err, PT_EINVAL, "a batch of %d x %d does not fit the trainer's %d x %d", B, T, t->o.max_batch,
@@ -912,54 +1267,54 @@ static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t 
         const float *x = a->res[l];
         float *qkv = a->qkv[l];
         if (llama) {
-            rms_fwd(a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, d, c->norm_eps);
-            mm_fwd(qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
-            mm_fwd(qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
-            mm_fwd(qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
+            rms_fwd(t, a->ln1[l], a->ln1_rstd[l], x, w->ln1_w, N, d, c->norm_eps);
+            mm_fwd(t, qkv, qkvd, a->ln1[l], d, w->wq, w->bq, N, qd, d, 0);
+            mm_fwd(t, qkv + qd, qkvd, a->ln1[l], d, w->wk, w->bk, N, kvd, d, 0);
+            mm_fwd(t, qkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, w->bv, N, kvd, d, 0);
             lora_fwd(t, l, PT_PROJ_Q, qkv, qkvd, a->ln1[l], d, N);
             lora_fwd(t, l, PT_PROJ_K, qkv + qd, qkvd, a->ln1[l], d, N);
             lora_fwd(t, l, PT_PROJ_V, qkv + qd + kvd, qkvd, a->ln1[l], d, N);
             rope_apply(qkv, qkvd, 0, N, T, H, hd, a->rope, 1);
             rope_apply(qkv, qkvd, qd, N, T, KV, hd, a->rope, 1);
         } else {
-            ln_fwd(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
-            mm_fwd(qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
+            ln_fwd(t, a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], x, w->ln1_w, w->ln1_b, N, d, c->norm_eps);
+            mm_fwd(t, qkv, qkvd, a->ln1[l], d, w->wqkv, w->bqkv, N, 3 * d, d, 1);
         }
         /* Causal attention per (sequence, head), the (b, h) pairs spread over the threads. */
         att_job aj = {t, l, B, T, scale};
         run_attention(t, attn_fwd_rows, &aj, B * H);
         /* o_proj, residual */
-        mm_fwd(a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
+        mm_fwd(t, a->mid[l], d, a->z[l], qd, w->wo, w->bo, N, d, qd, !llama);
         lora_fwd(t, l, PT_PROJ_O, a->mid[l], d, a->z[l], qd, N);
         for (size_t i = 0; i < (size_t)N * d; i++) a->mid[l][i] += x[i];
         /* MLP */
         float *xo = a->res[l + 1];
         if (llama) {
-            rms_fwd(a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
-            mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
-            mm_fwd(a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
+            rms_fwd(t, a->ln2[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, N, d, c->norm_eps);
+            mm_fwd(t, a->hpre[l], F, a->ln2[l], d, w->wg, w->bg, N, F, d, 0);
+            mm_fwd(t, a->hup[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 0);
             lora_fwd(t, l, PT_PROJ_GATE, a->hpre[l], F, a->ln2[l], d, N);
             lora_fwd(t, l, PT_PROJ_UP, a->hup[l], F, a->ln2[l], d, N);
             run_act(t, l, N, 0);
         } else {
-            ln_fwd(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
-            mm_fwd(a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
+            ln_fwd(t, a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->mid[l], w->ln2_w, w->ln2_b, N, d, c->norm_eps);
+            mm_fwd(t, a->hpre[l], F, a->ln2[l], d, w->wu, w->bu, N, F, d, 1);
             run_act(t, l, N, 0);
         }
-        mm_fwd(xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
+        mm_fwd(t, xo, d, a->hact[l], F, w->wd, w->bd, N, d, F, !llama);
         lora_fwd(t, l, PT_PROJ_DOWN, xo, d, a->hact[l], F, N);
         for (size_t i = 0; i < (size_t)N * d; i++) xo[i] += a->mid[l][i];
     }
-    if (llama) rms_fwd(a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
-    else ln_fwd(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
-    mm_fwd(a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
+    if (llama) rms_fwd(t, a->lnf, a->lnf_rstd, a->res[L], p->lnf_w, N, d, c->norm_eps);
+    else ln_fwd(t, a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], p->lnf_w, p->lnf_b, N, d, c->norm_eps);
+    mm_fwd(t, a->logits, V, a->lnf, d, p->lm_head, NULL, N, V, d, 0);
 
     /* Loss (and its gradient, in place of the logits), rows split over the threads. */
     loss_job lj = {a->logits, targets, soft, dl, V, loss_scale, backward, {0}, {0}};
     int nth = t->o.n_threads > 1 ? t->o.n_threads : 1;
     if (nth > LOSS_MAX_THREADS) nth = LOSS_MAX_THREADS;
     if ((size_t)N * V < 65536) nth = 1;
-    parallel_rows(loss_rows, &lj, N, nth);
+    parallel_rows(t, loss_rows, &lj, N, nth);
     double total = 0;
     size_t counted = 0;
     for (int i = 0; i < nth; i++) total += lj.sum[i], counted += lj.cnt[i];
@@ -968,60 +1323,65 @@ static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t 
     if (!backward) return PT_OK;
 
     /* Backward. */
-    const pt_train_params *g = &t->g;
-    (void)g;
+    float *gte = gradof(t, p->tok_emb), *gpe = llama ? NULL : gradof(t, p->pos_emb);
+    const int emb_grads = gte || gpe;
     float *dres = a->dres, *dln = a->dln;
     /* logits = lnf @ lm_headᵀ */
-    mm_bwd(dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
+    mm_bwd(t, dln, d, 0.f, gradof(t, p->lm_head), NULL, a->logits, V, a->lnf, d, p->lm_head, N, V, d, 0);
     memset(dres, 0, (size_t)N * d * sizeof(float));
-    if (llama) rms_bwd(dres, gradof(t, p->lnf_w), dln, a->res[L], p->lnf_w, a->lnf_rstd, N, d);
-    else ln_bwd(dres, gradof(t, p->lnf_w), gradof(t, p->lnf_b), dln, a->res[L], p->lnf_w, a->lnf_mean, a->lnf_rstd, N, d);
+    if (llama) rms_bwd(t, dres, gradof(t, p->lnf_w), dln, a->res[L], p->lnf_w, a->lnf_rstd, N, d);
+    else ln_bwd(t, dres, gradof(t, p->lnf_w), gradof(t, p->lnf_b), dln, a->res[L], p->lnf_w, a->lnf_mean, a->lnf_rstd, N, d);
     for (int l = L - 1; l >= 0; l--) {
         const pt_train_layer *w = &p->layers[l];
         /* MLP: res[l+1] = mid + down(act(...)) ; dres is d res[l+1] */
-        mm_bwd(a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
+        mm_bwd(t, a->dh, F, 0.f, gradof(t, w->wd), gradof(t, w->bd), dres, d, a->hact[l], F, w->wd, N, d, F, !llama);
         lora_bwd(t, l, PT_PROJ_DOWN, dres, d, a->hact[l], F, a->dh, F, N);
         if (llama) {
             run_act(t, l, N, 1);
-            mm_bwd(dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
-            mm_bwd(dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
+            mm_bwd(t, dln, d, 0.f, gradof(t, w->wg), gradof(t, w->bg), a->dh, F, a->ln2[l], d, w->wg, N, F, d, 0);
+            mm_bwd(t, dln, d, 1.f, gradof(t, w->wu), gradof(t, w->bu), a->dh2, F, a->ln2[l], d, w->wu, N, F, d, 0);
             lora_bwd(t, l, PT_PROJ_GATE, a->dh, F, a->ln2[l], d, dln, d, N);
             lora_bwd(t, l, PT_PROJ_UP, a->dh2, F, a->ln2[l], d, dln, d, N);
-            rms_bwd(dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
+            rms_bwd(t, dres, gradof(t, w->ln2_w), dln, a->mid[l], w->ln2_w, a->ln2_rstd[l], N, d);
         } else {
             run_act(t, l, N, 1);
-            mm_bwd(dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
-            ln_bwd(dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
+            mm_bwd(t, dln, d, 0.f, gradof(t, w->wu), gradof(t, w->bu), a->dh, F, a->ln2[l], d, w->wu, N, F, d, 1);
+            ln_bwd(t, dres, gradof(t, w->ln2_w), gradof(t, w->ln2_b), dln, a->mid[l], w->ln2_w, a->ln2_mean[l],
                    a->ln2_rstd[l], N, d);
         }
         /* Attention: mid = res[l] + o_proj(z) ; dres is now d mid */
         att_job aj_b = {t, l, B, T, scale};
-        mm_bwd(a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
+        mm_bwd(t, a->dz, qd, 0.f, gradof(t, w->wo), gradof(t, w->bo), dres, d, a->z[l], qd, w->wo, N, d, qd, !llama);
         lora_bwd(t, l, PT_PROJ_O, dres, d, a->z[l], qd, a->dz, qd, N);
         float *dqkv = a->dqkv;
         memset(dqkv, 0, (size_t)N * qkvd * sizeof(float));
         /* one task per (b, kv head): the query heads sharing a kv head accumulate dK, dV */
         run_attention(t, attn_bwd_rows, &aj_b, B * KV);
+        /* The gradient of the norm's output is needed for the layers below (or the
+         * embeddings) and for the norm's own weights; below a LoRA model's first layer,
+         * neither is trained. */
+        const int need_in = l > 0 || emb_grads;
+        float *gn1w = gradof(t, w->ln1_w), *gn1b = gradof(t, w->ln1_b);
+        float *dlnq = need_in || gn1w || gn1b ? dln : NULL;
         if (llama) {
             rope_apply(dqkv, qkvd, 0, N, T, H, hd, a->rope, -1);
             rope_apply(dqkv, qkvd, qd, N, T, KV, hd, a->rope, -1);
-            mm_bwd(dln, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
-            mm_bwd(dln, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
-            mm_bwd(dln, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
+            mm_bwd(t, dlnq, d, 0.f, gradof(t, w->wq), gradof(t, w->bq), dqkv, qkvd, a->ln1[l], d, w->wq, N, qd, d, 0);
+            mm_bwd(t, dlnq, d, 1.f, gradof(t, w->wk), gradof(t, w->bk), dqkv + qd, qkvd, a->ln1[l], d, w->wk, N, kvd, d, 0);
+            mm_bwd(t, dlnq, d, 1.f, gradof(t, w->wv), gradof(t, w->bv), dqkv + qd + kvd, qkvd, a->ln1[l], d, w->wv, N, kvd,
                    d, 0);
-            lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dln, d, N);
-            lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dln, d, N);
-            lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dln, d, N);
-            rms_bwd(dres, gradof(t, w->ln1_w), dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
+            lora_bwd(t, l, PT_PROJ_Q, dqkv, qkvd, a->ln1[l], d, dlnq, d, N);
+            lora_bwd(t, l, PT_PROJ_K, dqkv + qd, qkvd, a->ln1[l], d, dlnq, d, N);
+            lora_bwd(t, l, PT_PROJ_V, dqkv + qd + kvd, qkvd, a->ln1[l], d, dlnq, d, N);
+            if (dlnq) rms_bwd(t, dres, gn1w, dln, a->res[l], w->ln1_w, a->ln1_rstd[l], N, d);
         } else {
-            mm_bwd(dln, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
+            mm_bwd(t, dlnq, d, 0.f, gradof(t, w->wqkv), gradof(t, w->bqkv), dqkv, qkvd, a->ln1[l], d, w->wqkv, N, 3 * d, d,
                    1);
-            ln_bwd(dres, gradof(t, w->ln1_w), gradof(t, w->ln1_b), dln, a->res[l], w->ln1_w, a->ln1_mean[l],
-                   a->ln1_rstd[l], N, d);
+            if (dlnq)
+                ln_bwd(t, dres, gn1w, gn1b, dln, a->res[l], w->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, d);
         }
     }
-    float *gte = gradof(t, p->tok_emb), *gpe = llama ? NULL : gradof(t, p->pos_emb);
-    for (int r = 0; r < N; r++) {
+    for (int r = 0; r < N && emb_grads; r++) {
         const float *gr = dres + (size_t)r * d;
         if (gte) {
             float *o = gte + (size_t)tokens[r] * d;
@@ -1055,6 +1415,35 @@ void pt_trainer_scale_grads(pt_trainer *t, float s) {
     for (size_t i = 0; t->lora && i < t->lora->n_params; i++) t->lg[i] *= s;
 }
 
+typedef struct adam_job {
+    float *p, *g, *m, *v;
+    float b1, b2, eps, decay, step_size, bc2_sqrt;
+} adam_job;
+
+static void adam_range(void *arg, int part, int i0, int i1) {
+    (void)part;
+    const adam_job *j = arg;
+    float *restrict p = j->p, *restrict g = j->g, *restrict m = j->m, *restrict v = j->v;
+    const float b1 = j->b1, b2 = j->b2, eps = j->eps, decay = j->decay, step_size = j->step_size,
+                bc2_sqrt = j->bc2_sqrt;
+    for (int i = i0; i < i1; i++) {
+        p[i] *= decay;
+        m[i] = b1 * m[i] + (1.f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.f - b2) * g[i] * g[i];
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+/* One tensor's update, in chunks of at most 2^30 elements, split over the pool. */
+static void adam_tensor(pt_trainer *t, adam_job *j, size_t n) {
+    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
+        size_t len = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+        adam_job k = *j;
+        k.p += off, k.g += off, k.m += off, k.v += off;
+        tpool_run(&t->pool, adam_range, &k, (int)len, len < 16384 ? 1 : t->pool.n, 16);
+    }
+}
+
 void pt_trainer_adamw_step(pt_trainer *t, float lr) {
     t->adam_t++;
     const float b1 = t->o.beta1, b2 = t->o.beta2, eps = t->o.eps, wd = t->o.weight_decay;
@@ -1064,24 +1453,13 @@ void pt_trainer_adamw_step(pt_trainer *t, float lr) {
     for (size_t i = 0; i < t->n_tensors; i++) {
         const pt_train_tensor *e = &t->tensors[i];
         if (e->frozen) continue;
-        float *p = t->params + e->offset, *g = t->grads + e->offset, *m = t->m + e->offset, *v = t->v + e->offset;
-        const float decay = e->decay ? 1.f - lr * wd : 1.f;
-        for (size_t j = 0; j < e->numel; j++) {
-            p[j] *= decay;
-            m[j] = b1 * m[j] + (1.f - b1) * g[j];
-            v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
-            p[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
-        }
+        adam_job j = {t->params + e->offset, t->grads + e->offset, t->m + e->offset, t->v + e->offset, b1, b2, eps,
+                      e->decay ? 1.f - lr * wd : 1.f, step_size, bc2_sqrt};
+        adam_tensor(t, &j, e->numel);
     }
     if (t->lora) { /* A and B are matrices: decayed like the base matrices */
-        float *p = t->lora->block, *g = t->lg, *m = t->lm, *v = t->lv;
-        const float decay = 1.f - lr * wd;
-        for (size_t j = 0; j < t->lora->n_params; j++) {
-            p[j] *= decay;
-            m[j] = b1 * m[j] + (1.f - b1) * g[j];
-            v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
-            p[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
-        }
+        adam_job j = {t->lora->block, t->lg, t->lm, t->lv, b1, b2, eps, 1.f - lr * wd, step_size, bc2_sqrt};
+        adam_tensor(t, &j, t->lora->n_params);
     }
 }
 
