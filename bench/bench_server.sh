@@ -5,8 +5,8 @@
 #   bench/bench_server.sh [BUILD_DIR] [a|b|c|all]      (default: build all)
 #   env: SECONDS_A (default 10, per wrk run in a), SECONDS_C (default 60), THREADS (pool, 2)
 #
-# a. GET /v1/models on `parity serve` (key lookup, policy decision, an fsynced audit receipt per
-#    request, metrics) against bench_http_baseline (the same http.c layer, one fixed JSON body,
+# a. GET /v1/models on `parity serve` (key lookup, policy decision, an audit receipt per request
+#    in the default --receipts async mode, then once in durable mode, metrics) against bench_http_baseline (the same http.c layer, one fixed JSON body,
 #    the same bytes), wrk -t2 -c64 keep-alive, alternating baseline/server twice.
 # b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
 #    (continuous batching); tokens/s of both and the ratio.
@@ -38,10 +38,10 @@ echo "# bench_server $(date -u +%FT%TZ) on $(nproc) cores, load average: $(cut -
 $PY "$SRC/bench/server_bench.py" world "$T" > "$T/key"
 KEY="$(cat "$T/key")"
 
-start_server() {
+start_server() { # [RECEIPTS_MODE]
     rm -f "$T/port"
     "$PARITY_BIN" serve --data "$T/data" --port 0 --port-file "$T/port" --threads "$THREADS" \
-        --connection-limit 512 2>>"$T/server.log" &
+        --connection-limit 512 --receipts "${1:-async}" 2>>"$T/server.log" &
     SERVER=$!
     PIDS+=("$SERVER")
     for _ in $(seq 600); do [ -s "$T/port" ] && break; sleep 0.05; done
@@ -77,6 +77,14 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
     done
     audit1="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo "audit receipts appended during the runs: $((audit1 - audit0))"
+    # For comparison: --receipts durable (each response waits for its receipt's fdatasync).
+    stop_server
+    start_server durable
+    b=$(wrk -t2 -c64 -d"${SECONDS_A}s" "http://127.0.0.1:$BPORT/v1/models" | rps)
+    s=$(wrk -t2 -c64 -d"${SECONDS_A}s" -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/v1/models" | rps)
+    echo "--receipts durable: baseline $b req/s, parity serve $s req/s, ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+    stop_server
+    start_server
     kill "$BASE"
     wait "$BASE" 2>/dev/null || true
 fi

@@ -28,6 +28,9 @@ static void usage(void) {
            "  --max-body BYTES      JSON request body cap (default 4194304)\n"
            "  --max-tokens N        cap on max_tokens per request (default 1024)\n"
            "  --queue-limit N       engine queue bound; beyond it requests get 503 (default 64)\n"
+           "  --receipts MODE       async (default: answer at once, the receipt is written within\n"
+           "                        milliseconds; a crash turns unwritten ones into 'lost' entries) or\n"
+           "                        durable (answer only once the receipt is fsynced)\n"
            "  --port-file FILE      write the bound port there once listening\n");
 }
 
@@ -48,12 +51,12 @@ int cmd_serve(int argc, char **argv) {
         {"threads", required_argument, 0, 't'},   {"connection-limit", required_argument, 0, 'l'},
         {"timeout", required_argument, 0, 'T'},   {"max-body", required_argument, 0, 'b'},
         {"max-tokens", required_argument, 0, 'm'}, {"queue-limit", required_argument, 0, 'q'},
-        {"port-file", required_argument, 0, 'f'}, {0, 0, 0, 0}};
+        {"port-file", required_argument, 0, 'f'}, {"receipts", required_argument, 0, 'r'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         uint64_t n = 0;
-        if (ch != 'd' && ch != 'H' && ch != 'c' && ch != 'f' && ch != '?' && pt_parse_u64(optarg, &n))
+        if (ch != 'd' && ch != 'H' && ch != 'c' && ch != 'f' && ch != 'r' && ch != '?' && pt_parse_u64(optarg, &n))
             return cli_usage_error("serve", "%s: expected a number", optarg);
         switch (ch) {
         case 'd': o.data_dir = optarg; break;
@@ -70,6 +73,11 @@ int cmd_serve(int argc, char **argv) {
         case 'm': o.max_tokens = (int)n; break;
         case 'q': o.queue_limit = (int)n; break;
         case 'f': o.port_file = optarg; break;
+        case 'r':
+            if (strcmp(optarg, "async") && strcmp(optarg, "durable"))
+                return cli_usage_error("serve", "--receipts %s: expected async or durable", optarg);
+            o.receipts_durable = !strcmp(optarg, "durable");
+            break;
         default: return cli_usage_error("serve", "unknown option");
         }
     }

@@ -1,39 +1,61 @@
 /* see receipts.h */
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/fileio.h"
+#include "common/util.h"
 #include "server/receipts.h"
 
 /* Journaled receipts are published (integrated into the tiles under a new signed checkpoint)
  * once this many are pending or the oldest has waited this long, whichever comes first; and
  * on demand (tlog_integrate from GET /v1/receipts/{i}) before a receipt's proof is served. */
 #define PUBLISH_PENDING 8192
-/* Two writers: while one waits on its fdatasync, the other writes the next batch (the journal
- * overlaps them and acknowledges in order), so a batch's sync does not stall the next. */
-#define WRITERS 2
-
 #define PUBLISH_AFTER_MS 1000
+/* Durable mode: two writers, so that while one waits on its fdatasync the other writes the
+ * next batch (the journal overlaps them and acknowledges in order). Async mode: one writer,
+ * because indices are assigned before the write and batches must reach the journal in order;
+ * its batches simply grow while an fdatasync runs. */
+#define WRITERS 2
+/* Async mode: indices are reserved this many at a time (one small atomic file write), and a
+ * new range is reserved when fewer than half remain. A crash turns at most this many into
+ * "lost" entries. */
+#define RESERVE_CHUNK 4096
+/* Async mode: the writer starts a batch at most this often, so that batches (and fdatasyncs)
+ * stay few at high request rates; a receipt reaches the disk within about twice this plus one
+ * fdatasync. Submitters never wake a writer that is busy or pausing. */
+#define ASYNC_INTERVAL_MS 2.0
 
 typedef struct item {
     char *data;
     size_t len;
-    pt_receipt_done done;
+    pt_receipt_done done; /* NULL in async mode (already called) */
     void *ctx;
     struct item *next;
 } item;
 
 struct pt_receipts {
     tlog *log;
+    pt_receipts_mode mode;
+    char *reserve_path;
     pthread_t thread[WRITERS];
     int n_threads;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* to the writers: work queued, stop, or a reservation wanted */
+    pthread_cond_t wcv; /* from the writer: entries journaled, reservation moved, or failure */
     item *head, *tail;
     size_t pending;
     int stopping;
     double oldest; /* when the oldest unpublished receipt was journaled (ms; guarded by mu) */
+    /* async mode, guarded by mu */
+    uint64_t next;     /* the index the next submitted entry gets */
+    uint64_t written;  /* entries with index < written are journaled */
+    uint64_t reserved; /* indices < reserved are durably reserved */
+    int reserving;     /* the writer is extending the reservation */
+    int failed;        /* a journal or reservation write failed: submits are refused */
 };
 
 static double now_ms(void) {
@@ -42,84 +64,216 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+static int write_reservation(pt_receipts *r, uint64_t upto, pt_err *err) {
+    char line[32];
+    int n = snprintf(line, sizeof line, "%" PRIu64 "\n", upto);
+    return pt_write_atomic(r->reserve_path, line, (size_t)n, 0644, err);
+}
+
+static int want_reservation(const pt_receipts *r) {
+    return r->mode == PT_RECEIPTS_ASYNC && !r->failed && !r->reserving && !r->stopping && r->reserved - r->next < RESERVE_CHUNK / 2;
+}
+
+/* Writer thread, async mode, with mu held: extends the reservation (mu released meanwhile). */
+static void extend_reservation(pt_receipts *r) {
+    r->reserving = 1;
+    uint64_t upto = r->next + RESERVE_CHUNK;
+    pthread_mutex_unlock(&r->mu);
+    pt_err err;
+    int rc = write_reservation(r, upto, &err);
+    if (rc) fprintf(stderr, "parity serve: audit receipts: %s\n", err.msg);
+    pthread_mutex_lock(&r->mu);
+    r->reserving = 0;
+    if (rc) r->failed = 1;
+    else r->reserved = upto;
+    pthread_cond_broadcast(&r->wcv);
+}
+
+static void maybe_publish(pt_receipts *r) {
+    size_t pending = tlog_journal_pending(r->log);
+    pthread_mutex_lock(&r->mu);
+    double oldest = r->oldest;
+    pthread_mutex_unlock(&r->mu);
+    if (pending >= PUBLISH_PENDING || (pending && now_ms() - oldest >= PUBLISH_AFTER_MS)) tlog_integrate(r->log, NULL);
+}
+
+/* Journals one batch (a list taken from the queue); calls `done` where still due. */
+static void write_batch(pt_receipts *r, item *batch, size_t n, uint64_t expect_first) {
+    const void **data = malloc(n * sizeof *data);
+    size_t *lens = malloc(n * sizeof *lens);
+    uint64_t first = 0;
+    int rc;
+    pt_err err = {0};
+    if (!data || !lens) {
+        rc = pt_errf(&err, PT_ENOMEM, "out of memory");
+    } else {
+        size_t i = 0;
+        for (item *it = batch; it; it = it->next, i++) {
+            data[i] = it->data;
+            lens[i] = it->len;
+        }
+        pthread_mutex_lock(&r->mu);
+        if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
+        pthread_mutex_unlock(&r->mu);
+        rc = tlog_journal_append(r->log, data, lens, n, &first, &err);
+        if (!rc && r->mode == PT_RECEIPTS_ASYNC && first != expect_first)
+            rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
+    }
+    free(data);
+    free(lens);
+    uint64_t idx = first;
+    for (item *it = batch, *nx; it; it = nx, idx++) {
+        nx = it->next;
+        if (it->done) it->done(it->ctx, rc, rc ? 0 : idx);
+        free(it->data);
+        free(it);
+    }
+    if (r->mode == PT_RECEIPTS_ASYNC) {
+        pthread_mutex_lock(&r->mu);
+        /* A failure breaks the log handle; answered receipts of this batch and the queue
+         * become "lost" entries at the next start (their indices are reserved). */
+        if (rc) {
+            if (!r->failed) fprintf(stderr, "parity serve: audit receipts: %s\n", err.msg);
+            r->failed = 1;
+        } else {
+            r->written = expect_first + n;
+        }
+        pthread_cond_broadcast(&r->wcv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    /* Durable mode: a failure breaks the log handle, later receipts then fail (503) and
+     * nothing unacknowledged is lost. */
+}
+
 static void *writer(void *arg) {
     pt_receipts *r = arg;
+    pthread_mutex_lock(&r->mu);
     for (;;) {
-        pthread_mutex_lock(&r->mu);
-        while (!r->head && !r->stopping) {
+        if (want_reservation(r)) {
+            extend_reservation(r);
+            continue;
+        }
+        if (!r->head && !r->stopping) {
             if (!tlog_journal_pending(r->log)) {
                 pthread_cond_wait(&r->cv, &r->mu);
                 continue;
             }
             double wait = r->oldest + PUBLISH_AFTER_MS - now_ms();
-            if (wait <= 0) break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            long long ns = ts.tv_nsec + (long long)(wait * 1e6);
-            ts.tv_sec += (time_t)(ns / 1000000000);
-            ts.tv_nsec = (long)(ns % 1000000000);
-            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+            if (wait > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                long long ns = ts.tv_nsec + (long long)(wait * 1e6);
+                ts.tv_sec += (time_t)(ns / 1000000000);
+                ts.tv_nsec = (long)(ns % 1000000000);
+                pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+                continue;
+            }
         }
         item *batch = r->head;
         size_t n = r->pending;
+        uint64_t expect_first = r->written; /* async: the queue holds written .. next-1 */
         r->head = r->tail = NULL;
         r->pending = 0;
         int stop = r->stopping && !batch;
         pthread_mutex_unlock(&r->mu);
-        if (!batch) { /* stopping, or the oldest pending receipt is due */
-            if (tlog_journal_pending(r->log)) tlog_integrate(r->log, NULL);
-            if (stop) break;
-            continue;
-        }
-        const void **data = malloc(n * sizeof *data);
-        size_t *lens = malloc(n * sizeof *lens);
-        uint64_t first = 0;
-        int rc;
-        if (!data || !lens) {
-            rc = PT_ENOMEM;
-        } else {
-            size_t i = 0;
-            for (item *it = batch; it; it = it->next, i++) {
-                data[i] = it->data;
-                lens[i] = it->len;
+        if (batch) {
+            double t0 = now_ms();
+            write_batch(r, batch, n, expect_first);
+            maybe_publish(r);
+            double rest = t0 + ASYNC_INTERVAL_MS - now_ms();
+            if (r->mode == PT_RECEIPTS_ASYNC && rest > 0) {
+                struct timespec ts = {0, (long)(rest * 1e6)};
+                nanosleep(&ts, NULL);
             }
-            pthread_mutex_lock(&r->mu);
-            if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
-            pthread_mutex_unlock(&r->mu);
-            rc = tlog_journal_append(r->log, data, lens, n, &first, NULL);
+        } else { /* stopping, or the oldest pending receipt is due */
+            if (tlog_journal_pending(r->log)) tlog_integrate(r->log, NULL);
+            if (stop) return NULL;
         }
-        free(data);
-        free(lens);
-        uint64_t idx = first;
-        for (item *it = batch, *nx; it; it = nx, idx++) {
-            nx = it->next;
-            it->done(it->ctx, rc, rc ? 0 : idx);
-            free(it->data);
-            free(it);
-        }
-        /* A failure breaks the log handle: later receipts then fail (503), nothing is lost. */
-        size_t pending = tlog_journal_pending(r->log);
         pthread_mutex_lock(&r->mu);
-        double oldest = r->oldest;
-        pthread_mutex_unlock(&r->mu);
-        if (pending >= PUBLISH_PENDING || (pending && now_ms() - oldest >= PUBLISH_AFTER_MS))
-            tlog_integrate(r->log, NULL);
     }
-    return NULL;
 }
 
-int pt_receipts_start(pt_receipts **out, tlog *log, pt_err *err) {
+/* Async start: a crashed run may have handed out indices it never wrote (below its
+ * reservation): each becomes an explicit "lost" entry, then a fresh range is reserved. */
+static int recover_reservation(pt_receipts *r, pt_err *err) {
+    char *text = NULL;
+    size_t len;
+    uint64_t reserved = 0;
+    int rc = pt_read_file(r->reserve_path, 64, &text, &len, err);
+    if (rc == PT_ENOTFOUND) {
+        rc = PT_OK;
+    } else if (rc) {
+        return rc;
+    } else {
+        char *nl = strchr(text, '\n');
+        if (nl) *nl = 0;
+        if (pt_parse_u64(text, &reserved)) rc = pt_errf(err, PT_EFORMAT, "%s: not an index", r->reserve_path);
+        free(text);
+        if (rc) return rc;
+    }
+    uint64_t size = tlog_journaled_size(r->log);
+    if (reserved > size) {
+        uint64_t lost = reserved - size;
+        fprintf(stderr,
+                "parity serve: the previous run stopped without writing %" PRIu64
+                " reserved audit receipt(s); publishing them as 'lost' entries %" PRIu64 "..%" PRIu64 "\n",
+                lost, size, reserved - 1);
+        /* in batches of up to 1024, one write + fdatasync each */
+        enum { B = 1024, W = 256 };
+        char *texts = malloc((size_t)B * W);
+        const void **data = malloc(B * sizeof *data);
+        size_t *lens = malloc(B * sizeof *lens);
+        if (!texts || !data || !lens) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        char t[21];
+        pt_format_time(pt_unix_time(), t);
+        for (uint64_t i = size; i < reserved && !rc;) {
+            size_t k = 0;
+            for (; k < B && i < reserved; k++, i++) {
+                char *e = texts + k * W;
+                int m = snprintf(e, W,
+                                 "{\"type\":\"lost\",\"index\":%" PRIu64 ",\"time\":\"%s\",\"reason\":\"the server "
+                                 "stopped before writing this receipt (its index may have been handed out)\"}",
+                                 i, t);
+                data[k] = e;
+                lens[k] = (size_t)m;
+            }
+            uint64_t first;
+            rc = tlog_journal_append(r->log, data, lens, k, &first, err);
+        }
+        free(texts);
+        free(data);
+        free(lens);
+        if (!rc) rc = tlog_integrate(r->log, err);
+        if (rc) return rc;
+    }
+    r->next = r->written = tlog_journaled_size(r->log);
+    r->reserved = r->next + RESERVE_CHUNK;
+    return write_reservation(r, r->reserved, err);
+}
+
+int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_receipts_mode mode, pt_err *err) {
     pt_receipts *r = calloc(1, sizeof *r);
     if (!r) return pt_errf(err, PT_ENOMEM, "out of memory");
     r->log = log;
+    r->mode = mode;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    for (int i = 0; i < WRITERS; i++) {
-        if (pthread_create(&r->thread[i], NULL, writer, r)) {
-            pt_receipts_stop(r);
-            return pt_errf(err, PT_EINTERNAL, "cannot start the receipt writer thread");
-        }
-        r->n_threads++;
+    pthread_cond_init(&r->wcv, NULL);
+    int rc = PT_OK;
+    if (mode == PT_RECEIPTS_ASYNC) {
+        if (!(r->reserve_path = pt_path_join(log_dir, "reserved"))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        else rc = recover_reservation(r, err);
+    }
+    int writers = mode == PT_RECEIPTS_ASYNC ? 1 : WRITERS;
+    for (int i = 0; i < writers && !rc; i++) {
+        if (pthread_create(&r->thread[i], NULL, writer, r))
+            rc = pt_errf(err, PT_EINTERNAL, "cannot start the receipt writer thread");
+        else
+            r->n_threads++;
+    }
+    if (rc) {
+        pt_receipts_stop(r);
+        return rc;
     }
     *out = r;
     return PT_OK;
@@ -138,11 +292,22 @@ int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, pt_receipt
     it->ctx = ctx;
     it->next = NULL;
     pthread_mutex_lock(&r->mu);
-    if (r->stopping) {
+    int async = r->mode == PT_RECEIPTS_ASYNC;
+    /* Async: only indices inside the durable reservation may be handed out. */
+    while (async && !r->stopping && !r->failed && r->next >= r->reserved) {
+        pthread_cond_signal(&r->cv);
+        pthread_cond_wait(&r->wcv, &r->mu);
+    }
+    if (r->stopping || r->failed) {
         pthread_mutex_unlock(&r->mu);
         free(it->data);
         free(it);
-        return PT_ECANCELLED;
+        return r->failed ? PT_EIO : PT_ECANCELLED;
+    }
+    uint64_t index = r->next;
+    if (async) {
+        r->next++;
+        it->done = NULL;
     }
     if (r->tail) r->tail->next = it;
     else r->head = it;
@@ -150,7 +315,22 @@ int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, pt_receipt
     r->pending++;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    if (async) done(ctx, PT_OK, index);
     return PT_OK;
+}
+
+int pt_receipts_async(const pt_receipts *r) {
+    return r->mode == PT_RECEIPTS_ASYNC;
+}
+
+int pt_receipts_flush(pt_receipts *r, uint64_t upto) {
+    if (r->mode != PT_RECEIPTS_ASYNC) return PT_OK;
+    pthread_mutex_lock(&r->mu);
+    if (upto > r->next) upto = r->next;
+    while (!r->failed && r->written < upto) pthread_cond_wait(&r->wcv, &r->mu);
+    int rc = r->written >= upto ? PT_OK : PT_EIO;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
 }
 
 size_t pt_receipts_pending(pt_receipts *r) {
@@ -165,9 +345,19 @@ void pt_receipts_stop(pt_receipts *r) {
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
     pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&r->wcv);
     pthread_mutex_unlock(&r->mu);
     for (int i = 0; i < r->n_threads; i++) pthread_join(r->thread[i], NULL);
+    /* A clean stop: everything handed out is written; release the rest of the reservation so
+     * the next start publishes no "lost" entries. */
+    if (r->mode == PT_RECEIPTS_ASYNC && r->reserve_path && !r->failed && r->written == r->next && r->n_threads) {
+        pt_err err;
+        if (write_reservation(r, r->written, &err))
+            fprintf(stderr, "parity serve: audit receipts: %s\n", err.msg);
+    }
+    pthread_cond_destroy(&r->wcv);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
+    free(r->reserve_path);
     free(r);
 }

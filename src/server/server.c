@@ -252,14 +252,37 @@ static void receipt_done(void *ctx, int rc, uint64_t index) {
     http_resume(c->req);
 }
 
-/* Hands the finished response to the receipt writer and defers; returns how the handler
- * should answer. Denied requests get receipts too. */
+/* Async receipts: called inside pt_receipts_submit on this thread; nothing to resume. */
+static void receipt_now(void *ctx, int rc, uint64_t index) {
+    call *c = ctx;
+    c->receipt_rc = rc;
+    c->receipt_index = index;
+}
+
+static void answer_unaudited(http_resp *resp, const char *msg) {
+    pt_buf_reset(&resp->body);
+    resp->n_headers = 0;
+    http_error(resp, 503, "server_error", "audit_unavailable", NULL, "%s", msg);
+}
+
+/* Appends the finished response's audit entry. Async receipts: the index is known at once and
+ * the response goes out now. Durable receipts: the response is held and the handler defers
+ * until the writer has made the receipt durable (phase 2 in handle()). Denied requests get
+ * receipts too. */
 static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
     uint8_t h[32];
     pt_sha256(resp->body.data ? resp->body.data : "", resp->body.len, h);
     json_t *e = srv_audit_entry(c, resp->status, h);
     char *text = json_dumps(e, JSON_COMPACT);
     json_decref(e);
+    if (pt_receipts_async(s->receipts)) {
+        if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_now, c) || c->receipt_rc)
+            answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
+        else
+            http_set_header(resp, "Parity-Receipt", "%llu", (unsigned long long)c->receipt_index);
+        free(text);
+        return HTTP_DONE;
+    }
     c->held = *resp; /* takes over the body buffer */
     pt_buf_init(&resp->body, resp->body.max);
     c->phase = 2;
@@ -268,10 +291,7 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
         c->receipt_rc = PT_EIO;
         *resp = c->held;
         memset(&c->held, 0, sizeof c->held);
-        pt_buf_free(&resp->body);
-        pt_buf_init(&resp->body, 1u << 20);
-        http_error(resp, 503, "server_error", "audit_unavailable", NULL,
-                   "The audit log is not accepting entries; the request was not served.");
+        answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
         return HTTP_DONE;
     }
     free(text);
@@ -368,7 +388,12 @@ static int r_receipt(pt_server *s, call *c, http_resp *resp) {
     pt_err err;
     char *cp;
     size_t cplen;
-    /* A receipt journaled and not yet published: publish now, so its proof can be served. */
+    /* A receipt handed out and not yet written (async mode): wait for the writer; journaled
+     * and not yet published: publish now, so that its proof can be served. */
+    if (index >= tlog_size(s->audit_log) && pt_receipts_flush(s->receipts, index + 1)) {
+        http_error(resp, 503, "server_error", "audit_unavailable", NULL, "The audit log is not accepting entries.");
+        return HTTP_DONE;
+    }
     if (index >= tlog_size(s->audit_log) && index < tlog_journaled_size(s->audit_log) &&
         tlog_integrate(s->audit_log, &err)) {
         http_error(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
@@ -867,10 +892,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
         *resp = c->held;
         memset(&c->held, 0, sizeof c->held);
         if (c->receipt_rc) {
-            pt_buf_reset(&resp->body);
-            resp->n_headers = 0;
-            http_error(resp, 503, "server_error", "audit_unavailable", NULL,
-                       "The audit log did not accept this request's receipt; it was not served.");
+            answer_unaudited(resp, "The audit log did not accept this request's receipt; it was not served.");
         } else {
             http_set_header(resp, "Parity-Receipt", "%llu", (unsigned long long)c->receipt_index);
         }
@@ -924,6 +946,15 @@ static void server_free(pt_server *s) {
     free(s);
 }
 
+static int start_receipts(pt_server *s, pt_err *err) {
+    char *dir = pt_path_join(s->data_dir, "log/audit");
+    if (!dir) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int rc = pt_receipts_start(&s->receipts, s->audit_log, dir,
+                               s->o.receipts_durable ? PT_RECEIPTS_DURABLE : PT_RECEIPTS_ASYNC, err);
+    free(dir);
+    return rc;
+}
+
 int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err) {
     if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
     pt_server *s = calloc(1, sizeof *s);
@@ -939,7 +970,7 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
     if ((rc = pt_store_open(&s->store, s->data_dir, err)) ||
         (rc = tlog_open(s->data_dir, "policy", NULL, &s->policy_log, err)) ||
         (rc = tlog_open(s->data_dir, "audit", NULL, &s->audit_log, err)) || (rc = srv_load_policy(s, err)) ||
-        (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = pt_receipts_start(&s->receipts, s->audit_log, err)))
+        (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = start_receipts(s, err)))
         goto out;
     size_t nb = sizeof base_routes / sizeof base_routes[0];
     s->n_routes = nb + pt_n_model_routes + pt_n_ft_routes;
@@ -1030,6 +1061,10 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         STR("data", data_dir)
         STR("host", host)
         STR("models_dir", models_dir)
+        else if (!strcmp(key, "receipts")) {
+            if (!strcmp(v->str, "async") || !strcmp(v->str, "durable")) o->receipts_durable = !strcmp(v->str, "durable");
+            else rc = pt_errf(err, PT_EFORMAT, "%s:%d:%d: receipts: expected 'async' or 'durable'", path, v->line, v->col);
+        }
         NUM("port", port, 0, 65535)
         NUM("threads", threads, 1, 256)
         NUM("connection_limit", connection_limit, 1, 100000)
@@ -1042,7 +1077,7 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         NUM("max_download", max_download, 1024, 1ull << 34)
         else rc = pt_errf(err, PT_EFORMAT,
                           "%s:%d:%d: unknown option '%s' (data, host, port, threads, connection_limit, timeout, "
-                          "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, models_dir)",
+                          "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, models_dir, receipts)",
                           path, k->line, k->col, key);
 #undef NUM
 #undef STR
