@@ -67,7 +67,21 @@ def hammer(w, org, seconds, kill_after=None):
 
 
 def crash_round(mode):
-    w = World("parity-rcrash-%s-" % mode, ["al1", "al2"], serve_args=["--receipts", mode])
+    w = World("parity-rcrash-%s-" % mode, ["al1", "al2"])
+    if mode == "durable":  # through the config file, which is tested here too
+        conf = os.path.join(w.tmp, "serve.yaml")
+        with open(conf, "w") as f:
+            f.write("threads: 2\nreceipts: durable\n")
+        w.serve_args = ["--config", conf]
+        with open(conf + ".bad", "w") as f:
+            f.write("threads: 2\nreceipts: maybe\n")
+        r = run("serve", "--data", w.data, "--config", conf + ".bad", check=False)
+        w.check(r.returncode != 0 and "serve.yaml.bad:2:11" in r.stderr and "async" in r.stderr,
+                "a bad receipts mode in the config names line and column: %s" % r.stderr)
+        r = run("serve", "--data", w.data, "--receipts", "maybe", check=False)
+        w.check(r.returncode == 2, "--receipts maybe is a usage error")
+    else:
+        w.serve_args = ["--receipts", mode]
     w.start()
     before = hammer(w, "al1", 0, kill_after=1.5)
     w.check(len(before) > 50, "%s: requests were served before the kill (%d)" % (mode, len(before)))
