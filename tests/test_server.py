@@ -259,6 +259,25 @@ st, _, j, _ = req("GET", "/v1/access", key="slow")
 check(j["models"][0]["limits"]["requests_per_minute"] == 3 and j["policy_revision"] == 2, "the new revision is in force at once")
 st, _, j, _ = req("POST", "/v1/admin/policy", key="admin", raw=b"version: 1\nlab: [")
 check(st == 400 and err_code(j) == "invalid_policy", "an invalid policy is refused")
+# A revision that adds models: the ones whose weights this server holds are served at once.
+from tiny_world import make_model  # noqa: E402
+tiny2 = os.path.join(tmp, "tiny2")
+make_model(tiny2, seed=1)
+broken = os.path.join(tmp, "broken")
+os.makedirs(broken)
+with open(os.path.join(broken, "config.json"), "w") as f:
+    f.write('{"model_type": "llama", "hidden_size": ')
+rev3 = policy.replace("requests_per_minute: 2", "requests_per_minute: 3").replace(
+    "  - id: ghost\n", "  - {id: tiny2, weights: %s, insider_since: 2026-01-01}\n"
+    "  - {id: broken, weights: %s, insider_since: 2026-01-01}\n  - id: ghost\n" % (tiny2, broken))
+st, _, j, _ = req("POST", "/v1/admin/policy", key="admin", raw=rev3.encode())
+check(st == 201 and j["seq"] == 3 and j["models"]["loaded"] == ["tiny2"], "a new model is loaded on apply: %s" % (j,))
+check(st == 201 and [m["id"] for m in j["models"]["not_served"]] == ["broken"] and
+      "config.json" in j["models"]["not_served"][0]["reason"], "a model that fails to load is named with the reason")
+st, _, j, _ = req("POST", "/v1/chat/completions", dict(chat, model="tiny2"), key="lab")
+check(st == 200 and j["model"] == "tiny2", "the new model serves without a restart: %s %s" % (st, j))
+st, _, j, _ = req("POST", "/v1/chat/completions", dict(chat, model="broken"), key="lab")
+check(st == 503 and err_code(j) == "model_not_served", "the broken one is not served: %s" % (j,))
 
 st, h, _, _ = req("GET", "/v1/models", key="al3")
 idx = int(h["parity-receipt"])
@@ -291,7 +310,7 @@ check(st == 200 and j["models"][0]["remaining"]["tokens_used_today"] == used, "u
 st, _, _, _ = req("GET", "/v1/models", key=newkey)
 check(st == 401, "revocation survives a restart")
 st, _, j, _ = req("GET", "/healthz")
-check(j["policy_revision"] == 2, "the policy revision survives a restart")
+check(j["policy_revision"] == 3, "the policy revision survives a restart")
 pvkey = run("log", "vkey", "--data", data, "--log", "policy").stdout.strip()
 v = run("log", "verify", "--vkey", pvkey, "http://127.0.0.1:%d/log/policy" % W.port, check=False)
 check(v.returncode == 0 and "seq" in v.stdout, "the policy log verifies over HTTP from the server: %s" % v.stderr)

@@ -630,8 +630,9 @@ static int r_admin_keys(pt_server *s, call *c, http_resp *resp) {
 }
 
 /* POST /v1/admin/policy: body = a policy document (YAML or JSON). Validates, diffs against the
- * current revision, appends it to the policy log and makes it current at once. Models new to
- * the policy are served after a restart (weights are loaded at start-up). */
+ * current revision, appends it to the policy log and makes it current at once; models new to
+ * the policy whose weights this server holds are loaded before the answer ("models":
+ * {"loaded", "not_served"}). */
 static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
     pt_apply_result r;
     pt_err err;
@@ -644,19 +645,24 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
                    rc == PT_EFORMAT ? "invalid_policy" : NULL, NULL, "%s", err.msg);
         return HTTP_DONE;
     }
+    json_t *models = NULL;
     if (r.changed) {
         pt_policy *p;
         char digest[72];
         int64_t seq;
-        if (pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, &err) == PT_OK)
+        if (pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, &err) == PT_OK) {
+            /* Load new models first, so that the revision's grants find them served. */
+            models = srv_models_sync(s, p);
             srv_policy_set(s, p, digest, seq);
-        else
+        } else {
             fprintf(stderr, "parity serve: reloading the applied policy: %s\n", err.msg);
+        }
     }
-    http_json(resp, r.changed ? 201 : 200,
-              json_pack("{s:b, s:I, s:s, s:s, s:I, s:O, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq, "digest",
-                        r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
-                        r.summary ? r.summary : json_array(), "message", r.message));
+    json_t *o = json_pack("{s:b, s:I, s:s, s:s, s:I, s:O, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq,
+                          "digest", r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
+                          r.summary ? r.summary : json_array(), "message", r.message);
+    if (models) json_object_set_new(o, "models", models);
+    http_json(resp, r.changed ? 201 : 200, o);
     pt_apply_result_free(&r);
     return HTTP_DONE;
 }

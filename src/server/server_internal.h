@@ -98,6 +98,9 @@ struct call {
  * that have weights; drain stops taking new work and finishes what is queued; stop frees. */
 int srv_models_start(pt_server *s, pt_err *err);
 void srv_models_drain(pt_server *s);
+/* Loads the models of policy p that have local weights and are not served yet (after a policy
+ * revision is applied): returns {"loaded": [ids], "not_served": [{"id", "reason"}]}. */
+json_t *srv_models_sync(pt_server *s, const pt_policy *p);
 void srv_models_stop(pt_server *s);
 
 /* What server_finetune.c needs of a served model (NULL when id is not served here; the

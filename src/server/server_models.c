@@ -124,14 +124,25 @@ struct srv_model {
     uint64_t tokens_out;
 };
 
+/* Models are only ever added (at start, and when an applied policy revision names new local
+ * weights), into an array of fixed capacity: readers walk m[0 .. n) without a lock, the one
+ * loader (under load_mu) fills m[n] completely before it publishes n + 1. */
+#define MAX_SERVED_MODELS 256
+
 typedef struct models {
     srv_model *m;
-    size_t n;
+    size_t n;                /* atomic: published with release, read with acquire */
+    pthread_mutex_t load_mu; /* serialises loading */
 } models;
+
+static size_t n_served(const models *ms) {
+    return ms ? __atomic_load_n(&ms->n, __ATOMIC_ACQUIRE) : 0;
+}
 
 static srv_model *find_model(pt_server *s, const char *id) {
     models *ms = s->engine;
-    for (size_t i = 0; ms && i < ms->n; i++)
+    size_t n = n_served(ms);
+    for (size_t i = 0; i < n; i++)
         if (!strcmp(ms->m[i].id, id)) return &ms->m[i];
     return NULL;
 }
@@ -721,59 +732,113 @@ static void *scheduler(void *arg) {
 
 /* Registry -------------------------------------------------------------------------------------- */
 
-int srv_models_start(pt_server *s, pt_err *err) {
-    models *ms = calloc(1, sizeof *ms);
-    if (!ms) return pt_errf(err, PT_ENOMEM, "out of memory");
-    s->engine = ms;
-    const pt_policy *p = s->policy->p;
-    if (!(ms->m = calloc(p->n_models ? p->n_models : 1, sizeof *ms->m))) return pt_errf(err, PT_ENOMEM, "out of memory");
-    for (size_t i = 0; i < p->n_models; i++) {
-        const pt_pmodel *pm = &p->models[i];
-        if (!pm->weights || strstr(pm->weights, "://")) continue; /* not served here */
-        char *path = pm->weights[0] == '/' ? strdup(pm->weights)
-                                           : pt_path_join(s->o.models_dir ? s->o.models_dir : s->data_dir, pm->weights);
-        if (!pt_exists(path)) { /* the policy may name weights this server does not hold */
-            fprintf(stderr, "parity: not serving %s: %s does not exist\n", pm->id, path);
-            free(path);
-            continue;
-        }
-        srv_model *m = &ms->m[ms->n];
-        memset(m, 0, sizeof *m);
-        snprintf(m->id, sizeof m->id, "%s", pm->id);
-        int rc = pt_engine_open(path, 0, &m->eng, err);
-        if (!rc) {
-            char *tp = pt_path_join(path, "tokenizer.json");
-            rc = pt_tokenizer_load(tp, &m->tok, err);
-            free(tp);
-        }
-        m->path = path;
-        if (rc) {
-            pt_err_prefix(err, "model %s", pm->id);
-            pt_engine_free(m->eng);
-            free(m->path);
-            return rc;
-        }
+/* Loads a policy model's local weights and starts its scheduler (caller holds load_mu).
+ * PT_ENOTFOUND when the policy names no local weights or they do not exist here. */
+static int load_model(pt_server *s, models *ms, const pt_pmodel *pm, pt_err *err) {
+    if (!pm->weights || strstr(pm->weights, "://")) /* not served here */
+        return pt_errf(err, PT_ENOTFOUND, "model %s: no local weights in the policy", pm->id);
+    if (ms->n >= MAX_SERVED_MODELS)
+        return pt_errf(err, PT_ELIMIT, "model %s: this server already serves %d models", pm->id, MAX_SERVED_MODELS);
+    char *path = pm->weights[0] == '/' ? strdup(pm->weights)
+                                       : pt_path_join(s->o.models_dir ? s->o.models_dir : s->data_dir, pm->weights);
+    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
+    if (!pt_exists(path)) { /* the policy may name weights this server does not hold */
+        int rc = pt_errf(err, PT_ENOTFOUND, "model %s: %s does not exist", pm->id, path);
+        free(path);
+        return rc;
+    }
+    srv_model *m = &ms->m[ms->n];
+    memset(m, 0, sizeof *m);
+    snprintf(m->id, sizeof m->id, "%s", pm->id);
+    int rc = pt_engine_open(path, 0, &m->eng, err);
+    if (!rc) {
+        char *tp = pt_path_join(path, "tokenizer.json");
+        rc = tp ? pt_tokenizer_load(tp, &m->tok, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+        free(tp);
+    }
+    m->path = path;
+    void **arg = NULL;
+    if (!rc) {
         m->vocab = pt_engine_config(m->eng)->vocab_size;
         m->qlimit = s->o.queue_limit;
         pthread_mutex_init(&m->mu, NULL);
         pthread_cond_init(&m->cv, NULL);
-        void **arg = malloc(2 * sizeof *arg);
-        arg[0] = s;
-        arg[1] = m;
-        if (pthread_create(&m->thread, NULL, scheduler, arg)) {
-            free(arg);
-            return pt_errf(err, PT_EINTERNAL, "model %s: cannot start its scheduler thread", pm->id);
+        if (!(arg = malloc(2 * sizeof *arg))) {
+            rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        } else {
+            arg[0] = s;
+            arg[1] = m;
+            if (pthread_create(&m->thread, NULL, scheduler, arg))
+                rc = pt_errf(err, PT_EINTERNAL, "cannot start its scheduler thread");
         }
-        m->started = 1;
-        ms->n++;
-        fprintf(stderr, "parity: serving %s (%s, %zu parameters)\n", m->id,
-                pt_engine_config(m->eng)->arch == PT_ARCH_LLAMA ? "llama" : "gpt2", pt_engine_model(m->eng)->n_params);
+        if (rc) {
+            free(arg);
+            pthread_cond_destroy(&m->cv);
+            pthread_mutex_destroy(&m->mu);
+        }
+    }
+    if (rc) {
+        pt_err_prefix(err, "model %s", pm->id);
+        pt_tokenizer_free(m->tok);
+        pt_engine_free(m->eng);
+        free(m->path);
+        memset(m, 0, sizeof *m);
+        return rc;
+    }
+    m->started = 1;
+    __atomic_store_n(&ms->n, ms->n + 1, __ATOMIC_RELEASE);
+    fprintf(stderr, "parity: serving %s (%s, %zu parameters)\n", m->id,
+            pt_engine_config(m->eng)->arch == PT_ARCH_LLAMA ? "llama" : "gpt2", pt_engine_model(m->eng)->n_params);
+    return PT_OK;
+}
+
+int srv_models_start(pt_server *s, pt_err *err) {
+    models *ms = calloc(1, sizeof *ms);
+    if (!ms) return pt_errf(err, PT_ENOMEM, "out of memory");
+    pthread_mutex_init(&ms->load_mu, NULL);
+    s->engine = ms;
+    if (!(ms->m = calloc(MAX_SERVED_MODELS, sizeof *ms->m))) return pt_errf(err, PT_ENOMEM, "out of memory");
+    const pt_policy *p = s->policy->p;
+    /* A model that cannot be loaded is not served (503 model_not_served, and the reason on
+     * stderr); the others are: one bad directory must not take the whole server down. */
+    for (size_t i = 0; i < p->n_models; i++) {
+        pt_err e;
+        int rc = load_model(s, ms, &p->models[i], &e);
+        if (rc == PT_ENOMEM) {
+            if (err) *err = e;
+            return rc;
+        }
+        if (rc && p->models[i].weights && !strstr(p->models[i].weights, "://"))
+            fprintf(stderr, "parity: not serving %s\n", e.msg);
     }
     return PT_OK;
 }
 
+json_t *srv_models_sync(pt_server *s, const pt_policy *p) {
+    models *ms = s->engine;
+    json_t *out = json_object(), *loaded = json_array(), *failed = json_array();
+    json_object_set_new(out, "loaded", loaded);
+    json_object_set_new(out, "not_served", failed);
+    if (!ms) return out;
+    pthread_mutex_lock(&ms->load_mu);
+    for (size_t i = 0; i < p->n_models; i++) {
+        const pt_pmodel *pm = &p->models[i];
+        if (find_model(s, pm->id) || !pm->weights || strstr(pm->weights, "://")) continue;
+        pt_err e;
+        if (load_model(s, ms, pm, &e)) {
+            fprintf(stderr, "parity: not serving %s\n", e.msg);
+            json_array_append_new(failed, json_pack("{s:s, s:s}", "id", pm->id, "reason", e.msg));
+        } else {
+            json_array_append_new(loaded, json_string(pm->id));
+        }
+    }
+    pthread_mutex_unlock(&ms->load_mu);
+    return out;
+}
+
 void srv_models_drain(pt_server *s) {
     models *ms = s->engine;
+    if (ms) pthread_mutex_lock(&ms->load_mu); /* no model is added from here on */
     for (size_t i = 0; ms && i < ms->n; i++) {
         srv_model *m = &ms->m[i];
         pthread_mutex_lock(&m->mu);
@@ -801,6 +866,7 @@ void srv_models_drain(pt_server *s) {
             usleep(10000);
         }
     }
+    if (ms) pthread_mutex_unlock(&ms->load_mu);
 }
 
 void srv_models_stop(pt_server *s) {
@@ -821,6 +887,7 @@ void srv_models_stop(pt_server *s) {
         pt_engine_free(m->eng);
         free(m->path);
     }
+    pthread_mutex_destroy(&ms->load_mu);
     free(ms->m);
     free(ms);
     s->engine = NULL;
@@ -1358,7 +1425,7 @@ static int r_chat(pt_server *s, call *c, http_resp *resp) { return r_generate(s,
 
 const pt_tokenizer *srv_model_tokenizer(pt_server *s, const char *id) {
     models *ms = s->engine;
-    if (!id) return ms && ms->n ? ms->m[0].tok : NULL;
+    if (!id) return n_served(ms) ? ms->m[0].tok : NULL;
     srv_model *m = find_model(s, id);
     return m ? m->tok : NULL;
 }
@@ -1908,7 +1975,8 @@ static int r_hooks(pt_server *s, call *c, http_resp *resp) {
 static int r_queue(pt_server *s, call *c, http_resp *resp) {
     models *ms = s->engine;
     json_t *a = json_array();
-    for (size_t i = 0; ms && i < ms->n; i++) {
+    size_t n = n_served(ms);
+    for (size_t i = 0; i < n; i++) {
         srv_model *m = &ms->m[i];
         json_t *mine = json_array();
         pthread_mutex_lock(&m->mu);
