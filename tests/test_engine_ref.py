@@ -167,6 +167,11 @@ check(p.returncode == 1 and "missing tensor 'model.layers.0.mlp.up_proj.weight'"
 for cmd in ("trace", "generate", "score", "info", "bench"):
     p = subprocess.run([PARITY, cmd, "--help"], capture_output=True, text=True)
     check(p.returncode == 0 and "usage: parity " + cmd in p.stdout, f"{cmd} --help")
+p = subprocess.run([PARITY, "bench", "-m", models["gpt2-prefixed"][1], "--prefill", "8", "--decode", "4", "--batch", "3"],
+                   capture_output=True, text=True)
+check(p.returncode == 0 and "decode, 3 sequences together:" in p.stdout, f"bench --batch: {p.stdout!r} {p.stderr!r}")
+p = subprocess.run([PARITY, "bench", "-m", models["gpt2-prefixed"][1], "--batch", "0"], capture_output=True, text=True)
+check(p.returncode == 2 and "--batch" in p.stderr, f"bench --batch 0 is a usage error: {p.stderr!r}")
 p = subprocess.run([PARITY, "info", "-m", models["gpt2-prefixed"][1]], capture_output=True, text=True)
 check(p.returncode == 0 and "hook_pos_embed" in p.stdout and "gpt2" in p.stdout, "info")
 p = subprocess.run([PARITY, "score", "-m", models["gpt2-prefixed"][1], "--tokens", "5,6,7", "--json"],

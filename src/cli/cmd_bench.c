@@ -9,18 +9,49 @@
 
 const char cmd_bench_summary[] = "measure prefill and decode tokens/s of a model";
 
+/* B sequences, each with a 4-token prompt, then n_dec - 1 steps in which every sequence decodes
+ * one token (one pt_engine_forward over all B): tokens/s over the decode steps. */
+static int batched_decode(pt_engine *e, int batch, int n_dec, float *lg, double *tps, pt_err *err) {
+    const pt_config *c = pt_engine_config(e);
+    pt_seq **seqs = calloc((size_t)batch, sizeof *seqs);
+    pt_step *st = calloc((size_t)batch, sizeof *st);
+    int32_t *tok = calloc((size_t)batch * 4, sizeof *tok);
+    int rc = seqs && st && tok ? PT_OK : pt_errf(err, PT_ENOMEM, "out of memory");
+    if (n_dec > c->max_pos - 4) n_dec = c->max_pos - 4;
+    for (int b = 0; !rc && b < batch; b++) {
+        if (!(seqs[b] = pt_seq_new(e, 0))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        for (int i = 0; i < 4; i++) tok[b * 4 + i] = (int32_t)((b * 31 + i * 7 + 1) % c->vocab_size);
+        st[b] = (pt_step){seqs[b], tok + b * 4, 4, 0, lg + (size_t)b * c->vocab_size};
+    }
+    if (!rc) rc = pt_engine_forward(e, st, batch, err); /* the prompts, batched */
+    double t0 = pt_now();
+    for (int j = 0; !rc && j < n_dec - 1; j++) {
+        for (int b = 0; b < batch; b++) {
+            tok[b * 4] = pt_argmax(lg + (size_t)b * c->vocab_size, c->vocab_size);
+            st[b] = (pt_step){seqs[b], tok + b * 4, 1, 0, lg + (size_t)b * c->vocab_size};
+        }
+        rc = pt_engine_forward(e, st, batch, err);
+    }
+    if (!rc) *tps = (double)batch * (n_dec - 1) / (pt_now() - t0);
+    for (int b = 0; seqs && b < batch; b++) pt_seq_free(seqs[b]);
+    free(seqs), free(st), free(tok);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
-        printf("usage: parity bench -m MODEL [--threads N] [--prefill N] [--decode N] [--q8]\n\n"
+        printf("usage: parity bench -m MODEL [--threads N] [--prefill N] [--decode N] [--batch B] [--q8]\n\n"
                "Times one prefill of N tokens (default 512, best of 2) and N single-token decode\n"
                "steps with the KV cache (default 64), and prints tokens/s and the weight bytes read per\n"
-               "decoded token. --q8 converts the weights to Q8_0 in memory first. (bench/bench_engine\n"
-               "measures the same against memory bandwidth, sgemm and PyTorch.)\n\n"
-               "example:\n  parity bench -m models/tiny --threads 2\n");
+               "decoded token. --batch B (default 1) also times B sequences decoding together, one\n"
+               "token each per step (what the server's continuous batching runs), and its ratio to\n"
+               "single-sequence decode. --q8 converts the weights to Q8_0 in memory first.\n"
+               "(bench/bench_engine measures the same against memory bandwidth, sgemm and PyTorch.)\n\n"
+               "example:\n  parity bench -m models/tiny --threads 2 --batch 8\n");
         return 0;
     }
     const char *model = NULL;
-    int threads = 2, n_pre = 512, n_dec = 64, q8 = 0;
+    int threads = 2, n_pre = 512, n_dec = 64, q8 = 0, batch = 1;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--q8")) {
@@ -33,11 +64,13 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(o, "--threads")) threads = atoi(v);
         else if (!strcmp(o, "--prefill")) n_pre = atoi(v);
         else if (!strcmp(o, "--decode")) n_dec = atoi(v);
+        else if (!strcmp(o, "--batch")) batch = atoi(v);
         else return cli_usage_error("bench", "unknown option '%s'", o);
     }
     if (!model) return cli_usage_error("bench", "-m MODEL is required");
-    if (threads < 1 || threads > 256 || n_pre < 1 || n_dec < 1 || n_pre > 1 << 20 || n_dec > 1 << 20)
-        return cli_usage_error("bench", "bad --threads, --prefill or --decode");
+    if (threads < 1 || threads > 256 || n_pre < 1 || n_dec < 2 || n_pre > 1 << 20 || n_dec > 1 << 20 || batch < 1 ||
+        batch > 256)
+        return cli_usage_error("bench", "bad --threads, --prefill, --decode (at least 2) or --batch (1..256)");
     pt_err err = {0};
     pt_model *m;
     pt_engine *e = NULL;
@@ -52,7 +85,7 @@ int cmd_bench(int argc, char **argv) {
     if (n_pre > c->max_pos) n_pre = c->max_pos;
     if (n_dec > c->max_pos - 1) n_dec = c->max_pos - 1;
     int32_t *toks = malloc((size_t)n_pre * sizeof *toks);
-    float *lg = malloc((size_t)c->vocab_size * sizeof(float));
+    float *lg = malloc((size_t)c->vocab_size * sizeof(float) * (size_t)batch);
     if (!toks || !lg) {
         free(toks), free(lg);
         pt_engine_free(e);
@@ -83,12 +116,17 @@ int cmd_bench(int argc, char **argv) {
         dec = (n_dec - 1) / (pt_now() - t0);
         pt_seq_free(s);
     }
+    double bdec = 0;
+    if (!rc && batch > 1) rc = batched_decode(e, batch, n_dec, lg, &bdec, &err);
     if (!rc) {
         printf("model %s (%.1fM parameters%s), %d threads\n", model, pt_engine_model(e)->n_params / 1e6,
                q8 ? ", Q8_0" : "", threads);
         printf("prefill: %d tokens in %.3f s = %.1f tokens/s\n", n_pre, best, n_pre / best);
         printf("decode:  %.1f tokens/s (%.1f MB of weights read per token = %.2f GB/s)\n", dec,
                pt_engine_model(e)->weight_bytes / 1e6, dec * pt_engine_model(e)->weight_bytes / 1e9);
+        if (batch > 1)
+            printf("decode, %d sequences together: %.1f tokens/s = %.2fx single-sequence decode\n", batch, bdec,
+                   bdec / dec);
     }
     free(toks), free(lg);
     pt_engine_free(e);
