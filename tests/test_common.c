@@ -1,4 +1,5 @@
 /* Tests for src/common: times, number parsing, buffers, atomic files. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,54 @@ static void test_json_limits(void) {
     CHECK(pt_json_parse("{\"a\":", 5, 4, "body", &e) == NULL && !strncmp(e.msg, "body:1:", 7));
 }
 
+/* pt_json_write gives exactly json_dumps(JSON_COMPACT | JSON_ENCODE_ANY)'s text. */
+static void check_same(json_t *j) {
+    char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    pt_buf b;
+    pt_buf_init(&b, 1u << 20);
+    int rc = pt_json_write(&b, j, 0);
+    int same = rc == 0 && want && b.len == strlen(want) && !memcmp(b.data, want, b.len);
+    if (!same) fprintf(stderr, "pt_json_write: %.*s\n   json_dumps: %s\n", (int)b.len, b.data ? b.data : "", want);
+    CHECK(same);
+    free(want);
+    pt_buf_free(&b);
+    json_decref(j);
+}
+
+static void test_json_write(void) {
+    static const double reals[] = {0.0, -0.0, 1.0, -2.5, 0.1, 1e20, 1e-5, 1.5e300, -3.25e-300, 123456789012345678.0,
+                                   1.0 / 3, 2e-310, 65536.0, 1e16, 1e17};
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) check_same(json_real(reals[i]));
+    static const json_int_t ints[] = {0, 1, -1, 9, 10, -10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) check_same(json_integer(ints[i]));
+    check_same(json_string("plain"));
+    check_same(json_string(""));
+    check_same(json_string("quote \" backslash \\ slash / tab \t nl \n cr \r bs \b ff \f bell \a esc \x1b"));
+    check_same(json_string("caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80 \x7f"));
+    check_same(json_stringn("nul\0inside", 11) ? json_stringn("nul\0inside", 11) : json_null());
+    check_same(json_pack("{s:s, s:i, s:b, s:n, s:f, s:[i, s, {}], s:{s:[]}}", "a", "x", "b", -3, "c", 1, "d", "e",
+                         0.5, "f", 7, "y", "g", "h"));
+    check_same(json_array());
+    check_same(json_object());
+    json_t *deep = json_array();
+    for (int i = 0; i < 40; i++) deep = json_pack("[o]", deep);
+    check_same(deep);
+    /* bytes that are not UTF-8 (a URL path segment, say) come out as U+FFFD */
+    pt_buf u;
+    pt_buf_init(&u, 1024);
+    CHECK(pt_json_put_string(&u, "a\xff\xc3(", 4) == 0 && u.len == 10 && !memcmp(u.data, "\"a\xef\xbf\xbd\xef\xbf\xbd(\"", 10));
+    pt_buf_free(&u);
+    /* the cap of the buffer is honoured */
+    pt_buf small;
+    pt_buf_init(&small, 8);
+    json_t *big = json_string("far more than eight bytes");
+    CHECK(pt_json_write(&small, big, 0) == PT_ENOMEM);
+    json_decref(big);
+    pt_buf_free(&small);
+}
+
 int main(void) {
+    test_json_write();
     test_time_parsing();
     test_time_format_round_trip();
     test_numbers();

@@ -22,4 +22,12 @@ json_t *pt_json_load_file(const char *path, size_t max, pt_err *err);
 /* Serialises compactly (keys in insertion order) into a new string; caller frees. */
 char *pt_json_dump(const json_t *j);
 
+/* Appends j's compact text (exactly what pt_json_dump gives) to b. PT_ENOMEM when b's cap is
+ * reached, PT_EINVAL for nesting deeper than 2 * PT_JSON_MAX_DEPTH or a non-finite real. */
+struct pt_buf;
+int pt_json_write(struct pt_buf *b, const json_t *j, int depth);
+/* Appends s[0..n) as a JSON string literal, escaped as jansson does; invalid UTF-8 sequences
+ * are written as U+FFFD. */
+int pt_json_put_string(struct pt_buf *b, const char *s, size_t n);
+
 #endif

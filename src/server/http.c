@@ -14,6 +14,7 @@
 
 #include "common/util.h"
 #include "server/http.h"
+#include "common/json.h"
 
 #define HTTP_RESP_MAX (256u << 20) /* the largest body a handler may build */
 
@@ -67,15 +68,14 @@ void http_json(http_resp *r, int status, json_t *body) {
     r->status = status;
     r->content_type = "application/json";
     pt_buf_reset(&r->body);
-    char *s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    int rc = body ? pt_json_write(&r->body, body, 0) : PT_ENOMEM;
     json_decref(body);
-    if (!s || pt_buf_puts(&r->body, s)) {
+    if (rc) {
         r->status = 500;
         pt_buf_reset(&r->body);
         pt_buf_puts(&r->body, "{\"error\":{\"message\":\"response too large\",\"type\":\"server_error\",\"param\":null,"
                               "\"code\":null}}");
     }
-    free(s);
     pt_buf_puts(&r->body, "\n");
 }
 

@@ -217,32 +217,49 @@ json_t *srv_body_json(call *c, http_resp *resp) {
 
 /* Receipts ------------------------------------------------------------------------------------- */
 
-json_t *srv_audit_entry(call *c, int status, const uint8_t resp_hash[32]) {
+/* The audit entry, written straight as compact JSON (building a jansson tree and serialising
+ * it was a sixth of the server's CPU per request). Fields in a fixed order; strings escaped. */
+char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     uint8_t h[32];
     char rq[65], rs[65], t[21];
     pt_sha256(c->req->body, c->req->body_len, h);
     pt_hex(h, 32, rq);
     pt_hex(resp_hash, 32, rs);
-    json_t *caps = json_array();
-    for (int i = 0; i < PT_CAP_COUNT; i++)
-        if (c->caps_used & (1u << i)) json_array_append_new(caps, json_string(pt_cap_name((pt_cap)i)));
-    json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "request", "time",
-                          pt_format_time(pt_unix_time(), t), "key_id", c->key.id, "org", c->key.org, "method",
-                          c->req->method, "route", c->rt->label, "decision", c->decision_allow ? "allow" : "deny");
-    if (c->model[0]) json_object_set_new(e, "model", json_string(c->model));
-    if (c->variant[0]) json_object_set_new(e, "variant", json_string(c->variant));
-    json_object_set_new(e, "capabilities", caps);
-    if (c->reason[0]) json_object_set_new(e, c->decision_allow ? "grant" : "reason", json_string(c->reason));
-    json_object_set_new(e, "policy_revision", json_integer(c->pol ? c->pol->seq : 0));
-    if (c->pol && c->pol->digest[0]) json_object_set_new(e, "policy_digest", json_string(c->pol->digest));
-    json_object_set_new(e, "status", json_integer(status));
-    json_object_set_new(e, "request_sha256", json_string(rq));
-    json_object_set_new(e, "response_sha256", json_string(rs));
+    pt_buf b;
+    pt_buf_init(&b, TLOG_MAX_ENTRY);
+    int rc = 0;
+#define KEY(k) (rc = rc ? rc : pt_buf_puts(&b, k))
+#define STR(k, v) (KEY(k), rc = rc ? rc : pt_json_put_string(&b, (v), strlen(v)))
+#define INT(k, v) (KEY(k), rc = rc ? rc : pt_buf_printf(&b, "%lld", (long long)(v)))
+    STR("{\"type\":\"request\",\"time\":", pt_format_time(pt_unix_time(), t));
+    STR(",\"key_id\":", c->key.id);
+    STR(",\"org\":", c->key.org);
+    STR(",\"method\":", c->req->method);
+    STR(",\"route\":", c->rt->label);
+    STR(",\"decision\":", c->decision_allow ? "allow" : "deny");
+    if (c->model[0]) STR(",\"model\":", c->model);
+    if (c->variant[0]) STR(",\"variant\":", c->variant);
+    KEY(",\"capabilities\":[");
+    for (int i = 0, n = 0; i < PT_CAP_COUNT; i++)
+        if (c->caps_used & (1u << i)) STR(n++ ? "," : "", pt_cap_name((pt_cap)i));
+    KEY("]");
+    if (c->reason[0]) STR(c->decision_allow ? ",\"grant\":" : ",\"reason\":", c->reason);
+    INT(",\"policy_revision\":", c->pol ? c->pol->seq : 0);
+    if (c->pol && c->pol->digest[0]) STR(",\"policy_digest\":", c->pol->digest);
+    INT(",\"status\":", status);
+    STR(",\"request_sha256\":", rq);
+    STR(",\"response_sha256\":", rs);
     if (c->prompt_tokens || c->completion_tokens) {
-        json_object_set_new(e, "prompt_tokens", json_integer(c->prompt_tokens));
-        json_object_set_new(e, "completion_tokens", json_integer(c->completion_tokens));
+        INT(",\"prompt_tokens\":", c->prompt_tokens);
+        INT(",\"completion_tokens\":", c->completion_tokens);
     }
-    return e;
+    KEY("}");
+#undef KEY
+#undef STR
+#undef INT
+    if (!rc) rc = pt_buf_append(&b, "", 1); /* NUL-terminated */
+    if (rc) pt_buf_free(&b);
+    return rc ? NULL : b.data;
 }
 
 static void receipt_done(void *ctx, int rc, uint64_t index) {
@@ -272,9 +289,7 @@ static void answer_unaudited(http_resp *resp, const char *msg) {
 static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
     uint8_t h[32];
     pt_sha256(resp->body.data ? resp->body.data : "", resp->body.len, h);
-    json_t *e = srv_audit_entry(c, resp->status, h);
-    char *text = json_dumps(e, JSON_COMPACT);
-    json_decref(e);
+    char *text = srv_audit_text(c, resp->status, h);
     if (pt_receipts_async(s->receipts)) {
         if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_now, c) || c->receipt_rc)
             answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");

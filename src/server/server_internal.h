@@ -139,7 +139,9 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
                http_resp *resp);
 
 /* The audit entry of a finished request (new reference). */
-json_t *srv_audit_entry(call *c, int status, const uint8_t resp_hash[32]);
+/* A request's audit entry as compact JSON text: a new NUL-terminated string; NULL when out of
+ * memory or over TLOG_MAX_ENTRY. */
+char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]);
 
 /* Parses the JSON request body (depth/size capped); on error fills resp with 400 and returns NULL. */
 json_t *srv_body_json(call *c, http_resp *resp);

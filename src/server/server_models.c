@@ -476,9 +476,7 @@ static void job_finish(pt_server *s, gen_job *j) {
     }
     uint8_t h[32];
     crypto_hash_sha256_final(&j->hash, h);
-    json_t *e = srv_audit_entry(j->c, j->status ? j->status : 200, h);
-    char *text = json_dumps(e, JSON_COMPACT);
-    json_decref(e);
+    char *text = srv_audit_text(j->c, j->status ? j->status : 200, h);
     pthread_mutex_unlock(&j->mu);
     if (!text || pt_receipts_submit(s->receipts, text, strlen(text), stream_receipt_done, j))
         stream_receipt_done(j, PT_EIO, 0);
