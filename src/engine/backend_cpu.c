@@ -493,207 +493,68 @@ PT_AVX2_FN static void axpy_avx2(float *y, float a, const float *x, int n) {
 }
 
 /* ---- AVX-512 (F, BW, VL, VNNI) ---- */
-PT_AVX512_FN static inline __m512 load_w16(pt_dtype t, const void *p, size_t i) {
-    if (t == PT_F32) return _mm512_loadu_ps((const float *)p + i);
-    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
-    if (t == PT_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-/* The first (m's population) elements, zeros after. */
-PT_AVX512_FN static inline __m512 load_w16_mask(pt_dtype t, const void *p, size_t i, __mmask16 m) {
-    if (t == PT_F32) return _mm512_maskz_loadu_ps(m, (const float *)p + i);
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i);
-    if (t == PT_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+/* F32/F16/BF16 go through the 256-bit kernels above: their 512-bit forms (one weight row
+ * with four 16-lane accumulators, or four weight rows per pass over x with eight) measured
+ * 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop that is bound by
+ * memory either way. */
 
-/* F32/F16/BF16. One activation row: four weight rows per pass over x, two accumulators
- * each (eight independent FMA chains, x loaded once for four rows). Several activation
- * rows: one weight row per pass, one accumulator per activation row. Tails by masked loads. */
-PT_AVX512_FN static inline __attribute__((always_inline)) void nk_float_avx512(const nk_args *a, int j0, int j1,
-                                                                             pt_dtype t, const int rows) {
-    const pt_weight *w = a->w;
-    const int k = w->k;
-    const int kt = k & 15;
-    const __mmask16 tm = (__mmask16)((1u << kt) - 1);
-    const float *x = a->x;
-    int j = j0;
-    if (rows == 1) {
-        for (; j + 4 <= j1; j += 4) {
-            const void *w0 = wrow(w, (size_t)j, 0), *w1 = wrow(w, (size_t)j + 1, 0), *w2 = wrow(w, (size_t)j + 2, 0),
-                       *w3 = wrow(w, (size_t)j + 3, 0);
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            int i = 0;
-            for (; i + 32 <= k; i += 32) {
-                __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-                a0 = _mm512_fmadd_ps(load_w16(t, w0, (size_t)i), x0, a0);
-                a1 = _mm512_fmadd_ps(load_w16(t, w1, (size_t)i), x0, a1);
-                a2 = _mm512_fmadd_ps(load_w16(t, w2, (size_t)i), x0, a2);
-                a3 = _mm512_fmadd_ps(load_w16(t, w3, (size_t)i), x0, a3);
-                b0 = _mm512_fmadd_ps(load_w16(t, w0, (size_t)i + 16), x1, b0);
-                b1 = _mm512_fmadd_ps(load_w16(t, w1, (size_t)i + 16), x1, b1);
-                b2 = _mm512_fmadd_ps(load_w16(t, w2, (size_t)i + 16), x1, b2);
-                b3 = _mm512_fmadd_ps(load_w16(t, w3, (size_t)i + 16), x1, b3);
-            }
-            for (; i + 16 <= k; i += 16) {
-                __m512 x0 = _mm512_loadu_ps(x + i);
-                a0 = _mm512_fmadd_ps(load_w16(t, w0, (size_t)i), x0, a0);
-                a1 = _mm512_fmadd_ps(load_w16(t, w1, (size_t)i), x0, a1);
-                a2 = _mm512_fmadd_ps(load_w16(t, w2, (size_t)i), x0, a2);
-                a3 = _mm512_fmadd_ps(load_w16(t, w3, (size_t)i), x0, a3);
-            }
-            if (kt) {
-                __m512 x0 = _mm512_maskz_loadu_ps(tm, x + i);
-                a0 = _mm512_fmadd_ps(load_w16_mask(t, w0, (size_t)i, tm), x0, a0);
-                a1 = _mm512_fmadd_ps(load_w16_mask(t, w1, (size_t)i, tm), x0, a1);
-                a2 = _mm512_fmadd_ps(load_w16_mask(t, w2, (size_t)i, tm), x0, a2);
-                a3 = _mm512_fmadd_ps(load_w16_mask(t, w3, (size_t)i, tm), x0, a3);
-            }
-            nk_store(a, 0, j, _mm512_reduce_add_ps(_mm512_add_ps(a0, b0)));
-            nk_store(a, 0, j + 1, _mm512_reduce_add_ps(_mm512_add_ps(a1, b1)));
-            nk_store(a, 0, j + 2, _mm512_reduce_add_ps(_mm512_add_ps(a2, b2)));
-            nk_store(a, 0, j + 3, _mm512_reduce_add_ps(_mm512_add_ps(a3, b3)));
-        }
-    }
-    for (; j < j1; j++) {
-        const void *wr = wrow(w, (size_t)j, 0);
-        __m512 acc[PT_MATVEC_MAX_ROWS];
-#pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
-        int i = 0;
-        for (; i + 16 <= k; i += 16) {
-            __m512 wv = load_w16(t, wr, (size_t)i);
-#pragma GCC unroll 8
-            for (int r = 0; r < rows; r++)
-                acc[r] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)r * k + i), acc[r]);
-        }
-        if (kt) {
-            __m512 wv = load_w16_mask(t, wr, (size_t)i, tm);
-#pragma GCC unroll 8
-            for (int r = 0; r < rows; r++)
-                acc[r] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(tm, x + (size_t)r * k + i), acc[r]);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) nk_store(a, r, j, _mm512_reduce_add_ps(acc[r]));
-    }
-}
-
-/* Two Q8_0 blocks' values in one register. */
-PT_AVX512_FN static inline __m512i q8_load2(const pt_block_q8_0 *b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].q)),
-                              _mm256_loadu_si256((const __m256i *)b[1].q), 1);
-}
-/* Their F16 scales as [d0 x8, d1 x8]. */
-PT_AVX512_FN static inline __m512 q8_scale2(const pt_block_q8_0 *b) {
-    __m256i h = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)b[0].d)),
-                                        _mm_set1_epi16((short)b[1].d), 1);
-    return _mm512_cvtph_ps(h);
-}
-/* Sums of products per group of four bytes: |w| (unsigned) times x with w's sign. */
-PT_AVX512_FN static inline __m512i q8_dp2(__m512i aw, __mmask64 neg, __m512i x) {
-    __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-}
-
-/* Q8_0. Blocks two at a time (one 64-byte register, VNNI dot products); one activation
- * row: four weight rows per pass over x; several: one weight row, one accumulator per
- * activation row. An odd last block goes through the 256-bit forms. */
+/* Q8_0: one block (32 values) per 256-bit step, products by VNNI (one vpdpbusd where AVX2
+ * needs maddubs + madd), one accumulator per activation row. (Two blocks per 512-bit
+ * register, four weight rows per pass, measured 1.8x slower on this Zen 5: assembling the
+ * pair of F16 scales and the masked sign fix-up cost more than they save.) */
 PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(const nk_args *a, int j0, int j1,
                                                                           const int rows) {
     const pt_weight *w = a->w;
-    const size_t k = (size_t)w->k, nb = k / PT_Q8_0_BLOCK, np = nb / 2;
+    const size_t k = (size_t)w->k, nb = k / PT_Q8_0_BLOCK;
     const size_t xss = nb * PT_XS_PER_BLOCK; /* scales per activation row */
-    int j = j0;
-    if (rows == 1) {
-        for (; j + 4 <= j1; j += 4) {
-            const pt_block_q8_0 *w0 = wrow(w, (size_t)j, 0), *w1 = wrow(w, (size_t)j + 1, 0),
-                                *w2 = wrow(w, (size_t)j + 2, 0), *w3 = wrow(w, (size_t)j + 3, 0);
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (size_t p = 0; p < np; p++) {
-                __m512i xv = _mm512_loadu_si512((const void *)(a->xq + p * 64));
-                __m512 dx = _mm512_loadu_ps(a->xs + p * 16);
-#define Q8_ROW(W, ACC)                                                                               \
-    do {                                                                                             \
-        __m512i wv = q8_load2(W + 2 * p);                                                            \
-        __m512i dp = q8_dp2(_mm512_abs_epi8(wv), _mm512_movepi8_mask(wv), xv);                       \
-        ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dp), _mm512_mul_ps(q8_scale2(W + 2 * p), dx), ACC); \
-    } while (0)
-                Q8_ROW(w0, a0);
-                Q8_ROW(w1, a1);
-                Q8_ROW(w2, a2);
-                Q8_ROW(w3, a3);
-#undef Q8_ROW
-            }
-            float s[4] = {_mm512_reduce_add_ps(a0), _mm512_reduce_add_ps(a1), _mm512_reduce_add_ps(a2),
-                          _mm512_reduce_add_ps(a3)};
-            if (nb & 1) {
-                size_t b = nb - 1;
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(a->xq + b * PT_Q8_0_BLOCK));
-                const pt_block_q8_0 *wl[4] = {w0 + b, w1 + b, w2 + b, w3 + b};
-                for (int e = 0; e < 4; e++) {
-                    __m256i wv = _mm256_loadu_si256((const __m256i *)wl[e]->q);
-                    __m256i sx = _mm256_sign_epi8(xv, wv);
-                    __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), sx);
-                    s[e] += hsum256(_mm256_cvtepi32_ps(dp)) * (_cvtsh_ss(wl[e]->d) * a->xs[b * PT_XS_PER_BLOCK]);
-                }
-            }
-            for (int e = 0; e < 4; e++) nk_store(a, 0, j + e, s[e]);
-        }
-    }
-    for (; j < j1; j++) {
-        const pt_block_q8_0 *wr = wrow(w, (size_t)j, 0);
-        __m512 acc[PT_MATVEC_MAX_ROWS];
+    for (int j = j0; j < j1; j++) {
+        const pt_block_q8_0 *bl = wrow(w, (size_t)j, 0);
+        __m256 acc[PT_MATVEC_MAX_ROWS];
 #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
-        for (size_t p = 0; p < np; p++) {
-            __m512i wv = q8_load2(wr + 2 * p);
-            __m512i aw = _mm512_abs_epi8(wv);
-            __mmask64 neg = _mm512_movepi8_mask(wv);
-            __m512 dw = q8_scale2(wr + 2 * p);
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        size_t b = 0;
+        if (rows == 1) { /* two blocks per step, two accumulators: the FMA chain is not the limit */
+            __m256 acc1 = _mm256_setzero_ps();
+            for (; b + 2 <= nb; b += 2) {
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)bl[b].q);
+                __m256i w1 = _mm256_loadu_si256((const __m256i *)bl[b + 1].q);
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)(a->xq + b * PT_Q8_0_BLOCK));
+                __m256i x1 = _mm256_loadu_si256((const __m256i *)(a->xq + (b + 1) * PT_Q8_0_BLOCK));
+                __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+                __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
+                __m256 d0 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bl[b].d)), _mm256_loadu_ps(a->xs + b * PT_XS_PER_BLOCK));
+                __m256 d1 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bl[b + 1].d)),
+                                          _mm256_loadu_ps(a->xs + (b + 1) * PT_XS_PER_BLOCK));
+                acc[0] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc[0]);
+                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+            }
+            acc[0] = _mm256_add_ps(acc[0], acc1);
+        }
+        for (; b < nb; b++) {
+            __m256i qw = _mm256_loadu_si256((const __m256i *)bl[b].q);
+            __m256i aw = _mm256_sign_epi8(qw, qw);
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(bl[b].d));
 #pragma GCC unroll 8
             for (int r = 0; r < rows; r++) {
-                __m512i xv = _mm512_loadu_si512((const void *)(a->xq + (size_t)r * k + p * 64));
-                __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps(a->xs + (size_t)r * xss + p * 16));
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_dp2(aw, neg, xv)), d, acc[r]);
-            }
-        }
-        float s[PT_MATVEC_MAX_ROWS];
-#pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) s[r] = _mm512_reduce_add_ps(acc[r]);
-        if (nb & 1) {
-            size_t b = nb - 1;
-            __m256i wv = _mm256_loadu_si256((const __m256i *)wr[b].q), aw = _mm256_sign_epi8(wv, wv);
-            float dw = _cvtsh_ss(wr[b].d);
-            for (int r = 0; r < rows; r++) {
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
-                __m256i dp = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv, wv));
-                s[r] += hsum256(_mm256_cvtepi32_ps(dp)) * (dw * a->xs[(size_t)r * xss + b * PT_XS_PER_BLOCK]);
+                __m256i qx = _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(qx, qw));
+                __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(a->xs + (size_t)r * xss + b * PT_XS_PER_BLOCK));
+                acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
             }
         }
 #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) nk_store(a, r, j, s[r]);
+        for (int r = 0; r < rows; r++) nk_store(a, r, j, hsum256(acc[r]));
     }
 }
 
 PT_AVX512_FN static void nk_avx512(const nk_args *a, int j0, int j1) {
-    pt_dtype t = a->w->dtype;
-    if (t == PT_Q8_0) {
-#define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
-        PT_ROWS_CASES(Q8_CALL)
-#undef Q8_CALL
-    } else if (t == PT_F32) {
-#define F32_CALL(R) nk_float_avx512(a, j0, j1, PT_F32, R)
-        PT_ROWS_CASES(F32_CALL)
-#undef F32_CALL
-    } else if (t == PT_F16) {
-#define F16_CALL(R) nk_float_avx512(a, j0, j1, PT_F16, R)
-        PT_ROWS_CASES(F16_CALL)
-#undef F16_CALL
-    } else {
-#define BF16_CALL(R) nk_float_avx512(a, j0, j1, PT_BF16, R)
-        PT_ROWS_CASES(BF16_CALL)
-#undef BF16_CALL
+    if (a->w->dtype != PT_Q8_0) {
+        nk_avx2(a, j0, j1);
+        return;
     }
+#define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
+    PT_ROWS_CASES(Q8_CALL)
+#undef Q8_CALL
 }
 #undef PT_ROWS_CASES
 
