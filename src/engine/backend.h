@@ -1,9 +1,9 @@
 /* backend.h — the compute kernels the forward pass runs on, behind one narrow interface.
  *
  * forward.c never touches a weight's bytes or a BLAS call itself: it calls the function
- * pointers in a pt_backend. backend_cpu.c is the one implementation today (AVX2/F16C kernels
- * for decode, OpenBLAS sgemm for prefill, a small pthread pool); a CUDA backend would fill
- * the same struct with device kernels.
+ * pointers in a pt_backend. backend_cpu.c is the one implementation today (AVX-512, AVX2 or
+ * plain C kernels for decode, chosen at run time; OpenBLAS sgemm for prefill; a small
+ * pthread pool); a CUDA backend would fill the same struct with device kernels.
  *
  * Conventions: activations are F32, row-major, [rows, width]. A weight is a logical
  * matrix W (n outputs, k inputs) stored either as HF Linear ([n, k], PT_W_NK) or as HF
@@ -38,6 +38,22 @@ size_t pt_weight_bytes(const pt_weight *w);
 
 typedef struct pt_backend pt_backend;
 
+/* One product of a matmul_multi: out [rows, w->n] = x · Wᵀ (+ bias [w->n] when not NULL). */
+typedef struct pt_mm {
+    float *out;
+    const pt_weight *w;
+    const float *bias;
+} pt_mm;
+#define PT_MM_MAX 8
+
+/* Instruction sets of the CPU backend's kernels, in increasing order. */
+typedef enum pt_cpu_isa {
+    PT_ISA_AUTO = 0,  /* the best the CPU supports */
+    PT_ISA_SCALAR,    /* plain C */
+    PT_ISA_AVX2,      /* AVX2 + FMA + F16C */
+    PT_ISA_AVX512,    /* AVX-512 F, BW, VL and VNNI */
+} pt_cpu_isa;
+
 /* Attention for one sequence and one layer.
  *   q    [tq, n_heads*head_dim]      queries of positions p0 .. p0+tq-1 (RoPE applied)
  *   k, v [p0+tq, n_kv*head_dim]      the sequence's cache, keys of positions 0 .. p0+tq-1
@@ -55,11 +71,17 @@ typedef struct pt_attn_args {
 struct pt_backend {
     const char *name;
     int n_threads;
+    pt_cpu_isa isa;      /* the kernels in use (CPU backend) */
     /* out[t, 0..n) = x[t, 0..k) · Wᵀ (+ bias[n] when not NULL), t < rows. out and x do not
      * overlap. Small row counts (decode) run the weight-streaming kernels; larger ones go
      * through cblas_sgemm (non-F32 weights converted to F32 in tiles). matmul and attention
      * return PT_OK or PT_ENOMEM (scratch could not grow). */
     int (*matmul)(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias);
+    /* The n (1..PT_MM_MAX) products mm[i] of weights that read the same input x [rows, k]
+     * (every mm[i].w->k is k), each as matmul computes it. Decode runs them all in one
+     * dispatch to the threads (q/k/v, gate/up: a third or a half of the synchronisation of
+     * separate calls). Outputs do not overlap each other or x. PT_OK or PT_ENOMEM. */
+    int (*matmul_multi)(pt_backend *b, const float *x, int rows, const pt_mm *mm, int n);
     /* out[rows, n] = a[rows, k] · bᵀ where b is [n, k] F32 (used for tests and benches). */
     void (*sgemm_nt)(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k);
     int (*attention)(pt_backend *b, const pt_attn_args *a);
@@ -78,8 +100,16 @@ struct pt_backend {
 
 /* The CPU backend with n_threads threads (its own pool; OpenBLAS is set to the same
  * count; calls never overlap, so the two never oversubscribe). n_threads <= 0: the
- * number of online CPUs. NULL on allocation failure. */
+ * number of online CPUs. Its kernels are the best instruction set the CPU supports, or
+ * the one named by the environment variable PARITY_CPU_ISA ("scalar", "avx2", "avx512")
+ * when the CPU supports it. NULL on allocation failure. */
 pt_backend *pt_backend_cpu_new(int n_threads);
+/* The same with the kernels of a given instruction set (tests compare them); NULL also when
+ * the CPU does not support it. */
+pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa);
+/* The best instruction set of this CPU, and a set's name. */
+pt_cpu_isa pt_cpu_isa_best(void);
+const char *pt_cpu_isa_name(pt_cpu_isa isa);
 void pt_backend_free(pt_backend *b); /* NULL-safe */
 
 /* Q8_0 helpers (exposed for tests): quantise n floats (multiple of 32) into blocks, and the

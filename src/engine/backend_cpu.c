@@ -4,13 +4,16 @@
  *   - decode (rows <= PT_MATVEC_MAX_ROWS): weight-streaming kernels. Each weight row is read
  *     once and dotted with every activation row, threaded over weight rows (or columns for
  *     Conv1D layout) on our pool. Throughput is bounded by memory bandwidth, so the kernels
- *     only need to keep up with it: AVX2+FMA for F32, F16C for F16, shifts for BF16, and a
- *     real int8 kernel for Q8_0 (the activation row is quantised to Q8_0 blocks, products
- *     with _mm256_maddubs_epi16, as ggml does).
+ *     only need to keep up with it: AVX-512 where the CPU has it, else AVX2+FMA (F16C for
+ *     F16, shifts for BF16), else plain C; Q8_0 by an int8 kernel against the activation
+ *     quantised to Q8_0 once per matmul (VNNI dot products with AVX-512, maddubs with AVX2,
+ *     as ggml does). Weights read by the same input (q/k/v, gate/up) go through one pool
+ *     dispatch (matmul_multi).
  *   - prefill: cblas_sgemm (OpenBLAS, same thread count), non-F32 weights converted to F32 a
  *     tile at a time (the tile conversion runs on our pool, then BLAS runs alone).
  * Our pool and OpenBLAS never run at the same time, so they do not oversubscribe.
  */
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <limits.h>
@@ -21,23 +24,31 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define PT_HAVE_AVX2 1
+#define PT_X86 1
+/* Kernels for newer instruction sets are compiled per function and chosen at run time. */
+#define PT_AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define PT_AVX512_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #else
-#define PT_HAVE_AVX2 0
+#define PT_X86 0
 #endif
 
 #include "engine/backend.h"
 
 #define PT_MATVEC_MAX_ROWS 8
 #define PT_KN_CHUNK 512      /* output columns per task in Conv1D-layout decode */
-#define PT_TILE_FLOATS (1u << 21)  /* F32 tile for converting non-F32 weights (8 MiB) */
+/* F32 tile for converting non-F32 weights in prefill (2 MiB: 8 MiB cost 6 MiB of peak RSS,
+ * 1.12x file + KV for the 100M F16 model against the 1.1x goal, for no measurable speed) */
+#define PT_TILE_FLOATS (1u << 19)
 #define PT_ATT_QCHUNK 128
 /* Query rows from which attention runs as (head, query chunk) tasks on our pool, each task
  * two single-threaded sgemms. (OpenBLAS's own threading on products this small spends more
  * time handing off than computing: measured 3x slower prefill at 512 tokens.) */
 #define PT_ATT_SGEMM_MIN 16
+/* Decode attention below this many multiply-adds per score pass (query rows x heads x keys
+ * x head_dim) runs on the calling thread: a pool dispatch costs more than the work. */
+#define PT_ATT_INLINE_WORK (1 << 16)
 
 extern void openblas_set_num_threads(int);
 
@@ -84,7 +95,7 @@ static void *pool_main(void *arg) {
          * OpenBLAS's threads have the cores to themselves during prefill. */
         int spins = 0;
         while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && spins < 20000) {
-#if PT_HAVE_AVX2
+#if PT_X86
             _mm_pause();
 #endif
             spins++;
@@ -127,7 +138,7 @@ static void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
      * thread we wait for may need this core. */
     for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
         if (spins > 2000) sched_yield();
-#if PT_HAVE_AVX2
+#if PT_X86
         else _mm_pause();
 #endif
     }
@@ -172,11 +183,16 @@ static void pool_free(pool *p) {
 
 /* ---- backend state --------------------------------------------------------------------- */
 
+typedef struct cpu_kernels cpu_kernels;
+
 typedef struct cpu_impl {
     pool *pool;
+    const cpu_kernels *kn;    /* the instruction set's kernels */
     float *tile;              /* PT_TILE_FLOATS, for converting non-F32 weights (prefill) */
-    pt_block_q8_0 *xq;        /* quantised activation rows (decode, Q8_0 weights) */
-    size_t xq_cap;            /* blocks */
+    int8_t *xq;               /* quantised activation rows (decode, Q8_0 weights) */
+    size_t xq_cap;            /* bytes */
+    float *xs;                /* their scales (see nk_args) */
+    size_t xs_cap;            /* floats */
     float *att;               /* attention scratch */
     size_t att_cap;           /* floats */
     float *rope_cs;           /* [rope_pos, head_dim/2][2] cos, sin */
@@ -212,23 +228,45 @@ static const void *wrow(const pt_weight *w, size_t r, size_t c) {
     }
 }
 
-/* ---- dot-product kernels (decode) ---------------------------------------------------- */
+/* ---- decode kernels -------------------------------------------------------------------
+ *
+ * One function per instruction set computes rows j0..j1 of an NK weight against the
+ * activation rows (nk_args); the backend picks the set once, at creation, from what the CPU
+ * supports (or PARITY_CPU_ISA, or pt_backend_cpu_new_isa for tests). The AVX2 and AVX-512
+ * functions are compiled with target attributes, not with the whole file built for the
+ * newer set, so one binary runs on a CPU without AVX-512 and takes the AVX2 path.
+ *
+ * Q8_0 weights are dotted with the activation quantised to Q8_0 once per matmul
+ * (nk_args.xq/xs: int8 values and F32 scales; as ggml's vec_dot_q8_0_q8_0): int8 products
+ * summed in int32 per 32-value block, then scaled. Quantisation is the same in every set
+ * (amax/127, round to nearest even), so only the summation order differs between sets. */
 
-#if PT_HAVE_AVX2
-static inline float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-static inline __m256 load_w8(pt_dtype t, const void *p, size_t i) {
-    if (t == PT_F32) return _mm256_loadu_ps((const float *)p + i);
-    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
-    if (t == PT_F16) return _mm256_cvtph_ps(h);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-#endif
+typedef struct nk_args {
+    const pt_weight *w;   /* NK layout */
+    const float *x;       /* [rows, k] F32 activations */
+    const int8_t *xq;     /* [rows, k] quantised activations (Q8_0 weights) */
+    const float *xs;      /* their scales: [rows, k/32 * PT_XS_PER_BLOCK], see quant */
+    int rows;
+    float *out;           /* out[r*ldo + j] */
+    size_t ldo;
+    const float *bias;    /* [n] or NULL */
+} nk_args;
+
+/* Scale slots per Q8_0 block in nk_args.xs: the AVX-512 kernel wants each block's scale
+ * repeated over eight lanes (one 16-lane load then covers two blocks); the others read
+ * slot 0. */
+#define PT_XS_PER_BLOCK 8
+
+struct cpu_kernels {
+    pt_cpu_isa isa;
+    void (*nk)(const nk_args *a, int j0, int j1);
+    /* One activation row of k values (a multiple of 32) to Q8_0: q[k], s[k/32 * PT_XS_PER_BLOCK]. */
+    void (*quant)(const float *x, int8_t *q, float *s, size_t k);
+    /* n elements of a stored row (any weight dtype) to F32 (prefill tiles). */
+    void (*to_f32)(pt_dtype t, const void *src, float *dst, size_t n);
+    /* y[0..n) += a * x[0..n) */
+    void (*axpy)(float *y, float a, const float *x, int n);
+};
 
 static inline float w_scalar(pt_dtype t, const void *p, size_t i) {
     if (t == PT_F32) return ((const float *)p)[i];
@@ -236,95 +274,371 @@ static inline float w_scalar(pt_dtype t, const void *p, size_t i) {
     return pt_bf16_to_f32(((const uint16_t *)p)[i]);
 }
 
-/* out[r] = dot(wr[0..k), x[r*k ..]) for r < rows; wr is F32/F16/BF16. */
-#if PT_HAVE_AVX2
-static inline __attribute__((always_inline)) void dot_rows_avx(pt_dtype t, const void *wr, const float *x,
-                                                               const int rows, int k, float *out) {
-    __m256 acc[PT_MATVEC_MAX_ROWS];
-#pragma GCC unroll 8
-    for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256 wv = load_w8(t, wr, i);
-#pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)r * k + i), acc[r]);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < rows; r++) {
-        float s = hsum256(acc[r]);
-        for (int j = i; j < k; j++) s += w_scalar(t, wr, j) * x[(size_t)r * k + j];
-        out[r] = s;
+static inline void nk_store(const nk_args *a, int r, int j, float s) {
+    a->out[(size_t)r * a->ldo + (size_t)j] = s + (a->bias ? a->bias[j] : 0.f);
+}
+
+/* Q8_0 block quantisation of one block of 32 values, shared by every set's tail and the
+ * scalar path. */
+static void quant_block_scalar(const float *v, int8_t *q, float *d_out) {
+    float amax = 0;
+    for (int i = 0; i < PT_Q8_0_BLOCK; i++) amax = fmaxf(amax, fabsf(v[i]));
+    float d = amax / 127.f, id = d ? 1.f / d : 0.f;
+    for (int i = 0; i < PT_Q8_0_BLOCK; i++) q[i] = (int8_t)lrintf(v[i] * id);
+    *d_out = d;
+}
+
+static void quant_scalar(const float *x, int8_t *q, float *s, size_t k) {
+    for (size_t b = 0; b < k / PT_Q8_0_BLOCK; b++) {
+        float d;
+        quant_block_scalar(x + b * PT_Q8_0_BLOCK, q + b * PT_Q8_0_BLOCK, &d);
+        for (int l = 0; l < PT_XS_PER_BLOCK; l++) s[b * PT_XS_PER_BLOCK + l] = d;
     }
 }
-#endif
 
-static void dot_rows_float(pt_dtype t, const void *wr, const float *x, int rows, int k, float *out) {
-    int r = 0;
-#if PT_HAVE_AVX2
-    if (rows == 1) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int i = 0;
-        for (; i + 32 <= k; i += 32) {
-            a0 = _mm256_fmadd_ps(load_w8(t, wr, i), _mm256_loadu_ps(x + i), a0);
-            a1 = _mm256_fmadd_ps(load_w8(t, wr, i + 8), _mm256_loadu_ps(x + i + 8), a1);
-            a2 = _mm256_fmadd_ps(load_w8(t, wr, i + 16), _mm256_loadu_ps(x + i + 16), a2);
-            a3 = _mm256_fmadd_ps(load_w8(t, wr, i + 24), _mm256_loadu_ps(x + i + 24), a3);
+static void nk_scalar(const nk_args *a, int j0, int j1) {
+    const pt_weight *w = a->w;
+    size_t k = (size_t)w->k, nb = k / PT_Q8_0_BLOCK;
+    for (int j = j0; j < j1; j++) {
+        const void *wr = wrow(w, (size_t)j, 0);
+        for (int r = 0; r < a->rows; r++) {
+            float s = 0;
+            if (w->dtype == PT_Q8_0) {
+                const pt_block_q8_0 *bl = wr;
+                const int8_t *xq = a->xq + (size_t)r * k;
+                const float *xs = a->xs + (size_t)r * nb * PT_XS_PER_BLOCK;
+                for (size_t b = 0; b < nb; b++) {
+                    int32_t t = 0;
+                    for (int e = 0; e < PT_Q8_0_BLOCK; e++) t += (int32_t)bl[b].q[e] * xq[b * PT_Q8_0_BLOCK + e];
+                    s += (float)t * (pt_f16_to_f32(bl[b].d) * xs[b * PT_XS_PER_BLOCK]);
+                }
+            } else {
+                const float *x = a->x + (size_t)r * k;
+                for (size_t i = 0; i < k; i++) s += w_scalar(w->dtype, wr, i) * x[i];
+            }
+            nk_store(a, r, j, s);
         }
-        for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load_w8(t, wr, i), _mm256_loadu_ps(x + i), a0);
-        float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-        for (; i < k; i++) s += w_scalar(t, wr, i) * x[i];
-        out[0] = s;
+    }
+}
+
+static void axpy_scalar(float *restrict y, float a, const float *restrict x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+#if PT_X86
+/* ---- AVX2 + FMA + F16C ---- */
+PT_AVX2_FN static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+PT_AVX2_FN static inline __m256 load_w8(pt_dtype t, const void *p, size_t i) {
+    if (t == PT_F32) return _mm256_loadu_ps((const float *)p + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    if (t == PT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* rows activation rows (a constant at each call site, so the accumulators stay in
+ * registers) against weight rows j0..j1, F32/F16/BF16. */
+PT_AVX2_FN static inline __attribute__((always_inline)) void nk_float_avx2(const nk_args *a, int j0, int j1,
+                                                                         pt_dtype t, const int rows) {
+    const pt_weight *w = a->w;
+    const int k = w->k;
+    for (int j = j0; j < j1; j++) {
+        const void *wr = wrow(w, (size_t)j, 0);
+        if (rows == 1) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            int i = 0;
+            for (; i + 32 <= k; i += 32) {
+                a0 = _mm256_fmadd_ps(load_w8(t, wr, i), _mm256_loadu_ps(a->x + i), a0);
+                a1 = _mm256_fmadd_ps(load_w8(t, wr, i + 8), _mm256_loadu_ps(a->x + i + 8), a1);
+                a2 = _mm256_fmadd_ps(load_w8(t, wr, i + 16), _mm256_loadu_ps(a->x + i + 16), a2);
+                a3 = _mm256_fmadd_ps(load_w8(t, wr, i + 24), _mm256_loadu_ps(a->x + i + 24), a3);
+            }
+            for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(load_w8(t, wr, i), _mm256_loadu_ps(a->x + i), a0);
+            float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+            for (; i < k; i++) s += w_scalar(t, wr, (size_t)i) * a->x[i];
+            nk_store(a, 0, j, s);
+            continue;
+        }
+        __m256 acc[PT_MATVEC_MAX_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 8 <= k; i += 8) {
+            __m256 wv = load_w8(t, wr, (size_t)i);
+#pragma GCC unroll 8
+            for (int r = 0; r < rows; r++)
+                acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a->x + (size_t)r * k + i), acc[r]);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) {
+            float s = hsum256(acc[r]);
+            for (int e = i; e < k; e++) s += w_scalar(t, wr, (size_t)e) * a->x[(size_t)r * k + e];
+            nk_store(a, r, j, s);
+        }
+    }
+}
+
+PT_AVX2_FN static inline __attribute__((always_inline)) void nk_q8_avx2(const nk_args *a, int j0, int j1,
+                                                                      const int rows) {
+    const pt_weight *w = a->w;
+    const size_t k = (size_t)w->k, nb = k / PT_Q8_0_BLOCK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int j = j0; j < j1; j++) {
+        const pt_block_q8_0 *bl = wrow(w, (size_t)j, 0);
+        __m256 acc[PT_MATVEC_MAX_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        for (size_t b = 0; b < nb; b++) {
+            __m256i qw = _mm256_loadu_si256((const __m256i *)bl[b].q);
+            __m256i aw = _mm256_sign_epi8(qw, qw); /* maddubs is unsigned x signed: move w's sign onto x */
+            float dw = _cvtsh_ss(bl[b].d);
+#pragma GCC unroll 8
+            for (int r = 0; r < rows; r++) {
+                __m256i qx = _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, qw)), ones);
+                float d = dw * a->xs[((size_t)r * nb + b) * PT_XS_PER_BLOCK];
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc[r]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) nk_store(a, r, j, hsum256(acc[r]));
+    }
+}
+
+PT_AVX2_FN static void nk_avx2(const nk_args *a, int j0, int j1) {
+    pt_dtype t = a->w->dtype;
+#define PT_ROWS_CASES(CALL)                                                                    \
+    switch (a->rows) {                                                                         \
+    case 1: CALL(1); break;                                                                    \
+    case 2: CALL(2); break;                                                                    \
+    case 3: CALL(3); break;                                                                    \
+    case 4: CALL(4); break;                                                                    \
+    case 5: CALL(5); break;                                                                    \
+    case 6: CALL(6); break;                                                                    \
+    case 7: CALL(7); break;                                                                    \
+    default: CALL(8); break;                                                                   \
+    }
+    if (t == PT_Q8_0) {
+#define Q8_CALL(R) nk_q8_avx2(a, j0, j1, R)
+        PT_ROWS_CASES(Q8_CALL)
+#undef Q8_CALL
+    } else if (t == PT_F32) {
+#define F32_CALL(R) nk_float_avx2(a, j0, j1, PT_F32, R)
+        PT_ROWS_CASES(F32_CALL)
+#undef F32_CALL
+    } else if (t == PT_F16) {
+#define F16_CALL(R) nk_float_avx2(a, j0, j1, PT_F16, R)
+        PT_ROWS_CASES(F16_CALL)
+#undef F16_CALL
+    } else {
+#define BF16_CALL(R) nk_float_avx2(a, j0, j1, PT_BF16, R)
+        PT_ROWS_CASES(BF16_CALL)
+#undef BF16_CALL
+    }
+}
+
+PT_AVX2_FN static void quant_avx2(const float *x, int8_t *q, float *s, size_t k) {
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    for (size_t b = 0; b < k / PT_Q8_0_BLOCK; b++) {
+        const float *v = x + b * PT_Q8_0_BLOCK;
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16),
+               v3 = _mm256_loadu_ps(v + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float d = _mm_cvtss_f32(h) / 127.f, id = d ? 1.f / d : 0.f;
+        __m256 vid = _mm256_set1_ps(id);
+        /* cvtps rounds to nearest even, as lrintf in the default mode */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        /* the packs work within 128-bit lanes: restore the order of the 4-byte groups */
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + b * PT_Q8_0_BLOCK), p);
+        _mm256_storeu_ps(s + b * PT_XS_PER_BLOCK, _mm256_set1_ps(d));
+    }
+}
+
+PT_AVX2_FN static void to_f32_avx2(pt_dtype t, const void *src, float *dst, size_t n) {
+    if (t == PT_F16 || t == PT_BF16) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_w8(t, src, i));
+        for (; i < n; i++) dst[i] = w_scalar(t, src, i);
         return;
     }
-    /* A constant row count per call site, so the accumulators stay in registers (with a
-     * runtime count the compiler keeps acc[] on the stack: a load and a store per FMA). */
-    switch (rows) {
-    case 2: dot_rows_avx(t, wr, x, 2, k, out); return;
-    case 3: dot_rows_avx(t, wr, x, 3, k, out); return;
-    case 4: dot_rows_avx(t, wr, x, 4, k, out); return;
-    case 5: dot_rows_avx(t, wr, x, 5, k, out); return;
-    case 6: dot_rows_avx(t, wr, x, 6, k, out); return;
-    case 7: dot_rows_avx(t, wr, x, 7, k, out); return;
-    default: dot_rows_avx(t, wr, x, 8, k, out); return;
+    if (t == PT_Q8_0) {
+        const pt_block_q8_0 *b = src;
+        for (size_t i = 0; i < n / PT_Q8_0_BLOCK; i++) {
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+            for (int e = 0; e < PT_Q8_0_BLOCK; e += 8) {
+                __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b[i].q + e)));
+                _mm256_storeu_ps(dst + i * PT_Q8_0_BLOCK + e, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+            }
+        }
+        return;
     }
-#endif
-    for (r = 0; r < rows; r++) {
-        float s = 0;
-        for (int i = 0; i < k; i++) s += w_scalar(t, wr, i) * x[(size_t)r * k + i];
-        out[r] = s;
+    pt_to_f32(t, src, dst, n);
+}
+
+PT_AVX2_FN static void axpy_avx2(float *y, float a, const float *x, int n) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* ---- AVX-512 (F, BW, VL, VNNI) ---- */
+/* F32/F16/BF16 go through the 256-bit kernels above: their 512-bit forms (one weight row
+ * with four 16-lane accumulators, or four weight rows per pass over x with eight) measured
+ * 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop that is bound by
+ * memory either way. */
+
+/* Q8_0: one block (32 values) per 256-bit step, products by VNNI (one vpdpbusd where AVX2
+ * needs maddubs + madd), one accumulator per activation row. (Two blocks per 512-bit
+ * register, four weight rows per pass, measured 1.8x slower on this Zen 5: assembling the
+ * pair of F16 scales and the masked sign fix-up cost more than they save.) */
+PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(const nk_args *a, int j0, int j1,
+                                                                          const int rows) {
+    const pt_weight *w = a->w;
+    const size_t k = (size_t)w->k, nb = k / PT_Q8_0_BLOCK;
+    const size_t xss = nb * PT_XS_PER_BLOCK; /* scales per activation row */
+    for (int j = j0; j < j1; j++) {
+        const pt_block_q8_0 *bl = wrow(w, (size_t)j, 0);
+        __m256 acc[PT_MATVEC_MAX_ROWS];
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        size_t b = 0;
+        if (rows == 1) { /* two blocks per step, two accumulators: the FMA chain is not the limit */
+            __m256 acc1 = _mm256_setzero_ps();
+            for (; b + 2 <= nb; b += 2) {
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)bl[b].q);
+                __m256i w1 = _mm256_loadu_si256((const __m256i *)bl[b + 1].q);
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)(a->xq + b * PT_Q8_0_BLOCK));
+                __m256i x1 = _mm256_loadu_si256((const __m256i *)(a->xq + (b + 1) * PT_Q8_0_BLOCK));
+                __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
+                __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
+                __m256 d0 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bl[b].d)), _mm256_loadu_ps(a->xs + b * PT_XS_PER_BLOCK));
+                __m256 d1 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bl[b + 1].d)),
+                                          _mm256_loadu_ps(a->xs + (b + 1) * PT_XS_PER_BLOCK));
+                acc[0] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc[0]);
+                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+            }
+            acc[0] = _mm256_add_ps(acc[0], acc1);
+        }
+        for (; b < nb; b++) {
+            __m256i qw = _mm256_loadu_si256((const __m256i *)bl[b].q);
+            __m256i aw = _mm256_sign_epi8(qw, qw);
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(bl[b].d));
+#pragma GCC unroll 8
+            for (int r = 0; r < rows; r++) {
+                __m256i qx = _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(qx, qw));
+                __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(a->xs + (size_t)r * xss + b * PT_XS_PER_BLOCK));
+                acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) nk_store(a, r, j, hsum256(acc[r]));
     }
 }
+
+PT_AVX512_FN static void nk_avx512(const nk_args *a, int j0, int j1) {
+    if (a->w->dtype != PT_Q8_0) {
+        nk_avx2(a, j0, j1);
+        return;
+    }
+#define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
+    PT_ROWS_CASES(Q8_CALL)
+#undef Q8_CALL
+}
+#undef PT_ROWS_CASES
+
+PT_AVX512_FN static void quant_avx512(const float *x, int8_t *q, float *s, size_t k) {
+    for (size_t b = 0; b < k / PT_Q8_0_BLOCK; b++) {
+        const float *v = x + b * PT_Q8_0_BLOCK;
+        __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+        float d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 127.f;
+        float id = d ? 1.f / d : 0.f;
+        __m512 vid = _mm512_set1_ps(id);
+        /* cvtps rounds to nearest even, as lrintf in the default mode; |values| <= 127 */
+        _mm_storeu_si128((__m128i *)(q + b * PT_Q8_0_BLOCK), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid))));
+        _mm_storeu_si128((__m128i *)(q + b * PT_Q8_0_BLOCK + 16),
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid))));
+        _mm256_storeu_ps(s + b * PT_XS_PER_BLOCK, _mm256_set1_ps(d));
+    }
+}
+PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
+    __m512 va = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+#endif /* PT_X86 */
+
+static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, quant_scalar, pt_to_f32, axpy_scalar};
+#if PT_X86
+static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, quant_avx2, to_f32_avx2, axpy_avx2};
+static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, quant_avx512, to_f32_avx2, axpy_avx512};
+#endif
+
+pt_cpu_isa pt_cpu_isa_best(void) {
+#if PT_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma"))
+        return PT_ISA_AVX512;
+    /* (F16C is not a feature clang's __builtin_cpu_supports knows; every CPU with AVX2 and
+     * FMA has it: Intel since Haswell, AMD since Piledriver.) */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return PT_ISA_AVX2;
+#endif
+    return PT_ISA_SCALAR;
+}
+
+const char *pt_cpu_isa_name(pt_cpu_isa isa) {
+    switch (isa) {
+    case PT_ISA_AUTO: return "auto";
+    case PT_ISA_SCALAR: return "scalar";
+    case PT_ISA_AVX2: return "avx2";
+    case PT_ISA_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+static const cpu_kernels *kernels_for(pt_cpu_isa isa) {
+    switch (isa) {
+#if PT_X86
+    case PT_ISA_AVX512: return &kernels_avx512;
+    case PT_ISA_AVX2: return &kernels_avx2;
+#endif
+    case PT_ISA_SCALAR: return &kernels_scalar;
+    default: return NULL;
+    }
+}
+
+/* ---- Q8_0 helpers (see backend.h) ---- */
 
 void pt_q8_quantize_row(const float *x, pt_block_q8_0 *out, size_t n) {
     for (size_t b = 0; b < n / PT_Q8_0_BLOCK; b++) {
-        const float *v = x + b * PT_Q8_0_BLOCK;
-        float amax = 0;
-        for (int i = 0; i < PT_Q8_0_BLOCK; i++) amax = fmaxf(amax, fabsf(v[i]));
-        float d = amax / 127.f, id = d ? 1.f / d : 0.f;
+        float d;
+        quant_block_scalar(x + b * PT_Q8_0_BLOCK, out[b].q, &d);
         out[b].d = pt_f32_to_f16(d);
-        for (int i = 0; i < PT_Q8_0_BLOCK; i++) out[b].q[i] = (int8_t)lrintf(v[i] * id);
     }
 }
 
 float pt_q8_dot(const pt_block_q8_0 *a, const pt_block_q8_0 *b, size_t n) {
-    size_t nb = n / PT_Q8_0_BLOCK, i = 0;
     float s = 0;
-#if PT_HAVE_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (; i < nb; i++) {
-        __m256i qa = _mm256_loadu_si256((const __m256i *)a[i].q);
-        __m256i qb = _mm256_loadu_si256((const __m256i *)b[i].q);
-        /* maddubs multiplies unsigned by signed bytes: move a's sign onto b. */
-        __m256i ax = _mm256_sign_epi8(qa, qa);
-        __m256i sb = _mm256_sign_epi8(qb, qa);
-        __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sb), ones);
-        float d = _cvtsh_ss(a[i].d) * _cvtsh_ss(b[i].d);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p32), acc);
-    }
-    s = hsum256(acc);
-#endif
-    for (; i < nb; i++) {
+    for (size_t i = 0; i < n / PT_Q8_0_BLOCK; i++) {
         int32_t t = 0;
         for (int j = 0; j < PT_Q8_0_BLOCK; j++) t += (int32_t)a[i].q[j] * b[i].q[j];
         s += (float)t * pt_f16_to_f32(a[i].d) * pt_f16_to_f32(b[i].d);
@@ -334,109 +648,80 @@ float pt_q8_dot(const pt_block_q8_0 *a, const pt_block_q8_0 *b, size_t n) {
 
 /* ---- matmul -------------------------------------------------------------------------- */
 
-typedef struct mm_ctx {
+/* One weight of a (multi-)matmul and, in decode, its range of the pool's tasks. */
+typedef struct mm_item {
     float *out;
-    const float *x;
-    const pt_block_q8_0 *xq;
-    int rows;
     const pt_weight *w;
     const float *bias;
-    int chunk, n_chunks;
-    float *tile;              /* prefill conversion */
+    int chunk, n_chunks, task0;
+} mm_item;
+
+typedef struct mm_ctx {
+    const cpu_kernels *kn;
+    const float *x;
+    int rows;
+    const int8_t *xq;         /* decode, Q8_0 weights: x quantised */
+    const float *xs;
+    const mm_item *items;
+    int n_items;
+    const pt_weight *w;       /* prefill: the weight being converted */
+    float *tile;
     size_t tile_r0, tile_nr;  /* stored rows converted */
-    size_t tile_c0, tile_nc;  /* element offset / count in each row */
+    size_t tile_nc;           /* elements per row */
+    int n_chunks;
 } mm_ctx;
 
-static void mm_nk_task(void *arg, int task, int tid) {
-    mm_ctx *c = arg;
-    const pt_weight *w = c->w;
-    int n0 = task * c->chunk, n1 = n0 + c->chunk;
-    if (n1 > w->n) n1 = w->n;
-    float tmp[PT_MATVEC_MAX_ROWS];
-    size_t nb = (size_t)w->k / PT_Q8_0_BLOCK;
-    for (int j = n0; j < n1; j++) {
-        const void *wr = wrow(w, (size_t)j, 0);
-        if (w->dtype == PT_Q8_0) {
-            for (int r = 0; r < c->rows; r++) tmp[r] = pt_q8_dot(wr, c->xq + (size_t)r * nb, (size_t)w->k);
-        } else {
-            dot_rows_float(w->dtype, wr, c->x, c->rows, w->k, tmp);
-        }
-        float b = c->bias ? c->bias[j] : 0.f;
-        for (int r = 0; r < c->rows; r++) c->out[(size_t)r * w->n + j] = tmp[r] + b;
-    }
-}
-
 /* Conv1D layout, decode: out[r, n0:n1] = Σ_k x[r,k] · W[k, n0:n1]. */
-static void mm_kn_task(void *arg, int task, int tid) {
-    mm_ctx *c = arg;
-    const pt_weight *w = c->w;
-    int n0 = task * c->chunk, n1 = n0 + c->chunk;
-    if (n1 > w->n) n1 = w->n;
+static void mm_kn_range(const mm_ctx *c, const mm_item *it, int n0, int n1) {
+    const pt_weight *w = it->w;
     int nc = n1 - n0;
     float seg[PT_KN_CHUNK];
     for (int r = 0; r < c->rows; r++) {
-        float *o = c->out + (size_t)r * w->n + n0;
-        for (int j = 0; j < nc; j++) o[j] = c->bias ? c->bias[n0 + j] : 0.f;
+        float *o = it->out + (size_t)r * w->n + n0;
+        for (int j = 0; j < nc; j++) o[j] = it->bias ? it->bias[n0 + j] : 0.f;
     }
     for (int kk = 0; kk < w->k; kk++) {
         const float *src;
         if (w->dtype == PT_F32) {
             src = (const float *)w->data + (size_t)kk * w->ld + n0;
         } else {
-            pt_to_f32(w->dtype, wrow(w, (size_t)kk, (size_t)n0), seg, (size_t)nc);
+            c->kn->to_f32(w->dtype, wrow(w, (size_t)kk, (size_t)n0), seg, (size_t)nc);
             src = seg;
         }
-        for (int r = 0; r < c->rows; r++) {
-            float xv = c->x[(size_t)r * w->k + kk];
-            float *o = c->out + (size_t)r * w->n + n0;
-            for (int j = 0; j < nc; j++) o[j] += xv * src[j];
-        }
+        for (int r = 0; r < c->rows; r++) c->kn->axpy(it->out + (size_t)r * w->n + n0, c->x[(size_t)r * w->k + kk], src, nc);
     }
 }
 
-/* Converts stored rows [tile_r0, +tile_nr), elements [tile_c0, +tile_nc) to F32. */
+static void mm_decode_task(void *arg, int task, int tid) {
+    const mm_ctx *c = arg;
+    int i = 0;
+    while (i + 1 < c->n_items && task >= c->items[i + 1].task0) i++;
+    const mm_item *it = &c->items[i];
+    int n0 = (task - it->task0) * it->chunk, n1 = n0 + it->chunk;
+    if (n1 > it->w->n) n1 = it->w->n;
+    if (it->w->layout == PT_W_NK) {
+        nk_args a = {it->w, c->x, c->xq, c->xs, c->rows, it->out, (size_t)it->w->n, it->bias};
+        c->kn->nk(&a, n0, n1);
+    } else {
+        mm_kn_range(c, it, n0, n1);
+    }
+}
+
+/* Converts stored rows [tile_r0, +tile_nr) (tile_nc elements each) to F32. */
 static void tile_task(void *arg, int task, int tid) {
-    mm_ctx *c = arg;
+    const mm_ctx *c = arg;
     size_t per = (c->tile_nr + (size_t)c->n_chunks - 1) / (size_t)c->n_chunks;
     size_t r0 = (size_t)task * per, r1 = r0 + per;
     if (r1 > c->tile_nr) r1 = c->tile_nr;
     for (size_t r = r0; r < r1; r++)
-        pt_to_f32(c->w->dtype, wrow(c->w, c->tile_r0 + r, c->tile_c0), c->tile + r * c->tile_nc, c->tile_nc);
+        c->kn->to_f32(c->w->dtype, wrow(c->w, c->tile_r0 + r, 0), c->tile + r * c->tile_nc, c->tile_nc);
 }
 
-static void quant_task(void *arg, int task, int tid) {
-    mm_ctx *c = arg;
-    size_t nb = (size_t)c->w->k / PT_Q8_0_BLOCK;
-    pt_q8_quantize_row(c->x + (size_t)task * c->w->k, (pt_block_q8_0 *)c->xq + (size_t)task * nb, (size_t)c->w->k);
-}
-
-static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias) {
-    cpu_impl *im = b->impl;
-    mm_ctx c = {.out = out, .x = x, .rows = rows, .w = w, .bias = bias};
+/* Prefill: out (rows, n) = x (rows, k) @ Wᵀ by cblas_sgemm. */
+static void mm_prefill(cpu_impl *im, mm_ctx *c, float *out, const float *x, int rows, const pt_weight *w,
+                       const float *bias) {
     int nt = im->pool->n;
-    if (rows <= PT_MATVEC_MAX_ROWS) {
-        if (w->layout == PT_W_NK) {
-            if (w->dtype == PT_Q8_0) {
-                size_t need = (size_t)rows * ((size_t)w->k / PT_Q8_0_BLOCK);
-                if (grow((void **)&im->xq, &im->xq_cap, need, sizeof *im->xq)) return PT_ENOMEM;
-                c.xq = im->xq;
-                pool_run(im->pool, quant_task, &c, rows);
-            }
-            /* Chunks small enough to balance two threads when one is disturbed. */
-            c.chunk = w->n / (nt * 8);
-            if (c.chunk < 16) c.chunk = 16;
-            c.n_chunks = (w->n + c.chunk - 1) / c.chunk;
-            pool_run(im->pool, mm_nk_task, &c, c.n_chunks);
-        } else {
-            c.chunk = w->n / (nt * 4);
-            c.chunk = (c.chunk + 31) / 32 * 32;
-            if (c.chunk < 32) c.chunk = 32;
-            if (c.chunk > PT_KN_CHUNK) c.chunk = PT_KN_CHUNK;
-            c.n_chunks = (w->n + c.chunk - 1) / c.chunk;
-            pool_run(im->pool, mm_kn_task, &c, c.n_chunks);
-        }
-        return PT_OK;
-    }
+    c->w = w;
     if (w->dtype == PT_F32) {
         if (w->layout == PT_W_NK) /* out (rows,n) = x (rows,k) @ W^T, W (n,k) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w->n, w->k, 1.f, x, w->k, w->data,
@@ -452,9 +737,9 @@ static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const
         if (per >= 32) per = per / 32 * 32;
         for (size_t n0 = 0; n0 < (size_t)w->n; n0 += per) {
             size_t nr = (size_t)w->n - n0 < per ? (size_t)w->n - n0 : per;
-            c.tile = im->tile, c.tile_r0 = n0, c.tile_nr = nr, c.tile_c0 = 0, c.tile_nc = (size_t)w->k;
-            c.n_chunks = nt * 2;
-            pool_run(im->pool, tile_task, &c, c.n_chunks);
+            c->tile = im->tile, c->tile_r0 = n0, c->tile_nr = nr, c->tile_nc = (size_t)w->k;
+            c->n_chunks = nt * 2;
+            pool_run(im->pool, tile_task, c, c->n_chunks);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)nr, w->k, 1.f, x, w->k, im->tile, w->k,
                         0.f, out + n0, w->n);
         }
@@ -464,9 +749,9 @@ static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const
         if (per < 1) per = 1;
         for (size_t k0 = 0; k0 < (size_t)w->k; k0 += per) {
             size_t kr = (size_t)w->k - k0 < per ? (size_t)w->k - k0 : per;
-            c.tile = im->tile, c.tile_r0 = k0, c.tile_nr = kr, c.tile_c0 = 0, c.tile_nc = (size_t)w->n;
-            c.n_chunks = nt * 2;
-            pool_run(im->pool, tile_task, &c, c.n_chunks);
+            c->tile = im->tile, c->tile_r0 = k0, c->tile_nr = kr, c->tile_nc = (size_t)w->n;
+            c->n_chunks = nt * 2;
+            pool_run(im->pool, tile_task, c, c->n_chunks);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, w->n, (int)kr, 1.f, x + k0, w->k, im->tile,
                         w->n, k0 ? 1.f : 0.f, out, w->n);
         }
@@ -474,7 +759,55 @@ static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const
     if (bias)
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < w->n; j++) out[(size_t)r * w->n + j] += bias[j];
+}
+
+static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm *mm, int n) {
+    cpu_impl *im = b->impl;
+    mm_ctx c = {.kn = im->kn, .x = x, .rows = rows};
+    assert(n >= 1 && n <= PT_MM_MAX);
+    if (rows > PT_MATVEC_MAX_ROWS) {
+        for (int i = 0; i < n; i++) mm_prefill(im, &c, mm[i].out, x, rows, mm[i].w, mm[i].bias);
+        return PT_OK;
+    }
+    /* Decode: every weight's row chunks are tasks of one pool dispatch. Chunks small enough
+     * to balance two threads when one is disturbed, a multiple of the kernels' 4-row step. */
+    mm_item items[PT_MM_MAX];
+    int nt = im->pool->n, tasks = 0, need_q8 = 0;
+    for (int i = 0; i < n; i++) {
+        const pt_weight *w = mm[i].w;
+        assert(w->k == mm[0].w->k);
+        int chunk;
+        if (w->layout == PT_W_NK) {
+            chunk = (w->n / (nt * 8) + 3) / 4 * 4;
+            if (chunk < 16) chunk = 16;
+            need_q8 |= w->dtype == PT_Q8_0;
+        } else {
+            chunk = (w->n / (nt * 4) + 31) / 32 * 32;
+            if (chunk < 32) chunk = 32;
+            if (chunk > PT_KN_CHUNK) chunk = PT_KN_CHUNK;
+        }
+        items[i] = (mm_item){mm[i].out, w, mm[i].bias, chunk, (w->n + chunk - 1) / chunk, tasks};
+        tasks += items[i].n_chunks;
+    }
+    if (need_q8) {
+        /* The activation quantised once for all the weights (rows x k: a few KiB, on this
+         * thread: a dispatch would cost more). */
+        size_t k = (size_t)mm[0].w->k, nb = k / PT_Q8_0_BLOCK;
+        if (grow((void **)&im->xq, &im->xq_cap, (size_t)rows * k, 1) ||
+            grow((void **)&im->xs, &im->xs_cap, (size_t)rows * nb * PT_XS_PER_BLOCK, sizeof(float)))
+            return PT_ENOMEM;
+        for (int r = 0; r < rows; r++)
+            im->kn->quant(x + (size_t)r * k, im->xq + (size_t)r * k, im->xs + (size_t)r * nb * PT_XS_PER_BLOCK, k);
+        c.xq = im->xq, c.xs = im->xs;
+    }
+    c.items = items, c.n_items = n;
+    pool_run(im->pool, mm_decode_task, &c, tasks);
     return PT_OK;
+}
+
+static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias) {
+    pt_mm one = {out, w, bias};
+    return cpu_matmul_multi(b, x, rows, &one, 1);
 }
 
 static void cpu_sgemm_nt(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k) {
@@ -499,34 +832,36 @@ static void softmax_row(float *s, int n_valid, int n_total) {
 
 typedef struct att_ctx {
     const pt_attn_args *a;
-    float *scratch; /* per thread: p0+tq floats */
+    const cpu_kernels *kn;
+    float *scratch; /* per thread: (query heads per task) x (p0+tq) floats */
+    int heads_per_task;
 } att_ctx;
 
-/* One (query row, head): the decode path. */
+/* Decode: one (query row, group of query heads sharing a kv head). The scores of the group
+ * are one pass of the decode kernel over the cached keys (the group's queries as its
+ * activation rows), the weighted sum of values one axpy per key and head. */
 static void att_task(void *arg, int task, int tid) {
     att_ctx *c = arg;
     const pt_attn_args *a = c->a;
-    int i = task / a->n_heads, h = task % a->n_heads;
+    int per = c->heads_per_task, tasks_per_row = a->n_heads / per;
+    int i = task / tasks_per_row, h0 = (task % tasks_per_row) * per;
     int hd = a->head_dim, tk = a->p0 + a->tq, nvalid = a->p0 + i + 1;
-    int kvh = h / (a->n_heads / a->n_kv);
+    int kvh = h0 / (a->n_heads / a->n_kv);
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
-    float *s = c->scratch + (size_t)tid * tk;
-    const float *q = a->q + i * qs + (size_t)h * hd;
+    float *s = c->scratch + (size_t)tid * per * tk;
+    pt_weight kw = {PT_F32, a->k + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
+    nk_args na = {&kw, a->q + i * qs + (size_t)h0 * hd, NULL, NULL, per, s, (size_t)tk, NULL};
+    c->kn->nk(&na, 0, nvalid);
     float scale = 1.f / sqrtf((float)hd);
-    for (int j = 0; j < nvalid; j++) {
-        float d;
-        dot_rows_float(PT_F32, a->k + j * ks + (size_t)kvh * hd, q, 1, hd, &d);
-        s[j] = d * scale;
+    for (int r = 0; r < per; r++) {
+        float *sr = s + (size_t)r * tk;
+        for (int j = 0; j < nvalid; j++) sr[j] *= scale;
+        softmax_row(sr, nvalid, tk);
+        float *z = a->z + i * qs + (size_t)(h0 + r) * hd;
+        memset(z, 0, (size_t)hd * sizeof *z);
+        for (int j = 0; j < nvalid; j++) c->kn->axpy(z, sr[j], a->v + j * ks + (size_t)kvh * hd, hd);
+        if (a->pattern) memcpy(a->pattern + ((size_t)(h0 + r) * a->tq + i) * tk, sr, (size_t)tk * sizeof *sr);
     }
-    softmax_row(s, nvalid, tk);
-    float *z = a->z + i * qs + (size_t)h * hd;
-    for (int e = 0; e < hd; e++) z[e] = 0;
-    for (int j = 0; j < nvalid; j++) {
-        const float *v = a->v + j * ks + (size_t)kvh * hd;
-        float p = s[j];
-        for (int e = 0; e < hd; e++) z[e] += p * v[e];
-    }
-    if (a->pattern) memcpy(a->pattern + ((size_t)h * a->tq + i) * tk, s, (size_t)tk * sizeof *s);
 }
 
 /* One (head, chunk of query rows): scores and the weighted sum by sgemm. */
@@ -560,30 +895,38 @@ static void att_chunk_task(void *arg, int task, int tid) {
 
 static int cpu_attention(pt_backend *b, const pt_attn_args *a) {
     cpu_impl *im = b->impl;
-    int tk = a->p0 + a->tq, hd = a->head_dim;
-    int group = a->n_heads / a->n_kv;
-    size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
+    int tk = a->p0 + a->tq;
     if (a->tq < PT_ATT_SGEMM_MIN) {
-        if (grow((void **)&im->att, &im->att_cap, (size_t)tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
-        att_ctx c = {a, im->att};
-        pool_run(im->pool, att_task, &c, a->tq * a->n_heads);
+        /* Query heads of a kv group together (the decode kernel takes up to
+         * PT_MATVEC_MAX_ROWS activation rows): the largest divisor of the group that fits. */
+        int group = a->n_heads / a->n_kv, per = group;
+        while (per > PT_MATVEC_MAX_ROWS || group % per) per--;
+        if (grow((void **)&im->att, &im->att_cap, (size_t)per * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
+        att_ctx c = {a, im->kn, im->att, per};
+        int tasks = a->tq * (a->n_heads / per);
+        /* Short contexts on this thread: a pool dispatch costs more than the work. */
+        double work = (double)a->tq * a->n_heads * tk * a->head_dim;
+        if (work < PT_ATT_INLINE_WORK)
+            for (int t = 0; t < tasks; t++) att_task(&c, t, 0);
+        else
+            pool_run(im->pool, att_task, &c, tasks);
         return PT_OK;
     }
     /* Prefill: tasks of (head, chunk of query rows), OpenBLAS single-threaded inside. */
     int n_chunks = (a->tq + PT_ATT_QCHUNK - 1) / PT_ATT_QCHUNK;
     if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
-    att_ctx c = {a, im->att};
+    att_ctx c = {a, im->kn, im->att, 1};
     openblas_set_num_threads(1);
     pool_run(im->pool, att_chunk_task, &c, a->n_heads * n_chunks);
     openblas_set_num_threads(b->n_threads);
-    (void)group, (void)qs, (void)ks;
     return PT_OK;
 }
 
 /* ---- small ops ----------------------------------------------------------------------- */
 
 static void cpu_get_row(pt_backend *b, float *out, const pt_weight *w, int i) {
-    pt_to_f32(w->dtype, wrow(w, (size_t)i, 0), out, (size_t)w->k);
+    cpu_impl *im = b->impl;
+    im->kn->to_f32(w->dtype, wrow(w, (size_t)i, 0), out, (size_t)w->k);
 }
 
 static void cpu_rmsnorm(pt_backend *b, float *y, const float *x, const float *w, int rows, int d, float eps) {
@@ -663,6 +1006,7 @@ static void cpu_free(pt_backend *b) {
         pool_free(im->pool);
         free(im->tile);
         free(im->xq);
+        free(im->xs);
         free(im->att);
         free(im->rope_cs);
         free(im);
@@ -671,6 +1015,17 @@ static void cpu_free(pt_backend *b) {
 }
 
 pt_backend *pt_backend_cpu_new(int n_threads) {
+    pt_cpu_isa isa = PT_ISA_AUTO;
+    const char *env = getenv("PARITY_CPU_ISA");
+    if (env)
+        for (int i = PT_ISA_SCALAR; i <= PT_ISA_AVX512; i++)
+            if (!strcmp(env, pt_cpu_isa_name((pt_cpu_isa)i)) && i <= (int)pt_cpu_isa_best()) isa = (pt_cpu_isa)i;
+    return pt_backend_cpu_new_isa(n_threads, isa);
+}
+
+pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa) {
+    if (isa == PT_ISA_AUTO) isa = pt_cpu_isa_best();
+    if (isa > pt_cpu_isa_best() || !kernels_for(isa)) return NULL;
     if (n_threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = n > 0 ? (int)n : 1;
@@ -680,12 +1035,15 @@ pt_backend *pt_backend_cpu_new(int n_threads) {
     cpu_impl *im = calloc(1, sizeof *im);
     if (!b || !im) goto fail;
     b->impl = im;
+    im->kn = kernels_for(isa);
     if (!(im->pool = pool_new(n_threads))) goto fail;
     if (!(im->tile = malloc(PT_TILE_FLOATS * sizeof(float)))) goto fail;
     openblas_set_num_threads(n_threads);
     b->name = "cpu";
+    b->isa = isa;
     b->n_threads = im->pool->n;
     b->matmul = cpu_matmul;
+    b->matmul_multi = cpu_matmul_multi;
     b->sgemm_nt = cpu_sgemm_nt;
     b->attention = cpu_attention;
     b->get_row = cpu_get_row;

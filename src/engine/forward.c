@@ -23,7 +23,8 @@ typedef struct run_state {
     float *z;             /* (T, H*hd) */
     float *o;             /* (T, d)      attention / MLP output */
     float *h1, *h2;       /* (T, F) */
-    float *logits;        /* (T, V)      rows whose logits were asked */
+    float *logits;        /* (nl, V)     rows whose logits were asked (grown to the count) */
+    size_t logits_cap;    /* floats */
     int *pos;             /* (T)         absolute position of each row */
     size_t pattern_cap;
     float *pattern;       /* (H, tq, tk) for a sequence whose pattern is read */
@@ -68,13 +69,21 @@ int pt_engine_open(const char *path, int n_threads, pt_engine **out, pt_err *err
 
 static void rs_free(run_state *rs) {
     free(rs->x), free(rs->xn), free(rs->q), free(rs->k), free(rs->v), free(rs->z), free(rs->o);
-    free(rs->h1), free(rs->h2), free(rs->logits), free(rs->pos), free(rs->pattern);
+    free(rs->h1), free(rs->h2), free(rs->pos);
+    rs->x = rs->xn = rs->q = rs->k = rs->v = rs->z = rs->o = rs->h1 = rs->h2 = NULL;
+    rs->pos = NULL;
+    rs->cap_T = 0;
+}
+
+static void rs_free_all(run_state *rs) {
+    rs_free(rs);
+    free(rs->logits), free(rs->pattern);
     memset(rs, 0, sizeof *rs);
 }
 
 void pt_engine_free(pt_engine *e) {
     if (!e) return;
-    rs_free(&e->rs);
+    rs_free_all(&e->rs);
     free(e->lora_u);
     free(e->lora_d);
     pt_model_free(e->m);
@@ -91,7 +100,7 @@ static int rs_reserve(pt_engine *e, int T, pt_err *err) {
     if (T <= rs->cap_T) return PT_OK;
     const pt_config *c = &e->m->c;
     size_t n = (size_t)T, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim,
-           kvd = (size_t)c->n_kv_heads * c->head_dim, F = (size_t)c->d_ff, V = (size_t)c->vocab_size;
+           kvd = (size_t)c->n_kv_heads * c->head_dim, F = (size_t)c->d_ff;
     rs_free(rs);
     rs->x = malloc(n * d * sizeof(float));
     rs->xn = malloc(n * d * sizeof(float));
@@ -102,10 +111,8 @@ static int rs_reserve(pt_engine *e, int T, pt_err *err) {
     rs->o = malloc(n * d * sizeof(float));
     rs->h1 = malloc(n * F * sizeof(float));
     rs->h2 = malloc(n * F * sizeof(float));
-    rs->logits = malloc(n * V * sizeof(float));
     rs->pos = malloc(n * sizeof(int));
-    if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->z || !rs->o || !rs->h1 || !rs->h2 || !rs->logits ||
-        !rs->pos) {
+    if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->z || !rs->o || !rs->h1 || !rs->h2 || !rs->pos) {
         rs_free(rs);
         return pt_errf(err, PT_ENOMEM, "out of memory for the activations of %d tokens", T);
     }
@@ -204,14 +211,9 @@ static int grow(float **p, size_t *cap, size_t need) {
     return 0;
 }
 
-/* One projection: out (T, w.n) = x (T, w.k) @ Wᵀ + b, then for each step whose sequence
- * carries an adapter on this (layer, proj), its rows get scale · (x Aᵀ) Bᵀ added, with
- * A (r, w.k) and B (w.n, r): two small matmuls through the backend (u = x Aᵀ (rows, r),
- * d = u Bᵀ (rows, w.n)). Consecutive steps with the same adapter and scale share one pair. */
-static int proj(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out, const float *x, int T) {
+/* The adapters' share of projection p (see proj_multi). */
+static int lora_add(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out, const float *x) {
     const pt_layer_weights *l = &e->m->w.layers[layer];
-    int rc = e->b->matmul(e->b, out, x, T, &l->proj[p], l->bias[p]);
-    if (rc) return rc;
     const size_t n_out = (size_t)l->proj[p].n, n_in = (size_t)l->proj[p].k;
     for (int i = 0; i < bt->n;) {
         const pt_seq *s = bt->steps[i].seq;
@@ -234,6 +236,28 @@ static int proj(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out,
         i = j;
     }
     return PT_OK;
+}
+
+/* Projections that read the same input: out[i] (T, w.n) = x (T, w.k) @ Wᵀ + b for each
+ * p[i], in one backend call (one dispatch to the threads in decode). Then for each step
+ * whose sequence carries an adapter on this (layer, proj), its rows get scale · (x Aᵀ) Bᵀ
+ * added, with A (r, w.k) and B (w.n, r): two small matmuls through the backend
+ * (u = x Aᵀ (rows, r), d = u Bᵀ (rows, w.n)). Consecutive steps with the same adapter and
+ * scale share one pair. */
+static int proj_multi(pt_engine *e, const batch *bt, int layer, const pt_proj *p, float *const *out, int np,
+                      const float *x, int T) {
+    const pt_layer_weights *l = &e->m->w.layers[layer];
+    pt_mm mm[PT_MM_MAX];
+    for (int q = 0; q < np; q++) mm[q] = (pt_mm){out[q], &l->proj[p[q]], l->bias[p[q]]};
+    int rc = e->b->matmul_multi(e->b, x, T, mm, np);
+    if (rc) return rc;
+    for (int q = 0; q < np; q++)
+        if ((rc = lora_add(e, bt, layer, p[q], out[q], x))) return rc;
+    return PT_OK;
+}
+
+static int proj(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out, const float *x, int T) {
+    return proj_multi(e, bt, layer, &p, &out, 1, x, T);
 }
 
 static float gelu_tanh(float x) {
@@ -300,9 +324,11 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         /* Attention. */
         if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, lw->ln1_w, T, (int)d, c->norm_eps);
         else b->layernorm(b, rs->xn, rs->x, lw->ln1_w, lw->ln1_b, T, (int)d, c->norm_eps);
-        if ((rc = proj(e, &bt, L, PT_PROJ_Q, rs->q, rs->xn, T))) goto oom;
-        if ((rc = proj(e, &bt, L, PT_PROJ_K, rs->k, rs->xn, T))) goto oom;
-        if ((rc = proj(e, &bt, L, PT_PROJ_V, rs->v, rs->xn, T))) goto oom;
+        {
+            static const pt_proj qkv[3] = {PT_PROJ_Q, PT_PROJ_K, PT_PROJ_V};
+            float *const outs[3] = {rs->q, rs->k, rs->v};
+            if ((rc = proj_multi(e, &bt, L, qkv, outs, 3, rs->xn, T))) goto oom;
+        }
         HOOK(PT_HOOK_Q, L, rs->q, qd);
         HOOK(PT_HOOK_K, L, rs->k, kvd);
         HOOK(PT_HOOK_V, L, rs->v, kvd);
@@ -343,8 +369,9 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         /* MLP. */
         if (c->arch == PT_ARCH_LLAMA) {
             b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
-            if ((rc = proj(e, &bt, L, PT_PROJ_GATE, rs->h1, rs->xn, T))) goto oom;
-            if ((rc = proj(e, &bt, L, PT_PROJ_UP, rs->h2, rs->xn, T))) goto oom;
+            static const pt_proj gate_up[2] = {PT_PROJ_GATE, PT_PROJ_UP};
+            float *const outs[2] = {rs->h1, rs->h2};
+            if ((rc = proj_multi(e, &bt, L, gate_up, outs, 2, rs->xn, T))) goto oom;
             HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
             for (size_t i = 0; i < (size_t)T * F; i++) {
                 float g = rs->h1[i];
@@ -377,6 +404,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         for (int j = first; j < st->n_tokens; j++, nl++)
             memcpy(rs->x + (size_t)nl * d, rs->xn + (size_t)(row0[i] + j) * d, d * sizeof(float));
     }
+    if (nl && grow(&rs->logits, &rs->logits_cap, (size_t)nl * V)) goto oom;
     if (nl && (rc = b->matmul(b, rs->logits, rs->x, nl, &w->lm_head, NULL))) goto oom;
     for (int i = 0, r = 0; i < n; i++) {
         pt_step *st = &steps[i];

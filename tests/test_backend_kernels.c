@@ -1,0 +1,250 @@
+/* test_backend_kernels.c — the CPU backend's kernels against a plain double-precision
+ * reference: every weight dtype (F32, F16, BF16, Q8_0), both weight layouts, odd sizes,
+ * 1..8 activation rows (the decode kernels) and more (the sgemm path), with and without
+ * bias; matmul_multi against separate matmuls; attention (decode on the calling thread and
+ * on the pool, prefill by sgemm; grouped-query heads; the pattern). Each test runs for every
+ * instruction set this CPU supports (scalar, AVX2, AVX-512), so a machine without AVX-512
+ * still checks the others. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend.h"
+#include "test.h"
+
+static unsigned rng = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xffff) / 32768.f - 1.f;
+}
+
+/* A weight of the given dtype holding (after conversion) the values in w_f (n x k, as
+ * logical matrix W[i_out][i_in]); w_f is replaced by the values the dtype actually stores. */
+typedef struct test_weight {
+    pt_weight w;
+    void *data;
+} test_weight;
+
+static void make_weight(test_weight *tw, pt_dtype t, pt_wlayout layout, int n, int k, float *w_f) {
+    size_t rows = layout == PT_W_NK ? (size_t)n : (size_t)k, cols = layout == PT_W_NK ? (size_t)k : (size_t)n;
+    float *stored = malloc(rows * cols * sizeof(float));
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) stored[r * cols + c] = layout == PT_W_NK ? w_f[r * k + c] : w_f[c * k + r];
+    size_t bytes = 0;
+    pt_dtype_bytes(t, rows * cols, &bytes);
+    tw->data = malloc(bytes);
+    for (size_t r = 0; r < rows; r++) {
+        size_t off = 0;
+        pt_dtype_bytes(t, r * cols, &off);
+        pt_from_f32(t, stored + r * cols, (char *)tw->data + off, cols);
+    }
+    /* read back what is stored */
+    for (size_t r = 0; r < rows; r++) {
+        size_t off = 0;
+        pt_dtype_bytes(t, r * cols, &off);
+        pt_to_f32(t, (char *)tw->data + off, stored + r * cols, cols);
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            if (layout == PT_W_NK) w_f[r * k + c] = stored[r * cols + c];
+            else w_f[c * k + r] = stored[r * cols + c];
+        }
+    free(stored);
+    tw->w = (pt_weight){t, tw->data, n, k, cols, layout, "test"};
+}
+
+/* Largest |x| of the Q8_0 block holding element i of row x. */
+static float block_amax(const float *x, int i) {
+    int b0 = i / PT_Q8_0_BLOCK * PT_Q8_0_BLOCK;
+    float m = 0;
+    for (int e = 0; e < PT_Q8_0_BLOCK; e++) m = fmaxf(m, fabsf(x[b0 + e]));
+    return m;
+}
+
+/* out vs the double reference: within 1e-5 of Σ|w·x| for float weights; for Q8_0 weights
+ * (the activation is quantised to Q8_0 blocks, error at most half a step, amax/254, per
+ * element) within Σ|w|·amax/254 plus the same float slack. */
+static int matmul_close(const float *out, const float *x, const float *w_f, const float *bias, int rows, int n, int k,
+                        pt_dtype t) {
+    int bad = 0;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < n; j++) {
+            double ref = bias ? bias[j] : 0, mag = 0, qerr = 0;
+            for (int i = 0; i < k; i++) {
+                double p = (double)w_f[(size_t)j * k + i] * x[(size_t)r * k + i];
+                ref += p, mag += fabs(p);
+                if (t == PT_Q8_0) qerr += fabs(w_f[(size_t)j * k + i]) * block_amax(x + (size_t)r * k, i) / 254.0;
+            }
+            double tol = 1e-5 * mag + 1e-6 + 1.001 * qerr;
+            if (fabs(out[(size_t)r * n + j] - ref) > tol) {
+                if (!bad)
+                    fprintf(stderr, "  %s row %d out %d: %.7g vs reference %.7g (tolerance %.3g)\n", pt_dtype_name(t), r,
+                            j, out[(size_t)r * n + j], ref, tol);
+                bad++;
+            }
+        }
+    return bad == 0;
+}
+
+static void test_matmul(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    CHECK(b != NULL && b->isa == isa);
+    if (!b) return;
+    static const int sizes[][2] = {{1, 32}, {7, 96}, {37, 800}, {130, 64}, {5, 2080}, {64, 37}, {33, 100}};
+    static const int row_counts[] = {1, 2, 3, 5, 8, 9, 20};
+    const pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (size_t di = 0; di < 4; di++)
+            for (int layout = 0; layout < 2; layout++) {
+                int n = sizes[si][0], k = sizes[si][1];
+                pt_dtype t = dts[di];
+                if (t == PT_Q8_0 && (k % 32 || layout == PT_W_KN)) continue; /* Q8_0: rows of whole blocks */
+                float *w_f = malloc((size_t)n * k * sizeof(float)), *bias = malloc((size_t)n * sizeof(float));
+                for (size_t i = 0; i < (size_t)n * k; i++) w_f[i] = frand();
+                for (int j = 0; j < n; j++) bias[j] = frand();
+                test_weight tw;
+                make_weight(&tw, t, (pt_wlayout)layout, n, k, w_f);
+                for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+                    int rows = row_counts[ri];
+                    float *x = malloc((size_t)rows * k * sizeof(float)), *out = malloc((size_t)rows * n * sizeof(float));
+                    for (size_t i = 0; i < (size_t)rows * k; i++) x[i] = frand() * (i % 7 == 3 ? 4.f : 1.f);
+                    for (int with_bias = 0; with_bias < 2; with_bias++) {
+                        const float *bs = with_bias ? bias : NULL;
+                        CHECK(b->matmul(b, out, x, rows, &tw.w, bs) == PT_OK);
+                        int ok = matmul_close(out, x, w_f, bs, rows, n, k, t);
+                        if (!ok)
+                            fprintf(stderr, "  isa %s dtype %s layout %s n %d k %d rows %d bias %d\n",
+                                    pt_cpu_isa_name(isa), pt_dtype_name(t), layout ? "KN" : "NK", n, k, rows, with_bias);
+                        CHECK(ok);
+                    }
+                    free(x), free(out);
+                }
+                free(tw.data), free(w_f), free(bias);
+            }
+    pt_backend_free(b);
+}
+
+/* matmul_multi gives exactly what separate matmuls give (decode and prefill), with weights
+ * of different dtypes and output widths sharing one input. */
+static void test_matmul_multi(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    if (!b) return;
+    const int k = 192, ns[3] = {96, 40, 200};
+    const pt_dtype dts[3] = {PT_Q8_0, PT_F32, PT_F16};
+    test_weight tw[3];
+    float *bias = malloc(200 * sizeof(float));
+    for (int j = 0; j < 200; j++) bias[j] = frand();
+    for (int i = 0; i < 3; i++) {
+        float *w_f = malloc((size_t)ns[i] * k * sizeof(float));
+        for (size_t e = 0; e < (size_t)ns[i] * k; e++) w_f[e] = frand();
+        make_weight(&tw[i], dts[i], PT_W_NK, ns[i], k, w_f);
+        free(w_f);
+    }
+    static const int row_counts[] = {1, 4, 8, 17};
+    for (size_t ri = 0; ri < 4; ri++) {
+        int rows = row_counts[ri];
+        float *x = malloc((size_t)rows * k * sizeof(float));
+        for (size_t e = 0; e < (size_t)rows * k; e++) x[e] = frand();
+        float *sep[3], *mul[3];
+        pt_mm mm[3];
+        for (int i = 0; i < 3; i++) {
+            sep[i] = malloc((size_t)rows * ns[i] * sizeof(float));
+            mul[i] = malloc((size_t)rows * ns[i] * sizeof(float));
+            CHECK(b->matmul(b, sep[i], x, rows, &tw[i].w, i == 1 ? bias : NULL) == PT_OK);
+            mm[i] = (pt_mm){mul[i], &tw[i].w, i == 1 ? bias : NULL};
+        }
+        CHECK(b->matmul_multi(b, x, rows, mm, 3) == PT_OK);
+        for (int i = 0; i < 3; i++) {
+            CHECK(!memcmp(sep[i], mul[i], (size_t)rows * ns[i] * sizeof(float)));
+            free(sep[i]), free(mul[i]);
+        }
+        free(x);
+    }
+    for (int i = 0; i < 3; i++) free(tw[i].data);
+    free(bias);
+    pt_backend_free(b);
+}
+
+/* Attention against a double reference: softmax(q·kᵀ/√hd + causal mask)·v per head, query
+ * head h reading kv head h / (n_heads / n_kv). */
+static void test_attention(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    if (!b) return;
+    /* n_heads, n_kv, head_dim, p0, tq: decode on the calling thread (short), on the pool
+     * (long context), grouped heads of 4 and of 12 (split in two groups of 6), prefill */
+    static const int cases[][5] = {{4, 4, 16, 5, 1},  {8, 2, 20, 40, 1}, {12, 1, 8, 3, 2},   {6, 3, 64, 600, 1},
+                                   {8, 2, 24, 0, 40}, {4, 1, 32, 7, 20}, {12, 12, 64, 1, 3}, {2, 2, 3, 0, 1}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        int H = cases[ci][0], KV = cases[ci][1], hd = cases[ci][2], p0 = cases[ci][3], tq = cases[ci][4], tk = p0 + tq;
+        size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;
+        float *q = malloc(tq * qs * sizeof(float)), *k = malloc(tk * ks * sizeof(float)),
+              *v = malloc(tk * ks * sizeof(float)), *z = malloc(tq * qs * sizeof(float)),
+              *pat = malloc((size_t)H * tq * tk * sizeof(float)), *s = malloc((size_t)tk * sizeof(double) * 2);
+        for (size_t i = 0; i < tq * qs; i++) q[i] = frand();
+        for (size_t i = 0; i < tk * ks; i++) k[i] = frand(), v[i] = frand();
+        pt_attn_args a = {q, k, v, z, pat, tq, p0, H, KV, hd};
+        CHECK(b->attention(b, &a) == PT_OK);
+        double worst = 0, worst_p = 0;
+        double *sc = (double *)s;
+        for (int i = 0; i < tq; i++)
+            for (int h = 0; h < H; h++) {
+                int kvh = h / (H / KV), nv = p0 + i + 1;
+                double m = -1e300, sum = 0;
+                for (int j = 0; j < nv; j++) {
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += (double)q[i * qs + h * hd + e] * k[j * ks + kvh * hd + e];
+                    sc[j] = d / sqrt((double)hd);
+                    if (sc[j] > m) m = sc[j];
+                }
+                for (int j = 0; j < nv; j++) sum += sc[j] = exp(sc[j] - m);
+                for (int j = 0; j < tk; j++) {
+                    double p = j < nv ? sc[j] / sum : 0;
+                    double got = pat[((size_t)h * tq + i) * tk + j];
+                    if (fabs(got - p) > worst_p) worst_p = fabs(got - p);
+                }
+                for (int e = 0; e < hd; e++) {
+                    double ref = 0;
+                    for (int j = 0; j < nv; j++) ref += sc[j] / sum * v[j * ks + kvh * hd + e];
+                    double d = fabs(z[i * qs + h * hd + e] - ref);
+                    if (d > worst) worst = d;
+                }
+            }
+        if (worst > 1e-5 || worst_p > 1e-6)
+            fprintf(stderr, "  isa %s attention case %zu: max |z - ref| %.3g, |pattern - ref| %.3g\n",
+                    pt_cpu_isa_name(isa), ci, worst, worst_p);
+        CHECK(worst <= 1e-5);
+        CHECK(worst_p <= 1e-6);
+        free(q), free(k), free(v), free(z), free(pat), free(s);
+    }
+    pt_backend_free(b);
+}
+
+/* Each set supported here; those the CPU lacks give NULL; PARITY_CPU_ISA picks one. */
+static void test_isa_choice(void) {
+    pt_cpu_isa best = pt_cpu_isa_best();
+    CHECK(best >= PT_ISA_SCALAR && best <= PT_ISA_AVX512);
+    for (int i = PT_ISA_SCALAR; i <= PT_ISA_AVX512; i++) {
+        pt_backend *b = pt_backend_cpu_new_isa(1, (pt_cpu_isa)i);
+        CHECK((b != NULL) == (i <= (int)best));
+        pt_backend_free(b);
+    }
+    pt_backend *b = pt_backend_cpu_new(1);
+    CHECK(b && b->isa == best);
+    pt_backend_free(b);
+    setenv("PARITY_CPU_ISA", "scalar", 1);
+    b = pt_backend_cpu_new(1);
+    CHECK(b && b->isa == PT_ISA_SCALAR);
+    pt_backend_free(b);
+    unsetenv("PARITY_CPU_ISA");
+    printf("best instruction set here: %s\n", pt_cpu_isa_name(best));
+}
+
+int main(void) {
+    test_isa_choice();
+    for (int i = PT_ISA_SCALAR; i <= (int)pt_cpu_isa_best(); i++) {
+        test_matmul((pt_cpu_isa)i);
+        test_matmul_multi((pt_cpu_isa)i);
+        test_attention((pt_cpu_isa)i);
+    }
+    return test_summary("backend_kernels");
+}
