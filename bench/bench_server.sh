@@ -6,8 +6,11 @@
 #   env: SECONDS_A (default 10, per wrk run in a), SECONDS_C (default 60), THREADS (pool, 2)
 #
 # a. GET /v1/models on `parity serve` (key lookup, policy decision, an audit receipt per request
-#    in the default --receipts async mode, then once in durable mode, metrics) against bench_http_baseline (the same http.c layer, one fixed JSON body,
-#    the same bytes), wrk -t2 -c64 keep-alive, alternating baseline/server twice.
+#    in the default --receipts async mode, then once in durable mode, metrics) against
+#    bench_http_baseline (the same http.c layer, one fixed JSON body, the same bytes), wrk -t2
+#    -c64 keep-alive, alternating baseline/server three times. Besides req/s, each run reports the
+#    server process's CPU per request (user+system from /proc/PID/stat), which other load on the
+#    machine disturbs much less than throughput.
 # b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
 #    (continuous batching); tokens/s of both and the ratio.
 # c. 64 connections for SECONDS_C on POST /v1/completions (tiny model, 8 tokens): status
@@ -54,6 +57,19 @@ stop_server() {
 }
 
 rps() { awk '/^Requests\/sec:/ {print $2}'; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ="$(getconf CLK_TCK)"
+# wrk_cpu PID URL [wrk args...]: runs wrk; prints "REQ_PER_S CPU_US_PER_REQUEST" (the server's
+# user+system CPU over the run divided by the requests served: robust to other load).
+wrk_cpu() {
+    local pid=$1 url=$2 t0 t1 out
+    shift 2
+    t0=$(ticks "$pid")
+    out=$(wrk -t2 -c64 -d"${SECONDS_A}s" "$@" "$url")
+    t1=$(ticks "$pid")
+    echo "$out" | awk -v a="$t0" -v b="$t1" -v hz="$HZ" '/requests in/ {n=$1} /^Requests\/sec:/ {r=$2}
+        END {printf "%s %.1f\n", r, (b - a) * 1e6 / hz / n}'
+}
 
 start_server
 echo "parity serve: pid $SERVER, port $PORT, $THREADS pool threads"
@@ -68,21 +84,21 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
     audit0="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo
     echo "## a. GET /v1/models: parity serve vs the bare HTTP layer (wrk -t2 -c64 -d${SECONDS_A}s, keep-alive)"
-    b_all=() s_all=()
-    for round in 1 2; do
-        b=$(wrk -t2 -c64 -d"${SECONDS_A}s" "http://127.0.0.1:$BPORT/v1/models" | rps)
-        s=$(wrk -t2 -c64 -d"${SECONDS_A}s" -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/v1/models" | rps)
-        echo "round $round: baseline $b req/s, parity serve $s req/s, ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
-        b_all+=("$b") s_all+=("$s")
+    for round in 1 2 3; do
+        read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models")
+        read -r s sc < <(wrk_cpu "$SERVER" "http://127.0.0.1:$PORT/v1/models" -H "Authorization: Bearer $KEY")
+        echo "round $round: baseline $b req/s ($bc us CPU/request), parity serve $s req/s ($sc us CPU/request)," \
+            "ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}') (CPU per request $(awk -v a="$sc" -v b="$bc" 'BEGIN{printf "%.2f", b/a}'))"
     done
     audit1="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo "audit receipts appended during the runs: $((audit1 - audit0))"
     # For comparison: --receipts durable (each response waits for its receipt's fdatasync).
     stop_server
     start_server durable
-    b=$(wrk -t2 -c64 -d"${SECONDS_A}s" "http://127.0.0.1:$BPORT/v1/models" | rps)
-    s=$(wrk -t2 -c64 -d"${SECONDS_A}s" -H "Authorization: Bearer $KEY" "http://127.0.0.1:$PORT/v1/models" | rps)
-    echo "--receipts durable: baseline $b req/s, parity serve $s req/s, ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}')"
+    read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models")
+    read -r s sc < <(wrk_cpu "$SERVER" "http://127.0.0.1:$PORT/v1/models" -H "Authorization: Bearer $KEY")
+    echo "--receipts durable: baseline $b req/s ($bc us CPU/request), parity serve $s req/s ($sc us CPU/request)," \
+        "ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}') (CPU per request $(awk -v a="$sc" -v b="$bc" 'BEGIN{printf "%.2f", b/a}'))"
     stop_server
     start_server
     kill "$BASE"
