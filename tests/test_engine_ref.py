@@ -170,6 +170,10 @@ for cmd in ("trace", "generate", "score", "info", "bench"):
 p = subprocess.run([PARITY, "bench", "-m", models["gpt2-prefixed"][1], "--prefill", "8", "--decode", "4", "--batch", "3"],
                    capture_output=True, text=True)
 check(p.returncode == 0 and "decode, 3 sequences together:" in p.stdout, f"bench --batch: {p.stdout!r} {p.stderr!r}")
+p = subprocess.run([PARITY, "bench", "-m", models["gpt2-prefixed"][1], "--prefill", "8", "--decode", "4", "--hooks", "16"],
+                   capture_output=True, text=True)
+check(p.returncode == 0 and "residual-stream hooks" in p.stdout and "steering vector" in p.stdout,
+      f"bench --hooks: {p.stdout!r} {p.stderr!r}")
 p = subprocess.run([PARITY, "bench", "-m", models["gpt2-prefixed"][1], "--batch", "0"], capture_output=True, text=True)
 check(p.returncode == 2 and "--batch" in p.stderr, f"bench --batch 0 is a usage error: {p.stderr!r}")
 p = subprocess.run([PARITY, "info", "-m", models["gpt2-prefixed"][1]], capture_output=True, text=True)
