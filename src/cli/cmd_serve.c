@@ -28,6 +28,8 @@ static void usage(void) {
            "  --max-body BYTES      JSON request body cap (default 4194304)\n"
            "  --max-tokens N        cap on max_tokens per request (default 1024)\n"
            "  --queue-limit N       engine queue bound; beyond it requests get 503 (default 64)\n"
+           "  --shutdown-grace S    on SIGTERM, seconds in-flight work may take before what is\n"
+           "                        left fails with 503 (default 30)\n"
            "  --receipts MODE       async (default: answer at once, the receipt is written within\n"
            "                        milliseconds; a crash turns unwritten ones into 'lost' entries) or\n"
            "                        durable (answer only once the receipt is fsynced)\n"
@@ -51,7 +53,8 @@ int cmd_serve(int argc, char **argv) {
         {"threads", required_argument, 0, 't'},   {"connection-limit", required_argument, 0, 'l'},
         {"timeout", required_argument, 0, 'T'},   {"max-body", required_argument, 0, 'b'},
         {"max-tokens", required_argument, 0, 'm'}, {"queue-limit", required_argument, 0, 'q'},
-        {"port-file", required_argument, 0, 'f'}, {"receipts", required_argument, 0, 'r'}, {0, 0, 0, 0}};
+        {"port-file", required_argument, 0, 'f'}, {"receipts", required_argument, 0, 'r'},
+        {"shutdown-grace", required_argument, 0, 'g'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -72,6 +75,10 @@ int cmd_serve(int argc, char **argv) {
         case 'b': o.max_body = (size_t)n; break;
         case 'm': o.max_tokens = (int)n; break;
         case 'q': o.queue_limit = (int)n; break;
+        case 'g':
+            if (n > 3600) return cli_usage_error("serve", "--shutdown-grace %s: at most 3600 seconds", optarg);
+            o.shutdown_grace_s = (unsigned)n;
+            break;
         case 'f': o.port_file = optarg; break;
         case 'r':
             if (strcmp(optarg, "async") && strcmp(optarg, "durable"))

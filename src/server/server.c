@@ -31,6 +31,7 @@ void pt_serve_defaults(pt_serve_options *o) {
     o->max_tokens = 1024;
     o->max_batch = 16;
     o->queue_limit = 64;
+    o->shutdown_grace_s = 30;
     o->max_download = 64u << 20;
 }
 
@@ -1027,8 +1028,8 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
         }
     }
     fprintf(stderr, "parity: shutting down: finishing in-flight requests\n");
-    srv_models_drain(s);
-    http_stop(s->http, 30.0);
+    srv_models_drain(s, s->o.shutdown_grace_s);
+    http_stop(s->http, s->o.shutdown_grace_s);
     s->http = NULL;
 out:
     srv_ft_stop(s);     /* the worker uses the served models' tokenizers */
@@ -1096,9 +1097,11 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         NUM("max_batch", max_batch, 1, 4096)
         NUM("queue_limit", queue_limit, 1, 1 << 20)
         NUM("max_download", max_download, 1024, 1ull << 34)
+        NUM("shutdown_grace", shutdown_grace_s, 0, 3600)
         else rc = pt_errf(err, PT_EFORMAT,
                           "%s:%d:%d: unknown option '%s' (data, host, port, threads, connection_limit, timeout, "
-                          "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, models_dir, receipts)",
+                          "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, shutdown_grace, models_dir, "
+                          "receipts)",
                           path, k->line, k->col, key);
 #undef NUM
 #undef STR

@@ -29,6 +29,8 @@ typedef struct pt_serve_options {
     size_t max_download;         /* byte quota for one internals response, default 64 MiB */
     const char *models_dir;      /* where relative model weight paths resolve; default DATA/models */
     const char *port_file;       /* if set, the bound port is written there once ready */
+    unsigned shutdown_grace_s;   /* SIGTERM: how long in-flight work may take before what is left
+                                    fails with 503; default 30 */
     int receipts_durable;        /* 1: answer only once the receipt is durable; default 0 (async:
                                     answered at once, written within milliseconds; see receipts.h) */
 } pt_serve_options;

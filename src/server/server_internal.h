@@ -97,7 +97,7 @@ struct call {
 /* The model registry and engine scheduler (server_models.c): start loads the policy's models
  * that have weights; drain stops taking new work and finishes what is queued; stop frees. */
 int srv_models_start(pt_server *s, pt_err *err);
-void srv_models_drain(pt_server *s);
+void srv_models_drain(pt_server *s, unsigned grace_s);
 /* Loads the models of policy p that have local weights and are not served yet (after a policy
  * revision is applied): returns {"loaded": [ids], "not_served": [{"id", "reason"}]}. */
 json_t *srv_models_sync(pt_server *s, const pt_policy *p);

@@ -834,7 +834,7 @@ json_t *srv_models_sync(pt_server *s, const pt_policy *p) {
     return out;
 }
 
-void srv_models_drain(pt_server *s) {
+void srv_models_drain(pt_server *s, unsigned grace_s) {
     models *ms = s->engine;
     if (ms) pthread_mutex_lock(&ms->load_mu); /* no model is added from here on */
     for (size_t i = 0; ms && i < ms->n; i++) {
@@ -843,8 +843,8 @@ void srv_models_drain(pt_server *s) {
         m->draining = 1;
         pthread_mutex_unlock(&m->mu);
     }
-    /* Wait until queued and active work is done (bounded by the HTTP layer's grace period). */
-    double until = pt_now() + 30;
+    /* Wait until queued and active work is done, at most the grace period. */
+    double until = pt_now() + grace_s;
     for (size_t i = 0; ms && i < ms->n; i++) {
         srv_model *m = &ms->m[i];
         for (;;) {
@@ -859,7 +859,7 @@ void srv_models_drain(pt_server *s) {
                 m->abort_all = 1;
                 pthread_cond_signal(&m->cv);
                 pthread_mutex_unlock(&m->mu);
-                until = pt_now() + 30;
+                until = pt_now() + 30; /* aborting takes one step per model */
             }
             usleep(10000);
         }
