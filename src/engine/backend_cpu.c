@@ -49,6 +49,8 @@
 /* Decode attention below this many multiply-adds per score pass (query rows x heads x keys
  * x head_dim) runs on the calling thread: a pool dispatch costs more than the work. */
 #define PT_ATT_INLINE_WORK (1 << 16)
+/* Decode-sized sequences per attention dispatch (the task table is on the stack). */
+#define PT_ATT_BATCH_MAX 256
 
 extern void openblas_set_num_threads(int);
 
@@ -266,6 +268,10 @@ struct cpu_kernels {
     void (*to_f32)(pt_dtype t, const void *src, float *dst, size_t n);
     /* y[0..n) += a * x[0..n) */
     void (*axpy)(float *y, float a, const float *x, int n);
+    /* z[0..hd) = Σ_j<n p[j] · v[j*ldv + 0..hd): attention's weighted sum of values, with the
+     * sum of a slice of z in registers over all keys (an axpy per key loads and stores z
+     * n times). */
+    void (*wsum)(float *z, const float *p, const float *v, size_t ldv, int n, int hd);
 };
 
 static inline float w_scalar(pt_dtype t, const void *p, size_t i) {
@@ -323,6 +329,11 @@ static void nk_scalar(const nk_args *a, int j0, int j1) {
 
 static void axpy_scalar(float *restrict y, float a, const float *restrict x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void wsum_scalar(float *z, const float *p, const float *v, size_t ldv, int n, int hd) {
+    memset(z, 0, (size_t)hd * sizeof *z);
+    for (int j = 0; j < n; j++) axpy_scalar(z, p[j], v + (size_t)j * ldv, hd);
 }
 
 #if PT_X86
@@ -494,6 +505,34 @@ PT_AVX2_FN static void axpy_avx2(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* 32 values of z (four accumulators) per pass over the keys. */
+PT_AVX2_FN static void wsum_avx2(float *z, const float *p, const float *v, size_t ldv, int n, int hd) {
+    int c = 0;
+    for (; c + 32 <= hd; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j++) {
+            const float *vj = v + (size_t)j * ldv + c;
+            __m256 pj = _mm256_set1_ps(p[j]);
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
+        }
+        _mm256_storeu_ps(z + c, a0), _mm256_storeu_ps(z + c + 8, a1);
+        _mm256_storeu_ps(z + c + 16, a2), _mm256_storeu_ps(z + c + 24, a3);
+    }
+    for (; c + 8 <= hd; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int j = 0; j < n; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + (size_t)j * ldv + c), a0);
+        _mm256_storeu_ps(z + c, a0);
+    }
+    for (; c < hd; c++) {
+        float a0 = 0;
+        for (int j = 0; j < n; j++) a0 += p[j] * v[(size_t)j * ldv + c];
+        z[c] = a0;
+    }
+}
+
 /* ---- AVX-512 (F, BW, VL, VNNI) ---- */
 /* F32/F16/BF16 go through the 256-bit kernels above: their 512-bit forms (one weight row
  * with four 16-lane accumulators, or four weight rows per pass over x with eight) measured
@@ -585,10 +624,12 @@ PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
 }
 #endif /* PT_X86 */
 
-static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, quant_scalar, pt_to_f32, axpy_scalar};
+static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, quant_scalar, pt_to_f32, axpy_scalar,
+                                           wsum_scalar};
 #if PT_X86
-static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, quant_avx2, to_f32_avx2, axpy_avx2};
-static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, quant_avx512, to_f32_avx2, axpy_avx512};
+static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, quant_avx2, to_f32_avx2, axpy_avx2, wsum_avx2};
+static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, quant_avx512, to_f32_avx2, axpy_avx512,
+                                           wsum_avx2};
 #endif
 
 pt_cpu_isa pt_cpu_isa_best(void) {
@@ -831,24 +872,37 @@ static void softmax_row(float *s, int n_valid, int n_total) {
 }
 
 typedef struct att_ctx {
-    const pt_attn_args *a;
+    const pt_attn_args *a;    /* the sequences (decode: all of a call's short ones) */
+    const int *task0;         /* decode: first task of each sequence, and the total at [n] */
+    int n;
     const cpu_kernels *kn;
-    float *scratch; /* per thread: (query heads per task) x (p0+tq) floats */
-    int heads_per_task;
+    float *scratch;           /* per thread: scratch_per floats */
+    size_t scratch_per;
 } att_ctx;
 
-/* Decode: one (query row, group of query heads sharing a kv head). The scores of the group
- * are one pass of the decode kernel over the cached keys (the group's queries as its
- * activation rows), the weighted sum of values one axpy per key and head. */
+/* Query heads of a kv group scored together by the decode kernel (it takes up to
+ * PT_MATVEC_MAX_ROWS activation rows): the largest divisor of the group that fits. */
+static int att_heads_per_task(const pt_attn_args *a) {
+    int group = a->n_heads / a->n_kv, per = group;
+    while (per > PT_MATVEC_MAX_ROWS || group % per) per--;
+    return per;
+}
+
+/* Decode: one (sequence, query row, group of query heads sharing a kv head). The scores of
+ * the group are one pass of the decode kernel over the cached keys (the group's queries as
+ * its activation rows), the weighted sum of values one wsum per head. */
 static void att_task(void *arg, int task, int tid) {
     att_ctx *c = arg;
-    const pt_attn_args *a = c->a;
-    int per = c->heads_per_task, tasks_per_row = a->n_heads / per;
+    int si = 0;
+    while (si + 1 < c->n && task >= c->task0[si + 1]) si++;
+    const pt_attn_args *a = &c->a[si];
+    task -= c->task0[si];
+    int per = att_heads_per_task(a), tasks_per_row = a->n_heads / per;
     int i = task / tasks_per_row, h0 = (task % tasks_per_row) * per;
     int hd = a->head_dim, tk = a->p0 + a->tq, nvalid = a->p0 + i + 1;
     int kvh = h0 / (a->n_heads / a->n_kv);
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
-    float *s = c->scratch + (size_t)tid * per * tk;
+    float *s = c->scratch + (size_t)tid * c->scratch_per;
     pt_weight kw = {PT_F32, a->k + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
     nk_args na = {&kw, a->q + i * qs + (size_t)h0 * hd, NULL, NULL, per, s, (size_t)tk, NULL};
     c->kn->nk(&na, 0, nvalid);
@@ -857,9 +911,7 @@ static void att_task(void *arg, int task, int tid) {
         float *sr = s + (size_t)r * tk;
         for (int j = 0; j < nvalid; j++) sr[j] *= scale;
         softmax_row(sr, nvalid, tk);
-        float *z = a->z + i * qs + (size_t)(h0 + r) * hd;
-        memset(z, 0, (size_t)hd * sizeof *z);
-        for (int j = 0; j < nvalid; j++) c->kn->axpy(z, sr[j], a->v + j * ks + (size_t)kvh * hd, hd);
+        c->kn->wsum(a->z + i * qs + (size_t)(h0 + r) * hd, sr, a->v + (size_t)kvh * hd, ks, nvalid, hd);
         if (a->pattern) memcpy(a->pattern + ((size_t)(h0 + r) * a->tq + i) * tk, sr, (size_t)tk * sizeof *sr);
     }
 }
@@ -875,7 +927,7 @@ static void att_chunk_task(void *arg, int task, int tid) {
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
     int qn = a->tq - i0 < PT_ATT_QCHUNK ? a->tq - i0 : PT_ATT_QCHUNK;
     int kn = a->p0 + i0 + qn; /* keys any row of this chunk can see */
-    float *S = c->scratch + (size_t)tid * PT_ATT_QCHUNK * tk;
+    float *S = c->scratch + (size_t)tid * c->scratch_per;
     float scale = 1.f / sqrtf((float)hd);
     /* S (qn,kn) = scale * Q_h (qn,hd) @ K_h^T (kn,hd) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, hd, scale, a->q + (size_t)i0 * qs + (size_t)h * hd,
@@ -893,32 +945,52 @@ static void att_chunk_task(void *arg, int task, int tid) {
                 0.f, a->z + (size_t)i0 * qs + (size_t)h * hd, (int)qs);
 }
 
-static int cpu_attention(pt_backend *b, const pt_attn_args *a) {
-    cpu_impl *im = b->impl;
-    int tk = a->p0 + a->tq;
-    if (a->tq < PT_ATT_SGEMM_MIN) {
-        /* Query heads of a kv group together (the decode kernel takes up to
-         * PT_MATVEC_MAX_ROWS activation rows): the largest divisor of the group that fits. */
-        int group = a->n_heads / a->n_kv, per = group;
-        while (per > PT_MATVEC_MAX_ROWS || group % per) per--;
-        if (grow((void **)&im->att, &im->att_cap, (size_t)per * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
-        att_ctx c = {a, im->kn, im->att, per};
-        int tasks = a->tq * (a->n_heads / per);
-        /* Short contexts on this thread: a pool dispatch costs more than the work. */
-        double work = (double)a->tq * a->n_heads * tk * a->head_dim;
-        if (work < PT_ATT_INLINE_WORK)
-            for (int t = 0; t < tasks; t++) att_task(&c, t, 0);
-        else
-            pool_run(im->pool, att_task, &c, tasks);
-        return PT_OK;
+/* The decode-sized sequences a[0..n) (each tq < PT_ATT_SGEMM_MIN) as the tasks of one pool
+ * dispatch, or on this thread when their work is small. */
+static int att_decode(cpu_impl *im, const pt_attn_args *a, int n, int *task0) {
+    size_t per_thread = 0;
+    double work = 0;
+    task0[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int per = att_heads_per_task(&a[i]), tk = a[i].p0 + a[i].tq;
+        if ((size_t)per * tk > per_thread) per_thread = (size_t)per * tk;
+        work += (double)a[i].tq * a[i].n_heads * tk * a[i].head_dim;
+        task0[i + 1] = task0[i] + a[i].tq * (a[i].n_heads / per);
     }
-    /* Prefill: tasks of (head, chunk of query rows), OpenBLAS single-threaded inside. */
-    int n_chunks = (a->tq + PT_ATT_QCHUNK - 1) / PT_ATT_QCHUNK;
-    if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
-    att_ctx c = {a, im->kn, im->att, 1};
-    openblas_set_num_threads(1);
-    pool_run(im->pool, att_chunk_task, &c, a->n_heads * n_chunks);
-    openblas_set_num_threads(b->n_threads);
+    if (grow((void **)&im->att, &im->att_cap, per_thread * im->pool->n, sizeof(float))) return PT_ENOMEM;
+    att_ctx c = {a, task0, n, im->kn, im->att, per_thread};
+    /* Short contexts on this thread: a pool dispatch costs more than the work. */
+    if (work < PT_ATT_INLINE_WORK)
+        for (int t = 0; t < task0[n]; t++) att_task(&c, t, 0);
+    else
+        pool_run(im->pool, att_task, &c, task0[n]);
+    return PT_OK;
+}
+
+static int cpu_attention(pt_backend *b, const pt_attn_args *a, int n) {
+    cpu_impl *im = b->impl;
+    /* Decode-sized sequences first, all in one dispatch: (sequence, row, head group) tasks.
+     * Runs of them are gathered in place (a is the caller's; order is kept). */
+    int task0_small[PT_ATT_BATCH_MAX + 1];
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && j - i < PT_ATT_BATCH_MAX && a[j].tq < PT_ATT_SGEMM_MIN) j++;
+        if (j > i) {
+            int rc = att_decode(im, a + i, j - i, task0_small);
+            if (rc) return rc;
+            i = j;
+            continue;
+        }
+        /* Prefill: tasks of (head, chunk of query rows), OpenBLAS single-threaded inside. */
+        int tk = a[i].p0 + a[i].tq, n_chunks = (a[i].tq + PT_ATT_QCHUNK - 1) / PT_ATT_QCHUNK;
+        if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float)))
+            return PT_ENOMEM;
+        att_ctx c = {&a[i], NULL, 1, im->kn, im->att, (size_t)PT_ATT_QCHUNK * tk};
+        openblas_set_num_threads(1);
+        pool_run(im->pool, att_chunk_task, &c, a[i].n_heads * n_chunks);
+        openblas_set_num_threads(b->n_threads);
+        i++;
+    }
     return PT_OK;
 }
 

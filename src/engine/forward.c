@@ -294,7 +294,12 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
     for (int i = 0; i < n; i++)
         if ((rc = seq_reserve(steps[i].seq, steps[i].seq->pos + steps[i].n_tokens, err))) return rc;
     int row0_small[64], *row0 = n <= 64 ? row0_small : malloc((size_t)n * sizeof(int));
-    if (!row0) return pt_errf(err, PT_ENOMEM, "out of memory");
+    pt_attn_args att_small[64], *att = n <= 64 ? att_small : malloc((size_t)n * sizeof *att);
+    if (!row0 || !att) {
+        if (row0 != row0_small) free(row0);
+        if (att != att_small) free(att);
+        return pt_errf(err, PT_ENOMEM, "out of memory");
+    }
     batch bt = {steps, n, row0};
     run_state *rs = &e->rs;
     size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim,
@@ -336,7 +341,10 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             b->rope(b, rs->q, rs->pos, T, c->n_heads, c->head_dim, c->rope_theta);
             b->rope(b, rs->k, rs->pos, T, c->n_kv_heads, c->head_dim, c->rope_theta);
         }
-        int site_pat = pt_hook_site(PT_HOOK_PATTERN, L);
+        /* Attention: every sequence whose pattern nobody reads in one backend call (decode
+         * steps of a batch share one dispatch to the threads); a read pattern goes through
+         * the one pattern buffer, so such a sequence is a call of its own. */
+        int site_pat = pt_hook_site(PT_HOOK_PATTERN, L), n_att = 0;
         for (int i = 0; i < n; i++) {
             pt_seq *s = steps[i].seq;
             int tq = steps[i].n_tokens, p0 = s->pos;
@@ -358,9 +366,14 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
                               .z = rs->z + (size_t)row0[i] * qd, .pattern = want_pat ? rs->pattern : NULL,
                               .tq = tq, .p0 = p0, .n_heads = c->n_heads, .n_kv = c->n_kv_heads,
                               .head_dim = c->head_dim};
-            if ((rc = b->attention(b, &a))) goto oom;
-            if (want_pat && (rc = pt_hooks_record_pattern(s->hooks, site_pat, rs->pattern, tq, p0, err))) goto out;
+            if (!want_pat) {
+                att[n_att++] = a;
+                continue;
+            }
+            if ((rc = b->attention(b, &a, 1))) goto oom;
+            if ((rc = pt_hooks_record_pattern(s->hooks, site_pat, rs->pattern, tq, p0, err))) goto out;
         }
+        if (n_att && (rc = b->attention(b, att, n_att))) goto oom;
         HOOK(PT_HOOK_Z, L, rs->z, qd);
         if ((rc = proj(e, &bt, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
         HOOK(PT_HOOK_ATTN_OUT, L, rs->o, d);
@@ -428,6 +441,7 @@ oom:
     rc = pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
 out:
     if (row0 != row0_small) free(row0);
+    if (att != att_small) free(att);
     return rc;
 }
 
