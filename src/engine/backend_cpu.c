@@ -202,11 +202,14 @@ typedef struct cpu_impl {
     float rope_theta;
 } cpu_impl;
 
+/* Scratch of at least need elements, 64-byte aligned so that vector loads of its rows do
+ * not straddle cache lines (what it held is not kept). */
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
     size_t n = need + need / 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return -1;
+    void *q = NULL;
+    if (posix_memalign(&q, 64, n * elem)) return -1;
+    free(*p);
     *p = q;
     *cap = n;
     return 0;

@@ -95,6 +95,14 @@ const pt_model *pt_engine_model(const pt_engine *e) { return e->m; }
 const pt_config *pt_engine_config(const pt_engine *e) { return &e->m->c; }
 pt_backend *pt_engine_backend(pt_engine *e) { return e->b; }
 
+/* n floats at a 64-byte boundary (free() releases them): the decode kernels' vector loads
+ * of activation rows then do not straddle cache lines, which cost ~10% of an 8-row decode
+ * step's matmul time on Zen 5 (interleaved measurement). NULL when out of memory. */
+static float *falloc(size_t n) {
+    void *p = NULL;
+    return posix_memalign(&p, 64, n * sizeof(float)) ? NULL : p;
+}
+
 static int rs_reserve(pt_engine *e, int T, pt_err *err) {
     run_state *rs = &e->rs;
     if (T <= rs->cap_T) return PT_OK;
@@ -102,15 +110,15 @@ static int rs_reserve(pt_engine *e, int T, pt_err *err) {
     size_t n = (size_t)T, d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim,
            kvd = (size_t)c->n_kv_heads * c->head_dim, F = (size_t)c->d_ff;
     rs_free(rs);
-    rs->x = malloc(n * d * sizeof(float));
-    rs->xn = malloc(n * d * sizeof(float));
-    rs->q = malloc(n * qd * sizeof(float));
-    rs->k = malloc(n * kvd * sizeof(float));
-    rs->v = malloc(n * kvd * sizeof(float));
-    rs->z = malloc(n * qd * sizeof(float));
-    rs->o = malloc(n * d * sizeof(float));
-    rs->h1 = malloc(n * F * sizeof(float));
-    rs->h2 = malloc(n * F * sizeof(float));
+    rs->x = falloc(n * d);
+    rs->xn = falloc(n * d);
+    rs->q = falloc(n * qd);
+    rs->k = falloc(n * kvd);
+    rs->v = falloc(n * kvd);
+    rs->z = falloc(n * qd);
+    rs->o = falloc(n * d);
+    rs->h1 = falloc(n * F);
+    rs->h2 = falloc(n * F);
     rs->pos = malloc(n * sizeof(int));
     if (!rs->x || !rs->xn || !rs->q || !rs->k || !rs->v || !rs->z || !rs->o || !rs->h1 || !rs->h2 || !rs->pos) {
         rs_free(rs);
@@ -203,10 +211,12 @@ static int hook_site(batch *bt, int site, float *buf, size_t width, pt_err *err)
     return PT_OK;
 }
 
+/* Scratch of at least need floats, 64-byte aligned (what it held is not kept). */
 static int grow(float **p, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
-    float *q = realloc(*p, need * sizeof(float));
+    float *q = falloc(need);
     if (!q) return -1;
+    free(*p);
     *p = q, *cap = need;
     return 0;
 }
