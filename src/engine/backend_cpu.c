@@ -37,6 +37,10 @@
 #include "engine/backend.h"
 
 #define PT_MATVEC_MAX_ROWS 8
+/* Bytes of activation rows a decode kernel keeps in L1 beside the weight stream (see
+ * nk_float_avx2). */
+#define PT_NK_L1_BYTES (24u << 10)
+#define PT_NK_L2_BYTES (256u << 10)
 #define PT_KN_CHUNK 512      /* output columns per task in Conv1D-layout decode */
 /* F32 tile for converting non-F32 weights in prefill (2 MiB: 8 MiB cost 6 MiB of peak RSS,
  * 1.12x file + KV for the 100M F16 model against the 1.1x goal, for no measurable speed) */
@@ -77,13 +81,19 @@ typedef struct worker_arg {
 } worker_arg;
 
 static void pool_work(pool *p, int tid) {
+    /* Tasks done are counted here and published once (an atomic add per task made the
+     * counter's cache line travel between the cores after every task: decode runs ~50
+     * tasks per dispatch and ~30 dispatches per token). pool_run cannot see the run
+     * complete before this thread's add, so its last claim (past the end) is of this run. */
+    int n = 0;
     for (;;) {
         /* acquire: pairs with pool_run's release store of next, so fn/ctx/n_tasks are this run's */
         int t = atomic_fetch_add_explicit(&p->next, 1, memory_order_acquire);
         if (t >= p->n_tasks) break;
         p->fn(p->ctx, t, tid);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        n++;
     }
+    if (n) atomic_fetch_add_explicit(&p->done, n, memory_order_release);
 }
 
 static void *pool_main(void *arg) {
@@ -355,8 +365,46 @@ PT_AVX2_FN static inline __m256 load_w8(pt_dtype t, const void *p, size_t i) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* Weight row j (at wr) against activation rows r0..r0+R-1 (R <= 4), 16 inputs per step with
+ * two accumulators per row so that 2R FMA chains hide the FMA latency. */
+PT_AVX2_FN static inline __attribute__((always_inline)) void nk_group_avx2(const nk_args *a, int j, const void *wr,
+                                                                         int r0, pt_dtype t, const int R) {
+    const int k = a->w->k;
+    const float *x = a->x + (size_t)r0 * k;
+    __m256 acc0[4], acc1[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m256 w0 = load_w8(t, wr, (size_t)i), w1 = load_w8(t, wr, (size_t)i + 8);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            acc0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)r * k + i), acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + (size_t)r * k + i + 8), acc1[r]);
+        }
+    }
+    for (; i + 8 <= k; i += 8) {
+        __m256 w0 = load_w8(t, wr, (size_t)i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) acc0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)r * k + i), acc0[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        float s = hsum256(_mm256_add_ps(acc0[r], acc1[r]));
+        for (int e = i; e < k; e++) s += w_scalar(t, wr, (size_t)e) * x[(size_t)r * k + e];
+        nk_store(a, r0 + r, j, s);
+    }
+}
+
 /* rows activation rows (a constant at each call site, so the accumulators stay in
- * registers) against weight rows j0..j1, F32/F16/BF16. */
+ * registers) against weight rows j0..j1, F32/F16/BF16. When the activation rows do not
+ * fit in L1 beside the weight stream (over PT_NK_L1_BYTES), they go in two groups of at
+ * most 4, each a pass over a block of weight rows (the second pass reads the block from
+ * L2): with all of them in one pass, 8 rows of the 1376-input down projection ran at half
+ * the multiply-adds per second of 8 rows of a 512-input projection (one thread; the drop
+ * is between 768 and 1024 inputs, 24 and 32 KiB of activations, on this 48 KiB L1); in
+ * two groups at 0.65-0.75 of it. Splitting the inputs into blocks instead (the weight rows
+ * then read in pieces, strided) was slower still. */
 PT_AVX2_FN static inline __attribute__((always_inline)) void nk_float_avx2(const nk_args *a, int j0, int j1,
                                                                          pt_dtype t, const int rows) {
     const pt_weight *w = a->w;
@@ -377,6 +425,20 @@ PT_AVX2_FN static inline __attribute__((always_inline)) void nk_float_avx2(const
             for (; i < k; i++) s += w_scalar(t, wr, (size_t)i) * a->x[i];
             nk_store(a, 0, j, s);
             continue;
+        }
+        if (rows > 4 && (size_t)rows * k * sizeof(float) > PT_NK_L1_BYTES) {
+            /* Two groups of activation rows, each over a block of weight rows that the
+             * second group then reads from L2 (weight rows of up to PT_NK_L2_BYTES). */
+            size_t rb = pt_weight_bytes(w) / (size_t)w->n;
+            int jb = rb ? (int)(PT_NK_L2_BYTES / rb) : 1, j1b;
+            if (jb < 1) jb = 1;
+            for (; j < j1; j = j1b) {
+                j1b = j + jb < j1 ? j + jb : j1;
+                for (int jj = j; jj < j1b; jj++) nk_group_avx2(a, jj, wrow(w, (size_t)jj, 0), 0, t, 4);
+                for (int jj = j; jj < j1b; jj++)
+                    nk_group_avx2(a, jj, wrow(w, (size_t)jj, 0), 4, t, rows > 4 ? rows - 4 : 1);
+            }
+            return;
         }
         __m256 acc[PT_MATVEC_MAX_ROWS];
 #pragma GCC unroll 8
