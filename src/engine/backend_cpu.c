@@ -403,7 +403,7 @@ PT_AVX2_FN static inline __attribute__((always_inline)) void nk_group_avx2(const
  * L2): with all of them in one pass, 8 rows of the 1376-input down projection ran at half
  * the multiply-adds per second of 8 rows of a 512-input projection (one thread; the drop
  * is between 768 and 1024 inputs, 24 and 32 KiB of activations, on this 48 KiB L1); in
- * two groups at 0.65-0.75 of it. Splitting the inputs into blocks instead (the weight rows
+ * two groups at 0.58-0.68 of it. Splitting the inputs into blocks instead (the weight rows
  * then read in pieces, strided) was slower still. */
 PT_AVX2_FN static inline __attribute__((always_inline)) void nk_float_avx2(const nk_args *a, int j0, int j1,
                                                                          pt_dtype t, const int rows) {
