@@ -1,8 +1,10 @@
 /* test_backend_kernels.c — the CPU backend's kernels against a plain double-precision
  * reference: every weight dtype (F32, F16, BF16, Q8_0), both weight layouts, odd sizes,
- * 1..8 activation rows (the decode kernels) and more (the sgemm path), with and without
+ * 1..8 activation rows (the decode kernels, with the activation rows in one pass or in two
+ * groups) and more (the sgemm path), with and without
  * bias; matmul_multi against separate matmuls; attention (decode on the calling thread and
- * on the pool, prefill by sgemm; grouped-query heads; the pattern). Each test runs for every
+ * on the pool, prefill by sgemm; grouped-query heads; the pattern; several sequences in one
+ * call equal to each alone). Each test runs for every
  * instruction set this CPU supports (scalar, AVX2, AVX-512), so a machine without AVX-512
  * still checks the others. */
 #include <math.h>
@@ -90,8 +92,12 @@ static void test_matmul(pt_cpu_isa isa) {
     pt_backend *b = pt_backend_cpu_new_isa(2, isa);
     CHECK(b != NULL && b->isa == isa);
     if (!b) return;
-    static const int sizes[][2] = {{1, 32}, {7, 96}, {37, 800}, {130, 64}, {5, 2080}, {64, 37}, {33, 100}};
-    static const int row_counts[] = {1, 2, 3, 5, 8, 9, 20};
+    /* k 800, 1500 and 2080 with 5-8 rows: the activation rows in two groups (over 24 KiB);
+     * 1500 ends in a partial 16- and 8-input step; 300 x 4000: several 256 KiB blocks of
+     * weight rows per task */
+    static const int sizes[][2] = {{1, 32},   {7, 96},   {37, 800},  {130, 64},
+                                   {5, 2080}, {64, 37},  {33, 100},  {9, 1500}, {300, 4000}};
+    static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
     const pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
         for (size_t di = 0; di < 4; di++)
@@ -99,6 +105,7 @@ static void test_matmul(pt_cpu_isa isa) {
                 int n = sizes[si][0], k = sizes[si][1];
                 pt_dtype t = dts[di];
                 if (t == PT_Q8_0 && (k % 32 || layout == PT_W_KN)) continue; /* Q8_0: rows of whole blocks */
+                if (n * k > 1000000 && (t != PT_F32 || layout == PT_W_KN)) continue; /* time: F32 NK only */
                 float *w_f = malloc((size_t)n * k * sizeof(float)), *bias = malloc((size_t)n * sizeof(float));
                 for (size_t i = 0; i < (size_t)n * k; i++) w_f[i] = frand();
                 for (int j = 0; j < n; j++) bias[j] = frand();
@@ -183,7 +190,7 @@ static void test_attention(pt_cpu_isa isa) {
         for (size_t i = 0; i < tq * qs; i++) q[i] = frand();
         for (size_t i = 0; i < tk * ks; i++) k[i] = frand(), v[i] = frand();
         pt_attn_args a = {q, k, v, z, pat, tq, p0, H, KV, hd};
-        CHECK(b->attention(b, &a) == PT_OK);
+        CHECK(b->attention(b, &a, 1) == PT_OK);
         double worst = 0, worst_p = 0;
         double *sc = (double *)s;
         for (int i = 0; i < tq; i++)
@@ -219,6 +226,38 @@ static void test_attention(pt_cpu_isa isa) {
     pt_backend_free(b);
 }
 
+/* Several sequences in one attention call (one dispatch for the decode-sized ones, the
+ * prefill one by sgemm, contexts on and off the calling thread) give what each gives alone. */
+static void test_attention_batch(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    if (!b) return;
+    enum { NS = 6, H = 8, KV = 2, HD = 40 };
+    static const int p0s[NS] = {3, 700, 0, 31, 9, 250}, tqs[NS] = {1, 1, 20, 2, 1, 3};
+    pt_attn_args a[NS];
+    float *bufs[NS][4], *z1[NS];
+    for (int i = 0; i < NS; i++) {
+        int tk = p0s[i] + tqs[i];
+        size_t qs = (size_t)H * HD, ks = (size_t)KV * HD;
+        bufs[i][0] = malloc(tqs[i] * qs * sizeof(float));
+        bufs[i][1] = malloc(tk * ks * sizeof(float));
+        bufs[i][2] = malloc(tk * ks * sizeof(float));
+        bufs[i][3] = malloc(tqs[i] * qs * sizeof(float));
+        z1[i] = malloc(tqs[i] * qs * sizeof(float));
+        for (size_t e = 0; e < tqs[i] * qs; e++) bufs[i][0][e] = frand();
+        for (size_t e = 0; e < tk * ks; e++) bufs[i][1][e] = frand(), bufs[i][2][e] = frand();
+        a[i] = (pt_attn_args){bufs[i][0], bufs[i][1], bufs[i][2], z1[i], NULL, tqs[i], p0s[i], H, KV, HD};
+        CHECK(b->attention(b, &a[i], 1) == PT_OK);
+        a[i].z = bufs[i][3];
+    }
+    CHECK(b->attention(b, a, NS) == PT_OK);
+    for (int i = 0; i < NS; i++) {
+        CHECK(memcmp(z1[i], bufs[i][3], (size_t)tqs[i] * H * HD * sizeof(float)) == 0);
+        for (int j = 0; j < 4; j++) free(bufs[i][j]);
+        free(z1[i]);
+    }
+    pt_backend_free(b);
+}
+
 /* Each set supported here; those the CPU lacks give NULL; PARITY_CPU_ISA picks one. */
 static void test_isa_choice(void) {
     pt_cpu_isa best = pt_cpu_isa_best();
@@ -245,6 +284,7 @@ int main(void) {
         test_matmul((pt_cpu_isa)i);
         test_matmul_multi((pt_cpu_isa)i);
         test_attention((pt_cpu_isa)i);
+        test_attention_batch((pt_cpu_isa)i);
     }
     return test_summary("backend_kernels");
 }

@@ -1,5 +1,6 @@
 /* test_engine.c — the engine API: KV-cache decode equals full recompute, batched prefill
- * equals one sequence at a time, continuous batching (sequences joining and leaving), hooks
+ * equals one sequence at a time, continuous batching (sequences joining and leaving), batched
+ * decode of 1..12 sequences equals each alone, hooks
  * applied at absolute positions during decode, Q8_0 kernels, determinism, bad input. */
 #include <math.h>
 #include <stdlib.h>
@@ -57,6 +58,47 @@ static float *full_logits(pt_engine *e, int i, pt_hooks *h) {
     CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
     pt_seq_free(s);
     return out;
+}
+
+/* Decode steps of many sequences together (1 to 12 rows: every row count of the decode
+ * kernels and the sgemm path past them; attention of all of them in one call) give each
+ * sequence what it gets decoding alone. Sequence i starts decoding at step i, so the batch
+ * grows by one sequence per step and the sequences sit at different positions. */
+static void test_batched_decode(pt_engine *e, const char *what) {
+    enum { NB = 12, STEPS = NB + 3, PRE = 3 };
+    const pt_config *c = pt_engine_config(e);
+    size_t V = (size_t)c->vocab_size;
+    pt_err err;
+    static int32_t tk[NB][PRE + STEPS];
+    for (int i = 0; i < NB; i++)
+        for (int j = 0; j < PRE + STEPS; j++) tk[i][j] = (int32_t)((i * 31 + j * 17 + 5) % c->vocab_size);
+    /* alone: sequence i's prompt, then its STEPS - i decode steps one token at a time */
+    float *alone = malloc((size_t)NB * STEPS * V * sizeof(float)), *lg = malloc(NB * V * sizeof(float));
+    pt_seq *s[NB];
+    for (int i = 0; i < NB; i++) {
+        s[i] = pt_seq_new(e, 0);
+        pt_step st = {s[i], tk[i], PRE, 0, lg};
+        CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
+        for (int j = 0; j < STEPS - i; j++) {
+            st = (pt_step){s[i], &tk[i][PRE + j], 1, 0, alone + ((size_t)i * STEPS + j) * V};
+            CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
+        }
+        pt_seq_truncate(s[i], PRE); /* back to the prompt, its cache kept */
+    }
+    /* together: at step t, sequences 0..min(t, NB-1) decode one token each */
+    pt_step st[NB];
+    float worst = 0;
+    for (int t = 0; t < STEPS; t++) {
+        int n = t + 1 < NB ? t + 1 : NB;
+        for (int i = 0; i < n; i++) st[i] = (pt_step){s[i], &tk[i][PRE + t - i], 1, 0, lg + (size_t)i * V};
+        CHECK(pt_engine_forward(e, st, n, &err) == PT_OK);
+        for (int i = 0; i < n; i++)
+            worst = fmaxf(worst, rel_err(lg + (size_t)i * V, alone + ((size_t)i * STEPS + t - i) * V, V));
+    }
+    printf("%s: decode of 1..%d sequences together vs alone: worst relative error %.2e\n", what, NB, worst);
+    CHECK(worst <= 1e-5f);
+    for (int i = 0; i < NB; i++) pt_seq_free(s[i]);
+    free(alone), free(lg);
 }
 
 static void test_model(pt_engine *e, const char *what) {
@@ -262,11 +304,13 @@ int main(void) {
                                        "\"intermediate_size\":96,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
                                        "\"num_key_value_heads\":2,\"head_dim\":32,\"max_position_embeddings\":64}");
     test_model(l, "llama");
+    test_batched_decode(l, "llama");
     test_q8(l, "llama");
     pt_engine_free(l);
     pt_engine *g = make_model("gpt2", "{\"model_type\":\"gpt2\",\"vocab_size\":1000,\"n_embd\":64,\"n_layer\":2,"
                                       "\"n_head\":4,\"n_positions\":64}");
     test_model(g, "gpt2");
+    test_batched_decode(g, "gpt2");
     test_q8(g, "gpt2");
     pt_engine_free(g);
     char cmd[128];

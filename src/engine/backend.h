@@ -54,7 +54,7 @@ typedef enum pt_cpu_isa {
     PT_ISA_AVX512,    /* AVX-512 F, BW, VL and VNNI */
 } pt_cpu_isa;
 
-/* Attention for one sequence and one layer.
+/* Attention for one sequence and one layer (attention() takes an array of them).
  *   q    [tq, n_heads*head_dim]      queries of positions p0 .. p0+tq-1 (RoPE applied)
  *   k, v [p0+tq, n_kv*head_dim]      the sequence's cache, keys of positions 0 .. p0+tq-1
  *   z    [tq, n_heads*head_dim]      out: softmax(q·kᵀ/√hd + causal mask)·v, per head
@@ -84,7 +84,10 @@ struct pt_backend {
     int (*matmul_multi)(pt_backend *b, const float *x, int rows, const pt_mm *mm, int n);
     /* out[rows, n] = a[rows, k] · bᵀ where b is [n, k] F32 (used for tests and benches). */
     void (*sgemm_nt)(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k);
-    int (*attention)(pt_backend *b, const pt_attn_args *a);
+    /* The attention of n sequences a[0..n) (one layer each; their outputs and patterns do
+     * not overlap). Decode-sized ones (a few query rows) run as the tasks of one dispatch to
+     * the threads, so a batched decode step's sequences share it. PT_OK or PT_ENOMEM. */
+    int (*attention)(pt_backend *b, const pt_attn_args *a, int n);
     /* Row i of table w (a [rows_in_table, d] NK weight of any dtype) into out[d]. */
     void (*get_row)(pt_backend *b, float *out, const pt_weight *w, int i);
     /* y = x / rms(x) * w over rows of width d */

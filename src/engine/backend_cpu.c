@@ -37,6 +37,10 @@
 #include "engine/backend.h"
 
 #define PT_MATVEC_MAX_ROWS 8
+/* Bytes of activation rows a decode kernel keeps in L1 beside the weight stream (see
+ * nk_float_avx2). */
+#define PT_NK_L1_BYTES (24u << 10)
+#define PT_NK_L2_BYTES (256u << 10)
 #define PT_KN_CHUNK 512      /* output columns per task in Conv1D-layout decode */
 /* F32 tile for converting non-F32 weights in prefill (2 MiB: 8 MiB cost 6 MiB of peak RSS,
  * 1.12x file + KV for the 100M F16 model against the 1.1x goal, for no measurable speed) */
@@ -49,6 +53,8 @@
 /* Decode attention below this many multiply-adds per score pass (query rows x heads x keys
  * x head_dim) runs on the calling thread: a pool dispatch costs more than the work. */
 #define PT_ATT_INLINE_WORK (1 << 16)
+/* Decode-sized sequences per attention dispatch (the task table is on the stack). */
+#define PT_ATT_BATCH_MAX 256
 
 extern void openblas_set_num_threads(int);
 
@@ -75,13 +81,19 @@ typedef struct worker_arg {
 } worker_arg;
 
 static void pool_work(pool *p, int tid) {
+    /* Tasks done are counted here and published once (an atomic add per task made the
+     * counter's cache line travel between the cores after every task: decode runs ~50
+     * tasks per dispatch and ~30 dispatches per token). pool_run cannot see the run
+     * complete before this thread's add, so its last claim (past the end) is of this run. */
+    int n = 0;
     for (;;) {
         /* acquire: pairs with pool_run's release store of next, so fn/ctx/n_tasks are this run's */
         int t = atomic_fetch_add_explicit(&p->next, 1, memory_order_acquire);
         if (t >= p->n_tasks) break;
         p->fn(p->ctx, t, tid);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        n++;
     }
+    if (n) atomic_fetch_add_explicit(&p->done, n, memory_order_release);
 }
 
 static void *pool_main(void *arg) {
@@ -200,11 +212,14 @@ typedef struct cpu_impl {
     float rope_theta;
 } cpu_impl;
 
+/* Scratch of at least need elements, 64-byte aligned so that vector loads of its rows do
+ * not straddle cache lines (what it held is not kept). */
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
     size_t n = need + need / 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return -1;
+    void *q = NULL;
+    if (posix_memalign(&q, 64, n * elem)) return -1;
+    free(*p);
     *p = q;
     *cap = n;
     return 0;
@@ -266,6 +281,10 @@ struct cpu_kernels {
     void (*to_f32)(pt_dtype t, const void *src, float *dst, size_t n);
     /* y[0..n) += a * x[0..n) */
     void (*axpy)(float *y, float a, const float *x, int n);
+    /* z[0..hd) = Σ_j<n p[j] · v[j*ldv + 0..hd): attention's weighted sum of values, with the
+     * sum of a slice of z in registers over all keys (an axpy per key loads and stores z
+     * n times). */
+    void (*wsum)(float *z, const float *p, const float *v, size_t ldv, int n, int hd);
 };
 
 static inline float w_scalar(pt_dtype t, const void *p, size_t i) {
@@ -325,6 +344,11 @@ static void axpy_scalar(float *restrict y, float a, const float *restrict x, int
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+static void wsum_scalar(float *z, const float *p, const float *v, size_t ldv, int n, int hd) {
+    memset(z, 0, (size_t)hd * sizeof *z);
+    for (int j = 0; j < n; j++) axpy_scalar(z, p[j], v + (size_t)j * ldv, hd);
+}
+
 #if PT_X86
 /* ---- AVX2 + FMA + F16C ---- */
 PT_AVX2_FN static inline float hsum256(__m256 v) {
@@ -341,8 +365,46 @@ PT_AVX2_FN static inline __m256 load_w8(pt_dtype t, const void *p, size_t i) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* Weight row j (at wr) against activation rows r0..r0+R-1 (R <= 4), 16 inputs per step with
+ * two accumulators per row so that 2R FMA chains hide the FMA latency. */
+PT_AVX2_FN static inline __attribute__((always_inline)) void nk_group_avx2(const nk_args *a, int j, const void *wr,
+                                                                         int r0, pt_dtype t, const int R) {
+    const int k = a->w->k;
+    const float *x = a->x + (size_t)r0 * k;
+    __m256 acc0[4], acc1[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m256 w0 = load_w8(t, wr, (size_t)i), w1 = load_w8(t, wr, (size_t)i + 8);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            acc0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)r * k + i), acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + (size_t)r * k + i + 8), acc1[r]);
+        }
+    }
+    for (; i + 8 <= k; i += 8) {
+        __m256 w0 = load_w8(t, wr, (size_t)i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) acc0[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)r * k + i), acc0[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        float s = hsum256(_mm256_add_ps(acc0[r], acc1[r]));
+        for (int e = i; e < k; e++) s += w_scalar(t, wr, (size_t)e) * x[(size_t)r * k + e];
+        nk_store(a, r0 + r, j, s);
+    }
+}
+
 /* rows activation rows (a constant at each call site, so the accumulators stay in
- * registers) against weight rows j0..j1, F32/F16/BF16. */
+ * registers) against weight rows j0..j1, F32/F16/BF16. When the activation rows do not
+ * fit in L1 beside the weight stream (over PT_NK_L1_BYTES), they go in two groups of at
+ * most 4, each a pass over a block of weight rows (the second pass reads the block from
+ * L2): with all of them in one pass, 8 rows of the 1376-input down projection ran at half
+ * the multiply-adds per second of 8 rows of a 512-input projection (one thread; the drop
+ * is between 768 and 1024 inputs, 24 and 32 KiB of activations, on this 48 KiB L1); in
+ * two groups at 0.58-0.68 of it. Splitting the inputs into blocks instead (the weight rows
+ * then read in pieces, strided) was slower still. */
 PT_AVX2_FN static inline __attribute__((always_inline)) void nk_float_avx2(const nk_args *a, int j0, int j1,
                                                                          pt_dtype t, const int rows) {
     const pt_weight *w = a->w;
@@ -363,6 +425,20 @@ PT_AVX2_FN static inline __attribute__((always_inline)) void nk_float_avx2(const
             for (; i < k; i++) s += w_scalar(t, wr, (size_t)i) * a->x[i];
             nk_store(a, 0, j, s);
             continue;
+        }
+        if (rows > 4 && (size_t)rows * k * sizeof(float) > PT_NK_L1_BYTES) {
+            /* Two groups of activation rows, each over a block of weight rows that the
+             * second group then reads from L2 (weight rows of up to PT_NK_L2_BYTES). */
+            size_t rb = pt_weight_bytes(w) / (size_t)w->n;
+            int jb = rb ? (int)(PT_NK_L2_BYTES / rb) : 1, j1b;
+            if (jb < 1) jb = 1;
+            for (; j < j1; j = j1b) {
+                j1b = j + jb < j1 ? j + jb : j1;
+                for (int jj = j; jj < j1b; jj++) nk_group_avx2(a, jj, wrow(w, (size_t)jj, 0), 0, t, 4);
+                for (int jj = j; jj < j1b; jj++)
+                    nk_group_avx2(a, jj, wrow(w, (size_t)jj, 0), 4, t, rows > 4 ? rows - 4 : 1);
+            }
+            return;
         }
         __m256 acc[PT_MATVEC_MAX_ROWS];
 #pragma GCC unroll 8
@@ -494,6 +570,34 @@ PT_AVX2_FN static void axpy_avx2(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* 32 values of z (four accumulators) per pass over the keys. */
+PT_AVX2_FN static void wsum_avx2(float *z, const float *p, const float *v, size_t ldv, int n, int hd) {
+    int c = 0;
+    for (; c + 32 <= hd; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j++) {
+            const float *vj = v + (size_t)j * ldv + c;
+            __m256 pj = _mm256_set1_ps(p[j]);
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
+        }
+        _mm256_storeu_ps(z + c, a0), _mm256_storeu_ps(z + c + 8, a1);
+        _mm256_storeu_ps(z + c + 16, a2), _mm256_storeu_ps(z + c + 24, a3);
+    }
+    for (; c + 8 <= hd; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int j = 0; j < n; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + (size_t)j * ldv + c), a0);
+        _mm256_storeu_ps(z + c, a0);
+    }
+    for (; c < hd; c++) {
+        float a0 = 0;
+        for (int j = 0; j < n; j++) a0 += p[j] * v[(size_t)j * ldv + c];
+        z[c] = a0;
+    }
+}
+
 /* ---- AVX-512 (F, BW, VL, VNNI) ---- */
 /* F32/F16/BF16 go through the 256-bit kernels above: their 512-bit forms (one weight row
  * with four 16-lane accumulators, or four weight rows per pass over x with eight) measured
@@ -585,10 +689,12 @@ PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
 }
 #endif /* PT_X86 */
 
-static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, quant_scalar, pt_to_f32, axpy_scalar};
+static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, quant_scalar, pt_to_f32, axpy_scalar,
+                                           wsum_scalar};
 #if PT_X86
-static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, quant_avx2, to_f32_avx2, axpy_avx2};
-static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, quant_avx512, to_f32_avx2, axpy_avx512};
+static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, quant_avx2, to_f32_avx2, axpy_avx2, wsum_avx2};
+static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, quant_avx512, to_f32_avx2, axpy_avx512,
+                                           wsum_avx2};
 #endif
 
 pt_cpu_isa pt_cpu_isa_best(void) {
@@ -831,24 +937,37 @@ static void softmax_row(float *s, int n_valid, int n_total) {
 }
 
 typedef struct att_ctx {
-    const pt_attn_args *a;
+    const pt_attn_args *a;    /* the sequences (decode: all of a call's short ones) */
+    const int *task0;         /* decode: first task of each sequence, and the total at [n] */
+    int n;
     const cpu_kernels *kn;
-    float *scratch; /* per thread: (query heads per task) x (p0+tq) floats */
-    int heads_per_task;
+    float *scratch;           /* per thread: scratch_per floats */
+    size_t scratch_per;
 } att_ctx;
 
-/* Decode: one (query row, group of query heads sharing a kv head). The scores of the group
- * are one pass of the decode kernel over the cached keys (the group's queries as its
- * activation rows), the weighted sum of values one axpy per key and head. */
+/* Query heads of a kv group scored together by the decode kernel (it takes up to
+ * PT_MATVEC_MAX_ROWS activation rows): the largest divisor of the group that fits. */
+static int att_heads_per_task(const pt_attn_args *a) {
+    int group = a->n_heads / a->n_kv, per = group;
+    while (per > PT_MATVEC_MAX_ROWS || group % per) per--;
+    return per;
+}
+
+/* Decode: one (sequence, query row, group of query heads sharing a kv head). The scores of
+ * the group are one pass of the decode kernel over the cached keys (the group's queries as
+ * its activation rows), the weighted sum of values one wsum per head. */
 static void att_task(void *arg, int task, int tid) {
     att_ctx *c = arg;
-    const pt_attn_args *a = c->a;
-    int per = c->heads_per_task, tasks_per_row = a->n_heads / per;
+    int si = 0;
+    while (si + 1 < c->n && task >= c->task0[si + 1]) si++;
+    const pt_attn_args *a = &c->a[si];
+    task -= c->task0[si];
+    int per = att_heads_per_task(a), tasks_per_row = a->n_heads / per;
     int i = task / tasks_per_row, h0 = (task % tasks_per_row) * per;
     int hd = a->head_dim, tk = a->p0 + a->tq, nvalid = a->p0 + i + 1;
     int kvh = h0 / (a->n_heads / a->n_kv);
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
-    float *s = c->scratch + (size_t)tid * per * tk;
+    float *s = c->scratch + (size_t)tid * c->scratch_per;
     pt_weight kw = {PT_F32, a->k + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
     nk_args na = {&kw, a->q + i * qs + (size_t)h0 * hd, NULL, NULL, per, s, (size_t)tk, NULL};
     c->kn->nk(&na, 0, nvalid);
@@ -857,9 +976,7 @@ static void att_task(void *arg, int task, int tid) {
         float *sr = s + (size_t)r * tk;
         for (int j = 0; j < nvalid; j++) sr[j] *= scale;
         softmax_row(sr, nvalid, tk);
-        float *z = a->z + i * qs + (size_t)(h0 + r) * hd;
-        memset(z, 0, (size_t)hd * sizeof *z);
-        for (int j = 0; j < nvalid; j++) c->kn->axpy(z, sr[j], a->v + j * ks + (size_t)kvh * hd, hd);
+        c->kn->wsum(a->z + i * qs + (size_t)(h0 + r) * hd, sr, a->v + (size_t)kvh * hd, ks, nvalid, hd);
         if (a->pattern) memcpy(a->pattern + ((size_t)(h0 + r) * a->tq + i) * tk, sr, (size_t)tk * sizeof *sr);
     }
 }
@@ -875,7 +992,7 @@ static void att_chunk_task(void *arg, int task, int tid) {
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
     int qn = a->tq - i0 < PT_ATT_QCHUNK ? a->tq - i0 : PT_ATT_QCHUNK;
     int kn = a->p0 + i0 + qn; /* keys any row of this chunk can see */
-    float *S = c->scratch + (size_t)tid * PT_ATT_QCHUNK * tk;
+    float *S = c->scratch + (size_t)tid * c->scratch_per;
     float scale = 1.f / sqrtf((float)hd);
     /* S (qn,kn) = scale * Q_h (qn,hd) @ K_h^T (kn,hd) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, hd, scale, a->q + (size_t)i0 * qs + (size_t)h * hd,
@@ -893,32 +1010,52 @@ static void att_chunk_task(void *arg, int task, int tid) {
                 0.f, a->z + (size_t)i0 * qs + (size_t)h * hd, (int)qs);
 }
 
-static int cpu_attention(pt_backend *b, const pt_attn_args *a) {
-    cpu_impl *im = b->impl;
-    int tk = a->p0 + a->tq;
-    if (a->tq < PT_ATT_SGEMM_MIN) {
-        /* Query heads of a kv group together (the decode kernel takes up to
-         * PT_MATVEC_MAX_ROWS activation rows): the largest divisor of the group that fits. */
-        int group = a->n_heads / a->n_kv, per = group;
-        while (per > PT_MATVEC_MAX_ROWS || group % per) per--;
-        if (grow((void **)&im->att, &im->att_cap, (size_t)per * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
-        att_ctx c = {a, im->kn, im->att, per};
-        int tasks = a->tq * (a->n_heads / per);
-        /* Short contexts on this thread: a pool dispatch costs more than the work. */
-        double work = (double)a->tq * a->n_heads * tk * a->head_dim;
-        if (work < PT_ATT_INLINE_WORK)
-            for (int t = 0; t < tasks; t++) att_task(&c, t, 0);
-        else
-            pool_run(im->pool, att_task, &c, tasks);
-        return PT_OK;
+/* The decode-sized sequences a[0..n) (each tq < PT_ATT_SGEMM_MIN) as the tasks of one pool
+ * dispatch, or on this thread when their work is small. */
+static int att_decode(cpu_impl *im, const pt_attn_args *a, int n, int *task0) {
+    size_t per_thread = 0;
+    double work = 0;
+    task0[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int per = att_heads_per_task(&a[i]), tk = a[i].p0 + a[i].tq;
+        if ((size_t)per * tk > per_thread) per_thread = (size_t)per * tk;
+        work += (double)a[i].tq * a[i].n_heads * tk * a[i].head_dim;
+        task0[i + 1] = task0[i] + a[i].tq * (a[i].n_heads / per);
     }
-    /* Prefill: tasks of (head, chunk of query rows), OpenBLAS single-threaded inside. */
-    int n_chunks = (a->tq + PT_ATT_QCHUNK - 1) / PT_ATT_QCHUNK;
-    if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float))) return PT_ENOMEM;
-    att_ctx c = {a, im->kn, im->att, 1};
-    openblas_set_num_threads(1);
-    pool_run(im->pool, att_chunk_task, &c, a->n_heads * n_chunks);
-    openblas_set_num_threads(b->n_threads);
+    if (grow((void **)&im->att, &im->att_cap, per_thread * im->pool->n, sizeof(float))) return PT_ENOMEM;
+    att_ctx c = {a, task0, n, im->kn, im->att, per_thread};
+    /* Short contexts on this thread: a pool dispatch costs more than the work. */
+    if (work < PT_ATT_INLINE_WORK)
+        for (int t = 0; t < task0[n]; t++) att_task(&c, t, 0);
+    else
+        pool_run(im->pool, att_task, &c, task0[n]);
+    return PT_OK;
+}
+
+static int cpu_attention(pt_backend *b, const pt_attn_args *a, int n) {
+    cpu_impl *im = b->impl;
+    /* Decode-sized sequences first, all in one dispatch: (sequence, row, head group) tasks.
+     * Runs of them are gathered in place (a is the caller's; order is kept). */
+    int task0_small[PT_ATT_BATCH_MAX + 1];
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && j - i < PT_ATT_BATCH_MAX && a[j].tq < PT_ATT_SGEMM_MIN) j++;
+        if (j > i) {
+            int rc = att_decode(im, a + i, j - i, task0_small);
+            if (rc) return rc;
+            i = j;
+            continue;
+        }
+        /* Prefill: tasks of (head, chunk of query rows), OpenBLAS single-threaded inside. */
+        int tk = a[i].p0 + a[i].tq, n_chunks = (a[i].tq + PT_ATT_QCHUNK - 1) / PT_ATT_QCHUNK;
+        if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float)))
+            return PT_ENOMEM;
+        att_ctx c = {&a[i], NULL, 1, im->kn, im->att, (size_t)PT_ATT_QCHUNK * tk};
+        openblas_set_num_threads(1);
+        pool_run(im->pool, att_chunk_task, &c, a[i].n_heads * n_chunks);
+        openblas_set_num_threads(b->n_threads);
+        i++;
+    }
     return PT_OK;
 }
 
