@@ -193,8 +193,9 @@ static void *writer(void *arg) {
     }
 }
 
-/* Async start: a crashed run may have handed out indices it never wrote (below its
- * reservation): each becomes an explicit "lost" entry, then a fresh range is reserved. */
+/* At start: a crashed async run may have handed out indices it never wrote (below its
+ * reservation): each becomes an explicit "lost" entry. Then async mode reserves a fresh range;
+ * durable mode releases the old one. */
 static int recover_reservation(pt_receipts *r, pt_err *err) {
     char *text = NULL;
     size_t len;
@@ -247,6 +248,8 @@ static int recover_reservation(pt_receipts *r, pt_err *err) {
         if (rc) return rc;
     }
     r->next = r->written = tlog_journaled_size(r->log);
+    if (r->mode != PT_RECEIPTS_ASYNC) /* durable: hands out no index ahead; release the range */
+        return reserved > r->next ? write_reservation(r, r->next, err) : PT_OK;
     r->reserved = r->next + RESERVE_CHUNK;
     return write_reservation(r, r->reserved, err);
 }
@@ -260,10 +263,10 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_rece
     pthread_cond_init(&r->cv, NULL);
     pthread_cond_init(&r->wcv, NULL);
     int rc = PT_OK;
-    if (mode == PT_RECEIPTS_ASYNC) {
-        if (!(r->reserve_path = pt_path_join(log_dir, "reserved"))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
-        else rc = recover_reservation(r, err);
-    }
+    /* Both modes: a crashed async run's unwritten indices become "lost" entries first (a
+     * durable run after it must not hand them out again). */
+    if (!(r->reserve_path = pt_path_join(log_dir, "reserved"))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    else rc = recover_reservation(r, err);
     int writers = mode == PT_RECEIPTS_ASYNC ? 1 : WRITERS;
     for (int i = 0; i < writers && !rc; i++) {
         if (pthread_create(&r->thread[i], NULL, writer, r))
