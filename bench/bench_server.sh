@@ -141,6 +141,11 @@ print("server RSS: %d samples; after 10 s warm-up: min %.1f MB, mean %.1f MB, ma
       % (len(rss), lo / 1024, mean / 1024, hi / 1024, 100 * (lo - mean) / mean, 100 * (hi - mean) / mean,
          "within +-10%" if lo >= 0.9 * mean and hi <= 1.1 * mean else "OUTSIDE +-10%"))
 print("RSS first/last sample: %.1f MB / %.1f MB" % (rss[0] / 1024, rss[-1] / 1024))
+late = rss[20:] or rss
+lm = sum(late) / len(late)
+print("after 20 s: min %.1f MB, max %.1f MB; spread %+.1f%% / %+.1f%% of the mean" %
+      (min(late) / 1024, max(late) / 1024, 100 * (min(late) - lm) / lm, 100 * (max(late) - lm) / lm))
+print("RSS per 5 s (MB): " + " ".join("%.1f" % (x / 1024) for x in rss[::5]))
 EOF
 fi
 
