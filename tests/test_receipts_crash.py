@@ -11,13 +11,14 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import World, run  # noqa: E402
+from tiny_world import PARITY, World, run  # noqa: E402
 
 
 def entries(w):
@@ -117,6 +118,16 @@ def crash_round(mode):
     vkey = run("log", "vkey", "--data", w.data, "--log", "audit").stdout.strip()
     v = run("log", "verify", "--vkey", vkey, os.path.join(w.data, "log", "audit"), check=False)
     w.check(v.returncode == 0, "%s: the audit log verifies: %s" % (mode, v.stderr))
+    # A damaged reservation file stops the start with a message naming it, rather than
+    # publishing an absurd number of "lost" entries.
+    reserved = os.path.join(w.data, "log", "audit", "reserved")
+    for text, what in (("garbage\n", "not an index"), ("%d\n" % (max(log2) + 10 ** 12), "beyond the audit log")):
+        with open(reserved, "w") as f:
+            f.write(text)
+        r = subprocess.run([PARITY, "serve", "--data", w.data, "--port", "0", *w.serve_args], capture_output=True,
+                           text=True, timeout=60)
+        w.check(r.returncode != 0 and "reserved" in r.stderr and what in r.stderr,
+                "%s: a damaged reservation file (%r) is refused: %s" % (mode, text, r.stderr.strip()[-300:]))
     return w.summary("receipts crash (%s)" % mode)
 
 

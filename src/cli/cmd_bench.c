@@ -139,7 +139,7 @@ int cmd_bench(int argc, char **argv) {
     if (!model) return cli_usage_error("bench", "-m MODEL is required");
     if (threads < 1 || threads > 256 || n_pre < 1 || n_dec < 2 || n_pre > 1 << 20 || n_dec > 1 << 20 || batch < 1 ||
         batch > 256 || n_hooks < 0 || n_hooks > 1 << 20)
-        return cli_usage_error("bench", "bad --threads, --prefill, --decode (at least 2) or --batch (1..256)");
+        return cli_usage_error("bench", "bad --threads, --prefill, --decode (at least 2), --batch (1..256) or --hooks");
     pt_err err = {0};
     pt_model *m;
     pt_engine *e = NULL;

@@ -81,9 +81,8 @@ int cmd_serve(int argc, char **argv) {
             break;
         case 'f': o.port_file = optarg; break;
         case 'r':
-            if (strcmp(optarg, "async") && strcmp(optarg, "durable"))
+            if (pt_serve_parse_receipts(optarg, &o))
                 return cli_usage_error("serve", "--receipts %s: expected async or durable", optarg);
-            o.receipts_durable = !strcmp(optarg, "durable");
             break;
         default: return cli_usage_error("serve", "unknown option");
         }

@@ -19,10 +19,12 @@ json_t *pt_json_parse(const char *text, size_t len, size_t max_depth, const char
 /* Reads and parses a JSON file of at most max bytes. */
 json_t *pt_json_load_file(const char *path, size_t max, pt_err *err);
 
-/* Serialises compactly (keys in insertion order) into a new string; caller frees. */
+/* Serialises compactly (keys in insertion order) into a new string (pt_json_write's text);
+ * caller frees. NULL when out of memory. */
 char *pt_json_dump(const json_t *j);
 
-/* Appends j's compact text (exactly what pt_json_dump gives) to b. PT_ENOMEM when b's cap is
+/* Appends j's compact text (byte for byte jansson's json_dumps(JSON_COMPACT | JSON_ENCODE_ANY))
+ * to b. PT_ENOMEM when b's cap is
  * reached, PT_EINVAL for nesting deeper than 2 * PT_JSON_MAX_DEPTH or a non-finite real. */
 struct pt_buf;
 int pt_json_write(struct pt_buf *b, const json_t *j, int depth);

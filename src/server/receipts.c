@@ -213,6 +213,14 @@ static int recover_reservation(pt_receipts *r, pt_err *err) {
         if (rc) return rc;
     }
     uint64_t size = tlog_journaled_size(r->log);
+    /* A run hands out at most one reservation ahead of what it has written, and extends it by
+     * RESERVE_CHUNK only between batches: a gap above a few chunks is not from a crash. */
+    if (reserved > size && reserved - size > 4 * (uint64_t)RESERVE_CHUNK)
+        return pt_errf(err, PT_EFORMAT,
+                       "%s: reserves up to index %" PRIu64 ", %" PRIu64 " beyond the audit log's %" PRIu64
+                       " entries, where a crashed run leaves at most %d: the file is damaged or belongs to "
+                       "another log",
+                       r->reserve_path, reserved, reserved - size, size, 4 * RESERVE_CHUNK);
     if (reserved > size) {
         uint64_t lost = reserved - size;
         fprintf(stderr,

@@ -18,6 +18,12 @@
 #include "policy/ytree.h"
 #include "server/server_internal.h"
 
+int pt_serve_parse_receipts(const char *mode, pt_serve_options *o) {
+    if (strcmp(mode, "async") && strcmp(mode, "durable")) return PT_EINVAL;
+    o->receipts_durable = !strcmp(mode, "durable");
+    return PT_OK;
+}
+
 void pt_serve_defaults(pt_serve_options *o) {
     memset(o, 0, sizeof *o);
     o->data_dir = "data";
@@ -674,9 +680,9 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
             fprintf(stderr, "parity serve: reloading the applied policy: %s\n", err.msg);
         }
     }
-    json_t *o = json_pack("{s:b, s:I, s:s, s:s, s:I, s:O, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq,
+    json_t *o = json_pack("{s:b, s:I, s:s, s:s, s:I, s:o, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq,
                           "digest", r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
-                          r.summary ? r.summary : json_array(), "message", r.message);
+                          r.summary ? json_incref(r.summary) : json_array(), "message", r.message);
     if (models) json_object_set_new(o, "models", models);
     http_json(resp, r.changed ? 201 : 200, o);
     pt_apply_result_free(&r);
@@ -1084,8 +1090,8 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         STR("host", host)
         STR("models_dir", models_dir)
         else if (!strcmp(key, "receipts")) {
-            if (!strcmp(v->str, "async") || !strcmp(v->str, "durable")) o->receipts_durable = !strcmp(v->str, "durable");
-            else rc = pt_errf(err, PT_EFORMAT, "%s:%d:%d: receipts: expected 'async' or 'durable'", path, v->line, v->col);
+            if (pt_serve_parse_receipts(v->str, o))
+                rc = pt_errf(err, PT_EFORMAT, "%s:%d:%d: receipts: expected 'async' or 'durable'", path, v->line, v->col);
         }
         NUM("port", port, 0, 65535)
         NUM("threads", threads, 1, 256)

@@ -35,6 +35,9 @@ typedef struct pt_serve_options {
                                     answered at once, written within milliseconds; see receipts.h) */
 } pt_serve_options;
 
+/* Sets o->receipts_durable from "async" or "durable"; PT_EINVAL for anything else. */
+int pt_serve_parse_receipts(const char *mode, pt_serve_options *o);
+
 /* Fills o with the defaults above. */
 void pt_serve_defaults(pt_serve_options *o);
 

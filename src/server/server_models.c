@@ -730,11 +730,14 @@ static void *scheduler(void *arg) {
 
 /* Registry -------------------------------------------------------------------------------------- */
 
-/* Loads a policy model's local weights and starts its scheduler (caller holds load_mu).
- * PT_ENOTFOUND when the policy names no local weights or they do not exist here. */
+/* 1 if the policy gives the model weights a server could load (not a URL: served elsewhere). */
+static int has_local_weights(const pt_pmodel *pm) {
+    return pm->weights && !strstr(pm->weights, "://");
+}
+
+/* Loads a policy model's local weights (has_local_weights) and starts its scheduler (caller
+ * holds load_mu). PT_ENOTFOUND when they do not exist here. */
 static int load_model(pt_server *s, models *ms, const pt_pmodel *pm, pt_err *err) {
-    if (!pm->weights || strstr(pm->weights, "://")) /* not served here */
-        return pt_errf(err, PT_ENOTFOUND, "model %s: no local weights in the policy", pm->id);
     if (ms->n >= MAX_SERVED_MODELS)
         return pt_errf(err, PT_ELIMIT, "model %s: this server already serves %d models", pm->id, MAX_SERVED_MODELS);
     char *path = pm->weights[0] == '/' ? strdup(pm->weights)
@@ -800,14 +803,14 @@ int srv_models_start(pt_server *s, pt_err *err) {
     /* A model that cannot be loaded is not served (503 model_not_served, and the reason on
      * stderr); the others are: one bad directory must not take the whole server down. */
     for (size_t i = 0; i < p->n_models; i++) {
+        if (!has_local_weights(&p->models[i])) continue;
         pt_err e;
         int rc = load_model(s, ms, &p->models[i], &e);
         if (rc == PT_ENOMEM) {
             if (err) *err = e;
             return rc;
         }
-        if (rc && p->models[i].weights && !strstr(p->models[i].weights, "://"))
-            fprintf(stderr, "parity: not serving %s\n", e.msg);
+        if (rc) fprintf(stderr, "parity: not serving %s\n", e.msg);
     }
     return PT_OK;
 }
@@ -821,7 +824,7 @@ json_t *srv_models_sync(pt_server *s, const pt_policy *p) {
     pthread_mutex_lock(&ms->load_mu);
     for (size_t i = 0; i < p->n_models; i++) {
         const pt_pmodel *pm = &p->models[i];
-        if (find_model(s, pm->id) || !pm->weights || strstr(pm->weights, "://")) continue;
+        if (!has_local_weights(pm) || find_model(s, pm->id)) continue;
         pt_err e;
         if (load_model(s, ms, pm, &e)) {
             fprintf(stderr, "parity: not serving %s\n", e.msg);
