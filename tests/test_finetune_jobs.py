@@ -121,6 +121,10 @@ st, _, j, _ = create("lab", {"model": "tiny", "training_file": fid, "suffix": "a
 check(st == 400 and j["error"]["param"] == "suffix", "suffix characters")
 
 # --- a job to succeeded -------------------------------------------------------------------------
+# (GET /v1/models now, before the job: its body is cached per organisation, and the job's model
+# must still appear below once the job has succeeded.)
+st, _, ml, _ = req("GET", "/v1/models", key="lab")
+check(st == 200 and not any(m["id"].startswith("ft:") for m in ml["data"]), "no fine-tuned model yet: %s" % (ml,))
 st, h, job, _ = create("lab", {"model": "tiny", "training_file": fid, "validation_file": fid, "suffix": "t1",
                                "seed": 7, "hyperparameters": {"n_epochs": 2, "batch_size": 2},
                                "metadata": {"k": "v"}})

@@ -9,6 +9,7 @@
 
 #include "common/buf.h"
 #include "common/fileio.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "policy/policy.h"
 #include "test.h"

@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "gap/gap.h"
 #include "policy/history.h"

@@ -9,6 +9,7 @@ import os
 import struct
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
@@ -296,6 +297,21 @@ denied_before = None
 st, h, j, _ = req("POST", "/v1/chat/completions", chat, key="none")
 check("parity-receipt" in h, "a denied request gets a receipt too")
 
+# A grant's window opens and closes while the server runs: GET /v1/models (whose body is cached
+# per organisation and policy revision until the policy's next grant boundary) follows it.
+t_from = int(time.time()) + 2
+fmt = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+rev4 = rev3 + "  - {id: g-none, organisation: none, model: tiny, tier: AL1, window: {from: %s, until: %s}}\n" % (
+    fmt(t_from), fmt(t_from + 2))
+st, _, j, _ = req("POST", "/v1/admin/policy", key="admin", raw=rev4.encode())
+check(st == 201 and j["seq"] == 4, "a revision with a grant window in the next seconds: %s" % (j,))
+listed = lambda: [m["id"] for m in req("GET", "/v1/models", key="none")[2]["data"]]
+check(listed() == [] and listed() == [], "before the window: nothing listed (twice: the second from the cache)")
+time.sleep(max(0, t_from - time.time()) + 0.2)
+check(listed() == ["tiny"], "the window opened: the model is listed at once")
+time.sleep(max(0, t_from + 2 - time.time()) + 0.2)
+check(listed() == [], "the window closed: the model is gone at once")
+
 # --- restart persistence ----------------------------------------------------------------------
 st, _, j, _ = req("GET", "/v1/access", key="slow")
 used = j["models"][0]["remaining"]["tokens_used_today"]
@@ -310,7 +326,7 @@ check(st == 200 and j["models"][0]["remaining"]["tokens_used_today"] == used, "u
 st, _, _, _ = req("GET", "/v1/models", key=newkey)
 check(st == 401, "revocation survives a restart")
 st, _, j, _ = req("GET", "/healthz")
-check(j["policy_revision"] == 3, "the policy revision survives a restart")
+check(j["policy_revision"] == 4, "the policy revision survives a restart")
 pvkey = run("log", "vkey", "--data", data, "--log", "policy").stdout.strip()
 v = run("log", "verify", "--vkey", pvkey, "http://127.0.0.1:%d/log/policy" % W.port, check=False)
 check(v.returncode == 0 and "seq" in v.stdout, "the policy log verifies over HTTP from the server: %s" % v.stderr)

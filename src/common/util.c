@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,10 +144,6 @@ int pt_parse_double(const char *s, double *out) {
     if (errno || *end || !isfinite(v)) return -1;
     *out = v;
     return 0;
-}
-
-void pt_sha256(const void *data, size_t len, uint8_t out[32]) {
-    crypto_hash_sha256(out, data, len);
 }
 
 char *pt_hex(const uint8_t *p, size_t n, char *out) {

@@ -30,7 +30,6 @@ int pt_parse_i64(const char *s, int64_t *out);
 int pt_parse_double(const char *s, double *out);
 
 /* SHA-256 (libsodium). */
-void pt_sha256(const void *data, size_t len, uint8_t out[32]);
 /* Lower-case hex of n bytes into out (2n+1 bytes). Returns out. */
 char *pt_hex(const uint8_t *p, size_t n, char *out);
 /* Parses exactly 2n hex digits into out. 0 or -1. */

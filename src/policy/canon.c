@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/sha256.h"
 #include "common/util.h"
 
 int pt_policy_canonical(const pt_policy *p, char **out, size_t *len, char digest[72], pt_err *err) {

@@ -315,6 +315,17 @@ static int64_t max_limit(int64_t a, int64_t b) {
     return a > b ? a : b;
 }
 
+static void later(int64_t t, int64_t at, int64_t *next) {
+    if (t > at && t < *next) *next = t;
+}
+
+int64_t pt_policy_next_change(const pt_policy *p, int64_t at) {
+    int64_t next = PT_TIME_MAX;
+    for (size_t i = 0; i < p->n_grants; i++) later(p->grants[i].from, at, &next), later(p->grants[i].until, at, &next);
+    for (size_t i = 0; i < p->n_forbids; i++) later(p->forbids[i].from, at, &next), later(p->forbids[i].until, at, &next);
+    return next;
+}
+
 int pt_policy_effective(const pt_policy *p, const char *org, const char *model, int64_t at, pt_capset *caps,
                         pt_limits *limits) {
     pt_capset cs = 0;

@@ -197,6 +197,12 @@ void pt_policy_decide(const pt_policy *p, const char *org, const char *model, co
  * these for rate limiting and the log-probs cap; pt_policy_decide checks usage against them. */
 int pt_policy_effective(const pt_policy *p, const char *org, const char *model, int64_t at,
                         pt_capset *caps, pt_limits *limits);
+/* The first time after `at` at which a grant or forbid starts or ends: what any decision or
+ * pt_policy_effective answer depends on is the same for every time in [at, that). PT_TIME_MAX
+ * when nothing changes after at. (Caches of per-organisation answers key on it.) */
+int64_t pt_policy_next_change(const pt_policy *p, int64_t at);
+/* Index of an organisation in p->orgs, or -1. */
+long pt_policy_org_ix(const pt_policy *p, const char *id);
 
 /* ---- canonical form ---- */
 

@@ -95,6 +95,13 @@ void http_error(http_resp *r, int status, const char *type, const char *code, co
     http_json(r, status, json_pack("{s:o}", "error", e));
 }
 
+void http_json_text(http_resp *r, int status, const char *json, size_t len) {
+    r->status = status;
+    r->content_type = "application/json";
+    pt_buf_reset(&r->body);
+    if (pt_buf_append(&r->body, json, len)) http_json(r, status, NULL); /* out of memory: a 500 */
+}
+
 const char *http_header(const http_req *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }

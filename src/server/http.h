@@ -86,6 +86,8 @@ void http_set_header(http_resp *r, const char *name, const char *fmt, ...) __att
 /* A JSON body from a jansson value (stolen reference). */
 struct json_t;
 void http_json(http_resp *r, int status, struct json_t *body);
+/* A JSON body already serialised (as http_json writes it, newline included), copied. */
+void http_json_text(http_resp *r, int status, const char *json, size_t len);
 /* OpenAI's error shape: {"error":{"message","type","param","code"}}. param/code may be NULL. */
 void http_error(http_resp *r, int status, const char *type, const char *code, const char *param,
                 const char *fmt, ...) __attribute__((format(printf, 6, 7)));

@@ -11,6 +11,7 @@
 
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "gap/gap.h"
 #include "policy/history.h"
@@ -57,6 +58,9 @@ void srv_policy_put(pt_server *s, policy_ref *r) {
     int last = --r->refs == 0;
     pthread_mutex_unlock(&s->mu);
     if (last) {
+        for (size_t i = 0; r->models && i < r->p->n_orgs; i++) free(r->models[i].json);
+        free(r->models);
+        pthread_mutex_destroy(&r->cache_mu);
         pt_policy_free(r->p);
         free(r);
     }
@@ -65,10 +69,15 @@ void srv_policy_put(pt_server *s, policy_ref *r) {
 /* Installs p (taken over) as the current policy. */
 static void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64_t seq) {
     policy_ref *r = calloc(1, sizeof *r);
+    if (r && !(r->models = calloc(p->n_orgs ? p->n_orgs : 1, sizeof *r->models))) {
+        free(r);
+        r = NULL;
+    }
     if (!r) {
         pt_policy_free(p);
         return;
     }
+    pthread_mutex_init(&r->cache_mu, NULL);
     r->p = p;
     snprintf(r->digest, sizeof r->digest, "%s", digest);
     r->seq = seq;
@@ -529,19 +538,42 @@ static json_t *model_object(const pt_policy *p, const pt_pmodel *m) {
 /* GET /v1/models: only the models the caller may use now, and its organisation's fine-tuned
  * models (on a base it may sample). */
 static int r_models(pt_server *s, call *c, http_resp *resp) {
-    const pt_policy *p = c->pol->p;
-    json_t *data = json_array();
+    policy_ref *pol = c->pol;
+    const pt_policy *p = pol->p;
     int64_t now = pt_unix_time();
+    long o = pt_policy_org_ix(p, c->key.org);
+    c->decision_allow = 1;
+    if (o >= 0) { /* the organisation's body from the cache while it is valid */
+        uint64_t ftv = srv_ft_models_version(s);
+        pthread_mutex_lock(&pol->cache_mu);
+        models_body *mb = &pol->models[o];
+        int hit = mb->json && now < mb->until && mb->ft_version == ftv;
+        if (hit) http_json_text(resp, 200, mb->json, mb->len);
+        pthread_mutex_unlock(&pol->cache_mu);
+        if (hit) return HTTP_DONE;
+    }
+    json_t *data = json_array();
     for (size_t i = 0; i < p->n_models; i++) {
         pt_capset caps;
         if (pt_policy_effective(p, c->key.org, p->models[i].id, now, &caps, NULL) && caps)
             json_array_append_new(data, model_object(p, &p->models[i]));
     }
-    json_t *ft = srv_ft_models(s, p, c->key.org, now);
+    uint64_t ftv;
+    json_t *ft = srv_ft_models(s, p, c->key.org, now, &ftv);
     json_array_extend(data, ft);
     json_decref(ft);
-    c->decision_allow = 1;
     http_json(resp, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+    if (o >= 0 && resp->status == 200) {
+        char *copy = malloc(resp->body.len);
+        if (copy) {
+            memcpy(copy, resp->body.data, resp->body.len);
+            pthread_mutex_lock(&pol->cache_mu);
+            models_body *mb = &pol->models[o];
+            free(mb->json);
+            *mb = (models_body){copy, resp->body.len, pt_policy_next_change(p, now), ftv};
+            pthread_mutex_unlock(&pol->cache_mu);
+        }
+    }
     return HTTP_DONE;
 }
 
@@ -552,7 +584,7 @@ static int r_model(pt_server *s, call *c, http_resp *resp) {
     pt_capset caps = 0;
     snprintf(c->model, sizeof c->model, "%s", c->params[0]);
     if (!m && !strncmp(c->params[0], "ft:", 3)) { /* one of the organisation's fine-tuned models? */
-        json_t *ft = srv_ft_models(s, p, c->key.org, pt_unix_time()), *x;
+        json_t *ft = srv_ft_models(s, p, c->key.org, pt_unix_time(), NULL), *x;
         size_t i;
         json_array_foreach(ft, i, x) {
             if (strcmp(json_string_value(json_object_get(x, "id")), c->params[0])) continue;

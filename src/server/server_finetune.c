@@ -68,6 +68,7 @@ typedef struct ft_state {
     char *files_dir, *jobs_dir;
     json_t *models;       /* [{id, base, org, created}] of succeeded jobs, guarded by cache_mu: what
                            * GET /v1/models lists without a store query per request */
+    uint64_t models_version; /* bumped with every change to models (under cache_mu) */
 } ft_state;
 
 /* Helpers ---------------------------------------------------------------------------------------- */
@@ -159,6 +160,7 @@ static void ft_model_add(ft_state *st, json_t *job, const char *org) {
     pthread_mutex_lock(&st->cache_mu);
     json_array_append_new(st->models, json_pack("{s:s, s:s, s:s, s:I}", "id", name, "base", base, "org", org, "created",
                                                 (json_int_t)(json_is_integer(fin) ? json_integer_value(fin) : 0)));
+    st->models_version++;
     pthread_mutex_unlock(&st->cache_mu);
 }
 
@@ -937,11 +939,13 @@ static void *worker(void *arg) {
 
 /* Start, stop, the adapter cache ------------------------------------------------------------------ */
 
-json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now) {
+json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now, uint64_t *version) {
     ft_state *st = s->ft;
     json_t *out = json_array();
+    if (version) *version = 0;
     if (!st) return out;
     pthread_mutex_lock(&st->cache_mu);
+    if (version) *version = st->models_version;
     size_t i;
     json_t *m;
     json_array_foreach(st->models, i, m) {
@@ -955,6 +959,15 @@ json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t
     }
     pthread_mutex_unlock(&st->cache_mu);
     return out;
+}
+
+uint64_t srv_ft_models_version(pt_server *s) {
+    ft_state *st = s->ft;
+    if (!st) return 0;
+    pthread_mutex_lock(&st->cache_mu);
+    uint64_t v = st->models_version;
+    pthread_mutex_unlock(&st->cache_mu);
+    return v;
 }
 
 int srv_ft_start(pt_server *s, pt_err *err) {

@@ -36,11 +36,23 @@ typedef struct route {
 
 /* The current policy and everything derived from it; replaced whole on apply (readers hold a
  * reference while they use it). */
+/* GET /v1/models's body for one organisation, kept while nothing it depends on changes: the
+ * policy revision (the cache lives in its policy_ref), the time (valid before `until`, the
+ * policy's next grant/forbid boundary) and the organisation's fine-tuned models (ft_version). */
+typedef struct models_body {
+    char *json;
+    size_t len;
+    int64_t until;
+    uint64_t ft_version;
+} models_body;
+
 typedef struct policy_ref {
     pt_policy *p;
     char digest[72];
     int64_t seq;
     int refs;
+    pthread_mutex_t cache_mu;
+    models_body *models; /* [p->n_orgs], guarded by cache_mu */
 } policy_ref;
 
 struct pt_server {
@@ -119,7 +131,10 @@ const char *srv_model_path(pt_server *s, const char *id);
 int srv_ft_start(pt_server *s, pt_err *err);
 /* The caller organisation's fine-tuned models whose base it may sample now, as OpenAI model
  * objects (with "parent": the base). From memory: no store query. */
-json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now);
+json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now, uint64_t *version);
+/* Changes with every change to what srv_ft_models can list (a job's model added). The version
+ * srv_ft_models returned its list at goes in *version (NULL: not wanted). */
+uint64_t srv_ft_models_version(pt_server *s);
 void srv_ft_stop(pt_server *s);
 void srv_ft_free(pt_server *s);
 /* Resolves a fine-tuned model id "ft:BASE:ORG:SUFFIX:JOBID" for the caller's organisation:

@@ -23,6 +23,7 @@
 #include "common/fileio.h"
 #include "engine/chat.h"
 #include "common/json.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "engine/engine.h"
 #include "engine/sample.h"
@@ -87,7 +88,7 @@ typedef struct gen_job {
     const struct pt_lora *lora; /* a fine-tuned model's adapter (server_finetune.c's cache), or NULL */
     int stream, include_usage;
     http_stream *out;
-    crypto_hash_sha256_state hash; /* of every byte streamed (for the receipt) */
+    pt_sha256_ctx hash; /* of every byte streamed (for the receipt) */
     /* state */
     choice *ch;
     int n_ch;
@@ -382,7 +383,7 @@ static int sse(gen_job *j, json_t *chunk) {
     pt_buf_init(&b, strlen(s) + 16);
     pt_buf_printf(&b, "data: %s\n\n", s);
     free(s);
-    crypto_hash_sha256_update(&j->hash, (const unsigned char *)b.data, b.len);
+    pt_sha256_update(&j->hash, b.data, b.len);
     int rc = http_stream_write(j->out, b.data, b.len);
     pt_buf_free(&b);
     return rc;
@@ -475,7 +476,7 @@ static void job_finish(pt_server *s, gen_job *j) {
         sse(j, c);
     }
     uint8_t h[32];
-    crypto_hash_sha256_final(&j->hash, h);
+    pt_sha256_final(&j->hash, h);
     char *text = srv_audit_text(j->c, j->status ? j->status : 200, h);
     pthread_mutex_unlock(&j->mu);
     if (!text || pt_receipts_submit(s->receipts, text, strlen(text), stream_receipt_done, j))
@@ -1182,7 +1183,7 @@ static gen_job *job_new(call *c, srv_model *m, int kind, int api) {
     pt_sample_params_default(&j->sp);
     j->n_per_input = 1;
     j->n_logprobs = -1;
-    crypto_hash_sha256_init(&j->hash);
+    pt_sha256_init(&j->hash);
     c->job = j;
     c->job_free = job_detach;
     return j;

@@ -4,13 +4,15 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "common/sha256.h"
+
 void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH]) {
-    crypto_hash_sha256_state st;
+    pt_sha256_ctx st;
     static const uint8_t zero = 0x00;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, &zero, 1);
-    crypto_hash_sha256_update(&st, data, len);
-    crypto_hash_sha256_final(&st, out);
+    pt_sha256_init(&st);
+    pt_sha256_update(&st, &zero, 1);
+    pt_sha256_update(&st, data, len);
+    pt_sha256_final(&st, out);
 }
 
 void merkle_node_hash(const uint8_t left[MERKLE_HASH], const uint8_t right[MERKLE_HASH],
@@ -19,10 +21,10 @@ void merkle_node_hash(const uint8_t left[MERKLE_HASH], const uint8_t right[MERKL
     buf[0] = 0x01;
     memcpy(buf + 1, left, MERKLE_HASH);
     memcpy(buf + 1 + MERKLE_HASH, right, MERKLE_HASH);
-    crypto_hash_sha256(out, buf, sizeof buf);
+    pt_sha256(buf, sizeof buf, out);
 }
 
-void merkle_empty_root(uint8_t out[MERKLE_HASH]) { crypto_hash_sha256(out, (const uint8_t *)"", 0); }
+void merkle_empty_root(uint8_t out[MERKLE_HASH]) { pt_sha256("", 0, out); }
 
 void merkle_perfect_root(const merkle_hash *hashes, size_t n, merkle_hash *tmp, uint8_t out[MERKLE_HASH]) {
     if (n == 1) {
