@@ -146,7 +146,25 @@ static void test_json_write(void) {
     pt_buf_free(&small);
 }
 
+/* pt_buf_put_i64 writes what printf's %lld does; pt_strlcpy truncates and terminates. */
+static void test_int_and_copy(void) {
+    const int64_t vs[] = {0, 7, -7, 10, 99, -100, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        pt_buf b;
+        char want[32];
+        pt_buf_init(&b, 64);
+        snprintf(want, sizeof want, "%lld", (long long)vs[i]);
+        CHECK(pt_buf_put_i64(&b, vs[i]) == 0 && b.len == strlen(want) && !memcmp(b.data, want, b.len));
+        pt_buf_free(&b);
+    }
+    char d[5];
+    CHECK(!strcmp(pt_strlcpy(d, "abc", sizeof d), "abc"));
+    CHECK(!strcmp(pt_strlcpy(d, "abcdefgh", sizeof d), "abcd"));
+    CHECK(!strcmp(pt_strlcpy(d, "", sizeof d), ""));
+}
+
 int main(void) {
+    test_int_and_copy();
     test_json_write();
     test_time_parsing();
     test_time_format_round_trip();

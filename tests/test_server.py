@@ -37,6 +37,12 @@ check(st == 200 and isinstance(j, dict), "parity report JSON")
 st, h, _, body = req("GET", "/parity")
 check(st == 200 and h["content-type"].startswith("text/html") and b"<table>" in body, "parity report HTML")
 
+st, _, j, _ = req("GET", "/v1/models", key="al1", headers={"X-Big": "a" * 6000})
+check(st == 200, "a request with 6 KB of headers is served")
+st, _, _, _ = req("GET", "/v1/models", key="al1", headers={"X-Big": "a" * 60000})
+check(st == 431, "60 KB of headers: 431, the server goes on: %s" % st)
+check(req("GET", "/healthz")[0] == 200, "still serving")
+
 # --- authentication ---------------------------------------------------------------------------
 st, _, j, _ = req("GET", "/v1/models")
 check(st == 401 and err_code(j) == "missing_api_key", "no key: 401")

@@ -46,6 +46,15 @@ int pt_buf_append(pt_buf *b, const void *p, size_t n) {
 
 int pt_buf_puts(pt_buf *b, const char *s) { return pt_buf_append(b, s, strlen(s)); }
 
+int pt_buf_put_i64(pt_buf *b, int64_t v) {
+    char d[20], *e = d + sizeof d, *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) *--p = '-';
+    return pt_buf_append(b, p, (size_t)(e - p));
+}
+
 int pt_buf_vprintf(pt_buf *b, const char *fmt, va_list ap) {
     va_list ap2;
     va_copy(ap2, ap);

@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct pt_buf {
     char *data;   /* owned; NULL until the first append */
@@ -22,6 +23,7 @@ void pt_buf_free(pt_buf *b);               /* frees data; the buffer may be reus
 void pt_buf_reset(pt_buf *b);              /* len = 0, keeps the allocation */
 int pt_buf_append(pt_buf *b, const void *p, size_t n);   /* PT_OK or PT_ENOMEM */
 int pt_buf_puts(pt_buf *b, const char *s);
+int pt_buf_put_i64(pt_buf *b, int64_t v);                /* decimal, as printf's %lld */
 int pt_buf_printf(pt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int pt_buf_vprintf(pt_buf *b, const char *fmt, va_list ap);
 /* Takes ownership of the data (caller frees); the buffer is left empty. */

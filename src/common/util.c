@@ -111,8 +111,16 @@ char *pt_format_time(int64_t t, char out[21]) {
     int64_t days = (t >= 0 ? t : t - 86399) / 86400, secs = t - days * 86400, y;
     int m, d;
     civil_from_days(days, &y, &m, &d);
-    snprintf(out, 21, "%04d-%02d-%02dT%02d:%02d:%02dZ", (int)y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
-             (int)(secs % 60));
+    /* "%04d-%02d-%02dT%02d:%02d:%02dZ" by hand: every audit entry formats one */
+    int f[6] = {(int)y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60)};
+    char *o = out;
+    *o++ = (char)('0' + f[0] / 1000), *o++ = (char)('0' + f[0] / 100 % 10);
+    *o++ = (char)('0' + f[0] / 10 % 10), *o++ = (char)('0' + f[0] % 10);
+    for (int i = 1; i < 6; i++) {
+        *o++ = "--T::"[i - 1];
+        *o++ = (char)('0' + f[i] / 10), *o++ = (char)('0' + f[i] % 10);
+    }
+    *o++ = 'Z', *o = 0;
     return out;
 }
 
@@ -144,6 +152,13 @@ int pt_parse_double(const char *s, double *out) {
     if (errno || *end || !isfinite(v)) return -1;
     *out = v;
     return 0;
+}
+
+char *pt_strlcpy(char *dst, const char *src, size_t cap) {
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = 0;
+    return dst;
 }
 
 char *pt_hex(const uint8_t *p, size_t n, char *out) {

@@ -31,6 +31,8 @@ int pt_parse_double(const char *s, double *out);
 
 /* SHA-256 (libsodium). */
 /* Lower-case hex of n bytes into out (2n+1 bytes). Returns out. */
+/* Copies src into dst[cap] (cap > 0), truncated and always NUL-terminated; returns dst. */
+char *pt_strlcpy(char *dst, const char *src, size_t cap);
 char *pt_hex(const uint8_t *p, size_t n, char *out);
 /* Parses exactly 2n hex digits into out. 0 or -1. */
 int pt_unhex(const char *s, uint8_t *out, size_t n);

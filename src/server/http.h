@@ -43,7 +43,6 @@ typedef struct http_req {
     const char *path;                    /* decoded path, no query string */
     const char *body;                    /* NUL-terminated; body_len bytes */
     size_t body_len;
-    const char *remote;                  /* client address text */
     double start;                        /* pt_now() when the request arrived */
     void *user;                          /* the handler's per-request state */
     void (*user_free)(void *);           /* frees user when the request ends */

@@ -195,12 +195,12 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
                http_resp *resp) {
     (void)s;
     pt_decision d;
-    snprintf(c->model, sizeof c->model, "%s", model ? model : "");
-    if (variant) snprintf(c->variant, sizeof c->variant, "%s", variant);
+    pt_strlcpy(c->model, model ? model : "", sizeof c->model);
+    if (variant) pt_strlcpy(c->variant, variant, sizeof c->variant);
     c->caps_used |= 1u << cap;
     pt_policy_decide(c->pol->p, c->key.org, model, variant, cap, pt_unix_time(), u, &d);
     c->decision_allow = d.allow;
-    snprintf(c->reason, sizeof c->reason, "%s", d.allow && d.grant ? d.grant->id : pt_reason_name(d.reason));
+    pt_strlcpy(c->reason, d.allow && d.grant ? d.grant->id : pt_reason_name(d.reason), sizeof c->reason);
     if (d.allow) return 1;
     if (d.reason == PT_DENY_UNKNOWN_MODEL) {
         http_error(resp, 404, "invalid_request_error", "model_not_found", "model",
@@ -246,7 +246,7 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     int rc = 0;
 #define KEY(k) (rc = rc ? rc : pt_buf_puts(&b, k))
 #define STR(k, v) (KEY(k), rc = rc ? rc : pt_json_put_string(&b, (v), strlen(v)))
-#define INT(k, v) (KEY(k), rc = rc ? rc : pt_buf_printf(&b, "%lld", (long long)(v)))
+#define INT(k, v) (KEY(k), rc = rc ? rc : pt_buf_put_i64(&b, (v)))
     STR("{\"type\":\"request\",\"time\":", pt_format_time(pt_unix_time(), t));
     STR(",\"key_id\":", c->key.id);
     STR(",\"org\":", c->key.org);
