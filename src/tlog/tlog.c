@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/crc32c.h"
 #include "common/fileio.h"
 #include "tlog/merkle.h"
 #include "tlog/note.h"
@@ -401,16 +402,32 @@ int tlog_append_batch(tlog *t, const void *const *data, const size_t *lens, size
  *
  * DATA/log/NAME/journal holds entries acknowledged by tlog_journal_append and not yet in a
  * published checkpoint, as records
- *     u64 BE index ‖ u16 BE length ‖ bytes ‖ 16-byte BLAKE2b of (index ‖ length ‖ bytes)
+ *     u64 BE index ‖ u16 BE length ‖ bytes ‖ 16-byte check of (index ‖ length ‖ bytes)
  * appended with one write and one fdatasync per call. Replay (at open) takes the records whose
  * index continues the published tree, stops at the first torn or out-of-sequence record, and
- * integrates them; tlog_integrate then empties the file. */
+ * integrates them; tlog_integrate then empties the file.
+ *
+ * The check only tells a torn or half-written record from a whole one (whoever can write the
+ * journal can write the log): CRC-32C, big-endian, then 12 zero bytes. Until 2026-12 it was
+ * a BLAKE2b-128, 4% of the server's CPU at 50,000 receipts/s; replay still accepts those, so
+ * a journal left by the older version is not lost. */
 
 #define JREC_HEAD 10
 #define JREC_SUM 16
 
 static void jrec_sum(const uint8_t *rec, size_t len, uint8_t out[JREC_SUM]) {
-    crypto_generichash(out, JREC_SUM, rec, len, NULL, 0);
+    uint32_t c = pt_crc32c(0, rec, len);
+    memset(out, 0, JREC_SUM);
+    for (int i = 0; i < 4; i++) out[i] = (uint8_t)(c >> (24 - 8 * i));
+}
+
+/* Is sum the check of rec: today's, or the BLAKE2b of journals written before it? */
+static int jrec_sum_ok(const uint8_t *rec, size_t len, const uint8_t *sum) {
+    uint8_t want[JREC_SUM];
+    jrec_sum(rec, len, want);
+    if (!memcmp(want, sum, JREC_SUM)) return 1;
+    crypto_generichash(want, JREC_SUM, rec, len, NULL, 0);
+    return !memcmp(want, sum, JREC_SUM);
 }
 
 static int journal_path(tlog *t, char **path, pt_err *err) {
@@ -488,9 +505,7 @@ static int journal_replay(tlog *t, pt_err *err) {
         for (int i = 0; i < 8; i++) index = index << 8 | p[off + i];
         size_t n = (size_t)p[off + 8] << 8 | p[off + 9];
         if (len - off - JREC_HEAD - JREC_SUM < n) break; /* torn */
-        uint8_t sum[JREC_SUM];
-        jrec_sum(p + off, JREC_HEAD + n, sum);
-        if (sodium_memcmp(sum, p + off + JREC_HEAD + n, JREC_SUM) != 0) break; /* torn */
+        if (!jrec_sum_ok(p + off, JREC_HEAD + n, p + off + JREC_HEAD + n)) break; /* torn */
         if (index == t->jnext) {
             if (pt_buf_append(&t->jpend, p + off + 8, 2 + n)) {
                 rc = pt_errf(err, PT_ENOMEM, "out of memory");
