@@ -101,15 +101,6 @@ int pt_json_put_string(pt_buf *b, const char *s, size_t n) {
     return pt_buf_append(b, "\"", 1);
 }
 
-static int put_int(pt_buf *b, json_int_t v) {
-    char tmp[24], *e = tmp + sizeof tmp, *p = e;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0) *--p = '-';
-    return pt_buf_append(b, p, (size_t)(e - p));
-}
-
 int pt_json_write(pt_buf *b, const json_t *j, int depth) {
     if (depth > 2 * PT_JSON_MAX_DEPTH) return PT_EINVAL;
     switch (json_typeof(j)) {
@@ -137,7 +128,7 @@ int pt_json_write(pt_buf *b, const json_t *j, int depth) {
         return pt_buf_append(b, "]", 1);
     }
     case JSON_STRING: return pt_json_put_string(b, json_string_value(j), json_string_length(j));
-    case JSON_INTEGER: return put_int(b, json_integer_value(j));
+    case JSON_INTEGER: return pt_buf_put_i64(b, (int64_t)json_integer_value(j));
     case JSON_REAL: {
         /* jansson: "%.17g", with ".0" added when the text would read back as an integer */
         char tmp[40];
