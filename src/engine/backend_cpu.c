@@ -8,7 +8,10 @@
  *     F16, shifts for BF16), else plain C; Q8_0 by an int8 kernel against the activation
  *     quantised to Q8_0 once per matmul (VNNI dot products with AVX-512, maddubs with AVX2,
  *     as ggml does). Weights read by the same input (q/k/v, gate/up) go through one pool
- *     dispatch (matmul_multi).
+ *     dispatch (matmul_multi). With AVX-512, F32/F16/BF16 weights against 2 or more rows
+ *     run a register-blocked kernel instead (tiles of 3-4 weight rows x up to 8 activation
+ *     rows: the multi-row case is bound by FMAs, not memory), and it serves prefills too, up
+ *     to pt_backend.nk_rows_max rows (small-M products are OpenBLAS's weak spot).
  *   - prefill: cblas_sgemm (OpenBLAS, same thread count), non-F32 weights converted to F32 a
  *     tile at a time (the tile conversion runs on our pool, then BLAS runs alone).
  * Our pool and OpenBLAS never run at the same time, so they do not oversubscribe.
@@ -22,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -38,10 +42,12 @@
 
 #define PT_MATVEC_MAX_ROWS 8
 /* Activation rows up to which F32/F16/BF16 NK weights go through the AVX-512 register-blocked
- * kernel rather than cblas_sgemm (see nk_float_avx512). */
-#ifndef PT_NK_AVX512_ROWS_MAX
-#define PT_NK_AVX512_ROWS_MAX 4096
-#endif
+ * kernel (nk_float_avx512) rather than cblas_sgemm: one value for OpenBLAS with AVX2 sgemm
+ * kernels (Haswell, Zen, or OPENBLAS_CORETYPE=Haswell as set on our bench machine) and one
+ * for OpenBLAS with AVX-512 ones (SkylakeX, Cooperlake, SapphireRapids). See
+ * docs/engine-perf.md for the measurements. */
+#define PT_NK_ROWS_MAX_VS_AVX2_SGEMM 1024
+#define PT_NK_ROWS_MAX_VS_AVX512_SGEMM 128
 /* Bytes of activation rows a decode kernel keeps in L1 beside the weight stream (see
  * nk_float_avx2). */
 #define PT_NK_L1_BYTES (24u << 10)
@@ -62,6 +68,7 @@
 #define PT_ATT_BATCH_MAX 256
 
 extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
 
 /* ---- thread pool --------------------------------------------------------------------- */
 
@@ -280,9 +287,9 @@ typedef struct nk_args {
 struct cpu_kernels {
     pt_cpu_isa isa;
     /* rows j0..j1 of an NK weight against a->rows activation rows: at most
-     * PT_MATVEC_MAX_ROWS, or for F32/F16/BF16 weights at most float_rows_max */
+     * PT_MATVEC_MAX_ROWS, or for F32/F16/BF16 weights any number when float_rows_any */
     void (*nk)(const nk_args *a, int j0, int j1);
-    int float_rows_max;
+    int float_rows_any;
     /* One activation row of k values (a multiple of 32) to Q8_0: q[k], s[k/32 * PT_XS_PER_BLOCK]. */
     void (*quant)(const float *x, int8_t *q, float *s, size_t k);
     /* n elements of a stored row (any weight dtype) to F32 (prefill tiles). */
@@ -857,12 +864,12 @@ PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
 }
 #endif /* PT_X86 */
 
-static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, PT_MATVEC_MAX_ROWS, quant_scalar, pt_to_f32,
+static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, 0, quant_scalar, pt_to_f32,
                                            axpy_scalar, wsum_scalar};
 #if PT_X86
-static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, PT_MATVEC_MAX_ROWS, quant_avx2, to_f32_avx2, axpy_avx2,
+static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, 0, quant_avx2, to_f32_avx2, axpy_avx2,
                                          wsum_avx2};
-static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, PT_NK_AVX512_ROWS_MAX, quant_avx512, to_f32_avx2,
+static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, 1, quant_avx512, to_f32_avx2,
                                            axpy_avx512, wsum_avx2};
 #endif
 
@@ -1040,7 +1047,7 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
     cpu_impl *im = b->impl;
     mm_ctx c = {.kn = im->kn, .x = x, .rows = rows};
     assert(n >= 1 && n <= PT_MM_MAX);
-    /* Decode (and, with the AVX-512 kernels, float NK weights up to float_rows_max rows):
+    /* Decode (and, with the AVX-512 kernels, float NK weights up to b->nk_rows_max rows):
      * every such weight's row chunks are tasks of one pool dispatch. Chunks small enough to
      * balance two threads when one is disturbed, a multiple of the kernels' 4-row step. The
      * others go through sgemm. */
@@ -1049,8 +1056,8 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
     for (int i = 0; i < n; i++) {
         const pt_weight *w = mm[i].w;
         assert(w->k == mm[0].w->k);
-        if (rows > PT_MATVEC_MAX_ROWS &&
-            (rows > im->kn->float_rows_max || w->layout != PT_W_NK || w->dtype == PT_Q8_0)) {
+        if (rows > PT_MATVEC_MAX_ROWS && (rows > b->nk_rows_max || !im->kn->float_rows_any ||
+                                          w->layout != PT_W_NK || w->dtype == PT_Q8_0)) {
             mm_prefill(im, &c, mm[i].out, x, rows, w, mm[i].bias);
             continue;
         }
@@ -1351,6 +1358,13 @@ pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa) {
     openblas_set_num_threads(n_threads);
     b->name = "cpu";
     b->isa = isa;
+    b->nk_rows_max = PT_MATVEC_MAX_ROWS;
+    if (im->kn->float_rows_any) {
+        const char *core = openblas_get_corename();
+        int avx512_sgemm = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
+                                    !strcasecmp(core, "SapphireRapids"));
+        b->nk_rows_max = avx512_sgemm ? PT_NK_ROWS_MAX_VS_AVX512_SGEMM : PT_NK_ROWS_MAX_VS_AVX2_SGEMM;
+    }
     b->n_threads = im->pool->n;
     b->matmul = cpu_matmul;
     b->matmul_multi = cpu_matmul_multi;
