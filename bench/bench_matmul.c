@@ -4,6 +4,7 @@
  *
  * usage: bench_matmul [--threads 2] [--rounds 3] [--dtype F32|F16|BF16]
  *                     [--rows 2,4,8,16,24,64,169,512] [--shapes 512x512,1376x512,...]
+ *                     [--weight-offset BYTES]
  * A shape is NxK: a weight of N outputs and K inputs (NK layout, as HF Linear).
  * Per shape and row count, each round times (best of a few calls): the backend with the
  * best instruction set, its own kernels at every row count (nk_rows_max raised; with AVX-512
@@ -11,7 +12,8 @@
  * before it had its own float kernels; sgemm beyond 8 rows), and cblas_sgemm directly on
  * F32 weights. Prints the GFLOP/s ranges over the rounds and the ratios' ranges. Inputs
  * are 64-byte aligned as the engine's activations are (unaligned 64-byte loads straddle
- * cache lines: ~0.55x for 8 rows of 512 inputs). */
+ * cache lines: ~0.55x for 8 rows of 512 inputs). --weight-offset places the weights that many
+ * bytes past a 64-byte boundary (safetensors files place tensors at any multiple of 8). */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +61,7 @@ static double time_sgemm(float *out, const float *x, int rows, const float *wf, 
 }
 
 int main(int argc, char **argv) {
-    int threads = 2, rounds = 3;
+    int threads = 2, rounds = 3, woff = 0;
     int rows_v[MAXV], n_rows = parse_list("2,4,8,16,24,64,169,512", rows_v, MAXV);
     int shp[MAXV][2], n_shp = 0;
     const char *shapes = "512x512,1376x512,512x1376,2048x768,768x2048";
@@ -69,12 +71,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rows") && i + 1 < argc) n_rows = parse_list(argv[++i], rows_v, MAXV);
         else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) shapes = argv[++i];
+        else if (!strcmp(argv[i], "--weight-offset") && i + 1 < argc) woff = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
             i++;
             dt = !strcmp(argv[i], "F16") ? PT_F16 : !strcmp(argv[i], "BF16") ? PT_BF16 : PT_F32;
         } else {
             fprintf(stderr, "usage: bench_matmul [--threads N] [--rounds N] [--dtype F32|F16|BF16] [--rows a,b] "
-                            "[--shapes NxK,...]\n");
+                            "[--shapes NxK,...] [--weight-offset BYTES]\n");
             return 2;
         }
     }
@@ -102,7 +105,7 @@ int main(int argc, char **argv) {
         float *wf = malloc(nk * sizeof(float));
         for (size_t i = 0; i < nk; i++) wf[i] = (float)((i * 2654435761u) % 1000) / 1000.f - 0.5f;
         pt_dtype_bytes(dt, nk, &bytes);
-        void *wd = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        char *wbuf = aligned_alloc(64, (bytes + 127) / 64 * 64), *wd = wbuf + woff;
         pt_from_f32(dt, wf, wd, nk);
         pt_weight w = {dt, wd, n, k, (size_t)k, PT_W_NK, "bench"};
         for (int ri = 0; ri < n_rows; ri++) {
@@ -134,7 +137,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
             free(x), free(out);
         }
-        free(wf), free(wd);
+        free(wf), free(wbuf);
     }
     pt_backend_free(best);
     pt_backend_free(avx2);

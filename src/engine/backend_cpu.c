@@ -702,6 +702,11 @@ PT_AVX512_FN static inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512
 /* Keeps a loaded vector in a register: GCC otherwise folds the load of an activation vector
  * into each of its JB FMAs, JB loads where one does (measured 10-25% slower). */
 #define PT_IN_REG(v) __asm__("" : "+v"(v))
+#ifndef PT_NO_PF
+#define PT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#else
+#define PT_PREFETCH(p) (void)(p)
+#endif
 
 /* Weight rows j..j+JB-1 against activation rows r0..r0+R-1 over inputs [k0, k1): the sums
  * are stored (with the bias) when k0 is 0, else added to what the earlier input blocks
@@ -712,16 +717,25 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void tile_avx512(const
     const int k = a->w->k;
     const float *x = a->x + (size_t)r0 * k;
     const void *wr[PT_TILE_JB];
+    const char *pf[PT_TILE_JB]; /* the next tile's weight rows, prefetched a step at a time */
+    const size_t es = t == PT_F32 ? 4 : 2;
     __m512 acc[PT_TILE_JB * PT_MATVEC_MAX_ROWS]; /* [r * JB + b] */
 #pragma GCC unroll 4
-    for (int b = 0; b < JB; b++) wr[b] = wrow(a->w, (size_t)(j + b), 0);
+    for (int b = 0; b < JB; b++) {
+        int jn = j + JB + b < a->w->n ? j + JB + b : a->w->n - 1;
+        wr[b] = wrow(a->w, (size_t)(j + b), 0);
+        pf[b] = wrow(a->w, (size_t)jn, 0);
+    }
 #pragma GCC unroll 32
     for (int q = 0; q < JB * R; q++) acc[q] = _mm512_setzero_ps();
     int i = k0;
     for (; i + 16 <= k1; i += 16) {
         __m512 wv[PT_TILE_JB];
 #pragma GCC unroll 4
-        for (int b = 0; b < JB; b++) wv[b] = load_w16(t, wr[b], (size_t)i);
+        for (int b = 0; b < JB; b++) {
+            wv[b] = load_w16(t, wr[b], (size_t)i);
+            PT_PREFETCH(pf[b] + (size_t)i * es);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m512 xv = _mm512_loadu_ps(x + (size_t)r * k + i);
