@@ -2,7 +2,8 @@
  *
  * forward.c never touches a weight's bytes or a BLAS call itself: it calls the function
  * pointers in a pt_backend. backend_cpu.c is the one implementation today (AVX-512, AVX2 or
- * plain C kernels for decode, chosen at run time; OpenBLAS sgemm for prefill; a small
+ * plain C kernels for decode, chosen at run time; with AVX-512 also for prefills up to
+ * nk_rows_max rows; OpenBLAS sgemm for larger prefills; a small
  * pthread pool); a CUDA backend would fill the same struct with device kernels.
  *
  * Conventions: activations are F32, row-major, [rows, width]. A weight is a logical

@@ -614,10 +614,10 @@ PT_AVX2_FN static void wsum_avx2(float *z, const float *p, const float *v, size_
 }
 
 /* ---- AVX-512 (F, BW, VL, VNNI) ---- */
-/* F32/F16/BF16 go through the 256-bit kernels above: their 512-bit forms (one weight row
- * with four 16-lane accumulators, or four weight rows per pass over x with eight) measured
- * 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop that is bound by
- * memory either way. */
+/* F32/F16/BF16 against ONE activation row go through the 256-bit kernel above: its 512-bit
+ * forms (one weight row with four 16-lane accumulators, or four weight rows per pass over x
+ * with eight) measured 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop
+ * that is bound by memory either way. Two or more rows run nk_float_avx512 below. */
 
 /* Q8_0: one block (32 values) per 256-bit step, products by VNNI (one vpdpbusd where AVX2
  * needs maddubs + madd), one accumulator per activation row. (Two blocks per 512-bit
