@@ -1,7 +1,8 @@
 /* test_backend_kernels.c — the CPU backend's kernels against a plain double-precision
  * reference: every weight dtype (F32, F16, BF16, Q8_0), both weight layouts, odd sizes,
  * 1..8 activation rows (the decode kernels, with the activation rows in one pass or in two
- * groups) and more (the sgemm path), with and without
+ * groups) and more (AVX-512's register-blocked kernel, and the sgemm path: every row count
+ * to 64 and around the switch between them), with and without
  * bias; matmul_multi against separate matmuls; attention (decode on the calling thread and
  * on the pool, prefill by sgemm; grouped-query heads; the pattern; several sequences in one
  * call equal to each alone). Each test runs for every
@@ -128,6 +129,43 @@ static void test_matmul(pt_cpu_isa isa) {
                 }
                 free(tw.data), free(w_f), free(bias);
             }
+    pt_backend_free(b);
+}
+
+/* Every row count from 1 to 64 and around the backend's nk_rows_max (its own kernels below,
+ * sgemm above; with AVX-512 the register-blocked tiles: groups of up to 8 rows, 3 or 4
+ * weight rows per tile, inputs in blocks of up to 768) for F32/F16/BF16 NK weights: n not a
+ * multiple of 3 or 4, k odd and not a multiple of 16, k over one input block. */
+static void test_matmul_rows(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    if (!b) return;
+    static const int sizes[][2] = {{37, 100}, {13, 777}, {50, 1553}};
+    const pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16};
+    int lim = b->nk_rows_max, extra[] = {lim - 1, lim, lim + 1};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (size_t di = 0; di < 3; di++) {
+            int n = sizes[si][0], k = sizes[si][1];
+            float *w_f = malloc((size_t)n * k * sizeof(float)), *bias = malloc((size_t)n * sizeof(float));
+            for (size_t i = 0; i < (size_t)n * k; i++) w_f[i] = frand();
+            for (int j = 0; j < n; j++) bias[j] = frand();
+            test_weight tw;
+            make_weight(&tw, dts[di], PT_W_NK, n, k, w_f);
+            for (int ri = 1; ri <= 64 + 3; ri++) {
+                int rows = ri <= 64 ? ri : extra[ri - 65];
+                if (rows <= 64 && ri > 64) continue; /* covered */
+                float *x = malloc((size_t)rows * k * sizeof(float)), *out = malloc((size_t)rows * n * sizeof(float));
+                for (size_t i = 0; i < (size_t)rows * k; i++) x[i] = frand();
+                const float *bs = rows % 2 ? bias : NULL;
+                CHECK(b->matmul(b, out, x, rows, &tw.w, bs) == PT_OK);
+                int ok = matmul_close(out, x, w_f, bs, rows, n, k, dts[di]);
+                if (!ok)
+                    fprintf(stderr, "  isa %s dtype %s n %d k %d rows %d (nk_rows_max %d)\n", pt_cpu_isa_name(isa),
+                            pt_dtype_name(dts[di]), n, k, rows, lim);
+                CHECK(ok);
+                free(x), free(out);
+            }
+            free(tw.data), free(w_f), free(bias);
+        }
     pt_backend_free(b);
 }
 
@@ -282,6 +320,7 @@ int main(void) {
     test_isa_choice();
     for (int i = PT_ISA_SCALAR; i <= (int)pt_cpu_isa_best(); i++) {
         test_matmul((pt_cpu_isa)i);
+        test_matmul_rows((pt_cpu_isa)i);
         test_matmul_multi((pt_cpu_isa)i);
         test_attention((pt_cpu_isa)i);
         test_attention_batch((pt_cpu_isa)i);

@@ -2,7 +2,8 @@
  *
  * forward.c never touches a weight's bytes or a BLAS call itself: it calls the function
  * pointers in a pt_backend. backend_cpu.c is the one implementation today (AVX-512, AVX2 or
- * plain C kernels for decode, chosen at run time; OpenBLAS sgemm for prefill; a small
+ * plain C kernels for decode, chosen at run time; with AVX-512 also for prefills up to
+ * nk_rows_max rows; OpenBLAS sgemm for larger prefills; a small
  * pthread pool); a CUDA backend would fill the same struct with device kernels.
  *
  * Conventions: activations are F32, row-major, [rows, width]. A weight is a logical
@@ -72,10 +73,16 @@ struct pt_backend {
     const char *name;
     int n_threads;
     pt_cpu_isa isa;      /* the kernels in use (CPU backend) */
+    /* Activation rows up to which matmul runs the backend's own kernels on F32/F16/BF16
+     * weights in the NK layout (beyond: sgemm). 8 (the decode kernels) unless the kernel set
+     * has register-blocked multi-row kernels (AVX-512), then more, chosen for the sgemm that
+     * OpenBLAS runs here (see backend_cpu.c). Read on every call: benches change it to
+     * compare the two paths. */
+    int nk_rows_max;
     /* out[t, 0..n) = x[t, 0..k) · Wᵀ (+ bias[n] when not NULL), t < rows. out and x do not
-     * overlap. Small row counts (decode) run the weight-streaming kernels; larger ones go
-     * through cblas_sgemm (non-F32 weights converted to F32 in tiles). matmul and attention
-     * return PT_OK or PT_ENOMEM (scratch could not grow). */
+     * overlap. Small row counts (decode, and up to nk_rows_max) run the backend's own
+     * kernels; larger ones go through cblas_sgemm (non-F32 weights converted to F32 in
+     * tiles). matmul and attention return PT_OK or PT_ENOMEM (scratch could not grow). */
     int (*matmul)(pt_backend *b, float *out, const float *x, int rows, const pt_weight *w, const float *bias);
     /* The n (1..PT_MM_MAX) products mm[i] of weights that read the same input x [rows, k]
      * (every mm[i].w->k is k), each as matmul computes it. Decode runs them all in one

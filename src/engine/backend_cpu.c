@@ -8,7 +8,10 @@
  *     F16, shifts for BF16), else plain C; Q8_0 by an int8 kernel against the activation
  *     quantised to Q8_0 once per matmul (VNNI dot products with AVX-512, maddubs with AVX2,
  *     as ggml does). Weights read by the same input (q/k/v, gate/up) go through one pool
- *     dispatch (matmul_multi).
+ *     dispatch (matmul_multi). With AVX-512, F32/F16/BF16 weights against 2 or more rows
+ *     run a register-blocked kernel instead (tiles of 3-4 weight rows x up to 8 activation
+ *     rows: the multi-row case is bound by FMAs, not memory), and it serves prefills too, up
+ *     to pt_backend.nk_rows_max rows (small-M products are OpenBLAS's weak spot).
  *   - prefill: cblas_sgemm (OpenBLAS, same thread count), non-F32 weights converted to F32 a
  *     tile at a time (the tile conversion runs on our pool, then BLAS runs alone).
  * Our pool and OpenBLAS never run at the same time, so they do not oversubscribe.
@@ -22,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -37,6 +41,13 @@
 #include "engine/backend.h"
 
 #define PT_MATVEC_MAX_ROWS 8
+/* Activation rows up to which F32/F16/BF16 NK weights go through the AVX-512 register-blocked
+ * kernel (nk_float_avx512) rather than cblas_sgemm: one value for OpenBLAS with AVX2 sgemm
+ * kernels (Haswell, Zen, or OPENBLAS_CORETYPE=Haswell as set on our bench machine) and one
+ * for OpenBLAS with AVX-512 ones (SkylakeX, Cooperlake, SapphireRapids). See
+ * docs/engine-perf.md for the measurements. */
+#define PT_NK_ROWS_MAX_VS_AVX2_SGEMM 1024
+#define PT_NK_ROWS_MAX_VS_AVX512_SGEMM 128
 /* Bytes of activation rows a decode kernel keeps in L1 beside the weight stream (see
  * nk_float_avx2). */
 #define PT_NK_L1_BYTES (24u << 10)
@@ -57,6 +68,7 @@
 #define PT_ATT_BATCH_MAX 256
 
 extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
 
 /* ---- thread pool --------------------------------------------------------------------- */
 
@@ -274,7 +286,10 @@ typedef struct nk_args {
 
 struct cpu_kernels {
     pt_cpu_isa isa;
+    /* rows j0..j1 of an NK weight against a->rows activation rows: at most
+     * PT_MATVEC_MAX_ROWS, or for F32/F16/BF16 weights any number when float_rows_any */
     void (*nk)(const nk_args *a, int j0, int j1);
+    int float_rows_any;
     /* One activation row of k values (a multiple of 32) to Q8_0: q[k], s[k/32 * PT_XS_PER_BLOCK]. */
     void (*quant)(const float *x, int8_t *q, float *s, size_t k);
     /* n elements of a stored row (any weight dtype) to F32 (prefill tiles). */
@@ -599,10 +614,10 @@ PT_AVX2_FN static void wsum_avx2(float *z, const float *p, const float *v, size_
 }
 
 /* ---- AVX-512 (F, BW, VL, VNNI) ---- */
-/* F32/F16/BF16 go through the 256-bit kernels above: their 512-bit forms (one weight row
- * with four 16-lane accumulators, or four weight rows per pass over x with eight) measured
- * 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop that is bound by
- * memory either way. */
+/* F32/F16/BF16 against ONE activation row go through the 256-bit kernel above: its 512-bit
+ * forms (one weight row with four 16-lane accumulators, or four weight rows per pass over x
+ * with eight) measured 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop
+ * that is bound by memory either way. Two or more rows run nk_float_avx512 below. */
 
 /* Q8_0: one block (32 values) per 256-bit step, products by VNNI (one vpdpbusd where AVX2
  * needs maddubs + madd), one accumulator per activation row. (Two blocks per 512-bit
@@ -653,9 +668,183 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(cons
     }
 }
 
+/* F32/F16/BF16 against 2 or more activation rows: register-blocked. A tile of JB weight rows
+ * x R activation rows keeps JB*R 16-lane accumulators, so each activation load feeds JB
+ * FMAs and each weight load (and F16/BF16 conversion) R of them; the one-weight-row ymm
+ * kernel above issues a load per FMA and reached ~73 GFLOP/s on two threads for 8 rows,
+ * against a 530 GFLOP/s 512-bit FMA peak. Inputs not a multiple of 16 end in a masked
+ * step. */
+PT_AVX512_FN static inline __m512 load_w16(pt_dtype t, const void *p, size_t i) {
+    if (t == PT_F32) return _mm512_loadu_ps((const float *)p + i);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i));
+    if (t == PT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+PT_AVX512_FN static inline __m512 load_w16_mask(pt_dtype t, const void *p, size_t i, __mmask16 m) {
+    if (t == PT_F32) return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i);
+    if (t == PT_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The sums of four vectors' lanes, in one vector: a transposing tree (13 shuffles and adds
+ * where four separate reductions take ~32). */
+PT_AVX512_FN static inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)); /* a01 b01 a23 b23 per lane */
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512 abcd = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd))),
+                                _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd))));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+#define PT_TILE_JB 4 /* most weight rows per tile */
+/* Keeps a loaded vector in a register: GCC otherwise folds the load of an activation vector
+ * into each of its JB FMAs, JB loads where one does (measured 10-25% slower). */
+#define PT_IN_REG(v) __asm__("" : "+v"(v))
+#ifndef PT_NO_PF
+#define PT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#else
+#define PT_PREFETCH(p) (void)(p)
+#endif
+
+/* Weight rows j..j+JB-1 against activation rows r0..r0+R-1 over inputs [k0, k1): the sums
+ * are stored (with the bias) when k0 is 0, else added to what the earlier input blocks
+ * stored. */
+PT_AVX512_FN static inline __attribute__((always_inline)) void tile_avx512(const nk_args *a, int j, int r0, int k0,
+                                                                         int k1, pt_dtype t, const int JB,
+                                                                         const int R) {
+    const int k = a->w->k;
+    const float *x = a->x + (size_t)r0 * k;
+    const void *wr[PT_TILE_JB];
+    const char *pf[PT_TILE_JB]; /* the next tile's weight rows, prefetched a step at a time */
+    const size_t es = t == PT_F32 ? 4 : 2;
+    __m512 acc[PT_TILE_JB * PT_MATVEC_MAX_ROWS]; /* [r * JB + b] */
+#pragma GCC unroll 4
+    for (int b = 0; b < JB; b++) {
+        int jn = j + JB + b < a->w->n ? j + JB + b : a->w->n - 1;
+        wr[b] = wrow(a->w, (size_t)(j + b), 0);
+        pf[b] = wrow(a->w, (size_t)jn, 0);
+    }
+#pragma GCC unroll 32
+    for (int q = 0; q < JB * R; q++) acc[q] = _mm512_setzero_ps();
+    int i = k0;
+    for (; i + 16 <= k1; i += 16) {
+        __m512 wv[PT_TILE_JB];
+#pragma GCC unroll 4
+        for (int b = 0; b < JB; b++) {
+            wv[b] = load_w16(t, wr[b], (size_t)i);
+            PT_PREFETCH(pf[b] + (size_t)i * es);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)r * k + i);
+            PT_IN_REG(xv);
+#pragma GCC unroll 4
+            for (int b = 0; b < JB; b++) acc[r * JB + b] = _mm512_fmadd_ps(wv[b], xv, acc[r * JB + b]);
+        }
+    }
+    if (i < k1) {
+        __mmask16 m = (__mmask16)((1u << (k1 - i)) - 1);
+        __m512 wv[PT_TILE_JB];
+#pragma GCC unroll 4
+        for (int b = 0; b < JB; b++) wv[b] = load_w16_mask(t, wr[b], (size_t)i, m);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)r * k + i);
+#pragma GCC unroll 4
+            for (int b = 0; b < JB; b++) acc[r * JB + b] = _mm512_fmadd_ps(wv[b], xv, acc[r * JB + b]);
+        }
+    }
+    float sums[PT_TILE_JB * PT_MATVEC_MAX_ROWS + 3];
+    int q = 0;
+#pragma GCC unroll 8
+    for (; q + 4 <= JB * R; q += 4) _mm_storeu_ps(sums + q, hsum4_512(acc[q], acc[q + 1], acc[q + 2], acc[q + 3]));
+#pragma GCC unroll 4
+    for (; q < JB * R; q++) sums[q] = _mm512_reduce_add_ps(acc[q]);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int b = 0; b < JB; b++) {
+            float *o = &a->out[(size_t)(r0 + r) * a->ldo + (size_t)(j + b)];
+            if (k0) *o += sums[r * JB + b];
+            else *o = sums[r * JB + b] + (a->bias ? a->bias[j + b] : 0.f);
+        }
+}
+
+/* Weight rows j0..j1 against activation rows r0..r0+R-1 over inputs [k0, k1): tiles of JB
+ * weight rows, then the last (j1-j0) mod JB one at a time. */
+PT_AVX512_FN static inline __attribute__((always_inline)) void tiles_avx512(const nk_args *a, int j0, int j1, int r0,
+                                                                          int k0, int k1, pt_dtype t, const int JB,
+                                                                          const int R) {
+    int j = j0;
+    for (; j + JB <= j1; j += JB) tile_avx512(a, j, r0, k0, k1, t, JB, R);
+    for (; j < j1; j++) tile_avx512(a, j, r0, k0, k1, t, 1, R);
+}
+
+/* Weight rows per tile for R activation rows: JB*R accumulators plus JB weight vectors and
+ * one activation vector within the 32 registers. */
+/* (8 weight rows for 2 activation rows, or 6 for 3-4, measured 2.5-3x slower, one thread.) */
+#define PT_TILE_ROWS_JB(R) ((R) <= 4 ? 4 : 3)
+
+/* Any number of activation rows: groups of at most 8 (balanced: 12 rows go as 6 + 6), each
+ * a pass of tiles over a block of weight rows that stays in L2 (PT_NK_L2_BYTES) for the next
+ * group. The inputs go in blocks (of at most PT_NK_KBLOCK, balanced, multiples of 16) so that
+ * a group's rows of one block stay in L1 beside the weight stream: with 8 rows of all 2048
+ * inputs (64 KiB) the tiles ran at ~0.55x the rate of 512 inputs. */
+#define PT_NK_KBLOCK 768
+PT_AVX512_FN static inline __attribute__((always_inline)) void nk_float_avx512(const nk_args *a, int j0, int j1,
+                                                                             pt_dtype t) {
+    const pt_weight *w = a->w;
+    const int rows = a->rows, k = w->k;
+    int ng = (rows + PT_MATVEC_MAX_ROWS - 1) / PT_MATVEC_MAX_ROWS, g = (rows + ng - 1) / ng;
+    int nkb = (k + PT_NK_KBLOCK - 1) / PT_NK_KBLOCK, kb = ((k + nkb - 1) / nkb + 15) / 16 * 16;
+    int jb = j1 - j0;
+    if (ng > 1 || nkb > 1) {
+        size_t rb = pt_weight_bytes(w) / (size_t)w->n;
+        jb = rb ? (int)(PT_NK_L2_BYTES / rb) / 12 * 12 : 12; /* a multiple of every JB */
+        if (jb < 12) jb = 12;
+    }
+    for (int jb0 = j0; jb0 < j1; jb0 += jb) {
+        int jb1 = j1 - jb0 < jb ? j1 : jb0 + jb;
+        for (int k0 = 0; k0 < k; k0 += kb) {
+            int k1 = k - k0 < kb ? k : k0 + kb;
+            for (int r0 = 0; r0 < rows; r0 += g) {
+                int R = rows - r0 < g ? rows - r0 : g;
+                switch (R) {
+#define PT_TILES_CASE(N)                                                                       \
+    case N: tiles_avx512(a, jb0, jb1, r0, k0, k1, t, PT_TILE_ROWS_JB(N), N); break;
+                    PT_TILES_CASE(1)
+                    PT_TILES_CASE(2)
+                    PT_TILES_CASE(3)
+                    PT_TILES_CASE(4)
+                    PT_TILES_CASE(5)
+                    PT_TILES_CASE(6)
+                    PT_TILES_CASE(7)
+                    default: tiles_avx512(a, jb0, jb1, r0, k0, k1, t, PT_TILE_ROWS_JB(8), 8); break;
+#undef PT_TILES_CASE
+                }
+            }
+        }
+    }
+}
+
 PT_AVX512_FN static void nk_avx512(const nk_args *a, int j0, int j1) {
-    if (a->w->dtype != PT_Q8_0) {
+    pt_dtype t = a->w->dtype;
+    if (t != PT_Q8_0 && a->rows == 1) {
         nk_avx2(a, j0, j1);
+        return;
+    }
+    if (t == PT_F32) {
+        nk_float_avx512(a, j0, j1, PT_F32);
+        return;
+    }
+    if (t == PT_F16) {
+        nk_float_avx512(a, j0, j1, PT_F16);
+        return;
+    }
+    if (t == PT_BF16) {
+        nk_float_avx512(a, j0, j1, PT_BF16);
         return;
     }
 #define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
@@ -689,12 +878,13 @@ PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
 }
 #endif /* PT_X86 */
 
-static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, quant_scalar, pt_to_f32, axpy_scalar,
-                                           wsum_scalar};
+static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, 0, quant_scalar, pt_to_f32,
+                                           axpy_scalar, wsum_scalar};
 #if PT_X86
-static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, quant_avx2, to_f32_avx2, axpy_avx2, wsum_avx2};
-static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, quant_avx512, to_f32_avx2, axpy_avx512,
-                                           wsum_avx2};
+static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2, 0, quant_avx2, to_f32_avx2, axpy_avx2,
+                                         wsum_avx2};
+static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512, 1, quant_avx512, to_f32_avx2,
+                                           axpy_avx512, wsum_avx2};
 #endif
 
 pt_cpu_isa pt_cpu_isa_best(void) {
@@ -871,17 +1061,20 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
     cpu_impl *im = b->impl;
     mm_ctx c = {.kn = im->kn, .x = x, .rows = rows};
     assert(n >= 1 && n <= PT_MM_MAX);
-    if (rows > PT_MATVEC_MAX_ROWS) {
-        for (int i = 0; i < n; i++) mm_prefill(im, &c, mm[i].out, x, rows, mm[i].w, mm[i].bias);
-        return PT_OK;
-    }
-    /* Decode: every weight's row chunks are tasks of one pool dispatch. Chunks small enough
-     * to balance two threads when one is disturbed, a multiple of the kernels' 4-row step. */
+    /* Decode (and, with the AVX-512 kernels, float NK weights up to b->nk_rows_max rows):
+     * every such weight's row chunks are tasks of one pool dispatch. Chunks small enough to
+     * balance two threads when one is disturbed, a multiple of the kernels' 4-row step. The
+     * others go through sgemm. */
     mm_item items[PT_MM_MAX];
-    int nt = im->pool->n, tasks = 0, need_q8 = 0;
+    int nt = im->pool->n, tasks = 0, need_q8 = 0, n_items = 0;
     for (int i = 0; i < n; i++) {
         const pt_weight *w = mm[i].w;
         assert(w->k == mm[0].w->k);
+        if (rows > PT_MATVEC_MAX_ROWS && (rows > b->nk_rows_max || !im->kn->float_rows_any ||
+                                          w->layout != PT_W_NK || w->dtype == PT_Q8_0)) {
+            mm_prefill(im, &c, mm[i].out, x, rows, w, mm[i].bias);
+            continue;
+        }
         int chunk;
         if (w->layout == PT_W_NK) {
             chunk = (w->n / (nt * 8) + 3) / 4 * 4;
@@ -892,9 +1085,10 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
             if (chunk < 32) chunk = 32;
             if (chunk > PT_KN_CHUNK) chunk = PT_KN_CHUNK;
         }
-        items[i] = (mm_item){mm[i].out, w, mm[i].bias, chunk, (w->n + chunk - 1) / chunk, tasks};
-        tasks += items[i].n_chunks;
+        items[n_items] = (mm_item){mm[i].out, w, mm[i].bias, chunk, (w->n + chunk - 1) / chunk, tasks};
+        tasks += items[n_items++].n_chunks;
     }
+    if (!n_items) return PT_OK;
     if (need_q8) {
         /* The activation quantised once for all the weights (rows x k: a few KiB, on this
          * thread: a dispatch would cost more). */
@@ -906,7 +1100,7 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
             im->kn->quant(x + (size_t)r * k, im->xq + (size_t)r * k, im->xs + (size_t)r * nb * PT_XS_PER_BLOCK, k);
         c.xq = im->xq, c.xs = im->xs;
     }
-    c.items = items, c.n_items = n;
+    c.items = items, c.n_items = n_items;
     pool_run(im->pool, mm_decode_task, &c, tasks);
     return PT_OK;
 }
@@ -1178,6 +1372,13 @@ pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa) {
     openblas_set_num_threads(n_threads);
     b->name = "cpu";
     b->isa = isa;
+    b->nk_rows_max = PT_MATVEC_MAX_ROWS;
+    if (im->kn->float_rows_any) {
+        const char *core = openblas_get_corename();
+        int avx512_sgemm = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
+                                    !strcasecmp(core, "SapphireRapids"));
+        b->nk_rows_max = avx512_sgemm ? PT_NK_ROWS_MAX_VS_AVX512_SGEMM : PT_NK_ROWS_MAX_VS_AVX2_SGEMM;
+    }
     b->n_threads = im->pool->n;
     b->matmul = cpu_matmul;
     b->matmul_multi = cpu_matmul_multi;
