@@ -132,6 +132,20 @@ static void test_json_write(void) {
     json_t *deep = json_array();
     for (int i = 0; i < 40; i++) deep = json_pack("[o]", deep);
     check_same(deep);
+    /* random strings: escapes and non-ASCII at every offset of the eight-byte fast path */
+    static const char *pieces[] = {"a", "Z", "~", " ", "\"", "\\", "\x01", "\x1f", "\x7f", "/", "\xc3\xa9",
+                                   "\xf0\x9f\x98\x80", "0123456789"};
+    srand(11);
+    for (int it = 0; it < 3000; it++) {
+        char str[512];
+        size_t len = 0;
+        for (int k = rand() % 24; k > 0; k--) {
+            const char *pc = pieces[rand() % (int)(sizeof pieces / sizeof pieces[0])];
+            memcpy(str + len, pc, strlen(pc));
+            len += strlen(pc);
+        }
+        check_same(json_stringn(str, len));
+    }
     /* bytes that are not UTF-8 (a URL path segment, say) come out as U+FFFD */
     pt_buf u;
     pt_buf_init(&u, 1024);

@@ -23,7 +23,7 @@ void pt_buf_reset(pt_buf *b) {
     if (b->data) b->data[0] = 0;
 }
 
-static int buf_reserve(pt_buf *b, size_t extra) {
+int pt_buf_reserve(pt_buf *b, size_t extra) {
     size_t need;
     if (pt_add_size(b->len, extra, &need) || need > b->max || need == (size_t)-1) return PT_ENOMEM;
     if (need + 1 <= b->cap) return PT_OK;
@@ -37,7 +37,7 @@ static int buf_reserve(pt_buf *b, size_t extra) {
 }
 
 int pt_buf_append(pt_buf *b, const void *p, size_t n) {
-    if (buf_reserve(b, n)) return PT_ENOMEM;
+    if (pt_buf_reserve(b, n)) return PT_ENOMEM;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = 0;
@@ -61,7 +61,7 @@ int pt_buf_vprintf(pt_buf *b, const char *fmt, va_list ap) {
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     if (n < 0) return PT_EINTERNAL;
-    if (buf_reserve(b, (size_t)n)) return PT_ENOMEM;
+    if (pt_buf_reserve(b, (size_t)n)) return PT_ENOMEM;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
     return PT_OK;
@@ -76,7 +76,7 @@ int pt_buf_printf(pt_buf *b, const char *fmt, ...) {
 }
 
 char *pt_buf_steal(pt_buf *b, size_t *len) {
-    if (!b->data && buf_reserve(b, 0)) return NULL;
+    if (!b->data && pt_buf_reserve(b, 0)) return NULL;
     char *d = b->data;
     if (len) *len = b->len;
     b->data = NULL;

@@ -22,6 +22,7 @@ void pt_buf_init(pt_buf *b, size_t max);
 void pt_buf_free(pt_buf *b);               /* frees data; the buffer may be reused after init */
 void pt_buf_reset(pt_buf *b);              /* len = 0, keeps the allocation */
 int pt_buf_append(pt_buf *b, const void *p, size_t n);   /* PT_OK or PT_ENOMEM */
+int pt_buf_reserve(pt_buf *b, size_t extra);             /* room for extra more bytes (+ NUL) */
 int pt_buf_puts(pt_buf *b, const char *s);
 int pt_buf_put_i64(pt_buf *b, int64_t v);                /* decimal, as printf's %lld */
 int pt_buf_printf(pt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

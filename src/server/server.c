@@ -243,7 +243,7 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     pt_hex(resp_hash, 32, rs);
     pt_buf b;
     pt_buf_init(&b, TLOG_MAX_ENTRY);
-    int rc = 0;
+    int rc = pt_buf_reserve(&b, 768); /* a typical entry: one allocation, no regrowth */
 #define KEY(k) (rc = rc ? rc : pt_buf_puts(&b, k))
 #define STR(k, v) (KEY(k), rc = rc ? rc : pt_json_put_string(&b, (v), strlen(v)))
 #define INT(k, v) (KEY(k), rc = rc ? rc : pt_buf_put_i64(&b, (v)))
