@@ -3,7 +3,8 @@
 # run (figures in docs/server.md, "Performance").
 #
 #   bench/bench_server.sh [BUILD_DIR] [a|b|c|all]      (default: build all)
-#   env: SECONDS_A (default 10, per wrk run in a), SECONDS_C (default 60), THREADS (pool, 2)
+#   env: SECONDS_A (default 10, per wrk run in a), SECONDS_C (default 60), THREADS (pool, 2),
+#        ROUNDS_B (default 5: pairs of one-by-one / concurrent runs in b)
 #
 # a. GET /v1/models on `parity serve` (key lookup, policy decision, an audit receipt per request
 #    in the default --receipts async mode, then once in durable mode, metrics) against
@@ -12,7 +13,8 @@
 #    server process's CPU per request (user+system from /proc/PID/stat), which other load on the
 #    machine disturbs much less than throughput.
 # b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
-#    (continuous batching); tokens/s of both and the ratio.
+#    (continuous batching); tokens/s of both and the ratio, ROUNDS_B times alternating, with the
+#    median.
 # c. 64 connections for SECONDS_C on POST /v1/completions (tiny model, 8 tokens): status
 #    classes (5xx must be 0), p50/p90/p99 latency, the server's RSS sampled every second.
 set -euo pipefail
@@ -21,6 +23,7 @@ BUILD="$(cd "${1:-$SRC/build}" && pwd)"
 WHAT="${2:-all}"
 SECONDS_A="${SECONDS_A:-10}"
 SECONDS_C="${SECONDS_C:-60}"
+ROUNDS_B="${ROUNDS_B:-5}"
 THREADS="${THREADS:-2}"
 PY=/usr/bin/python3
 export PARITY_BIN="$BUILD/parity"
@@ -109,7 +112,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = b ]; then
     echo
     echo "## b. 8 completions x 64 tokens on a random 25M-parameter Llama (F32): one by one vs concurrent"
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-    $PY "$SRC/bench/server_bench.py" batch "$PORT" "$KEY" 8
+    $PY "$SRC/bench/server_bench.py" batch "$PORT" "$KEY" 8 "$ROUNDS_B"
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = c ]; then

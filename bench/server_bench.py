@@ -4,8 +4,10 @@
                                      Llama, ~25M parameters, the tiny world's tokenizer), a policy
                                      over both, applies it to DIR/data, prints an API key of an
                                      organisation with no limits
-  server_bench.py batch PORT KEY N   N completions one by one, then N at once, on llama25m;
-                                     prints both tokens/s and the ratio
+  server_bench.py batch PORT KEY N [ROUNDS]
+                                     N completions one by one, then N at once, on llama25m,
+                                     ROUNDS times (default 3); prints both tokens/s and the
+                                     ratio of each round, and the median ratio
 """
 import http.client
 import json
@@ -62,38 +64,44 @@ def complete(port, key, i, max_tokens, out):
     out[i] = j["usage"]["completion_tokens"]
 
 
-def batch(port, key, n, max_tokens=64):
-    port = int(port)
-    n = int(n)
+def batch(port, key, n, rounds=3, max_tokens=64):
+    """n completions one by one, then the same n at once; `rounds` times, alternating (the
+    machine is shared and one pair takes about two seconds: single pairs swing by +-15%)."""
+    port, n, rounds = int(port), int(n), int(rounds)
     complete(port, key, 0, 4, {})  # warm-up: page the weights in
-    out = {}
-    t0 = time.time()
-    for i in range(n):
-        complete(port, key, i, max_tokens, out)
-    seq_s = time.time() - t0
-    seq_tok = sum(out.values())
-    out = {}
-    ts = [threading.Thread(target=complete, args=(port, key, i, max_tokens, out)) for i in range(n)]
-    t0 = time.time()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    con_s = time.time() - t0
-    con_tok = sum(out.values())
-    if len(out) != n:
-        raise RuntimeError("a concurrent completion failed")
-    a, b = seq_tok / seq_s, con_tok / con_s
-    print("one by one: %d requests, %d tokens in %.2f s = %.1f tokens/s" % (n, seq_tok, seq_s, a))
-    print("concurrent: %d requests, %d tokens in %.2f s = %.1f tokens/s" % (n, con_tok, con_s, b))
-    print("ratio concurrent / one by one: %.2fx" % (b / a))
+    ratios = []
+    for r in range(rounds):
+        out = {}
+        t0 = time.time()
+        for i in range(n):
+            complete(port, key, i, max_tokens, out)
+        seq_s = time.time() - t0
+        seq_tok = sum(out.values())
+        out = {}
+        ts = [threading.Thread(target=complete, args=(port, key, i, max_tokens, out)) for i in range(n)]
+        t0 = time.time()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        con_s = time.time() - t0
+        con_tok = sum(out.values())
+        if len(out) != n:
+            raise RuntimeError("a concurrent completion failed")
+        a, b = seq_tok / seq_s, con_tok / con_s
+        ratios.append(b / a)
+        print("round %d: one by one %d requests, %d tokens in %.2f s = %.1f tokens/s; concurrent %d tokens in "
+              "%.2f s = %.1f tokens/s; ratio %.2fx" % (r + 1, n, seq_tok, seq_s, a, con_tok, con_s, b, b / a))
+    ratios.sort()
+    print("ratio concurrent / one by one: %.2f-%.2fx (median %.2fx over %d rounds)" %
+          (ratios[0], ratios[-1], ratios[len(ratios) // 2], rounds))
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "world":
         world(sys.argv[2])
     elif len(sys.argv) >= 5 and sys.argv[1] == "batch":
-        batch(*sys.argv[2:5])
+        batch(*sys.argv[2:6])
     else:
         print(__doc__)
         sys.exit(0 if "--help" in sys.argv else 2)
