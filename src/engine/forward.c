@@ -284,12 +284,26 @@ static int can_fuse(const batch *bt, int layer, pt_proj p, int site) {
     return 1;
 }
 
-/* out = x · Wᵀ (+ bias) of projection p, then resid += out (see can_fuse). */
-static int proj_add(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out, const float *x, int T,
-                    float *resid) {
+/* The residual add of projection p (o or down) of a layer: o = in · Wᵀ (+ bias), the hooks
+ * at site `kind` of the layer on o, then x += o. Inside the projection's tasks when nothing
+ * needs o in between (can_fuse). PT_OK, or an error with err set. */
+static int proj_residual(pt_engine *e, batch *bt, int layer, pt_proj p, pt_hook_kind kind, const float *in, int T,
+                         pt_err *err) {
     const pt_layer_weights *l = &e->m->w.layers[layer];
-    pt_mm mm = {.out = out, .w = &l->proj[p], .bias = l->bias[p], .add_to = resid};
-    return e->b->matmul_multi(e->b, x, T, &mm, 1);
+    run_state *rs = &e->rs;
+    const size_t d = (size_t)e->m->c.d_model;
+    int rc, site = pt_hook_site(kind, layer);
+    if (can_fuse(bt, layer, p, site)) {
+        pt_mm mm = {.out = rs->o, .w = &l->proj[p], .bias = l->bias[p], .add_to = rs->x};
+        if (e->b->matmul_multi(e->b, in, T, &mm, 1)) goto oom;
+        return PT_OK;
+    }
+    if (proj(e, bt, layer, p, rs->o, in, T)) goto oom;
+    if ((rc = hook_site(bt, site, rs->o, d, err))) return rc;
+    for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+    return PT_OK;
+oom:
+    return pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
 }
 
 static float gelu_tanh(float x) {
@@ -409,13 +423,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         HOOK(PT_HOOK_Z, L, rs->z, qd);
         /* The residual adds and SwiGLU run inside the projections' tasks unless a hook or an
          * adapter needs the product first (can_fuse): the same values either way. */
-        if (can_fuse(&bt, L, PT_PROJ_O, pt_hook_site(PT_HOOK_ATTN_OUT, L))) {
-            if ((rc = proj_add(e, &bt, L, PT_PROJ_O, rs->o, rs->z, T, rs->x))) goto oom;
-        } else {
-            if ((rc = proj(e, &bt, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
-            HOOK(PT_HOOK_ATTN_OUT, L, rs->o, d);
-            for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
-        }
+        if ((rc = proj_residual(e, &bt, L, PT_PROJ_O, PT_HOOK_ATTN_OUT, rs->z, T, err))) goto out;
         HOOK(PT_HOOK_RESID_MID, L, rs->x, d);
         /* MLP. */
         if (c->arch == PT_ARCH_LLAMA) {
@@ -439,13 +447,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]);
         }
         HOOK(PT_HOOK_MLP_POST, L, rs->h1, F);
-        if (can_fuse(&bt, L, PT_PROJ_DOWN, pt_hook_site(PT_HOOK_MLP_OUT, L))) {
-            if ((rc = proj_add(e, &bt, L, PT_PROJ_DOWN, rs->o, rs->h1, T, rs->x))) goto oom;
-        } else {
-            if ((rc = proj(e, &bt, L, PT_PROJ_DOWN, rs->o, rs->h1, T))) goto oom;
-            HOOK(PT_HOOK_MLP_OUT, L, rs->o, d);
-            for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
-        }
+        if ((rc = proj_residual(e, &bt, L, PT_PROJ_DOWN, PT_HOOK_MLP_OUT, rs->h1, T, err))) goto out;
         HOOK(PT_HOOK_RESID_POST, L, rs->x, d);
     }
     if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, w->lnf_w, T, (int)d, c->norm_eps);
