@@ -3,7 +3,8 @@
  * 1..8 activation rows (the decode kernels, with the activation rows in one pass or in two
  * groups) and more (AVX-512's register-blocked kernel, and the sgemm path: every row count
  * to 64 and around the switch between them), with and without
- * bias; matmul_multi against separate matmuls; attention (decode on the calling thread and
+ * bias; matmul_multi against separate matmuls, and its epilogues (residual add, SwiGLU)
+ * against the plain products and the same loops; attention (decode on the calling thread and
  * on the pool, prefill by sgemm; grouped-query heads; the pattern; several sequences in one
  * call equal to each alone). Each test runs for every
  * instruction set this CPU supports (scalar, AVX2, AVX-512), so a machine without AVX-512
@@ -196,7 +197,7 @@ static void test_matmul_multi(pt_cpu_isa isa) {
             sep[i] = malloc((size_t)rows * ns[i] * sizeof(float));
             mul[i] = malloc((size_t)rows * ns[i] * sizeof(float));
             CHECK(b->matmul(b, sep[i], x, rows, &tw[i].w, i == 1 ? bias : NULL) == PT_OK);
-            mm[i] = (pt_mm){mul[i], &tw[i].w, i == 1 ? bias : NULL};
+            mm[i] = (pt_mm){.out = mul[i], .w = &tw[i].w, .bias = i == 1 ? bias : NULL};
         }
         CHECK(b->matmul_multi(b, x, rows, mm, 3) == PT_OK);
         for (int i = 0; i < 3; i++) {
@@ -207,6 +208,56 @@ static void test_matmul_multi(pt_cpu_isa isa) {
     }
     for (int i = 0; i < 3; i++) free(tw[i].data);
     free(bias);
+    pt_backend_free(b);
+}
+
+/* matmul_multi's epilogues (pt_mm.add_to: a residual add; pt_mm.up: SwiGLU) give exactly
+ * what the plain products followed by the same elementwise loop give, in one call together
+ * with a plain product: decode row counts, the register-blocked kernel's, and sgemm's; both
+ * layouts; F32 and Q8_0 weights. */
+static void test_matmul_epilogues(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    if (!b) return;
+    const int k = 160, n = 232;
+    static const int row_counts[] = {1, 3, 8, 13, 40};
+    for (int layout = PT_W_NK; layout <= PT_W_KN; layout++)
+        for (int di = 0; di < 2; di++) {
+            pt_dtype t = di ? PT_Q8_0 : PT_F32;
+            if (t == PT_Q8_0 && layout == PT_W_KN) continue; /* (Q8_0 is NK only) */
+            test_weight tw[3]; /* gate, up, a third weight (with bias) */
+            float *bias = malloc(n * sizeof(float));
+            for (int j = 0; j < n; j++) bias[j] = frand();
+            for (int i = 0; i < 3; i++) {
+                float *w_f = malloc((size_t)n * k * sizeof(float));
+                for (size_t e = 0; e < (size_t)n * k; e++) w_f[e] = frand();
+                make_weight(&tw[i], t, (pt_wlayout)layout, n, k, w_f);
+                free(w_f);
+            }
+            for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
+                int rows = row_counts[ri];
+                size_t m = (size_t)rows * n;
+                float *x = malloc((size_t)rows * k * sizeof(float)), *g = malloc(m * sizeof(float)),
+                      *u = malloc(m * sizeof(float)), *o = malloc(m * sizeof(float)), *res = malloc(m * sizeof(float)),
+                      *g2 = malloc(m * sizeof(float)), *u2 = malloc(m * sizeof(float)),
+                      *o2 = malloc(m * sizeof(float)), *res2 = malloc(m * sizeof(float));
+                for (size_t e = 0; e < (size_t)rows * k; e++) x[e] = frand();
+                for (size_t e = 0; e < m; e++) res[e] = res2[e] = frand();
+                CHECK(b->matmul(b, g, x, rows, &tw[0].w, NULL) == PT_OK);
+                CHECK(b->matmul(b, u, x, rows, &tw[1].w, NULL) == PT_OK);
+                CHECK(b->matmul(b, o, x, rows, &tw[2].w, bias) == PT_OK);
+                for (size_t e = 0; e < m; e++) g[e] = pt_swiglu(g[e], u[e]), res[e] += o[e];
+                pt_mm mm[2] = {{.out = g2, .w = &tw[0].w, .up = &tw[1].w, .up_out = u2},
+                               {.out = o2, .w = &tw[2].w, .bias = bias, .add_to = res2}};
+                CHECK(b->matmul_multi(b, x, rows, mm, 2) == PT_OK);
+                CHECK(!memcmp(g, g2, m * sizeof(float)));
+                CHECK(!memcmp(u, u2, m * sizeof(float)));
+                CHECK(!memcmp(o, o2, m * sizeof(float)));
+                CHECK(!memcmp(res, res2, m * sizeof(float)));
+                free(x), free(g), free(u), free(o), free(res), free(g2), free(u2), free(o2), free(res2);
+            }
+            for (int i = 0; i < 3; i++) free(tw[i].data);
+            free(bias);
+        }
     pt_backend_free(b);
 }
 
@@ -322,6 +373,7 @@ int main(void) {
         test_matmul((pt_cpu_isa)i);
         test_matmul_rows((pt_cpu_isa)i);
         test_matmul_multi((pt_cpu_isa)i);
+        test_matmul_epilogues((pt_cpu_isa)i);
         test_attention((pt_cpu_isa)i);
         test_attention_batch((pt_cpu_isa)i);
     }

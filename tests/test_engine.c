@@ -1,6 +1,7 @@
 /* test_engine.c — the engine API: KV-cache decode equals full recompute, batched prefill
  * equals one sequence at a time, continuous batching (sequences joining and leaving), batched
- * decode of 1..12 sequences equals each alone, hooks
+ * decode of 1..12 sequences equals each alone, the fused residual adds and SwiGLU equal the
+ * unfused path that hooks in between take, hooks
  * applied at absolute positions during decode, Q8_0 kernels, determinism, bad input. */
 #include <math.h>
 #include <stdlib.h>
@@ -258,6 +259,58 @@ static void test_model(pt_engine *e, const char *what) {
     for (int i = 0; i < NSEQ; i++) free(ref[i]);
 }
 
+/* The residual adds and SwiGLU run inside the projections' tasks (the fused path) unless a
+ * hook reads or writes the product in between: reading those hooks (attn_out, mlp.hook_pre,
+ * mlp_out) takes the unfused path. Both give the same bits: logits of a prefill and of
+ * decode steps (one and three sequences, so both the decode kernels and larger row counts),
+ * and the values the hooks after the fused steps see (resid_mid, mlp.hook_post, resid_post). */
+static void test_fused_equals_unfused(pt_engine *e, const char *what) {
+    enum { NS = 3, PRE = 5, STEPS = 4 };
+    const pt_config *c = pt_engine_config(e);
+    size_t V = (size_t)c->vocab_size;
+    pt_err err;
+    static const char *after[] = {"blocks.0.hook_resid_mid", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post"};
+    static const char *between[] = {"blocks.0.hook_attn_out", "blocks.1.mlp.hook_pre", "blocks.1.hook_mlp_out"};
+    float *lg[2][NS];
+    pt_hooks *hs[2][NS];
+    for (int mode = 0; mode < 2; mode++) { /* 0: fused, 1: the hooks in between read too */
+        pt_seq *s[NS];
+        for (int i = 0; i < NS; i++) {
+            CHECK(pt_hooks_new(c, &hs[mode][i], &err) == PT_OK);
+            for (int h = 0; h < 3; h++) CHECK(pt_hooks_read(hs[mode][i], after[h], NULL, 0, &err) == PT_OK);
+            for (int h = 0; mode && h < 3; h++) CHECK(pt_hooks_read(hs[mode][i], between[h], NULL, 0, &err) == PT_OK);
+            s[i] = pt_seq_new(e, 0);
+            pt_seq_set_hooks(s[i], hs[mode][i]);
+            lg[mode][i] = malloc((PRE + STEPS) * V * sizeof(float));
+            pt_step st = {s[i], toks[i], PRE, 1, lg[mode][i]};
+            CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
+        }
+        for (int k = 0; k < STEPS; k++) {
+            /* step k: sequence 0 alone on even steps, all three on odd ones */
+            int n = k % 2 ? NS : 1;
+            pt_step st[NS];
+            for (int i = 0; i < n; i++) st[i] = (pt_step){s[i], &toks[i][PRE + k], 1, 0, lg[mode][i] + (PRE + k) * V};
+            CHECK(pt_engine_forward(e, st, n, &err) == PT_OK);
+        }
+        for (int i = 0; i < NS; i++) pt_seq_free(s[i]);
+    }
+    for (int i = 0; i < NS; i++) {
+        size_t rows = i == 0 ? PRE + STEPS : PRE + STEPS / 2;
+        for (size_t r = 0; r < PRE + STEPS; r++)
+            if (r < PRE || i == 0 || (r - PRE) % 2) CHECK(!memcmp(lg[0][i] + r * V, lg[1][i] + r * V, V * sizeof(float)));
+        for (int h = 0; h < 3; h++) {
+            pt_hook_tensor t0, t1;
+            CHECK(pt_hooks_get(hs[0][i], after[h], &t0, &err) == PT_OK);
+            CHECK(pt_hooks_get(hs[1][i], after[h], &t1, &err) == PT_OK);
+            CHECK(t0.shape[0] == (int64_t)rows && t1.shape[0] == (int64_t)rows);
+            CHECK(t0.ndim == 2 && t1.ndim == 2 && t0.shape[1] == t1.shape[1]);
+            CHECK(!memcmp(t0.data, t1.data, rows * (size_t)t0.shape[1] * sizeof(float)));
+        }
+        for (int m = 0; m < 2; m++) free(lg[m][i]), pt_hooks_free(hs[m][i]);
+    }
+    printf("%s: the fused residual adds and SwiGLU give the bits of the unfused path\n", what);
+}
+
 /* Q8_0: the int8 kernel against a scalar dot of the dequantised values, and a Q8_0 model's
  * logits against F32 (documented tolerance). */
 static void test_q8(pt_engine *e, const char *what) {
@@ -305,12 +358,14 @@ int main(void) {
                                        "\"num_key_value_heads\":2,\"head_dim\":32,\"max_position_embeddings\":64}");
     test_model(l, "llama");
     test_batched_decode(l, "llama");
+    test_fused_equals_unfused(l, "llama");
     test_q8(l, "llama");
     pt_engine_free(l);
     pt_engine *g = make_model("gpt2", "{\"model_type\":\"gpt2\",\"vocab_size\":1000,\"n_embd\":64,\"n_layer\":2,"
                                       "\"n_head\":4,\"n_positions\":64}");
     test_model(g, "gpt2");
     test_batched_decode(g, "gpt2");
+    test_fused_equals_unfused(g, "gpt2");
     test_q8(g, "gpt2");
     pt_engine_free(g);
     char cmd[128];

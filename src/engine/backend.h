@@ -15,6 +15,7 @@
 #ifndef PARITY_ENGINE_BACKEND_H
 #define PARITY_ENGINE_BACKEND_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,12 +40,25 @@ size_t pt_weight_bytes(const pt_weight *w);
 
 typedef struct pt_backend pt_backend;
 
-/* One product of a matmul_multi: out [rows, w->n] = x · Wᵀ (+ bias [w->n] when not NULL). */
+/* One product of a matmul_multi: out [rows, w->n] = x · Wᵀ (+ bias [w->n] when not NULL).
+ * Two optional epilogues (NULL: none; not both at once) run in the task that computed each
+ * block of output columns, while they are in cache, instead of as a serial pass after the
+ * call (the decode step's threads would wait for it):
+ *   add_to [rows, w->n]: then add_to += out (a residual add; out keeps the product);
+ *   up (a weight of the same shape, no bias) and up_out [rows, w->n]: up_out = x · upᵀ, then
+ *   out = pt_swiglu(out, up_out) (Llama's MLP: silu(gate) ⊙ up).
+ * Each gives exactly what the product followed by the same loop over all of out gives. */
 typedef struct pt_mm {
     float *out;
     const pt_weight *w;
     const float *bias;
+    float *add_to;
+    const pt_weight *up;
+    float *up_out;
 } pt_mm;
+
+/* SwiGLU of one element: silu(g) · u. */
+static inline float pt_swiglu(float g, float u) { return g / (1.f + expf(-g)) * u; }
 #define PT_MM_MAX 8
 
 /* Instruction sets of the CPU backend's kernels, in increasing order. */

@@ -258,7 +258,7 @@ static int proj_multi(pt_engine *e, const batch *bt, int layer, const pt_proj *p
                       const float *x, int T) {
     const pt_layer_weights *l = &e->m->w.layers[layer];
     pt_mm mm[PT_MM_MAX];
-    for (int q = 0; q < np; q++) mm[q] = (pt_mm){out[q], &l->proj[p[q]], l->bias[p[q]]};
+    for (int q = 0; q < np; q++) mm[q] = (pt_mm){.out = out[q], .w = &l->proj[p[q]], .bias = l->bias[p[q]]};
     int rc = e->b->matmul_multi(e->b, x, T, mm, np);
     if (rc) return rc;
     for (int q = 0; q < np; q++)
@@ -268,6 +268,42 @@ static int proj_multi(pt_engine *e, const batch *bt, int layer, const pt_proj *p
 
 static int proj(pt_engine *e, const batch *bt, int layer, pt_proj p, float *out, const float *x, int T) {
     return proj_multi(e, bt, layer, &p, &out, 1, x, T);
+}
+
+/* Whether the elementwise step after projection p of a layer (the residual add after o or
+ * down, SwiGLU after gate/up) can run inside the projection's tasks (pt_mm's epilogues):
+ * not when a sequence's hook reads or writes the product in between (at hook site `site`),
+ * nor when an adapter adds its share to the product after the backend call. */
+static int can_fuse(const batch *bt, int layer, pt_proj p, int site) {
+    for (int i = 0; i < bt->n; i++) {
+        const pt_seq *s = bt->steps[i].seq;
+        if (s->hooks && pt_hooks_active(s->hooks, site)) return 0;
+        if (s->lora && s->lora->m[layer * PT_PROJ_COUNT + p].A) return 0;
+        if (p == PT_PROJ_GATE && s->lora && s->lora->m[layer * PT_PROJ_COUNT + PT_PROJ_UP].A) return 0;
+    }
+    return 1;
+}
+
+/* The residual add of projection p (o or down) of a layer: o = in · Wᵀ (+ bias), the hooks
+ * at site `kind` of the layer on o, then x += o. Inside the projection's tasks when nothing
+ * needs o in between (can_fuse). PT_OK, or an error with err set. */
+static int proj_residual(pt_engine *e, batch *bt, int layer, pt_proj p, pt_hook_kind kind, const float *in, int T,
+                         pt_err *err) {
+    const pt_layer_weights *l = &e->m->w.layers[layer];
+    run_state *rs = &e->rs;
+    const size_t d = (size_t)e->m->c.d_model;
+    int rc, site = pt_hook_site(kind, layer);
+    if (can_fuse(bt, layer, p, site)) {
+        pt_mm mm = {.out = rs->o, .w = &l->proj[p], .bias = l->bias[p], .add_to = rs->x};
+        if (e->b->matmul_multi(e->b, in, T, &mm, 1)) goto oom;
+        return PT_OK;
+    }
+    if (proj(e, bt, layer, p, rs->o, in, T)) goto oom;
+    if ((rc = hook_site(bt, site, rs->o, d, err))) return rc;
+    for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+    return PT_OK;
+oom:
+    return pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
 }
 
 static float gelu_tanh(float x) {
@@ -385,20 +421,24 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         }
         if (n_att && (rc = b->attention(b, att, n_att))) goto oom;
         HOOK(PT_HOOK_Z, L, rs->z, qd);
-        if ((rc = proj(e, &bt, L, PT_PROJ_O, rs->o, rs->z, T))) goto oom;
-        HOOK(PT_HOOK_ATTN_OUT, L, rs->o, d);
-        for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+        /* The residual adds and SwiGLU run inside the projections' tasks unless a hook or an
+         * adapter needs the product first (can_fuse): the same values either way. */
+        if ((rc = proj_residual(e, &bt, L, PT_PROJ_O, PT_HOOK_ATTN_OUT, rs->z, T, err))) goto out;
         HOOK(PT_HOOK_RESID_MID, L, rs->x, d);
         /* MLP. */
         if (c->arch == PT_ARCH_LLAMA) {
             b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
-            static const pt_proj gate_up[2] = {PT_PROJ_GATE, PT_PROJ_UP};
-            float *const outs[2] = {rs->h1, rs->h2};
-            if ((rc = proj_multi(e, &bt, L, gate_up, outs, 2, rs->xn, T))) goto oom;
-            HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
-            for (size_t i = 0; i < (size_t)T * F; i++) {
-                float g = rs->h1[i];
-                rs->h1[i] = g / (1.f + expf(-g)) * rs->h2[i];
+            /* (the fused form has no bias on up; Llama has no MLP biases) */
+            if (!lw->bias[PT_PROJ_UP] && can_fuse(&bt, L, PT_PROJ_GATE, pt_hook_site(PT_HOOK_MLP_PRE, L))) {
+                pt_mm mm = {.out = rs->h1, .w = &lw->proj[PT_PROJ_GATE], .bias = lw->bias[PT_PROJ_GATE],
+                            .up = &lw->proj[PT_PROJ_UP], .up_out = rs->h2};
+                if ((rc = b->matmul_multi(b, rs->xn, T, &mm, 1))) goto oom;
+            } else {
+                static const pt_proj gate_up[2] = {PT_PROJ_GATE, PT_PROJ_UP};
+                float *const outs[2] = {rs->h1, rs->h2};
+                if ((rc = proj_multi(e, &bt, L, gate_up, outs, 2, rs->xn, T))) goto oom;
+                HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
+                for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = pt_swiglu(rs->h1[i], rs->h2[i]);
             }
         } else {
             b->layernorm(b, rs->xn, rs->x, lw->ln2_w, lw->ln2_b, T, (int)d, c->norm_eps);
@@ -407,9 +447,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]);
         }
         HOOK(PT_HOOK_MLP_POST, L, rs->h1, F);
-        if ((rc = proj(e, &bt, L, PT_PROJ_DOWN, rs->o, rs->h1, T))) goto oom;
-        HOOK(PT_HOOK_MLP_OUT, L, rs->o, d);
-        for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+        if ((rc = proj_residual(e, &bt, L, PT_PROJ_DOWN, PT_HOOK_MLP_OUT, rs->h1, T, err))) goto out;
         HOOK(PT_HOOK_RESID_POST, L, rs->x, d);
     }
     if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, w->lnf_w, T, (int)d, c->norm_eps);
