@@ -98,9 +98,10 @@ static void test_matmul(pt_cpu_isa isa) {
      * 1500 ends in a partial 16- and 8-input step; 300 x 4000: several 256 KiB blocks of
      * weight rows per task. Q8_0 blocks per row (k/32): 1, 3, 7 and 25 end in a single block
      * after the AVX-512 kernel's pairs (and, for one activation row, steps of four blocks), 2
-     * and 6 do not, 65 is many steps and one more block. */
+     * and 6 do not, 65 is many steps and one more block; 150 x 2080 with 7-8 rows: the
+     * AVX-512 Q8_0 kernel's two groups of activation rows over two blocks of weight rows. */
     static const int sizes[][2] = {{1, 32},   {7, 96},  {37, 800}, {130, 64},  {5, 2080}, {64, 37},
-                                   {33, 100}, {9, 1500}, {11, 224}, {3, 192},  {300, 4000}};
+                                   {33, 100}, {9, 1500}, {11, 224}, {3, 192},  {150, 2080}, {300, 4000}};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
     const pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
