@@ -753,16 +753,9 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(cons
  * (30-36 KiB) 0.85-0.9x in two groups. */
 #define PT_Q8_L1_BYTES (40u << 10)
 PT_AVX512_FN static void nk_q8_rows_avx512(const nk_args *a, int j0, int j1) {
-    switch (a->rows) {
-    case 1: nk_q8_avx512(a, j0, j1, 1); break;
-    case 2: nk_q8_avx512(a, j0, j1, 2); break;
-    case 3: nk_q8_avx512(a, j0, j1, 3); break;
-    case 4: nk_q8_avx512(a, j0, j1, 4); break;
-    case 5: nk_q8_avx512(a, j0, j1, 5); break;
-    case 6: nk_q8_avx512(a, j0, j1, 6); break;
-    case 7: nk_q8_avx512(a, j0, j1, 7); break;
-    default: nk_q8_avx512(a, j0, j1, 8); break;
-    }
+#define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
+    PT_ROWS_CASES(Q8_CALL)
+#undef Q8_CALL
 }
 PT_AVX512_FN static void nk_q8_groups_avx512(const nk_args *a, int j0, int j1) {
     const size_t k = (size_t)a->w->k;
