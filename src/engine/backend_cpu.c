@@ -723,8 +723,8 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(cons
                 const float *xs = a->xs + (size_t)r * xss;
                 __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(xs + (nb + b) * PT_XS_LANES), wq,
                                                 _mm512_loadu_si512(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
-                acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_loadu_ps(xs + b * PT_XS_LANES)), _mm512_cvtepi32_ps(p),
-                                         acc[r]);
+                __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps(xs + b * PT_XS_LANES));
+                acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc[r]);
             }
         }
         float tail[PT_MATVEC_MAX_ROWS] = {0};
@@ -734,9 +734,11 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(cons
 #pragma GCC unroll 8
             for (int r = 0; r < rows; r++) {
                 const float *xs = a->xs + (size_t)r * xss;
+                const int8_t *xq = a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK;
                 __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xs + (nb + b) * PT_XS_LANES)), wq,
-                                                _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK)));
-                tail[r] = hsum256(_mm256_mul_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(xs + b * PT_XS_LANES)), _mm256_cvtepi32_ps(p)));
+                                                _mm256_loadu_si256((const __m256i *)xq));
+                __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(xs + b * PT_XS_LANES));
+                tail[r] = hsum256(_mm256_mul_ps(d, _mm256_cvtepi32_ps(p)));
             }
         }
         acc[0] = _mm512_add_ps(acc[0], acc1);
@@ -975,7 +977,8 @@ PT_AVX512_FN static void quant_avx512(const float *x, int8_t *q, float *s, size_
         _mm256_storeu_ps(s + b * PT_XS_LANES, _mm256_set1_ps(d));
         __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80),
                                         _mm256_loadu_si256((const __m256i *)(q + b * PT_Q8_0_BLOCK)));
-        _mm256_storeu_si256((__m256i *)(s + (k / PT_Q8_0_BLOCK + b) * PT_XS_LANES), _mm256_sub_epi32(_mm256_setzero_si256(), c));
+        _mm256_storeu_si256((__m256i *)(s + (k / PT_Q8_0_BLOCK + b) * PT_XS_LANES),
+                            _mm256_sub_epi32(_mm256_setzero_si256(), c));
     }
 }
 PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
