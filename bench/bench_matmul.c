@@ -2,7 +2,7 @@
  * cblas_sgemm on the same shapes and threads, interleaved in rounds (this machine is
  * shared: read the ratios, not the absolute rates).
  *
- * usage: bench_matmul [--threads 2] [--rounds 3] [--dtype F32|F16|BF16]
+ * usage: bench_matmul [--threads 2] [--rounds 3] [--dtype F32|F16|BF16|Q8_0]
  *                     [--rows 2,4,8,16,24,64,169,512] [--shapes 512x512,1376x512,...]
  *                     [--weight-offset BYTES]
  * A shape is NxK: a weight of N outputs and K inputs (NK layout, as HF Linear).
@@ -10,7 +10,8 @@
  * best instruction set, its own kernels at every row count (nk_rows_max raised; with AVX-512
  * the register-blocked kernel), the backend with the AVX2 kernels (what the AVX-512 set used
  * before it had its own float kernels; sgemm beyond 8 rows), and cblas_sgemm directly on
- * F32 weights. Prints the GFLOP/s ranges over the rounds and the ratios' ranges. Inputs
+ * F32 weights (Q8_0 weights: the decode kernels up to 8 rows, the prefill tiles beyond).
+ * Prints the GFLOP/s ranges over the rounds and the ratios' ranges. Inputs
  * are 64-byte aligned as the engine's activations are (unaligned 64-byte loads straddle
  * cache lines: ~0.55x for 8 rows of 512 inputs). --weight-offset places the weights that many
  * bytes past a 64-byte boundary (safetensors files place tensors at any multiple of 8). */
@@ -74,9 +75,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--weight-offset") && i + 1 < argc) woff = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
             i++;
-            dt = !strcmp(argv[i], "F16") ? PT_F16 : !strcmp(argv[i], "BF16") ? PT_BF16 : PT_F32;
+            dt = !strcmp(argv[i], "F16")    ? PT_F16
+                 : !strcmp(argv[i], "BF16") ? PT_BF16
+                 : !strcmp(argv[i], "Q8_0") ? PT_Q8_0
+                                            : PT_F32;
         } else {
-            fprintf(stderr, "usage: bench_matmul [--threads N] [--rounds N] [--dtype F32|F16|BF16] [--rows a,b] "
+            fprintf(stderr, "usage: bench_matmul [--threads N] [--rounds N] [--dtype F32|F16|BF16|Q8_0] [--rows a,b] "
                             "[--shapes NxK,...] [--weight-offset BYTES]\n");
             return 2;
         }

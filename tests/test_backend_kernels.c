@@ -96,9 +96,12 @@ static void test_matmul(pt_cpu_isa isa) {
     if (!b) return;
     /* k 800, 1500 and 2080 with 5-8 rows: the activation rows in two groups (over 24 KiB);
      * 1500 ends in a partial 16- and 8-input step; 300 x 4000: several 256 KiB blocks of
-     * weight rows per task */
-    static const int sizes[][2] = {{1, 32},   {7, 96},   {37, 800},  {130, 64},
-                                   {5, 2080}, {64, 37},  {33, 100},  {9, 1500}, {300, 4000}};
+     * weight rows per task. Q8_0 blocks per row (k/32): 1, 3, 7 and 25 end in a single block
+     * after the AVX-512 kernel's pairs (and, for one activation row, steps of four blocks), 2
+     * and 6 do not, 65 is many steps and one more block; 150 x 2080 with 7-8 rows: the
+     * AVX-512 Q8_0 kernel's two groups of activation rows over two blocks of weight rows. */
+    static const int sizes[][2] = {{1, 32},   {7, 96},  {37, 800}, {130, 64},  {5, 2080}, {64, 37},
+                                   {33, 100}, {9, 1500}, {11, 224}, {3, 192},  {150, 2080}, {300, 4000}};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
     const pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
@@ -130,6 +133,42 @@ static void test_matmul(pt_cpu_isa isa) {
                 }
                 free(tw.data), free(w_f), free(bias);
             }
+    pt_backend_free(b);
+}
+
+/* Q8_0 weights with the extreme stored values (-128, which no quantiser here produces but a
+ * GGUF file may hold, and 127) against activations at full scale (so quantised to ±127):
+ * the AVX-512 kernel feeds weights to vpdpbusd as w ^ 0x80, exact for all of them. The
+ * int32 block sums are exact, so only the scales' float rounding differs from the double
+ * reference of the stored values. */
+static void test_q8_extremes(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(2, isa);
+    if (!b) return;
+    const int n = 5, k = 224, nb = k / PT_Q8_0_BLOCK;
+    pt_block_q8_0 *blk = malloc((size_t)n * nb * sizeof *blk);
+    float *w_f = malloc((size_t)n * k * sizeof(float));
+    for (int j = 0; j < n; j++)
+        for (int bi = 0; bi < nb; bi++) {
+            pt_block_q8_0 *bl = &blk[j * nb + bi];
+            bl->d = pt_f32_to_f16(0.25f + 0.125f * (float)((j + bi) % 5));
+            for (int e = 0; e < PT_Q8_0_BLOCK; e++) {
+                int v = (e + j + bi) % 3 == 0 ? -128 : (e + bi) % 3 == 1 ? 127 : (e * 37 + j) % 255 - 127;
+                bl->q[e] = (int8_t)v;
+                w_f[(size_t)j * k + bi * PT_Q8_0_BLOCK + e] = pt_f16_to_f32(bl->d) * (float)v;
+            }
+        }
+    pt_weight w = {PT_Q8_0, blk, n, k, (size_t)k, PT_W_NK, "extremes"};
+    for (int rows = 1; rows <= 8; rows++) {
+        float *x = malloc((size_t)rows * k * sizeof(float)), *out = malloc((size_t)rows * n * sizeof(float));
+        /* ±1 with one full-scale 1 per block: the quantised activation is exactly ±127 */
+        for (int i = 0; i < rows * k; i++) x[i] = (i * 7 + i / k) % 3 ? 1.f : -1.f;
+        CHECK(b->matmul(b, out, x, rows, &w, NULL) == PT_OK);
+        int ok = matmul_close(out, x, w_f, NULL, rows, n, k, PT_F32);
+        if (!ok) fprintf(stderr, "  isa %s Q8_0 extremes rows %d\n", pt_cpu_isa_name(isa), rows);
+        CHECK(ok);
+        free(x), free(out);
+    }
+    free(blk), free(w_f);
     pt_backend_free(b);
 }
 
@@ -372,6 +411,7 @@ int main(void) {
     for (int i = PT_ISA_SCALAR; i <= (int)pt_cpu_isa_best(); i++) {
         test_matmul((pt_cpu_isa)i);
         test_matmul_rows((pt_cpu_isa)i);
+        test_q8_extremes((pt_cpu_isa)i);
         test_matmul_multi((pt_cpu_isa)i);
         test_matmul_epilogues((pt_cpu_isa)i);
         test_attention((pt_cpu_isa)i);

@@ -310,17 +310,21 @@ typedef struct nk_args {
     const pt_weight *w;   /* NK layout */
     const float *x;       /* [rows, k] F32 activations */
     const int8_t *xq;     /* [rows, k] quantised activations (Q8_0 weights) */
-    const float *xs;      /* their scales: [rows, k/32 * PT_XS_PER_BLOCK], see quant */
+    const float *xs;      /* their scales and corrections: [rows, k/32 * PT_XS_PER_BLOCK] */
     int rows;
     float *out;           /* out[r*ldo + j] */
     size_t ldo;
     const float *bias;    /* [n] or NULL */
 } nk_args;
 
-/* Scale slots per Q8_0 block in nk_args.xs: the AVX-512 kernel wants each block's scale
- * repeated over eight lanes (one 16-lane load then covers two blocks); the others read
- * slot 0. */
-#define PT_XS_PER_BLOCK 8
+/* nk_args.xs per activation row of nb Q8_0 blocks: nb*PT_XS_LANES F32 scales, each block's
+ * repeated over eight lanes (one 16-lane load then covers two blocks; the scalar and AVX2
+ * kernels read the first), then nb*PT_XS_LANES int32 corrections, lane l of block b being
+ * -128 * (q[4l] + .. + q[4l+3]) of the block's quantised values: the AVX-512 kernel feeds the
+ * weights to vpdpbusd as unsigned (w ^ 0x80 = w + 128), so its sums carry 128 * Σq extra,
+ * which the correction, its accumulator's start, takes off. */
+#define PT_XS_LANES 8
+#define PT_XS_PER_BLOCK (2 * PT_XS_LANES)
 
 struct cpu_kernels {
     pt_cpu_isa isa;
@@ -328,7 +332,8 @@ struct cpu_kernels {
      * PT_MATVEC_MAX_ROWS, or for F32/F16/BF16 weights any number when float_rows_any */
     void (*nk)(const nk_args *a, int j0, int j1);
     int float_rows_any;
-    /* One activation row of k values (a multiple of 32) to Q8_0: q[k], s[k/32 * PT_XS_PER_BLOCK]. */
+    /* One activation row of k values (a multiple of 32) to Q8_0: q[k], s[k/32 * PT_XS_PER_BLOCK]
+     * (scales and corrections, see PT_XS_LANES). */
     void (*quant)(const float *x, int8_t *q, float *s, size_t k);
     /* n elements of a stored row (any weight dtype) to F32 (prefill tiles). */
     void (*to_f32)(pt_dtype t, const void *src, float *dst, size_t n);
@@ -361,10 +366,16 @@ static void quant_block_scalar(const float *v, int8_t *q, float *d_out) {
 }
 
 static void quant_scalar(const float *x, int8_t *q, float *s, size_t k) {
-    for (size_t b = 0; b < k / PT_Q8_0_BLOCK; b++) {
+    size_t nb = k / PT_Q8_0_BLOCK;
+    int32_t *c = (int32_t *)(s + nb * PT_XS_LANES);
+    for (size_t b = 0; b < nb; b++) {
         float d;
-        quant_block_scalar(x + b * PT_Q8_0_BLOCK, q + b * PT_Q8_0_BLOCK, &d);
-        for (int l = 0; l < PT_XS_PER_BLOCK; l++) s[b * PT_XS_PER_BLOCK + l] = d;
+        int8_t *qb = q + b * PT_Q8_0_BLOCK;
+        quant_block_scalar(x + b * PT_Q8_0_BLOCK, qb, &d);
+        for (int l = 0; l < PT_XS_LANES; l++) {
+            s[b * PT_XS_LANES + l] = d;
+            c[b * PT_XS_LANES + l] = -128 * (qb[4 * l] + qb[4 * l + 1] + qb[4 * l + 2] + qb[4 * l + 3]);
+        }
     }
 }
 
@@ -382,7 +393,7 @@ static void nk_scalar(const nk_args *a, int j0, int j1) {
                 for (size_t b = 0; b < nb; b++) {
                     int32_t t = 0;
                     for (int e = 0; e < PT_Q8_0_BLOCK; e++) t += (int32_t)bl[b].q[e] * xq[b * PT_Q8_0_BLOCK + e];
-                    s += (float)t * (pt_f16_to_f32(bl[b].d) * xs[b * PT_XS_PER_BLOCK]);
+                    s += (float)t * (pt_f16_to_f32(bl[b].d) * xs[b * PT_XS_LANES]);
                 }
             } else {
                 const float *x = a->x + (size_t)r * k;
@@ -530,7 +541,7 @@ PT_AVX2_FN static inline __attribute__((always_inline)) void nk_q8_avx2(const nk
             for (int r = 0; r < rows; r++) {
                 __m256i qx = _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(qx, qw)), ones);
-                float d = dw * a->xs[((size_t)r * nb + b) * PT_XS_PER_BLOCK];
+                float d = dw * a->xs[(size_t)r * nb * PT_XS_PER_BLOCK + b * PT_XS_LANES];
                 acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), acc[r]);
             }
         }
@@ -591,7 +602,9 @@ PT_AVX2_FN static void quant_avx2(const float *x, int8_t *q, float *s, size_t k)
         /* the packs work within 128-bit lanes: restore the order of the 4-byte groups */
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(q + b * PT_Q8_0_BLOCK), p);
-        _mm256_storeu_ps(s + b * PT_XS_PER_BLOCK, _mm256_set1_ps(d));
+        _mm256_storeu_ps(s + b * PT_XS_LANES, _mm256_set1_ps(d));
+        __m256i c = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(-128));
+        _mm256_storeu_si256((__m256i *)(s + (k / PT_Q8_0_BLOCK + b) * PT_XS_LANES), c);
     }
 }
 
@@ -657,52 +670,113 @@ PT_AVX2_FN static void wsum_avx2(float *z, const float *p, const float *v, size_
  * with eight) measured 7-20% slower on this Zen 5 (one thread, interleaved runs), on a loop
  * that is bound by memory either way. Two or more rows run nk_float_avx512 below. */
 
-/* Q8_0: one block (32 values) per 256-bit step, products by VNNI (one vpdpbusd where AVX2
- * needs maddubs + madd), one accumulator per activation row. (Two blocks per 512-bit
- * register, four weight rows per pass, measured 1.8x slower on this Zen 5: assembling the
- * pair of F16 scales and the masked sign fix-up cost more than they save.) */
+/* Q8_0: two blocks (64 values) per 512-bit step. The weights go to vpdpbusd as its unsigned
+ * operand, w ^ 0x80 = w + 128 (one xor per weight block, shared by the activation rows), the
+ * activation as its signed one, and the sum starts from the activation's correction
+ * (-128 * Σq per lane, see PT_XS_LANES), so that the int32 sums are exact with no sign
+ * fix-up (AVX-512 has no 512-bit vpsignb: the earlier two-blocks-per-register kernel emulated
+ * it with masks and was 1.8x slower than the 256-bit vpsignb + vpdpbusd one). The pair of F16
+ * weight scales, 34 bytes apart, is two 16-bit broadcasts (the second masked to the upper
+ * eight lanes) and one conversion; an odd last block takes a 256-bit step. Rows of one
+ * activation row keep two accumulators (two pairs per step). */
+PT_AVX512_FN static inline __m512 q8_dw_pair(const pt_block_q8_0 *bl) {
+    __m256i h = _mm256_set1_epi16((short)bl[0].d);
+    h = _mm256_mask_set1_epi16(h, 0xFF00, (short)bl[1].d);
+    return _mm512_cvtph_ps(h);
+}
+PT_AVX512_FN static inline __m512i q8_w_pair(const pt_block_q8_0 *bl, __m512i flip) {
+    __m512i q = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)bl[0].q));
+    q = _mm512_inserti64x4(q, _mm256_loadu_si256((const __m256i *)bl[1].q), 1);
+    return _mm512_xor_si512(q, flip);
+}
 PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(const nk_args *a, int j0, int j1,
                                                                           const int rows) {
     const pt_weight *w = a->w;
     const size_t k = (size_t)w->k, nb = k / PT_Q8_0_BLOCK;
-    const size_t xss = nb * PT_XS_PER_BLOCK; /* scales per activation row */
+    const size_t xss = nb * PT_XS_PER_BLOCK; /* scale and correction slots per activation row */
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int j = j0; j < j1; j++) {
         const pt_block_q8_0 *bl = wrow(w, (size_t)j, 0);
-        __m256 acc[PT_MATVEC_MAX_ROWS];
+        __m512 acc[PT_MATVEC_MAX_ROWS], acc1 = _mm512_setzero_ps();
 #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+        for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
         size_t b = 0;
-        if (rows == 1) { /* two blocks per step, two accumulators: the FMA chain is not the limit */
-            __m256 acc1 = _mm256_setzero_ps();
-            for (; b + 2 <= nb; b += 2) {
-                __m256i w0 = _mm256_loadu_si256((const __m256i *)bl[b].q);
-                __m256i w1 = _mm256_loadu_si256((const __m256i *)bl[b + 1].q);
-                __m256i x0 = _mm256_loadu_si256((const __m256i *)(a->xq + b * PT_Q8_0_BLOCK));
-                __m256i x1 = _mm256_loadu_si256((const __m256i *)(a->xq + (b + 1) * PT_Q8_0_BLOCK));
-                __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0));
-                __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1));
-                __m256 d0 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bl[b].d)), _mm256_loadu_ps(a->xs + b * PT_XS_PER_BLOCK));
-                __m256 d1 = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bl[b + 1].d)),
-                                          _mm256_loadu_ps(a->xs + (b + 1) * PT_XS_PER_BLOCK));
-                acc[0] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc[0]);
-                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+        if (rows == 1) {
+            const int32_t *xc = (const int32_t *)(a->xs + nb * PT_XS_LANES);
+            for (; b + 4 <= nb; b += 4) {
+                __m512i w0 = q8_w_pair(bl + b, flip), w1 = q8_w_pair(bl + b + 2, flip);
+                __m512i p0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + b * PT_XS_LANES), w0,
+                                                 _mm512_loadu_si512(a->xq + b * PT_Q8_0_BLOCK));
+                __m512i p1 = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + (b + 2) * PT_XS_LANES), w1,
+                                                 _mm512_loadu_si512(a->xq + (b + 2) * PT_Q8_0_BLOCK));
+                __m512 d0 = _mm512_mul_ps(q8_dw_pair(bl + b), _mm512_loadu_ps(a->xs + b * PT_XS_LANES));
+                __m512 d1 = _mm512_mul_ps(q8_dw_pair(bl + b + 2), _mm512_loadu_ps(a->xs + (b + 2) * PT_XS_LANES));
+                acc[0] = _mm512_fmadd_ps(d0, _mm512_cvtepi32_ps(p0), acc[0]);
+                acc1 = _mm512_fmadd_ps(d1, _mm512_cvtepi32_ps(p1), acc1);
             }
-            acc[0] = _mm256_add_ps(acc[0], acc1);
         }
-        for (; b < nb; b++) {
-            __m256i qw = _mm256_loadu_si256((const __m256i *)bl[b].q);
-            __m256i aw = _mm256_sign_epi8(qw, qw);
+        for (; b + 2 <= nb; b += 2) {
+            __m512i wq = q8_w_pair(bl + b, flip);
+            __m512 dw = q8_dw_pair(bl + b);
+#pragma GCC unroll 8
+            for (int r = 0; r < rows; r++) {
+                const float *xs = a->xs + (size_t)r * xss;
+                __m512i p = _mm512_dpbusd_epi32(_mm512_loadu_si512(xs + (nb + b) * PT_XS_LANES), wq,
+                                                _mm512_loadu_si512(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
+                __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps(xs + b * PT_XS_LANES));
+                acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc[r]);
+            }
+        }
+        float tail[PT_MATVEC_MAX_ROWS] = {0};
+        if (b < nb) {
+            __m256i wq = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)bl[b].q), _mm512_castsi512_si256(flip));
             __m256 dw = _mm256_set1_ps(_cvtsh_ss(bl[b].d));
 #pragma GCC unroll 8
             for (int r = 0; r < rows; r++) {
-                __m256i qx = _mm256_loadu_si256((const __m256i *)(a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK));
-                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(qx, qw));
-                __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(a->xs + (size_t)r * xss + b * PT_XS_PER_BLOCK));
-                acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[r]);
+                const float *xs = a->xs + (size_t)r * xss;
+                const int8_t *xq = a->xq + (size_t)r * k + b * PT_Q8_0_BLOCK;
+                __m256i p = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xs + (nb + b) * PT_XS_LANES)), wq,
+                                                _mm256_loadu_si256((const __m256i *)xq));
+                __m256 d = _mm256_mul_ps(dw, _mm256_loadu_ps(xs + b * PT_XS_LANES));
+                tail[r] = hsum256(_mm256_mul_ps(d, _mm256_cvtepi32_ps(p)));
             }
         }
+        acc[0] = _mm512_add_ps(acc[0], acc1);
 #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) nk_store(a, r, j, hsum256(acc[r]));
+        for (int r = 0; r < rows; r++) nk_store(a, r, j, _mm512_reduce_add_ps(acc[r]) + tail[r]);
+    }
+}
+
+/* More than 4 activation rows whose quantised values, scales and corrections (3 bytes per
+ * input) do not fit in L1 beside the weight stream (over PT_Q8_L1_BYTES): two groups, the
+ * first 4 rows and the rest, each a pass over a block of weight rows that the second then
+ * reads from L2 (as nk_float_avx2). One thread, 2048 inputs, weights in cache: 8 rows (48
+ * KiB) 12.3 GB/s of weights in two groups against 11.0 in one pass; 7 rows even; 5-6 rows
+ * (30-36 KiB) 0.85-0.9x in two groups. */
+#define PT_Q8_L1_BYTES (40u << 10)
+PT_AVX512_FN static void nk_q8_rows_avx512(const nk_args *a, int j0, int j1) {
+#define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
+    PT_ROWS_CASES(Q8_CALL)
+#undef Q8_CALL
+}
+PT_AVX512_FN static void nk_q8_groups_avx512(const nk_args *a, int j0, int j1) {
+    const size_t k = (size_t)a->w->k;
+    if (a->rows <= 4 || (size_t)a->rows * k * 3 <= PT_Q8_L1_BYTES) {
+        nk_q8_rows_avx512(a, j0, j1);
+        return;
+    }
+    nk_args lo = *a, hi = *a;
+    lo.rows = 4;
+    hi.rows = a->rows - 4;
+    hi.xq += 4 * k;
+    hi.xs += 4 * (k / PT_Q8_0_BLOCK) * PT_XS_PER_BLOCK;
+    hi.out += 4 * a->ldo;
+    int jb = (int)(PT_NK_L2_BYTES / (pt_weight_bytes(a->w) / (size_t)a->w->n));
+    if (jb < 1) jb = 1;
+    for (int j = j0; j < j1; j += jb) {
+        int j1b = j1 - j < jb ? j1 : j + jb;
+        nk_q8_rows_avx512(&lo, j, j1b);
+        nk_q8_rows_avx512(&hi, j, j1b);
     }
 }
 
@@ -885,9 +959,7 @@ PT_AVX512_FN static void nk_avx512(const nk_args *a, int j0, int j1) {
         nk_float_avx512(a, j0, j1, PT_BF16);
         return;
     }
-#define Q8_CALL(R) nk_q8_avx512(a, j0, j1, R)
-    PT_ROWS_CASES(Q8_CALL)
-#undef Q8_CALL
+    nk_q8_groups_avx512(a, j0, j1);
 }
 #undef PT_ROWS_CASES
 
@@ -902,7 +974,11 @@ PT_AVX512_FN static void quant_avx512(const float *x, int8_t *q, float *s, size_
         _mm_storeu_si128((__m128i *)(q + b * PT_Q8_0_BLOCK), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid))));
         _mm_storeu_si128((__m128i *)(q + b * PT_Q8_0_BLOCK + 16),
                          _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid))));
-        _mm256_storeu_ps(s + b * PT_XS_PER_BLOCK, _mm256_set1_ps(d));
+        _mm256_storeu_ps(s + b * PT_XS_LANES, _mm256_set1_ps(d));
+        __m256i c = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80),
+                                        _mm256_loadu_si256((const __m256i *)(q + b * PT_Q8_0_BLOCK)));
+        _mm256_storeu_si256((__m256i *)(s + (k / PT_Q8_0_BLOCK + b) * PT_XS_LANES),
+                            _mm256_sub_epi32(_mm256_setzero_si256(), c));
     }
 }
 PT_AVX512_FN static void axpy_avx512(float *y, float a, const float *x, int n) {
