@@ -184,8 +184,7 @@ void pt_engine_set_default_lora(pt_engine *e, const pt_lora *lora, float scale) 
  * without MADV_POPULATE_WRITE (before 5.14) faults them in as before. */
 static void populate(void *p, size_t from, size_t to) {
 #ifdef MADV_POPULATE_WRITE
-    static size_t page;
-    if (!page) page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE); /* called only when a cache grows */
     uintptr_t a = ((uintptr_t)p + from + page - 1) & ~(uintptr_t)(page - 1), b = ((uintptr_t)p + to) & ~(uintptr_t)(page - 1);
     if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
 #else
