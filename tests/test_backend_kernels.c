@@ -10,6 +10,7 @@
  * instruction set this CPU supports (scalar, AVX2, AVX-512), so a machine without AVX-512
  * still checks the others. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +91,27 @@ static int matmul_close(const float *out, const float *x, const float *w_f, cons
     return bad == 0;
 }
 
+/* b->matmul of the rows of x against w (bias may be NULL), checked against the double
+ * reference of w_f (dtype t sets the tolerance); on failure the case, as fmt..., follows the
+ * ISA on stderr. */
+__attribute__((format(printf, 10, 11))) static void check_matmul(pt_backend *b, const pt_weight *w, const float *w_f,
+                                                                const float *bias, const float *x, int rows, int n,
+                                                                int k, pt_dtype t, const char *fmt, ...) {
+    float *out = malloc((size_t)rows * n * sizeof(float));
+    CHECK(out && b->matmul(b, out, x, rows, w, bias) == PT_OK);
+    int ok = out && matmul_close(out, x, w_f, bias, rows, n, k, t);
+    if (!ok) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "  isa %s ", pt_cpu_isa_name(b->isa));
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+    CHECK(ok);
+    free(out);
+}
+
 static void test_matmul(pt_cpu_isa isa) {
     pt_backend *b = pt_backend_cpu_new_isa(2, isa);
     CHECK(b != NULL && b->isa == isa);
@@ -118,18 +140,13 @@ static void test_matmul(pt_cpu_isa isa) {
                 make_weight(&tw, t, (pt_wlayout)layout, n, k, w_f);
                 for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
                     int rows = row_counts[ri];
-                    float *x = malloc((size_t)rows * k * sizeof(float)), *out = malloc((size_t)rows * n * sizeof(float));
+                    float *x = malloc((size_t)rows * k * sizeof(float));
                     for (size_t i = 0; i < (size_t)rows * k; i++) x[i] = frand() * (i % 7 == 3 ? 4.f : 1.f);
-                    for (int with_bias = 0; with_bias < 2; with_bias++) {
-                        const float *bs = with_bias ? bias : NULL;
-                        CHECK(b->matmul(b, out, x, rows, &tw.w, bs) == PT_OK);
-                        int ok = matmul_close(out, x, w_f, bs, rows, n, k, t);
-                        if (!ok)
-                            fprintf(stderr, "  isa %s dtype %s layout %s n %d k %d rows %d bias %d\n",
-                                    pt_cpu_isa_name(isa), pt_dtype_name(t), layout ? "KN" : "NK", n, k, rows, with_bias);
-                        CHECK(ok);
-                    }
-                    free(x), free(out);
+                    for (int with_bias = 0; with_bias < 2; with_bias++)
+                        check_matmul(b, &tw.w, w_f, with_bias ? bias : NULL, x, rows, n, k, t,
+                                     "dtype %s layout %s n %d k %d rows %d bias %d", pt_dtype_name(t),
+                                     layout ? "KN" : "NK", n, k, rows, with_bias);
+                    free(x);
                 }
                 free(tw.data), free(w_f), free(bias);
             }
@@ -159,14 +176,11 @@ static void test_q8_extremes(pt_cpu_isa isa) {
         }
     pt_weight w = {PT_Q8_0, blk, n, k, (size_t)k, PT_W_NK, "extremes"};
     for (int rows = 1; rows <= 8; rows++) {
-        float *x = malloc((size_t)rows * k * sizeof(float)), *out = malloc((size_t)rows * n * sizeof(float));
+        float *x = malloc((size_t)rows * k * sizeof(float));
         /* ±1 with one full-scale 1 per block: the quantised activation is exactly ±127 */
         for (int i = 0; i < rows * k; i++) x[i] = (i * 7 + i / k) % 3 ? 1.f : -1.f;
-        CHECK(b->matmul(b, out, x, rows, &w, NULL) == PT_OK);
-        int ok = matmul_close(out, x, w_f, NULL, rows, n, k, PT_F32);
-        if (!ok) fprintf(stderr, "  isa %s Q8_0 extremes rows %d\n", pt_cpu_isa_name(isa), rows);
-        CHECK(ok);
-        free(x), free(out);
+        check_matmul(b, &w, w_f, NULL, x, rows, n, k, PT_F32, "Q8_0 extremes rows %d", rows);
+        free(x);
     }
     free(blk), free(w_f);
     pt_backend_free(b);
@@ -193,16 +207,11 @@ static void test_matmul_rows(pt_cpu_isa isa) {
             for (int ri = 1; ri <= 64 + 3; ri++) {
                 int rows = ri <= 64 ? ri : extra[ri - 65];
                 if (rows <= 64 && ri > 64) continue; /* covered */
-                float *x = malloc((size_t)rows * k * sizeof(float)), *out = malloc((size_t)rows * n * sizeof(float));
+                float *x = malloc((size_t)rows * k * sizeof(float));
                 for (size_t i = 0; i < (size_t)rows * k; i++) x[i] = frand();
-                const float *bs = rows % 2 ? bias : NULL;
-                CHECK(b->matmul(b, out, x, rows, &tw.w, bs) == PT_OK);
-                int ok = matmul_close(out, x, w_f, bs, rows, n, k, dts[di]);
-                if (!ok)
-                    fprintf(stderr, "  isa %s dtype %s n %d k %d rows %d (nk_rows_max %d)\n", pt_cpu_isa_name(isa),
-                            pt_dtype_name(dts[di]), n, k, rows, lim);
-                CHECK(ok);
-                free(x), free(out);
+                check_matmul(b, &tw.w, w_f, rows % 2 ? bias : NULL, x, rows, n, k, dts[di],
+                             "dtype %s n %d k %d rows %d (nk_rows_max %d)", pt_dtype_name(dts[di]), n, k, rows, lim);
+                free(x);
             }
             free(tw.data), free(w_f), free(bias);
         }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define PT_SHA_X86 1
 #else
@@ -95,13 +96,11 @@ static _Atomic(compress_fn) compress_impl;
 
 static int have_shani(void) {
 #if PT_SHA_X86
-    __builtin_cpu_init();
+    /* CPUID leaf 7, EBX bit 29: SHA (not every compiler's __builtin_cpu_supports knows it) */
     unsigned a, b, c, d;
-    /* CPUID leaf 7, EBX bit 29: SHA (__builtin_cpu_supports does not know it everywhere) */
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
-    if (a < 7) return 0;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-    return (b >> 29) & 1 && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((b >> 29) & 1)) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
 #else
     return 0;
 #endif

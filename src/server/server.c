@@ -162,7 +162,7 @@ static int key_lookup(pt_server *s, const char *id, pt_key_record *out) {
         }
     }
     pt_key_record probe;
-    snprintf(probe.id, sizeof probe.id, "%s", id);
+    pt_strlcpy(probe.id, id, sizeof probe.id);
     const pt_key_record *k = s->keys ? bsearch(&probe, s->keys, s->n_keys, sizeof probe, key_cmp) : NULL;
     if (k) *out = *k;
     pthread_mutex_unlock(&s->mu);

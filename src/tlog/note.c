@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/sha256.h"
 #include "common/util.h"
 
 static const char EM_DASH[] = "\xE2\x80\x94"; /* U+2014 */
@@ -55,14 +56,14 @@ int note_name_ok(const char *name, size_t len) {
 }
 
 static uint32_t key_id(const char *name, const uint8_t pub[32]) {
-    crypto_hash_sha256_state st;
+    pt_sha256_ctx st;
     uint8_t h[32], alg = 0x01, nl = '\n';
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const uint8_t *)name, strlen(name));
-    crypto_hash_sha256_update(&st, &nl, 1);
-    crypto_hash_sha256_update(&st, &alg, 1);
-    crypto_hash_sha256_update(&st, pub, 32);
-    crypto_hash_sha256_final(&st, h);
+    pt_sha256_init(&st);
+    pt_sha256_update(&st, name, strlen(name));
+    pt_sha256_update(&st, &nl, 1);
+    pt_sha256_update(&st, &alg, 1);
+    pt_sha256_update(&st, pub, 32);
+    pt_sha256_final(&st, h);
     return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
 }
 
