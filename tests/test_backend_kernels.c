@@ -74,11 +74,12 @@ static int matmul_close(const float *out, const float *x, const float *w_f, cons
     int bad = 0;
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < n; j++) {
-            double ref = bias ? bias[j] : 0, mag = 0, qerr = 0;
+            double ref = bias ? bias[j] : 0, mag = 0, qerr = 0, amax = 0;
             for (int i = 0; i < k; i++) {
                 double p = (double)w_f[(size_t)j * k + i] * x[(size_t)r * k + i];
                 ref += p, mag += fabs(p);
-                if (t == PT_Q8_0) qerr += fabs(w_f[(size_t)j * k + i]) * block_amax(x + (size_t)r * k, i) / 254.0;
+                if (t == PT_Q8_0 && i % PT_Q8_0_BLOCK == 0) amax = block_amax(x + (size_t)r * k, i);
+                if (t == PT_Q8_0) qerr += fabs(w_f[(size_t)j * k + i]) * amax / 254.0;
             }
             double tol = 1e-5 * mag + 1e-6 + 1.001 * qerr;
             if (fabs(out[(size_t)r * n + j] - ref) > tol) {
@@ -121,9 +122,11 @@ static void test_matmul(pt_cpu_isa isa) {
      * weight rows per task. Q8_0 blocks per row (k/32): 1, 3, 7 and 25 end in a single block
      * after the AVX-512 kernel's pairs (and, for one activation row, steps of four blocks), 2
      * and 6 do not, 65 is many steps and one more block; 150 x 2080 with 7-8 rows: the
-     * AVX-512 Q8_0 kernel's two groups of activation rows over two blocks of weight rows. */
-    static const int sizes[][2] = {{1, 32},   {7, 96},  {37, 800}, {130, 64},  {5, 2080}, {64, 37},
-                                   {33, 100}, {9, 1500}, {11, 224}, {3, 192},  {150, 2080}, {300, 4000}};
+     * AVX-512 Q8_0 kernel's two groups of activation rows over two blocks of weight rows.
+     * 130 x 4160 past 8 rows (sgemm, non-F32 weights): a task's 64 weight rows (NK) or its
+     * inputs (KN) take two of a thread's conversion tiles. */
+    static const int sizes[][2] = {{1, 32},   {7, 96},   {37, 800}, {130, 64}, {5, 2080},   {64, 37},  {33, 100},
+                                   {9, 1500}, {11, 224}, {3, 192},  {150, 2080}, {300, 4000}, {130, 4160}};
     static const int row_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 20};
     const pt_dtype dts[] = {PT_F32, PT_F16, PT_BF16, PT_Q8_0};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
@@ -140,6 +143,7 @@ static void test_matmul(pt_cpu_isa isa) {
                 make_weight(&tw, t, (pt_wlayout)layout, n, k, w_f);
                 for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++) {
                     int rows = row_counts[ri];
+                    if (k == 4160 && (rows <= 8 || t == PT_F32)) continue; /* tiles only */
                     float *x = malloc((size_t)rows * k * sizeof(float));
                     for (size_t i = 0; i < (size_t)rows * k; i++) x[i] = frand() * (i % 7 == 3 ? 4.f : 1.f);
                     for (int with_bias = 0; with_bias < 2; with_bias++)

@@ -12,9 +12,10 @@
  *     run a register-blocked kernel instead (tiles of 3-4 weight rows x up to 8 activation
  *     rows: the multi-row case is bound by FMAs, not memory), and it serves prefills too, up
  *     to pt_backend.nk_rows_max rows (small-M products are OpenBLAS's weak spot).
- *   - prefill: cblas_sgemm (OpenBLAS, same thread count), non-F32 weights converted to F32 a
- *     tile at a time (the tile conversion runs on our pool, then BLAS runs alone).
- * Our pool and OpenBLAS never run at the same time, so they do not oversubscribe.
+ *   - prefill: cblas_sgemm over blocks of output columns, one single-threaded sgemm per
+ *     task of our pool (non-F32 weights converted to F32 a tile at a time by the task).
+ *     OpenBLAS's own threads are never woken by the engine: after a threaded call they spin
+ *     (sched_yield) for ~0.1 s and took a core from the decode steps after every prefill.
  */
 #include <assert.h>
 #include <cblas.h>
@@ -53,9 +54,10 @@
 #define PT_NK_L1_BYTES (24u << 10)
 #define PT_NK_L2_BYTES (256u << 10)
 #define PT_KN_CHUNK 512      /* output columns per task in Conv1D-layout decode */
-/* F32 tile for converting non-F32 weights in prefill (2 MiB: 8 MiB cost 6 MiB of peak RSS,
- * 1.12x file + KV for the 100M F16 model against the 1.1x goal, for no measurable speed) */
-#define PT_TILE_FLOATS (1u << 19)
+/* F32 tile per pool thread for converting non-F32 weights in prefill (1 MiB: one 8 MiB tile
+ * cost 6 MiB of peak RSS, 1.12x file + KV for the 100M F16 model against the 1.1x goal, for
+ * no measurable speed) */
+#define PT_TILE_FLOATS (1u << 18)
 #define PT_ATT_QCHUNK 128
 /* Query rows from which attention runs as (head, query chunk) tasks on our pool, each task
  * two single-threaded sgemms. (OpenBLAS's own threading on products this small spends more
@@ -68,6 +70,7 @@
 #define PT_ATT_BATCH_MAX 256
 
 extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
 extern char *openblas_get_corename(void);
 
 /* ---- thread pool --------------------------------------------------------------------- */
@@ -243,6 +246,17 @@ static void pool_free(pool *p) {
     free(p);
 }
 
+/* OpenBLAS single-threaded around a dispatch whose tasks call it (the setting is the
+ * process's: a trainer in the same process may have set more). Returns what to restore. */
+static int blas_single_begin(void) {
+    int saved = openblas_get_num_threads();
+    if (saved != 1) openblas_set_num_threads(1);
+    return saved;
+}
+static void blas_single_end(int saved) {
+    if (saved != 1) openblas_set_num_threads(saved);
+}
+
 /* ---- backend state --------------------------------------------------------------------- */
 
 typedef struct cpu_kernels cpu_kernels;
@@ -250,7 +264,7 @@ typedef struct cpu_kernels cpu_kernels;
 typedef struct cpu_impl {
     pool *pool;
     const cpu_kernels *kn;    /* the instruction set's kernels */
-    float *tile;              /* PT_TILE_FLOATS, for converting non-F32 weights (prefill) */
+    float *tile;              /* PT_TILE_FLOATS per thread, for non-F32 weights (prefill) */
     int8_t *xq;               /* quantised activation rows (decode, Q8_0 weights) */
     size_t xq_cap;            /* bytes */
     float *xs;                /* their scales (see nk_args) */
@@ -1077,11 +1091,7 @@ typedef struct mm_ctx {
     const float *xs;
     const mm_item *items;
     int n_items;
-    const pt_weight *w;       /* prefill: the weight being converted */
-    float *tile;
-    size_t tile_r0, tile_nr;  /* stored rows converted */
-    size_t tile_nc;           /* elements per row */
-    int n_chunks;
+    float *tiles;             /* prefill: PT_TILE_FLOATS per thread, for non-F32 weights */
 } mm_ctx;
 
 /* Conv1D layout, decode: out[r, n0:n1] = Σ_k x[r,k] · W[k, n0:n1]. */
@@ -1146,58 +1156,76 @@ static void mm_decode_task(void *arg, int task, int tid) {
     if (it->add_to || it->up_out) mm_epilogue(it, c->rows, n0, n1);
 }
 
-/* Converts stored rows [tile_r0, +tile_nr) (tile_nc elements each) to F32. */
-static void tile_task(void *arg, int task, int tid) {
-    const mm_ctx *c = arg;
-    size_t per = (c->tile_nr + (size_t)c->n_chunks - 1) / (size_t)c->n_chunks;
-    size_t r0 = (size_t)task * per, r1 = r0 + per;
-    if (r1 > c->tile_nr) r1 = c->tile_nr;
-    for (size_t r = r0; r < r1; r++)
-        c->kn->to_f32(c->w->dtype, wrow(c->w, c->tile_r0 + r, 0), c->tile + r * c->tile_nc, c->tile_nc);
-}
-
-/* Prefill: out (rows, n) = x (rows, k) @ Wᵀ by cblas_sgemm. */
-static void mm_prefill(cpu_impl *im, mm_ctx *c, float *out, const float *x, int rows, const pt_weight *w,
-                       const float *bias) {
-    int nt = im->pool->n;
-    c->w = w;
+/* Prefill: out[:, n0:n1] (rows, n) = x (rows, k) @ W[n0:n1]ᵀ by one single-threaded
+ * cblas_sgemm on this thread; non-F32 weights are converted to F32 a tile at a time into
+ * this thread's tile. */
+static void mm_prefill_range(const mm_ctx *c, const pt_weight *w, float *out, const float *bias, int n0, int n1,
+                             int tid) {
+    const int rows = c->rows, k = w->k, n = w->n, nc = n1 - n0;
+    const float *x = c->x;
+    float *tile = c->tiles + (size_t)tid * PT_TILE_FLOATS;
     if (w->dtype == PT_F32) {
-        if (w->layout == PT_W_NK) /* out (rows,n) = x (rows,k) @ W^T, W (n,k) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w->n, w->k, 1.f, x, w->k, w->data,
-                        (int)w->ld, 0.f, out, w->n);
-        else /* out (rows,n) = x (rows,k) @ W, W (k,n) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, w->n, w->k, 1.f, x, w->k, w->data,
-                        (int)w->ld, 0.f, out, w->n);
+        if (w->layout == PT_W_NK) /* W (n,k) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nc, k, 1.f, x, k,
+                        (const float *)w->data + (size_t)n0 * w->ld, (int)w->ld, 0.f, out + n0, n);
+        else /* W (k,n) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, nc, k, 1.f, x, k,
+                        (const float *)w->data + n0, (int)w->ld, 0.f, out + n0, n);
     } else if (w->layout == PT_W_NK) {
-        /* Tiles of output rows: convert W[n0:n0+nr, :] to F32, then
-         * out[:, n0:n0+nr] (rows,nr) = x (rows,k) @ tile^T (nr,k). */
-        size_t per = PT_TILE_FLOATS / (size_t)w->k;
+        /* Tiles of weight rows: out[:, j:j+nr] (rows,nr) = x (rows,k) @ tile^T (nr,k). */
+        int per = (int)(PT_TILE_FLOATS / (size_t)k);
         if (per < 1) per = 1;
-        if (per >= 32) per = per / 32 * 32;
-        for (size_t n0 = 0; n0 < (size_t)w->n; n0 += per) {
-            size_t nr = (size_t)w->n - n0 < per ? (size_t)w->n - n0 : per;
-            c->tile = im->tile, c->tile_r0 = n0, c->tile_nr = nr, c->tile_nc = (size_t)w->k;
-            c->n_chunks = nt * 2;
-            pool_run(im->pool, tile_task, c, c->n_chunks);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)nr, w->k, 1.f, x, w->k, im->tile, w->k,
-                        0.f, out + n0, w->n);
+        for (int j = n0; j < n1; j += per) {
+            int nr = n1 - j < per ? n1 - j : per;
+            for (int r = 0; r < nr; r++) c->kn->to_f32(w->dtype, wrow(w, (size_t)(j + r), 0), tile + (size_t)r * k, (size_t)k);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nr, k, 1.f, x, k, tile, k, 0.f, out + j, n);
         }
     } else {
-        /* Tiles of input rows: out (rows,n) += x[:, k0:k0+kr] (rows,kr) @ tile (kr,n). */
-        size_t per = PT_TILE_FLOATS / (size_t)w->n;
+        /* Tiles of input rows: out[:, n0:n1] += x[:, k0:k0+kr] (rows,kr) @ tile (kr,nc). */
+        int per = (int)(PT_TILE_FLOATS / (size_t)nc);
         if (per < 1) per = 1;
-        for (size_t k0 = 0; k0 < (size_t)w->k; k0 += per) {
-            size_t kr = (size_t)w->k - k0 < per ? (size_t)w->k - k0 : per;
-            c->tile = im->tile, c->tile_r0 = k0, c->tile_nr = kr, c->tile_nc = (size_t)w->n;
-            c->n_chunks = nt * 2;
-            pool_run(im->pool, tile_task, c, c->n_chunks);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, w->n, (int)kr, 1.f, x + k0, w->k, im->tile,
-                        w->n, k0 ? 1.f : 0.f, out, w->n);
+        for (int k0 = 0; k0 < k; k0 += per) {
+            int kr = k - k0 < per ? k - k0 : per;
+            for (int r = 0; r < kr; r++)
+                c->kn->to_f32(w->dtype, wrow(w, (size_t)(k0 + r), (size_t)n0), tile + (size_t)r * nc, (size_t)nc);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, nc, kr, 1.f, x + k0, k, tile, nc,
+                        k0 ? 1.f : 0.f, out + n0, n);
         }
     }
     if (bias)
         for (int r = 0; r < rows; r++)
-            for (int j = 0; j < w->n; j++) out[(size_t)r * w->n + j] += bias[j];
+            for (int j = n0; j < n1; j++) out[(size_t)r * n + j] += bias[j];
+}
+
+static void mm_prefill_task(void *arg, int task, int tid) {
+    const mm_ctx *c = arg;
+    int i = 0;
+    while (i + 1 < c->n_items && task >= c->items[i + 1].task0) i++;
+    const mm_item *it = &c->items[i];
+    int n0 = (task - it->task0) * it->chunk, n1 = n0 + it->chunk;
+    if (n1 > it->w->n) n1 = it->w->n;
+    mm_prefill_range(c, it->w, it->out, it->bias, n0, n1, tid);
+    if (it->up) mm_prefill_range(c, it->up, it->up_out, NULL, n0, n1, tid);
+    if (it->add_to || it->up_out) mm_epilogue(it, c->rows, n0, n1);
+}
+
+/* Runs items as tasks of blocks of output columns on the pool, each task one
+ * single-threaded sgemm (OpenBLAS's own threads, once woken, spin for a long while after a
+ * call and took a core from the decode steps that followed a prefill). */
+static void mm_prefill_run(cpu_impl *im, mm_ctx *c, mm_item *items, int n_items) {
+    int nt = im->pool->n, tasks = 0;
+    for (int i = 0; i < n_items; i++) {
+        /* ~4 tasks per thread, a multiple of 64 columns (and so of a Q8_0 block). */
+        int chunk = (items[i].w->n / (nt * 4) + 63) / 64 * 64;
+        if (chunk < 64) chunk = 64;
+        items[i].chunk = chunk, items[i].n_chunks = (items[i].w->n + chunk - 1) / chunk;
+        items[i].task0 = tasks;
+        tasks += items[i].n_chunks;
+    }
+    c->items = items, c->n_items = n_items, c->tiles = im->tile;
+    int saved = blas_single_begin();
+    pool_run(im->pool, mm_prefill_task, c, tasks);
+    blas_single_end(saved);
 }
 
 static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm *mm, int n) {
@@ -1208,8 +1236,8 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
      * every such weight's row chunks are tasks of one pool dispatch. Chunks small enough to
      * balance two threads when one is disturbed, a multiple of the kernels' 4-row step. The
      * others go through sgemm. */
-    mm_item items[PT_MM_MAX];
-    int nt = im->pool->n, tasks = 0, need_q8 = 0, n_items = 0;
+    mm_item items[PT_MM_MAX], pitems[PT_MM_MAX];
+    int nt = im->pool->n, tasks = 0, need_q8 = 0, n_items = 0, n_pitems = 0;
     for (int i = 0; i < n; i++) {
         const pt_weight *w = mm[i].w, *up = mm[i].up;
         assert(w->k == mm[0].w->k);
@@ -1218,9 +1246,7 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
         if (rows > PT_MATVEC_MAX_ROWS && (rows > b->nk_rows_max || !im->kn->float_rows_any ||
                                           w->layout != PT_W_NK || w->dtype == PT_Q8_0 ||
                                           (up && up->dtype == PT_Q8_0))) {
-            mm_prefill(im, &c, mm[i].out, x, rows, w, mm[i].bias);
-            if (up) mm_prefill(im, &c, mm[i].up_out, x, rows, up, NULL);
-            mm_epilogue(&it, rows, 0, w->n);
+            pitems[n_pitems++] = it;
             continue;
         }
         /* (A SwiGLU item's task computes its rows of both weights. Its chunks are those of
@@ -1239,6 +1265,10 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
         it.chunk = chunk, it.n_chunks = (w->n + chunk - 1) / chunk;
         items[n_items++] = it;
         tasks += it.n_chunks;
+    }
+    if (n_pitems) {
+        mm_ctx pc = c;
+        mm_prefill_run(im, &pc, pitems, n_pitems);
     }
     if (!n_items) return PT_OK;
     if (need_q8) {
@@ -1397,9 +1427,9 @@ static int cpu_attention(pt_backend *b, const pt_attn_args *a, int n) {
         if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float)))
             return PT_ENOMEM;
         att_ctx c = {&a[i], NULL, 1, im->kn, im->att, (size_t)PT_ATT_QCHUNK * tk};
-        openblas_set_num_threads(1);
+        int saved = blas_single_begin();
         pool_run(im->pool, att_chunk_task, &c, a[i].n_heads * n_chunks);
-        openblas_set_num_threads(b->n_threads);
+        blas_single_end(saved);
         i++;
     }
     return PT_OK;
@@ -1520,8 +1550,7 @@ pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa) {
     b->impl = im;
     im->kn = kernels_for(isa);
     if (!(im->pool = pool_new(n_threads))) goto fail;
-    if (!(im->tile = malloc(PT_TILE_FLOATS * sizeof(float)))) goto fail;
-    openblas_set_num_threads(n_threads);
+    if (!(im->tile = malloc((size_t)im->pool->n * PT_TILE_FLOATS * sizeof(float)))) goto fail;
     b->name = "cpu";
     b->isa = isa;
     b->nk_rows_max = PT_MATVEC_MAX_ROWS;
