@@ -338,6 +338,7 @@ typedef struct nk_args {
  * weights to vpdpbusd as unsigned (w ^ 0x80 = w + 128), so its sums carry 128 * Σq extra,
  * which the correction, its accumulator's start, takes off. */
 #define PT_XS_LANES 8
+#define PT_Q8_PREFETCH 8192 /* bytes ahead in the one-row AVX-512 Q8_0 kernel's weight stream */
 #define PT_XS_PER_BLOCK (2 * PT_XS_LANES)
 
 struct cpu_kernels {
@@ -718,6 +719,11 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void nk_q8_avx512(cons
         if (rows == 1) {
             const int32_t *xc = (const int32_t *)(a->xs + nb * PT_XS_LANES);
             for (; b + 4 <= nb; b += 4) {
+                /* 8 KiB ahead (~10 rows at k 768): from memory the hardware prefetcher alone
+                 * left each thread at ~24 GB/s; 2, 4, 8, 16 and 32 KiB ahead measured
+                 * (100M model, 2 threads: the step 10% shorter at 8-16 KiB; 500M: 3%). */
+                _mm_prefetch((const char *)(bl + b) + PT_Q8_PREFETCH, _MM_HINT_T0);
+                _mm_prefetch((const char *)(bl + b) + PT_Q8_PREFETCH + 64, _MM_HINT_T0);
                 __m512i w0 = q8_w_pair(bl + b, flip), w1 = q8_w_pair(bl + b + 2, flip);
                 __m512i p0 = _mm512_dpbusd_epi32(_mm512_loadu_si512(xc + b * PT_XS_LANES), w0,
                                                  _mm512_loadu_si512(a->xq + b * PT_Q8_0_BLOCK));
