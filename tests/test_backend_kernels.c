@@ -297,7 +297,8 @@ static void test_matmul_epilogues(pt_cpu_isa isa) {
                 CHECK(b->matmul(b, g, x, rows, &tw[0].w, NULL) == PT_OK);
                 CHECK(b->matmul(b, u, x, rows, &tw[1].w, NULL) == PT_OK);
                 CHECK(b->matmul(b, o, x, rows, &tw[2].w, bias) == PT_OK);
-                for (size_t e = 0; e < m; e++) g[e] = pt_swiglu(g[e], u[e]), res[e] += o[e];
+                b->swiglu(b, g, u, m);
+                for (size_t e = 0; e < m; e++) res[e] += o[e];
                 pt_mm mm[2] = {{.out = g2, .w = &tw[0].w, .up = &tw[1].w, .up_out = u2},
                                {.out = o2, .w = &tw[2].w, .bias = bias, .add_to = res2}};
                 CHECK(b->matmul_multi(b, x, rows, mm, 2) == PT_OK);
@@ -419,6 +420,42 @@ static void test_isa_choice(void) {
     printf("best instruction set here: %s\n", pt_cpu_isa_name(best));
 }
 
+/* b->swiglu against the double formula (within 2e-6 relative, or 1e-30: silu underflows at
+ * about -88 where the double value is still a subnormal) over [-110, 110] (exp clamps at the
+ * ends), zeros, tiny values, and lengths that end in a partial vector; NaN stays NaN. */
+static void test_swiglu(pt_cpu_isa isa) {
+    pt_backend *b = pt_backend_cpu_new_isa(1, isa);
+    if (!b) return;
+    enum { N = 2203 };
+    static float g[N], u[N], ref[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = -110.f + 220.f * (float)i / (N - 1);
+        u[i] = i % 3 ? frand() : 1.f;
+    }
+    g[5] = 0.f, g[6] = -0.f, g[7] = 1e-30f, g[8] = -1e-30f, g[9] = 88.7f, g[10] = -88.7f;
+    for (int i = 0; i < N; i++) ref[i] = (float)((double)g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+    for (int n = 1; n <= 40; n += 13) { /* short rows: only a masked tail */
+        float gg[40];
+        memcpy(gg, g + 600, sizeof gg);
+        b->swiglu(b, gg, u + 600, (size_t)n);
+        int ok = 1;
+        for (int i = 0; i < n; i++) ok &= fabsf(gg[i] - ref[600 + i]) <= 2e-6f * fabsf(ref[600 + i]) + 1e-30f;
+        CHECK(ok);
+    }
+    b->swiglu(b, g, u, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++)
+        if (!(fabsf(g[i] - ref[i]) <= 2e-6f * fabsf(ref[i]) + 1e-30f)) {
+            if (!bad) fprintf(stderr, "  isa %s swiglu element %d: %.9g vs %.9g\n", pt_cpu_isa_name(isa), i, g[i], ref[i]);
+            bad++;
+        }
+    CHECK(bad == 0);
+    float nan_g = NAN, one = 1.f;
+    b->swiglu(b, &nan_g, &one, 1);
+    CHECK(isnan(nan_g));
+    pt_backend_free(b);
+}
+
 int main(void) {
     test_isa_choice();
     for (int i = PT_ISA_SCALAR; i <= (int)pt_cpu_isa_best(); i++) {
@@ -429,6 +466,7 @@ int main(void) {
         test_matmul_epilogues((pt_cpu_isa)i);
         test_attention((pt_cpu_isa)i);
         test_attention_batch((pt_cpu_isa)i);
+        test_swiglu((pt_cpu_isa)i);
     }
     return test_summary("backend_kernels");
 }

@@ -57,7 +57,8 @@ typedef struct pt_mm {
     float *up_out;
 } pt_mm;
 
-/* SwiGLU of one element: silu(g) · u. */
+/* SwiGLU of one element: silu(g) · u (the scalar form; pt_backend.swiglu is what matmul's
+ * epilogue and the forward pass run). */
 static inline float pt_swiglu(float g, float u) { return g / (1.f + expf(-g)) * u; }
 #define PT_MM_MAX 8
 
@@ -118,12 +119,15 @@ struct pt_backend {
                       float eps);
     /* Rotate-half RoPE in place on x [rows, n_heads*head_dim]; row r is at position pos[r]. */
     void (*rope)(pt_backend *b, float *x, const int *pos, int rows, int n_heads, int head_dim, float theta);
+    /* g[i] = silu(g[i]) · u[i], i < n: per element, so any split of a row gives the same values
+     * (matmul_multi's SwiGLU epilogue runs this on its blocks). */
+    void (*swiglu)(pt_backend *b, float *g, const float *u, size_t n);
     void (*free)(pt_backend *b);
     void *impl;
 };
 
-/* The CPU backend with n_threads threads (its own pool; OpenBLAS is set to the same
- * count; calls never overlap, so the two never oversubscribe). n_threads <= 0: the
+/* The CPU backend with n_threads threads (its own pool; its sgemm calls run single-threaded
+ * inside the pool's tasks, so OpenBLAS's threads stay idle). n_threads <= 0: the
  * number of online CPUs. Its kernels are the best instruction set the CPU supports, or
  * the one named by the environment variable PARITY_CPU_ISA ("scalar", "avx2", "avx512")
  * when the CPU supports it. NULL on allocation failure. */

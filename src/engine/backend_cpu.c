@@ -360,6 +360,8 @@ struct cpu_kernels {
     void (*wsum)(float *z, const float *p, const float *v, size_t ldv, int n, int hd);
     /* s[0..n_valid) = softmax(s[0..n_valid)), s[n_valid..n_total) = 0 */
     void (*softmax)(float *s, int n_valid, int n_total);
+    /* g[i] = silu(g[i]) · u[i], each element alone (see pt_backend.swiglu) */
+    void (*swiglu)(float *g, const float *u, size_t n);
 };
 
 static inline float w_scalar(pt_dtype t, const void *p, size_t i) {
@@ -1056,6 +1058,17 @@ PT_AVX512_FN static void softmax_avx512(float *s, int n_valid, int n_total) {
     if (j < n_valid) _mm512_mask_storeu_ps(s + j, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, s + j), inv));
     for (j = n_valid; j < n_total; j++) s[j] = 0.f;
 }
+
+PT_AVX512_FN static void swiglu_avx512(float *g, const float *u, size_t n) {
+    const __m512 one = _mm512_set1_ps(1.f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        __m512 y = _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(m, u + i));
+        _mm512_mask_storeu_ps(g + i, m, y);
+    }
+}
 #endif /* PT_X86 */
 
 static void softmax_row(float *s, int n_valid, int n_total) {
@@ -1071,13 +1084,17 @@ static void softmax_row(float *s, int n_valid, int n_total) {
     for (int j = n_valid; j < n_total; j++) s[j] = 0.f;
 }
 
+static void swiglu_scalar(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = pt_swiglu(g[i], u[i]);
+}
+
 static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, 0,           quant_scalar,
-                                           pt_to_f32,     axpy_scalar, wsum_scalar, softmax_row};
+                                           pt_to_f32,     axpy_scalar, wsum_scalar, softmax_row, swiglu_scalar};
 #if PT_X86
 static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2,   0,          quant_avx2,
-                                         to_f32_avx2, axpy_avx2, wsum_avx2, softmax_row};
+                                         to_f32_avx2, axpy_avx2, wsum_avx2, softmax_row, swiglu_scalar};
 static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512,   1,         quant_avx512,
-                                           to_f32_avx2,   axpy_avx512, wsum_avx2, softmax_avx512};
+                                           to_f32_avx2,   axpy_avx512, wsum_avx2, softmax_avx512, swiglu_avx512};
 #endif
 
 pt_cpu_isa pt_cpu_isa_best(void) {
@@ -1181,14 +1198,11 @@ static void mm_kn_range(const mm_ctx *c, const mm_item *it, int n0, int n1) {
 }
 
 /* The epilogue of an item (see pt_mm) over its output columns [n0, n1) of every row. */
-static void mm_epilogue(const mm_item *it, int rows, int n0, int n1) {
+static void mm_epilogue(const cpu_kernels *kn, const mm_item *it, int rows, int n0, int n1) {
     const size_t n = (size_t)it->w->n;
     for (int r = 0; r < rows; r++) {
         float *o = it->out + (size_t)r * n;
-        if (it->up_out) {
-            const float *u = it->up_out + (size_t)r * n;
-            for (int j = n0; j < n1; j++) o[j] = pt_swiglu(o[j], u[j]);
-        }
+        if (it->up_out) kn->swiglu(o + n0, it->up_out + (size_t)r * n + n0, (size_t)(n1 - n0));
         if (it->add_to) {
             float *y = it->add_to + (size_t)r * n;
             for (int j = n0; j < n1; j++) y[j] += o[j];
@@ -1218,7 +1232,7 @@ static void mm_decode_task(void *arg, int task, int tid) {
     if (n1 > it->w->n) n1 = it->w->n;
     mm_decode_range(c, it, it->w, it->out, it->bias, n0, n1);
     if (it->up) mm_decode_range(c, it, it->up, it->up_out, NULL, n0, n1);
-    if (it->add_to || it->up_out) mm_epilogue(it, c->rows, n0, n1);
+    if (it->add_to || it->up_out) mm_epilogue(c->kn, it, c->rows, n0, n1);
 }
 
 /* Prefill: out[:, n0:n1] (rows, n) = x (rows, k) @ W[n0:n1]ᵀ by one single-threaded
@@ -1271,7 +1285,7 @@ static void mm_prefill_task(void *arg, int task, int tid) {
     if (n1 > it->w->n) n1 = it->w->n;
     mm_prefill_range(c, it->w, it->out, it->bias, n0, n1, tid);
     if (it->up) mm_prefill_range(c, it->up, it->up_out, NULL, n0, n1, tid);
-    if (it->add_to || it->up_out) mm_epilogue(it, c->rows, n0, n1);
+    if (it->add_to || it->up_out) mm_epilogue(c->kn, it, c->rows, n0, n1);
 }
 
 /* Runs items as tasks of blocks of output columns on the pool, each task one
@@ -1489,6 +1503,10 @@ static int cpu_attention(pt_backend *b, const pt_attn_args *a, int n) {
 
 /* ---- small ops ----------------------------------------------------------------------- */
 
+static void cpu_swiglu(pt_backend *b, float *g, const float *u, size_t n) {
+    ((cpu_impl *)b->impl)->kn->swiglu(g, u, n);
+}
+
 static void cpu_get_row(pt_backend *b, float *out, const pt_weight *w, int i) {
     cpu_impl *im = b->impl;
     im->kn->to_f32(w->dtype, wrow(w, (size_t)i, 0), out, (size_t)w->k);
@@ -1616,6 +1634,7 @@ pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa) {
     b->matmul = cpu_matmul;
     b->matmul_multi = cpu_matmul_multi;
     b->sgemm_nt = cpu_sgemm_nt;
+    b->swiglu = cpu_swiglu;
     b->attention = cpu_attention;
     b->get_row = cpu_get_row;
     b->rmsnorm = cpu_rmsnorm;
