@@ -4,11 +4,10 @@ hard-label term (alpha), on a Llama (GQA, biases) and a GPT-2 model, with ignore
 loss = alpha·CE + (1 − alpha)·T²·KL(q_T‖p_T) (reverse: KL(p_T‖q_T)), mean over counted rows.
 Tolerance: 1e-4 relative per tensor (L2), loss within 1e-5."""
 import os
-import tempfile
 
 import torch
 
-from train_common import BUILD, check, finish, ref_model, run, write_safetensors_any  # noqa
+from train_common import check, finish, ref_model, run, scratch, write_safetensors_any  # noqa
 
 torch.manual_seed(1)
 MODELS = [
@@ -39,7 +38,7 @@ def torch_loss(cfg, w, tokens, targets, teacher, mode, T, alpha):
     return total / count
 
 
-tmp = tempfile.mkdtemp(dir=BUILD, prefix="distill_grad_")
+tmp = scratch("distill_grad_")
 for name, cfg, B, T in MODELS:
     d = os.path.join(tmp, name)
     w = ref_model.write_model(d, cfg, "F32", seed=len(name))

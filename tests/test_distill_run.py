@@ -8,13 +8,12 @@ import json
 import os
 import random
 import struct
-import tempfile
 
 import torch
 
-from train_common import BUILD, check, finish, ref_model, run, write_tokfile
+from train_common import check, finish, ref_model, run, scratch, write_tokfile
 
-tmp = tempfile.mkdtemp(dir=BUILD, prefix="distill_run_")
+tmp = scratch("distill_run_")
 V, SEQ = 48, 32
 
 # A second-order Markov chain with a few likely successors per context: learnable structure.

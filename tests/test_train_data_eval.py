@@ -5,13 +5,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 
 import torch
 
-from train_common import BUILD, byte_tokenizer, check, finish, read_tokfile, ref_model, run
+from train_common import byte_tokenizer, check, finish, read_tokfile, ref_model, run, scratch
 
-tmp = tempfile.mkdtemp(dir=BUILD, prefix="train_data_")
+tmp = scratch("train_data_")
 tokp = os.path.join(tmp, "tokenizer.json")
 V, EOT = byte_tokenizer(tokp)
 words = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "in", "there"]

@@ -2,11 +2,10 @@
 random models of several shapes: Llama (GQA, biases, untied / tied) and GPT-2, with ignored
 targets (-100) and with soft targets. Tolerance: 1e-4 relative (L2 norm per tensor)."""
 import os
-import tempfile
 
 import torch
 
-from train_common import BUILD, check, finish, ref_model, run, write_safetensors_any, batch_loss, read_tokfile  # noqa
+from train_common import check, finish, ref_model, run, scratch, write_safetensors_any, batch_loss, read_tokfile  # noqa
 
 torch.manual_seed(0)
 CASES = [
@@ -16,7 +15,7 @@ CASES = [
     ("gpt2", ref_model.gpt2_config(57, 32, 2, 4, n_pos=32), 2, 10),
     ("gpt2-ff", ref_model.gpt2_config(33, 24, 1, 2, d_ff=40, n_pos=16), 3, 5),
 ]
-tmp = tempfile.mkdtemp(dir=BUILD, prefix="train_grad_")
+tmp = scratch("train_grad_")
 for name, cfg, B, T in CASES:
     for soft_mode in (False, True):
         if soft_mode and name not in ("llama-gqa-bias", "gpt2"):

@@ -6,13 +6,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 
 import torch
 
-from train_common import (BUILD, check, finish, ref_model, run, write_tokfile, batch_loss, decay_name)
+from train_common import (check, finish, ref_model, run, scratch, write_tokfile, batch_loss, decay_name)
 
-tmp = tempfile.mkdtemp(dir=BUILD, prefix="train_loop_")
+tmp = scratch("train_loop_")
 
 
 def conf(path, model_cfg, **kw):

@@ -2,9 +2,11 @@
 binary, and a torch model whose parameters are the HF tensors (via tests/ref/ref_model.py)."""
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 
 import torch
 
@@ -15,6 +17,15 @@ sys.path.insert(0, os.path.join(SRC, "tests", "ref"))
 import ref_model  # noqa: E402
 
 FAILED = []
+SCRATCH = []
+
+
+def scratch(prefix):
+    """A scratch directory under the build tree: removed by finish() when every check passed,
+    kept (and named) when one failed."""
+    d = tempfile.mkdtemp(dir=BUILD, prefix=prefix)
+    SCRATCH.append(d)
+    return d
 
 
 def check(cond, what):
@@ -25,8 +36,10 @@ def check(cond, what):
 
 def finish():
     if FAILED:
-        print(f"{len(FAILED)} checks failed")
+        print(f"{len(FAILED)} checks failed; scratch kept in " + ", ".join(SCRATCH))
         sys.exit(1)
+    for d in SCRATCH:
+        shutil.rmtree(d, ignore_errors=True)
     print("all checks passed")
 
 
