@@ -351,6 +351,48 @@ static void test_q8(pt_engine *e, const char *what) {
     pt_seq_free(s);
 }
 
+/* A freed sequence's KV cache goes to the next new sequence of the engine (last freed,
+ * first reused), and a sequence on a kept cache — whose memory holds another prompt's keys
+ * and values — gives bit for bit what a sequence on a fresh cache gives (one of a second
+ * engine on the same model, which has kept none). */
+static void test_kept_kv(pt_engine *e, const char *name, const char *what) {
+    const pt_config *c = pt_engine_config(e);
+    size_t V = (size_t)c->vocab_size;
+    pt_err err;
+    char *dir = pt_path_join(tmpdir, name);
+    pt_engine *e2;
+    CHECK(pt_engine_open(dir, 2, &e2, &err) == PT_OK);
+    free(dir);
+    int32_t a[40], b[7], nx = 11;
+    for (int i = 0; i < 40; i++) a[i] = (int32_t)((i * 13 + 1) % c->vocab_size);
+    for (int i = 0; i < 7; i++) b[i] = (int32_t)((i * 29 + 3) % c->vocab_size);
+    float *l1 = malloc(2 * V * sizeof(float)), *l2 = malloc(2 * V * sizeof(float));
+    pt_seq *f = pt_seq_new(e2, 0);
+    CHECK(f->cap == 0); /* fresh */
+    pt_step st = {f, b, 7, 0, l1};
+    CHECK(pt_engine_forward(e2, &st, 1, &err) == PT_OK);
+    st = (pt_step){f, &nx, 1, 0, l1 + V};
+    CHECK(pt_engine_forward(e2, &st, 1, &err) == PT_OK);
+    pt_seq_free(f);
+    pt_seq *s = pt_seq_new(e, 0);
+    st = (pt_step){s, a, 40, 0, l2};
+    CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
+    float *k0 = s->k[0];
+    int cap = s->cap;
+    pt_seq_free(s);
+    pt_seq *r = pt_seq_new(e, 0);
+    CHECK(r->k[0] == k0 && r->cap == cap && r->pos == 0);
+    st = (pt_step){r, b, 7, 0, l2};
+    CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
+    st = (pt_step){r, &nx, 1, 0, l2 + V};
+    CHECK(pt_engine_forward(e, &st, 1, &err) == PT_OK);
+    CHECK(!memcmp(l1, l2, 2 * V * sizeof(float)));
+    printf("%s: a kept KV cache is reused and gives a fresh one's results\n", what);
+    pt_seq_free(r);
+    pt_engine_free(e2);
+    free(l1), free(l2);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     pt_engine *l = make_model("llama", "{\"model_type\":\"llama\",\"vocab_size\":1000,\"hidden_size\":64,"
@@ -359,6 +401,7 @@ int main(void) {
     test_model(l, "llama");
     test_batched_decode(l, "llama");
     test_fused_equals_unfused(l, "llama");
+    test_kept_kv(l, "llama", "llama"); /* (before test_q8, which converts the engine's weights) */
     test_q8(l, "llama");
     pt_engine_free(l);
     pt_engine *g = make_model("gpt2", "{\"model_type\":\"gpt2\",\"vocab_size\":1000,\"n_embd\":64,\"n_layer\":2,"
@@ -366,6 +409,7 @@ int main(void) {
     test_model(g, "gpt2");
     test_batched_decode(g, "gpt2");
     test_fused_equals_unfused(g, "gpt2");
+    test_kept_kv(g, "gpt2", "gpt2");
     test_q8(g, "gpt2");
     pt_engine_free(g);
     char cmd[128];

@@ -49,10 +49,13 @@ typedef struct pt_seq {
     int n_layers, kv_dim;
     const struct pt_lora *lora; /* borrowed, may be NULL: the adapter this sequence runs with */
     float lora_scale;   /* effective scale: alpha / r × the user's scale */
+    struct pt_engine *owner; /* whose pool of kept KV caches pt_seq_free returns it to */
 } pt_seq;
 
 /* A new empty sequence; max_ctx <= 0 means the model's context length. NULL on OOM. The KV
- * cache grows on demand up to max_ctx (so short sequences stay small). */
+ * cache grows on demand up to max_ctx (so short sequences stay small); it may be one a freed
+ * sequence of this engine left (pt_seq_free). Thread-safe against other pt_seq_new and
+ * pt_seq_free calls on the same engine. */
 pt_seq *pt_seq_new(pt_engine *e, int max_ctx);
 void pt_seq_free(pt_seq *s); /* NULL-safe */
 /* Forgets the cache (pos = 0); keeps the memory and the hooks. */
