@@ -14,7 +14,7 @@
 #    machine disturbs much less than throughput.
 # b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
 #    (continuous batching); tokens/s of both and the ratio, ROUNDS_B times alternating, with the
-#    median.
+#    median; after a warm-up (one completion, then one concurrent batch) that is not counted.
 # c. 64 connections for SECONDS_C on POST /v1/completions (tiny model, 8 tokens): status
 #    classes (5xx must be 0), p50/p90/p99 latency, the server's RSS sampled every second.
 set -euo pipefail
