@@ -3,6 +3,7 @@ model, the test policy (tests/data/server/policy.yaml). Covers every endpoint, e
 reason, rate limits, streaming, receipts (checked with RFC 6962 hashing and `parity log
 verify`), revocation, hostile input, and restart persistence. Debian's python3."""
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -299,6 +300,17 @@ if st == 200:
     lh = base64.b64decode(r["leaf_hash"])
     check(verify_inclusion(idx, r["tree_size"], lh, [base64.b64decode(p) for p in r["inclusion_proof"]], root),
           "the receipt's inclusion proof verifies against the checkpoint root")
+# The entry's hashes are SHA-256 of the bytes sent and received (a GET's request hash is that
+# of no bytes, a constant in the server): a GET twice, and a POST.
+for what, method, path, body in (("GET", "GET", "/v1/models", None), ("GET again", "GET", "/v1/models", None),
+                                 ("POST", "POST", "/v1/chat/completions", chat)):
+    st, h, _, got = req(method, path, body, key="al3")
+    sent = json.dumps(body).encode() if body is not None else b""
+    st2, _, r2, _ = req("GET", "/v1/receipts/%s" % h.get("parity-receipt"), key="al3")
+    e = r2["entry"] if st2 == 200 else {}
+    check(e.get("request_sha256") == hashlib.sha256(sent).hexdigest() and
+          e.get("response_sha256") == hashlib.sha256(got).hexdigest(),
+          "%s: the receipt's request and response hashes are those of the bytes (%s)" % (what, e))
 denied_before = None
 st, h, j, _ = req("POST", "/v1/chat/completions", chat, key="none")
 check("parity-receipt" in h, "a denied request gets a receipt too")

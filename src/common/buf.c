@@ -1,5 +1,6 @@
 /* see buf.h */
 #include "common/buf.h"
+#include "common/util.h"
 #include "common/err.h"
 
 #include <stdio.h>
@@ -47,12 +48,9 @@ int pt_buf_append(pt_buf *b, const void *p, size_t n) {
 int pt_buf_puts(pt_buf *b, const char *s) { return pt_buf_append(b, s, strlen(s)); }
 
 int pt_buf_put_i64(pt_buf *b, int64_t v) {
-    char d[20], *e = d + sizeof d, *p = e;
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0) *--p = '-';
-    return pt_buf_append(b, p, (size_t)(e - p));
+    char d[21];
+    size_t n = pt_format_i64(v, d);
+    return pt_buf_append(b, d, n);
 }
 
 int pt_buf_vprintf(pt_buf *b, const char *fmt, va_list ap) {

@@ -286,3 +286,15 @@ void pt_utf8_clean(const char *s, size_t n, pt_buf *out) {
         }
     }
 }
+
+size_t pt_format_i64(int64_t v, char out[21]) {
+    char d[20], *e = d + sizeof d, *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) *--p = '-';
+    size_t n = (size_t)(e - p);
+    memcpy(out, p, n);
+    out[n] = 0;
+    return n;
+}

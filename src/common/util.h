@@ -22,6 +22,8 @@ int pt_parse_time(const char *s, int64_t *out, pt_err *err);
 /* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes), the year zero-padded to
  * four digits; times outside years 0000-9999 are clamped to them, so pt_parse_time always reads
  * the output back. Returns out. */
+/* v in decimal, as printf's %lld, NUL-terminated in out; returns its length. */
+size_t pt_format_i64(int64_t v, char out[21]);
 char *pt_format_time(int64_t t, char out[21]);
 
 /* Strict decimal parsing: the whole string must be a number in range. 0 or -1. */

@@ -72,6 +72,13 @@ void http_set_header(http_resp *r, const char *name, const char *fmt, ...) {
     r->n_headers++;
 }
 
+void http_set_header_i64(http_resp *r, const char *name, int64_t v) {
+    if (r->n_headers >= HTTP_MAX_HEADERS) return;
+    pt_strlcpy(r->headers[r->n_headers].name, name, sizeof r->headers[0].name);
+    pt_format_i64(v, r->headers[r->n_headers].value);
+    r->n_headers++;
+}
+
 void http_json(http_resp *r, int status, json_t *body) {
     r->status = status;
     r->content_type = "application/json";

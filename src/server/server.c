@@ -238,8 +238,12 @@ json_t *srv_body_json(call *c, http_resp *resp) {
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     uint8_t h[32];
     char rq[65], rs[65], t[21];
-    pt_sha256(c->req->body, c->req->body_len, h);
-    pt_hex(h, 32, rq);
+    if (c->req->body_len) {
+        pt_sha256(c->req->body, c->req->body_len, h);
+        pt_hex(h, 32, rq);
+    } else { /* every GET: SHA-256 of no bytes */
+        memcpy(rq, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 65);
+    }
     pt_hex(resp_hash, 32, rs);
     pt_buf b;
     pt_buf_init(&b, TLOG_MAX_ENTRY);
@@ -310,7 +314,7 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
         if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_now, c) || c->receipt_rc)
             answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
         else
-            http_set_header(resp, "Parity-Receipt", "%llu", (unsigned long long)c->receipt_index);
+            http_set_header_i64(resp, "Parity-Receipt", (int64_t)c->receipt_index);
         free(text);
         return HTTP_DONE;
     }
@@ -954,7 +958,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
         if (c->receipt_rc) {
             answer_unaudited(resp, "The audit log did not accept this request's receipt; it was not served.");
         } else {
-            http_set_header(resp, "Parity-Receipt", "%llu", (unsigned long long)c->receipt_index);
+            http_set_header_i64(resp, "Parity-Receipt", (int64_t)c->receipt_index);
         }
         return HTTP_DONE;
     }

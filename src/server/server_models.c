@@ -921,14 +921,14 @@ static void set_rl_headers(http_resp *resp, const call *c) {
     if (!c->has_rl) return;
     char d[32];
     if (c->rl_req.limit) {
-        http_set_header(resp, "x-ratelimit-limit-requests", "%lld", (long long)c->rl_req.limit);
-        http_set_header(resp, "x-ratelimit-remaining-requests", "%lld", (long long)c->rl_req.remaining);
+        http_set_header_i64(resp, "x-ratelimit-limit-requests", c->rl_req.limit);
+        http_set_header_i64(resp, "x-ratelimit-remaining-requests", c->rl_req.remaining);
         pt_format_duration(c->rl_req.reset_s, d, sizeof d);
         http_set_header(resp, "x-ratelimit-reset-requests", "%s", d);
     }
     if (c->rl_tok.limit) {
-        http_set_header(resp, "x-ratelimit-limit-tokens", "%lld", (long long)c->rl_tok.limit);
-        http_set_header(resp, "x-ratelimit-remaining-tokens", "%lld", (long long)c->rl_tok.remaining);
+        http_set_header_i64(resp, "x-ratelimit-limit-tokens", c->rl_tok.limit);
+        http_set_header_i64(resp, "x-ratelimit-remaining-tokens", c->rl_tok.remaining);
         pt_format_duration(c->rl_tok.reset_s, d, sizeof d);
         http_set_header(resp, "x-ratelimit-reset-tokens", "%s", d);
     }
@@ -1291,7 +1291,7 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
                               now, &c->rl_req)) {
         pt_ratelimit_tokens_ok(s->rl, c->key.org, model, lim.tokens_per_day > 0 ? lim.tokens_per_day : 0, 0, now,
                                &c->rl_tok);
-        http_set_header(resp, "Retry-After", "%lld", (long long)c->rl_req.reset_s);
+        http_set_header_i64(resp, "Retry-After", c->rl_req.reset_s);
         c->decision_allow = 0;
         snprintf(c->reason, sizeof c->reason, "limit_exceeded");
         http_error(resp, 429, "requests", "rate_limit_exceeded", NULL,
@@ -1405,7 +1405,7 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
     int64_t want = j->prompt_tokens + (int64_t)j->max_tokens * j->n_inputs * j->n_per_input;
     if (!pt_ratelimit_tokens_ok(s->rl, c->key.org, model, lim.tokens_per_day > 0 ? lim.tokens_per_day : 0, want, now,
                                 &c->rl_tok)) {
-        http_set_header(resp, "Retry-After", "%lld", (long long)c->rl_tok.reset_s);
+        http_set_header_i64(resp, "Retry-After", c->rl_tok.reset_s);
         c->decision_allow = 0;
         snprintf(c->reason, sizeof c->reason, "limit_exceeded");
         http_error(resp, 429, "tokens", "rate_limit_exceeded", NULL,
@@ -1789,7 +1789,7 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
     c->has_rl = 1;
     if (!pt_ratelimit_request(s->rl, c->key.org, model, lim.requests_per_minute > 0 ? lim.requests_per_minute : 0, now,
                               &c->rl_req)) {
-        http_set_header(resp, "Retry-After", "%lld", (long long)c->rl_req.reset_s);
+        http_set_header_i64(resp, "Retry-After", c->rl_req.reset_s);
         c->decision_allow = 0;
         snprintf(c->reason, sizeof c->reason, "limit_exceeded");
         http_error(resp, 429, "requests", "rate_limit_exceeded", NULL, "Rate limit reached for %s: %lld requests per minute.",
