@@ -1088,13 +1088,16 @@ static void swiglu_scalar(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = pt_swiglu(g[i], u[i]);
 }
 
-static const cpu_kernels kernels_scalar = {PT_ISA_SCALAR, nk_scalar, 0,           quant_scalar,
-                                           pt_to_f32,     axpy_scalar, wsum_scalar, softmax_row, swiglu_scalar};
+static const cpu_kernels kernels_scalar = {.isa = PT_ISA_SCALAR, .nk = nk_scalar, .float_rows_any = 0,
+                                           .quant = quant_scalar, .to_f32 = pt_to_f32, .axpy = axpy_scalar,
+                                           .wsum = wsum_scalar, .softmax = softmax_row, .swiglu = swiglu_scalar};
 #if PT_X86
-static const cpu_kernels kernels_avx2 = {PT_ISA_AVX2, nk_avx2,   0,          quant_avx2,
-                                         to_f32_avx2, axpy_avx2, wsum_avx2, softmax_row, swiglu_scalar};
-static const cpu_kernels kernels_avx512 = {PT_ISA_AVX512, nk_avx512,   1,         quant_avx512,
-                                           to_f32_avx2,   axpy_avx512, wsum_avx2, softmax_avx512, swiglu_avx512};
+static const cpu_kernels kernels_avx2 = {.isa = PT_ISA_AVX2, .nk = nk_avx2, .float_rows_any = 0,
+                                         .quant = quant_avx2, .to_f32 = to_f32_avx2, .axpy = axpy_avx2,
+                                         .wsum = wsum_avx2, .softmax = softmax_row, .swiglu = swiglu_scalar};
+static const cpu_kernels kernels_avx512 = {.isa = PT_ISA_AVX512, .nk = nk_avx512, .float_rows_any = 1,
+                                           .quant = quant_avx512, .to_f32 = to_f32_avx2, .axpy = axpy_avx512,
+                                           .wsum = wsum_avx2, .softmax = softmax_avx512, .swiglu = swiglu_avx512};
 #endif
 
 pt_cpu_isa pt_cpu_isa_best(void) {
