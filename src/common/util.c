@@ -7,7 +7,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 double pt_now(void) {
@@ -297,4 +299,14 @@ size_t pt_format_i64(int64_t v, char out[21]) {
     memcpy(out, p, n);
     out[n] = 0;
     return n;
+}
+
+void pt_populate(void *p, size_t from, size_t to) {
+#ifdef MADV_POPULATE_WRITE
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + from + page - 1) & ~(uintptr_t)(page - 1), b = ((uintptr_t)p + to) & ~(uintptr_t)(page - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+    (void)p, (void)from, (void)to;
+#endif
 }

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
+#include "common/util.h"
 #include "engine/engine.h"
 #include "engine/lora.h"
 
@@ -229,21 +229,6 @@ void pt_engine_set_default_lora(pt_engine *e, const pt_lora *lora, float scale) 
     e->def_lora_scale = scale;
 }
 
-/* Maps the pages of [p + from, p + to) now, in one system call, rather than one page fault
- * per 4 KiB as decode first writes them: on this project's paravirtualised machines a fault
- * costs microseconds, and a KV cache of d_kv 512 takes a new page every two positions per
- * layer and tensor (measured ~12% of an 8-sequence decode step). Best effort: a kernel
- * without MADV_POPULATE_WRITE (before 5.14) faults them in as before. */
-static void populate(void *p, size_t from, size_t to) {
-#ifdef MADV_POPULATE_WRITE
-    size_t page = (size_t)sysconf(_SC_PAGESIZE); /* called only when a cache grows */
-    uintptr_t a = ((uintptr_t)p + from + page - 1) & ~(uintptr_t)(page - 1), b = ((uintptr_t)p + to) & ~(uintptr_t)(page - 1);
-    if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
-#else
-    (void)p, (void)from, (void)to;
-#endif
-}
-
 static int seq_reserve(pt_seq *s, int need, pt_err *err) {
     if (need <= s->cap) return PT_OK;
     int nc = s->cap ? s->cap : 64;
@@ -256,8 +241,8 @@ static int seq_reserve(pt_seq *s, int need, pt_err *err) {
         float *v = k ? realloc(s->v[l], bytes) : NULL;
         if (v) s->v[l] = v;
         if (!k || !v) return pt_errf(err, PT_ENOMEM, "out of memory for a KV cache of %d positions", nc);
-        populate(k, old, bytes);
-        populate(v, old, bytes);
+        pt_populate(k, old, bytes);
+        pt_populate(v, old, bytes);
     }
     s->cap = nc;
     return PT_OK;

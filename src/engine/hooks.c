@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "common/util.h"
 #include "engine/hooks.h"
 #include "engine/tensor.h"
 
@@ -307,6 +308,7 @@ static int read_append(hook_read *r, const float *row, size_t nf, int p, pt_err 
         size_t nc = (r->nf + nf) * 2;
         float *d = realloc(r->data, nc * sizeof *d);
         if (!d) return pt_errf(err, PT_ENOMEM, "hook '%s': out of memory", r->name);
+        pt_populate(d, r->nf * sizeof *d, nc * sizeof *d); /* the new half in one call */
         r->data = d, r->fcap = nc;
     }
     if (r->rows == r->rcap) {
