@@ -22,6 +22,7 @@ int pt_parse_time(const char *s, int64_t *out, pt_err *err);
 /* Formats t as "YYYY-MM-DDTHH:MM:SSZ" into out (at least 21 bytes), the year zero-padded to
  * four digits; times outside years 0000-9999 are clamped to them, so pt_parse_time always reads
  * the output back. Returns out. */
+char *pt_format_time(int64_t t, char out[21]);
 /* Maps the pages of [p + from, p + to) now, in one system call, rather than one page fault
  * per 4 KiB at first write: on this project's paravirtualised machines a fault costs
  * microseconds (a KV cache of d_kv 512 takes a new page every two positions per layer and
@@ -31,7 +32,6 @@ int pt_parse_time(const char *s, int64_t *out, pt_err *err);
 void pt_populate(void *p, size_t from, size_t to);
 /* v in decimal, as printf's %lld, NUL-terminated in out; returns its length. */
 size_t pt_format_i64(int64_t v, char out[21]);
-char *pt_format_time(int64_t t, char out[21]);
 
 /* Strict decimal parsing: the whole string must be a number in range. 0 or -1. */
 int pt_parse_u64(const char *s, uint64_t *out);

@@ -15,7 +15,6 @@
 #ifndef PARITY_ENGINE_BACKEND_H
 #define PARITY_ENGINE_BACKEND_H
 
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +45,7 @@ typedef struct pt_backend pt_backend;
  * call (the decode step's threads would wait for it):
  *   add_to [rows, w->n]: then add_to += out (a residual add; out keeps the product);
  *   up (a weight of the same shape, no bias) and up_out [rows, w->n]: up_out = x · upᵀ, then
- *   out = pt_swiglu(out, up_out) (Llama's MLP: silu(gate) ⊙ up).
+ *   out = silu(out) ⊙ up_out (Llama's MLP), as pt_backend.swiglu computes it.
  * Each gives exactly what the product followed by the same loop over all of out gives. */
 typedef struct pt_mm {
     float *out;
@@ -57,9 +56,6 @@ typedef struct pt_mm {
     float *up_out;
 } pt_mm;
 
-/* SwiGLU of one element: silu(g) · u (the scalar form; pt_backend.swiglu is what matmul's
- * epilogue and the forward pass run). */
-static inline float pt_swiglu(float g, float u) { return g / (1.f + expf(-g)) * u; }
 #define PT_MM_MAX 8
 
 /* Instruction sets of the CPU backend's kernels, in increasing order. */

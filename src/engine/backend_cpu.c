@@ -20,7 +20,6 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
-#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -92,7 +91,6 @@ typedef struct pool {
     pthread_cond_t cv;
     atomic_uint gen;
     _Alignas(64) atomic_int done;
-    int n_tasks;
     pool_fn fn;
     void *ctx;
     int stop;
@@ -183,7 +181,6 @@ static void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
     atomic_store(&p->done, 0);
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
     for (int i = 0; i < p->n; i++)
         atomic_store_explicit(&p->slot[i].range,
                               PT_RANGE((int64_t)n_tasks * i / p->n, (int64_t)n_tasks * (i + 1) / p->n),
@@ -1085,7 +1082,7 @@ static void softmax_row(float *s, int n_valid, int n_total) {
 }
 
 static void swiglu_scalar(float *g, const float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) g[i] = pt_swiglu(g[i], u[i]);
+    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.f + expf(-g[i])) * u[i];
 }
 
 static const cpu_kernels kernels_scalar = {.isa = PT_ISA_SCALAR, .nk = nk_scalar, .float_rows_any = 0,
@@ -1168,7 +1165,14 @@ typedef struct mm_item {
     int chunk, n_chunks, task0;
 } mm_item;
 
-typedef struct mm_ctx {
+typedef struct mm_ctx mm_ctx;
+/* Output columns [n0, n1) of weight w into out (with bias), on thread tid: decode's kernels or
+ * prefill's sgemm. */
+typedef void (*mm_range_fn)(const mm_ctx *c, const mm_item *it, const pt_weight *w, float *out, const float *bias,
+                            int n0, int n1, int tid);
+
+struct mm_ctx {
+    mm_range_fn range;
     const cpu_kernels *kn;
     const float *x;
     int rows;
@@ -1177,7 +1181,7 @@ typedef struct mm_ctx {
     const mm_item *items;
     int n_items;
     float *tiles;             /* prefill: PT_TILE_FLOATS per thread, for non-F32 weights */
-} mm_ctx;
+};
 
 /* Conv1D layout, decode: out[r, n0:n1] = Σ_k x[r,k] · W[k, n0:n1]. */
 static void mm_kn_range(const mm_ctx *c, const mm_item *it, int n0, int n1) {
@@ -1215,7 +1219,8 @@ static void mm_epilogue(const cpu_kernels *kn, const mm_item *it, int rows, int 
 
 /* Output columns [n0, n1) of weight w (NK or KN) into out. */
 static void mm_decode_range(const mm_ctx *c, const mm_item *it, const pt_weight *w, float *out, const float *bias,
-                            int n0, int n1) {
+                            int n0, int n1, int tid) {
+    (void)tid;
     if (w->layout == PT_W_NK) {
         nk_args a = {w, c->x, c->xq, c->xs, c->rows, out, (size_t)w->n, bias};
         c->kn->nk(&a, n0, n1);
@@ -1226,23 +1231,12 @@ static void mm_decode_range(const mm_ctx *c, const mm_item *it, const pt_weight 
     }
 }
 
-static void mm_decode_task(void *arg, int task, int tid) {
-    const mm_ctx *c = arg;
-    int i = 0;
-    while (i + 1 < c->n_items && task >= c->items[i + 1].task0) i++;
-    const mm_item *it = &c->items[i];
-    int n0 = (task - it->task0) * it->chunk, n1 = n0 + it->chunk;
-    if (n1 > it->w->n) n1 = it->w->n;
-    mm_decode_range(c, it, it->w, it->out, it->bias, n0, n1);
-    if (it->up) mm_decode_range(c, it, it->up, it->up_out, NULL, n0, n1);
-    if (it->add_to || it->up_out) mm_epilogue(c->kn, it, c->rows, n0, n1);
-}
-
 /* Prefill: out[:, n0:n1] (rows, n) = x (rows, k) @ W[n0:n1]ᵀ by one single-threaded
  * cblas_sgemm on this thread; non-F32 weights are converted to F32 a tile at a time into
  * this thread's tile. */
-static void mm_prefill_range(const mm_ctx *c, const pt_weight *w, float *out, const float *bias, int n0, int n1,
-                             int tid) {
+static void mm_prefill_range(const mm_ctx *c, const mm_item *it, const pt_weight *w, float *out, const float *bias,
+                             int n0, int n1, int tid) {
+    (void)it;
     const int rows = c->rows, k = w->k, n = w->n, nc = n1 - n0;
     const float *x = c->x;
     float *tile = c->tiles + (size_t)tid * PT_TILE_FLOATS;
@@ -1279,15 +1273,17 @@ static void mm_prefill_range(const mm_ctx *c, const pt_weight *w, float *out, co
             for (int j = n0; j < n1; j++) out[(size_t)r * n + j] += bias[j];
 }
 
-static void mm_prefill_task(void *arg, int task, int tid) {
+/* One task of a matmul_multi dispatch: a block of output columns of one item (both weights
+ * of a SwiGLU item), then the item's epilogue on that block. */
+static void mm_task(void *arg, int task, int tid) {
     const mm_ctx *c = arg;
     int i = 0;
     while (i + 1 < c->n_items && task >= c->items[i + 1].task0) i++;
     const mm_item *it = &c->items[i];
     int n0 = (task - it->task0) * it->chunk, n1 = n0 + it->chunk;
     if (n1 > it->w->n) n1 = it->w->n;
-    mm_prefill_range(c, it->w, it->out, it->bias, n0, n1, tid);
-    if (it->up) mm_prefill_range(c, it->up, it->up_out, NULL, n0, n1, tid);
+    c->range(c, it, it->w, it->out, it->bias, n0, n1, tid);
+    if (it->up) c->range(c, it, it->up, it->up_out, NULL, n0, n1, tid);
     if (it->add_to || it->up_out) mm_epilogue(c->kn, it, c->rows, n0, n1);
 }
 
@@ -1304,15 +1300,15 @@ static void mm_prefill_run(cpu_impl *im, mm_ctx *c, mm_item *items, int n_items)
         items[i].task0 = tasks;
         tasks += items[i].n_chunks;
     }
-    c->items = items, c->n_items = n_items, c->tiles = im->tile;
+    c->range = mm_prefill_range, c->items = items, c->n_items = n_items, c->tiles = im->tile;
     int saved = blas_single_begin();
-    pool_run(im->pool, mm_prefill_task, c, tasks);
+    pool_run(im->pool, mm_task, c, tasks);
     blas_single_end(saved);
 }
 
 static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm *mm, int n) {
     cpu_impl *im = b->impl;
-    mm_ctx c = {.kn = im->kn, .x = x, .rows = rows};
+    mm_ctx c = {.range = mm_decode_range, .kn = im->kn, .x = x, .rows = rows};
     assert(n >= 1 && n <= PT_MM_MAX);
     /* Decode (and, with the AVX-512 kernels, float NK weights up to b->nk_rows_max rows):
      * every such weight's row chunks are tasks of one pool dispatch. Chunks small enough to
@@ -1365,7 +1361,7 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
         c.xq = im->xq, c.xs = im->xs;
     }
     c.items = items, c.n_items = n_items;
-    pool_run(im->pool, mm_decode_task, &c, tasks);
+    pool_run(im->pool, mm_task, &c, tasks);
     return PT_OK;
 }
 

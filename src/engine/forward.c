@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "common/util.h"
 #include "engine/engine.h"
@@ -494,7 +493,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
                 float *const outs[2] = {rs->h1, rs->h2};
                 if ((rc = proj_multi(e, &bt, L, gate_up, outs, 2, rs->xn, T))) goto oom;
                 HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
-                e->b->swiglu(e->b, rs->h1, rs->h2, (size_t)T * F);
+                b->swiglu(b, rs->h1, rs->h2, (size_t)T * F);
             }
         } else {
             b->layernorm(b, rs->xn, rs->x, lw->ln2_w, lw->ln2_b, T, (int)d, c->norm_eps);

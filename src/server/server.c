@@ -238,12 +238,8 @@ json_t *srv_body_json(call *c, http_resp *resp) {
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     uint8_t h[32];
     char rq[65], rs[65], t[21];
-    if (c->req->body_len) {
-        pt_sha256(c->req->body, c->req->body_len, h);
-        pt_hex(h, 32, rq);
-    } else { /* every GET: SHA-256 of no bytes */
-        memcpy(rq, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 65);
-    }
+    pt_sha256(c->req->body, c->req->body_len, h);
+    pt_hex(h, 32, rq);
     pt_hex(resp_hash, 32, rs);
     pt_buf b;
     pt_buf_init(&b, TLOG_MAX_ENTRY);
