@@ -9,7 +9,8 @@
 # a. GET /v1/models on `parity serve` (key lookup, policy decision, an audit receipt per request
 #    in the default --receipts async mode, then once in durable mode, metrics) against
 #    bench_http_baseline (the same http.c layer, one fixed JSON body, the same bytes), wrk -t2
-#    -c64 keep-alive, alternating baseline/server three times. Besides req/s, each run reports the
+#    -c64 keep-alive, alternating baseline/server three times. Both get the same request bytes
+#    (the Authorization header too: the baseline ignores it; receiving it is not auth's cost). Besides req/s, each run reports the
 #    server process's CPU per request (user+system from /proc/PID/stat), which other load on the
 #    machine disturbs much less than throughput.
 # b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
@@ -88,7 +89,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
     echo
     echo "## a. GET /v1/models: parity serve vs the bare HTTP layer (wrk -t2 -c64 -d${SECONDS_A}s, keep-alive)"
     for round in 1 2 3; do
-        read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models")
+        read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models" -H "Authorization: Bearer $KEY")
         read -r s sc < <(wrk_cpu "$SERVER" "http://127.0.0.1:$PORT/v1/models" -H "Authorization: Bearer $KEY")
         echo "round $round: baseline $b req/s ($bc us CPU/request), parity serve $s req/s ($sc us CPU/request)," \
             "ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}') (CPU per request $(awk -v a="$sc" -v b="$bc" 'BEGIN{printf "%.2f", b/a}'))"
@@ -98,7 +99,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
     # For comparison: --receipts durable (each response waits for its receipt's fdatasync).
     stop_server
     start_server durable
-    read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models")
+    read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models" -H "Authorization: Bearer $KEY")
     read -r s sc < <(wrk_cpu "$SERVER" "http://127.0.0.1:$PORT/v1/models" -H "Authorization: Bearer $KEY")
     echo "--receipts durable: baseline $b req/s ($bc us CPU/request), parity serve $s req/s ($sc us CPU/request)," \
         "ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}') (CPU per request $(awk -v a="$sc" -v b="$bc" 'BEGIN{printf "%.2f", b/a}'))"

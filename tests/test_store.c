@@ -34,9 +34,24 @@ static void test_keys_are_stored_hashed_and_revocable(void) {
     struct stat st;
     CHECK(stat(db, &st) == 0 && (st.st_mode & 0777) == 0600);
     free(db);
-    int64_t v0 = pt_store_version(s);
+    int64_t v0 = pt_store_keys_version(s);
+    /* rate-limit counters are not keys: the version (and so the server's key cache) stays */
+    pt_usage_row u = {.org = "acme", .model = "m", .kind = "requests", .window = 60, .count = 3};
+    CHECK(pt_store_usage_save(s, &u, 1, &e) == 0);
+    CHECK(pt_store_keys_version(s) == v0);
     CHECK(pt_store_key_revoke(s, id, 100, &e) == 0);
-    CHECK(pt_store_version(s) != v0);
+    int64_t v1 = pt_store_keys_version(s);
+    CHECK(v1 != v0);
+    /* another connection's key (as `parity keys create` from another process): seen after the
+     * 2 ms poll period */
+    pt_store *other;
+    CHECK(pt_store_open(&other, dir, &e) == 0);
+    char key2[PT_KEY_MAX_LEN];
+    pt_key_record rec2;
+    CHECK(pt_key_create(other, "beta", 0, key2, &rec2, &e) == 0);
+    pt_store_close(other);
+    usleep(3000);
+    CHECK(pt_store_keys_version(s) != v1);
     CHECK(pt_store_key_revoke(s, id, 100, &e) == PT_EEXIST);
     CHECK(pt_store_key_get(s, id, &got, &e) == 0 && !pt_key_matches(&got, key));
     CHECK(pt_store_key_get(s, "0123456789abcdef", &got, &e) == PT_ENOTFOUND);

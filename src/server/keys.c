@@ -44,6 +44,6 @@ int pt_key_parse_id(const char *key, char id[PT_KEY_ID_LEN + 1]) {
 int pt_key_matches(const pt_key_record *rec, const char *key) {
     uint8_t h[32];
     pt_sha256(key, strlen(key), h);
-    int same = sodium_memcmp(h, rec->hash, 32) == 0;
+    int same = crypto_verify_32(h, rec->hash) == 0; /* constant time */
     return same && rec->revoked == 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "common/fileio.h"
 #include "common/util.h"
 #include "server/receipts.h"
@@ -27,15 +28,24 @@
 /* Async mode: the writer starts a batch at most this often, so that batches (and fdatasyncs)
  * stay few at high request rates; a receipt reaches the disk within about twice this plus one
  * fdatasync. Submitters never wake a writer that is busy or pausing. */
-#define ASYNC_INTERVAL_MS 2.0
+#define ASYNC_INTERVAL_MS 10.0
 
-typedef struct item {
-    char *data;
+/* Queued entries: their bytes back to back in one buffer, and per entry its length and the
+ * callback still due (NULL in async mode: already called). Submitters append to the current
+ * queue under mu; a writer takes it whole and puts a spare in its place, so in steady state a
+ * receipt costs no allocation on either side (the buffers keep their capacity). */
+typedef struct slot {
     size_t len;
-    pt_receipt_done done; /* NULL in async mode (already called) */
+    pt_receipt_done done;
     void *ctx;
-    struct item *next;
-} item;
+} slot;
+
+typedef struct queue {
+    pt_buf bytes;
+    slot *slots;
+    const void **data; /* write_batch's pointers into bytes */
+    size_t n, cap;
+} queue;
 
 struct pt_receipts {
     tlog *log;
@@ -46,8 +56,9 @@ struct pt_receipts {
     pthread_mutex_t mu;
     pthread_cond_t cv;  /* to the writers: work queued, stop, or a reservation wanted */
     pthread_cond_t wcv; /* from the writer: entries journaled, reservation moved, or failure */
-    item *head, *tail;
-    size_t pending;
+    queue *cur;                   /* where submitters append */
+    queue *spare[WRITERS + 1];    /* empty queues for the writers to swap in */
+    int n_spare;
     int stopping;
     double oldest; /* when the oldest unpublished receipt was journaled (ms; guarded by mu) */
     /* async mode, guarded by mu */
@@ -62,6 +73,37 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static queue *queue_new(void) {
+    queue *q = calloc(1, sizeof *q);
+    if (q) pt_buf_init(&q->bytes, (size_t)1 << 40);
+    return q;
+}
+
+static void queue_free(queue *q) {
+    if (!q) return;
+    pt_buf_free(&q->bytes);
+    free(q->slots);
+    free(q->data);
+    free(q);
+}
+
+/* Appends one entry; PT_ENOMEM leaves q as it was. */
+static int queue_push(queue *q, const char *entry, size_t len, pt_receipt_done done, void *ctx) {
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 256;
+        slot *s = realloc(q->slots, cap * sizeof *s);
+        if (!s) return PT_ENOMEM;
+        q->slots = s;
+        const void **d = realloc(q->data, cap * sizeof *d);
+        if (!d) return PT_ENOMEM;
+        q->data = d;
+        q->cap = cap;
+    }
+    if (pt_buf_append(&q->bytes, entry, len)) return PT_ENOMEM;
+    q->slots[q->n++] = (slot){len, done, ctx};
+    return PT_OK;
 }
 
 static int write_reservation(pt_receipts *r, uint64_t upto, pt_err *err) {
@@ -97,37 +139,34 @@ static void maybe_publish(pt_receipts *r) {
     if (pending >= PUBLISH_PENDING || (pending && now_ms() - oldest >= PUBLISH_AFTER_MS)) tlog_integrate(r->log, NULL);
 }
 
-/* Journals one batch (a list taken from the queue); calls `done` where still due. */
-static void write_batch(pt_receipts *r, item *batch, size_t n, uint64_t expect_first) {
-    const void **data = malloc(n * sizeof *data);
-    size_t *lens = malloc(n * sizeof *lens);
+/* Journals one batch (a queue taken whole); calls `done` where still due; empties q. */
+static void write_batch(pt_receipts *r, queue *q, uint64_t expect_first) {
     uint64_t first = 0;
-    int rc;
     pt_err err = {0};
-    if (!data || !lens) {
+    size_t *lens = malloc(q->n * sizeof *lens);
+    int rc;
+    if (!lens) {
         rc = pt_errf(&err, PT_ENOMEM, "out of memory");
     } else {
-        size_t i = 0;
-        for (item *it = batch; it; it = it->next, i++) {
-            data[i] = it->data;
-            lens[i] = it->len;
+        size_t off = 0;
+        for (size_t i = 0; i < q->n; i++) {
+            q->data[i] = q->bytes.data + off;
+            lens[i] = q->slots[i].len;
+            off += lens[i];
         }
         pthread_mutex_lock(&r->mu);
         if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
         pthread_mutex_unlock(&r->mu);
-        rc = tlog_journal_append(r->log, data, lens, n, &first, &err);
+        rc = tlog_journal_append(r->log, q->data, lens, q->n, &first, &err);
         if (!rc && r->mode == PT_RECEIPTS_ASYNC && first != expect_first)
             rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
     }
-    free(data);
     free(lens);
-    uint64_t idx = first;
-    for (item *it = batch, *nx; it; it = nx, idx++) {
-        nx = it->next;
-        if (it->done) it->done(it->ctx, rc, rc ? 0 : idx);
-        free(it->data);
-        free(it);
-    }
+    for (size_t i = 0; i < q->n; i++)
+        if (q->slots[i].done) q->slots[i].done(q->slots[i].ctx, rc, rc ? 0 : first + i);
+    size_t n = q->n;
+    q->n = 0;
+    pt_buf_reset(&q->bytes);
     if (r->mode == PT_RECEIPTS_ASYNC) {
         pthread_mutex_lock(&r->mu);
         /* A failure breaks the log handle; answered receipts of this batch and the queue
@@ -153,7 +192,7 @@ static void *writer(void *arg) {
             extend_reservation(r);
             continue;
         }
-        if (!r->head && !r->stopping) {
+        if (!r->cur->n && !r->stopping) {
             if (!tlog_journal_pending(r->log)) {
                 pthread_cond_wait(&r->cv, &r->mu);
                 continue;
@@ -169,16 +208,20 @@ static void *writer(void *arg) {
                 continue;
             }
         }
-        item *batch = r->head;
-        size_t n = r->pending;
+        queue *batch = NULL;
         uint64_t expect_first = r->written; /* async: the queue holds written .. next-1 */
-        r->head = r->tail = NULL;
-        r->pending = 0;
+        if (r->cur->n) { /* take it; a spare takes its place (one per writer, plus one) */
+            batch = r->cur;
+            r->cur = r->spare[--r->n_spare];
+        }
         int stop = r->stopping && !batch;
         pthread_mutex_unlock(&r->mu);
         if (batch) {
             double t0 = now_ms();
-            write_batch(r, batch, n, expect_first);
+            write_batch(r, batch, expect_first);
+            pthread_mutex_lock(&r->mu);
+            r->spare[r->n_spare++] = batch;
+            pthread_mutex_unlock(&r->mu);
             maybe_publish(r);
             double rest = t0 + ASYNC_INTERVAL_MS - now_ms();
             if (r->mode == PT_RECEIPTS_ASYNC && rest > 0) {
@@ -271,10 +314,13 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_rece
     pthread_cond_init(&r->cv, NULL);
     pthread_cond_init(&r->wcv, NULL);
     int rc = PT_OK;
+    if (!(r->cur = queue_new())) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    for (int i = 0; i < WRITERS && !rc; i++)
+        if (!(r->spare[r->n_spare++] = queue_new())) rc = pt_errf(err, PT_ENOMEM, "out of memory");
     /* Both modes: a crashed async run's unwritten indices become "lost" entries first (a
      * durable run after it must not hand them out again). */
     if (!(r->reserve_path = pt_path_join(log_dir, "reserved"))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
-    else rc = recover_reservation(r, err);
+    else if (!rc) rc = recover_reservation(r, err);
     int writers = mode == PT_RECEIPTS_ASYNC ? 1 : WRITERS;
     for (int i = 0; i < writers && !rc; i++) {
         if (pthread_create(&r->thread[i], NULL, writer, r))
@@ -292,16 +338,6 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_rece
 
 int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, pt_receipt_done done, void *ctx) {
     if (len > TLOG_MAX_ENTRY) return PT_EINVAL;
-    item *it = malloc(sizeof *it);
-    if (!it || !(it->data = malloc(len ? len : 1))) {
-        free(it);
-        return PT_ENOMEM;
-    }
-    memcpy(it->data, entry, len);
-    it->len = len;
-    it->done = done;
-    it->ctx = ctx;
-    it->next = NULL;
     pthread_mutex_lock(&r->mu);
     int async = r->mode == PT_RECEIPTS_ASYNC;
     /* Async: only indices inside the durable reservation may be handed out. */
@@ -309,21 +345,13 @@ int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, pt_receipt
         pthread_cond_signal(&r->cv);
         pthread_cond_wait(&r->wcv, &r->mu);
     }
-    if (r->stopping || r->failed) {
+    int rc = r->failed ? PT_EIO : r->stopping ? PT_ECANCELLED : queue_push(r->cur, entry, len, async ? NULL : done, ctx);
+    if (rc) {
         pthread_mutex_unlock(&r->mu);
-        free(it->data);
-        free(it);
-        return r->failed ? PT_EIO : PT_ECANCELLED;
+        return rc;
     }
     uint64_t index = r->next;
-    if (async) {
-        r->next++;
-        it->done = NULL;
-    }
-    if (r->tail) r->tail->next = it;
-    else r->head = it;
-    r->tail = it;
-    r->pending++;
+    if (async) r->next++;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (async) done(ctx, PT_OK, index);
@@ -346,7 +374,7 @@ int pt_receipts_flush(pt_receipts *r, uint64_t upto) {
 
 size_t pt_receipts_pending(pt_receipts *r) {
     pthread_mutex_lock(&r->mu);
-    size_t n = r->pending;
+    size_t n = r->cur->n;
     pthread_mutex_unlock(&r->mu);
     return n;
 }
@@ -366,6 +394,8 @@ void pt_receipts_stop(pt_receipts *r) {
         if (write_reservation(r, r->written, &err))
             fprintf(stderr, "parity serve: audit receipts: %s\n", err.msg);
     }
+    queue_free(r->cur);
+    for (int i = 0; i < r->n_spare; i++) queue_free(r->spare[i]);
     pthread_cond_destroy(&r->wcv);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);

@@ -44,21 +44,22 @@ void pt_serve_defaults(pt_serve_options *o) {
 
 /* Policy ------------------------------------------------------------------------------------- */
 
+static policy_ref *acquire(pt_server *s, const char *id, pt_key_record *out, int *found);
+
 policy_ref *srv_policy_get(pt_server *s) {
-    pthread_mutex_lock(&s->mu);
-    policy_ref *r = s->policy;
-    if (r) r->refs++;
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    int found;
+    return acquire(s, NULL, NULL, &found);
 }
 
 void srv_policy_put(pt_server *s, policy_ref *r) {
+    (void)s;
     if (!r) return;
-    pthread_mutex_lock(&s->mu);
-    int last = --r->refs == 0;
-    pthread_mutex_unlock(&s->mu);
-    if (last) {
-        for (size_t i = 0; r->models && i < r->p->n_orgs; i++) free(r->models[i].json);
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+        for (size_t i = 0; r->models && i < r->p->n_orgs; i++)
+            for (models_body *mb = atomic_load(&r->models[i]), *next; mb; mb = next) {
+                next = mb->older;
+                free(mb);
+            }
         free(r->models);
         pthread_mutex_destroy(&r->cache_mu);
         pt_policy_free(r->p);
@@ -81,7 +82,7 @@ static void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64
     r->p = p;
     snprintf(r->digest, sizeof r->digest, "%s", digest);
     r->seq = seq;
-    r->refs = 1;
+    atomic_init(&r->refs, 1);
     pthread_mutex_lock(&s->mu);
     policy_ref *old = s->policy;
     s->policy = r;
@@ -145,42 +146,59 @@ static int key_cmp(const void *a, const void *b) {
     return strcmp(((const pt_key_record *)a)->id, ((const pt_key_record *)b)->id);
 }
 
-/* Finds the key record for id, through a sorted cache refilled whenever the store changed (a
- * key created or revoked by this process or another), so a revocation takes effect at once. */
-static int key_lookup(pt_server *s, const char *id, pt_key_record *out) {
+/* Finds the key record for id (NULL: none wanted), through a sorted cache refilled whenever
+ * the store's keys changed (a key created or revoked by this process or another), so a
+ * revocation takes effect at once; and takes a reference to the current policy. One critical
+ * section for both: every authenticated request does this. */
+static policy_ref *acquire(pt_server *s, const char *id, pt_key_record *out, int *found) {
     pthread_mutex_lock(&s->mu);
-    int64_t v = pt_store_version(s->store);
-    if (v != s->keys_version || !s->keys) {
-        pt_key_record *keys;
-        size_t n;
-        if (pt_store_key_list(s->store, &keys, &n, NULL) == PT_OK) {
-            qsort(keys, n, sizeof *keys, key_cmp);
-            free(s->keys);
-            s->keys = keys;
-            s->n_keys = n;
-            s->keys_version = v;
+    /* under s->mu, s->policy still holds its own reference: pol cannot be freed meanwhile */
+    policy_ref *pol = s->policy;
+    if (pol) atomic_fetch_add_explicit(&pol->refs, 1, memory_order_relaxed);
+    *found = 0;
+    if (id) {
+        int64_t v = pt_store_keys_version(s->store);
+        if (v != s->keys_version || !s->keys) {
+            pt_key_record *keys;
+            size_t n;
+            if (pt_store_key_list(s->store, &keys, &n, NULL) == PT_OK) {
+                qsort(keys, n, sizeof *keys, key_cmp);
+                free(s->keys);
+                s->keys = keys;
+                s->n_keys = n;
+                s->keys_version = v;
+            }
         }
+        pt_key_record probe;
+        pt_strlcpy(probe.id, id, sizeof probe.id);
+        const pt_key_record *k = s->keys ? bsearch(&probe, s->keys, s->n_keys, sizeof probe, key_cmp) : NULL;
+        if (k) *out = *k;
+        *found = k != NULL;
     }
-    pt_key_record probe;
-    pt_strlcpy(probe.id, id, sizeof probe.id);
-    const pt_key_record *k = s->keys ? bsearch(&probe, s->keys, s->n_keys, sizeof probe, key_cmp) : NULL;
-    if (k) *out = *k;
     pthread_mutex_unlock(&s->mu);
-    return k != NULL;
+    return pol;
 }
 
-/* Fills c->key from "Authorization: Bearer <key>". 0 and a 401 in resp when missing or wrong. */
+/* The route's authentication, with c->pol acquired: fills c->key from "Authorization: Bearer
+ * <key>". 0 and a 401 in resp when missing or wrong (c->pol is set either way). */
 static int authenticate(pt_server *s, call *c, http_resp *resp) {
-    const char *h = http_header(c->req, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7)) {
+    const char *h = c->rt->auth != AUTH_NONE ? http_header(c->req, "Authorization") : NULL;
+    const char *key = NULL;
+    char id[PT_KEY_ID_LEN + 1];
+    int found = 0;
+    if (h && !strncasecmp(h, "Bearer ", 7)) {
+        key = h + 7;
+        while (*key == ' ') key++;
+    }
+    int parsed = key && !pt_key_parse_id(key, id);
+    c->pol = acquire(s, parsed ? id : NULL, &c->key, &found);
+    if (c->rt->auth == AUTH_NONE) return 1;
+    if (!key) {
         http_error(resp, 401, "invalid_request_error", "missing_api_key", NULL,
                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.");
         return 0;
     }
-    const char *key = h + 7;
-    while (*key == ' ') key++;
-    char id[PT_KEY_ID_LEN + 1];
-    if (pt_key_parse_id(key, id) || !key_lookup(s, id, &c->key) || !pt_key_matches(&c->key, key)) {
+    if (!found || !pt_key_matches(&c->key, key)) {
         /* One message for unknown, wrong and revoked keys: it tells an attacker nothing. */
         http_error(resp, 401, "invalid_request_error", "invalid_api_key", NULL,
                    "Incorrect or revoked API key.");
@@ -234,43 +252,58 @@ json_t *srv_body_json(call *c, http_resp *resp) {
 /* Receipts ------------------------------------------------------------------------------------- */
 
 /* The audit entry, written straight as compact JSON (building a jansson tree and serialising
- * it was a sixth of the server's CPU per request). Fields in a fixed order; strings escaped. */
+ * it was a sixth of the server's CPU per request). Fields in a fixed order. Strings that can
+ * come from a request or a policy are escaped; the others are this server's own text (route
+ * method and label, capability names, times, hex digests) and are copied as they are. */
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     uint8_t h[32];
     char rq[65], rs[65], t[21];
-    pt_sha256(c->req->body, c->req->body_len, h);
-    pt_hex(h, 32, rq);
+    const uint8_t *rqh = c->s->empty_sha256; /* most requests (GETs) have no body */
+    if (c->req->body_len) {
+        pt_sha256(c->req->body, c->req->body_len, h);
+        rqh = h;
+    }
+    pt_hex(rqh, 32, rq);
     pt_hex(resp_hash, 32, rs);
+    pt_format_time(pt_unix_time(), t);
     pt_buf b;
     pt_buf_init(&b, TLOG_MAX_ENTRY);
     int rc = pt_buf_reserve(&b, 768); /* a typical entry: one allocation, no regrowth */
-#define KEY(k) (rc = rc ? rc : pt_buf_puts(&b, k))
-#define STR(k, v) (KEY(k), rc = rc ? rc : pt_json_put_string(&b, (v), strlen(v)))
-#define INT(k, v) (KEY(k), rc = rc ? rc : pt_buf_put_i64(&b, (v)))
-    STR("{\"type\":\"request\",\"time\":", pt_format_time(pt_unix_time(), t));
-    STR(",\"key_id\":", c->key.id);
+#define LIT(k) (rc = rc ? rc : pt_buf_append(&b, k, sizeof(k) - 1))
+#define OWN(k, v) (LIT(k "\""), rc = rc ? rc : pt_buf_append(&b, (v), strlen(v)), LIT("\""))
+#define STR(k, v) (LIT(k), rc = rc ? rc : pt_json_put_string(&b, (v), strlen(v)))
+#define INT(k, v) (LIT(k), rc = rc ? rc : pt_buf_put_i64(&b, (v)))
+    OWN("{\"type\":\"request\",\"time\":", t);
+    OWN(",\"key_id\":", c->key.id); /* hex: it matched a parsed key id */
     STR(",\"org\":", c->key.org);
-    STR(",\"method\":", c->req->method);
-    STR(",\"route\":", c->rt->label);
-    STR(",\"decision\":", c->decision_allow ? "allow" : "deny");
+    OWN(",\"method\":", c->rt->method); /* the matched route's, the same as the request's */
+    OWN(",\"route\":", c->rt->label);
+    OWN(",\"decision\":", c->decision_allow ? "allow" : "deny");
     if (c->model[0]) STR(",\"model\":", c->model);
     if (c->variant[0]) STR(",\"variant\":", c->variant);
-    KEY(",\"capabilities\":[");
+    LIT(",\"capabilities\":[");
     for (int i = 0, n = 0; i < PT_CAP_COUNT; i++)
-        if (c->caps_used & (1u << i)) STR(n++ ? "," : "", pt_cap_name((pt_cap)i));
-    KEY("]");
-    if (c->reason[0]) STR(c->decision_allow ? ",\"grant\":" : ",\"reason\":", c->reason);
+        if (c->caps_used & (1u << i)) {
+            if (n++) LIT(",");
+            OWN("", pt_cap_name((pt_cap)i));
+        }
+    LIT("]");
+    if (c->reason[0]) {
+        if (c->decision_allow) STR(",\"grant\":", c->reason);
+        else STR(",\"reason\":", c->reason);
+    }
     INT(",\"policy_revision\":", c->pol ? c->pol->seq : 0);
-    if (c->pol && c->pol->digest[0]) STR(",\"policy_digest\":", c->pol->digest);
+    if (c->pol && c->pol->digest[0]) OWN(",\"policy_digest\":", c->pol->digest);
     INT(",\"status\":", status);
-    STR(",\"request_sha256\":", rq);
-    STR(",\"response_sha256\":", rs);
+    OWN(",\"request_sha256\":", rq);
+    OWN(",\"response_sha256\":", rs);
     if (c->prompt_tokens || c->completion_tokens) {
         INT(",\"prompt_tokens\":", c->prompt_tokens);
         INT(",\"completion_tokens\":", c->completion_tokens);
     }
-    KEY("}");
-#undef KEY
+    LIT("}");
+#undef LIT
+#undef OWN
 #undef STR
 #undef INT
     if (!rc) rc = pt_buf_append(&b, "", 1); /* NUL-terminated */
@@ -304,7 +337,8 @@ static void answer_unaudited(http_resp *resp, const char *msg) {
  * receipts too. */
 static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
     uint8_t h[32];
-    pt_sha256(resp->body.data ? resp->body.data : "", resp->body.len, h);
+    if (c->resp_hashed && resp->status == 200) memcpy(h, c->resp_sha256, 32);
+    else pt_sha256(resp->body.data ? resp->body.data : "", resp->body.len, h);
     char *text = srv_audit_text(c, resp->status, h);
     if (pt_receipts_async(s->receipts)) {
         if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_now, c) || c->receipt_rc)
@@ -314,14 +348,20 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
         free(text);
         return HTTP_DONE;
     }
-    c->held = *resp; /* takes over the body buffer */
+    if (!text || !(c->held = malloc(sizeof *c->held))) {
+        free(text);
+        answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
+        return HTTP_DONE;
+    }
+    *c->held = *resp; /* takes over the body buffer */
     pt_buf_init(&resp->body, resp->body.max);
     c->phase = 2;
-    if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_done, c)) {
+    if (pt_receipts_submit(s->receipts, text, strlen(text), receipt_done, c)) {
         free(text);
         c->receipt_rc = PT_EIO;
-        *resp = c->held;
-        memset(&c->held, 0, sizeof c->held);
+        *resp = *c->held;
+        free(c->held);
+        c->held = NULL;
         answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
         return HTTP_DONE;
     }
@@ -543,14 +583,15 @@ static int r_models(pt_server *s, call *c, http_resp *resp) {
     int64_t now = pt_unix_time();
     long o = pt_policy_org_ix(p, c->key.org);
     c->decision_allow = 1;
+    uint64_t ftv = srv_ft_models_version(s);
     if (o >= 0) { /* the organisation's body from the cache while it is valid */
-        uint64_t ftv = srv_ft_models_version(s);
-        pthread_mutex_lock(&pol->cache_mu);
-        models_body *mb = &pol->models[o];
-        int hit = mb->json && now < mb->until && mb->ft_version == ftv;
-        if (hit) http_json_text(resp, 200, mb->json, mb->len);
-        pthread_mutex_unlock(&pol->cache_mu);
-        if (hit) return HTTP_DONE;
+        const models_body *mb = atomic_load_explicit(&pol->models[o], memory_order_acquire);
+        if (mb && now < mb->until && mb->ft_version == ftv) {
+            http_json_text(resp, 200, mb->json, mb->len);
+            memcpy(c->resp_sha256, mb->sha256, 32);
+            c->resp_hashed = 1;
+            return HTTP_DONE;
+        }
     }
     json_t *data = json_array();
     for (size_t i = 0; i < p->n_models; i++) {
@@ -558,19 +599,24 @@ static int r_models(pt_server *s, call *c, http_resp *resp) {
         if (pt_policy_effective(p, c->key.org, p->models[i].id, now, &caps, NULL) && caps)
             json_array_append_new(data, model_object(p, &p->models[i]));
     }
-    uint64_t ftv;
     json_t *ft = srv_ft_models(s, p, c->key.org, now, &ftv);
     json_array_extend(data, ft);
     json_decref(ft);
     http_json(resp, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
     if (o >= 0 && resp->status == 200) {
-        char *copy = malloc(resp->body.len);
-        if (copy) {
-            memcpy(copy, resp->body.data, resp->body.len);
+        models_body *mb = malloc(sizeof *mb + resp->body.len);
+        if (mb) {
+            *mb = (models_body){NULL, pt_policy_next_change(p, now), ftv, {0}, resp->body.len};
+            memcpy(mb->json, resp->body.data, resp->body.len);
+            pt_sha256(mb->json, mb->len, mb->sha256);
             pthread_mutex_lock(&pol->cache_mu);
-            models_body *mb = &pol->models[o];
-            free(mb->json);
-            *mb = (models_body){copy, resp->body.len, pt_policy_next_change(p, now), ftv};
+            models_body *cur = atomic_load_explicit(&pol->models[o], memory_order_relaxed);
+            if (cur && now < cur->until && cur->ft_version == ftv) { /* another request refreshed it */
+                free(mb);
+            } else {
+                mb->older = cur;
+                atomic_store_explicit(&pol->models[o], mb, memory_order_release);
+            }
             pthread_mutex_unlock(&pol->cache_mu);
         }
     }
@@ -907,7 +953,8 @@ static void call_free(void *p) {
     call *c = p;
     if (!c) return;
     if (c->job_free) c->job_free(c->job);
-    pt_buf_free(&c->held.body);
+    if (c->held) pt_buf_free(&c->held->body);
+    free(c->held);
     srv_policy_put(c->s, c->pol);
     free(c);
 }
@@ -939,8 +986,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
         }
         /* Re-match: the loop above may have left params of a later, non-matching route. */
         route_match(c->rt->pattern, req->path, c);
-        c->pol = srv_policy_get(s);
-        if (c->rt->auth != AUTH_NONE && !authenticate(s, c, resp)) return HTTP_DONE;
+        if (!authenticate(s, c, resp)) return HTTP_DONE; /* also acquires c->pol */
         if (c->rt->auth == AUTH_ADMIN && !c->key.admin) {
             snprintf(c->reason, sizeof c->reason, "not_admin");
             http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
@@ -949,8 +995,9 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
     }
     if (c->phase == 2) { /* the receipt is durable (or failed): answer */
         pt_buf_free(&resp->body);
-        *resp = c->held;
-        memset(&c->held, 0, sizeof c->held);
+        *resp = *c->held;
+        free(c->held);
+        c->held = NULL;
         if (c->receipt_rc) {
             answer_unaudited(resp, "The audit log did not accept this request's receipt; it was not served.");
         } else {
@@ -1023,6 +1070,7 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
     pthread_mutex_init(&s->report_mu, NULL);
     s->o = *o;
     int rc;
+    pt_sha256("", 0, s->empty_sha256);
     if (!(s->data_dir = strdup(o->data_dir)) || !(s->metrics = pt_metrics_new())) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto out;

@@ -68,7 +68,7 @@ typedef struct ft_state {
     char *files_dir, *jobs_dir;
     json_t *models;       /* [{id, base, org, created}] of succeeded jobs, guarded by cache_mu: what
                            * GET /v1/models lists without a store query per request */
-    uint64_t models_version; /* bumped with every change to models (under cache_mu) */
+    _Atomic uint64_t models_version; /* bumped with every change to models (under cache_mu) */
 } ft_state;
 
 /* Helpers ---------------------------------------------------------------------------------------- */
@@ -964,10 +964,7 @@ json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t
 uint64_t srv_ft_models_version(pt_server *s) {
     ft_state *st = s->ft;
     if (!st) return 0;
-    pthread_mutex_lock(&st->cache_mu);
-    uint64_t v = st->models_version;
-    pthread_mutex_unlock(&st->cache_mu);
-    return v;
+    return atomic_load_explicit(&st->models_version, memory_order_acquire);
 }
 
 int srv_ft_start(pt_server *s, pt_err *err) {

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "policy/policy.h"
@@ -38,21 +39,28 @@ typedef struct route {
  * reference while they use it). */
 /* GET /v1/models's body for one organisation, kept while nothing it depends on changes: the
  * policy revision (the cache lives in its policy_ref), the time (valid before `until`, the
- * policy's next grant/forbid boundary) and the organisation's fine-tuned models (ft_version). */
+ * policy's next grant/forbid boundary) and the organisation's fine-tuned models (ft_version).
+ * Immutable once published, so requests read it without a lock; a replaced body stays (on the
+ * `older` chain) until the policy_ref is freed, because a request may still be copying it.
+ * Replacements are rare (a time boundary, a fine-tuned model), one per change. */
 typedef struct models_body {
-    char *json;
-    size_t len;
+    struct models_body *older;
     int64_t until;
     uint64_t ft_version;
+    uint8_t sha256[32]; /* of json: the audit entry's response hash */
+    size_t len;
+    char json[];
 } models_body;
 
+/* The current policy and everything derived from it; replaced whole on apply (readers hold a
+ * reference while they use it). */
 typedef struct policy_ref {
     pt_policy *p;
     char digest[72];
     int64_t seq;
-    int refs;
-    pthread_mutex_t cache_mu;
-    models_body *models; /* [p->n_orgs], guarded by cache_mu */
+    atomic_int refs;                /* s->policy's reference and the requests' */
+    pthread_mutex_t cache_mu;       /* serialises replacements in models */
+    _Atomic(models_body *) *models; /* [p->n_orgs] */
 } policy_ref;
 
 struct pt_server {
@@ -66,7 +74,7 @@ struct pt_server {
     http_server *http;
     pthread_mutex_t mu;        /* guards policy, keys cache */
     policy_ref *policy;
-    int64_t keys_version;      /* pt_store_version when the key cache was filled */
+    int64_t keys_version;      /* pt_store_keys_version when the key cache was filled */
     pt_key_record *keys;       /* the key cache, sorted by id */
     size_t n_keys;
     struct route *routes;
@@ -74,6 +82,7 @@ struct pt_server {
     void *engine;              /* the model registry and scheduler (server_models.c) */
     void *ft;                  /* files and fine-tuning jobs (server_finetune.c) */
     int unmatched_metric;
+    uint8_t empty_sha256[32];  /* SHA-256 of no bytes */
     pthread_mutex_t report_mu; /* guards the cached parity report */
     json_t *report;
     uint64_t report_size;      /* policy log size it was computed at */
@@ -91,7 +100,8 @@ struct call {
     int authed;
     policy_ref *pol;           /* held for the whole request */
     int phase;                 /* 0 new; 1 waiting for the engine; 2 waiting for the receipt */
-    http_resp held;            /* the response, held back until its receipt is durable */
+    http_resp *held;           /* durable receipts: the response, held back until its receipt is
+                                * durable (allocated then: 5 KiB a request would zero otherwise) */
     /* audit fields */
     char model[128], variant[64];
     pt_capset caps_used;
@@ -99,6 +109,8 @@ struct call {
     char reason[64];
     int64_t prompt_tokens, completion_tokens;
     uint64_t receipt_index;
+    int resp_hashed;           /* the handler knows the body's SHA-256 (a cached body): */
+    uint8_t resp_sha256[32];
     int receipt_rc;
     pt_rl_status rl_req, rl_tok; /* rate-limit state for the x-ratelimit-* headers */
     int has_rl;

@@ -1,6 +1,7 @@
 /* see store.h — the SQLite backend. */
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,9 @@ struct pt_store {
     char *path;
     pthread_mutex_t version_mu; /* guards version_st: it is asked on every authenticated request */
     sqlite3_stmt *version_st;   /* PRAGMA data_version, prepared once */
-    int64_t version_seen;       /* its last value */
-    double version_at;          /* and when it was read (pt_now, seconds) */
+    atomic_llong version_seen;  /* its last value (stored before version_at) */
+    atomic_llong version_at;    /* and when it was read (pt_now, microseconds; 0: never) */
+    atomic_llong key_changes;   /* key inserts and revocations through this handle */
 };
 
 static const char *schema[] = {
@@ -102,25 +104,35 @@ void pt_store_close(pt_store *s) {
 /* Other processes' commits (PRAGMA data_version) are looked for at most once per
  * VERSION_POLL seconds: the pragma opens a read transaction (three system calls), and the
  * server asks on every request. This connection's own changes count at once. */
-#define VERSION_POLL 0.002
+#define VERSION_POLL_US 2000
 
-int64_t pt_store_version(pt_store *s) {
-    pthread_mutex_lock(&s->version_mu);
-    double now = pt_now();
-    if (now - s->version_at >= VERSION_POLL || now < s->version_at) {
-        int64_t v = -1;
-        if (s->version_st || sqlite3_prepare_v3(s->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
-                                                &s->version_st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(s->version_st) == SQLITE_ROW) v = sqlite3_column_int64(s->version_st, 0);
-            sqlite3_reset(s->version_st);
+static int version_fresh(const pt_store *s, int64_t now) {
+    int64_t at = atomic_load_explicit(&s->version_at, memory_order_acquire);
+    return at && now >= at && now - at < VERSION_POLL_US;
+}
+
+int64_t pt_store_keys_version(pt_store *s) {
+    int64_t now = (int64_t)(pt_now() * 1e6);
+    if (!version_fresh(s, now)) { /* at most one poll per period; readers meanwhile take the last value */
+        pthread_mutex_lock(&s->version_mu);
+        if (!version_fresh(s, now)) {
+            int64_t v = -1;
+            if (s->version_st || sqlite3_prepare_v3(s->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
+                                                    &s->version_st, NULL) == SQLITE_OK) {
+                if (sqlite3_step(s->version_st) == SQLITE_ROW) v = sqlite3_column_int64(s->version_st, 0);
+                sqlite3_reset(s->version_st);
+            }
+            atomic_store_explicit(&s->version_seen, v, memory_order_relaxed);
+            /* a failed read is retried on the next call */
+            atomic_store_explicit(&s->version_at, v < 0 ? 0 : now, memory_order_release);
         }
-        s->version_seen = v;
-        s->version_at = v < 0 ? 0 : now; /* a failed read is retried on the next call */
+        pthread_mutex_unlock(&s->version_mu);
     }
-    int64_t v = s->version_seen;
-    pthread_mutex_unlock(&s->version_mu);
-    /* data_version only moves for other connections' commits; add our own changes. */
-    return v * 1000003 + sqlite3_total_changes64(s->db);
+    int64_t v = atomic_load_explicit(&s->version_seen, memory_order_relaxed);
+    /* data_version only moves for other connections' commits; add this handle's key changes
+     * (only those: rate-limit counters written with every completion must not empty the key
+     * cache, and an atomic read takes no lock where sqlite3_total_changes64 takes the db's). */
+    return v * 1000003 + atomic_load_explicit(&s->key_changes, memory_order_acquire);
 }
 
 static void copy_text(char *dst, size_t cap, const unsigned char *src) {
@@ -151,7 +163,9 @@ int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err) {
     int r = sqlite3_step(st);
     sqlite3_finalize(st);
     if (r == SQLITE_CONSTRAINT) return pt_errf(err, PT_EEXIST, "key %s already exists", k->id);
-    return r == SQLITE_DONE ? PT_OK : db_fail(s, err, "insert key");
+    if (r != SQLITE_DONE) return db_fail(s, err, "insert key");
+    atomic_fetch_add_explicit(&s->key_changes, 1, memory_order_release);
+    return PT_OK;
 }
 
 int pt_store_key_get(pt_store *s, const char *id, pt_key_record *out, pt_err *err) {
@@ -180,7 +194,9 @@ int pt_store_key_revoke(pt_store *s, const char *id, int64_t when, pt_err *err) 
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     int r = sqlite3_step(st);
     sqlite3_finalize(st);
-    return r == SQLITE_DONE ? PT_OK : db_fail(s, err, "revoke key");
+    if (r != SQLITE_DONE) return db_fail(s, err, "revoke key");
+    atomic_fetch_add_explicit(&s->key_changes, 1, memory_order_release);
+    return PT_OK;
 }
 
 int pt_store_key_list(pt_store *s, pt_key_record **out, size_t *n, pt_err *err) {

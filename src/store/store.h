@@ -19,10 +19,11 @@ typedef struct pt_store pt_store;
 int pt_store_open(pt_store **out, const char *data_dir, pt_err *err);
 void pt_store_close(pt_store *s); /* NULL-safe */
 
-/* A counter that changes whenever any connection (this process or another) commits a change:
- * this connection's at once, another process's within 2 ms (it is polled, not asked each time).
- * Cheap: compare it with the value you saw when you filled a cache. */
-int64_t pt_store_version(pt_store *s);
+/* A counter that changes whenever the keys may have changed: at once for a key inserted or
+ * revoked through this handle, within 2 ms for any commit by another connection (another
+ * process: it is polled, not asked each time). Cheap and lock-free between polls: compare it
+ * with the value you saw when you filled a key cache. */
+int64_t pt_store_keys_version(pt_store *s);
 
 /* API keys ---------------------------------------------------------------------------------- */
 
