@@ -3,13 +3,15 @@
 # run (figures in docs/server.md, "Performance").
 #
 #   bench/bench_server.sh [BUILD_DIR] [a|b|c|all]      (default: build all)
-#   env: SECONDS_A (default 10, per wrk run in a), SECONDS_C (default 60), THREADS (pool, 2),
+#   env: SECONDS_A (default 4, per wrk run in a), ROUNDS_A (default 10: pairs of baseline /
+#        server runs in a, with the median), SECONDS_C (default 60), THREADS (pool, 2),
 #        ROUNDS_B (default 5: pairs of one-by-one / concurrent runs in b)
 #
 # a. GET /v1/models on `parity serve` (key lookup, policy decision, an audit receipt per request
 #    in the default --receipts async mode, then once in durable mode, metrics) against
 #    bench_http_baseline (the same http.c layer, one fixed JSON body, the same bytes), wrk -t2
-#    -c64 keep-alive, alternating baseline/server three times. Both get the same request bytes
+#    -c64 keep-alive, alternating baseline/server ROUNDS_A times (short runs, many rounds: the
+#    host's speed drifts by tens of percent within minutes), with the median ratio. Both get the same request bytes
 #    (the Authorization header too: the baseline ignores it; receiving it is not auth's cost). Besides req/s, each run reports the
 #    server process's CPU per request (user+system from /proc/PID/stat), which other load on the
 #    machine disturbs much less than throughput.
@@ -22,7 +24,8 @@ set -euo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="$(cd "${1:-$SRC/build}" && pwd)"
 WHAT="${2:-all}"
-SECONDS_A="${SECONDS_A:-10}"
+SECONDS_A="${SECONDS_A:-4}"
+ROUNDS_A="${ROUNDS_A:-10}"
 SECONDS_C="${SECONDS_C:-60}"
 ROUNDS_B="${ROUNDS_B:-5}"
 THREADS="${THREADS:-2}"
@@ -88,12 +91,19 @@ if [ "$WHAT" = all ] || [ "$WHAT" = a ]; then
     audit0="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo
     echo "## a. GET /v1/models: parity serve vs the bare HTTP layer (wrk -t2 -c64 -d${SECONDS_A}s, keep-alive)"
-    for round in 1 2 3; do
+    : > "$T/ratios"
+    for round in $(seq "$ROUNDS_A"); do
         read -r b bc < <(wrk_cpu "$BASE" "http://127.0.0.1:$BPORT/v1/models" -H "Authorization: Bearer $KEY")
         read -r s sc < <(wrk_cpu "$SERVER" "http://127.0.0.1:$PORT/v1/models" -H "Authorization: Bearer $KEY")
+        r=$(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}')
+        rc=$(awk -v a="$sc" -v b="$bc" 'BEGIN{printf "%.2f", b/a}')
+        echo "$r $rc" >> "$T/ratios"
         echo "round $round: baseline $b req/s ($bc us CPU/request), parity serve $s req/s ($sc us CPU/request)," \
-            "ratio $(awk -v a="$s" -v b="$b" 'BEGIN{printf "%.2f", a/b}') (CPU per request $(awk -v a="$sc" -v b="$bc" 'BEGIN{printf "%.2f", b/a}'))"
+            "ratio $r (CPU per request $rc)"
     done
+    median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+    echo "median of $ROUNDS_A rounds: ratio $(cut -d' ' -f1 "$T/ratios" | median)," \
+        "CPU per request $(cut -d' ' -f2 "$T/ratios" | median)"
     audit1="$(curl -s "http://127.0.0.1:$PORT/healthz" | $PY -c 'import json,sys; print(json.load(sys.stdin)["audit_receipts"])')"
     echo "audit receipts appended during the runs: $((audit1 - audit0))"
     # For comparison: --receipts durable (each response waits for its receipt's fdatasync).

@@ -253,8 +253,10 @@ json_t *srv_body_json(call *c, http_resp *resp) {
 
 /* The audit entry, written straight as compact JSON (building a jansson tree and serialising
  * it was a sixth of the server's CPU per request). Fields in a fixed order. Strings that can
- * come from a request or a policy are escaped; the others are this server's own text (route
- * method and label, capability names, times, hex digests) and are copied as they are. */
+ * come from a request or a policy are escaped; the others are this server's own short text
+ * (route method and label, capability names, times, hex digests) and are copied as they are.
+ * Room for everything is reserved first, so the copies need no checks. */
+#define AUDIT_OWN_MAX 2048 /* bound on everything but the escaped strings (about 700 bytes) */
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     uint8_t h[32];
     char rq[65], rs[65], t[21];
@@ -266,21 +268,31 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
     pt_hex(rqh, 32, rq);
     pt_hex(resp_hash, 32, rs);
     pt_format_time(pt_unix_time(), t);
+    const char *grant = c->reason[0] ? c->reason : NULL, *digest = c->pol && c->pol->digest[0] ? c->pol->digest : NULL;
+    size_t org_n = strlen(c->key.org), model_n = strlen(c->model), variant_n = strlen(c->variant),
+           grant_n = grant ? strlen(grant) : 0;
     pt_buf b;
     pt_buf_init(&b, TLOG_MAX_ENTRY);
-    int rc = pt_buf_reserve(&b, 768); /* a typical entry: one allocation, no regrowth */
-#define LIT(k) (rc = rc ? rc : pt_buf_append(&b, k, sizeof(k) - 1))
-#define OWN(k, v) (LIT(k "\""), rc = rc ? rc : pt_buf_append(&b, (v), strlen(v)), LIT("\""))
-#define STR(k, v) (LIT(k), rc = rc ? rc : pt_json_put_string(&b, (v), strlen(v)))
-#define INT(k, v) (LIT(k), rc = rc ? rc : pt_buf_put_i64(&b, (v)))
+    /* an escaped string takes at most 6 bytes per byte (\u00XX), plus its quotes */
+    if (pt_buf_reserve(&b, AUDIT_OWN_MAX + 6 * (org_n + model_n + variant_n + grant_n) + 8)) {
+        pt_buf_free(&b);
+        return NULL;
+    }
+    char *o = b.data;
+    int rc = 0; /* only escaping invalid UTF-8 allocates (and may fail) */
+#define PUT(p, n) (memcpy(o, (p), (n)), o += (n))
+#define LIT(k) PUT(k, sizeof(k) - 1)
+#define OWN(k, v) (LIT(k "\""), PUT((v), strlen(v)), LIT("\""))
+#define ESC(k, v, n) (LIT(k), b.len = (size_t)(o - b.data), rc |= pt_json_put_string(&b, (v), (n)), o = b.data + b.len)
+#define INT(k, v) (LIT(k), o += pt_format_i64((v), o))
     OWN("{\"type\":\"request\",\"time\":", t);
     OWN(",\"key_id\":", c->key.id); /* hex: it matched a parsed key id */
-    STR(",\"org\":", c->key.org);
+    ESC(",\"org\":", c->key.org, org_n);
     OWN(",\"method\":", c->rt->method); /* the matched route's, the same as the request's */
     OWN(",\"route\":", c->rt->label);
     OWN(",\"decision\":", c->decision_allow ? "allow" : "deny");
-    if (c->model[0]) STR(",\"model\":", c->model);
-    if (c->variant[0]) STR(",\"variant\":", c->variant);
+    if (model_n) ESC(",\"model\":", c->model, model_n);
+    if (variant_n) ESC(",\"variant\":", c->variant, variant_n);
     LIT(",\"capabilities\":[");
     for (int i = 0, n = 0; i < PT_CAP_COUNT; i++)
         if (c->caps_used & (1u << i)) {
@@ -288,12 +300,10 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
             OWN("", pt_cap_name((pt_cap)i));
         }
     LIT("]");
-    if (c->reason[0]) {
-        if (c->decision_allow) STR(",\"grant\":", c->reason);
-        else STR(",\"reason\":", c->reason);
-    }
+    if (grant && c->decision_allow) ESC(",\"grant\":", grant, grant_n);
+    else if (grant) ESC(",\"reason\":", grant, grant_n);
     INT(",\"policy_revision\":", c->pol ? c->pol->seq : 0);
-    if (c->pol && c->pol->digest[0]) OWN(",\"policy_digest\":", c->pol->digest);
+    if (digest) OWN(",\"policy_digest\":", digest);
     INT(",\"status\":", status);
     OWN(",\"request_sha256\":", rq);
     OWN(",\"response_sha256\":", rs);
@@ -302,11 +312,13 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
         INT(",\"completion_tokens\":", c->completion_tokens);
     }
     LIT("}");
+    *o = 0; /* NUL-terminated (pt_buf_reserve keeps room for it) */
+#undef PUT
 #undef LIT
 #undef OWN
-#undef STR
+#undef ESC
 #undef INT
-    if (!rc) rc = pt_buf_append(&b, "", 1); /* NUL-terminated */
+    b.len = (size_t)(o - b.data);
     if (rc) pt_buf_free(&b);
     return rc ? NULL : b.data;
 }
@@ -949,6 +961,25 @@ static const route base_routes[] = {
     {"GET", "/parity", AUTH_NONE, r_parity_html, "parity_html", 0, 0},
 };
 
+/* Per-request state is about 1.2 KiB: above glibc's per-thread cache of small chunks, so
+ * malloc and free of it take the arena's slower paths. Each thread keeps one spare instead
+ * (freed when the thread exits). */
+static pthread_key_t spare_call;
+static pthread_once_t spare_call_once = PTHREAD_ONCE_INIT;
+
+static void spare_call_init(void) {
+    if (pthread_key_create(&spare_call, free)) abort();
+}
+
+static call *call_new(void) {
+    pthread_once(&spare_call_once, spare_call_init);
+    call *c = pthread_getspecific(spare_call);
+    if (!c) return calloc(1, sizeof *c);
+    pthread_setspecific(spare_call, NULL);
+    memset(c, 0, sizeof *c);
+    return c;
+}
+
 static void call_free(void *p) {
     call *c = p;
     if (!c) return;
@@ -956,14 +987,14 @@ static void call_free(void *p) {
     if (c->held) pt_buf_free(&c->held->body);
     free(c->held);
     srv_policy_put(c->s, c->pol);
-    free(c);
+    if (pthread_getspecific(spare_call) || pthread_setspecific(spare_call, c)) free(c);
 }
 
 static int handle(void *ctx, http_req *req, http_resp *resp) {
     pt_server *s = ctx;
     call *c = req->user;
     if (!c) {
-        if (!(c = calloc(1, sizeof *c))) {
+        if (!(c = call_new())) {
             http_error(resp, 503, "server_error", NULL, NULL, "out of memory");
             return HTTP_DONE;
         }
