@@ -22,6 +22,11 @@ static int arg(int argc, char **argv, const char *name, int def) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: bench_distill [--d 128] [--layers 2] [--vocab 4096] [--batch 8] [--seq 128] [--steps 5] "
+               "[--threads 2]\n");
+        return 0;
+    }
     const int d = arg(argc, argv, "--d", 128), L = arg(argc, argv, "--layers", 2), V = arg(argc, argv, "--vocab", 4096),
               B = arg(argc, argv, "--batch", 8), T = arg(argc, argv, "--seq", 128), steps = arg(argc, argv, "--steps", 5),
               th = arg(argc, argv, "--threads", 2);

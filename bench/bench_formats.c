@@ -45,6 +45,11 @@ static void add(pt_tensors *ts, const char *name, int64_t r, int64_t cols) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: bench_formats [DIM]   (a synthetic 4-layer Llama of hidden size DIM, a multiple of 128; "
+               "default 1024)\n");
+        return 0;
+    }
     int D = argc > 1 ? atoi(argv[1]) : 1024, L = 4, FF = D * 8 / 3 / 32 * 32, V = 8192;
     if (D < 128 || D % 128) return fprintf(stderr, "DIM must be a multiple of 128\n"), 2;
     char dir[] = "/tmp/parity-bench-XXXXXX";

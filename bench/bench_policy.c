@@ -41,6 +41,15 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: bench_policy [GRANTS]   (decision latency with GRANTS grants, default 1000, against a "
+               "linear scan)\n");
+        return 0;
+    }
+    if (argc > 1 && atoi(argv[1]) <= 0) {
+        fprintf(stderr, "bench_policy: GRANTS must be a positive number, not '%s'\n", argv[1]);
+        return 2;
+    }
     int n_grants = argc > 1 ? atoi(argv[1]) : 1000;
     const int n_orgs = 200, n_models = 40;
     pt_buf b;

@@ -120,6 +120,11 @@ static void proofs(tlog *t, const char *label) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: bench_tlog [DIR] [SECONDS]   (log data under DIR, default /tmp, on a real disk for the "
+               "fsync figures; SECONDS per figure)\n");
+        return 0;
+    }
     const char *base = argc > 1 ? argv[1] : "/tmp";
     if (argc > 2) secs = atof(argv[2]);
     char data[512], cmd[600];

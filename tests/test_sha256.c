@@ -60,6 +60,31 @@ static void test_against_libsodium(const char *impl) {
     CHECK(bad == 0);
 }
 
+/* pt_sha256_prefixed2 against libsodium on prefix || message, for pairs of lengths across
+ * every block boundary (so the two messages end in different blocks, either one first), with
+ * messages at odd addresses. */
+static void test_prefixed_pairs(const char *impl) {
+    uint8_t msg[64 * 4 + 2], pre[64 * 4 + 3];
+    srand(11);
+    for (size_t i = 0; i < sizeof msg; i++) msg[i] = (uint8_t)rand();
+    int bad = 0;
+    for (size_t n0 = 0; n0 <= 64 * 4; n0++)
+        for (size_t n1 = n0 % 7; n1 <= 64 * 4; n1 += 7) {
+            uint8_t p = (uint8_t)(n0 + n1), want0[32], want1[32], got0[32], got1[32];
+            pre[0] = p;
+            memcpy(pre + 1, msg + 1, n0);
+            crypto_hash_sha256(want0, pre, n0 + 1);
+            memcpy(pre + 1, msg, n1);
+            crypto_hash_sha256(want1, pre, n1 + 1);
+            pt_sha256_prefixed2(p, msg + 1, n0, msg, n1, got0, got1);
+            if (memcmp(want0, got0, 32) || memcmp(want1, got1, 32)) {
+                if (!bad) fprintf(stderr, "%s: prefixed pair (%zu, %zu) differs from libsodium\n", impl, n0, n1);
+                bad++;
+            }
+        }
+    CHECK(bad == 0);
+}
+
 int main(void) {
     if (sodium_init() < 0) return 1;
     const char *best = pt_sha256_impl();
@@ -75,6 +100,7 @@ int main(void) {
         CHECK(!strcmp(pt_sha256_impl(), impls[i]));
         test_vectors();
         test_against_libsodium(impls[i]);
+        test_prefixed_pairs(impls[i]);
         tried++;
     }
     CHECK(tried >= 1);

@@ -89,6 +89,45 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t 
     _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(abef_r, cdgh_r, 0xF0));
     _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(cdgh_r, abef_r, 8));
 }
+
+/* One block of each of two messages, their rounds interleaved: a round's sha256rnds2 waits on
+ * the previous one, so a single message leaves the unit idle part of the time; two
+ * independent ones fill it (about 1.3x the rate of hashing them one after the other). */
+__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani_x2(uint32_t h0[8], const uint8_t *p0,
+                                                                          uint32_t h1[8], const uint8_t *p1) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    uint32_t *h[2] = {h0, h1};
+    const uint8_t *p[2] = {p0, p1};
+    __m128i abef[2], cdgh[2], abef0[2], cdgh0[2], w[2][4];
+    for (int s = 0; s < 2; s++) {
+        __m128i abcd = _mm_loadu_si128((const __m128i *)&h[s][0]), efgh = _mm_loadu_si128((const __m128i *)&h[s][4]);
+        __m128i badc = _mm_shuffle_epi32(abcd, 0xB1), hgfe = _mm_shuffle_epi32(efgh, 0x1B);
+        abef0[s] = abef[s] = _mm_alignr_epi8(badc, hgfe, 8);
+        cdgh0[s] = cdgh[s] = _mm_blend_epi16(hgfe, badc, 0xF0);
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < 16; g++) {
+#pragma GCC unroll 2
+        for (int s = 0; s < 2; s++) { /* as in compress_shani */
+            if (g < 4) {
+                w[s][g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p[s] + 16 * g)), bswap);
+            } else {
+                __m128i m = _mm_sha256msg1_epu32(w[s][g & 3], w[s][(g + 1) & 3]);
+                m = _mm_add_epi32(m, _mm_alignr_epi8(w[s][(g + 3) & 3], w[s][(g + 2) & 3], 4));
+                w[s][g & 3] = _mm_sha256msg2_epu32(m, w[s][(g + 3) & 3]);
+            }
+            __m128i wk = _mm_add_epi32(w[s][g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+            cdgh[s] = _mm_sha256rnds2_epu32(cdgh[s], abef[s], wk);
+            abef[s] = _mm_sha256rnds2_epu32(abef[s], cdgh[s], _mm_shuffle_epi32(wk, 0x0E));
+        }
+    }
+    for (int s = 0; s < 2; s++) {
+        __m128i abef_r = _mm_shuffle_epi32(_mm_add_epi32(abef[s], abef0[s]), 0x1B); /* a b e f */
+        __m128i cdgh_r = _mm_shuffle_epi32(_mm_add_epi32(cdgh[s], cdgh0[s]), 0xB1); /* g h c d */
+        _mm_storeu_si128((__m128i *)&h[s][0], _mm_blend_epi16(abef_r, cdgh_r, 0xF0));
+        _mm_storeu_si128((__m128i *)&h[s][4], _mm_alignr_epi8(cdgh_r, abef_r, 8));
+    }
+}
 #endif
 
 typedef void (*compress_fn)(uint32_t h[8], const uint8_t *p, size_t blocks);
@@ -185,4 +224,56 @@ void pt_sha256(const void *data, size_t len, uint8_t out[32]) {
     pt_sha256_init(&c);
     pt_sha256_update(&c, data, len);
     pt_sha256_final(&c, out);
+}
+
+/* Block k of the padded message prefix || d (n bytes of d, nblocks blocks in all): a pointer
+ * into d where the block lies inside it (blocks after the first are d shifted by the prefix
+ * byte), else the block assembled in buf. */
+static const uint8_t *prefixed_block(uint8_t prefix, const uint8_t *d, size_t n, size_t k, size_t nblocks,
+                                     uint8_t buf[64]) {
+    size_t total = n + 1, off = 64 * k; /* off: the block's first byte in the message */
+    if (k > 0 && off + 64 <= total) return d + off - 1;
+    memset(buf, 0, 64);
+    if (k == 0) buf[0] = prefix;
+    size_t from = k == 0 ? 1 : off, to = off + 64 < total ? off + 64 : total;
+    if (from < to) memcpy(buf + (from - off), d + from - 1, to - from);
+    if (total >= off && total < off + 64) buf[total - off] = 0x80;
+    if (k == nblocks - 1) {
+        uint64_t bits = (uint64_t)total * 8;
+        for (int i = 0; i < 8; i++) buf[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    }
+    return buf;
+}
+
+static void digest_out(const uint32_t h[8], uint8_t out[32]) {
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(h[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+        out[4 * i + 3] = (uint8_t)h[i];
+    }
+}
+
+void pt_sha256_prefixed2(uint8_t prefix, const void *d0, size_t n0, const void *d1, size_t n1, uint8_t out0[32],
+                         uint8_t out1[32]) {
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    const uint8_t *d[2] = {d0, d1};
+    size_t n[2] = {n0, n1}, nb[2] = {(n0 + 9) / 64 + 1, (n1 + 9) / 64 + 1};
+    uint32_t h[2][8];
+    uint8_t buf[2][64];
+    memcpy(h[0], iv, sizeof iv);
+    memcpy(h[1], iv, sizeof iv);
+    compress_fn f = compressor();
+    size_t k = 0;
+#if PT_SHA_X86
+    if (f == compress_shani)
+        for (; k < nb[0] && k < nb[1]; k++)
+            compress_shani_x2(h[0], prefixed_block(prefix, d[0], n[0], k, nb[0], buf[0]), h[1],
+                              prefixed_block(prefix, d[1], n[1], k, nb[1], buf[1]));
+#endif
+    for (int s = 0; s < 2; s++)
+        for (size_t j = k; j < nb[s]; j++) f(h[s], prefixed_block(prefix, d[s], n[s], j, nb[s], buf[s]), 1);
+    digest_out(h[0], out0);
+    digest_out(h[1], out1);
 }

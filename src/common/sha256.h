@@ -21,6 +21,11 @@ void pt_sha256_init(pt_sha256_ctx *c);
 void pt_sha256_update(pt_sha256_ctx *c, const void *data, size_t len);
 void pt_sha256_final(pt_sha256_ctx *c, uint8_t out[32]);
 void pt_sha256(const void *data, size_t len, uint8_t out[32]);
+/* SHA-256 of two messages that each start with the same byte: out0 = H(prefix || d0[0..n0)),
+ * out1 = H(prefix || d1[0..n1)). The two are hashed together, their SHA-NI rounds interleaved
+ * (RFC 6962 leaf and node hashes, in pairs). */
+void pt_sha256_prefixed2(uint8_t prefix, const void *d0, size_t n0, const void *d1, size_t n1, uint8_t out0[32],
+                         uint8_t out1[32]);
 
 /* The compression function in use: "sha-ni" or "c". pt_sha256_select("c" | "sha-ni" | NULL
  * for the best available) switches it (tests, benchmarks); -1 if this CPU lacks it. Not

@@ -15,6 +15,11 @@ void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH]) {
     pt_sha256_final(&st, out);
 }
 
+void merkle_leaf_hash2(const void *d0, size_t n0, const void *d1, size_t n1, uint8_t out0[MERKLE_HASH],
+                       uint8_t out1[MERKLE_HASH]) {
+    pt_sha256_prefixed2(0x00, d0, n0, d1, n1, out0, out1);
+}
+
 void merkle_node_hash(const uint8_t left[MERKLE_HASH], const uint8_t right[MERKLE_HASH],
                       uint8_t out[MERKLE_HASH]) {
     uint8_t buf[1 + 2 * MERKLE_HASH];
@@ -33,7 +38,11 @@ void merkle_perfect_root(const merkle_hash *hashes, size_t n, merkle_hash *tmp, 
     }
     const merkle_hash *src = hashes;
     for (; n > 1; n /= 2) {
-        for (size_t i = 0; i < n / 2; i++) merkle_node_hash(src[2 * i], src[2 * i + 1], tmp[i]);
+        /* node i hashes 0x01 || src[2i] || src[2i+1], adjacent in memory: two nodes at a time */
+        size_t i = 0;
+        for (; i + 1 < n / 2; i += 2)
+            pt_sha256_prefixed2(0x01, src[2 * i], 2 * MERKLE_HASH, src[2 * i + 2], 2 * MERKLE_HASH, tmp[i], tmp[i + 1]);
+        if (i < n / 2) merkle_node_hash(src[2 * i], src[2 * i + 1], tmp[i]);
         src = tmp;
     }
     memcpy(out, tmp[0], MERKLE_HASH);

@@ -18,6 +18,9 @@
 typedef uint8_t merkle_hash[MERKLE_HASH];
 
 void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH]);
+/* Two leaf hashes at once (faster than two calls where the CPU has SHA-NI). */
+void merkle_leaf_hash2(const void *d0, size_t n0, const void *d1, size_t n1, uint8_t out0[MERKLE_HASH],
+                       uint8_t out1[MERKLE_HASH]);
 void merkle_node_hash(const uint8_t left[MERKLE_HASH], const uint8_t right[MERKLE_HASH],
                       uint8_t out[MERKLE_HASH]);
 void merkle_empty_root(uint8_t out[MERKLE_HASH]);

@@ -289,14 +289,17 @@ static int integrate(tlog *t, req *list, uint8_t root[32], char **cp, size_t *cp
     int rc = PT_OK;
     for (req *r = list; r && !rc; r = r->next) {
         r->first = st->size;
+        uint8_t leaf[2][MERKLE_HASH];
         for (size_t i = 0; i < r->n && !rc; i++) {
             uint8_t hdr[2] = {(uint8_t)(r->lens[i] >> 8), (uint8_t)r->lens[i]};
-            uint8_t leaf[MERKLE_HASH];
-            merkle_leaf_hash(r->data[i], r->lens[i], leaf);
+            if (i % 2 == 0 && i + 1 < r->n) /* leaf hashes two at a time */
+                merkle_leaf_hash2(r->data[i], r->lens[i], r->data[i + 1], r->lens[i + 1], leaf[0], leaf[1]);
+            else if (i % 2 == 0)
+                merkle_leaf_hash(r->data[i], r->lens[i], leaf[0]);
             if (pt_buf_append(&t->bundle, hdr, 2) || pt_buf_append(&t->bundle, r->data[i], r->lens[i]))
                 rc = pt_errf(err, PT_ENOMEM, "out of memory");
             else
-                rc = tile_stack_push(st, leaf, on_full, &w, err);
+                rc = tile_stack_push(st, leaf[i % 2], on_full, &w, err);
         }
     }
     uint64_t now = st->size;
