@@ -63,20 +63,25 @@ static void *bw_thread(void *a) {
     for (int i = 0; i < 16; i++) b->sum += s[i];
     return NULL;
 }
-/* Best of six two-thread passes over buf (n floats), three without and three with prefetch. */
+/* One pass of `threads` threads over buf (n floats): bytes/s. */
+static double bw_pass(const float *buf, size_t n, int prefetch) {
+    pthread_t th[64];
+    bw_arg a[64];
+    double t0 = pt_now();
+    size_t per = n / (size_t)threads / 64 * 64; /* whole vectors, 64-byte aligned */
+    for (int t = 0; t < threads; t++) {
+        a[t] = (bw_arg){buf + per * t, per, prefetch, 0};
+        pthread_create(&th[t], NULL, bw_thread, &a[t]);
+    }
+    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
+    return (double)per * (size_t)threads * sizeof(float) / (pt_now() - t0);
+}
+
+/* Best of six passes over buf, three without and three with prefetch. */
 static double bandwidth_over(const float *buf, size_t n) {
     double best = 0;
     for (int rep = 0; rep < 6; rep++) {
-        pthread_t th[64];
-        bw_arg a[64];
-        double t0 = pt_now();
-        size_t per = n / (size_t)threads / 64 * 64; /* whole vectors, 64-byte aligned */
-        for (int t = 0; t < threads; t++) {
-            a[t] = (bw_arg){buf + per * t, per, rep & 1, 0};
-            pthread_create(&th[t], NULL, bw_thread, &a[t]);
-        }
-        for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-        double bw = (double)per * (size_t)threads * sizeof(float) / (pt_now() - t0);
+        double bw = bw_pass(buf, n, rep & 1);
         if (bw > best) best = bw;
     }
     return best;
@@ -185,6 +190,42 @@ static double decode_tps(pt_engine *e, pt_hooks *h) {
     free(lg);
     pt_seq_free(s);
     return n_decode / dt;
+}
+
+static int cmp_d(const void *a, const void *b);
+
+/* Decode against bandwidth with the two interleaved: n_decode pairs of (one plain bandwidth
+ * pass over the 1 GiB buffer, one decode step), each step's rate taken as weight bytes ÷ its
+ * time. Returns the median step rate ÷ the median pass rate. The host's memory bandwidth swings
+ * by up to 2x within a second here, so the best of a few separate passes (the round's bound
+ * above) is compared with a decode average taken at other moments; pairing compares the same
+ * statistic over the same moments. */
+static double paired_decode(pt_engine *e, double weight_bytes, const float *buf, size_t n) {
+    const pt_config *c = pt_engine_config(e);
+    pt_seq *s = pt_seq_new(e, 0);
+    float *lg = malloc((size_t)c->vocab_size * sizeof(float));
+    double *step = malloc(n_decode * sizeof *step), *pass = malloc(n_decode * sizeof *pass);
+    int32_t toks[16];
+    for (int i = 0; i < 16; i++) toks[i] = (i * 31) % c->vocab_size;
+    pt_step st = {s, toks, 16, 0, lg};
+    pt_err err;
+    pt_engine_forward(e, &st, 1, &err);
+    for (int j = 0; j < n_decode; j++) {
+        pass[j] = bw_pass(buf, n, 0);
+        int32_t next = pt_argmax(lg, c->vocab_size);
+        st = (pt_step){s, &next, 1, 0, lg};
+        double t0 = pt_now();
+        if (pt_engine_forward(e, &st, 1, &err)) fprintf(stderr, "%s\n", err.msg);
+        step[j] = weight_bytes / (pt_now() - t0);
+    }
+    qsort(step, (size_t)n_decode, sizeof *step, cmp_d);
+    qsort(pass, (size_t)n_decode, sizeof *pass, cmp_d);
+    double r = step[n_decode / 2] / pass[n_decode / 2];
+    free(step);
+    free(pass);
+    free(lg);
+    pt_seq_free(s);
+    return r;
 }
 
 static double prefill_tps(pt_engine *e) {
@@ -383,14 +424,18 @@ int main(int argc, char **argv) {
             torch_stop(&ts[0]), torch_stop(&ts[1]);
         }
         series r_dec, r_qdec, r_pre, r_qpre, r_tdec, r_tpre, t_dec[2], t_pre[2], l_dec, l_pre, bws, fbws, r_fdec;
+        series r_pdec, r_pqdec;
         r_dec.n = r_qdec.n = r_pre.n = r_qpre.n = r_tdec.n = r_tpre.n = l_dec.n = l_pre.n = bws.n = 0;
-        fbws.n = r_fdec.n = 0;
+        fbws.n = r_fdec.n = r_pdec.n = r_pqdec.n = 0;
+        size_t pn = (size_t)1 << 28; /* the paired measurement's 1 GiB buffer */
+        float *pbuf = aligned_alloc(64, pn * sizeof(float));
+        for (size_t i = 0; pbuf && i < pn; i++) pbuf[i] = (float)(i & 7);
         t_dec[0].n = t_dec[1].n = t_pre[0].n = t_pre[1].n = 0;
         printf("%s M params: F32 %.0f MB, Q8_0 %.0f MB of weights per token\n", tok, m->weight_bytes / 1e6,
                q->weight_bytes / 1e6);
-        printf("  %5s %6s %8s %9s %7s %9s %7s %9s %9s %9s %7s %9s %7s %9s %9s\n", "round", "load", "bw GB/s", "dec F32",
+        printf("  %5s %6s %8s %9s %7s %9s %7s %9s %9s %9s %7s %9s %7s %9s %9s %8s %8s\n", "round", "load", "bw GB/s", "dec F32",
                "of bw", "dec Q8_0", "of bw", "torch dec", "(passive)", "pre F32", "sgemm", "pre Q8_0", "sgemm",
-               "torch pre", "(passive)");
+               "torch pre", "(passive)", "paired", "(Q8_0)");
         decode_tps(e, NULL), decode_tps(eq, NULL); /* warm up: page in the weights */
         for (int r = 0; r < rounds; r++) {
             /* settle() before each measurement: the one before may leave threads spinning
@@ -410,6 +455,9 @@ int main(int argc, char **argv) {
             double qpre = (settle(), prefill_tps(eq));
             double sg2 = (settle(), sgemm_rate(n_prefill, m->c.d_ff, m->c.d_model));
             if (sg2 > sg) sg = sg2;
+            double pdec = pbuf ? (settle(), paired_decode(e, m->weight_bytes, pbuf, pn)) : 0;
+            double pqdec = pbuf ? (settle(), paired_decode(eq, q->weight_bytes, pbuf, pn)) : 0;
+            if (pbuf) put(&r_pdec, pdec), put(&r_pqdec, pqdec);
             double dec_bw = dec * m->weight_bytes / bw, qdec_bw = qdec * q->weight_bytes / bw;
             double pre_sg = pre * prefill_flops(m, n_prefill) / n_prefill / sg;
             double qpre_sg = qpre * prefill_flops(q, n_prefill) / n_prefill / sg;
@@ -421,9 +469,9 @@ int main(int argc, char **argv) {
             double tdb = td0 > td1 ? td0 : td1, tpb = tp0 > tp1 ? tp0 : tp1;
             if (tdb > 0) put(&r_tdec, dec / tdb), put(&r_tpre, pre / tpb);
             printf("  %5d %6.2f %8.1f %7.1f/s %6.0f%% %7.1f/s %6.0f%% %7.1f/s %7.1f/s %7.1f/s %6.0f%% %7.1f/s %6.0f%% "
-                   "%7.1f/s %7.1f/s\n",
+                   "%7.1f/s %7.1f/s %7.0f%% %7.0f%%\n",
                    r + 1, ld, bw / 1e9, dec, 100 * dec_bw, qdec, 100 * qdec_bw, td0, td1, pre, 100 * pre_sg, qpre,
-                   100 * qpre_sg, tp0, tp1);
+                   100 * qpre_sg, tp0, tp1, 100 * pdec, 100 * pqdec);
             fflush(stdout);
         }
         char b1[96], b2[96];
@@ -435,6 +483,9 @@ int main(int argc, char **argv) {
             printf("    the same loop over the model file's mapped pages %s GB/s: decode F32 %s of that\n",
                    range(&fbws, 1, "%.1f", b1, sizeof b1), range(&r_fdec, 100, "%.0f%%", b2, sizeof b2));
         printf("    decode Q8_0 %s of its bandwidth bound\n", range(&r_qdec, 100, "%.0f%%", b1, sizeof b1));
+        if (r_pdec.n)
+            printf("    paired with bandwidth passes, step by step (median step / median pass): F32 %s, Q8_0 %s\n",
+                   range(&r_pdec, 100, "%.0f%%", b1, sizeof b1), range(&r_pqdec, 100, "%.0f%%", b2, sizeof b2));
         printf("    prefill F32 %s tok/s = %s of the sgemm rate\n", range(&l_pre, 1, "%.1f", b1, sizeof b1),
                range(&r_pre, 100, "%.0f%%", b2, sizeof b2));
         printf("    prefill Q8_0 %s of the sgemm rate\n", range(&r_qpre, 100, "%.0f%%", b1, sizeof b1));
@@ -447,6 +498,7 @@ int main(int argc, char **argv) {
                    range(&r_tdec, 1, "%.2fx", b1, sizeof b1), range(&r_tpre, 1, "%.2fx", b2, sizeof b2));
         }
         torch_stop(&ts[0]), torch_stop(&ts[1]);
+        free(pbuf);
         pt_engine_free(eq);
         /* hooks: every residual-stream hook read; one steering vector; interleaved with plain
          * decode, one pair per round */
