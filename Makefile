@@ -4,14 +4,18 @@
 #   make models  rebuild the demo models in models/ from their recipe
 #   make bench   build and run the benchmarks (figures for the README's performance table)
 #   make fuzz    build the libFuzzer targets with clang and fuzz each for FUZZ_SECONDS
+#   make test-tsan  the concurrent parts (server, receipts, logs, metrics, store) under
+#                ThreadSanitizer: not part of `make test` (minutes more); run it after
+#                changing locks or atomics
 JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 DATA ?= data
 
-.PHONY: all deps build demo models test test-fast test-asan bench fuzz clean
+.PHONY: all deps build demo models test test-fast test-asan test-tsan bench fuzz clean
 
 all: build
 
@@ -43,6 +47,16 @@ test-asan: deps
 
 test: test-fast test-asan
 
+# A race is a failure (halt_on_error). The server's tests drive the real binary, built here
+# with -fsanitize=thread, through PARITY_BIN.
+test-tsan: deps
+	@CC=clang CFLAGS="-fsanitize=thread -g -O1" LDFLAGS=-fsanitize=thread \
+	  cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j $(JOBS) \
+	  -R 'server|receipts|openai|metrics|tlog|store|finetune_jobs'
+
 bench: build
 	./scripts/bench.sh $(BUILD)
 
@@ -52,4 +66,4 @@ fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -1002,11 +1002,13 @@ int srv_ft_start(pt_server *s, pt_err *err) {
     }
     pt_store_free_list(docs, n);
     if (rc) return pt_errf(err, rc, "out of memory");
+    /* Counted before the worker starts taking jobs from the queues (a data race otherwise:
+     * ThreadSanitizer, `make test-tsan`). */
+    size_t nval = st->nval, ntrain = st->ntrain;
     if (pthread_create(&st->thread, NULL, worker, s)) return pt_errf(err, PT_EINTERNAL, "cannot start the fine-tuning worker");
     st->started = 1;
-    if (st->nval || st->ntrain)
-        fprintf(stderr, "parity: fine-tuning: %zu job(s) to validate, %zu queued from the previous run\n", st->nval,
-                st->ntrain);
+    if (nval || ntrain)
+        fprintf(stderr, "parity: fine-tuning: %zu job(s) to validate, %zu queued from the previous run\n", nval, ntrain);
     return PT_OK;
 }
 
