@@ -35,7 +35,7 @@ static char data_dir[256], port_file[300], src_dir[1024];
 static char keys[4][PT_KEY_MAX_LEN];
 static const char *const placeholders[4] = {"@ADMIN@", "@AL1@", "@AL2@", "@AL3@"};
 static const char *const orgs[4] = {"lab-safety", "indie-redteam", "uni-interp", "aisi-eval"};
-static volatile sig_atomic_t stop_flag;
+static atomic_int stop_flag; /* set by this thread, read by the server thread */
 static pthread_t server_thread;
 static int port;
 
@@ -64,7 +64,7 @@ static void *serve(void *arg) {
 }
 
 static void shutdown_world(void) {
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
     pthread_join(server_thread, NULL);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);

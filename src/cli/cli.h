@@ -20,8 +20,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 int cli_wants_help(int argc, char **argv);
 
 #include <signal.h>
+#include <stdatomic.h>
 /* For long-running commands (serve, demo): installs SIGTERM/SIGINT handlers that set the
  * returned flag (graceful shutdown) and ignores SIGPIPE. */
-volatile sig_atomic_t *cli_stop_flag(void);
+atomic_int *cli_stop_flag(void);
 
 #endif

@@ -38,13 +38,16 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
     return 2;
 }
 
-static volatile sig_atomic_t stop_flag;
+/* A lock-free atomic: safe to store from a signal handler (C11 7.14.1.1) and to read from
+ * other threads. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic_int must be lock-free for the signal handler");
+static atomic_int stop_flag;
 static void on_stop_signal(int sig) {
     (void)sig;
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
 }
 
-volatile sig_atomic_t *cli_stop_flag(void) {
+atomic_int *cli_stop_flag(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;

@@ -93,7 +93,7 @@ typedef struct pool {
     _Alignas(64) atomic_int done;
     pool_fn fn;
     void *ctx;
-    int stop;
+    atomic_int stop; /* read by spinning workers outside mu */
 } pool;
 
 typedef struct worker_arg {
@@ -156,10 +156,10 @@ static void *pool_main(void *arg) {
         }
         if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
             pthread_mutex_lock(&p->mu);
-            while (atomic_load(&p->gen) == seen && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
-        if (p->stop) return NULL;
+        if (atomic_load(&p->stop)) return NULL;
         seen = atomic_load(&p->gen);
         pool_work(p, tid);
     }
@@ -231,7 +231,7 @@ static pool *pool_new(int n) {
 static void pool_free(pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     atomic_fetch_add(&p->gen, 1);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);

@@ -1093,7 +1093,7 @@ static int start_receipts(pt_server *s, pt_err *err) {
     return rc;
 }
 
-int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err) {
+int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
     pt_server *s = calloc(1, sizeof *s);
     if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
@@ -1136,7 +1136,7 @@ int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err
         pt_write_atomic(o->port_file, num, (size_t)n, 0644, NULL);
     }
     double last_flush = pt_now();
-    while (!*stop) {
+    while (!atomic_load(stop)) {
         usleep(50000);
         if (pt_now() - last_flush >= 1.0) {
             pt_err ferr;

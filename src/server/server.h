@@ -10,6 +10,7 @@
 #define PARITY_SERVER_SERVER_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "common/err.h"
@@ -45,9 +46,10 @@ void pt_serve_defaults(pt_serve_options *o);
  * unknown keys are errors with file:line:column. */
 int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err);
 
-/* Runs the server until *stop becomes non-zero (a signal handler sets it), then shuts down
- * gracefully: stops accepting, lets in-flight requests finish, flushes counters and logs.
- * Prints one "listening on http://HOST:PORT" line to stderr once ready. */
-int pt_serve(const pt_serve_options *o, volatile sig_atomic_t *stop, pt_err *err);
+/* Runs the server until *stop becomes non-zero (a signal handler or another thread sets it:
+ * a lock-free atomic serves both), then shuts down gracefully: stops accepting, lets
+ * in-flight requests finish, flushes counters and logs. Prints one "listening on
+ * http://HOST:PORT" line to stderr once ready. */
+int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err);
 
 #endif
