@@ -87,15 +87,6 @@ static double bandwidth_over(const float *buf, size_t n) {
     return best;
 }
 
-static double read_bandwidth(void) {
-    size_t n = (size_t)1 << 28; /* 1 GiB */
-    float *buf = aligned_alloc(64, n * sizeof(float));
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
-    double best = bandwidth_over(buf, n);
-    free(buf);
-    return best;
-}
-
 /* The same loop over a read-only mapping of the model's weight file: the page-cache pages
  * the engine's own mapping reads (a second reference, not the bound: see docs/engine-perf.md).
  * 0 when the file cannot be mapped. */
@@ -192,7 +183,10 @@ static double decode_tps(pt_engine *e, pt_hooks *h) {
     return n_decode / dt;
 }
 
-static int cmp_d(const void *a, const void *b);
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
 
 /* Decode against bandwidth with the two interleaved: n_decode pairs of (one plain bandwidth
  * pass over the 1 GiB buffer, one decode step), each step's rate taken as weight bytes ÷ its
@@ -322,10 +316,6 @@ typedef struct series {
 static void put(series *s, double x) {
     if (s->n < MAX_ROUNDS) s->v[s->n++] = x;
 }
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 /* "min–max (median m)" of the series, scaled by mul, with fmt for each number. */
 static const char *range(series *s, double mul, const char *fmt, char *buf, size_t cap) {
     if (!s->n) return snprintf(buf, cap, "-"), buf;
@@ -402,6 +392,12 @@ int main(int argc, char **argv) {
                rounds, load1());
         pt_backend_free(probe);
     }
+    /* The 1 GiB the bandwidth passes read (every round, and beside every paired decode step),
+     * allocated and paged in once. */
+    size_t bwn = (size_t)1 << 28;
+    float *bwbuf = aligned_alloc(64, bwn * sizeof(float));
+    if (!bwbuf) return fprintf(stderr, "bench_engine: out of memory for the 1 GiB bandwidth buffer\n"), 1;
+    for (size_t i = 0; i < bwn; i++) bwbuf[i] = (float)(i & 7);
     char *save = NULL;
     for (char *tok = strtok_r(sizes, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         const size_spec *s = NULL;
@@ -427,9 +423,6 @@ int main(int argc, char **argv) {
         series r_pdec, r_pqdec;
         r_dec.n = r_qdec.n = r_pre.n = r_qpre.n = r_tdec.n = r_tpre.n = l_dec.n = l_pre.n = bws.n = 0;
         fbws.n = r_fdec.n = r_pdec.n = r_pqdec.n = 0;
-        size_t pn = (size_t)1 << 28; /* the paired measurement's 1 GiB buffer */
-        float *pbuf = aligned_alloc(64, pn * sizeof(float));
-        for (size_t i = 0; pbuf && i < pn; i++) pbuf[i] = (float)(i & 7);
         t_dec[0].n = t_dec[1].n = t_pre[0].n = t_pre[1].n = 0;
         printf("%s M params: F32 %.0f MB, Q8_0 %.0f MB of weights per token\n", tok, m->weight_bytes / 1e6,
                q->weight_bytes / 1e6);
@@ -442,11 +435,11 @@ int main(int argc, char **argv) {
              * (OpenBLAS's after a threaded sgemm, OpenMP's in PyTorch's default-policy
              * process, for ~0.1 s), which would be charged to the next one. */
             double ld = load1();
-            double bw = (settle(), read_bandwidth());
+            double bw = (settle(), bandwidth_over(bwbuf, bwn));
             double dec = (settle(), decode_tps(e, NULL));
             double td0 = (settle(), torch_ask(&ts[0], "d")), td1 = (settle(), torch_ask(&ts[1], "d"));
             double qdec = (settle(), decode_tps(eq, NULL));
-            double bw2 = (settle(), read_bandwidth());
+            double bw2 = (settle(), bandwidth_over(bwbuf, bwn));
             if (bw2 > bw) bw = bw2; /* the higher: the stricter bound */
             double fbw = (settle(), file_bandwidth(path));
             double sg = (settle(), sgemm_rate(n_prefill, m->c.d_ff, m->c.d_model));
@@ -455,9 +448,9 @@ int main(int argc, char **argv) {
             double qpre = (settle(), prefill_tps(eq));
             double sg2 = (settle(), sgemm_rate(n_prefill, m->c.d_ff, m->c.d_model));
             if (sg2 > sg) sg = sg2;
-            double pdec = pbuf ? (settle(), paired_decode(e, m->weight_bytes, pbuf, pn)) : 0;
-            double pqdec = pbuf ? (settle(), paired_decode(eq, q->weight_bytes, pbuf, pn)) : 0;
-            if (pbuf) put(&r_pdec, pdec), put(&r_pqdec, pqdec);
+            double pdec = (settle(), paired_decode(e, m->weight_bytes, bwbuf, bwn));
+            double pqdec = (settle(), paired_decode(eq, q->weight_bytes, bwbuf, bwn));
+            put(&r_pdec, pdec), put(&r_pqdec, pqdec);
             double dec_bw = dec * m->weight_bytes / bw, qdec_bw = qdec * q->weight_bytes / bw;
             double pre_sg = pre * prefill_flops(m, n_prefill) / n_prefill / sg;
             double qpre_sg = qpre * prefill_flops(q, n_prefill) / n_prefill / sg;
@@ -483,9 +476,8 @@ int main(int argc, char **argv) {
             printf("    the same loop over the model file's mapped pages %s GB/s: decode F32 %s of that\n",
                    range(&fbws, 1, "%.1f", b1, sizeof b1), range(&r_fdec, 100, "%.0f%%", b2, sizeof b2));
         printf("    decode Q8_0 %s of its bandwidth bound\n", range(&r_qdec, 100, "%.0f%%", b1, sizeof b1));
-        if (r_pdec.n)
-            printf("    paired with bandwidth passes, step by step (median step / median pass): F32 %s, Q8_0 %s\n",
-                   range(&r_pdec, 100, "%.0f%%", b1, sizeof b1), range(&r_pqdec, 100, "%.0f%%", b2, sizeof b2));
+        printf("    paired with bandwidth passes, step by step (median step / median pass): F32 %s, Q8_0 %s\n",
+               range(&r_pdec, 100, "%.0f%%", b1, sizeof b1), range(&r_pqdec, 100, "%.0f%%", b2, sizeof b2));
         printf("    prefill F32 %s tok/s = %s of the sgemm rate\n", range(&l_pre, 1, "%.1f", b1, sizeof b1),
                range(&r_pre, 100, "%.0f%%", b2, sizeof b2));
         printf("    prefill Q8_0 %s of the sgemm rate\n", range(&r_qpre, 100, "%.0f%%", b1, sizeof b1));
@@ -498,7 +490,6 @@ int main(int argc, char **argv) {
                    range(&r_tdec, 1, "%.2fx", b1, sizeof b1), range(&r_tpre, 1, "%.2fx", b2, sizeof b2));
         }
         torch_stop(&ts[0]), torch_stop(&ts[1]);
-        free(pbuf);
         pt_engine_free(eq);
         /* hooks: every residual-stream hook read; one steering vector; interleaved with plain
          * decode, one pair per round */
@@ -532,6 +523,7 @@ int main(int argc, char **argv) {
         }
         pt_engine_free(e);
     }
+    free(bwbuf);
     /* peak RSS of an mmapped F16 model, in a fresh process */
     char path[512], cmd[1200];
     if (!make(&specs[1], "F16", path, sizeof path)) {

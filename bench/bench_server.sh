@@ -11,10 +11,11 @@
 #    in the default --receipts async mode, then once in durable mode, metrics) against
 #    bench_http_baseline (the same http.c layer, one fixed JSON body, the same bytes), wrk -t2
 #    -c64 keep-alive, alternating baseline/server ROUNDS_A times (short runs, many rounds: the
-#    host's speed drifts by tens of percent within minutes), with the median ratio. Both get the same request bytes
-#    (the Authorization header too: the baseline ignores it; receiving it is not auth's cost). Besides req/s, each run reports the
-#    server process's CPU per request (user+system from /proc/PID/stat), which other load on the
-#    machine disturbs much less than throughput.
+#    host's speed drifts by tens of percent within minutes), with the median ratio. Both get
+#    the same request bytes (the Authorization header too: the baseline ignores it; receiving
+#    it is not auth's cost). Besides req/s, each run reports the server process's CPU per
+#    request (user+system from /proc/PID/stat), which other load on the machine disturbs much
+#    less than throughput.
 # b. 8 completions of 64 tokens on a random ~25M-parameter Llama: one by one, then all at once
 #    (continuous batching); tokens/s of both and the ratio, ROUNDS_B times alternating, with the
 #    median; after a warm-up (one completion, then one concurrent batch) that is not counted.

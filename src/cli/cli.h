@@ -10,6 +10,8 @@
 #ifndef PARITY_CLI_CLI_H
 #define PARITY_CLI_CLI_H
 
+#include <stdatomic.h>
+
 #include "common/err.h"
 
 /* Prints "parity: MESSAGE" to stderr and returns 1. */
@@ -19,8 +21,6 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* 1 if argv has -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 
-#include <signal.h>
-#include <stdatomic.h>
 /* For long-running commands (serve, demo): installs SIGTERM/SIGINT handlers that set the
  * returned flag (graceful shutdown) and ignores SIGPIPE. */
 atomic_int *cli_stop_flag(void);

@@ -2,7 +2,6 @@
  * each organisation of the demo world, and the server on the shipped demo models. */
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,5 @@
 /* parity serve — the HTTP API (see docs/server.md). */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

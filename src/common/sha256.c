@@ -56,77 +56,68 @@ static void compress_c(uint32_t h[8], const uint8_t *p, size_t blocks) {
  * sha256rnds2 runs two rounds from the low two words of message + constant, sha256msg1/2
  * compute the message schedule four words at a time:
  *   W[g] = msg2(msg1(W[g-4], W[g-3]) + (words 4g-7 .. 4g-4), W[g-1]). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t h[8], const uint8_t *p,
-                                                                       size_t blocks) {
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-    __m128i abcd = _mm_loadu_si128((const __m128i *)&h[0]); /* lanes a b c d */
-    __m128i efgh = _mm_loadu_si128((const __m128i *)&h[4]);
+#define PT_SHANI __attribute__((target("sha,sse4.1,ssse3")))
+
+/* h (a..h) into ABEF (lanes f e b a) and CDGH (lanes h g d c), and back. */
+PT_SHANI static inline void shani_load(const uint32_t h[8], __m128i *abef, __m128i *cdgh) {
+    __m128i abcd = _mm_loadu_si128((const __m128i *)&h[0]), efgh = _mm_loadu_si128((const __m128i *)&h[4]);
     __m128i badc = _mm_shuffle_epi32(abcd, 0xB1), hgfe = _mm_shuffle_epi32(efgh, 0x1B);
-    __m128i abef = _mm_alignr_epi8(badc, hgfe, 8);    /* lanes f e b a */
-    __m128i cdgh = _mm_blend_epi16(hgfe, badc, 0xF0); /* lanes h g d c */
-    for (; blocks--; p += 64) {
-        __m128i abef0 = abef, cdgh0 = cdgh, w[4];
-#pragma GCC unroll 16
-        for (int g = 0; g < 16; g++) {
-            if (g < 4) {
-                w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
-            } else {
-                __m128i m = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
-                m = _mm_add_epi32(m, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
-                w[g & 3] = _mm_sha256msg2_epu32(m, w[(g + 3) & 3]);
-            }
-            __m128i wk = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
-            /* Two rounds give a new ABEF, and the old ABEF is the new CDGH: so the two
-             * registers trade roles twice per four rounds and end where they began. */
-            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
-            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
-        }
-        abef = _mm_add_epi32(abef, abef0);
-        cdgh = _mm_add_epi32(cdgh, cdgh0);
-    }
+    *abef = _mm_alignr_epi8(badc, hgfe, 8);
+    *cdgh = _mm_blend_epi16(hgfe, badc, 0xF0);
+}
+PT_SHANI static inline void shani_store(uint32_t h[8], __m128i abef, __m128i cdgh) {
     __m128i abef_r = _mm_shuffle_epi32(abef, 0x1B); /* a b e f */
     __m128i cdgh_r = _mm_shuffle_epi32(cdgh, 0xB1); /* g h c d */
     _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(abef_r, cdgh_r, 0xF0));
     _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(cdgh_r, abef_r, 8));
 }
 
+/* Rounds 4g .. 4g+3 of the block at p (w: the schedule's last four words). */
+PT_SHANI static inline __attribute__((always_inline)) void shani_rounds4(int g, const uint8_t *p, __m128i w[4],
+                                                                        __m128i *abef, __m128i *cdgh) {
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    if (g < 4) {
+        w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
+    } else {
+        __m128i m = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
+        m = _mm_add_epi32(m, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
+        w[g & 3] = _mm_sha256msg2_epu32(m, w[(g + 3) & 3]);
+    }
+    __m128i wk = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+    /* Two rounds give a new ABEF, and the old ABEF is the new CDGH: so the two registers
+     * trade roles twice per four rounds and end where they began. */
+    *cdgh = _mm_sha256rnds2_epu32(*cdgh, *abef, wk);
+    *abef = _mm_sha256rnds2_epu32(*abef, *cdgh, _mm_shuffle_epi32(wk, 0x0E));
+}
+
+PT_SHANI static void compress_shani(uint32_t h[8], const uint8_t *p, size_t blocks) {
+    __m128i abef, cdgh;
+    shani_load(h, &abef, &cdgh);
+    for (; blocks--; p += 64) {
+        __m128i abef0 = abef, cdgh0 = cdgh, w[4];
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; g++) shani_rounds4(g, p, w, &abef, &cdgh);
+        abef = _mm_add_epi32(abef, abef0);
+        cdgh = _mm_add_epi32(cdgh, cdgh0);
+    }
+    shani_store(h, abef, cdgh);
+}
+
 /* One block of each of two messages, their rounds interleaved: a round's sha256rnds2 waits on
  * the previous one, so a single message leaves the unit idle part of the time; two
  * independent ones fill it (about 1.3x the rate of hashing them one after the other). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani_x2(uint32_t h0[8], const uint8_t *p0,
-                                                                          uint32_t h1[8], const uint8_t *p1) {
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-    uint32_t *h[2] = {h0, h1};
-    const uint8_t *p[2] = {p0, p1};
-    __m128i abef[2], cdgh[2], abef0[2], cdgh0[2], w[2][4];
-    for (int s = 0; s < 2; s++) {
-        __m128i abcd = _mm_loadu_si128((const __m128i *)&h[s][0]), efgh = _mm_loadu_si128((const __m128i *)&h[s][4]);
-        __m128i badc = _mm_shuffle_epi32(abcd, 0xB1), hgfe = _mm_shuffle_epi32(efgh, 0x1B);
-        abef0[s] = abef[s] = _mm_alignr_epi8(badc, hgfe, 8);
-        cdgh0[s] = cdgh[s] = _mm_blend_epi16(hgfe, badc, 0xF0);
-    }
+PT_SHANI static void compress_shani_x2(uint32_t h0[8], const uint8_t *p0, uint32_t h1[8], const uint8_t *p1) {
+    __m128i abef0, cdgh0, abef1, cdgh1, w0[4], w1[4];
+    shani_load(h0, &abef0, &cdgh0);
+    shani_load(h1, &abef1, &cdgh1);
+    const __m128i a0 = abef0, c0 = cdgh0, a1 = abef1, c1 = cdgh1;
 #pragma GCC unroll 16
     for (int g = 0; g < 16; g++) {
-#pragma GCC unroll 2
-        for (int s = 0; s < 2; s++) { /* as in compress_shani */
-            if (g < 4) {
-                w[s][g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p[s] + 16 * g)), bswap);
-            } else {
-                __m128i m = _mm_sha256msg1_epu32(w[s][g & 3], w[s][(g + 1) & 3]);
-                m = _mm_add_epi32(m, _mm_alignr_epi8(w[s][(g + 3) & 3], w[s][(g + 2) & 3], 4));
-                w[s][g & 3] = _mm_sha256msg2_epu32(m, w[s][(g + 3) & 3]);
-            }
-            __m128i wk = _mm_add_epi32(w[s][g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
-            cdgh[s] = _mm_sha256rnds2_epu32(cdgh[s], abef[s], wk);
-            abef[s] = _mm_sha256rnds2_epu32(abef[s], cdgh[s], _mm_shuffle_epi32(wk, 0x0E));
-        }
+        shani_rounds4(g, p0, w0, &abef0, &cdgh0);
+        shani_rounds4(g, p1, w1, &abef1, &cdgh1);
     }
-    for (int s = 0; s < 2; s++) {
-        __m128i abef_r = _mm_shuffle_epi32(_mm_add_epi32(abef[s], abef0[s]), 0x1B); /* a b e f */
-        __m128i cdgh_r = _mm_shuffle_epi32(_mm_add_epi32(cdgh[s], cdgh0[s]), 0xB1); /* g h c d */
-        _mm_storeu_si128((__m128i *)&h[s][0], _mm_blend_epi16(abef_r, cdgh_r, 0xF0));
-        _mm_storeu_si128((__m128i *)&h[s][4], _mm_alignr_epi8(cdgh_r, abef_r, 8));
-    }
+    shani_store(h0, _mm_add_epi32(abef0, a0), _mm_add_epi32(cdgh0, c0));
+    shani_store(h1, _mm_add_epi32(abef1, a1), _mm_add_epi32(cdgh1, c1));
 }
 #endif
 
@@ -177,9 +168,21 @@ const char *pt_sha256_impl(void) {
     return "c";
 }
 
+/* The initial state: the first 32 bits of the fractional parts of the square roots of the
+ * first 8 primes. */
+static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+static void digest_out(const uint32_t h[8], uint8_t out[32]) {
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(h[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+        out[4 * i + 3] = (uint8_t)h[i];
+    }
+}
+
 void pt_sha256_init(pt_sha256_ctx *c) {
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(c->h, iv, sizeof iv);
     c->bytes = 0;
 }
@@ -211,12 +214,7 @@ void pt_sha256_final(pt_sha256_ctx *c, uint8_t out[32]) {
     size_t n = (have < 56 ? 56 : 120) - have; /* to 56 mod 64, then the 8-byte length */
     for (int i = 0; i < 8; i++) pad[n + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
     pt_sha256_update(c, pad, n + 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(c->h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)c->h[i];
-    }
+    digest_out(c->h, out);
 }
 
 void pt_sha256(const void *data, size_t len, uint8_t out[32]) {
@@ -245,19 +243,8 @@ static const uint8_t *prefixed_block(uint8_t prefix, const uint8_t *d, size_t n,
     return buf;
 }
 
-static void digest_out(const uint32_t h[8], uint8_t out[32]) {
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)h[i];
-    }
-}
-
 void pt_sha256_prefixed2(uint8_t prefix, const void *d0, size_t n0, const void *d1, size_t n1, uint8_t out0[32],
                          uint8_t out1[32]) {
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     const uint8_t *d[2] = {d0, d1};
     size_t n[2] = {n0, n1}, nb[2] = {(n0 + 9) / 64 + 1, (n1 + 9) / 64 + 1};
     uint32_t h[2][8];

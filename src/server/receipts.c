@@ -35,7 +35,6 @@
  * queue under mu; a writer takes it whole and puts a spare in its place, so in steady state a
  * receipt costs no allocation on either side (the buffers keep their capacity). */
 typedef struct slot {
-    size_t len;
     pt_receipt_done done;
     void *ctx;
 } slot;
@@ -43,6 +42,7 @@ typedef struct slot {
 typedef struct queue {
     pt_buf bytes;
     slot *slots;
+    size_t *lens;
     const void **data; /* write_batch's pointers into bytes */
     size_t n, cap;
 } queue;
@@ -85,6 +85,7 @@ static void queue_free(queue *q) {
     if (!q) return;
     pt_buf_free(&q->bytes);
     free(q->slots);
+    free(q->lens);
     free(q->data);
     free(q);
 }
@@ -96,13 +97,17 @@ static int queue_push(queue *q, const char *entry, size_t len, pt_receipt_done d
         slot *s = realloc(q->slots, cap * sizeof *s);
         if (!s) return PT_ENOMEM;
         q->slots = s;
+        size_t *l = realloc(q->lens, cap * sizeof *l);
+        if (!l) return PT_ENOMEM;
+        q->lens = l;
         const void **d = realloc(q->data, cap * sizeof *d);
         if (!d) return PT_ENOMEM;
         q->data = d;
         q->cap = cap;
     }
     if (pt_buf_append(&q->bytes, entry, len)) return PT_ENOMEM;
-    q->slots[q->n++] = (slot){len, done, ctx};
+    q->lens[q->n] = len;
+    q->slots[q->n++] = (slot){done, ctx};
     return PT_OK;
 }
 
@@ -143,25 +148,13 @@ static void maybe_publish(pt_receipts *r) {
 static void write_batch(pt_receipts *r, queue *q, uint64_t expect_first) {
     uint64_t first = 0;
     pt_err err = {0};
-    size_t *lens = malloc(q->n * sizeof *lens);
-    int rc;
-    if (!lens) {
-        rc = pt_errf(&err, PT_ENOMEM, "out of memory");
-    } else {
-        size_t off = 0;
-        for (size_t i = 0; i < q->n; i++) {
-            q->data[i] = q->bytes.data + off;
-            lens[i] = q->slots[i].len;
-            off += lens[i];
-        }
-        pthread_mutex_lock(&r->mu);
-        if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
-        pthread_mutex_unlock(&r->mu);
-        rc = tlog_journal_append(r->log, q->data, lens, q->n, &first, &err);
-        if (!rc && r->mode == PT_RECEIPTS_ASYNC && first != expect_first)
-            rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
-    }
-    free(lens);
+    for (size_t i = 0, off = 0; i < q->n; off += q->lens[i++]) q->data[i] = q->bytes.data + off;
+    pthread_mutex_lock(&r->mu);
+    if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
+    pthread_mutex_unlock(&r->mu);
+    int rc = tlog_journal_append(r->log, q->data, q->lens, q->n, &first, &err);
+    if (!rc && r->mode == PT_RECEIPTS_ASYNC && first != expect_first)
+        rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
     for (size_t i = 0; i < q->n; i++)
         if (q->slots[i].done) q->slots[i].done(q->slots[i].ctx, rc, rc ? 0 : first + i);
     size_t n = q->n;

@@ -330,6 +330,13 @@ static void receipt_done(void *ctx, int rc, uint64_t index) {
     http_resume(c->req);
 }
 
+/* Durable receipts: the held response back into resp (its buffer taken over). */
+static void take_held(call *c, http_resp *resp) {
+    *resp = *c->held;
+    free(c->held);
+    c->held = NULL;
+}
+
 /* Async receipts: called inside pt_receipts_submit on this thread; nothing to resume. */
 static void receipt_now(void *ctx, int rc, uint64_t index) {
     call *c = ctx;
@@ -371,9 +378,7 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
     if (pt_receipts_submit(s->receipts, text, strlen(text), receipt_done, c)) {
         free(text);
         c->receipt_rc = PT_EIO;
-        *resp = *c->held;
-        free(c->held);
-        c->held = NULL;
+        take_held(c, resp);
         answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
         return HTTP_DONE;
     }
@@ -1026,9 +1031,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
     }
     if (c->phase == 2) { /* the receipt is durable (or failed): answer */
         pt_buf_free(&resp->body);
-        *resp = *c->held;
-        free(c->held);
-        c->held = NULL;
+        take_held(c, resp);
         if (c->receipt_rc) {
             answer_unaudited(resp, "The audit log did not accept this request's receipt; it was not served.");
         } else {

@@ -9,7 +9,6 @@
 #ifndef PARITY_SERVER_SERVER_H
 #define PARITY_SERVER_SERVER_H
 
-#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 

@@ -101,9 +101,9 @@ void pt_store_close(pt_store *s) {
     free(s);
 }
 
-/* Other processes' commits (PRAGMA data_version) are looked for at most once per
- * VERSION_POLL seconds: the pragma opens a read transaction (three system calls), and the
- * server asks on every request. This connection's own changes count at once. */
+/* Other connections' commits (PRAGMA data_version) are looked for at most once per
+ * VERSION_POLL_US microseconds: the pragma opens a read transaction (three system calls), and
+ * the server asks on every request. This handle's own key changes count at once. */
 #define VERSION_POLL_US 2000
 
 static int version_fresh(const pt_store *s, int64_t now) {
