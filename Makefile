@@ -44,7 +44,14 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE slow
 
-test: test-fast test-asan
+# Both halves always run; each prints its result, and the target fails if either failed.
+test: deps
+	@fast=0; asan=0; \
+	$(MAKE) --no-print-directory test-fast || fast=$$?; \
+	$(MAKE) --no-print-directory test-asan || asan=$$?; \
+	echo "make test: normal build: $$( [ $$fast -eq 0 ] && echo passed || echo FAILED )"; \
+	echo "make test: ASan+UBSan build: $$( [ $$asan -eq 0 ] && echo passed || echo FAILED )"; \
+	[ $$fast -eq 0 ] && [ $$asan -eq 0 ]
 
 # A race is a failure (halt_on_error). The server's tests drive the real binary, built here
 # with -fsanitize=thread, through PARITY_BIN.

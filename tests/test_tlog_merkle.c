@@ -119,11 +119,11 @@ static void walk(const char *dir, int inclusion) {
 }
 
 static void test_vectors(void) {
-    const char *shared = getenv("PARITY_SHARED");
+    const char *src = getenv("PARITY_SRC");
     char p[4096];
-    snprintf(p, sizeof p, "%s/testdata/merkle/inclusion", shared ? shared : "../shared");
+    snprintf(p, sizeof p, "%s/tests/data/merkle/inclusion", src ? src : "..");
     walk(p, 1);
-    snprintf(p, sizeof p, "%s/testdata/merkle/consistency", shared ? shared : "../shared");
+    snprintf(p, sizeof p, "%s/tests/data/merkle/consistency", src ? src : "..");
     walk(p, 0);
     printf("vectors: %d inclusion, %d consistency, %d expected errors\n", n_incl, n_cons, n_wanterr);
     CHECK(n_incl > 50 && n_cons > 50 && n_wanterr > 50);
