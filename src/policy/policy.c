@@ -1,7 +1,7 @@
 /* see policy.h — parsing, validation and the JSON form of the access policy. */
 #include "policy/policy.h"
 #include "policy/policy_internal.h"
-#include "policy/ytree.h"
+#include "common/ytree.h"
 
 #include <fnmatch.h>
 #include <stdarg.h>

@@ -12,7 +12,7 @@
 #include "engine/lora.h"
 #include "engine/modelfile.h"
 #include "engine/tokenizer.h"
-#include "policy/ytree.h"
+#include "common/ytree.h"
 #include "train/finetune.h"
 #include "train/train.h"
 
