@@ -31,21 +31,6 @@ static int train_threads(const pt_train_opts *o) {
 #define ATT_THREADS(o) train_threads(o)
 
 
-/* ---- PRNG ------------------------------------------------------------------------------ */
-
-uint64_t pt_rng_below(pt_rng *r, uint64_t n) {
-    uint64_t lim = -n % n; /* 2^64 mod n: reject the short last bucket */
-    for (;;) {
-        uint64_t x = pt_rng_next(r);
-        if (x >= lim) return x % n;
-    }
-}
-
-double pt_rng_normal(pt_rng *r) {
-    double u1 = ((pt_rng_next(r) >> 11) + 1) * 0x1.0p-53, u2 = (pt_rng_next(r) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
-
 /* ---- vectorisable element-wise helpers ------------------------------------------------ */
 
 /* e^x in float (Cephes' polynomial after x = n·ln2 + r; within 2 ulp of expf), written
@@ -710,14 +695,11 @@ static void drop_rows(void *arg, int part, int r0, int r1) {
     for (int i = r0; i < r1; i++) {
         const float *sr = j->src + (size_t)i * j->lds;
         float *o = j->out + (size_t)i * j->ldo;
-        const uint64_t base = j->seed + (uint64_t)i * (uint64_t)words * 0x9E3779B97F4A7C15ull;
+        const uint64_t base = j->seed + (uint64_t)i * (uint64_t)words * PT_SPLITMIX64_GAMMA;
         for (int w0 = 0; w0 < words; w0 += CW) {
             const int nw = words - w0 < CW ? words - w0 : CW;
             for (int w = 0; w < nw; w++) {
-                uint64_t z = base + (uint64_t)(w0 + w + 1) * 0x9E3779B97F4A7C15ull;
-                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-                z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-                z ^= z >> 31;
+                const uint64_t z = pt_splitmix64_mix(base + (uint64_t)(w0 + w + 1) * PT_SPLITMIX64_GAMMA);
                 for (int q = 0; q < 4; q++) u[4 * w + q] = (uint16_t)(z >> (16 * q));
             }
             const int e0 = 4 * w0, ne = in - e0 < 4 * nw ? in - e0 : 4 * nw;
