@@ -11,6 +11,9 @@ names the file's own module or one of the modules it may use, and a header named
   server                     all of the above
   cli                        all of the above and server
 
+And one way of each (docs/dev.md, Conventions): `cblas_sgemm(` is called only in
+engine/blas.h (pt_sgemm), and splitmix64's constant appears only in common/rng.h.
+
 A new folder under src/ must be added here (and to the doc) before it passes. The checker is
 first run on a small tree with known faults, so a checker that finds nothing fails.
 """
@@ -32,6 +35,11 @@ ALLOWED = {
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
+# (pattern, the one file under src/ that may contain it): the single entry points.
+ONLY_IN = [
+    (re.compile(r"\bcblas_sgemm\s*\("), "engine/blas.h"),
+    (re.compile(r"0x9e3779b97f4a7c15", re.I), "common/rng.h"),
+]
 
 
 def table_is_acyclic(allowed):
@@ -73,6 +81,9 @@ def violations(src):
             path = os.path.join(d, name)
             with open(path, encoding="utf-8") as f:
                 for ln, line in enumerate(f, 1):
+                    for pat, home in ONLY_IN:
+                        if pat.search(line) and f"{mod}/{name}" != home and not line.lstrip().startswith("*"):
+                            out.append(f"{path}:{ln}: '{pat.pattern}' belongs only in src/{home}")
                     m = INCLUDE.match(line)
                     if not m or "/" not in m.group(1):
                         continue
@@ -104,9 +115,10 @@ def self_check():
         put("policy/history.h", "#include \"gap/gap.h\"\n")
         put("gap/gap.c", "#include \"policy/inner_internal.h\"\n")
         put("extra/x.c", "\n")
+        put("gap/gemm.c", "    cblas_sgemm(CblasRowMajor, 0);\n")
         v = violations(t)
         want = ["history.h:1: policy includes gap/gap.h", "gap.c:1: gap includes policy/inner_internal.h, internal",
-                "module 'extra' is not in the module order"]
+                "module 'extra' is not in the module order", "gemm.c:1: '\\bcblas_sgemm"]
         missing = [w for w in want if not any(w in x for x in v)]
         if missing:
             return "the checker missed: " + "; ".join(missing)
@@ -128,7 +140,7 @@ def main():
     v = violations(src)
     for line in v:
         print(line)
-    print(("FAIL" if v else "ok") + f" - src/ follows the module order ({len(v)} violations)")
+    print(("FAIL" if v else "ok") + f" - src/ follows the module order and its single entry points ({len(v)} violations)")
     return 1 if fail or v else 0
 
 
