@@ -18,11 +18,7 @@
  *     (sched_yield) for ~0.1 s and took a core from the decode steps after every prefill.
  */
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -68,8 +64,6 @@
 /* Decode-sized sequences per attention dispatch (the task table is on the stack). */
 #define PT_ATT_BATCH_MAX 256
 
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
 extern char *openblas_get_corename(void);
 
 /* ---- thread pool: common/pool.h; sgemm: engine/blas.h ------------------------------- */
