@@ -4,10 +4,10 @@
  * step. The sampler applies, in Hugging Face's order:
  *   repetition penalty (positive logits of already-seen tokens divided by the penalty,
  *   negative ones multiplied) → temperature → top-k → top-p → min-p,
- * and draws from what is left with its own PRNG (common/rng.h: xoshiro256**, seeded through splitmix64), so
- * a seed gives the same tokens on every machine; temperature 0 is greedy (argmax, lowest id on
- * ties). Log-probs are taken from the log-softmax of the raw logits over the whole vocabulary,
- * before any of the transforms above (what OpenAI-style logprobs report).
+ * and draws from what is left with its own PRNG (common/rng.h: xoshiro256**, seeded through
+ * splitmix64), so a seed gives the same tokens on every machine; temperature 0 is greedy
+ * (argmax, lowest id on ties). Log-probs are taken from the log-softmax of the raw logits over
+ * the whole vocabulary, before any of the transforms above (what OpenAI-style logprobs report).
  */
 #ifndef PARITY_ENGINE_SAMPLE_H
 #define PARITY_ENGINE_SAMPLE_H
