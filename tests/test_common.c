@@ -1,4 +1,5 @@
 /* Tests for src/common: times, number parsing, buffers, atomic files. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "common/buf.h"
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/rng.h"
 #include "common/util.h"
 #include "test.h"
 
@@ -54,6 +56,40 @@ static void test_time_format_round_trip(void) {
         }
     }
     CHECK(ok);
+}
+
+/* Durations as OpenAI's rate-limit reset headers write them. */
+static void test_duration_format(void) {
+    char d[24];
+    pt_format_duration(360, d, sizeof d);
+    CHECK(!strcmp(d, "6m0s"));
+    pt_format_duration(1, d, sizeof d);
+    CHECK(!strcmp(d, "1s"));
+    pt_format_duration(3723, d, sizeof d);
+    CHECK(!strcmp(d, "1h2m3s"));
+    pt_format_duration(-5, d, sizeof d);
+    CHECK(!strcmp(d, "0s"));
+}
+
+/* The PRNG's sequence is pinned: the sampler's seeded outputs, weight initialisation, data
+ * order and dropout masks depend on it (values from before the generator moved to common/). */
+static void test_rng_sequence(void) {
+    pt_rng r;
+    pt_rng_seed(&r, 42);
+    CHECK(pt_rng_next(&r) == 0x15780b2e0c2ec716ull);
+    CHECK(pt_rng_next(&r) == 0x6104d9866d113a7eull);
+    CHECK(pt_rng_next(&r) == 0xae17533239e499a1ull);
+    CHECK(pt_rng_uniform(&r) == 0.92469294532538759);
+    CHECK(pt_rng_below(&r, 1000003) == 42763);
+    CHECK(pt_rng_below(&r, 3) == 0);
+    /* libm's log and cos: equal to within rounding on every machine */
+    CHECK(fabs(pt_rng_normal(&r) - 0x1.e8ab869120c25p-2) < 1e-14);
+    CHECK(fabs(pt_rng_normal(&r) - -0x1.476622bab5ee4p-1) < 1e-14);
+    CHECK(pt_rng_next(&r) == 0xaeb53b340c103971ull);
+    /* the counter-based form the dropout masks use is splitmix64's own output */
+    pt_rng s;
+    pt_rng_seed(&s, 7);
+    CHECK(s.s[0] == pt_splitmix64_mix(7 + PT_SPLITMIX64_GAMMA) && s.s[3] == pt_splitmix64_mix(7 + 4 * PT_SPLITMIX64_GAMMA));
 }
 
 static void test_numbers(void) {
@@ -182,6 +218,8 @@ int main(void) {
     test_json_write();
     test_time_parsing();
     test_time_format_round_trip();
+    test_duration_format();
+    test_rng_sequence();
     test_numbers();
     test_buffer_limit();
     test_atomic_write_and_read_cap();

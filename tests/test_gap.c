@@ -74,7 +74,7 @@ static void test_report_on_history(void) {
         fprintf(stderr, "%s\n", err.msg);
         return;
     }
-    pt_gap_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0}, {T("2026-02-20"), p2, "sha256:2", 1},
+    pt_policy_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0}, {T("2026-02-20"), p2, "sha256:2", 1},
                                {T("2026-06-01"), p3, "sha256:3", 2}};
     /* In March, under revision 2: the evaluator has a short grey-box window. */
     json_t *mar = pt_gap_report(revs, 3, T("2026-03-05"), &err);
@@ -146,7 +146,7 @@ static void test_report_on_history(void) {
     json_decref(rep);
     /* before the first revision there is nothing to report; out-of-order input is refused */
     CHECK(pt_gap_report(revs, 3, T("2025-12-01"), &err) == NULL && err.code == PT_EINVAL);
-    pt_gap_revision bad[2] = {revs[1], revs[0]};
+    pt_policy_revision bad[2] = {revs[1], revs[0]};
     CHECK(pt_gap_report(bad, 2, T("2026-07-01"), &err) == NULL && err.code == PT_EINVAL);
     pt_policy_free(p1);
     pt_policy_free(p2);

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "common/rng.h"
 #include "engine/engine.h"
 #include "engine/lora.h"
-#include "engine/sample.h"
 #include "test.h"
 
 static char tmpdir[] = "/tmp/parity-lora-XXXXXX";
@@ -16,7 +16,7 @@ static char tmpdir[] = "/tmp/parity-lora-XXXXXX";
 static void randomize(pt_lora *l, uint64_t seed) {
     pt_rng r;
     pt_rng_seed(&r, seed);
-    for (size_t i = 0; i < l->n_params; i++) l->block[i] = (float)(((pt_rng_next(&r) >> 11) * 0x1.0p-53) - 0.5) * 0.2f;
+    for (size_t i = 0; i < l->n_params; i++) l->block[i] = (float)(pt_rng_uniform(&r) - 0.5) * 0.2f;
 }
 
 #define NS 3

@@ -70,7 +70,7 @@ static int add_doc(job *j, const char *text, size_t len, const char *what, pt_er
         free(x);
         return PT_OK;
     }
-    int to_val = j->val_fraction > 0 && (double)(pt_rng_next(&j->rng) >> 11) * 0x1.0p-53 < j->val_fraction;
+    int to_val = j->val_fraction > 0 && pt_rng_uniform(&j->rng) < j->val_fraction;
     ids *dst = to_val ? &j->val : &j->train;
     j->last.n = 0;
     if (push(dst, x, n) || (j->eos >= 0 && push(dst, &j->eos, 1)) || push(&j->last, x, n) ||

@@ -10,6 +10,7 @@
 #include "common/fileio.h"
 #include "common/util.h"
 #include "engine/config.h"
+#include "engine/sample.h"
 #include "engine/tensor.h"
 #include "train/distill.h"
 #include "train/loop.h"

@@ -126,6 +126,14 @@ char *pt_format_time(int64_t t, char out[21]) {
     return out;
 }
 
+void pt_format_duration(int64_t s, char *out, size_t cap) {
+    if (s < 0) s = 0;
+    int64_t h = s / 3600, m = s / 60 % 60, sec = s % 60;
+    if (h) snprintf(out, cap, "%lldh%lldm%llds", (long long)h, (long long)m, (long long)sec);
+    else if (m) snprintf(out, cap, "%lldm%llds", (long long)m, (long long)sec);
+    else snprintf(out, cap, "%llds", (long long)sec);
+}
+
 int pt_parse_u64(const char *s, uint64_t *out) {
     if (!s || !isdigit((unsigned char)*s)) return -1;
     errno = 0;

@@ -23,6 +23,8 @@ int pt_parse_time(const char *s, int64_t *out, pt_err *err);
  * four digits; times outside years 0000-9999 are clamped to them, so pt_parse_time always reads
  * the output back. Returns out. */
 char *pt_format_time(int64_t t, char out[21]);
+/* Formats a duration the way OpenAI's headers do: "1s", "6m0s", "1h2m3s" (negative: "0s"). */
+void pt_format_duration(int64_t seconds, char *out, size_t cap);
 /* Maps the pages of [p + from, p + to) now, in one system call, rather than one page fault
  * per 4 KiB at first write: on this project's paravirtualised machines a fault costs
  * microseconds (a KV cache of d_kv 512 takes a new page every two positions per layer and

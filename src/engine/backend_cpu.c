@@ -18,11 +18,7 @@
  *     (sched_yield) for ~0.1 s and took a core from the decode steps after every prefill.
  */
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -68,198 +64,19 @@
 /* Decode-sized sequences per attention dispatch (the task table is on the stack). */
 #define PT_ATT_BATCH_MAX 256
 
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
 extern char *openblas_get_corename(void);
 
-/* ---- thread pool --------------------------------------------------------------------- */
+/* ---- thread pool: common/pool.h; sgemm: engine/blas.h ------------------------------- */
 
-typedef void (*pool_fn)(void *ctx, int task, int tid);
-
-/* Each thread's share of a run's tasks: the range [lo, hi) packed in one word (lo in the
- * low half) on a cache line of its own. Its owner takes tasks from the front, a thread
- * that has finished its own share takes from the back. */
-typedef struct pool_slot {
-    _Alignas(64) _Atomic uint64_t range;
-} pool_slot;
-
-typedef struct pool {
-    int n;                    /* threads including the caller */
-    pthread_t *th;
-    pool_slot *slot;          /* [n] */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_uint gen;
-    _Alignas(64) atomic_int done;
-    pool_fn fn;
-    void *ctx;
-    atomic_int stop; /* read by spinning workers outside mu */
-} pool;
-
-typedef struct worker_arg {
-    pool *p;
-    int tid;
-} worker_arg;
-
-#define PT_RANGE(lo, hi) ((uint64_t)(uint32_t)(lo) | (uint64_t)(uint32_t)(hi) << 32)
-
-/* Takes a task of slot s, from the front (own slot) or from the back (another's): its
- * index, or -1 when the slot is empty. acquire: pairs with pool_run's release store of the
- * range, so fn/ctx are this run's. */
-static int pool_take(pool_slot *s, int front) {
-    uint64_t r = atomic_load_explicit(&s->range, memory_order_acquire);
-    for (;;) {
-        uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
-        if (lo >= hi) return -1;
-        uint64_t nr = front ? PT_RANGE(lo + 1, hi) : PT_RANGE(lo, hi - 1);
-        if (atomic_compare_exchange_weak_explicit(&s->range, &r, nr, memory_order_acquire, memory_order_acquire))
-            return (int)(front ? lo : hi - 1);
-    }
-}
-
-static void pool_work(pool *p, int tid) {
-    /* Each thread runs its own contiguous share of the tasks first: in decode a task is a
-     * block of weight rows and consecutive tasks are consecutive rows, so a thread streams
-     * its share as one run of memory (the hardware prefetcher does not restart at every
-     * task) and claims tasks on a cache line no other thread writes (a shared counter went
-     * between the cores at every claim: ~50 claims per dispatch, ~40 dispatches per token).
-     * Then it takes the remaining tasks of the others from the back, which balances a
-     * thread that was descheduled or slower, without breaking its owner's stream.
-     * Tasks done are counted here and published once. pool_run cannot see the run complete
-     * before this thread's add, so all the tasks it counts are of one run. */
-    int n = 0, t;
-    for (int i = 0; i < p->n; i++) {
-        pool_slot *s = &p->slot[(tid + i) % p->n];
-        while ((t = pool_take(s, i == 0)) >= 0) {
-            p->fn(p->ctx, t, tid);
-            n++;
-        }
-    }
-    if (n) atomic_fetch_add_explicit(&p->done, n, memory_order_release);
-}
-
-static void *pool_main(void *arg) {
-    worker_arg *wa = arg;
-    pool *p = wa->p;
-    int tid = wa->tid;
-    free(wa);
-    unsigned seen = atomic_load(&p->gen);
-    for (;;) {
-        /* Spin briefly (decode issues a matmul every few microseconds), then sleep so that
-         * OpenBLAS's threads have the cores to themselves during prefill. */
-        int spins = 0;
-        while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && spins < 20000) {
-#if PT_X86
-            _mm_pause();
-#endif
-            spins++;
-        }
-        if (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
-            pthread_mutex_lock(&p->mu);
-            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->cv, &p->mu);
-            pthread_mutex_unlock(&p->mu);
-        }
-        if (atomic_load(&p->stop)) return NULL;
-        seen = atomic_load(&p->gen);
-        pool_work(p, tid);
-    }
-}
-
-static void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
-    if (n_tasks <= 0) return;
-    if (p->n <= 1 || n_tasks == 1) {
-        for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
-        return;
-    }
-    /* A worker may still be inside pool_work() of the previous run (one that ran none of its
-     * tasks: it looks at the slots after the run completed). Empty every slot first so it
-     * claims nothing until this run is set up, and reset done before refilling them: a task
-     * claimed after the refill is then always counted in this run. (Resetting done after the
-     * refill let a task finish in between and lose its count: this thread then waited
-     * forever; seen under a 64-connection load on the server.) */
-    for (int i = 0; i < p->n; i++) atomic_store_explicit(&p->slot[i].range, 0, memory_order_relaxed);
-    atomic_store(&p->done, 0);
-    p->fn = fn;
-    p->ctx = ctx;
-    for (int i = 0; i < p->n; i++)
-        atomic_store_explicit(&p->slot[i].range,
-                              PT_RANGE((int64_t)n_tasks * i / p->n, (int64_t)n_tasks * (i + 1) / p->n),
-                              memory_order_release);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pool_work(p, 0);
-    /* Wait for tasks other threads hold; yield after a while, since on a loaded machine the
-     * thread we wait for may need this core. */
-    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
-        if (spins > 2000) sched_yield();
-#if PT_X86
-        else _mm_pause();
-#endif
-    }
-}
-
-static pool *pool_new(int n) {
-    pool *p = aligned_alloc(64, sizeof *p); /* its counters are on cache lines of their own */
-    if (!p) return NULL;
-    memset(p, 0, sizeof *p);
-    p->n = n;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    p->th = calloc((size_t)n, sizeof *p->th);
-    p->slot = aligned_alloc(64, (size_t)n * sizeof *p->slot);
-    if (!p->th || !p->slot) {
-        free(p->th);
-        free(p->slot);
-        free(p);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++) atomic_init(&p->slot[i].range, 0);
-    for (int i = 1; i < n; i++) {
-        worker_arg *wa = malloc(sizeof *wa);
-        if (wa) wa->p = p, wa->tid = i;
-        if (!wa || pthread_create(&p->th[i], NULL, pool_main, wa)) {
-            free(wa);
-            p->n = i; /* run with the threads we got */
-            break;
-        }
-    }
-    return p;
-}
-
-static void pool_free(pool *p) {
-    if (!p) return;
-    pthread_mutex_lock(&p->mu);
-    atomic_store(&p->stop, 1);
-    atomic_fetch_add(&p->gen, 1);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
-    free(p->th);
-    free(p->slot);
-    free(p);
-}
-
-/* OpenBLAS single-threaded around a dispatch whose tasks call it (the setting is the
- * process's: a trainer in the same process may have set more). Returns what to restore. */
-static int blas_single_begin(void) {
-    int saved = openblas_get_num_threads();
-    if (saved != 1) openblas_set_num_threads(1);
-    return saved;
-}
-static void blas_single_end(int saved) {
-    if (saved != 1) openblas_set_num_threads(saved);
-}
+#include "common/pool.h"
+#include "engine/blas.h"
 
 /* ---- backend state --------------------------------------------------------------------- */
 
 typedef struct cpu_kernels cpu_kernels;
 
 typedef struct cpu_impl {
-    pool *pool;
+    pt_pool *pool;
     const cpu_kernels *kn;    /* the instruction set's kernels */
     float *tile;              /* PT_TILE_FLOATS per thread, for non-F32 weights (prefill) */
     int8_t *xq;               /* quantised activation rows (decode, Q8_0 weights) */
@@ -1242,11 +1059,11 @@ static void mm_prefill_range(const mm_ctx *c, const mm_item *it, const pt_weight
     float *tile = c->tiles + (size_t)tid * PT_TILE_FLOATS;
     if (w->dtype == PT_F32) {
         if (w->layout == PT_W_NK) /* W (n,k) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nc, k, 1.f, x, k,
-                        (const float *)w->data + (size_t)n0 * w->ld, (int)w->ld, 0.f, out + n0, n);
+            pt_sgemm(0, 1, rows, nc, k, 1.f, x, k,
+                     (const float *)w->data + (size_t)n0 * w->ld, (int)w->ld, 0.f, out + n0, n);
         else /* W (k,n) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, nc, k, 1.f, x, k,
-                        (const float *)w->data + n0, (int)w->ld, 0.f, out + n0, n);
+            pt_sgemm(0, 0, rows, nc, k, 1.f, x, k,
+                     (const float *)w->data + n0, (int)w->ld, 0.f, out + n0, n);
     } else if (w->layout == PT_W_NK) {
         /* Tiles of weight rows: out[:, j:j+nr] (rows,nr) = x (rows,k) @ tile^T (nr,k). */
         int per = (int)(PT_TILE_FLOATS / (size_t)k);
@@ -1254,7 +1071,7 @@ static void mm_prefill_range(const mm_ctx *c, const mm_item *it, const pt_weight
         for (int j = n0; j < n1; j += per) {
             int nr = n1 - j < per ? n1 - j : per;
             for (int r = 0; r < nr; r++) c->kn->to_f32(w->dtype, wrow(w, (size_t)(j + r), 0), tile + (size_t)r * k, (size_t)k);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, nr, k, 1.f, x, k, tile, k, 0.f, out + j, n);
+            pt_sgemm(0, 1, rows, nr, k, 1.f, x, k, tile, k, 0.f, out + j, n);
         }
     } else {
         /* Tiles of input rows: out[:, n0:n1] += x[:, k0:k0+kr] (rows,kr) @ tile (kr,nc). */
@@ -1264,8 +1081,8 @@ static void mm_prefill_range(const mm_ctx *c, const mm_item *it, const pt_weight
             int kr = k - k0 < per ? k - k0 : per;
             for (int r = 0; r < kr; r++)
                 c->kn->to_f32(w->dtype, wrow(w, (size_t)(k0 + r), (size_t)n0), tile + (size_t)r * nc, (size_t)nc);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, nc, kr, 1.f, x + k0, k, tile, nc,
-                        k0 ? 1.f : 0.f, out + n0, n);
+            pt_sgemm(0, 0, rows, nc, kr, 1.f, x + k0, k, tile, nc,
+                     k0 ? 1.f : 0.f, out + n0, n);
         }
     }
     if (bias)
@@ -1301,9 +1118,9 @@ static void mm_prefill_run(cpu_impl *im, mm_ctx *c, mm_item *items, int n_items)
         tasks += items[i].n_chunks;
     }
     c->range = mm_prefill_range, c->items = items, c->n_items = n_items, c->tiles = im->tile;
-    int saved = blas_single_begin();
-    pool_run(im->pool, mm_task, c, tasks);
-    blas_single_end(saved);
+    int saved = pt_blas_single_begin();
+    pt_pool_run(im->pool, mm_task, c, tasks);
+    pt_blas_single_end(saved);
 }
 
 static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm *mm, int n) {
@@ -1361,7 +1178,7 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
         c.xq = im->xq, c.xs = im->xs;
     }
     c.items = items, c.n_items = n_items;
-    pool_run(im->pool, mm_task, &c, tasks);
+    pt_pool_run(im->pool, mm_task, &c, tasks);
     return PT_OK;
 }
 
@@ -1372,7 +1189,7 @@ static int cpu_matmul(pt_backend *b, float *out, const float *x, int rows, const
 
 static void cpu_sgemm_nt(pt_backend *b, float *out, const float *a, const float *bm, int rows, int n, int k) {
     /* out (rows,n) = a (rows,k) @ bm^T (n,k) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, k, 1.f, a, k, bm, k, 0.f, out, n);
+    pt_sgemm(0, 1, rows, n, k, 1.f, a, k, bm, k, 0.f, out, n);
 }
 
 /* ---- attention ------------------------------------------------------------------------ */
@@ -1436,8 +1253,8 @@ static void att_chunk_task(void *arg, int task, int tid) {
     float *S = c->scratch + (size_t)tid * c->scratch_per;
     float scale = 1.f / sqrtf((float)hd);
     /* S (qn,kn) = scale * Q_h (qn,hd) @ K_h^T (kn,hd) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qn, kn, hd, scale, a->q + (size_t)i0 * qs + (size_t)h * hd,
-                (int)qs, a->k + (size_t)kvh * hd, (int)ks, 0.f, S, kn);
+    pt_sgemm(0, 1, qn, kn, hd, scale, a->q + (size_t)i0 * qs + (size_t)h * hd,
+             (int)qs, a->k + (size_t)kvh * hd, (int)ks, 0.f, S, kn);
     for (int i = 0; i < qn; i++) {
         c->kn->softmax(S + (size_t)i * kn, a->p0 + i0 + i + 1, kn);
         if (a->pattern) {
@@ -1447,8 +1264,8 @@ static void att_chunk_task(void *arg, int task, int tid) {
         }
     }
     /* Z_h (qn,hd) = S (qn,kn) @ V_h (kn,hd) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qn, hd, kn, 1.f, S, kn, a->v + (size_t)kvh * hd, (int)ks,
-                0.f, a->z + (size_t)i0 * qs + (size_t)h * hd, (int)qs);
+    pt_sgemm(0, 0, qn, hd, kn, 1.f, S, kn, a->v + (size_t)kvh * hd, (int)ks,
+             0.f, a->z + (size_t)i0 * qs + (size_t)h * hd, (int)qs);
 }
 
 /* The decode-sized sequences a[0..n) (each tq < PT_ATT_SGEMM_MIN) as the tasks of one pool
@@ -1469,7 +1286,7 @@ static int att_decode(cpu_impl *im, const pt_attn_args *a, int n, int *task0) {
     if (work < PT_ATT_INLINE_WORK)
         for (int t = 0; t < task0[n]; t++) att_task(&c, t, 0);
     else
-        pool_run(im->pool, att_task, &c, task0[n]);
+        pt_pool_run(im->pool, att_task, &c, task0[n]);
     return PT_OK;
 }
 
@@ -1492,9 +1309,9 @@ static int cpu_attention(pt_backend *b, const pt_attn_args *a, int n) {
         if (grow((void **)&im->att, &im->att_cap, (size_t)PT_ATT_QCHUNK * tk * im->pool->n, sizeof(float)))
             return PT_ENOMEM;
         att_ctx c = {&a[i], NULL, 1, im->kn, im->att, (size_t)PT_ATT_QCHUNK * tk};
-        int saved = blas_single_begin();
-        pool_run(im->pool, att_chunk_task, &c, a[i].n_heads * n_chunks);
-        blas_single_end(saved);
+        int saved = pt_blas_single_begin();
+        pt_pool_run(im->pool, att_chunk_task, &c, a[i].n_heads * n_chunks);
+        pt_blas_single_end(saved);
         i++;
     }
     return PT_OK;
@@ -1585,7 +1402,7 @@ static void cpu_rope(pt_backend *b, float *x, const int *pos, int rows, int n_he
 static void cpu_free(pt_backend *b) {
     cpu_impl *im = b->impl;
     if (im) {
-        pool_free(im->pool);
+        pt_pool_free(im->pool);
         free(im->tile);
         free(im->xq);
         free(im->xs);
@@ -1618,7 +1435,7 @@ pt_backend *pt_backend_cpu_new_isa(int n_threads, pt_cpu_isa isa) {
     if (!b || !im) goto fail;
     b->impl = im;
     im->kn = kernels_for(isa);
-    if (!(im->pool = pool_new(n_threads))) goto fail;
+    if (!(im->pool = pt_pool_new(n_threads))) goto fail;
     if (!(im->tile = malloc((size_t)im->pool->n * PT_TILE_FLOATS * sizeof(float)))) goto fail;
     b->name = "cpu";
     b->isa = isa;

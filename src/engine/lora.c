@@ -6,12 +6,12 @@
 
 #include "common/fileio.h"
 #include "common/json.h"
+#include "common/rng.h"
 #include "common/util.h"
 #include "engine/convert.h"
 #include "engine/gguf.h"
 #include "engine/lora.h"
 #include "engine/modelfile.h"
-#include "engine/sample.h"
 
 static const char *const short_names[PT_PROJ_COUNT] = {"q", "k", "v", "o", "gate", "up", "down"};
 static const char *const module_names[PT_PROJ_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
@@ -127,7 +127,7 @@ int pt_lora_new(const pt_config *c, int rank, float alpha, unsigned targets, uin
         /* kaiming_uniform_(a=√5) on (r, in): bound = √(6 / ((1 + 5)·in)) = 1/√in */
         double bound = 1.0 / sqrt((double)m->in);
         for (size_t j = 0; j < (size_t)l->rank * m->in; j++)
-            m->A[j] = (float)((2.0 * ((pt_rng_next(&r) >> 11) * 0x1.0p-53) - 1.0) * bound);
+            m->A[j] = (float)((2.0 * pt_rng_uniform(&r) - 1.0) * bound);
     }
     return PT_OK;
 }

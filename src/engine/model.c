@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "common/rng.h"
 #include "engine/model.h"
 
 typedef struct loader {
@@ -312,12 +313,7 @@ int pt_model_convert(pt_model *m, pt_dtype to, pt_err *err) {
     return PT_OK;
 }
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(uint64_t *s) { return pt_splitmix64_mix(*s += PT_SPLITMIX64_GAMMA); } /* splitmix64 */
 
 /* Adds a tensor of `numel` values: uniform with std `sd` (or all `one` when sd == 0). */
 static int add_random(pt_tensors *ts, const char *name, pt_dtype dt, int ndim, int64_t a, int64_t b, float sd,

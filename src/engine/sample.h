@@ -4,10 +4,10 @@
  * step. The sampler applies, in Hugging Face's order:
  *   repetition penalty (positive logits of already-seen tokens divided by the penalty,
  *   negative ones multiplied) → temperature → top-k → top-p → min-p,
- * and draws from what is left with its own PRNG (xoshiro256**, seeded through splitmix64), so
- * a seed gives the same tokens on every machine; temperature 0 is greedy (argmax, lowest id on
- * ties). Log-probs are taken from the log-softmax of the raw logits over the whole vocabulary,
- * before any of the transforms above (what OpenAI-style logprobs report).
+ * and draws from what is left with its own PRNG (common/rng.h: xoshiro256**, seeded through
+ * splitmix64), so a seed gives the same tokens on every machine; temperature 0 is greedy
+ * (argmax, lowest id on ties). Log-probs are taken from the log-softmax of the raw logits over
+ * the whole vocabulary, before any of the transforms above (what OpenAI-style logprobs report).
  */
 #ifndef PARITY_ENGINE_SAMPLE_H
 #define PARITY_ENGINE_SAMPLE_H
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/rng.h"
 
 #define PT_SAMPLE_MAX_TOP 20
 
@@ -32,14 +33,6 @@ typedef struct pt_sample_params {
 void pt_sample_params_default(pt_sample_params *p);
 /* PT_OK, or PT_EINVAL with a message naming the bad parameter. */
 int pt_sample_params_check(const pt_sample_params *p, pt_err *err);
-
-/* The PRNG: xoshiro256** with its state seeded by splitmix64(seed). */
-typedef struct pt_rng {
-    uint64_t s[4];
-} pt_rng;
-void pt_rng_seed(pt_rng *r, uint64_t seed);
-uint64_t pt_rng_next(pt_rng *r);
-double pt_rng_uniform(pt_rng *r); /* [0, 1), 53 random bits */
 
 typedef struct pt_sampler pt_sampler;
 

@@ -9,7 +9,6 @@
 
 #include "common/buf.h"
 #include "common/util.h"
-#include "policy/policy_internal.h"
 
 #define DAY 86400
 #define CAP(x) (1u << PT_CAP_##x)
@@ -35,7 +34,7 @@ int64_t pt_gap_business_days(int64_t from, int64_t until) {
     return n;
 }
 
-static const pt_policy *policy_at(const pt_gap_revision *revs, size_t n, int64_t t, size_t *ix) {
+static const pt_policy *policy_at(const pt_policy_revision *revs, size_t n, int64_t t, size_t *ix) {
     const pt_policy *p = NULL;
     for (size_t i = 0; i < n && revs[i].time <= t; i++) {
         p = revs[i].policy;
@@ -92,7 +91,7 @@ static int insiders(const pt_policy *p, const char *model, int64_t t, pt_capset 
 
 /* The first moment <= at when org had a grant in force on model, over the history; or
  * PT_TIME_MAX. Within each revision's span the grants of that revision decide. */
-static int64_t first_access(const pt_gap_revision *revs, size_t n, const char *org, const char *model, int64_t at) {
+static int64_t first_access(const pt_policy_revision *revs, size_t n, const char *org, const char *model, int64_t at) {
     for (size_t i = 0; i < n && revs[i].time <= at; i++) {
         int64_t start = revs[i].time, end = i + 1 < n && revs[i + 1].time <= at ? revs[i + 1].time : at + 1;
         const pt_policy *p = revs[i].policy;
@@ -149,7 +148,7 @@ static const char *level_of(const pt_policy *p, pt_capset caps, pt_capset inside
 }
 
 /* One organisation x model at time at. */
-static json_t *pair_report(const pt_gap_revision *revs, size_t n, const pt_policy *p, const pt_org *o, const pt_pmodel *m,
+static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_policy *p, const pt_org *o, const pt_pmodel *m,
                            int64_t at, pt_capset icaps, const pt_limits *ilim, int64_t *lag_days_out) {
     pt_capset caps;
     pt_limits l;
@@ -258,7 +257,7 @@ static json_t *pair_report(const pt_gap_revision *revs, size_t n, const pt_polic
 }
 
 /* The snapshot at time t: per model, insiders, scope, timeliness and one entry per outside org. */
-static json_t *snapshot(const pt_gap_revision *revs, size_t n, int64_t t) {
+static json_t *snapshot(const pt_policy_revision *revs, size_t n, int64_t t) {
     const pt_policy *p = policy_at(revs, n, t, NULL);
     json_t *models = json_array();
     if (!p) return models;
@@ -351,7 +350,7 @@ static json_t *verdicts_of_model(json_t *mo) {
 }
 
 /* Appends {time, revision, verdicts, changed} to hist when verdicts differ from *last. */
-static void push_history(json_t *hist, json_t **last, json_t *verdicts, int64_t t, const pt_gap_revision *rev) {
+static void push_history(json_t *hist, json_t **last, json_t *verdicts, int64_t t, const pt_policy_revision *rev) {
     if (*last && json_equal(*last, verdicts)) {
         json_decref(verdicts);
         return;
@@ -377,7 +376,7 @@ static void push_history(json_t *hist, json_t **last, json_t *verdicts, int64_t 
     *last = verdicts;
 }
 
-json_t *pt_gap_report(const pt_gap_revision *revs, size_t n, int64_t at, pt_err *err) {
+json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_err *err) {
     for (size_t i = 1; i < n; i++)
         if (revs[i].time < revs[i - 1].time) {
             pt_errf(err, PT_EINVAL, "gap: revisions are not in time order (revision %zu)", i);
@@ -450,7 +449,7 @@ json_t *pt_gap_report(const pt_gap_revision *revs, size_t n, int64_t at, pt_err 
         for (size_t s = 0; s <= nt; s++) {
             json_t *sm = s < nt ? (snaps ? find_by(snaps[s], "id", mid) : NULL) : mo;
             int64_t t = s < nt ? revs[s].time : at;
-            const pt_gap_revision *rv = s < nt ? &revs[s] : &revs[cur];
+            const pt_policy_revision *rv = s < nt ? &revs[s] : &revs[cur];
             if (!sm) continue;
             push_history(mh, &mlast, verdicts_of_model(sm), t, rv);
             for (size_t oi = 0; oi < json_array_size(orgs); oi++) {

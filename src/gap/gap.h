@@ -36,17 +36,10 @@
 #define PT_GAP_PARITY_UPLIFT 1.2
 #define PT_GAP_EVAL_WINDOW_BUSINESS_DAYS 20
 
-typedef struct {
-    int64_t time;              /* when the revision took effect (its log entry's time) */
-    const pt_policy *policy;   /* borrowed */
-    const char *digest;        /* "sha256:<hex>", may be NULL */
-    uint64_t seq;              /* the revision's sequence number in the log */
-} pt_gap_revision;
-
 /* The report at time `at` from revisions sorted by time (ascending; PT_EINVAL otherwise).
  * Returns a new JSON object (json_decref) or NULL with err (PT_EINVAL: no revision in force
  * at `at`; PT_ENOMEM). */
-json_t *pt_gap_report(const pt_gap_revision *revs, size_t n, int64_t at, pt_err *err);
+json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_err *err);
 
 /* Renders a report as Markdown (a new string, caller frees; NULL on allocation failure). */
 char *pt_gap_markdown(const json_t *report);

@@ -27,7 +27,6 @@
 #include <jansson.h>
 
 #include "common/err.h"
-#include "gap/gap.h"
 #include "policy/policy.h"
 #include "tlog/tlog.h"
 
@@ -92,8 +91,8 @@ int pt_policy_current(tlog *policy_log, const char *data_dir, pt_policy **out, c
 
 /* A verified policy history: what pt_gap_report takes, plus where each revision is logged. */
 typedef struct pt_policy_history {
-    pt_gap_revision *revs;   /* n revisions in log (= seq = time) order; policies and digests
-                                are owned by the history */
+    pt_policy_revision *revs; /* n revisions in log (= seq = time) order; policies and digests
+                                 are owned by the history */
     size_t n;
     uint64_t *log_index;     /* n: the log index of each revision's entry */
     tlog_verified verified;  /* the checkpoint that was verified (origin, size, root) */

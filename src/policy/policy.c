@@ -1,7 +1,6 @@
 /* see policy.h — parsing, validation and the JSON form of the access policy. */
 #include "policy/policy.h"
 #include "policy/policy_internal.h"
-#include "policy/ytree.h"
 
 #include <fnmatch.h>
 #include <stdarg.h>
@@ -11,6 +10,7 @@
 
 #include "common/fileio.h"
 #include "common/util.h"
+#include "common/ytree.h"
 
 #define POLICY_MAX_FILE (16u << 20)
 

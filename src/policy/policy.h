@@ -128,6 +128,15 @@ typedef struct pt_policy {
     pt_policy_index *index;  /* built by parse; lookups by organisation x model */
 } pt_policy;
 
+/* One revision of a policy history (policy/history.h loads them from the log; gap/gap.h
+ * reports on them). */
+typedef struct {
+    int64_t time;              /* when the revision took effect (its log entry's time) */
+    const pt_policy *policy;   /* borrowed */
+    const char *digest;        /* "sha256:<hex>", may be NULL */
+    uint64_t seq;              /* the revision's sequence number in the log */
+} pt_policy_revision;
+
 /* Parses and validates a policy from text. `what` names the source in messages (a file name).
  * Returns a new policy (pt_policy_free) or NULL with err filled (PT_EFORMAT for bad syntax or
  * schema, PT_ENOMEM). The text may be YAML or JSON; it need not be NUL-terminated. */
@@ -203,6 +212,8 @@ int pt_policy_effective(const pt_policy *p, const char *org, const char *model, 
 int64_t pt_policy_next_change(const pt_policy *p, int64_t at);
 /* Index of an organisation in p->orgs, or -1. */
 long pt_policy_org_ix(const pt_policy *p, const char *id);
+/* Does model id match pattern (a grant's or forbid's model glob; NULL matches everything)? */
+int pt_policy_pattern_match(const char *pattern, const char *model);
 
 /* ---- canonical form ---- */
 

@@ -23,7 +23,5 @@ int pt_policy_build_index(pt_policy *p, pt_err *err);
 void pt_policy_index_free(pt_policy_index *ix);
 /* Index of a model by id, or -1 (organisations: pt_policy_org_ix in policy.h). */
 long pt_policy_model_ix(const pt_policy *p, const char *id);
-/* Does model id match pattern (a glob; NULL matches everything)? */
-int pt_policy_pattern_match(const char *pattern, const char *model);
 
 #endif

@@ -188,11 +188,3 @@ int pt_ratelimit_flush(pt_ratelimit *r, pt_err *err) {
     free(rows);
     return rc;
 }
-
-void pt_format_duration(int64_t s, char *out, size_t cap) {
-    if (s < 0) s = 0;
-    int64_t h = s / 3600, m = s / 60 % 60, sec = s % 60;
-    if (h) snprintf(out, cap, "%lldh%lldm%llds", (long long)h, (long long)m, (long long)sec);
-    else if (m) snprintf(out, cap, "%lldm%llds", (long long)m, (long long)sec);
-    else snprintf(out, cap, "%llds", (long long)sec);
-}

@@ -42,7 +42,4 @@ int64_t pt_ratelimit_tokens_used(pt_ratelimit *r, const char *org, const char *m
 /* Saves changed counters. */
 int pt_ratelimit_flush(pt_ratelimit *r, pt_err *err);
 
-/* Formats a duration the way OpenAI's headers do: "1s", "6m0s", "1h2m3s". */
-void pt_format_duration(int64_t seconds, char *out, size_t cap);
-
 #endif

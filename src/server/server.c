@@ -15,8 +15,7 @@
 #include "common/util.h"
 #include "gap/gap.h"
 #include "policy/history.h"
-#include "policy/policy_internal.h"
-#include "policy/ytree.h"
+#include "common/ytree.h"
 #include "server/server_internal.h"
 
 int pt_serve_parse_receipts(const char *mode, pt_serve_options *o) {

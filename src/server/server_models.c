@@ -525,7 +525,7 @@ static int job_setup(gen_job *j, pt_err *err) {
         ch->input = i / j->n_per_input;
         pt_buf_init(&ch->text, 64u << 20);
         pt_sample_params sp = j->sp;
-        sp.seed = j->sp.seed + (uint64_t)i * 0x9e3779b97f4a7c15ull; /* distinct draws per choice */
+        sp.seed = j->sp.seed + (uint64_t)i * PT_SPLITMIX64_GAMMA; /* distinct draws per choice */
         if (!(ch->seq = pt_seq_new(m->eng, 0))) return pt_errf(err, PT_ENOMEM, "out of memory for a KV cache");
         if (j->lora) pt_seq_set_lora(ch->seq, j->lora, 1.0f);
         int rc = pt_sampler_new(&sp, (size_t)m->vocab, &ch->sampler, err);

@@ -1,4 +1,4 @@
-/* The training config (see loop.h): a YAML map read through the policy module's ytree, so
+/* The training config (see loop.h): a YAML map read through common/ytree.h, so
  * errors carry line:column. */
 #include <math.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 
 #include "common/fileio.h"
 #include "common/util.h"
-#include "policy/ytree.h"
+#include "common/ytree.h"
 #include "train/loop.h"
 
 static int at(pt_err *err, const char *what, const ynode *n, const char *fmt, const char *key) {

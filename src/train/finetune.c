@@ -8,11 +8,11 @@
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "common/ytree.h"
 #include "engine/chat.h"
 #include "engine/lora.h"
 #include "engine/modelfile.h"
 #include "engine/tokenizer.h"
-#include "policy/ytree.h"
 #include "train/finetune.h"
 #include "train/train.h"
 

@@ -5,21 +5,19 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-math-errno")
 #endif
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
+#include "engine/blas.h"
 #include "engine/lora.h"
 #include "engine/modelfile.h"
 #include "engine/tensor.h"
 #include "train/distill.h"
 #include "train/train.h"
 
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
 
 #define LOSS_MAX_THREADS 64
 /* Threads the attention and loss loops use. */
@@ -30,21 +28,6 @@ static int train_threads(const pt_train_opts *o) {
 }
 #define ATT_THREADS(o) train_threads(o)
 
-
-/* ---- PRNG ------------------------------------------------------------------------------ */
-
-uint64_t pt_rng_below(pt_rng *r, uint64_t n) {
-    uint64_t lim = -n % n; /* 2^64 mod n: reject the short last bucket */
-    for (;;) {
-        uint64_t x = pt_rng_next(r);
-        if (x >= lim) return x % n;
-    }
-}
-
-double pt_rng_normal(pt_rng *r) {
-    double u1 = ((pt_rng_next(r) >> 11) + 1) * 0x1.0p-53, u2 = (pt_rng_next(r) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
 
 /* ---- vectorisable element-wise helpers ------------------------------------------------ */
 
@@ -131,26 +114,16 @@ static double vdot(const float *a, const float *b, int n) {
 /* ---- the trainer's thread pool ---------------------------------------------------------- */
 
 /* Every parallel part of a step (the matrix products split in blocks, attention tasks, the
- * loss, norms, activations) runs on this one pool of n_threads - 1 workers plus the
- * caller, with OpenBLAS single-threaded inside: one set of threads, so none spins waiting
- * while another works (OpenBLAS's own workers spin-yield between calls, which on a busy
- * machine took cores from the attention and loss threads). Parts are fixed ranges: results
- * do not depend on timing. */
-typedef struct tpool {
-    int n;                       /* threads, the caller included (1: no workers) */
-    pthread_t th[LOSS_MAX_THREADS];
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
+ * loss, norms, activations) runs on one pool (common/pool.h, as the engine's) of n_threads - 1
+ * workers plus the caller, with OpenBLAS single-threaded inside: one set of threads, so none
+ * spins waiting while another works (OpenBLAS's own workers spin-yield between calls, which
+ * on a busy machine took cores from the attention and loss threads). Parts are fixed ranges:
+ * results do not depend on timing. */
+typedef struct rows_job {
     void (*fn)(void *, int, int, int);
     void *arg;
-    int items, parts, busy, stop, align;
-    unsigned gen;
-} tpool;
-
-typedef struct tpool_arg {
-    tpool *p;
-    int idx;
-} tpool_arg;
+    int n, parts, align;
+} rows_job;
 
 /* Range of part i of `parts` over [0, n), boundaries multiples of align. */
 static void part_range(int n, int parts, int align, int i, int *r0, int *r1) {
@@ -160,67 +133,19 @@ static void part_range(int n, int parts, int align, int i, int *r0, int *r1) {
     *r0 = (int)(a < n ? a : n), *r1 = (int)(b < n ? b : n);
 }
 
-static void *tpool_main(void *x) {
-    tpool *p = ((tpool_arg *)x)->p;
-    const int idx = ((tpool_arg *)x)->idx;
-    free(x);
-    unsigned seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
-        if (p->stop) break;
-        seen = p->gen;
-        void (*fn)(void *, int, int, int) = p->fn;
-        void *arg = p->arg;
-        int items = p->items, parts = p->parts, align = p->align;
-        pthread_mutex_unlock(&p->mu);
-        if (idx < parts) {
-            int r0, r1;
-            part_range(items, parts, align, idx, &r0, &r1);
-            if (r1 > r0) fn(arg, idx, r0, r1);
-        }
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* Starts up to n - 1 workers; p->n is the count actually running plus 1. */
-static void tpool_start(tpool *p, int n) {
-    p->n = 1;
-    if (n <= 1) return;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->done, NULL);
-    for (int i = 1; i < n && i < LOSS_MAX_THREADS; i++) {
-        tpool_arg *a = malloc(sizeof *a);
-        if (!a) break;
-        *a = (tpool_arg){p, i};
-        if (pthread_create(&p->th[i], NULL, tpool_main, a)) {
-            free(a);
-            break;
-        }
-        p->n++;
-    }
-}
-
-static void tpool_stop(tpool *p) {
-    if (p->n <= 1) return;
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->go);
-    pthread_cond_destroy(&p->done);
-    p->n = 0;
+/* Part `task` of a rows_job, on whichever thread of the pool takes it. */
+static void rows_task(void *ctx, int task, int tid) {
+    (void)tid;
+    const rows_job *j = ctx;
+    int r0, r1;
+    part_range(j->n, j->parts, j->align, task, &r0, &r1);
+    if (r1 > r0) j->fn(j->arg, task, r0, r1);
 }
 
 /* Runs fn(arg, part, r0, r1) over [0, n) in `parts` (<= the pool's threads) ranges whose
- * boundaries are multiples of align; the caller runs part 0. */
-static void tpool_run(tpool *p, void (*fn)(void *, int, int, int), void *arg, int n, int parts, int align) {
+ * boundaries are multiples of align, each part one task of the pool (a part's scratch is
+ * indexed by part, never by thread). */
+static void run_parts(pt_pool *p, void (*fn)(void *, int, int, int), void *arg, int n, int parts, int align) {
     if (parts > p->n) parts = p->n;
     if (align < 1) align = 1;
     if (parts > 1 && (n + align - 1) / align < parts) parts = (n + align - 1) / align;
@@ -228,18 +153,8 @@ static void tpool_run(tpool *p, void (*fn)(void *, int, int, int), void *arg, in
         if (n > 0) fn(arg, 0, 0, n);
         return;
     }
-    pthread_mutex_lock(&p->mu);
-    p->fn = fn, p->arg = arg, p->items = n, p->parts = parts, p->align = align;
-    p->busy = p->n - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    int r0, r1;
-    part_range(n, parts, align, 0, &r0, &r1);
-    if (r1 > r0) fn(arg, 0, r0, r1);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    rows_job j = {fn, arg, n, parts, align};
+    pt_pool_run(p, rows_task, &j, parts);
 }
 
 /* ---- matrix products on the pool -------------------------------------------------------- */
@@ -254,18 +169,16 @@ typedef struct gemm_job {
 static void gemm_part(void *arg, int part, int i0, int i1) {
     (void)part;
     const gemm_job *g = arg;
-    const CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
     int r0 = 0, r1 = g->M, c0 = 0, c1 = g->N;
     if (g->split_m) {
         r0 = i0, r1 = i1;
         const float *A = g->ta ? g->A + i0 : g->A + (size_t)i0 * g->lda;
-        cblas_sgemm(CblasRowMajor, ta, tb, i1 - i0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
-                    g->C + (size_t)i0 * g->ldc, g->ldc);
+        pt_sgemm(g->ta, g->tb, i1 - i0, g->N, g->K, g->alpha, A, g->lda, g->B, g->ldb, g->beta,
+                 g->C + (size_t)i0 * g->ldc, g->ldc);
     } else {
         c0 = i0, c1 = i1;
         const float *B = g->tb ? g->B + (size_t)i0 * g->ldb : g->B + i0;
-        cblas_sgemm(CblasRowMajor, ta, tb, g->M, i1 - i0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + i0,
-                    g->ldc);
+        pt_sgemm(g->ta, g->tb, g->M, i1 - i0, g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + i0, g->ldc);
     }
     if (g->bias)
         for (int r = r0; r < r1; r++) {
@@ -329,7 +242,7 @@ struct pt_trainer {
     uint64_t *lmask;        /* owned: per slot, the seed its dropout mask was drawn from */
     float *lx, *ldu, *ldx;  /* owned scratch: (B*T, max_in), (B*T, r), (B*T, max_in) */
     int lora_train;         /* the running forward is a training one (dropout on) */
-    tpool pool;             /* n_threads - 1 workers */
+    pt_pool *pool;          /* owned: n_threads - 1 workers and the caller */
     float *nscratch;        /* owned: (threads, 2, d) per-part norm weight/bias gradient sums */
 };
 
@@ -339,14 +252,14 @@ struct pt_trainer {
 static void gemm(pt_trainer *t, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc, const float *bias) {
     gemm_job g = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, alpha, beta, A, B, bias, C};
-    int parts = t->pool.n;
+    int parts = t->pool->n;
     if ((double)M * N * K < 262144.0) parts = 1;
-    tpool_run(&t->pool, gemm_part, &g, g.split_m ? M : N, parts, 16);
+    run_parts(t->pool, gemm_part, &g, g.split_m ? M : N, parts, 16);
 }
 
 /* Runs fn over rows [0, n) in `parts` contiguous ranges on the trainer's pool. */
 static void parallel_rows(pt_trainer *t, void (*fn)(void *, int, int, int), void *arg, int n, int parts) {
-    tpool_run(&t->pool, fn, arg, n, parts, 1);
+    run_parts(t->pool, fn, arg, n, parts, 1);
 }
 
 /* Builds the tensor table; with base != NULL also points p (and g with gbase) into it. */
@@ -587,7 +500,7 @@ int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **ou
     if (opt->n_threads > 0) openblas_set_num_threads(opt->n_threads);
     t->nscratch = malloc((size_t)ATT_THREADS(opt) * 2 * d * sizeof(float));
     if (!t->nscratch) goto oom;
-    tpool_start(&t->pool, ATT_THREADS(opt));
+    if (!(t->pool = pt_pool_new(ATT_THREADS(opt)))) goto oom;
     init_params(t);
     *out = t;
     return PT_OK;
@@ -599,7 +512,7 @@ oom:
 
 void pt_trainer_free(pt_trainer *t) {
     if (!t) return;
-    tpool_stop(&t->pool);
+    pt_pool_free(t->pool);
     free(t->nscratch);
     free(t->tensors), free(t->params), free(t->grads), free(t->m), free(t->v);
     free(t->act_block), free(t->act_ptrs), free(t->p.layers), free(t->g.layers);
@@ -710,14 +623,11 @@ static void drop_rows(void *arg, int part, int r0, int r1) {
     for (int i = r0; i < r1; i++) {
         const float *sr = j->src + (size_t)i * j->lds;
         float *o = j->out + (size_t)i * j->ldo;
-        const uint64_t base = j->seed + (uint64_t)i * (uint64_t)words * 0x9E3779B97F4A7C15ull;
+        const uint64_t base = j->seed + (uint64_t)i * (uint64_t)words * PT_SPLITMIX64_GAMMA;
         for (int w0 = 0; w0 < words; w0 += CW) {
             const int nw = words - w0 < CW ? words - w0 : CW;
             for (int w = 0; w < nw; w++) {
-                uint64_t z = base + (uint64_t)(w0 + w + 1) * 0x9E3779B97F4A7C15ull;
-                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-                z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-                z ^= z >> 31;
+                const uint64_t z = pt_splitmix64_mix(base + (uint64_t)(w0 + w + 1) * PT_SPLITMIX64_GAMMA);
                 for (int q = 0; q < 4; q++) u[4 * w + q] = (uint16_t)(z >> (16 * q));
             }
             const int e0 = 4 * w0, ne = in - e0 < 4 * nw ? in - e0 : 4 * nw;
@@ -737,7 +647,7 @@ static void drop_walk(pt_trainer *t, int k, const float *src, int lds, float *ou
                       int bwd) {
     drop_job j = {t->lmask[k], src, out, lds, ldo, in, bwd, (uint32_t)(t->lora_drop * 65536.0 + 0.5),
                   1.f / (1.f - t->lora_drop)};
-    parallel_rows(t, drop_rows, &j, N, t->pool.n);
+    parallel_rows(t, drop_rows, &j, N, t->pool->n);
 }
 
 /* The adapter's input for slot k: x itself, or x with the slot's dropout mask applied
@@ -849,7 +759,7 @@ static void mm_bwd(pt_trainer *t, float *dx, int ldx, float beta, float *dW, flo
     }
     if (db) {
         colsum_job j = {db, dout, ldd, N};
-        parallel_rows(t, colsum_cols, &j, n, (size_t)N * n < 65536 ? 1 : t->pool.n);
+        parallel_rows(t, colsum_cols, &j, n, (size_t)N * n < 65536 ? 1 : t->pool->n);
     }
 }
 
@@ -951,7 +861,7 @@ static void ln_bwd_rows(void *arg, int part, int r0, int r1) {
 }
 
 /* Rows per norm part: few enough parts that the scratch sums stay cheap. */
-static int norm_parts(const pt_trainer *t, int N, int d) { return (size_t)N * d < 32768 ? 1 : t->pool.n; }
+static int norm_parts(const pt_trainer *t, int N, int d) { return (size_t)N * d < 32768 ? 1 : t->pool->n; }
 
 static void norm_bwd_run(pt_trainer *t, void (*fn)(void *, int, int, int), norm_job *j, int N) {
     const int d = j->d, parts = norm_parts(t, N, d);
@@ -1096,15 +1006,15 @@ static void attn_fwd_rows(void *arg, int part, int i0, int i1) {
         const float *K = qkv + (size_t)b * T * qkvd + qd + (size_t)kvh * hd;
         const float *Vv = K + kvd;
         float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, j->scale, Q, qkvd, K, qkvd, 0.f, P, T);
+        pt_sgemm(0, 1, T, T, hd, j->scale, Q, qkvd, K, qkvd, 0.f, P, T);
         for (int i = 0; i < T; i++) {
             float *row = P + (size_t)i * T, mx = vmax(row, i + 1);
             float inv = (float)(1.0 / vexp_sum(row, row, i + 1, mx));
             for (int k = 0; k <= i; k++) row[k] *= inv;
             for (int k = i + 1; k < T; k++) row[k] = 0.f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.f, P, T, Vv, qkvd, 0.f,
-                    a->z[j->l] + (size_t)b * T * qd + (size_t)h * hd, qd);
+        pt_sgemm(0, 0, T, hd, T, 1.f, P, T, Vv, qkvd, 0.f,
+                 a->z[j->l] + (size_t)b * T * qd + (size_t)h * hd, qd);
     }
 }
 
@@ -1129,8 +1039,8 @@ static void attn_bwd_rows(void *arg, int part, int i0, int i1) {
             const float *P = a->att[j->l] + ((size_t)b * H + h) * T * T;
             const float *dZ = a->dz + (size_t)b * T * qd + (size_t)h * hd;
             /* dP = dZ Vᵀ ; dV += Pᵀ dZ */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.f, dZ, qd, Vv, qkvd, 0.f, dP, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.f, P, T, dZ, qd, 1.f, dV, qkvd);
+            pt_sgemm(0, 1, T, T, hd, 1.f, dZ, qd, Vv, qkvd, 0.f, dP, T);
+            pt_sgemm(1, 0, T, hd, T, 1.f, P, T, dZ, qd, 1.f, dV, qkvd);
             /* dS = P ∘ (dP − rowsum(P ∘ dP)) */
             for (int i = 0; i < T; i++) {
                 const float *pr = P + (size_t)i * T;
@@ -1139,8 +1049,8 @@ static void attn_bwd_rows(void *arg, int part, int i0, int i1) {
                 for (int k = i + 1; k < T; k++) gr[k] = 0.f;
             }
             /* dQ += scale dS K ; dK += scale dSᵀ Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, K, qkvd, 1.f, dQ, qkvd);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, Q, qkvd, 1.f, dK, qkvd);
+            pt_sgemm(0, 0, T, hd, T, scale, dP, T, K, qkvd, 1.f, dQ, qkvd);
+            pt_sgemm(1, 0, T, hd, T, scale, dP, T, Q, qkvd, 1.f, dK, qkvd);
         }
     }
 }
@@ -1224,10 +1134,9 @@ static int forward_backward_run(pt_trainer *t, const int32_t *tokens, const int3
 static int forward_backward(pt_trainer *t, const int32_t *tokens, const int32_t *targets, int B, int T,
                             const float *soft, const pt_distill_loss *dl, float loss_scale, int backward,
                             double *loss_sum, size_t *n_counted, pt_err *err) {
-    int saved = openblas_get_num_threads();
-    if (saved != 1) openblas_set_num_threads(1);
+    int saved = pt_blas_single_begin();
     int rc = forward_backward_run(t, tokens, targets, B, T, soft, dl, loss_scale, backward, loss_sum, n_counted, err);
-    if (saved != 1) openblas_set_num_threads(saved);
+    pt_blas_single_end(saved);
     return rc;
 }
 
@@ -1440,7 +1349,7 @@ static void adam_tensor(pt_trainer *t, adam_job *j, size_t n) {
         size_t len = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
         adam_job k = *j;
         k.p += off, k.g += off, k.m += off, k.v += off;
-        tpool_run(&t->pool, adam_range, &k, (int)len, len < 16384 ? 1 : t->pool.n, 16);
+        run_parts(t->pool, adam_range, &k, (int)len, len < 16384 ? 1 : t->pool->n, 16);
     }
 }
 

@@ -25,20 +25,11 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "engine/sample.h"
+#include "common/rng.h"
 #include "engine/config.h"
 
 /* Targets equal to this are ignored by the loss (PyTorch's ignore_index default). */
 #define PT_IGNORE_INDEX (-100)
-
-/* ---- the deterministic PRNG (initialisation, data order) ---------------------------- */
-
-/* The sampler's xoshiro256** seeded by splitmix64 (engine/sample.h): the whole state is 4
- * words, saved in checkpoints. */
-/* Uniform in [0, n) (n > 0), without modulo bias. */
-uint64_t pt_rng_below(pt_rng *r, uint64_t n);
-/* Standard normal (Box-Muller; consumes two words). */
-double pt_rng_normal(pt_rng *r);
 
 /* ---- parameters ------------------------------------------------------------------------ */
 

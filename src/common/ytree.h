@@ -1,4 +1,4 @@
-/* ytree.h — (module-internal) a YAML/JSON document as a tree of nodes that keep their
+/* ytree.h — a YAML/JSON document as a tree of nodes that keep their
  * line:column, built from libyaml's event stream.
  *
  * Why events and not yaml_parser_load(): aliases would let a small hostile file expand into
@@ -6,8 +6,8 @@
  * count are capped here. JSON is read by the same parser (JSON is, for our purposes, YAML flow
  * syntax), so both get the same line:column messages.
  */
-#ifndef PARITY_POLICY_YTREE_H
-#define PARITY_POLICY_YTREE_H
+#ifndef PARITY_COMMON_YTREE_H
+#define PARITY_COMMON_YTREE_H
 
 #include <stddef.h>
 

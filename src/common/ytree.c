@@ -1,5 +1,5 @@
 /* see ytree.h */
-#include "policy/ytree.h"
+#include "common/ytree.h"
 
 #include <stdlib.h>
 #include <string.h>
