@@ -16,6 +16,7 @@
  * queues the others again.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/fileio.h"
 #include "common/json.h"
@@ -395,6 +397,40 @@ static int r_file_content(pt_server *s, call *c, http_resp *resp) {
     }
     free(path), free(data);
     json_decref(d);
+    return HTTP_DONE;
+}
+
+/* GET /v1/files?after=&limit=&purpose=: the organisation's files, newest first (OpenAI's list,
+ * with first_id and last_id). Every file here has purpose fine-tune; another purpose lists none. */
+static int r_files_list(pt_server *s, call *c, http_resp *resp) {
+    size_t limit;
+    const char *after, *purpose = http_query(c->req, "purpose");
+    if (!list_params(c, resp, &limit, &after)) return HTTP_DONE;
+    allow_owner(c);
+    if (purpose && *purpose && strcmp(purpose, "fine-tune")) {
+        http_json(resp, 200, json_pack("{s:s, s:[], s:b, s:n, s:n}", "object", "list", "data", "has_more", 0,
+                                       "first_id", "last_id"));
+        return HTTP_DONE;
+    }
+    return list_answer(s, resp, C_FILES, c->key.org, NULL, after, limit, 1);
+}
+
+/* DELETE /v1/files/{id}: the record and the bytes (a job still to validate it then fails). */
+static int r_file_delete(pt_server *s, call *c, http_resp *resp) {
+    ft_state *st = s->ft;
+    json_t *d = doc_get_own(s, c, C_FILES, c->params[0]);
+    if (!d) return not_found(resp, "file", c->params[0], "file_id");
+    json_decref(d);
+    allow_owner(c);
+    pt_err err;
+    char *path = pt_path_join(st->files_dir, c->params[0]);
+    if (pt_store_doc_delete(s->store, C_FILES, c->params[0], &err) || !path || (unlink(path) && errno != ENOENT)) {
+        free(path);
+        http_error(resp, 500, "server_error", NULL, NULL, "deleting the file failed");
+        return HTTP_DONE;
+    }
+    free(path);
+    http_json(resp, 200, json_pack("{s:s, s:s, s:b}", "id", c->params[0], "object", "file", "deleted", 1));
     return HTTP_DONE;
 }
 
@@ -1096,6 +1132,8 @@ int srv_ft_resolve(pt_server *s, call *c, const char *name, char *base, size_t b
 
 const route pt_ft_routes[] = {
     {"POST", "/v1/files", AUTH_KEY, r_file_upload, "files", 1, 0},
+    {"GET", "/v1/files", AUTH_KEY, r_files_list, "files", 1, 0},
+    {"DELETE", "/v1/files/{}", AUTH_KEY, r_file_delete, "files", 1, 0},
     {"GET", "/v1/files/{}", AUTH_KEY, r_file_get, "files", 1, 0},
     {"GET", "/v1/files/{}/content", AUTH_KEY, r_file_content, "files", 1, 0},
     {"POST", "/v1/fine_tuning/jobs", AUTH_KEY, r_job_create, "fine_tuning_jobs", 1, 0},
