@@ -77,7 +77,8 @@ st, _, j, _ = req("POST", "/v1/chat/completions", dict(chat, logprobs=True, top_
 check(st == 200, "top_logprobs 3 under a cap of 3: 200 (%s %s)" % (st, brief(j)))
 trace = {"model": "tiny", "input": prompt, "reads": ["logits"]}
 st, _, j, _ = req("POST", "/v1/internals/trace", trace, key="capped")
-check(st == 403 and err_code(j) == "limit_exceeded" and "logprobs_top_k" in j["error"]["message"],
+check(st == 403 and err_code(j) == "limit_exceeded" and "logprobs_top_k" in j["error"]["message"] and
+      "reading 'logits'" in j["error"]["message"],
       "reading logits under a top-k cap of 3 is refused like top_logprobs = vocabulary: %s %s" % (st, brief(j)))
 st, _, j, _ = req("POST", "/v1/internals/trace", trace, key="capped", headers={"Accept": "application/x-safetensors"})
 check(st == 403 and err_code(j) == "limit_exceeded", "and as a safetensors body too: %s" % st)

@@ -1,4 +1,5 @@
 /* see hooks.h */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,10 @@ static int add_op(pt_hooks *h, const char *name, int kind, const float *v, size_
         if (!v || !numel || numel % w)
             return pt_errf(err, PT_EINVAL, "hook '%s': the tensor has %zu values, expected %zu (one row) or a multiple",
                            name, numel, w);
+        for (size_t k = 0; k < numel; k++)
+            if (!isfinite(v[k] * scale))
+                return pt_errf(err, PT_EINVAL, "hook '%s': value %zu%s is not a finite float32", name, k,
+                               scale != 1.f ? " times the scale" : "");
         op.rows = numel == w ? 0 : numel / w;
         if (!(op.v = malloc(numel * sizeof *op.v))) return pt_errf(err, PT_ENOMEM, "out of memory");
         memcpy(op.v, v, numel * sizeof *op.v);

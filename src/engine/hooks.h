@@ -81,7 +81,8 @@ int pt_hooks_read(pt_hooks *h, const char *name, const int32_t *positions, size_
 /* Interventions. `v` (copied) is either one row (numel == the hook's row width; broadcast
  * to every position) or whole rows [rows, width] where row p applies to absolute position p
  * (positions beyond the last row are left alone). positions (copied; NULL, 0: all) restricts
- * the edit further. Not allowed on hook_pattern. */
+ * the edit further. Not allowed on hook_pattern. A value (times the scale) that is not a finite
+ * float32 is PT_EINVAL naming the hook. */
 int pt_hooks_add(pt_hooks *h, const char *name, const float *v, size_t numel, float scale, const int32_t *positions,
                  size_t n_positions, pt_err *err);
 int pt_hooks_set(pt_hooks *h, const char *name, const float *v, size_t numel, const int32_t *positions,

@@ -211,9 +211,9 @@ static int authenticate(pt_server *s, call *c, http_resp *resp) {
 }
 /* Decisions ------------------------------------------------------------------------------------ */
 
-int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
-               http_resp *resp) {
-    (void)s;
+/* srv_decide, with `use` (or NULL) named in a denial's message. */
+static int decide(call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u, const char *use,
+                  http_resp *resp) {
     pt_decision d;
     pt_strlcpy(c->model, model ? model : "", sizeof c->model);
     if (variant) pt_strlcpy(c->variant, variant, sizeof c->variant);
@@ -226,20 +226,32 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
         http_error(resp, 404, "invalid_request_error", "model_not_found", "model",
                    "The model '%s' does not exist or you do not have access to it.", model);
     } else {
-        http_error(resp, 403, "permission_denied", pt_reason_name(d.reason), NULL, "%s (policy revision %lld)",
-                   d.message, (long long)c->pol->seq);
+        http_error(resp, 403, "permission_denied", pt_reason_name(d.reason), NULL, "%s%s%s (policy revision %lld)",
+                   use ? use : "", use ? ": " : "", d.message, (long long)c->pol->seq);
     }
     return 0;
 }
 
+int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
+               http_resp *resp) {
+    (void)s;
+    return decide(c, model, variant, cap, u, NULL, resp);
+}
+
 int srv_decide_use(pt_server *s, call *c, const char *model, const char *variant, pt_use use, int64_t k,
                    http_resp *resp) {
+    (void)s;
+    /* a read of logits is charged log-probs over the whole vocabulary: say so, or a refusal
+     * of "top-k 4096" would puzzle a caller who asked for no top-k */
+    const char *what = use == PT_USE_READ_LOGITS ? "reading 'logits' (the whole log-probability vector, charged as "
+                                                   "prefill and top-k log-probs with k = the vocabulary)"
+                                                 : NULL;
     pt_charge rows[PT_CHARGE_MAX];
     int n = pt_policy_charge(use, k, rows);
     for (int i = 0; i < n; i++) {
         pt_usage u = pt_usage_none();
         u.logprobs_top_k = rows[i].logprobs_top_k;
-        if (!srv_decide(s, c, model, variant, rows[i].cap, rows[i].logprobs_top_k >= 0 ? &u : NULL, resp)) return 0;
+        if (!decide(c, model, variant, rows[i].cap, rows[i].logprobs_top_k >= 0 ? &u : NULL, what, resp)) return 0;
     }
     return 1;
 }

@@ -2008,7 +2008,8 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
             goto out;
         }
         if ((op->op == 0 || op->op == 1) && parse_value(json_object_get(e, "value"), &op->values, &op->numel, &bad)) {
-            ret = bad_request(resp, "interventions", "%s", bad);
+            http_error(resp, 400, "invalid_request_error", "invalid_value", "interventions",
+                       "interventions[%zu] (hook %s): %s", i, hook, bad);
             goto out;
         }
         for (size_t k = 0; op->op == 0 && k < op->numel; k++)
