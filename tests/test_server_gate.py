@@ -225,4 +225,13 @@ check(st == 200 and [f["id"] for f in j["data"]] == [ids[1]], "the list no longe
 st, _, j, _ = req("GET", "/v1/files", key="other")
 check(st == 200 and [f["id"] for f in j["data"]] == [theirs], "each organisation lists only its own")
 
+# fine-tuning job bodies: the same rule for fields this server does not take
+job = {"model": "tiny", "training_file": ids[1], "hyperparameters": {"n_epochs": 1}}
+st, _, j, _ = req("POST", "/v1/fine_tuning/jobs", dict(job, best_of=1), key="white")
+check(st == 400 and err_code(j) == "unknown_parameter" and j["error"]["param"] == "best_of",
+      "a job body with an unknown field: 400 naming it (%s %s)" % (st, brief(j)))
+st, _, j, _ = req("POST", "/v1/fine_tuning/jobs", dict(job, integrations=[{"type": "wandb", "wandb": {"project": "p"}}]),
+                  key="white")
+check(st == 400 and err_code(j) == "unsupported_parameter", "integrations: not implemented, 400 (%s)" % st)
+
 sys.exit(W.summary("test_server_gate"))

@@ -490,12 +490,36 @@ static int64_t active_jobs(pt_server *s, const char *org) {
     return k;
 }
 
+/* 1 if every field of a job-create body is one of OpenAI's that this server takes (integrations
+ * only empty: none are implemented); else 0 with a 400 naming the first that is not. */
+static int job_fields_ok(json_t *b, http_resp *resp) {
+    static const char *const known[] = {"model", "training_file", "validation_file", "hyperparameters", "suffix",
+                                        "seed", "method", "metadata", "integrations"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) {
+        size_t i = 0, n = sizeof known / sizeof known[0];
+        while (i < n && strcmp(known[i], k)) i++;
+        if (i == n) {
+            http_error(resp, 400, "invalid_request_error", "unknown_parameter", k, "Unknown parameter: '%s'.", k);
+            return 0;
+        }
+        if (!strcmp(k, "integrations") && !json_is_null(v) && !(json_is_array(v) && !json_array_size(v))) {
+            http_error(resp, 400, "invalid_request_error", "unsupported_parameter", k,
+                       "Unsupported parameter: this server runs no integrations; leave 'integrations' out or empty.");
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int r_job_create(pt_server *s, call *c, http_resp *resp) {
     ft_state *st = s->ft;
     json_t *b = srv_body_json(c, resp);
     if (!b) return HTTP_DONE;
     json_t *job = NULL, *hp = json_object();
     const char *model = jstr(b, "model");
+    if (!job_fields_ok(b, resp)) goto out;
     if (!model || !*model) {
         http_error(resp, 400, "invalid_request_error", "invalid_value", "model", "'model' is required.");
         goto out;
