@@ -215,6 +215,9 @@ if ok("ft"):
     o = ft["denied"]
     check(o.get("is_PermissionDeniedError") and o.get("code") == "capability_not_in_tier",
           "no finetune: PermissionDeniedError: %s" % o)
+    check(f["id"] in ft["files_list"], "files.list (auto-paginated) has the upload: %s" % ft["files_list"])
+    check(ft["file_deleted"] == {"id": f["id"], "object": "file", "deleted": True}, "files.delete: %s" % ft["file_deleted"])
+    check(f["id"] not in ft["files_left"], "a deleted file is no longer listed")
 
 check(W.stop() == 0, "the server exits cleanly after the client's run")
 sys.exit(W.summary("openai compat"))

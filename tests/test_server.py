@@ -218,9 +218,11 @@ check(h.get("x-ratelimit-limit-requests") == "2" and "retry-after" in h and err_
 # --- hostile input ----------------------------------------------------------------------------
 st, _, j, _ = req("POST", "/v1/chat/completions", key="al1", raw=b"{not json", headers={"Content-Type": "application/json"})
 check(st == 400 and err_code(j) == "invalid_json", "malformed JSON: 400")
-st, _, j, _ = req("POST", "/v1/chat/completions", key="al1", raw=b'{"model":"tiny","messages":[{"role":"user","content":"\xff"}]}')
+JSON = {"Content-Type": "application/json"}
+st, _, j, _ = req("POST", "/v1/chat/completions", key="al1", raw=b'{"model":"tiny","messages":[{"role":"user","content":"\xff"}]}',
+                  headers=JSON)
 check(st == 400, "invalid UTF-8: 400")
-st, _, j, _ = req("POST", "/v1/chat/completions", key="al1", raw=b"[" * 100 + b"]" * 100)
+st, _, j, _ = req("POST", "/v1/chat/completions", key="al1", raw=b"[" * 100 + b"]" * 100, headers=JSON)
 check(st == 400, "deep nesting: 400")
 st, _, j, _ = req("POST", "/v1/chat/completions", key="al1", raw=b"x" * 70000)
 check(st == 413, "body over the cap: 413")

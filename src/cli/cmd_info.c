@@ -50,7 +50,7 @@ int cmd_info(int argc, char **argv) {
     printf("hook points (per sequence; pos = positions):\n");
     char name[128];
     for (int site = 0; site < pt_hook_n_sites(c); site++) {
-        if (site == PT_HOOK_POS_EMBED && c->arch != PT_ARCH_GPT2) continue;
+        if (!pt_hook_site_exists(c, site)) continue;
         int64_t d[2];
         int nd = pt_hook_row_shape(c, site, d);
         pt_hook_name(c, site, name, sizeof name);

@@ -91,7 +91,7 @@ int cmd_trace(int argc, char **argv) {
         const pt_config *c = pt_engine_config(e);
         char name[128];
         for (int site = 0; !rc && site < pt_hook_n_sites(c); site++) {
-            if (site == PT_HOOK_POS_EMBED && c->arch != PT_ARCH_GPT2) continue;
+            if (!pt_hook_site_exists(c, site)) continue;
             pt_hook_name(c, site, name, sizeof name);
             pt_err e2;
             int r2 = pt_hooks_read(h, name, pos, n_pos, &e2);

@@ -1,4 +1,5 @@
 /* see hooks.h */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,8 @@ int pt_hook_n_sites(const pt_config *c) { return PT_HOOK_N_GLOBAL + c->n_layers 
 static int valid_names_error(const pt_config *c, const char *name, pt_err *err) {
     char list[600];
     size_t o = 0;
-    o += (size_t)snprintf(list + o, sizeof list - o, "hook_embed, %s", c->arch == PT_ARCH_GPT2 ? "hook_pos_embed, " : "");
+    o += (size_t)snprintf(list + o, sizeof list - o, "hook_embed, %s",
+                          pt_hook_site_exists(c, PT_HOOK_POS_EMBED) ? "hook_pos_embed, " : "");
     o += (size_t)snprintf(list + o, sizeof list - o, "blocks.{0..%d}.{", c->n_layers - 1);
     for (int k = PT_HOOK_N_GLOBAL; k < PT_HOOK_KIND_COUNT && o < sizeof list; k++)
         o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", k > PT_HOOK_N_GLOBAL ? "," : "", kind_names[k]);
@@ -68,10 +70,14 @@ static int valid_names_error(const pt_config *c, const char *name, pt_err *err) 
     return pt_errf(err, PT_ENOTFOUND, "unknown hook '%s'; valid hooks: %s", name, list);
 }
 
+int pt_hook_site_exists(const pt_config *c, int site) {
+    return site >= 0 && site < pt_hook_n_sites(c) && (site != PT_HOOK_POS_EMBED || c->arch == PT_ARCH_GPT2);
+}
+
 int pt_hook_parse(const pt_config *c, const char *name, int *site, pt_err *err) {
     for (int k = 0; k < PT_HOOK_N_GLOBAL; k++)
         if (!strcmp(name, kind_names[k])) {
-            if (k == PT_HOOK_POS_EMBED && c->arch != PT_ARCH_GPT2) break;
+            if (!pt_hook_site_exists(c, k)) break;
             *site = k;
             return PT_OK;
         }
@@ -111,6 +117,7 @@ char *pt_hook_name(const pt_config *c, int site, char *buf, size_t cap) {
 
 int pt_hook_row_shape(const pt_config *c, int site, int64_t *dims) {
     int layer;
+    if (!pt_hook_site_exists(c, site)) return -1;
     switch (site_kind(site, &layer)) {
     case PT_HOOK_Q:
     case PT_HOOK_Z: dims[0] = c->n_heads, dims[1] = c->head_dim; return 2;
@@ -220,6 +227,10 @@ static int add_op(pt_hooks *h, const char *name, int kind, const float *v, size_
         if (!v || !numel || numel % w)
             return pt_errf(err, PT_EINVAL, "hook '%s': the tensor has %zu values, expected %zu (one row) or a multiple",
                            name, numel, w);
+        for (size_t k = 0; k < numel; k++)
+            if (!isfinite(v[k] * scale))
+                return pt_errf(err, PT_EINVAL, "hook '%s': value %zu%s is not a finite float32", name, k,
+                               scale != 1.f ? " times the scale" : "");
         op.rows = numel == w ? 0 : numel / w;
         if (!(op.v = malloc(numel * sizeof *op.v))) return pt_errf(err, PT_ENOMEM, "out of memory");
         memcpy(op.v, v, numel * sizeof *op.v);

@@ -54,13 +54,17 @@ static inline int pt_hook_site(pt_hook_kind k, int layer) {
 }
 int pt_hook_n_sites(const pt_config *c);
 
+/* 1 if the model has the site (hook_pos_embed only on GPT-2): the one rule that pt_hook_parse,
+ * pt_hook_row_shape and so every listing of hooks follow. */
+int pt_hook_site_exists(const pt_config *c, int site);
 /* Parses a hook name. Unknown names (or a layer out of range, or hook_pos_embed on Llama)
  * are PT_ENOTFOUND with a message listing the valid names compactly. */
 int pt_hook_parse(const pt_config *c, const char *name, int *site, pt_err *err);
 /* The name of a site into buf (returns buf). */
 char *pt_hook_name(const pt_config *c, int site, char *buf, size_t cap);
 /* Width of one position's row at a site (pattern: n_heads · k_pos varies: returns n_heads),
- * and its per-position shape (dims after pos; pattern: [n_heads]). */
+ * and its per-position shape (dims after pos; pattern: [n_heads]); -1 for a site the model does
+ * not have (pt_hook_site_exists). */
 int pt_hook_width(const pt_config *c, int site);
 int pt_hook_row_shape(const pt_config *c, int site, int64_t *dims);
 
@@ -77,7 +81,8 @@ int pt_hooks_read(pt_hooks *h, const char *name, const int32_t *positions, size_
 /* Interventions. `v` (copied) is either one row (numel == the hook's row width; broadcast
  * to every position) or whole rows [rows, width] where row p applies to absolute position p
  * (positions beyond the last row are left alone). positions (copied; NULL, 0: all) restricts
- * the edit further. Not allowed on hook_pattern. */
+ * the edit further. Not allowed on hook_pattern. A value (times the scale) that is not a finite
+ * float32 is PT_EINVAL naming the hook. */
 int pt_hooks_add(pt_hooks *h, const char *name, const float *v, size_t numel, float scale, const int32_t *positions,
                  size_t n_positions, pt_err *err);
 int pt_hooks_set(pt_hooks *h, const char *name, const float *v, size_t numel, const int32_t *positions,

@@ -27,6 +27,12 @@ int pt_sample_params_check(const pt_sample_params *p, pt_err *err) {
     if (!(p->top_p > 0 && p->top_p <= 1)) return pt_errf(err, PT_EINVAL, "top_p must be in (0, 1]");
     if (!(p->min_p >= 0 && p->min_p <= 1)) return pt_errf(err, PT_EINVAL, "min_p must be in [0, 1]");
     if (!(p->repetition_penalty > 0) || isinf(p->repetition_penalty)) return pt_errf(err, PT_EINVAL, "repetition_penalty must be a finite number > 0");
+    if (p->n_bias > PT_SAMPLE_MAX_BIAS) return pt_errf(err, PT_EINVAL, "logit_bias has more than %d entries", PT_SAMPLE_MAX_BIAS);
+    for (size_t i = 0; i < p->n_bias; i++) {
+        if (p->bias_token[i] < 0) return pt_errf(err, PT_EINVAL, "logit_bias: token %d is negative", p->bias_token[i]);
+        if (!(p->bias[i] >= -100 && p->bias[i] <= 100))
+            return pt_errf(err, PT_EINVAL, "logit_bias: the bias of token %d must be in [-100, 100]", p->bias_token[i]);
+    }
     return PT_OK;
 }
 
@@ -36,6 +42,10 @@ int pt_sampler_new(const pt_sample_params *params, size_t n_vocab, pt_sampler **
     *out = NULL;
     if (pt_sample_params_check(params, err)) return PT_EINVAL;
     if (!n_vocab || n_vocab > (1u << 26)) return pt_errf(err, PT_EINVAL, "vocabulary size %zu out of range", n_vocab);
+    for (size_t i = 0; i < params->n_bias; i++)
+        if ((size_t)params->bias_token[i] >= n_vocab)
+            return pt_errf(err, PT_EINVAL, "logit_bias: token %d is not in the vocabulary of %zu", params->bias_token[i],
+                           n_vocab);
     pt_sampler *s = calloc(1, sizeof *s);
     if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
     s->p = *params;
@@ -99,6 +109,7 @@ static int32_t transform(pt_sampler *s) {
     float *w = s->work;
     size_t n = s->n;
     const pt_sample_params *p = &s->p;
+    for (size_t i = 0; i < p->n_bias; i++) w[p->bias_token[i]] += p->bias[i];
     if (p->repetition_penalty != 1.0f)
         for (size_t i = 0; i < n; i++)
             if (s->seen[i]) w[i] = w[i] < 0 ? w[i] * p->repetition_penalty : w[i] / p->repetition_penalty;

@@ -1,7 +1,7 @@
 /* sample.h — choosing the next token from one row of logits, and text-level stop sequences.
  *
  * The generation loop owns one pt_sampler per sequence and calls pt_sampler_sample() once per
- * step. The sampler applies, in Hugging Face's order:
+ * step. The sampler applies the logit bias, then, in Hugging Face's order:
  *   repetition penalty (positive logits of already-seen tokens divided by the penalty,
  *   negative ones multiplied) → temperature → top-k → top-p → min-p,
  * and draws from what is left with its own PRNG (common/rng.h: xoshiro256**, seeded through
@@ -19,6 +19,7 @@
 #include "common/rng.h"
 
 #define PT_SAMPLE_MAX_TOP 20
+#define PT_SAMPLE_MAX_BIAS 300 /* logit_bias entries (OpenAI's limit) */
 
 typedef struct pt_sample_params {
     float temperature;        /* 0: greedy; default 1 */
@@ -27,11 +28,18 @@ typedef struct pt_sample_params {
     float min_p;              /* 0: off; in [0, 1] */
     float repetition_penalty; /* 1: off; > 0 */
     uint64_t seed;
+    /* OpenAI's logit_bias: bias[i] (in [-100, 100]) is added to token[i]'s logit before every
+     * other transform; it changes what is drawn, never the reported log-probs (those stay the
+     * raw logits', so a bias cannot pull tokens into a capped top-k). */
+    size_t n_bias;
+    int32_t bias_token[PT_SAMPLE_MAX_BIAS];
+    float bias[PT_SAMPLE_MAX_BIAS];
 } pt_sample_params;
 
-/* temperature 1, top_k 0, top_p 1, min_p 0, repetition_penalty 1, seed 0. */
+/* temperature 1, top_k 0, top_p 1, min_p 0, repetition_penalty 1, seed 0, no bias. */
 void pt_sample_params_default(pt_sample_params *p);
-/* PT_OK, or PT_EINVAL with a message naming the bad parameter. */
+/* PT_OK, or PT_EINVAL with a message naming the bad parameter (pt_sampler_new also checks that
+ * every biased token is in the vocabulary). */
 int pt_sample_params_check(const pt_sample_params *p, pt_err *err);
 
 typedef struct pt_sampler pt_sampler;

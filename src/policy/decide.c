@@ -358,3 +358,33 @@ int pt_policy_effective(const pt_policy *p, const char *org, const char *model, 
     if (limits) *limits = l;
     return any;
 }
+
+/* What each use is charged (docs/policy.md has the same table; tests/test_policy.c checks it).
+ * k_from_request: the row is charged the request's k (the top-k asked, or the vocabulary size). */
+static const struct {
+    const char *name;
+    int n;
+    struct { pt_cap cap; int k_from_request; } rows[3];
+} charges[PT_USE_COUNT] = {
+    [PT_USE_CHAT] = {"chat", 1, {{PT_CAP_SAMPLE, 0}}},
+    [PT_USE_COMPLETION] = {"completion", 2, {{PT_CAP_SAMPLE, 0}, {PT_CAP_PREFILL, 0}}},
+    [PT_USE_TOP_LOGPROBS] = {"top_logprobs", 1, {{PT_CAP_LOGPROBS, 1}}},
+    [PT_USE_READ] = {"read", 1, {{PT_CAP_ACTIVATIONS, 0}}},
+    [PT_USE_READ_LOGITS] = {"read_logits", 3, {{PT_CAP_ACTIVATIONS, 0}, {PT_CAP_PREFILL, 0}, {PT_CAP_LOGPROBS, 1}}},
+    [PT_USE_WRITE] = {"write", 1, {{PT_CAP_INTERVENTIONS, 0}}},
+};
+
+int pt_policy_charge(pt_use use, int64_t k, pt_charge out[PT_CHARGE_MAX]) {
+    if ((unsigned)use >= PT_USE_COUNT) return 0;
+    int n = charges[use].n;
+    for (int i = 0; i < n; i++)
+        out[i] = (pt_charge){charges[use].rows[i].cap, charges[use].rows[i].k_from_request ? k : -1};
+    return n;
+}
+
+pt_use pt_policy_hook_use(const char *hook, int write) {
+    if (write) return PT_USE_WRITE;
+    return !strcmp(hook, "logits") ? PT_USE_READ_LOGITS : PT_USE_READ;
+}
+
+const char *pt_use_name(pt_use use) { return (unsigned)use < PT_USE_COUNT ? charges[use].name : NULL; }

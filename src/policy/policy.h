@@ -215,6 +215,40 @@ long pt_policy_org_ix(const pt_policy *p, const char *id);
 /* Does model id match pattern (a grant's or forbid's model glob; NULL matches everything)? */
 int pt_policy_pattern_match(const char *pattern, const char *model);
 
+/* ---- what each use of a model is charged ----
+ *
+ * One table (docs/policy.md, "What each use is charged") says which capabilities, and which
+ * limits, every way of getting something from a model costs; every route decides through it, so
+ * the same effect costs the same on every route. A use is charged all of its rows. */
+typedef enum {
+    PT_USE_CHAT = 0,      /* sampled text from a conversation in the model's chat template */
+    PT_USE_COMPLETION,    /* sampled text continuing caller-chosen raw text or token ids
+                           * (/v1/completions, and trace's "generate") */
+    PT_USE_TOP_LOGPROBS,  /* the top-k log-probs of each position (k asked) */
+    PT_USE_READ,          /* an activation hook's values on the caller's input */
+    PT_USE_READ_LOGITS,   /* the "logits" hook: the whole log-probability vector of every position
+                           * of the caller's input, i.e. top-k log-probs with k = the vocabulary */
+    PT_USE_WRITE,         /* an intervention at a hook */
+    PT_USE_COUNT
+} pt_use;
+
+/* One row: a capability, and the log-probs top-k it is charged with (-1: none). */
+typedef struct {
+    pt_cap cap;
+    int64_t logprobs_top_k;
+} pt_charge;
+#define PT_CHARGE_MAX 4
+
+/* The rows use is charged into out[PT_CHARGE_MAX]; k is the top-k asked (PT_USE_TOP_LOGPROBS)
+ * or the vocabulary size (PT_USE_READ_LOGITS), unused otherwise. Returns how many rows (0 for an
+ * out-of-range use). */
+int pt_policy_charge(pt_use use, int64_t k, pt_charge out[PT_CHARGE_MAX]);
+/* What reading (write = 0) or writing (write = 1) the hook named `hook` is: PT_USE_READ_LOGITS
+ * for reading "logits", else PT_USE_READ or PT_USE_WRITE. */
+pt_use pt_policy_hook_use(const char *hook, int write);
+/* "chat", "completion", "top_logprobs", "read", "read_logits", "write"; NULL when out of range. */
+const char *pt_use_name(pt_use use);
+
 /* ---- canonical form ---- */
 
 /* The policy as a JSON value in the document schema (a new reference), with every tier

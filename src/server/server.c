@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "common/json.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "engine/config.h"
 #include "gap/gap.h"
 #include "policy/history.h"
 #include "common/ytree.h"
@@ -208,9 +210,9 @@ static int authenticate(pt_server *s, call *c, http_resp *resp) {
 }
 /* Decisions ------------------------------------------------------------------------------------ */
 
-int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
-               http_resp *resp) {
-    (void)s;
+/* srv_decide, with `use` (or NULL) named in a denial's message. */
+static int decide(call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u, const char *use,
+                  http_resp *resp) {
     pt_decision d;
     pt_strlcpy(c->model, model ? model : "", sizeof c->model);
     if (variant) pt_strlcpy(c->variant, variant, sizeof c->variant);
@@ -223,16 +225,71 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
         http_error(resp, 404, "invalid_request_error", "model_not_found", "model",
                    "The model '%s' does not exist or you do not have access to it.", model);
     } else {
-        http_error(resp, 403, "permission_denied", pt_reason_name(d.reason), NULL, "%s (policy revision %lld)",
-                   d.message, (long long)c->pol->seq);
+        http_error(resp, 403, "permission_denied", pt_reason_name(d.reason), NULL, "%s%s%s (policy revision %lld)",
+                   use ? use : "", use ? ": " : "", d.message, (long long)c->pol->seq);
     }
     return 0;
+}
+
+int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
+               http_resp *resp) {
+    (void)s;
+    return decide(c, model, variant, cap, u, NULL, resp);
+}
+
+int srv_decide_use(pt_server *s, call *c, const char *model, const char *variant, pt_use use, int64_t k,
+                   http_resp *resp) {
+    (void)s;
+    /* a read of logits is charged log-probs over the whole vocabulary: say so, or a refusal
+     * of "top-k 4096" would puzzle a caller who asked for no top-k */
+    const char *what = use == PT_USE_READ_LOGITS ? "reading 'logits' (the whole log-probability vector, charged as "
+                                                   "prefill and top-k log-probs with k = the vocabulary)"
+                                                 : NULL;
+    pt_charge rows[PT_CHARGE_MAX];
+    int n = pt_policy_charge(use, k, rows);
+    for (int i = 0; i < n; i++) {
+        pt_usage u = pt_usage_none();
+        u.logprobs_top_k = rows[i].logprobs_top_k;
+        if (!decide(c, model, variant, rows[i].cap, rows[i].logprobs_top_k >= 0 ? &u : NULL, what, resp)) return 0;
+    }
+    return 1;
+}
+
+/* 1 if a Content-Type header value is application/json (parameters such as charset allowed). */
+static int is_json_media_type(const char *ct) {
+    static const char want[] = "application/json";
+    if (!ct) return 0;
+    ct += strspn(ct, " \t");
+    if (strncasecmp(ct, want, sizeof want - 1)) return 0;
+    ct += sizeof want - 1;
+    ct += strspn(ct, " \t");
+    return *ct == 0 || *ct == ';';
 }
 
 json_t *srv_body_json(call *c, http_resp *resp) {
     pt_err err;
     if (c->req->body_len == 0) {
         http_error(resp, 400, "invalid_request_error", "invalid_body", NULL, "The request needs a JSON body.");
+        return NULL;
+    }
+    const char *ct = http_header(c->req, "Content-Type");
+    if (!is_json_media_type(ct)) {
+        char shown[64];
+        pt_strlcpy(shown, ct ? ct : "", sizeof shown);
+        for (char *q = shown; *q; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f) *q = '?';
+        http_error(resp, 415, "invalid_request_error", "unsupported_media_type", NULL,
+                   "The request body must be JSON sent with 'Content-Type: application/json' (%s%s%s).",
+                   ct ? "got '" : "no Content-Type was sent", shown, ct ? "'" : "");
+        return NULL;
+    }
+    /* jansson's length-delimited reader takes a NUL byte for the end of the text and then reads
+     * on past it ({"max_tokens":3<NUL>} parsed), and a raw NUL is never valid JSON, in a string or
+     * out of one: refused here, before the parser sees the body. */
+    const char *nul = memchr(c->req->body, 0, c->req->body_len);
+    if (nul) {
+        http_error(resp, 400, "invalid_request_error", "invalid_json", NULL,
+                   "request body: byte %zu is NUL, which JSON does not allow.", (size_t)(nul - c->req->body));
         return NULL;
     }
     json_t *j = pt_json_parse(c->req->body, c->req->body_len, 32, "request body", &err);
@@ -581,13 +638,20 @@ static int r_access(pt_server *s, call *c, http_resp *resp) {
     return HTTP_DONE;
 }
 
-static json_t *model_object(const pt_policy *p, const pt_pmodel *m) {
+/* OpenAI's model object (id, object, created, owned_by) with what the published policy says of
+ * the model (variants, analog_of); with the `model_info` capability also the served model's
+ * metadata: its name and its config (architecture, sizes, context length, special tokens). */
+static json_t *model_object(pt_server *s, const pt_policy *p, const pt_pmodel *m, pt_capset caps) {
     json_t *vars = json_array();
     for (size_t v = 0; v < m->n_variants; v++) json_array_append_new(vars, json_string(m->variants[v].id));
     json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", m->id, "object", "model", "created",
                           (json_int_t)(m->insider_since == PT_TIME_MIN ? 0 : m->insider_since), "owned_by", p->lab_id,
                           "variants", vars);
     if (m->analog_of) json_object_set_new(o, "analog_of", json_string(m->analog_of));
+    if (!(caps & (1u << PT_CAP_MODEL_INFO))) return o;
+    if (m->name) json_object_set_new(o, "name", json_string(m->name));
+    const pt_config *cfg = srv_model_config(s, m->id);
+    if (cfg) json_object_set_new(o, "config", pt_config_to_json(cfg));
     return o;
 }
 
@@ -613,7 +677,7 @@ static int r_models(pt_server *s, call *c, http_resp *resp) {
     for (size_t i = 0; i < p->n_models; i++) {
         pt_capset caps;
         if (pt_policy_effective(p, c->key.org, p->models[i].id, now, &caps, NULL) && caps)
-            json_array_append_new(data, model_object(p, &p->models[i]));
+            json_array_append_new(data, model_object(s, p, &p->models[i], caps));
     }
     json_t *ft = srv_ft_models(s, p, c->key.org, now, &ftv);
     json_array_extend(data, ft);
@@ -664,7 +728,8 @@ static int r_model(pt_server *s, call *c, http_resp *resp) {
         return HTTP_DONE;
     }
     c->decision_allow = 1;
-    http_json(resp, 200, model_object(p, m));
+    c->caps_used |= caps & (1u << PT_CAP_MODEL_INFO);
+    http_json(resp, 200, model_object(s, p, m, caps));
     return HTTP_DONE;
 }
 

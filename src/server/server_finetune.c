@@ -16,6 +16,7 @@
  * queues the others again.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/fileio.h"
 #include "common/json.h"
@@ -398,6 +400,40 @@ static int r_file_content(pt_server *s, call *c, http_resp *resp) {
     return HTTP_DONE;
 }
 
+/* GET /v1/files?after=&limit=&purpose=: the organisation's files, newest first (OpenAI's list,
+ * with first_id and last_id). Every file here has purpose fine-tune; another purpose lists none. */
+static int r_files_list(pt_server *s, call *c, http_resp *resp) {
+    size_t limit;
+    const char *after, *purpose = http_query(c->req, "purpose");
+    if (!list_params(c, resp, &limit, &after)) return HTTP_DONE;
+    allow_owner(c);
+    if (purpose && *purpose && strcmp(purpose, "fine-tune")) {
+        http_json(resp, 200, json_pack("{s:s, s:[], s:b, s:n, s:n}", "object", "list", "data", "has_more", 0,
+                                       "first_id", "last_id"));
+        return HTTP_DONE;
+    }
+    return list_answer(s, resp, C_FILES, c->key.org, NULL, after, limit, 1);
+}
+
+/* DELETE /v1/files/{id}: the record and the bytes (a job still to validate it then fails). */
+static int r_file_delete(pt_server *s, call *c, http_resp *resp) {
+    ft_state *st = s->ft;
+    json_t *d = doc_get_own(s, c, C_FILES, c->params[0]);
+    if (!d) return not_found(resp, "file", c->params[0], "file_id");
+    json_decref(d);
+    allow_owner(c);
+    pt_err err;
+    char *path = pt_path_join(st->files_dir, c->params[0]);
+    if (pt_store_doc_delete(s->store, C_FILES, c->params[0], &err) || !path || (unlink(path) && errno != ENOENT)) {
+        free(path);
+        http_error(resp, 500, "server_error", NULL, NULL, "deleting the file failed");
+        return HTTP_DONE;
+    }
+    free(path);
+    http_json(resp, 200, json_pack("{s:s, s:s, s:b}", "id", c->params[0], "object", "file", "deleted", 1));
+    return HTTP_DONE;
+}
+
 /* Jobs ------------------------------------------------------------------------------------------- */
 
 /* One hyperparameter: absent or "auto" → auto (stored "auto"), else a number in [lo, hi]
@@ -454,12 +490,36 @@ static int64_t active_jobs(pt_server *s, const char *org) {
     return k;
 }
 
+/* 1 if every field of a job-create body is one of OpenAI's that this server takes (integrations
+ * only empty: none are implemented); else 0 with a 400 naming the first that is not. */
+static int job_fields_ok(json_t *b, http_resp *resp) {
+    static const char *const known[] = {"model", "training_file", "validation_file", "hyperparameters", "suffix",
+                                        "seed", "method", "metadata", "integrations"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) {
+        size_t i = 0, n = sizeof known / sizeof known[0];
+        while (i < n && strcmp(known[i], k)) i++;
+        if (i == n) {
+            http_error(resp, 400, "invalid_request_error", "unknown_parameter", k, "Unknown parameter: '%s'.", k);
+            return 0;
+        }
+        if (!strcmp(k, "integrations") && !json_is_null(v) && !(json_is_array(v) && !json_array_size(v))) {
+            http_error(resp, 400, "invalid_request_error", "unsupported_parameter", k,
+                       "Unsupported parameter: this server runs no integrations; leave 'integrations' out or empty.");
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int r_job_create(pt_server *s, call *c, http_resp *resp) {
     ft_state *st = s->ft;
     json_t *b = srv_body_json(c, resp);
     if (!b) return HTTP_DONE;
     json_t *job = NULL, *hp = json_object();
     const char *model = jstr(b, "model");
+    if (!job_fields_ok(b, resp)) goto out;
     if (!model || !*model) {
         http_error(resp, 400, "invalid_request_error", "invalid_value", "model", "'model' is required.");
         goto out;
@@ -1096,6 +1156,8 @@ int srv_ft_resolve(pt_server *s, call *c, const char *name, char *base, size_t b
 
 const route pt_ft_routes[] = {
     {"POST", "/v1/files", AUTH_KEY, r_file_upload, "files", 1, 0},
+    {"GET", "/v1/files", AUTH_KEY, r_files_list, "files", 1, 0},
+    {"DELETE", "/v1/files/{}", AUTH_KEY, r_file_delete, "files", 1, 0},
     {"GET", "/v1/files/{}", AUTH_KEY, r_file_get, "files", 1, 0},
     {"GET", "/v1/files/{}/content", AUTH_KEY, r_file_content, "files", 1, 0},
     {"POST", "/v1/fine_tuning/jobs", AUTH_KEY, r_job_create, "fine_tuning_jobs", 1, 0},

@@ -165,6 +165,12 @@ void srv_policy_put(pt_server *s, policy_ref *r);
 int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
                http_resp *resp);
 
+/* Decides every row that `use` is charged (policy.h's pt_policy_charge: one table for every
+ * route), in order, with srv_decide; k is the top-k asked or the vocabulary size. Returns 1 when
+ * every row is allowed, else 0 with the first denial in resp. */
+int srv_decide_use(pt_server *s, call *c, const char *model, const char *variant, pt_use use, int64_t k,
+                   http_resp *resp);
+
 /* The audit entry of a finished request (new reference). */
 /* A request's audit entry as compact JSON text: a new NUL-terminated string; NULL when out of
  * memory or over TLOG_MAX_ENTRY. */

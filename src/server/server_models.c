@@ -1094,6 +1094,96 @@ static int get_num(json_t *b, const char *key, double lo, double hi, double *out
     return 1;
 }
 
+/* An integer field in [lo, hi] (JSON integers only: 2.5 and 2.0 are refused, as OpenAI does). */
+static int get_int(json_t *b, const char *key, int64_t lo, int64_t hi, int64_t *out, http_resp *resp, int *failed) {
+    json_t *v = json_object_get(b, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        http_error(resp, 400, "invalid_request_error", "invalid_value", key, "'%s' must be an integer in [%lld, %lld].",
+                   key, (long long)lo, (long long)hi);
+        *failed = 1;
+        return 0;
+    }
+    *out = json_integer_value(v);
+    return 1;
+}
+
+/* The fields of OpenAI's completions and chat bodies this server takes. Those marked neutral
+ * are OpenAI features it does not implement, taken only at the value that asks for nothing
+ * (best_of 1, the penalties 0, ...); `user` and `metadata` are labels that change nothing. Any
+ * other field, or a neutral one at another value, is refused with a 400 naming it. */
+enum { F_BOTH = 3, F_COMPL = 1, F_CHAT = 2 };
+static const struct {
+    const char *name;
+    int apis;
+    const char *neutral; /* JSON text of the only value taken, or NULL: implemented */
+} body_fields[] = {
+    {"model", F_BOTH, NULL}, {"prompt", F_COMPL, NULL}, {"messages", F_CHAT, NULL}, {"variant", F_BOTH, NULL},
+    {"echo", F_COMPL, NULL}, {"logprobs", F_BOTH, NULL}, {"top_logprobs", F_CHAT, NULL},
+    {"max_tokens", F_BOTH, NULL}, {"max_completion_tokens", F_BOTH, NULL}, {"n", F_BOTH, NULL},
+    {"seed", F_BOTH, NULL}, {"stop", F_BOTH, NULL}, {"stream", F_BOTH, NULL}, {"stream_options", F_BOTH, NULL},
+    {"temperature", F_BOTH, NULL}, {"top_p", F_BOTH, NULL}, {"top_k", F_BOTH, NULL}, {"min_p", F_BOTH, NULL},
+    {"repetition_penalty", F_BOTH, NULL}, {"logit_bias", F_BOTH, NULL}, {"user", F_BOTH, NULL},
+    {"metadata", F_BOTH, NULL}, {"best_of", F_COMPL, "1"}, {"suffix", F_COMPL, "null"},
+    {"frequency_penalty", F_BOTH, "0"}, {"presence_penalty", F_BOTH, "0"}, {"store", F_CHAT, "false"},
+    {"parallel_tool_calls", F_CHAT, "true"}, {"tool_choice", F_CHAT, "\"none\""}, {"tools", F_CHAT, "[]"},
+    {"response_format", F_CHAT, "{\"type\":\"text\"}"}, {"modalities", F_CHAT, "[\"text\"]"},
+};
+
+/* 1 if every field of b is taken (see body_fields); else 0 with a 400 naming the first that is not. */
+static int check_fields(json_t *b, int api, http_resp *resp) {
+    const char *key;
+    json_t *v;
+    int mask = api == API_CHAT ? F_CHAT : F_COMPL;
+    json_object_foreach(b, key, v) {
+        size_t i = 0, n = sizeof body_fields / sizeof body_fields[0];
+        while (i < n && (strcmp(body_fields[i].name, key) || !(body_fields[i].apis & mask))) i++;
+        if (i == n) {
+            http_error(resp, 400, "invalid_request_error", "unknown_parameter", key, "Unknown parameter: '%s'.", key);
+            return 0;
+        }
+        if (!body_fields[i].neutral || json_is_null(v)) continue;
+        json_t *want = json_loads(body_fields[i].neutral, JSON_DECODE_ANY, NULL);
+        int same = json_equal(want, v) ||
+                   (json_is_number(want) && json_is_number(v) && json_number_value(want) == json_number_value(v));
+        json_decref(want);
+        if (!same) {
+            http_error(resp, 400, "invalid_request_error", "unsupported_parameter", key,
+                       "Unsupported parameter: '%s' is not implemented by this server; leave it out or send %s.", key,
+                       body_fields[i].neutral);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* OpenAI's logit_bias: {"TOKEN_ID": bias in [-100, 100], ...} into sp. */
+static int parse_logit_bias(json_t *lb, int vocab, pt_sample_params *sp, http_resp *resp) {
+    if (!lb || json_is_null(lb)) return 1;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(lb) || json_object_size(lb) > PT_SAMPLE_MAX_BIAS) {
+        http_error(resp, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                   "'logit_bias' must be an object of at most %d token ids to biases.", PT_SAMPLE_MAX_BIAS);
+        return 0;
+    }
+    json_object_foreach(lb, key, v) {
+        char *end;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || key[0] == '-' || key[0] == '+' || key[0] == ' ' || id >= vocab ||
+            !json_is_number(v) || !(json_number_value(v) >= -100 && json_number_value(v) <= 100)) {
+            http_error(resp, 400, "invalid_request_error", "invalid_value", "logit_bias",
+                       "'logit_bias' maps token ids (decimal strings, below the vocabulary size %d) to numbers in "
+                       "[-100, 100]; '%s' is not that.",
+                       vocab, key);
+            return 0;
+        }
+        sp->bias_token[sp->n_bias] = (int32_t)id;
+        sp->bias[sp->n_bias++] = (float)json_number_value(v);
+    }
+    return 1;
+}
+
 /* Splits "model@variant"; the body's "variant" wins. */
 static void model_and_variant(json_t *b, char *model, size_t mcap, char *variant, size_t vcap) {
     snprintf(model, mcap, "%s", json_string_value(json_object_get(b, "model")));
@@ -1243,6 +1333,7 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
     pt_err err;
     char model[128], variant[64], ft_name[128] = "";
     const struct pt_lora *lora = NULL;
+    if (!check_fields(b, api, resp)) goto out;
     if (!json_is_string(json_object_get(b, "model"))) {
         ret = bad_request(resp, "model", "'model' is required.%s", NULL);
         goto out;
@@ -1279,13 +1370,9 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
     int64_t now = pt_unix_time();
     pt_limits lim;
     pt_capset caps;
-    if (!srv_decide(s, c, model, v, PT_CAP_SAMPLE, NULL, resp)) goto out;
-    if (api == API_COMPLETIONS && !srv_decide(s, c, model, v, PT_CAP_PREFILL, NULL, resp)) goto out;
-    if (n_logprobs >= 0) {
-        pt_usage u = pt_usage_none();
-        u.logprobs_top_k = n_logprobs;
-        if (!srv_decide(s, c, model, v, PT_CAP_LOGPROBS, &u, resp)) goto out;
-    }
+    /* Charged as policy.h's table says (echo, streaming and n return nothing the use does not). */
+    if (!srv_decide_use(s, c, model, v, api == API_COMPLETIONS ? PT_USE_COMPLETION : PT_USE_CHAT, -1, resp)) goto out;
+    if (n_logprobs >= 0 && !srv_decide_use(s, c, model, v, PT_USE_TOP_LOGPROBS, n_logprobs, resp)) goto out;
     pt_policy_effective(c->pol->p, c->key.org, model, now, &caps, &lim);
     c->has_rl = 1;
     if (!pt_ratelimit_request(s->rl, c->key.org, model, lim.requests_per_minute > 0 ? lim.requests_per_minute : 0,
@@ -1318,18 +1405,19 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
     }
     /* Sampling parameters (OpenAI's, plus top_k, min_p, repetition_penalty). */
     double x;
+    int64_t k;
     if (get_num(b, "temperature", 0, 2, &x, resp, &failed)) j->sp.temperature = (float)x;
     if (get_num(b, "top_p", 0, 1, &x, resp, &failed)) j->sp.top_p = x > 0 ? (float)x : 1e-6f;
-    if (get_num(b, "top_k", 0, 1 << 20, &x, resp, &failed)) j->sp.top_k = (int32_t)x;
+    if (get_int(b, "top_k", 0, 1 << 20, &k, resp, &failed)) j->sp.top_k = (int32_t)k;
     if (get_num(b, "min_p", 0, 1, &x, resp, &failed)) j->sp.min_p = (float)x;
     if (get_num(b, "repetition_penalty", 0.01, 100, &x, resp, &failed)) j->sp.repetition_penalty = (float)x;
-    if (get_num(b, "seed", -9.2e18, 9.2e18, &x, resp, &failed)) j->sp.seed = (uint64_t)(int64_t)x;
+    if (get_int(b, "seed", INT64_MIN, INT64_MAX, &k, resp, &failed)) j->sp.seed = (uint64_t)k;
     else j->sp.seed = ((uint64_t)randombytes_random() << 32) | randombytes_random();
-    double n_choices = 1, max_tokens = api == API_COMPLETIONS ? 16 : s->o.max_tokens;
-    get_num(b, "n", 1, s->o.max_batch, &n_choices, resp, &failed);
-    if (!get_num(b, "max_completion_tokens", 0, s->o.max_tokens, &max_tokens, resp, &failed))
-        get_num(b, "max_tokens", 0, s->o.max_tokens, &max_tokens, resp, &failed);
-    if (failed) goto out;
+    int64_t n_choices = 1, max_tokens = api == API_COMPLETIONS ? 16 : s->o.max_tokens;
+    get_int(b, "n", 1, s->o.max_batch, &n_choices, resp, &failed);
+    if (!get_int(b, "max_completion_tokens", 0, s->o.max_tokens, &max_tokens, resp, &failed) && !failed)
+        get_int(b, "max_tokens", 0, s->o.max_tokens, &max_tokens, resp, &failed);
+    if (failed || !parse_logit_bias(json_object_get(b, "logit_bias"), m->vocab, &j->sp, resp)) goto out;
     j->n_per_input = (int)n_choices;
     j->max_tokens = (int)max_tokens;
     j->echo = api == API_COMPLETIONS && json_is_true(json_object_get(b, "echo"));
@@ -1462,6 +1550,21 @@ static json_t *b64_json(const void *p, size_t n) {
     return j;
 }
 
+/* 1 if input i's logits are all finite; else 0 with a message naming the interventions on
+ * that input (index and hook), which made them NaN or infinite. */
+static int finite_logits(const trace_spec *t, int input, const float *logits, int vocab, char *msg, size_t cap) {
+    int ok = 1;
+    for (int v = 0; v < vocab; v++) ok &= isfinite(logits[v]) != 0;
+    if (ok) return 1;
+    size_t o = (size_t)snprintf(msg, cap, "input %d: the result is NaN or infinite", input);
+    for (size_t k = 0, n = 0; k < t->n_ops && o < cap; k++)
+        if (op_applies(&t->ops[k], input))
+            o += (size_t)snprintf(msg + o, cap - o, "%s interventions[%zu] (hook %s)", n++ ? "," : " with", k,
+                                  t->ops[k].hook);
+    if (o < cap) snprintf(msg + o, cap - o, " in place; use smaller values or scales");
+    return 0;
+}
+
 /* Runs a trace job whole: inputs that patches copy from first, then the others; each input is
  * its own sequence with its own hook set; optional generation continues with the hooks on. */
 static void run_trace_job(pt_server *s, gen_job *j) {
@@ -1546,6 +1649,11 @@ static void run_trace_job(pt_server *s, gen_job *j) {
             free(logits);
             break;
         }
+        if (!finite_logits(t, i, logits, m->vocab, msg, sizeof msg)) {
+            status = 400;
+            free(logits);
+            break;
+        }
         if (j->max_tokens > 0) {
             gen[i] = malloc((size_t)j->max_tokens * sizeof(int32_t));
             pt_sample_params sp = j->sp;
@@ -1564,6 +1672,10 @@ static void run_trace_job(pt_server *s, gen_job *j) {
                 j->completion_tokens++;
                 pt_step ds = {seqs[i], &gen[i][n_gen[i] - 1], 1, 0, logits};
                 if (pt_engine_forward(m->eng, &ds, 1, &err)) break;
+                if (!finite_logits(t, i, logits, m->vocab, msg, sizeof msg)) {
+                    status = 400;
+                    break;
+                }
             }
             pt_sampler_free(smp);
         }
@@ -1749,6 +1861,25 @@ static int parse_value(json_t *v, float **out, size_t *numel, const char **bad) 
     return 0;
 }
 
+/* Decides what a trace is charged (policy.h's table): each kind of read (the "logits" hook is
+ * the whole log-probability vector, charged as top-k log-probs with k = the vocabulary), the
+ * interventions, and "generate" (sampled text continuing the caller's input, as a completion). */
+static int trace_decide(pt_server *s, call *c, const char *model, const char *v, json_t *reads, json_t *ivs,
+                        int generate, int64_t vocab, http_resp *resp) {
+    int want[PT_USE_COUNT] = {0};
+    size_t i;
+    json_t *e;
+    json_array_foreach(reads, i, e) {
+        const char *name = json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "hook"));
+        want[pt_policy_hook_use(name ? name : "", 0)] = 1;
+    }
+    want[PT_USE_WRITE] = json_array_size(ivs) > 0;
+    want[PT_USE_COMPLETION] = generate;
+    for (int u = 0; u < PT_USE_COUNT; u++)
+        if (want[u] && !srv_decide_use(s, c, model, v, (pt_use)u, u == PT_USE_READ_LOGITS ? vocab : -1, resp)) return 0;
+    return 1;
+}
+
 /* POST /v1/internals/trace */
 static int r_trace(pt_server *s, call *c, http_resp *resp) {
     if (c->phase == 1) {
@@ -1782,8 +1913,9 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
         goto out;
     }
     const char *v = variant[0] ? variant : NULL;
-    if (json_array_size(reads) && !srv_decide(s, c, model, v, PT_CAP_ACTIVATIONS, NULL, resp)) goto out;
-    if (json_array_size(ivs) && !srv_decide(s, c, model, v, PT_CAP_INTERVENTIONS, NULL, resp)) goto out;
+    json_t *g = json_object_get(b, "generate");
+    srv_model *m = find_model(s, model);
+    if (!trace_decide(s, c, model, v, reads, ivs, g && !json_is_null(g), m ? m->vocab : INT64_MAX, resp)) goto out;
     int64_t now = pt_unix_time();
     pt_limits lim;
     pt_policy_effective(c->pol->p, c->key.org, model, now, NULL, &lim);
@@ -1797,7 +1929,6 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
                    model, (long long)c->rl_req.limit);
         goto out;
     }
-    srv_model *m = find_model(s, model);
     if (!m) {
         http_error(resp, 503, "server_error", "model_not_served", "model",
                    "The model '%s' is in the policy but this server does not run it.", model);
@@ -1865,15 +1996,29 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
         op->op = !strcmp(ops, "add") ? 0 : !strcmp(ops, "set") ? 1 : !strcmp(ops, "ablate") ? 2 : !strcmp(ops, "patch") ? 3 : -1;
         op->scale = 1;
         json_t *sc = json_object_get(e, "scale");
-        if (op->op < 0 || (sc && (!json_is_number(sc) || !isfinite(json_number_value(sc))))) {
+        if (op->op < 0 || (sc && !json_is_number(sc))) {
             ret = bad_request(resp, "interventions", "'op' must be add, set, ablate or patch, and 'scale' a number.%s", NULL);
             goto out;
         }
         if (sc) op->scale = (float)json_number_value(sc);
-        if ((op->op == 0 || op->op == 1) && parse_value(json_object_get(e, "value"), &op->values, &op->numel, &bad)) {
-            ret = bad_request(resp, "interventions", "%s", bad);
+        if (!isfinite(op->scale)) {
+            http_error(resp, 400, "invalid_request_error", "invalid_value", "interventions",
+                       "interventions[%zu] (hook %s): 'scale' %g is not a finite float32.", i, hook,
+                       json_number_value(sc));
             goto out;
         }
+        if ((op->op == 0 || op->op == 1) && parse_value(json_object_get(e, "value"), &op->values, &op->numel, &bad)) {
+            http_error(resp, 400, "invalid_request_error", "invalid_value", "interventions",
+                       "interventions[%zu] (hook %s): %s", i, hook, bad);
+            goto out;
+        }
+        for (size_t k = 0; op->op == 0 && k < op->numel; k++)
+            if (!isfinite(op->values[k] * op->scale)) {
+                http_error(resp, 400, "invalid_request_error", "invalid_value", "interventions",
+                           "interventions[%zu] (hook %s): 'scale' × 'value' overflows float32 (element %zu).", i, hook,
+                           k);
+                goto out;
+            }
         const char *mode = json_string_value(json_object_get(e, "mode"));
         op->mean = mode && !strcmp(mode, "mean");
         if (op->op == 3) {
@@ -1908,7 +2053,6 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
         }
     }
     /* Optional generation with the interventions in place. */
-    json_t *g = json_object_get(b, "generate");
     if (g && !json_is_null(g)) {
         json_t *mt = json_object_get(g, "max_tokens");
         if (!json_is_object(g) || !json_is_integer(mt) || json_integer_value(mt) < 0 ||
@@ -1924,7 +2068,6 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
             ret = bad_request(resp, "generate", "%s", err.msg);
             goto out;
         }
-        if (!srv_decide(s, c, model, v, PT_CAP_SAMPLE, NULL, resp)) goto out;
     }
     ret = submit(s, c, j, resp);
 out:
@@ -1940,7 +2083,7 @@ static int r_hooks(pt_server *s, call *c, http_resp *resp) {
         http_error(resp, 400, "invalid_request_error", "missing_model", "model", "Add ?model=MODEL_ID.");
         return HTTP_DONE;
     }
-    if (!srv_decide(s, c, model, NULL, PT_CAP_ACTIVATIONS, NULL, resp)) return HTTP_DONE;
+    if (!srv_decide_use(s, c, model, NULL, PT_USE_READ, -1, resp)) return HTTP_DONE;
     srv_model *m = find_model(s, model);
     if (!m) {
         http_error(resp, 503, "server_error", "model_not_served", "model", "This server does not run '%s'.", model);
@@ -1953,7 +2096,7 @@ static int r_hooks(pt_server *s, call *c, http_resp *resp) {
         char name[96];
         int64_t dims[4];
         int nd = pt_hook_row_shape(cfg, site, dims);
-        if (nd < 0) continue; /* a site this architecture does not have */
+        if (nd < 0) continue; /* a site this architecture does not have (the one rule trace parses by) */
         pt_hook_name(cfg, site, name, sizeof name);
         json_t *shape = json_array();
         int pattern = strstr(name, "hook_pattern") != NULL;

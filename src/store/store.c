@@ -332,6 +332,18 @@ int pt_store_doc_get(pt_store *s, const char *collection, const char *id, char *
     return rc;
 }
 
+int pt_store_doc_delete(pt_store *s, const char *collection, const char *id, pt_err *err) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM docs WHERE collection = ? AND id = ?", -1, &st, NULL))
+        return db_fail(s, err, "delete document");
+    sqlite3_bind_text(st, 1, collection, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) return db_fail(s, err, "delete document");
+    return sqlite3_changes(s->db) ? PT_OK : pt_errf(err, PT_ENOTFOUND, "no %s with id %s", collection, id);
+}
+
 int pt_store_doc_list(pt_store *s, const char *collection, const char *org, const char *parent, const char *after,
                       size_t limit, char ***jsons, size_t *n, pt_err *err) {
     *jsons = NULL;

@@ -73,5 +73,7 @@ int pt_store_doc_get(pt_store *s, const char *collection, const char *id, char *
 int pt_store_doc_list(pt_store *s, const char *collection, const char *org, const char *parent, const char *after,
                       size_t limit, char ***jsons, size_t *n, pt_err *err);
 void pt_store_free_list(char **jsons, size_t n);
+/* Deletes a document (and nothing else); PT_ENOTFOUND if absent. */
+int pt_store_doc_delete(pt_store *s, const char *collection, const char *id, pt_err *err);
 
 #endif

@@ -205,6 +205,13 @@ r.ft = await attempt(async () => {
     const second = await c.fineTuning.jobs.create({ model, training_file: out.file.id, hyperparameters: { n_epochs: 50, batch_size: 1 } });
     out.cancelled = await c.fineTuning.jobs.cancel(second.id);
     out.denied = await attempt(() => client("al1").fineTuning.jobs.create({ model, training_file: out.file.id }));
+    const files = [];
+    for await (const f of c.files.list()) files.push(f.id);
+    out.files_list = files;
+    out.file_deleted = await c.files.delete(out.file.id);
+    const left = [];
+    for await (const f of c.files.list()) left.push(f.id);
+    out.files_left = left;
     return out;
 });
 
