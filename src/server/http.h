@@ -1,5 +1,7 @@
-/* http.h — the HTTP layer under parity's API: libmicrohttpd with a thread pool and epoll,
- * keep-alive, a cap on every request body, slow-client timeouts, a connection cap, and two
+/* http.h — the HTTP layer under parity's API: a front door (http_door.c) that accepts, waits
+ * for each connection's request head and checks its framing (http_head.c), then libmicrohttpd
+ * with a thread pool and epoll, keep-alive, a cap on every request body (413 before it is read),
+ * slow-client deadlines, connection caps, and two
  * ways to answer slowly without blocking a pool thread:
  *   - deferred: the handler returns HTTP_DEFER with a job that later calls http_complete();
  *     the connection is suspended meanwhile (non-streaming completions);
@@ -62,8 +64,14 @@ typedef struct http_options {
     const char *host;                    /* default 127.0.0.1 */
     int port;                            /* default 8080; 0 picks a free port */
     int threads;                         /* pool size, default 2 */
-    unsigned connection_limit;           /* default 256 */
-    unsigned timeout_s;                  /* idle/slow client timeout, default 30 */
+    unsigned connection_limit;           /* connections being served, default 256; as many more
+                                            may wait at the front door for their request head */
+    unsigned timeout_s;                  /* idle timeout of a served connection, default 30 */
+    unsigned header_timeout_s;           /* a request head must arrive within this many seconds
+                                            of connecting, default 10 (else 408) */
+    unsigned per_ip_connection_limit;    /* connections per client address, each stage; 0: no cap */
+    unsigned min_body_rate;              /* bytes/s a request body must average after a grace of
+                                            header_timeout_s (else closed); 0: no floor */
     http_handler handler;
     http_body_cap body_cap;
     http_observer observer;

@@ -17,6 +17,7 @@
 #include "policy/history.h"
 #include "policy/policy_internal.h"
 #include "policy/ytree.h"
+#include "server/data_lock.h"
 #include "server/server_internal.h"
 
 int pt_serve_parse_receipts(const char *mode, pt_serve_options *o) {
@@ -33,6 +34,8 @@ void pt_serve_defaults(pt_serve_options *o) {
     o->threads = 2;
     o->connection_limit = 256;
     o->timeout_s = 30;
+    o->header_timeout_s = 10;
+    o->min_body_rate = 1024;
     o->max_body = 4u << 20;
     o->max_file = 64u << 20;
     o->max_tokens = 1024;
@@ -1103,8 +1106,9 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->report_mu, NULL);
     s->o = *o;
-    int rc;
+    int rc, lock_fd = -1;
     pt_sha256("", 0, s->empty_sha256);
+    if ((rc = pt_data_lock(o->data_dir, &lock_fd, err))) goto out; /* before anything in it is opened */
     if (!(s->data_dir = strdup(o->data_dir)) || !(s->metrics = pt_metrics_new())) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto out;
@@ -1129,6 +1133,8 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
 
     http_options ho = {.host = o->host, .port = o->port, .threads = o->threads,
                        .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
+                       .header_timeout_s = o->header_timeout_s, .per_ip_connection_limit = o->per_ip_connection_limit,
+                       .min_body_rate = o->min_body_rate,
                        .handler = handle, .body_cap = body_cap, .observer = observe, .ctx = s};
     if ((rc = http_start(&s->http, &ho, err))) goto out;
     fprintf(stderr, "parity: listening on http://%s:%d (data %s, policy revision %lld)\n", o->host,
@@ -1156,6 +1162,7 @@ out:
     srv_models_stop(s);
     srv_ft_free(s);     /* the adapters outlive every sequence */
     server_free(s);
+    if (lock_fd >= 0) close(lock_fd); /* the next server may start */
     return rc;
 }
 
@@ -1211,6 +1218,9 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         NUM("threads", threads, 1, 256)
         NUM("connection_limit", connection_limit, 1, 100000)
         NUM("timeout", timeout_s, 1, 3600)
+        NUM("header_timeout", header_timeout_s, 1, 3600)
+        NUM("per_ip_connection_limit", per_ip_connection_limit, 0, 100000)
+        NUM("min_body_rate", min_body_rate, 0, 1u << 30)
         NUM("max_body", max_body, 1024, 1u << 30)
         NUM("max_file", max_file, 1024, 1ull << 34)
         NUM("max_tokens", max_tokens, 1, 1 << 20)
@@ -1220,6 +1230,7 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         NUM("shutdown_grace", shutdown_grace_s, 0, 3600)
         else rc = pt_errf(err, PT_EFORMAT,
                           "%s:%d:%d: unknown option '%s' (data, host, port, threads, connection_limit, timeout, "
+                          "header_timeout, per_ip_connection_limit, min_body_rate, "
                           "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, shutdown_grace, models_dir, "
                           "receipts)",
                           path, k->line, k->col, key);
