@@ -431,6 +431,19 @@ void http_sweep_served(http_server *s, double now) {
     pthread_mutex_unlock(&s->slots_mu);
 }
 
+/* libmicrohttpd's messages (a connection cut off, a per-address cap reached) come once per
+ * connection: under attack, at most 5 lines a second reach stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    http_server *s = cls;
+    long long sec = (long long)pt_now();
+    long long was = atomic_load(&s->log_second);
+    if (sec != was && atomic_compare_exchange_strong(&s->log_second, &was, sec)) atomic_store(&s->log_lines, 0);
+    if (atomic_fetch_add(&s->log_lines, 1) >= 5) return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "parity: http: %s%s", line, strchr(line, '\n') ? "" : "\n");
+}
+
 int http_start(http_server **out, const http_options *o, pt_err *err) {
     *out = NULL;
     http_server *s = calloc(1, sizeof *s);
@@ -445,6 +458,7 @@ int http_start(http_server **out, const http_options *o, pt_err *err) {
     if (!s->o.header_timeout_s) s->o.header_timeout_s = 10;
     int rc = http_door_listen(s, err);
     if (rc) {
+        pthread_mutex_destroy(&s->slots_mu);
         free(s);
         return rc;
     }
@@ -454,7 +468,8 @@ int http_start(http_server **out, const http_options *o, pt_err *err) {
      * connection_limit per thread: never the one that refuses. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                      MHD_USE_NO_LISTEN_SOCKET;
-    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.threads,
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.threads,
                             MHD_OPTION_CONNECTION_LIMIT, s->o.connection_limit * (unsigned)s->o.threads,
                             MHD_OPTION_CONNECTION_TIMEOUT,
                             s->o.timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->o.per_ip_connection_limit,
@@ -462,12 +477,14 @@ int http_start(http_server **out, const http_options *o, pt_err *err) {
                             s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
     if (!s->d) {
         http_door_stop(s);
+        pthread_mutex_destroy(&s->slots_mu);
         free(s);
         return pt_errf(err, PT_EIO, "cannot start the HTTP server (libmicrohttpd)");
     }
     if ((rc = http_door_start(s, err))) {
         http_door_stop(s);
         MHD_stop_daemon(s->d);
+        pthread_mutex_destroy(&s->slots_mu);
         free(s);
         return rc;
     }

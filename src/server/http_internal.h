@@ -34,6 +34,8 @@ struct http_server {
     door_conn *graveyard;  /* closed or handed over during this batch of events */
     pthread_mutex_t slots_mu; /* guards the list; taken once per connection, not per request */
     conn_slot *slots;
+    atomic_llong log_second; /* libmicrohttpd's log lines: this second, and how many */
+    atomic_int log_lines;
 };
 
 /* Binds and listens on o->host:o->port (s->lfd, s->port). */
