@@ -8,7 +8,10 @@ front door (src/server/http_door.c):
   (before: 1 byte a second kept resetting the idle timeout forever);
 - a keep-alive client that dribbles its *next* request is cut off --timeout after its last
   response (before: never);
-- --per-ip-connection-limit caps the connections one address may hold.
+- a request with a body but no valid key is answered 401 as soon as its head arrives, so only
+  key holders can hold a connection for the time a body takes (before: 401 after the body);
+- --per-ip-connection-limit (here as per_ip_connection_limit in a --config file) caps the
+  connections one address may hold.
 Debian's python3; raw sockets."""
 import os
 import selectors
@@ -18,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import World  # noqa: E402
+from tiny_world import World, run  # noqa: E402
 
 LIMIT = 32
 W = World("parity-slow-", ["al1"], serve_args=["--connection-limit", str(LIMIT), "--header-timeout", "3",
@@ -155,9 +158,36 @@ s.close()
 check(gone is not None and gone < 7, "a dribbled second request is cut off about --timeout (4 s) after "
       "the first answer (after %s s)" % (None if gone is None else round(gone, 1)))
 
+# --- a body is only waited for when the key is valid: without one, 401 at once ---------------------
+for name, auth in [("no key", b""), ("a wrong key", b"Authorization: Bearer pk_0123456789abcdef_AAAA\r\n")]:
+    s = socket.create_connection(("127.0.0.1", W.port), timeout=5)
+    t0 = time.monotonic()
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 60000\r\n\r\n{")
+    got = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except OSError:
+        pass
+    s.close()
+    took = time.monotonic() - t0
+    check(got.startswith(b"HTTP/1.1 401 ") and b"Connection: close" in got and took < 2,
+          "%s and a body still to come: 401 before the body, then close (%.1f s: %r)" % (name, took, got[:60]))
+
 # --- a cap per client address ---------------------------------------------------------------------
 W.stop()
-W.serve_args = ["--per-ip-connection-limit", "2"]
+conf = os.path.join(W.tmp, "serve.yaml")
+with open(conf, "w") as f:
+    f.write("header_timeout: 0\n")
+r = run("serve", "--data", W.data, "--config", conf, check=False)
+check(r.returncode != 0 and "serve.yaml:1:17: header_timeout" in r.stderr, "config: header_timeout 0 is refused, "
+      "naming line and column: %r" % r.stderr.strip())
+with open(conf, "w") as f:
+    f.write("per_ip_connection_limit: 2\nheader_timeout: 5\nmin_body_rate: 100\n")
+W.serve_args = ["--config", conf]  # the keys of the config file, as the flags
 W.start()
 held = [socket.create_connection(("127.0.0.1", W.port)) for _ in range(2)]
 third = socket.create_connection(("127.0.0.1", W.port))

@@ -302,8 +302,9 @@ static enum MHD_Result field(void *cls, enum MHD_ValueKind kind, const char *key
 }
 
 /* The first call for a request, its head parsed by libmicrohttpd and its body not yet read:
- * the framing rules again (the front door saw only the connection's first request), and a
- * declared body over the cap. Either answers at once and closes the connection. */
+ * the framing rules again (the front door saw only the connection's first request), a
+ * declared body over the cap, and the early hook (a request without a valid key). Each
+ * answers at once and closes the connection. */
 static enum MHD_Result check_head(struct MHD_Connection *c, conn_state *cs, const char *version) {
     http_head h;
     http_fields_begin(&h, !strcmp(version, "HTTP/1.0"));
@@ -318,6 +319,18 @@ static enum MHD_Result check_head(struct MHD_Connection *c, conn_state *cs, cons
                  (unsigned long long)h.length, cs->body.max);
         cs->status_close = 1;
         return queue_error(c, cs, 413, "body_too_large", msg);
+    }
+    const http_server *srv = cs->srv;
+    if (srv->o.early && ((h.has_length && h.length) || h.chunked)) {
+        http_resp r;
+        resp_init(&r);
+        enum MHD_Result ret = MHD_YES;
+        if (srv->o.early(srv->o.ctx, &cs->req, &r) == HTTP_DONE) {
+            cs->status_close = 1;
+            ret = queue(c, cs, &r);
+        }
+        pt_buf_free(&r.body);
+        return ret;
     }
     return MHD_YES;
 }

@@ -998,39 +998,50 @@ static void call_free(void *p) {
     if (pthread_getspecific(spare_call) || pthread_setspecific(spare_call, c)) free(c);
 }
 
+/* A request's route and caller: 0 with the answer in resp (404, 405, 401), else 1 with
+ * req->user set. Run before the body is read when there is one (begin_early), so that a
+ * request without a valid key is refused at once instead of holding a connection while its
+ * body arrives; else at the handler's first call. */
+static int begin_call(pt_server *s, http_req *req, http_resp *resp) {
+    call *c = call_new();
+    if (!c) {
+        http_error(resp, 503, "server_error", NULL, NULL, "out of memory");
+        return 0;
+    }
+    c->s = s;
+    c->req = req;
+    req->user = c;
+    req->user_free = call_free;
+    int path_matched = 0;
+    for (size_t i = 0; i < s->n_routes && !c->rt; i++) {
+        if (!route_match(s->routes[i].pattern, req->path, c)) continue;
+        path_matched = 1;
+        if (!strcmp(s->routes[i].method, req->method)) c->rt = &s->routes[i];
+    }
+    if (!c->rt) {
+        if (path_matched) http_error(resp, 405, "invalid_request_error", "method_not_allowed", NULL,
+                                     "%s is not allowed on %s.", req->method, req->path);
+        else http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No endpoint %s %s.", req->method,
+                        req->path);
+        return 0;
+    }
+    /* Re-match: the loop above may have left params of a later, non-matching route. */
+    route_match(c->rt->pattern, req->path, c);
+    return authenticate(s, c, resp); /* also acquires c->pol */
+}
+
+static int begin_early(void *ctx, http_req *req, http_resp *resp) {
+    return begin_call(ctx, req, resp) ? HTTP_CONTINUE : HTTP_DONE;
+}
+
 static int handle(void *ctx, http_req *req, http_resp *resp) {
     pt_server *s = ctx;
+    if (!req->user && !begin_call(s, req, resp)) return HTTP_DONE;
     call *c = req->user;
-    if (!c) {
-        if (!(c = call_new())) {
-            http_error(resp, 503, "server_error", NULL, NULL, "out of memory");
-            return HTTP_DONE;
-        }
-        c->s = s;
-        c->req = req;
-        req->user = c;
-        req->user_free = call_free;
-        int path_matched = 0;
-        for (size_t i = 0; i < s->n_routes && !c->rt; i++) {
-            if (!route_match(s->routes[i].pattern, req->path, c)) continue;
-            path_matched = 1;
-            if (!strcmp(s->routes[i].method, req->method)) c->rt = &s->routes[i];
-        }
-        if (!c->rt) {
-            if (path_matched) http_error(resp, 405, "invalid_request_error", "method_not_allowed", NULL,
-                                         "%s is not allowed on %s.", req->method, req->path);
-            else http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No endpoint %s %s.", req->method,
-                            req->path);
-            return HTTP_DONE;
-        }
-        /* Re-match: the loop above may have left params of a later, non-matching route. */
-        route_match(c->rt->pattern, req->path, c);
-        if (!authenticate(s, c, resp)) return HTTP_DONE; /* also acquires c->pol */
-        if (c->rt->auth == AUTH_ADMIN && !c->key.admin) {
-            snprintf(c->reason, sizeof c->reason, "not_admin");
-            http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
-            return submit_receipt(s, c, resp);
-        }
+    if (c->phase == 0 && c->rt->auth == AUTH_ADMIN && !c->key.admin) {
+        snprintf(c->reason, sizeof c->reason, "not_admin");
+        http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
+        return submit_receipt(s, c, resp);
     }
     if (c->phase == 2) { /* the receipt is durable (or failed): answer */
         pt_buf_free(&resp->body);
@@ -1135,7 +1146,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
                        .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
                        .header_timeout_s = o->header_timeout_s, .per_ip_connection_limit = o->per_ip_connection_limit,
                        .min_body_rate = o->min_body_rate,
-                       .handler = handle, .body_cap = body_cap, .observer = observe, .ctx = s};
+                       .handler = handle, .early = begin_early, .body_cap = body_cap, .observer = observe, .ctx = s};
     if ((rc = http_start(&s->http, &ho, err))) goto out;
     fprintf(stderr, "parity: listening on http://%s:%d (data %s, policy revision %lld)\n", o->host,
             http_port(s->http), s->data_dir, (long long)s->policy->seq);
