@@ -158,6 +158,19 @@ s.close()
 check(gone is not None and gone < 7, "a dribbled second request is cut off about --timeout (4 s) after "
       "the first answer (after %s s)" % (None if gone is None else round(gone, 1)))
 
+# --- a client that stops sending (half-close) before its head is complete is let go at once -----
+s = socket.create_connection(("127.0.0.1", W.port), timeout=5)
+t0 = time.monotonic()
+s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+s.shutdown(socket.SHUT_WR)
+try:
+    got = s.recv(4096)
+except OSError:
+    got = b""
+s.close()
+check(got == b"" and time.monotonic() - t0 < 1.5, "a half-closed incomplete head is closed at once (%.1f s)" %
+      (time.monotonic() - t0))
+
 # --- a body is only waited for when the key is valid: without one, 401 at once ---------------------
 for name, auth in [("no key", b""), ("a wrong key", b"Authorization: Bearer pk_0123456789abcdef_AAAA\r\n")]:
     s = socket.create_connection(("127.0.0.1", W.port), timeout=5)

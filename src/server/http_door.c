@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +200,7 @@ static void head_ok(http_server *s, door_conn *c, const char *p, const http_head
     hand_over(s, c);
 }
 
-static void on_readable(http_server *s, door_conn *c, char *buf, double now) {
+static void on_readable(http_server *s, door_conn *c, char *buf, uint32_t events, double now) {
     if (c->gone) return;
     if (c->state == CLOSING) {
         for (;;) {
@@ -218,7 +219,10 @@ static void on_readable(http_server *s, door_conn *c, char *buf, double now) {
         return;
     }
     http_head h;
-    if (!http_head_check(buf, (size_t)n, &h)) return; /* not all there yet */
+    if (!http_head_check(buf, (size_t)n, &h)) { /* not all there yet */
+        if (events & (EPOLLRDHUP | EPOLLHUP)) drop(s, c); /* and never will be: the client stopped sending */
+        return;
+    }
     if (h.status) reject(s, c, h.status, h.code, h.msg, now);
     else head_ok(s, c, buf, &h, now);
 }
@@ -299,7 +303,7 @@ static void *door_main(void *arg) {
         for (int i = 0; i < n; i++) {
             void *p = ev[i].data.ptr;
             if (p == &door_listen_tag) accept_some(s, now);
-            else if (p != &door_wake_tag) on_readable(s, p, buf, now);
+            else if (p != &door_wake_tag) on_readable(s, p, buf, ev[i].events, now);
         }
         if (now - last_sweep >= 0.1) {
             sweep(s, now);
