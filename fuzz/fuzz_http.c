@@ -6,8 +6,11 @@
  * of bodies, paths and query strings: JSON (depth/size caps, UTF-8), completions and chat
  * parameters, internals trace specs and tensors, files and fine-tuning jobs, admin calls.
  *
- * The oracle: no crash or sanitizer report, and every answer is a well-formed HTTP status line
- * that is not 500 (a 500 is a path the server did not expect). Slow: one round trip per input,
+ * The oracle: no crash or sanitizer report, and the first answer is one well-formed HTTP
+ * response that is not 500 (a 500 is a path the server did not expect): one status line, no
+ * second status line inside its head (libmicrohttpd 0.9.75 wrote its error head twice for a
+ * Content-Length it could not parse), and a 4xx is JSON in OpenAI's error shape. The seeds framing-* are the framing
+ * cases of issue 13 (request smuggling, bad Content-Length, folding, ...). Slow: one round trip per input,
  * so give libFuzzer -max_len=8192 and a few minutes. The world lives in a temporary directory,
  * removed at exit. */
 #include <arpa/inet.h>
@@ -57,6 +60,7 @@ static void *serve(void *arg) {
     o.max_tokens = 4; /* keep each generation short: the fuzzer wants many inputs a second */
     o.max_batch = 2;
     o.timeout_s = 1; /* an input that never completes a request costs a second */
+    o.header_timeout_s = 1;
     pt_err e;
     pt_err_clear(&e);
     if (pt_serve(&o, &stop_flag, &e)) die("serve", &e);
@@ -207,6 +211,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort();
     }
     if (getenv("PARITY_FUZZ_VERBOSE")) fprintf(stderr, "fuzz_http: %.*s\n", (int)strcspn(resp, "\r\n"), resp);
+    const char *end = strstr(resp, "\r\n\r\n");
+    size_t head = end ? (size_t)(end - resp) : got;
+    const char *again = strstr(resp + 1, "HTTP/1.");
+    if (again && (size_t)(again - resp) < head) {
+        fprintf(stderr, "fuzz_http: a second status line inside the response head: %.400s\n", resp);
+        abort();
+    }
+    /* Every 4xx parity writes is {"error":{...}}; the one libmicrohttpd still writes itself (a
+     * malformed chunk inside a body, past the door) has no Content-Type. */
+    if (end && status >= 400 && status < 500 && !strstr(end, "{\"error\":{\"message\":") &&
+        strcasestr(resp, "\r\nContent-Type:") != NULL) {
+        fprintf(stderr, "fuzz_http: a 4xx that is not in OpenAI's error shape: %.400s\n", resp);
+        abort();
+    }
     if (status == 500) {
         fprintf(stderr, "fuzz_http: the server answered 500: %.800s\n", resp);
         abort();

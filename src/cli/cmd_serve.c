@@ -22,8 +22,18 @@ static void usage(void) {
            "  --port P              port (default 8080; 0 picks a free one)\n"
            "  --config FILE         YAML file of the options below, e.g. 'port: 9000'\n"
            "  --threads N           HTTP worker threads (default 2)\n"
-           "  --connection-limit N  simultaneous connections (default 256)\n"
-           "  --timeout S           idle / slow client timeout in seconds (default 30)\n"
+           "  --connection-limit N  connections being served (default 256); as many more may wait\n"
+           "                        for their request head, beyond which the oldest waiting one\n"
+           "                        is closed\n"
+           "  --timeout S           idle timeout of a served connection in seconds (default 30)\n"
+           "  --header-timeout S    a request head must arrive within S seconds of connecting\n"
+           "                        (else 408; default 10)\n"
+           "  --per-ip-connection-limit N\n"
+           "                        connections per client address, waiting and served (default 0:\n"
+           "                        no cap; leave 0 behind a reverse proxy, whose clients share\n"
+           "                        its address)\n"
+           "  --min-body-rate B     bytes/s a request body must average after header-timeout\n"
+           "                        (else the connection is closed; default 1024; 0: no floor)\n"
            "  --max-body BYTES      JSON request body cap (default 4194304)\n"
            "  --max-tokens N        cap on max_tokens per request (default 1024)\n"
            "  --queue-limit N       engine queue bound; beyond it requests get 503 (default 64)\n"
@@ -53,7 +63,9 @@ int cmd_serve(int argc, char **argv) {
         {"timeout", required_argument, 0, 'T'},   {"max-body", required_argument, 0, 'b'},
         {"max-tokens", required_argument, 0, 'm'}, {"queue-limit", required_argument, 0, 'q'},
         {"port-file", required_argument, 0, 'f'}, {"receipts", required_argument, 0, 'r'},
-        {"shutdown-grace", required_argument, 0, 'g'}, {0, 0, 0, 0}};
+        {"shutdown-grace", required_argument, 0, 'g'}, {"header-timeout", required_argument, 0, 'h'},
+        {"per-ip-connection-limit", required_argument, 0, 'i'}, {"min-body-rate", required_argument, 0, 'B'},
+        {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -71,6 +83,12 @@ int cmd_serve(int argc, char **argv) {
         case 't': o.threads = n < 1 ? 1 : (int)n; break;
         case 'l': o.connection_limit = (unsigned)n; break;
         case 'T': o.timeout_s = (unsigned)n; break;
+        case 'h':
+            if (n < 1 || n > 3600) return cli_usage_error("serve", "--header-timeout %s: 1 to 3600 seconds", optarg);
+            o.header_timeout_s = (unsigned)n;
+            break;
+        case 'i': o.per_ip_connection_limit = n > 100000 ? 100000 : (unsigned)n; break;
+        case 'B': o.min_body_rate = n > (1u << 30) ? (1u << 30) : (unsigned)n; break;
         case 'b': o.max_body = (size_t)n; break;
         case 'm': o.max_tokens = (int)n; break;
         case 'q': o.queue_limit = (int)n; break;

@@ -1,8 +1,6 @@
 /* see http.h */
-#include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -12,17 +10,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/util.h"
-#include "server/http.h"
 #include "common/json.h"
+#include "common/util.h"
+#include "server/http_head.h"
+#include "server/http_internal.h"
 
 #define HTTP_RESP_MAX (256u << 20) /* the largest body a handler may build */
-
-struct http_server {
-    struct MHD_Daemon *d;
-    http_options o;
-    int port;
-};
 
 struct http_stream {
     pthread_mutex_t mu;
@@ -39,6 +32,9 @@ typedef struct conn_state {
     http_server *srv;
     pt_buf body;
     int too_big;
+    int status_close;  /* the response closes the connection (a framing error) */
+    conn_slot *slot;   /* the connection's, for the sweep */
+    size_t received;   /* body bytes so far */
     int status;        /* for the observer */
     pthread_mutex_t mu;
     int deferred;      /* handler returned HTTP_DEFER and has not been re-entered */
@@ -137,11 +133,20 @@ void http_resume(http_req *r) {
     pthread_mutex_unlock(&cs->mu);
 }
 
+/* Keep-alive is a courtesy: while the served connections fill all but the last eighth of their
+ * slots, each response closes its connection, so a client that fetched one answer cannot then
+ * hold a slot by dribbling its next request (the front door only sees first requests). */
+int http_under_pressure(const http_server *s) {
+    unsigned live = (unsigned)atomic_load_explicit(&s->live, memory_order_relaxed);
+    return live >= s->o.connection_limit - s->o.connection_limit / 8;
+}
+
 static enum MHD_Result queue(struct MHD_Connection *c, conn_state *cs, http_resp *r) {
     struct MHD_Response *mr =
         MHD_create_response_from_buffer(r->body.len, r->body.data ? r->body.data : "", MHD_RESPMEM_MUST_COPY);
     if (!mr) return MHD_NO;
     MHD_add_response_header(mr, "Content-Type", r->content_type ? r->content_type : "application/json");
+    if (cs->status_close || http_under_pressure(cs->srv)) MHD_add_response_header(mr, "Connection", "close");
     for (int i = 0; i < r->n_headers; i++) MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
     cs->status = r->status;
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, mr);
@@ -149,11 +154,11 @@ static enum MHD_Result queue(struct MHD_Connection *c, conn_state *cs, http_resp
     return ret;
 }
 
-static enum MHD_Result queue_error(struct MHD_Connection *c, conn_state *cs, int status, const char *type,
+static enum MHD_Result queue_error(struct MHD_Connection *c, conn_state *cs, int status, const char *code,
                                    const char *msg) {
     http_resp r;
     resp_init(&r);
-    http_error(&r, status, type, NULL, NULL, "%s", msg);
+    http_error(&r, status, "invalid_request_error", code, NULL, "%s", msg);
     enum MHD_Result ret = queue(c, cs, &r);
     pt_buf_free(&r.body);
     return ret;
@@ -289,10 +294,57 @@ static enum MHD_Result run_handler(struct MHD_Connection *c, conn_state *cs) {
     return ret;
 }
 
+static enum MHD_Result field(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                            const char *value, size_t value_size) {
+    (void)kind;
+    http_fields_add(cls, key, key_size, value ? value : "", value ? value_size : 0);
+    return MHD_YES;
+}
+
+/* The first call for a request, its head parsed by libmicrohttpd and its body not yet read:
+ * the framing rules again (the front door saw only the connection's first request), a
+ * declared body over the cap, and the early hook (a request without a valid key). Each
+ * answers at once and closes the connection. */
+static enum MHD_Result check_head(struct MHD_Connection *c, conn_state *cs, const char *version) {
+    http_head h;
+    http_fields_begin(&h, !strcmp(version, "HTTP/1.0"));
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, field, &h);
+    if (http_fields_end(&h)) {
+        cs->status_close = 1;
+        return queue_error(c, cs, h.status, h.code, h.msg);
+    }
+    if (h.has_length && h.length > cs->body.max) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "request body of %llu bytes is larger than the %zu-byte limit for this endpoint",
+                 (unsigned long long)h.length, cs->body.max);
+        cs->status_close = 1;
+        return queue_error(c, cs, 413, "body_too_large", msg);
+    }
+    const http_server *srv = cs->srv;
+    if (srv->o.early && ((h.has_length && h.length) || h.chunked)) {
+        http_resp r;
+        resp_init(&r);
+        enum MHD_Result ret = MHD_YES;
+        if (srv->o.early(srv->o.ctx, &cs->req, &r) == HTTP_DONE) {
+            cs->status_close = 1;
+            ret = queue(c, cs, &r);
+        }
+        pt_buf_free(&r.body);
+        return ret;
+    }
+    return MHD_YES;
+}
+
+/* A body must average min_body_rate bytes/s once header_timeout_s has passed. */
+static int too_slow(const conn_state *cs) {
+    const http_options *o = &cs->srv->o;
+    return o->min_body_rate &&
+           pt_now() - cs->req.start > (double)o->header_timeout_s + (double)cs->received / o->min_body_rate;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size,
                                   void **con_cls) {
-    (void)version;
     http_server *srv = cls;
     conn_state *cs = *con_cls;
     if (!cs) {
@@ -308,20 +360,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         size_t cap = srv->o.body_cap ? srv->o.body_cap(srv->o.ctx, method, url) : (1u << 20);
         pt_buf_init(&cs->body, cap);
         *con_cls = cs;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        uint64_t n;
-        if (cl && !pt_parse_u64(cl, &n) && n > cap) cs->too_big = 1;
-        return MHD_YES;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (ci && (cs->slot = ci->socket_context)) atomic_store_explicit(&cs->slot->idle_since_ms, 0, memory_order_relaxed);
+        return check_head(c, cs, version);
     }
     if (*upload_size) {
+        cs->received += *upload_size;
         if (!cs->too_big && pt_buf_append(&cs->body, upload_data, *upload_size)) cs->too_big = 1;
         *upload_size = 0;
-        return MHD_YES;
+        return too_slow(cs) ? MHD_NO : MHD_YES; /* MHD_NO closes the connection */
     }
-    if (cs->too_big) {
+    if (cs->too_big) { /* a chunked body over the cap (a declared one was refused above) */
         char msg[128];
         snprintf(msg, sizeof msg, "request body is larger than the %zu-byte limit for this endpoint", cs->body.max);
-        return queue_error(c, cs, 413, "invalid_request_error", msg);
+        cs->status_close = 1;
+        return queue_error(c, cs, 413, "body_too_large", msg);
     }
     if (cs->deferred) { /* resumed after http_resume() */
         pthread_mutex_lock(&cs->mu);
@@ -337,7 +390,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     http_server *srv = cls;
     conn_state *cs = *con_cls;
     if (!cs) return;
-    if (srv->o.observer) srv->o.observer(srv->o.ctx, &cs->req, cs->status ? cs->status : 499, pt_now() - cs->req.start);
+    double now = pt_now();
+    if (srv->o.observer) srv->o.observer(srv->o.ctx, &cs->req, cs->status ? cs->status : 499, now - cs->req.start);
+    if (cs->slot) atomic_store_explicit(&cs->slot->idle_since_ms, (long long)(now * 1000), memory_order_relaxed);
     if (cs->req.user_free) cs->req.user_free(cs->req.user);
     pt_buf_free(&cs->body);
     pthread_mutex_destroy(&cs->mu);
@@ -345,45 +400,107 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
 }
 
+/* libmicrohttpd notifies CLOSED after the request's on_completed and before it closes the
+ * socket, so a slot on the list always names an open socket of that connection. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    http_server *s = cls;
+    conn_slot *slot = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || !(slot = calloc(1, sizeof *slot))) return; /* not swept; still served */
+        slot->fd = ci->connect_fd;
+        atomic_init(&slot->idle_since_ms, (long long)(pt_now() * 1000));
+        pthread_mutex_lock(&s->slots_mu);
+        slot->next = s->slots;
+        if (s->slots) s->slots->prev = slot;
+        s->slots = slot;
+        pthread_mutex_unlock(&s->slots_mu);
+        *socket_context = slot;
+        return;
+    }
+    atomic_fetch_sub(&s->live, 1); /* counted up by the door */
+    if (!slot) return;
+    pthread_mutex_lock(&s->slots_mu);
+    if (slot->prev) slot->prev->next = slot->next;
+    else s->slots = slot->next;
+    if (slot->next) slot->next->prev = slot->prev;
+    pthread_mutex_unlock(&s->slots_mu);
+    free(slot);
+    *socket_context = NULL;
+}
+
+void http_sweep_served(http_server *s, double now) {
+    long long limit_ms = 1000ll * (http_under_pressure(s) ? s->o.header_timeout_s : s->o.timeout_s);
+    long long now_ms = (long long)(now * 1000);
+    pthread_mutex_lock(&s->slots_mu);
+    for (conn_slot *c = s->slots; c; c = c->next) {
+        long long since = atomic_load_explicit(&c->idle_since_ms, memory_order_relaxed);
+        if (since && now_ms - since > limit_ms) {
+            shutdown(c->fd, SHUT_RDWR);
+            atomic_store_explicit(&c->idle_since_ms, 0, memory_order_relaxed); /* once */
+        }
+    }
+    pthread_mutex_unlock(&s->slots_mu);
+}
+
+/* libmicrohttpd's messages (a connection cut off, a per-address cap reached) come once per
+ * connection: under attack, at most 5 lines a second reach stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    http_server *s = cls;
+    long long sec = (long long)pt_now();
+    long long was = atomic_load(&s->log_second);
+    if (sec != was && atomic_compare_exchange_strong(&s->log_second, &was, sec)) atomic_store(&s->log_lines, 0);
+    if (atomic_fetch_add(&s->log_lines, 1) >= 5) return;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "parity: http: %s%s", line, strchr(line, '\n') ? "" : "\n");
+}
+
 int http_start(http_server **out, const http_options *o, pt_err *err) {
     *out = NULL;
     http_server *s = calloc(1, sizeof *s);
     if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
+    s->lfd = s->efd = s->wake = -1;
+    pthread_mutex_init(&s->slots_mu, NULL);
     s->o = *o;
     if (!s->o.host) s->o.host = "127.0.0.1";
     if (s->o.threads <= 0) s->o.threads = 2;
     if (!s->o.connection_limit) s->o.connection_limit = 256;
     if (!s->o.timeout_s) s->o.timeout_s = 30;
-    struct sockaddr_in a4;
-    struct sockaddr_in6 a6;
-    struct sockaddr *sa;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    memset(&a4, 0, sizeof a4);
-    memset(&a6, 0, sizeof a6);
-    if (inet_pton(AF_INET, s->o.host, &a4.sin_addr) == 1) {
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons((uint16_t)s->o.port);
-        sa = (struct sockaddr *)&a4;
-    } else if (inet_pton(AF_INET6, s->o.host, &a6.sin6_addr) == 1) {
-        a6.sin6_family = AF_INET6;
-        a6.sin6_port = htons((uint16_t)s->o.port);
-        sa = (struct sockaddr *)&a6;
-        flags |= MHD_USE_IPv6;
-    } else {
+    if (!s->o.header_timeout_s) s->o.header_timeout_s = 10;
+    int rc = http_door_listen(s, err);
+    if (rc) {
+        pthread_mutex_destroy(&s->slots_mu);
         free(s);
-        return pt_errf(err, PT_EINVAL, "--host %s: not an IPv4 or IPv6 address", o->host);
+        return rc;
     }
-    s->d = MHD_start_daemon(flags, (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.threads, MHD_OPTION_CONNECTION_LIMIT,
-                            s->o.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, s->o.timeout_s,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                            (size_t)HTTP_CONN_MEMORY, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    /* No listening socket of its own: connections come from the door (MHD_add_connection), which
+     * keeps the total under connection_limit. MHD splits its own limit evenly between the pool
+     * threads and hands an added socket to one thread chosen by its number, so its limit is
+     * connection_limit per thread: never the one that refuses. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET;
+    s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.threads,
+                            MHD_OPTION_CONNECTION_LIMIT, s->o.connection_limit * (unsigned)s->o.threads,
+                            MHD_OPTION_CONNECTION_TIMEOUT,
+                            s->o.timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->o.per_ip_connection_limit,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+                            s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
     if (!s->d) {
+        http_door_stop(s);
+        pthread_mutex_destroy(&s->slots_mu);
         free(s);
-        return pt_errf(err, PT_EIO, "cannot listen on %s:%d (address in use or not permitted)", o->host, o->port);
+        return pt_errf(err, PT_EIO, "cannot start the HTTP server (libmicrohttpd)");
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : s->o.port;
+    if ((rc = http_door_start(s, err))) {
+        http_door_stop(s);
+        MHD_stop_daemon(s->d);
+        pthread_mutex_destroy(&s->slots_mu);
+        free(s);
+        return rc;
+    }
     *out = s;
     return PT_OK;
 }
@@ -392,14 +509,10 @@ int http_port(const http_server *s) { return s->port; }
 
 void http_stop(http_server *s, double grace_s) {
     if (!s) return;
-    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    http_door_stop(s); /* no new connections; those still waiting for their head are closed */
     double until = pt_now() + grace_s;
-    while (pt_now() < until) {
-        const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-        if (!di || di->num_connections == 0) break;
-        usleep(20000);
-    }
+    while (pt_now() < until && atomic_load(&s->live) > 0) usleep(20000);
     MHD_stop_daemon(s->d);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    pthread_mutex_destroy(&s->slots_mu);
     free(s);
 }

@@ -1,5 +1,7 @@
-/* http.h — the HTTP layer under parity's API: libmicrohttpd with a thread pool and epoll,
- * keep-alive, a cap on every request body, slow-client timeouts, a connection cap, and two
+/* http.h — the HTTP layer under parity's API: a front door (http_door.c) that accepts, waits
+ * for each connection's request head and checks its framing (http_head.c), then libmicrohttpd
+ * with a thread pool and epoll, keep-alive, a cap on every request body (413 before it is read),
+ * slow-client deadlines, connection caps, and two
  * ways to answer slowly without blocking a pool thread:
  *   - deferred: the handler returns HTTP_DEFER with a job that later calls http_complete();
  *     the connection is suspended meanwhile (non-streaming completions);
@@ -34,8 +36,8 @@ typedef struct http_resp {
     http_stream *stream;                 /* set by http_stream_open() */
 } http_resp;
 
-/* What a handler returns. */
-enum { HTTP_DONE = 0, HTTP_DEFER = 1, HTTP_STREAM = 2 };
+/* What a handler returns (HTTP_CONTINUE: only the early hook). */
+enum { HTTP_DONE = 0, HTTP_DEFER = 1, HTTP_STREAM = 2, HTTP_CONTINUE = 3 };
 
 typedef struct http_req {
     void *conn;                          /* struct MHD_Connection * */
@@ -53,6 +55,12 @@ typedef struct http_req {
  * http_stream_open(). Called again with the same req after http_complete(): then it must fill
  * resp and return HTTP_DONE (req->user carries what it needs). */
 typedef int (*http_handler)(void *ctx, http_req *req, http_resp *resp);
+/* Called once the head of a request that has a body has arrived, before the body is read:
+ * HTTP_CONTINUE to read it and call the handler; HTTP_DONE with resp filled to answer now (the
+ * connection then closes: the body is never read). req->body is empty; req->user may be set
+ * for the handler. Lets a request without a valid key be refused before it can hold a
+ * connection for the time its body takes. */
+typedef int (*http_early)(void *ctx, http_req *req, http_resp *resp);
 /* Body cap for a request, decided from its method and path before the body is read. */
 typedef size_t (*http_body_cap)(void *ctx, const char *method, const char *path);
 /* Called once per finished request (for metrics and access logs). */
@@ -62,9 +70,16 @@ typedef struct http_options {
     const char *host;                    /* default 127.0.0.1 */
     int port;                            /* default 8080; 0 picks a free port */
     int threads;                         /* pool size, default 2 */
-    unsigned connection_limit;           /* default 256 */
-    unsigned timeout_s;                  /* idle/slow client timeout, default 30 */
+    unsigned connection_limit;           /* connections being served, default 256; as many more
+                                            may wait at the front door for their request head */
+    unsigned timeout_s;                  /* idle timeout of a served connection, default 30 */
+    unsigned header_timeout_s;           /* a request head must arrive within this many seconds
+                                            of connecting, default 10 (else 408) */
+    unsigned per_ip_connection_limit;    /* connections per client address, each stage; 0: no cap */
+    unsigned min_body_rate;              /* bytes/s a request body must average after a grace of
+                                            header_timeout_s (else closed); 0: no floor */
     http_handler handler;
+    http_early early;                    /* may be NULL */
     http_body_cap body_cap;
     http_observer observer;
     void *ctx;

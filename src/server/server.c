@@ -18,6 +18,7 @@
 #include "gap/gap.h"
 #include "policy/history.h"
 #include "common/ytree.h"
+#include "server/data_lock.h"
 #include "server/server_internal.h"
 
 int pt_serve_parse_receipts(const char *mode, pt_serve_options *o) {
@@ -34,6 +35,8 @@ void pt_serve_defaults(pt_serve_options *o) {
     o->threads = 2;
     o->connection_limit = 256;
     o->timeout_s = 30;
+    o->header_timeout_s = 10;
+    o->min_body_rate = 1024;
     o->max_body = 4u << 20;
     o->max_file = 64u << 20;
     o->max_tokens = 1024;
@@ -1059,39 +1062,50 @@ static void call_free(void *p) {
     if (pthread_getspecific(spare_call) || pthread_setspecific(spare_call, c)) free(c);
 }
 
+/* A request's route and caller: 0 with the answer in resp (404, 405, 401), else 1 with
+ * req->user set. Run before the body is read when there is one (begin_early), so that a
+ * request without a valid key is refused at once instead of holding a connection while its
+ * body arrives; else at the handler's first call. */
+static int begin_call(pt_server *s, http_req *req, http_resp *resp) {
+    call *c = call_new();
+    if (!c) {
+        http_error(resp, 503, "server_error", NULL, NULL, "out of memory");
+        return 0;
+    }
+    c->s = s;
+    c->req = req;
+    req->user = c;
+    req->user_free = call_free;
+    int path_matched = 0;
+    for (size_t i = 0; i < s->n_routes && !c->rt; i++) {
+        if (!route_match(s->routes[i].pattern, req->path, c)) continue;
+        path_matched = 1;
+        if (!strcmp(s->routes[i].method, req->method)) c->rt = &s->routes[i];
+    }
+    if (!c->rt) {
+        if (path_matched) http_error(resp, 405, "invalid_request_error", "method_not_allowed", NULL,
+                                     "%s is not allowed on %s.", req->method, req->path);
+        else http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No endpoint %s %s.", req->method,
+                        req->path);
+        return 0;
+    }
+    /* Re-match: the loop above may have left params of a later, non-matching route. */
+    route_match(c->rt->pattern, req->path, c);
+    return authenticate(s, c, resp); /* also acquires c->pol */
+}
+
+static int begin_early(void *ctx, http_req *req, http_resp *resp) {
+    return begin_call(ctx, req, resp) ? HTTP_CONTINUE : HTTP_DONE;
+}
+
 static int handle(void *ctx, http_req *req, http_resp *resp) {
     pt_server *s = ctx;
+    if (!req->user && !begin_call(s, req, resp)) return HTTP_DONE;
     call *c = req->user;
-    if (!c) {
-        if (!(c = call_new())) {
-            http_error(resp, 503, "server_error", NULL, NULL, "out of memory");
-            return HTTP_DONE;
-        }
-        c->s = s;
-        c->req = req;
-        req->user = c;
-        req->user_free = call_free;
-        int path_matched = 0;
-        for (size_t i = 0; i < s->n_routes && !c->rt; i++) {
-            if (!route_match(s->routes[i].pattern, req->path, c)) continue;
-            path_matched = 1;
-            if (!strcmp(s->routes[i].method, req->method)) c->rt = &s->routes[i];
-        }
-        if (!c->rt) {
-            if (path_matched) http_error(resp, 405, "invalid_request_error", "method_not_allowed", NULL,
-                                         "%s is not allowed on %s.", req->method, req->path);
-            else http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No endpoint %s %s.", req->method,
-                            req->path);
-            return HTTP_DONE;
-        }
-        /* Re-match: the loop above may have left params of a later, non-matching route. */
-        route_match(c->rt->pattern, req->path, c);
-        if (!authenticate(s, c, resp)) return HTTP_DONE; /* also acquires c->pol */
-        if (c->rt->auth == AUTH_ADMIN && !c->key.admin) {
-            snprintf(c->reason, sizeof c->reason, "not_admin");
-            http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
-            return submit_receipt(s, c, resp);
-        }
+    if (c->phase == 0 && c->rt->auth == AUTH_ADMIN && !c->key.admin) {
+        snprintf(c->reason, sizeof c->reason, "not_admin");
+        http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
+        return submit_receipt(s, c, resp);
     }
     if (c->phase == 2) { /* the receipt is durable (or failed): answer */
         pt_buf_free(&resp->body);
@@ -1167,8 +1181,9 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->report_mu, NULL);
     s->o = *o;
-    int rc;
+    int rc, lock_fd = -1;
     pt_sha256("", 0, s->empty_sha256);
+    if ((rc = pt_data_lock(o->data_dir, &lock_fd, err))) goto out; /* before anything in it is opened */
     if (!(s->data_dir = strdup(o->data_dir)) || !(s->metrics = pt_metrics_new())) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto out;
@@ -1193,7 +1208,9 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
 
     http_options ho = {.host = o->host, .port = o->port, .threads = o->threads,
                        .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
-                       .handler = handle, .body_cap = body_cap, .observer = observe, .ctx = s};
+                       .header_timeout_s = o->header_timeout_s, .per_ip_connection_limit = o->per_ip_connection_limit,
+                       .min_body_rate = o->min_body_rate,
+                       .handler = handle, .early = begin_early, .body_cap = body_cap, .observer = observe, .ctx = s};
     if ((rc = http_start(&s->http, &ho, err))) goto out;
     fprintf(stderr, "parity: listening on http://%s:%d (data %s, policy revision %lld)\n", o->host,
             http_port(s->http), s->data_dir, (long long)s->policy->seq);
@@ -1220,6 +1237,7 @@ out:
     srv_models_stop(s);
     srv_ft_free(s);     /* the adapters outlive every sequence */
     server_free(s);
+    if (lock_fd >= 0) close(lock_fd); /* the next server may start */
     return rc;
 }
 
@@ -1275,6 +1293,9 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         NUM("threads", threads, 1, 256)
         NUM("connection_limit", connection_limit, 1, 100000)
         NUM("timeout", timeout_s, 1, 3600)
+        NUM("header_timeout", header_timeout_s, 1, 3600)
+        NUM("per_ip_connection_limit", per_ip_connection_limit, 0, 100000)
+        NUM("min_body_rate", min_body_rate, 0, 1u << 30)
         NUM("max_body", max_body, 1024, 1u << 30)
         NUM("max_file", max_file, 1024, 1ull << 34)
         NUM("max_tokens", max_tokens, 1, 1 << 20)
@@ -1284,6 +1305,7 @@ int pt_serve_config_load(const char *path, pt_serve_options *o, pt_err *err) {
         NUM("shutdown_grace", shutdown_grace_s, 0, 3600)
         else rc = pt_errf(err, PT_EFORMAT,
                           "%s:%d:%d: unknown option '%s' (data, host, port, threads, connection_limit, timeout, "
+                          "header_timeout, per_ip_connection_limit, min_body_rate, "
                           "max_body, max_file, max_tokens, max_batch, queue_limit, max_download, shutdown_grace, models_dir, "
                           "receipts)",
                           path, k->line, k->col, key);

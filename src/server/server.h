@@ -19,8 +19,12 @@ typedef struct pt_serve_options {
     const char *host;            /* default 127.0.0.1 */
     int port;                    /* default 8080; 0 = any free port */
     int threads;                 /* HTTP pool threads, default 2 */
-    unsigned connection_limit;   /* default 256 */
-    unsigned timeout_s;          /* slow/idle client timeout, default 30 */
+    unsigned connection_limit;   /* connections being served, default 256; as many more may wait
+                                    at the front door for their request head */
+    unsigned timeout_s;          /* idle timeout of a served connection, default 30 */
+    unsigned header_timeout_s;   /* a request head must arrive within this, default 10 (else 408) */
+    unsigned per_ip_connection_limit; /* connections per client address, default 0: no cap */
+    unsigned min_body_rate;      /* bytes/s a request body must average, default 1024; 0: no floor */
     size_t max_body;             /* JSON request bodies, default 4 MiB */
     size_t max_file;             /* uploaded files, default 64 MiB */
     int max_tokens;              /* cap on max_tokens per request, default 1024 */
