@@ -19,7 +19,7 @@ def main():
     if not shutil.which("node") or not shutil.which("npm"):
         print("node/npm missing: install Debian's nodejs and npm", file=sys.stderr)
         return 1
-    subprocess.run(["bash", os.path.join(HERE, "js-gguf", "install.sh")], check=True)
+    subprocess.run(["bash", os.path.join(HERE, "npm-install.sh"), "js-gguf"], check=True)
     tmp = tempfile.mkdtemp(prefix="parity-js-")
     failed = []
     try:

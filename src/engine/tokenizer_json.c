@@ -552,7 +552,7 @@ int pt_tokenizer_parse(const char *json, size_t len, const char *what, pt_tokeni
     pt_err local;
     if (!err) err = &local;
     *out = NULL;
-    json_t *root = pt_json_parse(json, len, PT_JSON_MAX_DEPTH, what, err);
+    json_t *root = pt_json_parse_config(json, len, PT_JSON_MAX_DEPTH, what, err);
     if (!root) return err ? err->code : PT_EFORMAT;
     int rc = parse_root(root, what, NULL, out, err);
     json_decref(root);
