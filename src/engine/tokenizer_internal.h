@@ -118,8 +118,4 @@ void tk_sort_added(pt_tokenizer *t);
 /* Compiles a pre-tokenizer regex (PCRE2_UTF|PCRE2_UCP, JIT when available). */
 pcre2_code *tk_compile_regex(const char *pattern, size_t len, char *msg, size_t msgcap);
 
-extern const char tk_gpt2_pattern[];
-extern const char tk_llama3_pattern[];
-extern const char tk_qwen2_pattern[];
-
 #endif

@@ -599,6 +599,24 @@ static int add_op_bytelevel(pt_tokenizer *t, const char *pattern, pt_err *err) {
     return PT_OK;
 }
 
+/* The regex of a tokenizer.ggml.pre name: llama.cpp's names (llama-vocab.cpp) of the GPT-2,
+ * Llama 3 and Qwen2 pre-tokenizer types, "default" (read as GPT-2's) and "gpt2" (what parity
+ * wrote before it used llama.cpp's "gpt-2"). NULL for any other name. */
+static const char *ggml_pre_pattern(const char *pre, int *ignore_merges) {
+    static const char *const gpt2[] = {"default", "gpt-2", "gpt2", "phi-2", "jina-es", "jina-de", "gigachat",
+                                       "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "exaone4"};
+    static const char *const llama3[] = {"llama-bpe", "llama3", "llama-v3", "smaug-bpe", "falcon3",
+                                         "falcon-h1", "pixtral", "midm-2.0", "lfm2"};
+    static const char *const qwen2[] = {"qwen2", "deepseek-r1-qwen", "kormo", "megrez"};
+    for (size_t i = 0; i < sizeof gpt2 / sizeof *gpt2; i++)
+        if (!strcmp(pre, gpt2[i])) return tk_gpt2_pattern;
+    for (size_t i = 0; i < sizeof llama3 / sizeof *llama3; i++)
+        if (!strcmp(pre, llama3[i])) return *ignore_merges = 1, tk_llama3_pattern;
+    for (size_t i = 0; i < sizeof qwen2 / sizeof *qwen2; i++)
+        if (!strcmp(pre, qwen2[i])) return tk_qwen2_pattern;
+    return NULL;
+}
+
 int pt_tokenizer_from_vocab(const pt_vocab_spec *s, pt_tokenizer **out, pt_err *err) {
     pt_err local;
     if (!err) err = &local;
@@ -653,12 +671,7 @@ int pt_tokenizer_from_vocab(const pt_vocab_spec *s, pt_tokenizer **out, pt_err *
         }
     } else if (!rc) {
         const char *pre = s->pre ? s->pre : "default";
-        const char *pat;
-        if (!strcmp(pre, "default") || !strcmp(pre, "gpt2") || !strcmp(pre, "gpt-2")) pat = tk_gpt2_pattern;
-        else if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3") || !strcmp(pre, "smaug-bpe"))
-            pat = tk_llama3_pattern, t->ignore_merges = 1;
-        else if (!strcmp(pre, "qwen2")) pat = tk_qwen2_pattern;
-        else pat = NULL;
+        const char *pat = ggml_pre_pattern(pre, &t->ignore_merges);
         if (!pat) rc = pt_errf(err, PT_EUNSUPPORTED, "tokenizer.ggml.pre \"%s\" is not supported", pre);
         if (!rc) rc = add_op_bytelevel(t, pat, err);
         if (!rc && tk_reserve_merges(t, s->n_merges)) rc = pt_errf(err, PT_ENOMEM, "out of memory");
