@@ -13,7 +13,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARITY = os.environ.get("PARITY_BIN", "build/parity")
 JS = os.path.join(HERE, "js-hf-tokenizers")
-NAMES = ["llama2", "llama3"]
+NAMES = ["llama2", "llama3", "qwen3"]
 TEXTS = [
     "Hello world, it's 2024!", "  leading and trailing spaces  ", "tabs\tand\nnewlines\r\n\n",
     "def f(x):\n    return x**2  # comment\n", "Ünïcödé: café, naïve, Ångström",

@@ -123,19 +123,32 @@ static int load_normalizer(ctx *c, json_t *n, const char *path) {
         op->a = strdup(a);
     } else if (!strcmp(ty, "Replace")) {
         json_t *p = json_object_get(n, "pattern");
-        json_t *s = json_is_object(p) ? json_object_get(p, "String") : NULL;
-        if (!json_is_string(s)) {
-            if (json_is_object(p) && json_object_get(p, "Regex")) return pt_errf(c->err, PT_EUNSUPPORTED, "%s: %s.pattern: Regex replace is not supported", c->what, path);
-            return bad(c, path, "\"pattern\" must be {\"String\": ...}");
-        }
+        json_t *s = json_is_object(p) ? json_object_get(p, "String") : NULL, *re = json_is_object(p) ? json_object_get(p, "Regex") : NULL;
+        if (!json_is_string(s) && !json_is_string(re)) return bad(c, path, "\"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
         if (get_str(c, n, "content", path, &b)) return c->err->code;
-        if (!json_string_length(s)) return bad(c, path, "empty pattern");
-        op->kind = TKN_REPLACE;
-        op->a = strdup(json_string_value(s));
+        if (!json_string_length(s ? s : re)) return bad(c, path, "empty pattern");
+        op->kind = s ? TKN_REPLACE : TKN_REPLACE_RE;
+        op->a = strdup(json_string_value(s ? s : re));
         op->b = strdup(b);
         if (!op->b) return pt_errf(c->err, PT_ENOMEM, "out of memory");
+        char msg[300];
+        if (re && !(op->re = tk_compile_regex(json_string_value(re), json_string_length(re), msg, sizeof msg))) {
+            free(op->a), free(op->b);
+            return bad(c, path, "pattern: %s", msg);
+        }
+    } else if (!strcmp(ty, "Strip")) {
+        json_t *l = json_object_get(n, "strip_left"), *r = json_object_get(n, "strip_right");
+        if ((l && !json_is_boolean(l)) || (r && !json_is_boolean(r))) return bad(c, path, "\"strip_left\"/\"strip_right\" must be booleans");
+        op->kind = TKN_STRIP, op->left = json_is_true(l), op->right = json_is_true(r);
+        op->a = strdup("");
     } else {
-        return unsupported(c, path, ty);
+        static const struct { const char *name; int kind; } plain[] = {
+            {"NFC", TKN_NFC},           {"NFD", TKN_NFD},
+            {"NFKC", TKN_NFKC},         {"NFKD", TKN_NFKD},
+            {"Lowercase", TKN_LOWERCASE}, {"StripAccents", TKN_STRIP_ACCENTS}};
+        for (size_t i = 0; i < sizeof plain / sizeof *plain && !op->kind; i++)
+            if (!strcmp(ty, plain[i].name)) op->kind = plain[i].kind, op->a = strdup("");
+        if (!op->kind) return unsupported(c, path, ty);
     }
     if (!op->a) return pt_errf(c->err, PT_ENOMEM, "out of memory");
     t->n_norm++;
