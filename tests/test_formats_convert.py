@@ -277,7 +277,7 @@ def test_bos_eos_from_tokenizer_and_generation_config():
     d, cfg, sd = llama_dir("llama-bos")
     c = json.load(open(os.path.join(d, "config.json")))
     del c["bos_token_id"], c["eos_token_id"]
-    json.dump(c, open(os.path.join(d, "config.json"), "w"))
+    c["transformers_extra"] = {"max_length": 1000000000000000019884624838656}  # beyond int64, not needed: loads
     vocab = {f"t{i}": i for i in range(93)}
     json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []},
                "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False}, "decoder": {"type": "ByteLevel"},
@@ -287,6 +287,7 @@ def test_bos_eos_from_tokenizer_and_generation_config():
     json.dump({"bos_token": "<|endoftext|>", "eos_token": {"__type": "AddedToken", "content": "<|im_end|>"},
                "model_max_length": 1000000000000000019884624838656},
               open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+    json.dump(c, open(os.path.join(d, "config.json"), "w"))
     g = os.path.join(TMP, "bos.gguf")
     run("convert", d, g, "--quiet")
     kv = R.read_gguf(g)[0]
