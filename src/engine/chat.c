@@ -58,8 +58,10 @@ static int enc(const pt_tokenizer *tok, pt_chat_tokens *o, const char *s, size_t
         }
         o->reply = nr, o->cap = nc;
     }
-    if (k) memcpy(o->ids + o->n, ids, k * sizeof *ids);
-    memset(o->reply + o->n, reply, k);
+    if (k) { /* an empty encoding may leave the arrays NULL */
+        memcpy(o->ids + o->n, ids, k * sizeof *ids);
+        memset(o->reply + o->n, reply, k);
+    }
     o->n += k;
     free(ids);
     return PT_OK;
