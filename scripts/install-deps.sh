@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
   libopenblas-dev libmicrohttpd-dev libsodium-dev libjansson-dev libsqlite3-dev
-  libpq-dev libyaml-dev libpcre2-dev libcurl4-openssl-dev
+  libpq-dev libyaml-dev libpcre2-dev libcurl4-openssl-dev libutf8proc-dev
   sqlite3
   # test references and tools: PyTorch (engine/training reference), clang (libFuzzer,
   # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client),

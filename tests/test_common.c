@@ -136,6 +136,41 @@ static void test_json_limits(void) {
     CHECK(pt_json_parse("{\"a\":", 5, 4, "body", &e) == NULL && !strncmp(e.msg, "body:1:", 7));
 }
 
+/* Configuration files of other tools: integers beyond int64 load as reals (Llama's
+ * tokenizer_config.json), the rest exactly as pt_json_parse reads them; the strict parser keeps
+ * rejecting them. */
+static void test_json_config_bigints(void) {
+    pt_err e;
+    static const char t[] = "{\"model_max_length\": 1000000000000000019884624838656, \"s\": \"99999999999999999999\\\"\", "
+                            "\"max\": 9223372036854775807, \"min\": -9223372036854775808, \"over\": 9223372036854775808, "
+                            "\"neg\": -9223372036854775809, \"r\": 12345678901234567890123.5e-3, \"z\": [000, -0, 1e400e]}";
+    CHECK(pt_json_parse(t, strlen(t), 8, "t", &e) == NULL && strstr(e.msg, "too big integer"));
+    /* the last element is invalid JSON on purpose: the error still comes from jansson */
+    CHECK(pt_json_parse_config(t, strlen(t), 8, "t", &e) == NULL);
+    static const char u[] = "{\"model_max_length\": 1000000000000000019884624838656, \"s\": \"99999999999999999999\\\"\", "
+                            "\"max\": 9223372036854775807, \"min\": -9223372036854775808, \"over\": 9223372036854775808, "
+                            "\"neg\": -9223372036854775809, \"r\": 12345678901234567890123.5e-3, \"z\": [0, -0, 7]}";
+    json_t *j = pt_json_parse_config(u, strlen(u), 8, "t", &e);
+    CHECK(j != NULL);
+    if (!j) return;
+    CHECK(json_is_real(json_object_get(j, "model_max_length")) &&
+          json_real_value(json_object_get(j, "model_max_length")) == 1e30);
+    CHECK(!strcmp(json_string_value(json_object_get(j, "s")), "99999999999999999999\""));
+    CHECK(json_is_integer(json_object_get(j, "max")) && json_integer_value(json_object_get(j, "max")) == INT64_MAX);
+    CHECK(json_is_integer(json_object_get(j, "min")) && json_integer_value(json_object_get(j, "min")) == INT64_MIN);
+    CHECK(json_is_real(json_object_get(j, "over")) && json_real_value(json_object_get(j, "over")) == 9223372036854775808.0);
+    CHECK(json_is_real(json_object_get(j, "neg")) && json_real_value(json_object_get(j, "neg")) < -9.2e18);
+    CHECK(json_is_real(json_object_get(j, "r")) && json_real_value(json_object_get(j, "r")) == 12345678901234567890123.5e-3);
+    CHECK(json_integer_value(json_array_get(json_object_get(j, "z"), 2)) == 7);
+    json_decref(j);
+    char big[400] = "[-";
+    memset(big + 2, '9', 350);
+    strcpy(big + 352, "]");
+    j = pt_json_parse_config(big, strlen(big), 8, "t", &e);
+    CHECK(j && json_real_value(json_array_get(j, 0)) == -1.7976931348623157e308);
+    json_decref(j);
+}
+
 /* pt_json_write gives exactly json_dumps(JSON_COMPACT | JSON_ENCODE_ANY)'s text. */
 static void check_same(json_t *j) {
     char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -224,5 +259,6 @@ int main(void) {
     test_buffer_limit();
     test_atomic_write_and_read_cap();
     test_json_limits();
+    test_json_config_bigints();
     return test_summary("common");
 }

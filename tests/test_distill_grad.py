@@ -2,7 +2,9 @@
 autograd (float64): forward and reverse KL, temperatures 1 and above, with and without the
 hard-label term (alpha), on a Llama (GQA, biases) and a GPT-2 model, with ignored targets.
 loss = alpha·CE + (1 − alpha)·T²·KL(q_T‖p_T) (reverse: KL(p_T‖q_T)), mean over counted rows.
-Tolerance: 1e-4 relative per tensor (L2), loss within 1e-5."""
+Tolerance: 1e-4 relative per tensor (L2), loss within 1e-5. A peaked student (logits up to
+~55, T = 0.5: softmax probabilities of 1 − 1e-20 beside 1e-40) is where float32 cancellation
+in the reverse branch used to cost 2% (51–61% on the q/k projections)."""
 import os
 
 import torch
@@ -39,17 +41,30 @@ def torch_loss(cfg, w, tokens, targets, teacher, mode, T, alpha):
 
 
 tmp = scratch("distill_grad_")
-for name, cfg, B, T in MODELS:
+PEAKED = ("llama-peaked", ref_model.llama_config(61, 32, 2, 4, 2, 8, 48, tie=False, bias=True), 2, 9)
+for name, cfg, B, T in MODELS + [PEAKED]:
     d = os.path.join(tmp, name)
     w = ref_model.write_model(d, cfg, "F32", seed=len(name))
+    losses = LOSSES
+    if name == "llama-peaked":
+        # lm_head scaled so the student's logits reach ~55; T = 0.5 sharpens them further
+        w["lm_head.weight"] = w["lm_head.weight"] * 40
+        ref_model.write_safetensors(os.path.join(d, "model.safetensors"), w)
+        losses = [("reverse", 0.5, 0.0), ("reverse", 0.5, 0.3), ("forward", 0.5, 0.0)]
     V = cfg["vocab_size"]
     tokens = torch.randint(0, V, (B, T), dtype=torch.int32)
     targets = torch.randint(0, V, (B, T), dtype=torch.int32)
     targets[0, 1] = -100
     teacher = torch.randn(B, T, V) * 3
+    tol = 1e-4
+    if name == "llama-peaked":
+        with torch.no_grad():
+            top = max(ref_model.forward(cfg, w, tokens[b].tolist())[0].abs().max().item() for b in range(B))
+        check(50 <= top <= 70, f"{name}: the student's logits reach {top:.1f}")
+        tol = 2e-5  # forward KL holds 3e-6 here; the float32 reverse branch gave 8.5e-5
     bp = os.path.join(tmp, name + ".batch.safetensors")
     write_safetensors_any(bp, {"tokens": tokens, "targets": targets, "teacher": teacher.float()})
-    for mode, temp, alpha in LOSSES:
+    for mode, temp, alpha in losses:
         tag = f"{name} {mode} T={temp} alpha={alpha}"
         gp = os.path.join(tmp, f"{name}-{mode}-{temp}-{alpha}.grads.safetensors")
         run("distill", "grad", "-m", d, "--batch", bp, "--out", gp, "--loss", mode, "--temperature", temp,
@@ -69,7 +84,7 @@ for name, cfg, B, T in MODELS:
             err = (got[k].double() - ref).norm().item() / max(ref.norm().item(), 1e-12)
             if err > worst:
                 worst, worst_name = err, k
-        check(worst <= 1e-4, f"{tag}: every gradient within 1e-4 relative (worst {worst:.2e} at {worst_name})")
+        check(worst <= tol, f"{tag}: every gradient within {tol:g} relative (worst {worst:.2e} at {worst_name})")
 
 # Usage errors: the teacher tensor must match the vocabulary.
 bad = os.path.join(tmp, "bad.safetensors")

@@ -33,28 +33,7 @@ grants:
 W = World("parity-ftjobs-", ["lab", "eval", "al1"], policy=POLICY)
 tmp, data, model_dir, keys = W.tmp, W.data, W.model_dir, W.keys
 check, req, start = W.check, W.req, W.start
-
-
-def upload(key, content, filename="train.jsonl", purpose="fine-tune"):
-    b = "----parityTestBoundary7MA4YWxk"
-    body = ("--%s\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n%s\r\n"
-            "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n" % (b, purpose, b, filename)).encode() + content + \
-        ("\r\n--%s--\r\n" % b).encode()
-    return req("POST", "/v1/files", key=key, raw=body, headers={"Content-Type": "multipart/form-data; boundary=" + b})
-
-
-
-def wait_job(jid, key, want, timeout=60):
-    t0 = time.time()
-    j = None
-    while time.time() - t0 < timeout:
-        _, _, j, _ = req("GET", "/v1/fine_tuning/jobs/" + jid, key=key)
-        if j and j.get("status") in want:
-            return j
-        time.sleep(0.05)
-    return j
-
+upload, wait_job = W.upload, W.wait_job
 
 start()
 

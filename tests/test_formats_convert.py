@@ -206,7 +206,8 @@ def test_tokenizer_json_becomes_gguf_keys():
     run("convert", d, g, "--quiet")
     kv = R.read_gguf(g)[0]
     toks = kv["tokenizer.ggml.tokens"][1]
-    check(kv["tokenizer.ggml.model"][1] == "gpt2" and kv["tokenizer.ggml.pre"][1] == "gpt2", "byte-level → gpt2")
+    # llama.cpp's name of GPT-2's pre-tokenizer is "gpt-2" ("gpt2" is refused: unknown pre-tokenizer type)
+    check(kv["tokenizer.ggml.model"][1] == "gpt2" and kv["tokenizer.ggml.pre"][1] == "gpt-2", "byte-level → gpt-2")
     check(len(toks) == 96 and toks[92] == "ab" and toks[93] == "<|endoftext|>", "tokens by id")
     check(toks[94] == "[PAD94]" and kv["tokenizer.ggml.token_type"][1][94] == 5, "padding tokens UNUSED")
     check(kv["tokenizer.ggml.token_type"][1][93] == 3, "special added token is CONTROL")
@@ -228,6 +229,112 @@ def test_tokenizer_json_becomes_gguf_keys():
     check(kv["tokenizer.ggml.scores"][1][6] == 0.0 and kv["tokenizer.ggml.scores"][1][5] == -5.0,
           "scores: merge results by rank, others -id")
     check(kv["tokenizer.ggml.unknown_token_id"][1] == 0, "unknown_token_id")
+
+
+LLAMA3_RE = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+             "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+QWEN2_RE = LLAMA3_RE.replace("\\p{N}{1,3}", "\\p{N}")
+
+
+def test_pre_tokenizer_names_are_llamacpps():
+    """Every tokenizer.ggml.pre parity writes is one llama.cpp's llama-vocab.cpp knows, for the
+    regex the tokenizer.json really has; a byte-level regex llama.cpp has no name for is an error
+    (llama.cpp would fall back to its default regex and tokenize differently)."""
+    d, cfg, sd = llama_dir("llama-pre")
+    vocab = {f"t{i}": i for i in range(96)}
+    g = os.path.join(TMP, "pre.gguf")
+
+    def pre_of(pre_tokenizer):
+        json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "pre_tokenizer": pre_tokenizer,
+                   "decoder": {"type": "ByteLevel"}, "added_tokens": []}, open(os.path.join(d, "tokenizer.json"), "w"))
+        p = run("convert", d, g, "--quiet", ok=False)
+        return R.read_gguf(g)[0]["tokenizer.ggml.pre"][1] if p.returncode == 0 else p.stderr
+
+    def split(rx):
+        return {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": rx}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    check(pre_of({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}) == "gpt-2", "GPT-2 → gpt-2")
+    check(pre_of(split(LLAMA3_RE)) == "llama-bpe", "Llama 3's regex → llama-bpe")
+    got = pre_of(split(QWEN2_RE))
+    check(got == "qwen2", f"Qwen2's regex (\\p{{N}} one digit at a time) → qwen2, not {got!r}")
+    got = pre_of(split("\\w+|[^\\w\\s]+"))
+    check("pre_tokenizer" in got and "llama.cpp" in got, f"an unknown regex is an error naming the field: {got!r}")
+    # and parity reads back what it writes (and llama.cpp's aliases)
+    for name in ("gpt-2", "llama-bpe", "qwen2", "llama3", "default", "deepseek-r1-qwen", "phi-2"):
+        meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": name, "tokenizer.ggml.tokens": ["t", "1", "t1"],
+                "tokenizer.ggml.merges": ["t 1"]}
+        mp = os.path.join(TMP, "meta.json")
+        json.dump(meta, open(mp, "w"))
+        p = run("tokenizer", "encode", "-m", mp, "--text", "t1", ok=False)
+        check(p.returncode == 0 and p.stdout.split() in (["2"], ["0", "1"]),
+              f"tokenizer.ggml.pre {name!r} loads: {p.stdout.strip()} {p.stderr.strip()}")
+
+
+def test_bos_eos_from_tokenizer_and_generation_config():
+    """config.json without bos/eos (parity-demo's): the ids come from generation_config.json, else
+    from tokenizer_config.json's bos_token / eos_token (strings or AddedToken objects)."""
+    d, cfg, sd = llama_dir("llama-bos")
+    c = json.load(open(os.path.join(d, "config.json")))
+    del c["bos_token_id"], c["eos_token_id"]
+    c["transformers_extra"] = {"max_length": 1000000000000000019884624838656}  # beyond int64, not needed: loads
+    vocab = {f"t{i}": i for i in range(93)}
+    json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": []},
+               "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False}, "decoder": {"type": "ByteLevel"},
+               "added_tokens": [{"id": 93, "content": "<|endoftext|>", "special": True},
+                                {"id": 94, "content": "<|im_end|>", "special": True}]},
+              open(os.path.join(d, "tokenizer.json"), "w"))
+    json.dump({"bos_token": "<|endoftext|>", "eos_token": {"__type": "AddedToken", "content": "<|im_end|>"},
+               "model_max_length": 1000000000000000019884624838656},
+              open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+    json.dump(c, open(os.path.join(d, "config.json"), "w"))
+    g = os.path.join(TMP, "bos.gguf")
+    run("convert", d, g, "--quiet")
+    kv = R.read_gguf(g)[0]
+    check(kv.get("tokenizer.ggml.bos_token_id", (0, None))[1] == 93, f"bos from tokenizer_config.json: {kv.get('tokenizer.ggml.bos_token_id')}")
+    check(kv.get("tokenizer.ggml.eos_token_id", (0, None))[1] == 94, f"eos from tokenizer_config.json: {kv.get('tokenizer.ggml.eos_token_id')}")
+    json.dump({"bos_token_id": 95, "eos_token_id": [93, 94]}, open(os.path.join(d, "generation_config.json"), "w"))
+    run("convert", d, g, "--quiet")
+    kv = R.read_gguf(g)[0]
+    check(kv.get("tokenizer.ggml.bos_token_id", (0, None))[1] == 95 and kv.get("tokenizer.ggml.eos_token_id", (0, None))[1] == 93,
+          "generation_config.json wins over tokenizer_config.json (first eos of a list)")
+    os.remove(os.path.join(d, "tokenizer.json"))  # weights only: the ids are still written
+    run("convert", d, g, "--quiet")
+    kv = R.read_gguf(g)[0]
+    check(kv.get("tokenizer.ggml.bos_token_id", (0, None))[1] == 95, "bos without tokenizer.json")
+
+
+def test_file_type_describes_the_file():
+    """general.file_type is llama.cpp's LLAMA_FTYPE of the tensors written: ALL_F32 (0) only when
+    every tensor is F32, else MOSTLY_<the type of most matrix elements that are not F32>."""
+    d = os.path.join(TMP, "gpt2-ft")
+    R.tiny_gpt2(d)
+    g8, g8r, g8b = (os.path.join(TMP, f"gpt2-q8{x}.gguf") for x in ("", "-reordered", "-again"))
+    run("convert", d, g8, "--dtype", "q8_0", "--quiet")
+    # the same file with the blocks before the embeddings (a converter that follows the
+    # checkpoint's order): the first matrix read is a transposed one, held as F32
+    kv, tensors, off, raw = R.read_gguf(g8)
+    w = R.GGUFWriter()
+    for k, (t, v, et) in kv.items():
+        w.add(k, t, v, et)
+    for name in sorted(tensors, key=lambda n: (not n.startswith("blk."), n)):
+        t = tensors[name]
+        n = 1
+        for x in t["ne"]:
+            n *= x
+        size = n // 32 * 34 if t["type"] == R.GGML_Q8_0 else 4 * n
+        w.tensor(name, bytes(raw[off + t["offset"]:off + t["offset"] + size]), t["type"], list(reversed(t["ne"])))
+    w.write(g8r)
+    run("convert", g8r, g8b, "--quiet")
+    for path in (g8, g8b):
+        kv, tensors = R.read_gguf(path)[:2]
+        types = {t["type"] for t in tensors.values()}
+        ft = kv["general.file_type"][1]
+        check(R.GGML_Q8_0 in types and ft == 7, f"{os.path.basename(path)}: Q8_0 tensors {sorted(types)}, file_type {ft} (want 7)")
+    gf = os.path.join(TMP, "gpt2-f32.gguf")
+    run("convert", d, gf, "--quiet")
+    kv, tensors = R.read_gguf(gf)[:2]
+    check(kv["general.file_type"][1] == 0 and all(t["type"] == 0 for t in tensors.values()), "all F32 → 0")
 
 
 def expect_fail(args, *needles):

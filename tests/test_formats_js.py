@@ -19,7 +19,7 @@ def main():
     if not shutil.which("node") or not shutil.which("npm"):
         print("node/npm missing: install Debian's nodejs and npm", file=sys.stderr)
         return 1
-    subprocess.run(["bash", os.path.join(HERE, "js-gguf", "install.sh")], check=True)
+    subprocess.run(["bash", os.path.join(HERE, "npm-install.sh"), "js-gguf"], check=True)
     tmp = tempfile.mkdtemp(prefix="parity-js-")
     failed = []
     try:
@@ -47,6 +47,12 @@ def main():
                     same = same and m["value"] == v
                 if not same:
                     failed.append(f"{dt}: key {k}: js {m} vs {(t, v if t != R.T_ARR else '...', et)}")
+            # what llama.cpp reads: its pre-tokenizer name and the file type of the tensors written
+            ft = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}[dt]
+            if js["metadata"]["tokenizer.ggml.pre"]["value"] != "gpt-2":
+                failed.append(f"{dt}: tokenizer.ggml.pre {js['metadata']['tokenizer.ggml.pre']['value']!r}, llama.cpp's is 'gpt-2'")
+            if js["metadata"]["general.file_type"]["value"] != ft:
+                failed.append(f"{dt}: general.file_type {js['metadata']['general.file_type']['value']} (want {ft})")
             if js["tensorDataOffset"] != data_off:
                 failed.append(f"{dt}: data offset {js['tensorDataOffset']} vs {data_off}")
             if len(js["tensors"]) != len(tensors):

@@ -151,7 +151,7 @@ def main():
         # 6. @huggingface/gguf reads the LoRA GGUF
         if shutil.which("node") and shutil.which("npm"):
             js_dir = os.path.join(SRC, "tests", "js-gguf")
-            subprocess.run(["bash", os.path.join(js_dir, "install.sh")], check=True)
+            subprocess.run(["bash", os.path.join(SRC, "tests", "npm-install.sh"), "js-gguf"], check=True)
             js = json.loads(subprocess.run(["node", os.path.join(js_dir, "dump_gguf.mjs"), os.path.join(out2, "adapter.gguf")],
                                            check=True, capture_output=True, text=True).stdout)
             md_ = js["metadata"]

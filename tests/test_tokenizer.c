@@ -239,8 +239,14 @@ static void test_malformed_files_name_the_path(void) {
                  "\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}",
                  PT_EFORMAT, "pre_tokenizer");
     expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Sequence\","
-                 "\"normalizers\":[{\"type\":\"NFKD\"}]}}",
+                 "\"normalizers\":[{\"type\":\"BertNormalizer\"}]}}",
                  PT_EUNSUPPORTED, "normalizer.normalizers[0]");
+    expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Replace\","
+                 "\"pattern\":{\"Regex\":\"(\"},\"content\":\"x\"}}",
+                 PT_EFORMAT, "normalizer");
+    expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"normalizer\":{\"type\":\"Strip\","
+                 "\"strip_left\":1}}",
+                 PT_EFORMAT, "strip_left");
     expect_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"added_tokens\":[{\"id\":-1,"
                  "\"content\":\"x\"}]}",
                  PT_EFORMAT, "added_tokens[0]");

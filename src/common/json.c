@@ -42,11 +42,75 @@ json_t *pt_json_parse(const char *text, size_t len, size_t max_depth, const char
     return j;
 }
 
+/* 1 when the integer literal s[0..n) (an optional '-' and digits) does not fit int64. */
+static int int_overflows(const char *s, size_t n) {
+    int neg = s[0] == '-';
+    const char *d = s + neg;
+    size_t nd = n - (size_t)neg;
+    while (nd > 1 && *d == '0') d++, nd--;
+    if (nd != 19) return nd > 19;
+    return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
+}
+
+/* A copy of text in which every integer literal beyond int64 (outside strings) is written as a
+ * real ("<digits>.0"; more than 308 digits: ±DBL_MAX). NULL
+ * when there is none (or out of memory, which the strict parse then reports as it would). */
+static char *bigints_as_reals(const char *text, size_t len, size_t *out_len) {
+    pt_buf b;
+    pt_buf_init(&b, (size_t)-2);
+    size_t done = 0, changed = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+            continue;
+        }
+        if (c != '-' && (c < '0' || c > '9')) continue;
+        size_t e = i + (c == '-');
+        while (e < len && text[e] >= '0' && text[e] <= '9') e++;
+        int is_real = e < len && (text[e] == '.' || text[e] == 'e' || text[e] == 'E');
+        if (!is_real && e > i + (c == '-') && int_overflows(text + i, e - i)) {
+            int huge = e - i - (c == '-') > 308;
+            if (pt_buf_append(&b, text + done, huge ? i - done : e - done) ||
+                pt_buf_append(&b, huge ? (c == '-' ? "-1.7976931348623157e308" : "1.7976931348623157e308") : ".0",
+                              huge ? strlen("1.7976931348623157e308") + (c == '-') : 2)) {
+                pt_buf_free(&b);
+                return NULL;
+            }
+            done = e, changed++;
+        }
+        i = e - 1;
+        while (i + 1 < len && (text[i + 1] == '.' || text[i + 1] == 'e' || text[i + 1] == 'E' || text[i + 1] == '+' ||
+                               text[i + 1] == '-' || (text[i + 1] >= '0' && text[i + 1] <= '9')))
+            i++; /* the rest of a real's literal */
+    }
+    if (!changed || pt_buf_append(&b, text + done, len - done)) {
+        pt_buf_free(&b);
+        return NULL;
+    }
+    *out_len = b.len;
+    return b.data;
+}
+
+json_t *pt_json_parse_config(const char *text, size_t len, size_t max_depth, const char *what, pt_err *err) {
+    size_t n2 = 0;
+    char *t2 = json_depth_ok(text, len, max_depth) ? bigints_as_reals(text, len, &n2) : NULL;
+    json_t *j = t2 ? pt_json_parse(t2, n2, max_depth, what, err) : pt_json_parse(text, len, max_depth, what, err);
+    free(t2);
+    return j;
+}
+
 json_t *pt_json_load_file(const char *path, size_t max, pt_err *err) {
     char *text;
     size_t len;
     if (pt_read_file(path, max, &text, &len, err)) return NULL;
-    json_t *j = pt_json_parse(text, len, PT_JSON_MAX_DEPTH, path, err);
+    json_t *j = pt_json_parse_config(text, len, PT_JSON_MAX_DEPTH, path, err);
     free(text);
     return j;
 }

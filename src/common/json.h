@@ -16,7 +16,14 @@
 
 json_t *pt_json_parse(const char *text, size_t len, size_t max_depth, const char *what, pt_err *err);
 
-/* Reads and parses a JSON file of at most max bytes. */
+/* pt_json_parse for configuration files other tools write: an integer literal beyond int64
+ * (Hugging Face's tokenizer_config.json holds "model_max_length": 1000000000000000019884624838656)
+ * is read as a real (more than 308 digits: ±DBL_MAX), where jansson alone fails with "too big
+ * integer". Readers that need the value as an integer still reject it by type. Request bodies
+ * and the policy keep the strict pt_json_parse. */
+json_t *pt_json_parse_config(const char *text, size_t len, size_t max_depth, const char *what, pt_err *err);
+
+/* Reads and parses a JSON file of at most max bytes (pt_json_parse_config). */
 json_t *pt_json_load_file(const char *path, size_t max, pt_err *err);
 
 /* Serialises compactly (keys in insertion order) into a new string (pt_json_write's text);

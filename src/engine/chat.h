@@ -1,22 +1,63 @@
-/* chat.h — the plain chat template: how a list of chat messages becomes text when the model
- * has no chat template parity recognises. The server renders prompts with it and
- * `parity finetune` renders training conversations with it, so a model fine-tuned on chats
- * sees at serving time exactly the text it was trained on.
+/* chat.h — how a list of chat messages becomes tokens: the one rendering the server uses for a
+ * chat completion's prompt and `parity finetune` (CLI and server jobs) uses for training
+ * conversations, so that a model fine-tuned on chats sees at serving time exactly the tokens it
+ * was trained on: each assistant message is the generation prompt as served (the prompt ends
+ * there) followed by the reply the model must produce, tokenized as the model would generate it.
+ *
+ * The model's own template is recognised by its markers (Llama 3, ChatML, Llama 2); anything
+ * else gets the plain template:
  *
  *   System: <text>\n\nUser: <text>\n\nAssistant: <text>\n\n ... Assistant:
  *
- * Each message is its role prefix, its text, then PT_CHAT_PLAIN_SEP (each piece tokenized
- * on its own); a prompt for generation ends with PT_CHAT_PLAIN_GEN and generation stops at
- * PT_CHAT_PLAIN_STOP. */
+ * where a user or system message is its prefix, its text and PT_CHAT_PLAIN_SEP, each tokenized
+ * on its own, and an assistant message is PT_CHAT_PLAIN_GEN (the generation prompt) then
+ * " " + text + PT_CHAT_PLAIN_SEP as one piece (so the reply's first word keeps its space:
+ * "ĠI", not "Ġ" then "I"). Generation stops at PT_CHAT_PLAIN_STOP. Template markers are
+ * encoded as special tokens; message contents never are, so a user cannot smuggle control
+ * tokens into a prompt. */
 #ifndef PARITY_ENGINE_CHAT_H
 #define PARITY_ENGINE_CHAT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct pt_tokenizer;
 
 #define PT_CHAT_PLAIN_SEP "\n\n"
 #define PT_CHAT_PLAIN_GEN "Assistant:"
 #define PT_CHAT_PLAIN_STOP "\n\nUser:"
 
-/* The prefix of a message of role "system" (or "developer"), "user" or "assistant":
- * "System: ", "User: ", "Assistant: ". NULL for any other role. */
+typedef enum { PT_CHAT_PLAIN = 0, PT_CHAT_LLAMA3, PT_CHAT_CHATML, PT_CHAT_LLAMA2 } pt_chat_kind;
+
+/* The template of a tokenizer's chat_template (by its markers); PT_CHAT_PLAIN when none. */
+pt_chat_kind pt_chat_kind_of(const struct pt_tokenizer *tok);
+
+/* The prefix of a message of role "system" (or "developer"), "user" or "assistant" in the
+ * plain template: "System: ", "User: ", "Assistant: ". NULL for any other role. */
 const char *pt_chat_plain_prefix(const char *role);
+
+/* Rendered tokens; reply[i] is 1 for the tokens an assistant message's reply consists of (its
+ * text and its end-of-turn marker: what a model generates after the generation prompt). */
+typedef struct {
+    int32_t *ids;
+    uint8_t *reply;
+    size_t n, cap, max; /* max: PT_ELIMIT beyond it (0: no limit) */
+} pt_chat_tokens;
+
+/* Renders messages (a JSON array of {"role", "content": a string or text parts}) with
+ * tok's template: the BOS when the tokenizer adds one, every message, and with gen the
+ * generation prompt. Appends to out (zeroed by the caller; pt_chat_tokens_free). A bad message
+ * is PT_EINVAL with *bad saying why (and *bad_index which message). */
+int pt_chat_render(const struct pt_tokenizer *tok, json_t *messages, int gen, pt_chat_tokens *out, const char **bad,
+                   size_t *bad_index, pt_err *err);
+void pt_chat_tokens_free(pt_chat_tokens *t);
+
+/* For generation after pt_chat_render(gen = 1): the end-of-turn token of the template (-1: none
+ * beyond the tokenizer's EOS) and its stop string (NULL: none). */
+int32_t pt_chat_end_token(const struct pt_tokenizer *tok, pt_chat_kind kind);
+const char *pt_chat_stop(pt_chat_kind kind);
 
 #endif

@@ -345,6 +345,85 @@ static int json_mentions(const json_t *j, const char *what) {
     return r;
 }
 
+/* The one regex a byte-level pre-tokenizer splits by: ByteLevel's own (GPT-2's, with
+ * use_regex), a Split's, or a Sequence of one Split and a ByteLevel without use_regex. NULL
+ * when it is none of these. */
+static const char *byte_level_regex(const json_t *pre) {
+    const char *ty = json_string_value(json_object_get(pre, "type"));
+    if (!ty) return NULL;
+    if (!strcmp(ty, "ByteLevel")) return json_is_false(json_object_get(pre, "use_regex")) ? NULL : tk_gpt2_pattern;
+    if (!strcmp(ty, "Split")) return json_string_value(json_object_get(json_object_get(pre, "pattern"), "Regex"));
+    if (strcmp(ty, "Sequence")) return NULL;
+    const char *rx = NULL;
+    size_t i, n_split = 0;
+    json_t *p;
+    json_array_foreach(json_object_get(pre, "pretokenizers"), i, p) {
+        const char *t = json_string_value(json_object_get(p, "type"));
+        if (t && !strcmp(t, "Split") && !n_split++) rx = byte_level_regex(p);
+        else if (!t || strcmp(t, "ByteLevel") || !json_is_false(json_object_get(p, "use_regex"))) return NULL;
+    }
+    return n_split == 1 ? rx : NULL;
+}
+
+/* tokenizer.ggml.pre of a byte-level tokenizer.json: llama.cpp's name (llama-vocab.cpp) for the
+ * regex the file has — GPT-2's (the ByteLevel pre-tokenizer's own, or as a Split) "gpt-2",
+ * Llama 3's "llama-bpe", Qwen2's "qwen2". llama.cpp falls back to another regex for a name it
+ * does not know (it refuses "gpt2"), so a regex without a name is an error. */
+static int llamacpp_pre(const json_t *pre, const char *path, const char **out, pt_err *err) {
+    const char *rx = byte_level_regex(pre);
+    if (rx && !strcmp(rx, tk_gpt2_pattern)) *out = "gpt-2";
+    else if (rx && !strcmp(rx, tk_llama3_pattern)) *out = "llama-bpe";
+    else if (rx && !strcmp(rx, tk_qwen2_pattern)) *out = "qwen2";
+    else
+        return pt_errf(err, PT_EUNSUPPORTED,
+                       "%s: $.pre_tokenizer: a byte-level regex llama.cpp has no tokenizer.ggml.pre name for "
+                       "(GPT-2's, Llama 3's and Qwen2's have one)",
+                       path);
+    return PT_OK;
+}
+
+/* The id of tokenizer_config.json's KEY ("bos_token": a string or {"content": ...}) among
+ * tokens[0..n), or -1. */
+static int32_t config_token_id(const json_t *tc, const char *key, char *const *tokens, size_t n) {
+    const json_t *v = json_object_get(tc, key);
+    const char *s = json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "content"));
+    for (size_t i = 0; s && i < n; i++)
+        if (tokens[i] && !strcmp(tokens[i], s)) return (int32_t)i;
+    return -1;
+}
+
+/* bos/eos ids for tokenizer.ggml.*: config.json's, else generation_config.json's (an id or a
+ * list, the first), else (the caller) tokenizer_config.json's tokens. -1 where none. */
+static int special_ids(const char *dir, const pt_config *c, int32_t *bos, int32_t *eos, pt_err *err) {
+    *bos = c->bos_token_id;
+    *eos = c->n_eos ? c->eos_token_ids[0] : -1;
+    char *gp = pt_path_join(dir, "generation_config.json");
+    if (!gp) return pt_errf(err, PT_ENOMEM, "out of memory");
+    json_t *g = NULL;
+    int rc = PT_OK;
+    if (pt_exists(gp) && !(g = pt_json_load_file(gp, 1u << 20, err))) rc = err ? err->code : PT_EFORMAT;
+    const char *keys[2] = {"bos_token_id", "eos_token_id"};
+    int32_t *ids[2] = {bos, eos};
+    for (int k = 0; k < 2 && g && !rc; k++) {
+        json_t *v = json_object_get(g, keys[k]);
+        if (json_is_array(v)) v = json_array_get(v, 0);
+        if (!v || json_is_null(v) || *ids[k] >= 0) continue;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= c->vocab_size)
+            rc = pt_errf(err, PT_EFORMAT, "%s: \"%s\" must be a token id below %d", gp, keys[k], c->vocab_size);
+        else *ids[k] = (int32_t)json_integer_value(v);
+    }
+    json_decref(g);
+    free(gp);
+    return rc;
+}
+
+static int set_special_ids(pt_gguf_writer *w, int32_t bos, int32_t eos, pt_err *err) {
+    int rc = PT_OK;
+    if (bos >= 0) rc = pt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos, err);
+    if (!rc && eos >= 0) rc = pt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos, err);
+    return rc;
+}
+
 static int is_byte_token(const char *s) {
     return strlen(s) == 6 && !strncmp(s, "<0x", 3) && s[5] == '>' && strchr("0123456789ABCDEF", s[3]) &&
            strchr("0123456789ABCDEF", s[4]) && s[3] && s[4];
@@ -503,8 +582,8 @@ int pt_tokenizer_json_to_gguf(const char *dir, const pt_config *c, pt_gguf_write
             }
         }
     }
-    const char *pre = spm ? "default"
-                          : json_mentions(json_object_get(j, "pre_tokenizer"), "\\\\p{N}{1,3}") ? "llama-bpe" : "gpt2";
+    const char *pre = "default"; /* llama.cpp reads no pre-tokenizer for SentencePiece vocabularies */
+    if (!spm && (rc = llamacpp_pre(json_object_get(j, "pre_tokenizer"), path, &pre, err))) goto out;
     if ((rc = pt_gguf_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2", err)) ||
         (rc = pt_gguf_set_str(w, "tokenizer.ggml.pre", pre, err)) ||
         (rc = pt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokens, n_vocab, err)))
@@ -513,10 +592,11 @@ int pt_tokenizer_json_to_gguf(const char *dir, const pt_config *c, pt_gguf_write
     if ((rc = pt_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, n_vocab, err))) goto out;
     if (n_merges && (rc = pt_gguf_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)merges, n_merges, err)))
         goto out;
-    if (c->bos_token_id >= 0 && (rc = pt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id, err)))
-        goto out;
-    if (c->n_eos && (rc = pt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_ids[0], err)))
-        goto out;
+    int32_t bos, eos;
+    if ((rc = special_ids(dir, c, &bos, &eos, err))) goto out;
+    if (bos < 0) bos = config_token_id(tc, "bos_token", tokens, n_vocab);
+    if (eos < 0) eos = config_token_id(tc, "eos_token", tokens, n_vocab);
+    if ((rc = set_special_ids(w, bos, eos, err))) goto out;
     if (unk_id >= 0 && (rc = pt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk_id, err))) goto out;
     json_t *ab = json_object_get(tc, "add_bos_token");
     if (json_is_boolean(ab) && (rc = pt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", json_is_true(ab), err)))
@@ -604,14 +684,31 @@ static int fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes, pt_err *e
     return rc;
 }
 
-static int file_type_of(int want, pt_dtype first_2d) {
-    pt_dtype d = want >= 0 ? (pt_dtype)want : first_2d;
-    switch (d) {
-    case PT_F16: return 1;
-    case PT_Q8_0: return 7;
-    case PT_BF16: return 32;
-    default: return 0;
+/* The dtype a tensor is written in to GGUF: out_dtype, and F16 where a transposed matrix's new
+ * rows are not whole Q8_0 blocks. */
+static pt_dtype gguf_dtype(pt_arch arch, const pt_tensor *t, int want) {
+    pt_dtype d = out_dtype(t, want, 1);
+    if (transform_of(arch, t->name) == XF_TRANSPOSE && d == PT_Q8_0 && t->shape[0] % PT_Q8_0_BLOCK) d = PT_F16;
+    return d;
+}
+
+/* general.file_type: llama.cpp's LLAMA_FTYPE of the tensors written — ALL_F32 (0) only when
+ * no matrix is in another type, else MOSTLY_<the type of most matrix elements that are not F32>
+ * (F16 1, Q8_0 7, BF16 32), as a quantised llama.cpp file keeps some tensors F32. */
+static int file_type_of(const pt_model_files *mf, int want) {
+    uint64_t n[3] = {0, 0, 0}; /* F16, Q8_0, BF16 */
+    for (size_t i = 0; i < mf->tensors.n; i++) {
+        const pt_tensor *t = &mf->tensors.t[i];
+        if (t->ndim < 2) continue;
+        pt_dtype d = gguf_dtype(mf->config.arch, t, want);
+        int k = d == PT_F16 ? 0 : d == PT_Q8_0 ? 1 : d == PT_BF16 ? 2 : -1;
+        if (k >= 0) n[k] += pt_tensor_numel(t);
     }
+    static const int ftype[3] = {1, 7, 32};
+    int best = -1;
+    for (int k = 0; k < 3; k++)
+        if (n[k] && (best < 0 || n[k] > n[best])) best = k;
+    return best < 0 ? 0 : ftype[best];
 }
 
 static char *base_name(const char *path) {
@@ -640,12 +737,6 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto out;
     }
-    pt_dtype first_2d = PT_F32;
-    for (size_t i = 0; i < mf->tensors.n; i++)
-        if (mf->tensors.t[i].ndim == 2) {
-            first_2d = mf->tensors.t[i].dtype;
-            break;
-        }
     char key[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
 #define TRY(e)                 \
@@ -672,7 +763,7 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
     } else {
         TRY(pt_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->norm_eps, err));
     }
-    TRY(pt_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(o->dtype, first_2d), err));
+    TRY(pt_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(mf, o->dtype), err));
     TRY(pt_gguf_set_u32(w, "general.quantization_version", 2, err));
 #undef KEY
     /* Tokenizer: tokenizer.* keys of a GGUF input are kept; an HF directory's tokenizer.json
@@ -683,9 +774,9 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
     } else {
         rc = pt_tokenizer_json_to_gguf(mf->dir, c, w, err);
         if (rc == PT_ENOTFOUND) {
-            if (c->bos_token_id >= 0) TRY(pt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id, err));
-            if (c->n_eos) TRY(pt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_ids[0], err));
-            rc = PT_OK;
+            int32_t bos, eos;
+            TRY(special_ids(mf->dir, c, &bos, &eos, err));
+            TRY(set_special_ids(w, bos, eos, err));
         }
         if (rc) goto out;
     }
@@ -699,14 +790,12 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
             rc = pt_errf(err, PT_EFORMAT, "%s: tensor '%s' has no GGUF name", mf->path, t->name);
             goto out;
         }
-        int xf = transform_of(c->arch, t->name);
-        pt_dtype d = out_dtype(t, o->dtype, 1);
+        pt_dtype d = gguf_dtype(c->arch, t, o->dtype);
         int64_t shape[PT_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);
-        if (xf == XF_TRANSPOSE) {
+        if (transform_of(c->arch, t->name) == XF_TRANSPOSE) {
             shape[0] = t->shape[1];
             shape[1] = t->shape[0];
-            if (d == PT_Q8_0 && shape[1] % PT_Q8_0_BLOCK) d = PT_F16;
         }
         x.src[n] = t;
         x.dt[n] = d;

@@ -690,7 +690,11 @@ static int encode_segment(const pt_tokenizer *t, const char *s, size_t n, int at
         pt_buf_init(&nb, TK_MAX_TEXT);
         int rc;
         if (op->kind == TKN_PREPEND) rc = norm->len ? (pt_buf_puts(&nb, op->a) || pt_buf_append(&nb, norm->data, norm->len)) : 0;
-        else rc = replace_into(&nb, norm->data, norm->len, op->a, op->b);
+        else if (op->kind == TKN_REPLACE) rc = replace_into(&nb, norm->data, norm->len, op->a, op->b);
+        else if ((rc = tk_normalize(op, norm->data, norm->len, &nb, err))) {
+            pt_buf_free(&nb);
+            return rc;
+        }
         if (rc) {
             pt_buf_free(&nb);
             return pt_errf(err, PT_ENOMEM, "text too large");

@@ -78,4 +78,10 @@ int pt_tokenizer_is_special(const pt_tokenizer *t, int32_t id);
  * NUL-terminated, or NULL for an id without one. */
 const char *pt_tokenizer_token_str(const pt_tokenizer *t, int32_t id);
 
+/* The pre-tokenizer regexes of the common byte-level vocabularies (GPT-2's encoder.py, Llama 3's
+ * and Qwen2's tokenizer.json), byte for byte as those files spell them. */
+extern const char tk_gpt2_pattern[];
+extern const char tk_llama3_pattern[];
+extern const char tk_qwen2_pattern[];
+
 #endif

@@ -29,7 +29,8 @@ typedef struct tk_added {
 } tk_added;
 
 /* Normalizer steps. */
-enum { TKN_PREPEND = 1, TKN_REPLACE };
+enum { TKN_PREPEND = 1, TKN_REPLACE, TKN_REPLACE_RE, TKN_NFC, TKN_NFD, TKN_NFKC, TKN_NFKD, TKN_LOWERCASE, TKN_STRIP,
+       TKN_STRIP_ACCENTS };
 /* Pre-tokenizer steps. */
 enum { TKP_SPLIT = 1, TKP_BYTELEVEL, TKP_METASPACE, TKP_DIGITS };
 /* Split behaviours (tokenizers' SplitDelimiterBehavior). */
@@ -39,8 +40,9 @@ enum { TKM_ALWAYS = 0, TKM_FIRST, TKM_NEVER };
 
 typedef struct tk_op {
     int kind;
-    char *a, *b;          /* strings (owned): PREPEND a; REPLACE a→b; METASPACE a = replacement */
-    pcre2_code *re;       /* SPLIT, BYTELEVEL with use_regex */
+    char *a, *b;          /* strings (owned): PREPEND a; REPLACE(_RE) a→b; METASPACE a = replacement */
+    pcre2_code *re;       /* SPLIT, BYTELEVEL with use_regex, REPLACE_RE */
+    int left, right;      /* STRIP */
     int behavior;         /* SPLIT */
     int invert;           /* SPLIT */
     int add_prefix_space; /* BYTELEVEL */
@@ -115,11 +117,10 @@ int tk_reserve_merges(pt_tokenizer *t, size_t n);
 int tk_merges_from_scores(pt_tokenizer *t, const float *scores, pt_err *err);
 int tk_add_added(pt_tokenizer *t, int32_t id, int special, int lstrip, int rstrip, pt_err *err);
 void tk_sort_added(pt_tokenizer *t);
+/* One normalizer step other than PREPEND / REPLACE (tokenizer_norm.c): s[0..n) → out (reset
+ * first). PT_EINVAL for text that is not UTF-8 where the step needs Unicode. */
+int tk_normalize(const tk_op *op, const char *s, size_t n, pt_buf *out, pt_err *err);
 /* Compiles a pre-tokenizer regex (PCRE2_UTF|PCRE2_UCP, JIT when available). */
 pcre2_code *tk_compile_regex(const char *pattern, size_t len, char *msg, size_t msgcap);
-
-extern const char tk_gpt2_pattern[];
-extern const char tk_llama3_pattern[];
-extern const char tk_qwen2_pattern[];
 
 #endif

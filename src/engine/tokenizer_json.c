@@ -123,19 +123,32 @@ static int load_normalizer(ctx *c, json_t *n, const char *path) {
         op->a = strdup(a);
     } else if (!strcmp(ty, "Replace")) {
         json_t *p = json_object_get(n, "pattern");
-        json_t *s = json_is_object(p) ? json_object_get(p, "String") : NULL;
-        if (!json_is_string(s)) {
-            if (json_is_object(p) && json_object_get(p, "Regex")) return pt_errf(c->err, PT_EUNSUPPORTED, "%s: %s.pattern: Regex replace is not supported", c->what, path);
-            return bad(c, path, "\"pattern\" must be {\"String\": ...}");
-        }
+        json_t *s = json_is_object(p) ? json_object_get(p, "String") : NULL, *re = json_is_object(p) ? json_object_get(p, "Regex") : NULL;
+        if (!json_is_string(s) && !json_is_string(re)) return bad(c, path, "\"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
         if (get_str(c, n, "content", path, &b)) return c->err->code;
-        if (!json_string_length(s)) return bad(c, path, "empty pattern");
-        op->kind = TKN_REPLACE;
-        op->a = strdup(json_string_value(s));
+        if (!json_string_length(s ? s : re)) return bad(c, path, "empty pattern");
+        op->kind = s ? TKN_REPLACE : TKN_REPLACE_RE;
+        op->a = strdup(json_string_value(s ? s : re));
         op->b = strdup(b);
         if (!op->b) return pt_errf(c->err, PT_ENOMEM, "out of memory");
+        char msg[300];
+        if (re && !(op->re = tk_compile_regex(json_string_value(re), json_string_length(re), msg, sizeof msg))) {
+            free(op->a), free(op->b);
+            return bad(c, path, "pattern: %s", msg);
+        }
+    } else if (!strcmp(ty, "Strip")) {
+        json_t *l = json_object_get(n, "strip_left"), *r = json_object_get(n, "strip_right");
+        if ((l && !json_is_boolean(l)) || (r && !json_is_boolean(r))) return bad(c, path, "\"strip_left\"/\"strip_right\" must be booleans");
+        op->kind = TKN_STRIP, op->left = json_is_true(l), op->right = json_is_true(r);
+        op->a = strdup("");
     } else {
-        return unsupported(c, path, ty);
+        static const struct { const char *name; int kind; } plain[] = {
+            {"NFC", TKN_NFC},           {"NFD", TKN_NFD},
+            {"NFKC", TKN_NFKC},         {"NFKD", TKN_NFKD},
+            {"Lowercase", TKN_LOWERCASE}, {"StripAccents", TKN_STRIP_ACCENTS}};
+        for (size_t i = 0; i < sizeof plain / sizeof *plain && !op->kind; i++)
+            if (!strcmp(ty, plain[i].name)) op->kind = plain[i].kind, op->a = strdup("");
+        if (!op->kind) return unsupported(c, path, ty);
     }
     if (!op->a) return pt_errf(c->err, PT_ENOMEM, "out of memory");
     t->n_norm++;
@@ -552,7 +565,7 @@ int pt_tokenizer_parse(const char *json, size_t len, const char *what, pt_tokeni
     pt_err local;
     if (!err) err = &local;
     *out = NULL;
-    json_t *root = pt_json_parse(json, len, PT_JSON_MAX_DEPTH, what, err);
+    json_t *root = pt_json_parse_config(json, len, PT_JSON_MAX_DEPTH, what, err);
     if (!root) return err ? err->code : PT_EFORMAT;
     int rc = parse_root(root, what, NULL, out, err);
     json_decref(root);
@@ -597,6 +610,24 @@ static int add_op_bytelevel(pt_tokenizer *t, const char *pattern, pt_err *err) {
     t->byte_level = 1;
     t->dec[t->n_dec++].kind = TKD_BYTELEVEL;
     return PT_OK;
+}
+
+/* The regex of a tokenizer.ggml.pre name: llama.cpp's names (llama-vocab.cpp) of the GPT-2,
+ * Llama 3 and Qwen2 pre-tokenizer types, "default" (read as GPT-2's) and "gpt2" (what parity
+ * wrote before it used llama.cpp's "gpt-2"). NULL for any other name. */
+static const char *ggml_pre_pattern(const char *pre, int *ignore_merges) {
+    static const char *const gpt2[] = {"default", "gpt-2", "gpt2", "phi-2", "jina-es", "jina-de", "gigachat",
+                                       "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "exaone4"};
+    static const char *const llama3[] = {"llama-bpe", "llama3", "llama-v3", "smaug-bpe", "falcon3",
+                                         "falcon-h1", "pixtral", "midm-2.0", "lfm2"};
+    static const char *const qwen2[] = {"qwen2", "deepseek-r1-qwen", "kormo", "megrez"};
+    for (size_t i = 0; i < sizeof gpt2 / sizeof *gpt2; i++)
+        if (!strcmp(pre, gpt2[i])) return tk_gpt2_pattern;
+    for (size_t i = 0; i < sizeof llama3 / sizeof *llama3; i++)
+        if (!strcmp(pre, llama3[i])) return *ignore_merges = 1, tk_llama3_pattern;
+    for (size_t i = 0; i < sizeof qwen2 / sizeof *qwen2; i++)
+        if (!strcmp(pre, qwen2[i])) return tk_qwen2_pattern;
+    return NULL;
 }
 
 int pt_tokenizer_from_vocab(const pt_vocab_spec *s, pt_tokenizer **out, pt_err *err) {
@@ -653,12 +684,7 @@ int pt_tokenizer_from_vocab(const pt_vocab_spec *s, pt_tokenizer **out, pt_err *
         }
     } else if (!rc) {
         const char *pre = s->pre ? s->pre : "default";
-        const char *pat;
-        if (!strcmp(pre, "default") || !strcmp(pre, "gpt2") || !strcmp(pre, "gpt-2")) pat = tk_gpt2_pattern;
-        else if (!strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3") || !strcmp(pre, "llama-v3") || !strcmp(pre, "smaug-bpe"))
-            pat = tk_llama3_pattern, t->ignore_merges = 1;
-        else if (!strcmp(pre, "qwen2")) pat = tk_qwen2_pattern;
-        else pat = NULL;
+        const char *pat = ggml_pre_pattern(pre, &t->ignore_merges);
         if (!pat) rc = pt_errf(err, PT_EUNSUPPORTED, "tokenizer.ggml.pre \"%s\" is not supported", pre);
         if (!rc) rc = add_op_bytelevel(t, pat, err);
         if (!rc && tk_reserve_merges(t, s->n_merges)) rc = pt_errf(err, PT_ENOMEM, "out of memory");

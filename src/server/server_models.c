@@ -963,115 +963,18 @@ static int encode_into(srv_model *m, const char *text, size_t len, int add_bos, 
     return PT_OK;
 }
 
-/* The text of a chat message's content: a string, or an array of {"type":"text","text":...}. */
-static int message_text(json_t *content, pt_buf *out, const char **bad) {
-    if (json_is_string(content)) return pt_buf_append(out, json_string_value(content), json_string_length(content));
-    if (!json_is_array(content)) {
-        *bad = "content must be a string or an array of text parts";
-        return -1;
-    }
-    size_t i;
-    json_t *part;
-    json_array_foreach(content, i, part) {
-        json_t *t = json_object_get(part, "text");
-        if (!json_is_string(t) || strcmp(json_string_value(json_object_get(part, "type")) ? json_string_value(json_object_get(part, "type")) : "", "text")) {
-            *bad = "only text content parts are supported";
-            return -1;
-        }
-        pt_buf_append(out, json_string_value(t), json_string_length(t));
-    }
-    return 0;
-}
-
-/* Chat template. The model's own template is recognised by its markers (Llama-3, ChatML,
- * Llama-2); anything else gets parity's built-in plain-text template:
- *     "System: ...\n\nUser: ...\n\nAssistant: ...\n\nUser: ...\n\nAssistant:"
- * Template markers are encoded as special tokens; message contents never are, so a user
- * cannot smuggle control tokens into the prompt. */
+/* The chat prompt: engine/chat.h's rendering (the model's template, or the plain one), the
+ * same tokens `parity finetune` trains on, with the template's end-of-turn token and stop. */
 static int chat_prompt(gen_job *j, json_t *messages, int32_t **toks, int *n, const char **bad, pt_err *err) {
-    srv_model *m = j->m;
-    const char *tpl = pt_tokenizer_chat_template(m->tok);
-    enum { T_PLAIN, T_LLAMA3, T_CHATML, T_LLAMA2 } kind = T_PLAIN;
-    if (tpl && strstr(tpl, "<|start_header_id|>")) kind = T_LLAMA3;
-    else if (tpl && strstr(tpl, "<|im_start|>")) kind = T_CHATML;
-    else if (tpl && strstr(tpl, "[INST]")) kind = T_LLAMA2;
-    int cap = 0, rc;
-    *n = 0;
-    *toks = NULL;
-#define ENC(txt, special) \
-    if ((rc = encode_into(m, txt, strlen(txt), 0, special, toks, n, &cap, err))) return rc
-    if (pt_tokenizer_bos(m->tok) >= 0) {
-        if ((rc = encode_into(m, "", 0, 1, 0, toks, n, &cap, err))) return rc; /* just the BOS, if the tokenizer adds one */
-    }
-    size_t i;
-    json_t *msg;
-    pt_buf text;
-    pt_buf_init(&text, 16u << 20);
-    json_array_foreach(messages, i, msg) {
-        const char *role = json_string_value(json_object_get(msg, "role"));
-        if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-                      strcmp(role, "developer"))) {
-            *bad = "each message needs a role: system, developer, user or assistant";
-            pt_buf_free(&text);
-            return PT_EINVAL;
-        }
-        if (!strcmp(role, "developer")) role = "system";
-        pt_buf_reset(&text);
-        if (message_text(json_object_get(msg, "content"), &text, bad)) {
-            pt_buf_free(&text);
-            return PT_EINVAL;
-        }
-        const char *t = text.data ? text.data : "";
-        switch (kind) {
-        case T_LLAMA3:
-            ENC("<|start_header_id|>", 1);
-            ENC(role, 0);
-            ENC("<|end_header_id|>\n\n", 1);
-            ENC(t, 0);
-            ENC("<|eot_id|>", 1);
-            break;
-        case T_CHATML:
-            ENC("<|im_start|>", 1);
-            ENC(role, 0);
-            ENC("\n", 0);
-            ENC(t, 0);
-            ENC("<|im_end|>\n", 1);
-            break;
-        case T_LLAMA2:
-            if (!strcmp(role, "assistant")) {
-                ENC(" ", 0);
-                ENC(t, 0);
-                ENC(" </s>", 1);
-            } else {
-                ENC(!strcmp(role, "system") ? "[INST] <<SYS>>\n" : "[INST] ", 1);
-                ENC(t, 0);
-                ENC(!strcmp(role, "system") ? "\n<</SYS>>\n\n" : " [/INST]", 1);
-            }
-            break;
-        case T_PLAIN:
-            ENC(pt_chat_plain_prefix(role), 0);
-            ENC(t, 0);
-            ENC(PT_CHAT_PLAIN_SEP, 0);
-            break;
-        }
-    }
-    pt_buf_free(&text);
-    switch (kind) {
-    case T_LLAMA3:
-        ENC("<|start_header_id|>assistant<|end_header_id|>\n\n", 1);
-        j->extra_eos[j->n_extra_eos++] = pt_tokenizer_token_id(m->tok, "<|eot_id|>");
-        break;
-    case T_CHATML:
-        ENC("<|im_start|>assistant\n", 1);
-        j->extra_eos[j->n_extra_eos++] = pt_tokenizer_token_id(m->tok, "<|im_end|>");
-        break;
-    case T_LLAMA2: break;
-    case T_PLAIN:
-        ENC(PT_CHAT_PLAIN_GEN, 0);
-        if (j->n_stops < MAX_STOPS) j->stops[j->n_stops++] = strdup(PT_CHAT_PLAIN_STOP);
-        break;
-    }
-#undef ENC
+    pt_chat_tokens ct = {.max = MAX_PROMPT_TOKENS};
+    size_t at;
+    int rc = pt_chat_render(j->m->tok, messages, 1, &ct, bad, &at, err);
+    *toks = ct.ids, *n = (int)ct.n;
+    free(ct.reply);
+    if (rc) return rc;
+    pt_chat_kind kind = pt_chat_kind_of(j->m->tok);
+    if (pt_chat_end_token(j->m->tok, kind) >= 0) j->extra_eos[j->n_extra_eos++] = pt_chat_end_token(j->m->tok, kind);
+    if (pt_chat_stop(kind) && j->n_stops < MAX_STOPS) j->stops[j->n_stops++] = strdup(pt_chat_stop(kind));
     return PT_OK;
 }
 

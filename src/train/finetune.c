@@ -51,21 +51,6 @@ static int ex_text(ex_buf *b, const pt_tokenizer *tok, const char *s, size_t len
     return rc;
 }
 
-/* The text of a message's content: a string or an array of {"type":"text","text":...}. */
-static int content_text(json_t *c, pt_buf *out) {
-    if (json_is_string(c)) return pt_buf_append(out, json_string_value(c), json_string_length(c)) ? -1 : 0;
-    if (!json_is_array(c)) return -1;
-    size_t i;
-    json_t *p;
-    json_array_foreach(c, i, p) {
-        const char *ty = json_string_value(json_object_get(p, "type"));
-        json_t *t = json_object_get(p, "text");
-        if (!ty || strcmp(ty, "text") || !json_is_string(t)) return -1;
-        if (pt_buf_append(out, json_string_value(t), json_string_length(t))) return -1;
-    }
-    return 0;
-}
-
 int pt_sft_parse_line(const char *line, size_t len, const char *what, const pt_tokenizer *tok, int max_len,
                       pt_sft_example *ex, pt_err *err) {
     memset(ex, 0, sizeof *ex);
@@ -73,48 +58,35 @@ int pt_sft_parse_line(const char *line, size_t len, const char *what, const pt_t
     if (!o) return err && err->code ? err->code : PT_EFORMAT;
     ex_buf b = {.max_len = max_len > 0 ? max_len : 1 << 30};
     int rc = PT_OK;
-    pt_buf text;
-    pt_buf_init(&text, 64u << 20);
     int32_t bos = pt_tokenizer_bos(tok), eos = pt_tokenizer_eos(tok);
     if (!json_is_object(o)) {
         rc = pt_errf(err, PT_EFORMAT, "%s: expected a JSON object", what);
         goto out;
     }
     json_t *pr = json_object_get(o, "prompt"), *co = json_object_get(o, "completion"), *ms = json_object_get(o, "messages");
-    if (bos >= 0) { /* the BOS only when the tokenizer adds one (as the server's prompts get it) */
-        int32_t *pre = NULL;
-        size_t np = 0;
-        if ((rc = pt_tokenizer_encode(tok, "", 0, 1, 0, &pre, &np, err))) goto out;
-        int bad = ex_push(&b, pre, np, 0);
-        free(pre);
-        if (bad) goto oom;
-    }
-    if (ms) {
+    if (ms) { /* engine/chat.h's rendering, token for token what the server serves */
         if (!json_is_array(ms) || !json_array_size(ms)) {
             rc = pt_errf(err, PT_EFORMAT, "%s: $.messages must be a non-empty array", what);
             goto out;
         }
-        size_t i;
-        json_t *m;
-        json_array_foreach(ms, i, m) {
-            const char *role = json_string_value(json_object_get(m, "role"));
-            const char *pre = pt_chat_plain_prefix(role);
-            if (!json_is_object(m) || !pre) {
-                rc = pt_errf(err, PT_EFORMAT, "%s: $.messages[%zu].role must be system, developer, user or assistant",
-                             what, i);
-                goto out;
-            }
-            pt_buf_reset(&text);
-            if (content_text(json_object_get(m, "content"), &text)) {
-                rc = pt_errf(err, PT_EFORMAT, "%s: $.messages[%zu].content must be a string or text parts", what, i);
-                goto out;
-            }
-            int asst = !strcmp(role, "assistant");
-            if ((rc = ex_text(&b, tok, pre, strlen(pre), 0, err))) goto out;
-            if ((rc = ex_text(&b, tok, text.data ? text.data : "", text.len, asst, err))) goto out;
-            if ((rc = ex_text(&b, tok, PT_CHAT_PLAIN_SEP, strlen(PT_CHAT_PLAIN_SEP), asst, err))) goto out;
-        }
+        pt_chat_tokens ct = {0};
+        const char *bad = NULL;
+        size_t at = 0;
+        rc = pt_chat_render(tok, ms, 0, &ct, &bad, &at, err);
+        if (rc == PT_EINVAL && bad) rc = pt_errf(err, PT_EFORMAT, "%s: $.messages[%zu]: %s", what, at, bad);
+        for (size_t i = 0; !rc && i < ct.n; i++)
+            if (ex_push(&b, &ct.ids[i], 1, ct.reply[i])) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        pt_chat_tokens_free(&ct);
+        if (rc) goto out;
     } else if (json_is_string(pr) && json_is_string(co)) {
+        if (bos >= 0) { /* the BOS only when the tokenizer adds one (as the server's prompts get it) */
+            int32_t *pre = NULL;
+            size_t np = 0;
+            if ((rc = pt_tokenizer_encode(tok, "", 0, 1, 0, &pre, &np, err))) goto out;
+            int bad = ex_push(&b, pre, np, 0);
+            free(pre);
+            if (bad) goto oom;
+        }
         if ((rc = ex_text(&b, tok, json_string_value(pr), json_string_length(pr), 0, err))) goto out;
         if ((rc = ex_text(&b, tok, json_string_value(co), json_string_length(co), 1, err))) goto out;
         if (eos >= 0 && ex_push(&b, &eos, 1, 1)) goto oom;
@@ -130,7 +102,6 @@ oom:
 out:
     free(b.tok);
     free(b.loss);
-    pt_buf_free(&text);
     json_decref(o);
     return rc;
 }

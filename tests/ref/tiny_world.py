@@ -160,6 +160,27 @@ class World:
             j = None
         return r.status, {k.lower(): v for k, v in r.getheaders()}, j, data
 
+    def upload(self, key, content, filename="train.jsonl", purpose="fine-tune"):
+        """POST /v1/files (multipart) of bytes content."""
+        b = "----parityTestBoundary7MA4YWxk"
+        body = ("--%s\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n%s\r\n"
+                "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n" % (b, purpose, b, filename)).encode() + content + \
+            ("\r\n--%s--\r\n" % b).encode()
+        return self.req("POST", "/v1/files", key=key, raw=body, headers={"Content-Type": "multipart/form-data; boundary=" + b})
+
+    def wait_job(self, jid, key, want, timeout=60):
+        """Polls a fine-tuning job until its status is in want (or timeout s); the last job seen."""
+        import time
+        t0 = time.time()
+        j = None
+        while time.time() - t0 < timeout:
+            _, _, j, _ = self.req("GET", "/v1/fine_tuning/jobs/" + jid, key=key)
+            if j and j.get("status") in want:
+                return j
+            time.sleep(0.05)
+        return j
+
     def summary(self, name):
         print("%s: %d passed, %d failed" % (name, self.checks - self.failures, self.failures))
         return 1 if self.failures else 0
