@@ -134,6 +134,9 @@ static void test_json_limits(void) {
     CHECK(pt_json_parse("[[[[[1]]]]]", 11, 4, "t", &e) == NULL && strstr(e.msg, "deeper"));
     CHECK(pt_json_parse("{\"a\":1,\"a\":2}", 13, 4, "t", &e) == NULL);
     CHECK(pt_json_parse("{\"a\":", 5, 4, "body", &e) == NULL && !strncmp(e.msg, "body:1:", 7));
+    /* a NUL after a value: jansson alone reads past it and accepts the text */
+    CHECK(pt_json_parse("{\"a\":3\0}", 8, 4, "cfg", &e) == NULL && strstr(e.msg, "byte 6 is NUL"));
+    CHECK(pt_json_parse_config("{\"a\":3\0}", 8, 4, "cfg", &e) == NULL);
 }
 
 /* Configuration files of other tools: integers beyond int64 load as reals (Llama's

@@ -29,6 +29,13 @@ static int json_depth_ok(const char *s, size_t n, size_t max_depth) {
 }
 
 json_t *pt_json_parse(const char *text, size_t len, size_t max_depth, const char *what, pt_err *err) {
+    /* jansson's length-delimited reader takes a NUL byte for the end of the text and then reads
+     * on past it ("{\"a\":3<NUL>}" parsed); a raw NUL is never valid JSON, in a string or out. */
+    const char *nul = memchr(text, 0, len);
+    if (nul) {
+        pt_errf(err, PT_EFORMAT, "%s: byte %zu is NUL, which JSON does not allow", what, (size_t)(nul - text));
+        return NULL;
+    }
     if (!json_depth_ok(text, len, max_depth)) {
         pt_errf(err, PT_EFORMAT, "%s: JSON nested deeper than %zu levels", what, max_depth);
         return NULL;
