@@ -311,13 +311,13 @@ int pt_gguf_load_model(const pt_gguf *g, pt_config *c, pt_tensors *ts, pt_err *e
         /* GPT-2 Conv1D: GGUF [out, in] → HF [in, out]. */
         if (t->n_dims != 2) return pt_errf(err, PT_EFORMAT, "%s: tensor '%s' must be 2-D", g->what, t->name);
         size_t rows = (size_t)shape[0], cols = (size_t)shape[1], numel = rows * cols;
-        pt_dtype dt = t->dtype == PT_Q8_0 ? PT_F32 : t->dtype;
+        pt_dtype dt = pt_dtype_is_quant(t->dtype) ? PT_F32 : t->dtype;
         size_t es = elem_size(dt), nb = numel * es;
         const uint8_t *src = t->data;
         float *deq = NULL;
-        if (t->dtype == PT_Q8_0) {
+        if (pt_dtype_is_quant(t->dtype)) {
             if (!(deq = malloc((numel ? numel : 1) * sizeof *deq))) return pt_errf(err, PT_ENOMEM, "out of memory");
-            pt_to_f32(PT_Q8_0, t->data, deq, numel);
+            pt_to_f32(t->dtype, t->data, deq, numel);
             src = (const uint8_t *)deq;
         }
         uint8_t *p = malloc(nb ? nb : 1);
@@ -551,13 +551,20 @@ out:
 
 /* Writing ---------------------------------------------------------------------------- */
 
+/* A block type for rows of `cols` values: d itself when they are whole blocks, else Q8_0
+ * (32-value blocks) or F16, as llama.cpp falls back. */
+static pt_dtype fit_rows(pt_dtype d, int64_t cols) {
+    if (!pt_dtype_is_quant(d) || cols % (int64_t)pt_dtype_block(d) == 0) return d;
+    return cols % PT_Q8_0_BLOCK == 0 ? PT_Q8_0 : PT_F16;
+}
+
 /* The dtype a tensor is written in: 1-D tensors F32 when a dtype is asked for (as llama.cpp
- * does); Q8_0 needs rows of a multiple of 32 values (else F16, llama.cpp's fallback). */
+ * does); block types need rows of whole blocks (see fit_rows); safetensors has none. */
 static pt_dtype out_dtype(const pt_tensor *t, int want, int to_gguf) {
     pt_dtype d = t->dtype;
     if (want >= 0) d = t->ndim <= 1 ? PT_F32 : (pt_dtype)want;
-    if (d == PT_Q8_0 && (!to_gguf || t->ndim < 1 || t->shape[t->ndim - 1] % PT_Q8_0_BLOCK)) d = to_gguf ? PT_F16 : PT_F32;
-    return d;
+    if (pt_dtype_is_quant(d) && (!to_gguf || t->ndim < 1)) return to_gguf ? PT_F16 : PT_F32;
+    return t->ndim < 1 ? d : fit_rows(d, t->shape[t->ndim - 1]);
 }
 
 typedef struct {
@@ -609,6 +616,10 @@ static int file_type_of(int want, pt_dtype first_2d) {
     switch (d) {
     case PT_F16: return 1;
     case PT_Q8_0: return 7;
+    case PT_Q4_0: return 2;
+    case PT_Q4_K: return 14; /* llama.cpp's MOSTLY_Q4_K_S, Q5_K_S, Q6_K */
+    case PT_Q5_K: return 16;
+    case PT_Q6_K: return 18;
     case PT_BF16: return 32;
     default: return 0;
     }
@@ -706,7 +717,7 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
         if (xf == XF_TRANSPOSE) {
             shape[0] = t->shape[1];
             shape[1] = t->shape[0];
-            if (d == PT_Q8_0 && shape[1] % PT_Q8_0_BLOCK) d = PT_F16;
+            d = fit_rows(o->dtype >= 0 ? (pt_dtype)o->dtype : t->dtype, shape[1]); /* rows are now the inputs */
         }
         x.src[n] = t;
         x.dt[n] = d;
@@ -747,7 +758,8 @@ static int copy_file(const char *from, const char *to, pt_err *err) {
 }
 
 int pt_hf_write_model(const pt_model_files *mf, const char *dir, const pt_convert_opts *o, pt_err *err) {
-    if (o->dtype == PT_Q8_0) return pt_errf(err, PT_EINVAL, "safetensors has no Q8_0 dtype (use --to gguf)");
+    if (o->dtype >= 0 && pt_dtype_is_quant((pt_dtype)o->dtype))
+        return pt_errf(err, PT_EINVAL, "safetensors has no %s dtype (use --to gguf)", pt_dtype_name((pt_dtype)o->dtype));
     int rc = pt_mkdirs(dir, 0, err);
     if (rc) return rc;
     size_t n = mf->tensors.n;
