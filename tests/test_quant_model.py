@@ -4,7 +4,8 @@ q6_k`; the GGUF holds those ggml types (1-D tensors F32); `parity score` (prefil
 converted to F32 a tile at a time) gives log-probs close to the F32 file's, closer the more
 bits; `parity generate` (decode kernels, one row at a time) gives the log-probs score gives
 for the same tokens; an ablation (hooks) changes the quantised model's outputs as it changes
-the F32 model's. The tolerances are stated at each check (measured: see the printout)."""
+the F32 model's; --dtype q4_k_m / q5_k_m give each tensor the type llama-quantize gives it.
+The tolerances are stated at each check (measured: see the printout)."""
 import json
 import os
 import subprocess
@@ -99,6 +100,32 @@ def main():
         effect_err = ((ab - plain) - (ref_ab - ref_plain)).abs().max().item()
         check(moved > 0.5 and effect_err < TOL[dt] * 2, f"{dt}: ablating blocks.1.hook_mlp_out moves log-probs by up "
               f"to {moved:.3f}, as on F32 within {effect_err:.3f} (< {TOL[dt] * 2})")
+    # llama.cpp's mixes (llama-quant.cpp, llama_tensor_get_type for a dense Llama without an
+    # importance matrix): output Q6_K; attn_v and ffn_down Q6_K where use_more_bits(layer)
+    def more(i, n):
+        return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+    for mix, base, ftype, tol in (("q4_k_m", 12, 15, TOL["q4_k"]), ("q5_k_m", 13, 17, TOL["q5_k"])):
+        g = os.path.join(tmp, mix + ".gguf")
+        run("convert", d, g, "--dtype", mix, "--quiet")
+        kv, tensors, _, _ = R.read_gguf(g)
+        want = {}
+        for n in tensors:
+            if "norm" in n:
+                want[n] = 0
+            elif n == "output.weight":
+                want[n] = 14
+            elif ".attn_v." in n or ".ffn_down." in n:
+                want[n] = 14 if more(int(n.split(".")[1]), 2) else base
+            else:
+                want[n] = base
+        got = {n: t["type"] for n, t in tensors.items()}
+        check(got == want and kv["general.file_type"][1] == ftype,
+              f"{mix}: per-tensor types and file_type {ftype} as llama-quantize chooses them")
+        if got != want:
+            print({n: (got[n], want[n]) for n in got if got[n] != want[n]})
+        err = max(abs(a - b) for a, b in zip(score(g), ref))
+        print(f"{mix}: max |log-prob - F32's| = {err:.4f}")
+        check(err < tol, f"{mix}: score within {tol} of F32's")
     if failed:
         print(f"{len(failed)} failed")
         return 1

@@ -16,7 +16,9 @@ static void usage(void) {
            "\n"
            "  --to gguf|hf   output format (default: gguf when OUT ends in .gguf, else hf)\n"
            "  --dtype D      dtype of the 2-D weights: f32, f16, bf16, or (GGUF only) q8_0, q4_0,\n"
-           "                 q4_k, q5_k, q6_k (ggml's blocks and reference quantisers). 1-D\n"
+           "                 q4_k, q5_k, q6_k (ggml's blocks and reference quantisers), or\n"
+           "                 llama.cpp's mixes q4_k_m, q5_k_m (Q6_K for output, and for attn_v\n"
+           "                 and ffn_down in some layers, as llama-quantize chooses). 1-D\n"
            "                 tensors (norms, biases) are then written f32, as llama.cpp does;\n"
            "                 rows that are not whole blocks fall back to q8_0, else f16.\n"
            "                 Default: keep each tensor's dtype (block types become f32 in\n"
@@ -69,8 +71,12 @@ int cmd_convert(int argc, char **argv) {
         else if (!strcmp(dtype, "q4_k")) o.dtype = PT_Q4_K;
         else if (!strcmp(dtype, "q5_k")) o.dtype = PT_Q5_K;
         else if (!strcmp(dtype, "q6_k")) o.dtype = PT_Q6_K;
+        else if (!strcmp(dtype, "q4_k_m")) o.dtype = PT_Q4_K, o.mix = PT_MIX_Q4_K_M;
+        else if (!strcmp(dtype, "q5_k_m")) o.dtype = PT_Q5_K, o.mix = PT_MIX_Q5_K_M;
         else
-            return cli_usage_error("convert", "--dtype must be f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k, not '%s'",
+            return cli_usage_error("convert",
+                                   "--dtype must be f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m or q5_k_m, "
+                                   "not '%s'",
                                    dtype);
     }
     if (o.to == PT_FORMAT_HF_DIR && o.dtype >= 0 && pt_dtype_is_quant((pt_dtype)o.dtype))

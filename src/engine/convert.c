@@ -611,6 +611,20 @@ static int fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes, pt_err *e
     return rc;
 }
 
+/* The type of the 2-D tensor gname in a mix (see PT_MIX_Q4_K_M). */
+static pt_dtype mix_dtype(int mix, const char *gname, int n_layers, int tied) {
+    pt_dtype base = mix == PT_MIX_Q4_K_M ? PT_Q4_K : PT_Q5_K;
+    if (!strcmp(gname, "output.weight") || (tied && !strcmp(gname, "token_embd.weight"))) return PT_Q6_K;
+    int i;
+    if (sscanf(gname, "blk.%d.", &i) != 1) return base;
+    if (strstr(gname, ".attn_v.") || strstr(gname, ".ffn_down.")) {
+        int more = i < n_layers / 8 || i >= 7 * n_layers / 8 || (i - n_layers / 8) % 3 == 2;
+        return more ? PT_Q6_K : base;
+    }
+    if (strstr(gname, ".attn_qkv.")) return mix == PT_MIX_Q4_K_M ? PT_Q5_K : PT_Q6_K;
+    return base;
+}
+
 static int file_type_of(int want, pt_dtype first_2d) {
     pt_dtype d = want >= 0 ? (pt_dtype)want : first_2d;
     switch (d) {
@@ -683,7 +697,8 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
     } else {
         TRY(pt_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->norm_eps, err));
     }
-    TRY(pt_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(o->dtype, first_2d), err));
+    TRY(pt_gguf_set_u32(w, "general.file_type",
+                        o->mix ? (o->mix == PT_MIX_Q4_K_M ? 15u : 17u) : (uint32_t)file_type_of(o->dtype, first_2d), err));
     TRY(pt_gguf_set_u32(w, "general.quantization_version", 2, err));
 #undef KEY
     /* Tokenizer: tokenizer.* keys of a GGUF input are kept; an HF directory's tokenizer.json
@@ -711,13 +726,15 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
             goto out;
         }
         int xf = transform_of(c->arch, t->name);
-        pt_dtype d = out_dtype(t, o->dtype, 1);
+        pt_dtype d = out_dtype(t, o->dtype, 1), want = o->dtype >= 0 ? (pt_dtype)o->dtype : t->dtype;
+        int tied = c->arch == PT_ARCH_LLAMA && !pt_tensors_find(&mf->tensors, "lm_head.weight");
+        if (o->mix && t->ndim == 2) d = fit_rows(want = mix_dtype(o->mix, gname, c->n_layers, tied), t->shape[1]);
         int64_t shape[PT_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);
         if (xf == XF_TRANSPOSE) {
             shape[0] = t->shape[1];
             shape[1] = t->shape[0];
-            d = fit_rows(o->dtype >= 0 ? (pt_dtype)o->dtype : t->dtype, shape[1]); /* rows are now the inputs */
+            d = fit_rows(want, shape[1]); /* rows are now the inputs */
         }
         x.src[n] = t;
         x.dt[n] = d;
@@ -728,6 +745,8 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
         total += nb;
         /* llama.cpp's GPT-2 converter also writes the tied output matrix. */
         if (c->arch == PT_ARCH_GPT2 && !strcmp(t->name, "wte.weight")) {
+            if (o->mix) d = fit_rows(mix_dtype(o->mix, "output.weight", c->n_layers, 0), shape[1]);
+            pt_dtype_bytes(d, pt_tensor_numel(t), &nb);
             x.src[n] = t;
             x.dt[n] = d;
             TRY(pt_gguf_add_tensor(w, "output.weight", d, t->ndim, shape, NULL, err));
