@@ -35,6 +35,7 @@
 #endif
 
 #include "engine/backend.h"
+#include "engine/quant_k.h"
 
 #define PT_MATVEC_MAX_ROWS 8
 /* Activation rows up to which F32/F16/BF16 NK weights go through the AVX-512 register-blocked
@@ -1025,11 +1026,20 @@ static void mm_epilogue(const cpu_kernels *kn, const mm_item *it, int rows, int 
     }
 }
 
-/* Q4_0 and K-quant NK weights: strips of rows converted to F32 into this thread's tile, then
- * the F32 kernel over the strip (a strip of 16 rows of 4096 values is 256 KiB, in L2). */
+/* Q4_0 and K-quant NK weights: with AVX2, Q4_K and Q6_K rows go through quant_k.c's kernels
+ * (values decoded in registers); else strips of rows are converted to F32 into this thread's
+ * tile and the F32 kernel runs over the strip (16 rows of 4096 values are 256 KiB, in L2). */
 #define PT_DEQ_ROWS 16
 static void nk_dequant(const mm_ctx *c, const pt_weight *w, float *out, const float *bias, int n0, int n1, int tid) {
     const size_t k = (size_t)w->k;
+    pt_qk_dot_fn dot = c->kn->isa >= PT_ISA_AVX2 ? pt_qk_dot_avx2(w->dtype) : NULL;
+    if (dot) {
+        for (int j = n0; j < n1; j++)
+            for (int r = 0; r < c->rows; r++)
+                out[(size_t)r * (size_t)w->n + (size_t)j] =
+                    dot(wrow(w, (size_t)j, 0), c->x + (size_t)r * k, k) + (bias ? bias[j] : 0.f);
+        return;
+    }
     float *tile = c->tiles + (size_t)tid * PT_TILE_FLOATS;
     int per = PT_DEQ_ROWS;
     if ((size_t)per * k > PT_TILE_FLOATS) per = (int)(PT_TILE_FLOATS / k);

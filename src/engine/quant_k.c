@@ -317,3 +317,90 @@ void pt_quant_q6_k(const float *src, void *dst, size_t n) {
         }
     }
 }
+
+/* ---- decode dot products (AVX2 + FMA) -------------------------------------------------
+ *
+ * One weight row against one F32 activation row, the values decoded in registers: each
+ * sub-block's Σ q·x and Σ x are summed in F32 lanes, then scaled by its d·sc (and for Q4_K
+ * less dmin·m·Σ x). The summation order differs from dequantise-then-dot, so results agree
+ * with it to rounding, not bit for bit (tests/test_quant_kernels.c). */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define QK_AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+QK_AVX2_FN static inline float qk_hsum(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* 8 bytes at p widened to int32 lanes */
+QK_AVX2_FN static inline __m256i qk_u8x8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+
+QK_AVX2_FN static float dot_q4_k_avx2(const void *row, const float *x, size_t k) {
+    const pt_block_q4_k *b = row;
+    const __m256i m4 = _mm256_set1_epi32(0xF);
+    __m256 total = _mm256_setzero_ps();
+    for (size_t i = 0; i < k / PT_QK_K; i++, x += PT_QK_K) {
+        const float d = pt_f16_to_f32(b[i].d), dmin = pt_f16_to_f32(b[i].dmin);
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *qs = b[i].qs + 32 * g;
+            const float *x1 = x + 64 * g, *x2 = x1 + 32;
+            __m256 a1 = _mm256_setzero_ps(), a2 = a1, s1 = a1, s2 = a1;
+            for (int l = 0; l < 32; l += 8) {
+                __m256i q = qk_u8x8(qs + l);
+                __m256 v1 = _mm256_loadu_ps(x1 + l), v2 = _mm256_loadu_ps(x2 + l);
+                a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(q, m4)), v1, a1);
+                a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(q, 4)), v2, a2);
+                s1 = _mm256_add_ps(s1, v1);
+                s2 = _mm256_add_ps(s2, v2);
+            }
+            uint8_t sc, m;
+            pt_qk_scale_min(b[i].scales, 2 * g, &sc, &m);
+            total = _mm256_fmadd_ps(_mm256_set1_ps(d * sc), a1, total);
+            total = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * m), s1, total);
+            pt_qk_scale_min(b[i].scales, 2 * g + 1, &sc, &m);
+            total = _mm256_fmadd_ps(_mm256_set1_ps(d * sc), a2, total);
+            total = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * m), s2, total);
+        }
+    }
+    return qk_hsum(total);
+}
+
+QK_AVX2_FN static float dot_q6_k_avx2(const void *row, const float *x, size_t k) {
+    const pt_block_q6_k *b = row;
+    const __m256i m4 = _mm256_set1_epi32(0xF), m2 = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+    __m256 total = _mm256_setzero_ps();
+    for (size_t i = 0; i < k / PT_QK_K; i++, x += PT_QK_K) {
+        const float d = pt_f16_to_f32(b[i].d);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
+            const int8_t *sc = b[i].scales + 8 * h;
+            const float *xh = x + 128 * h;
+            for (int c = 0; c < 4; c++)
+                for (int half = 0; half < 2; half++) { /* 16 values: one sub-block, one scale */
+                    __m256 a = _mm256_setzero_ps();
+                    for (int l = 16 * half; l < 16 * half + 16; l += 8) {
+                        __m256i lo = qk_u8x8(ql + l + 32 * (c & 1));
+                        lo = c < 2 ? _mm256_and_si256(lo, m4) : _mm256_srli_epi32(lo, 4);
+                        __m256i hi = _mm256_and_si256(_mm256_srli_epi32(qk_u8x8(qh + l), 2 * c), m2);
+                        __m256i q = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), off);
+                        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_loadu_ps(xh + 32 * c + l), a);
+                    }
+                    total = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc[half + 2 * c]), a, total);
+                }
+        }
+    }
+    return qk_hsum(total);
+}
+#endif
+
+pt_qk_dot_fn pt_qk_dot_avx2(pt_dtype t) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    if (t == PT_Q4_K) return dot_q4_k_avx2;
+    if (t == PT_Q6_K) return dot_q6_k_avx2;
+#endif
+    (void)t;
+    return NULL;
+}

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/tensor.h"
+
 #define PT_Q4_0_BLOCK 32
 #define PT_QK_K 256
 
@@ -62,5 +64,11 @@ void pt_quant_q4_0(const float *src, void *dst, size_t n);
 void pt_quant_q4_k(const float *src, void *dst, size_t n);
 void pt_quant_q5_k(const float *src, void *dst, size_t n);
 void pt_quant_q6_k(const float *src, void *dst, size_t n);
+
+/* Σ row·x over k values (a multiple of 256) of one weight row of blocks. */
+typedef float (*pt_qk_dot_fn)(const void *row, const float *x, size_t k);
+/* The AVX2+FMA kernel for t (Q4_K, Q6_K), NULL for another type or on another architecture;
+ * call it only where the CPU has AVX2 and FMA (the backend's choice of instruction set). */
+pt_qk_dot_fn pt_qk_dot_avx2(pt_dtype t);
 
 #endif
