@@ -1,3 +1,4 @@
+# ctest-labels: slow
 """llama.cpp loads the GGUFs `parity convert --dtype f32|q4_k|q6_k|q4_k_m` writes and computes
 logits close to parity's on the same file: tests/js-ggml/llama_logits.c (built here with cc)
 dlopens the prebuilt libllama of node-llama-cpp 3.21.1 (npm @node-llama-cpp/linux-x64, pinned
@@ -15,6 +16,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import formats_ref as R  # noqa: E402
+from quant_common import check, summary, tiny_llama  # noqa: E402
 
 PARITY = os.environ.get("PARITY_BIN", "build/parity")
 BINS = os.path.join(HERE, "js-ggml", "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64")
@@ -22,14 +24,6 @@ V = 128
 TOKENS = [1, 17, 42, 99, 3, 64, 5, 120]
 # max |logit - llama.cpp's| allowed (logits here span about ±3)
 TOL = {"f32": 0.01, "q6_k": 0.15, "q4_k": 0.15, "q4_k_m": 0.15}
-failed = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failed.append(what)
-
 
 def main():
     inst = subprocess.run(["bash", os.path.join(HERE, "js-gguf", "install.sh"), os.path.join(HERE, "js-ggml")])
@@ -41,10 +35,7 @@ def main():
     exe = os.path.join(tmp, "llama_logits")
     subprocess.run(["cc", "-O1", "-o", exe, os.path.join(HERE, "js-ggml", "llama_logits.c")], check=True)
     d = os.path.join(tmp, "m")
-    R.tiny_llama(d, V=V, D=256, L=2, H=4, KV=2, FF=512)
-    sd = R.read_safetensors(os.path.join(d, "model.safetensors"))
-    R.write_safetensors(os.path.join(d, "model.safetensors"),
-                        {k: (v * 0.1 if v.dim() == 2 else v) for k, v in sd.items()}, {"format": "pt"})
+    tiny_llama(d, V)
     # a SentencePiece-style vocabulary (llama.cpp needs tokenizer.ggml.*; ids are what matter)
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"t{i}": i for i in range(3, V)}}
     json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": [], "byte_fallback": True, "unk_token": "<unk>"},
@@ -79,11 +70,7 @@ def main():
             far = max(abs(a - b) for r, row in enumerate(rows) for a, b in zip(row, f32_logits[r].tolist()))
             check(err < far / 2, f"{dt}: llama.cpp's logits are nearer parity's on this file ({err:.4f}) than on "
                   f"F32 ({far:.4f})")
-    if failed:
-        print(f"{len(failed)} failed")
-        return 1
-    print("all passed")
-    return 0
+    return summary()
 
 
 if __name__ == "__main__":

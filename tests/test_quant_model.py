@@ -1,3 +1,4 @@
+# ctest-labels: slow
 """Models in Q4_0 / Q4_K / Q5_K / Q6_K run: a tiny random Llama (rows of 256 values, so every
 2-D weight is whole K-quant blocks) is converted with `parity convert --dtype q4_0|q4_k|q5_k|
 q6_k`; the GGUF holds those ggml types (1-D tensors F32); `parity score` (prefill: weights
@@ -15,20 +16,13 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import formats_ref as R  # noqa: E402
+from quant_common import check, summary, tiny_llama  # noqa: E402
 
 PARITY = os.environ.get("PARITY_BIN", "build/parity")
 GGML = {"q4_0": 2, "q4_k": 12, "q5_k": 13, "q6_k": 14}
 # max |log-prob - F32's| allowed, and measured on this model (seed 0): see the printout
 TOL = {"q4_0": 0.6, "q4_k": 0.6, "q5_k": 0.3, "q6_k": 0.1}
 TOKENS = [1, 17, 42, 99, 3, 64, 5, 120, 7, 88, 11, 30]
-failed = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what)
-    if not ok:
-        failed.append(what)
-
 
 def run(*args, isa=None):
     env = dict(os.environ, **({"PARITY_CPU_ISA": isa} if isa else {}))
@@ -60,11 +54,7 @@ def generate(model, *extra, isa=None):
 def main():
     tmp = tempfile.mkdtemp(prefix="parity-qk-")
     d = os.path.join(tmp, "m")
-    # weights ~ N(0, 0.05): activations of a sane size, logits spread over a few nats
-    R.tiny_llama(d, V=128, D=256, L=2, H=4, KV=2, FF=512)
-    sd = R.read_safetensors(os.path.join(d, "model.safetensors"))
-    R.write_safetensors(os.path.join(d, "model.safetensors"),
-                      {k: (v * 0.1 if v.dim() == 2 else v) for k, v in sd.items()}, {"format": "pt"})
+    tiny_llama(d)
     f32 = os.path.join(tmp, "f32.gguf")
     run("convert", d, f32, "--dtype", "f32", "--quiet")
     ref = score(f32)
@@ -126,11 +116,7 @@ def main():
         err = max(abs(a - b) for a, b in zip(score(g), ref))
         print(f"{mix}: max |log-prob - F32's| = {err:.4f}")
         check(err < tol, f"{mix}: score within {tol} of F32's")
-    if failed:
-        print(f"{len(failed)} failed")
-        return 1
-    print("all passed")
-    return 0
+    return summary()
 
 
 if __name__ == "__main__":
