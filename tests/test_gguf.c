@@ -170,14 +170,17 @@ static void test_every_truncation_and_corruption_is_refused(void) {
         c[at - d + 17 + 4] = 48; /* not a power of two */
         CHECK(parse(c, len, &e) == PT_EFORMAT && strstr(e.msg, "alignment"));
     }
-    /* tensor "q": make its type Q4_K (12) and its offset misaligned */
+    /* tensor "q" (rows of 32): make its type Q2_K (10, not read), Q4_K (12: rows of 32 are not
+     * whole super-blocks of 256) and its offset misaligned */
     at = memmem(d, len, "\x01\x00\x00\x00\x00\x00\x00\x00q", 9);
     CHECK(at != NULL);
     if (at) {
         size_t o = (size_t)(at - d) + 9 + 4 + 16;
         memcpy(c, d, len);
+        c[o] = 10;
+        CHECK(parse(c, len, &e) == PT_EUNSUPPORTED && strstr(e.msg, "Q2_K") && strstr(e.msg, "'q'"));
         c[o] = 12;
-        CHECK(parse(c, len, &e) == PT_EUNSUPPORTED && strstr(e.msg, "Q4_K") && strstr(e.msg, "'q'"));
+        CHECK(parse(c, len, &e) == PT_EFORMAT && strstr(e.msg, "Q4_K row length 32") && strstr(e.msg, "256"));
         memcpy(c, d, len);
         c[o + 4] += 1;
         CHECK(parse(c, len, &e) == PT_EFORMAT && strstr(e.msg, "misaligned"));

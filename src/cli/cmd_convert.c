@@ -6,18 +6,23 @@
 #include "cli/cli.h"
 #include "engine/convert.h"
 
-const char cmd_convert_summary[] = "convert a model between HF safetensors directories and GGUF (f32/f16/bf16/q8_0)";
+const char cmd_convert_summary[] = "convert a model between HF safetensors directories and GGUF (f32/f16/bf16/q8_0/q4_0/q4_k/q5_k/q6_k)";
 
 static void usage(void) {
-    printf("usage: parity convert IN OUT [--to gguf|hf] [--dtype f32|f16|bf16|q8_0] [--name NAME] [--quiet]\n"
+    printf("usage: parity convert IN OUT [--to gguf|hf] [--dtype D] [--name NAME] [--quiet]\n"
            "\n"
            "Converts the model IN (a Hugging Face directory with config.json and model.safetensors\n"
            "or a sharded model.safetensors.index.json, or a .gguf file) to OUT.\n"
            "\n"
            "  --to gguf|hf   output format (default: gguf when OUT ends in .gguf, else hf)\n"
-           "  --dtype D      dtype of the 2-D weights: f32, f16, bf16 or q8_0 (GGUF only); 1-D\n"
-           "                 tensors (norms, biases) are then written f32, as llama.cpp does.\n"
-           "                 Default: keep each tensor's dtype (Q8_0 becomes f32 in safetensors).\n"
+           "  --dtype D      dtype of the 2-D weights: f32, f16, bf16, or (GGUF only) q8_0, q4_0,\n"
+           "                 q4_k, q5_k, q6_k (ggml's blocks and reference quantisers), or\n"
+           "                 llama.cpp's mixes q4_k_m, q5_k_m (Q6_K for output, and for attn_v\n"
+           "                 and ffn_down in some layers, as llama-quantize chooses). 1-D\n"
+           "                 tensors (norms, biases) are then written f32, as llama.cpp does;\n"
+           "                 rows that are not whole blocks fall back to q8_0, else f16.\n"
+           "                 Default: keep each tensor's dtype (block types become f32 in\n"
+           "                 safetensors).\n"
            "  --name NAME    general.name in the GGUF (default: IN's base name)\n"
            "  --quiet        no progress bar\n"
            "\n"
@@ -28,6 +33,7 @@ static void usage(void) {
            "examples:\n"
            "  parity convert models/tiny-llama tiny.gguf --dtype f16\n"
            "  parity convert models/tiny-llama tiny-q8.gguf --dtype q8_0\n"
+           "  parity convert models/tiny-llama tiny-q4k.gguf --dtype q4_k\n"
            "  parity convert tiny.gguf models/tiny-back --to hf --dtype f32\n");
 }
 
@@ -61,10 +67,20 @@ int cmd_convert(int argc, char **argv) {
         else if (!strcmp(dtype, "f16")) o.dtype = PT_F16;
         else if (!strcmp(dtype, "bf16")) o.dtype = PT_BF16;
         else if (!strcmp(dtype, "q8_0")) o.dtype = PT_Q8_0;
-        else return cli_usage_error("convert", "--dtype must be f32, f16, bf16 or q8_0, not '%s'", dtype);
+        else if (!strcmp(dtype, "q4_0")) o.dtype = PT_Q4_0;
+        else if (!strcmp(dtype, "q4_k")) o.dtype = PT_Q4_K;
+        else if (!strcmp(dtype, "q5_k")) o.dtype = PT_Q5_K;
+        else if (!strcmp(dtype, "q6_k")) o.dtype = PT_Q6_K;
+        else if (!strcmp(dtype, "q4_k_m")) o.dtype = PT_Q4_K, o.mix = PT_MIX_Q4_K_M;
+        else if (!strcmp(dtype, "q5_k_m")) o.dtype = PT_Q5_K, o.mix = PT_MIX_Q5_K_M;
+        else
+            return cli_usage_error("convert",
+                                   "--dtype must be f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m or q5_k_m, "
+                                   "not '%s'",
+                                   dtype);
     }
-    if (o.to == PT_FORMAT_HF_DIR && o.dtype == PT_Q8_0)
-        return cli_usage_error("convert", "safetensors has no q8_0 dtype (use --to gguf)");
+    if (o.to == PT_FORMAT_HF_DIR && o.dtype >= 0 && pt_dtype_is_quant((pt_dtype)o.dtype))
+        return cli_usage_error("convert", "safetensors has no %s dtype (use --to gguf)", dtype);
     pt_err err = {0};
     if (pt_convert(pos[0], pos[1], &o, &err)) return cli_fail(&err);
     fprintf(stderr, "parity convert: wrote %s\n", pos[1]);

@@ -35,6 +35,7 @@
 #endif
 
 #include "engine/backend.h"
+#include "engine/quant_k.h"
 
 #define PT_MATVEC_MAX_ROWS 8
 /* Activation rows up to which F32/F16/BF16 NK weights go through the AVX-512 register-blocked
@@ -110,16 +111,7 @@ size_t pt_weight_bytes(const pt_weight *w) {
 }
 
 /* Address of stored row r (r < n for NK, r < k for KN), element offset c in it. */
-static const void *wrow(const pt_weight *w, size_t r, size_t c) {
-    size_t e = r * w->ld + c;
-    switch (w->dtype) {
-    case PT_F32: return (const float *)w->data + e;
-    case PT_F16:
-    case PT_BF16: return (const uint16_t *)w->data + e;
-    case PT_Q8_0: return (const pt_block_q8_0 *)w->data + e / PT_Q8_0_BLOCK;
-    default: return NULL;
-    }
-}
+static const void *wrow(const pt_weight *w, size_t r, size_t c) { return pt_dtype_at(w->dtype, w->data, r * w->ld + c); }
 
 /* ---- decode kernels -------------------------------------------------------------------
  *
@@ -1034,13 +1026,40 @@ static void mm_epilogue(const cpu_kernels *kn, const mm_item *it, int rows, int 
     }
 }
 
+/* Q4_0 and K-quant NK weights: with AVX2, Q4_K and Q6_K rows go through quant_k.c's kernels
+ * (values decoded in registers); else strips of rows are converted to F32 into this thread's
+ * tile and the F32 kernel runs over the strip (16 rows of 4096 values are 256 KiB, in L2). */
+#define PT_DEQ_ROWS 16
+static void nk_dequant(const mm_ctx *c, const pt_weight *w, float *out, const float *bias, int n0, int n1, int tid) {
+    const size_t k = (size_t)w->k;
+    pt_qk_dot_fn dot = c->kn->isa >= PT_ISA_AVX2 ? pt_qk_dot_avx2(w->dtype) : NULL;
+    if (dot) {
+        for (int j = n0; j < n1; j++)
+            for (int r = 0; r < c->rows; r++)
+                out[(size_t)r * (size_t)w->n + (size_t)j] =
+                    dot(wrow(w, (size_t)j, 0), c->x + (size_t)r * k, k) + (bias ? bias[j] : 0.f);
+        return;
+    }
+    float *tile = c->tiles + (size_t)tid * PT_TILE_FLOATS;
+    int per = PT_DEQ_ROWS;
+    if ((size_t)per * k > PT_TILE_FLOATS) per = (int)(PT_TILE_FLOATS / k);
+    if (per < 1) per = 1;
+    for (int j = n0; j < n1; j += per) {
+        int nr = n1 - j < per ? n1 - j : per;
+        for (int r = 0; r < nr; r++) c->kn->to_f32(w->dtype, wrow(w, (size_t)(j + r), 0), tile + (size_t)r * k, k);
+        pt_weight f = {PT_F32, tile, nr, w->k, k, PT_W_NK, w->name};
+        nk_args a = {&f, c->x, NULL, NULL, c->rows, out + j, (size_t)w->n, bias ? bias + j : NULL};
+        c->kn->nk(&a, 0, nr);
+    }
+}
+
 /* Output columns [n0, n1) of weight w (NK or KN) into out. */
 static void mm_decode_range(const mm_ctx *c, const mm_item *it, const pt_weight *w, float *out, const float *bias,
                             int n0, int n1, int tid) {
-    (void)tid;
     if (w->layout == PT_W_NK) {
         nk_args a = {w, c->x, c->xq, c->xs, c->rows, out, (size_t)w->n, bias};
-        c->kn->nk(&a, n0, n1);
+        if (w->dtype == PT_Q8_0 || !pt_dtype_is_quant(w->dtype)) c->kn->nk(&a, n0, n1);
+        else nk_dequant(c, w, out, bias, n0, n1, tid);
     } else {
         mm_item one = *it;
         one.w = w, one.out = out, one.bias = bias;
@@ -1139,8 +1158,8 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
         assert(!up || (up->n == w->n && up->k == w->k && up->layout == w->layout && mm[i].up_out && !mm[i].add_to));
         mm_item it = {mm[i].out, w, mm[i].bias, mm[i].add_to, up, up ? mm[i].up_out : NULL, 0, 0, tasks};
         if (rows > PT_MATVEC_MAX_ROWS && (rows > b->nk_rows_max || !im->kn->float_rows_any ||
-                                          w->layout != PT_W_NK || w->dtype == PT_Q8_0 ||
-                                          (up && up->dtype == PT_Q8_0))) {
+                                          w->layout != PT_W_NK || pt_dtype_is_quant(w->dtype) ||
+                                          (up && pt_dtype_is_quant(up->dtype)))) {
             pitems[n_pitems++] = it;
             continue;
         }
@@ -1177,7 +1196,7 @@ static int cpu_matmul_multi(pt_backend *b, const float *x, int rows, const pt_mm
             im->kn->quant(x + (size_t)r * k, im->xq + (size_t)r * k, im->xs + (size_t)r * nb * PT_XS_PER_BLOCK, k);
         c.xq = im->xq, c.xs = im->xs;
     }
-    c.items = items, c.n_items = n_items;
+    c.items = items, c.n_items = n_items, c.tiles = im->tile;
     pt_pool_run(im->pool, mm_task, &c, tasks);
     return PT_OK;
 }

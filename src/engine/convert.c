@@ -311,13 +311,13 @@ int pt_gguf_load_model(const pt_gguf *g, pt_config *c, pt_tensors *ts, pt_err *e
         /* GPT-2 Conv1D: GGUF [out, in] → HF [in, out]. */
         if (t->n_dims != 2) return pt_errf(err, PT_EFORMAT, "%s: tensor '%s' must be 2-D", g->what, t->name);
         size_t rows = (size_t)shape[0], cols = (size_t)shape[1], numel = rows * cols;
-        pt_dtype dt = t->dtype == PT_Q8_0 ? PT_F32 : t->dtype;
+        pt_dtype dt = pt_dtype_is_quant(t->dtype) ? PT_F32 : t->dtype;
         size_t es = elem_size(dt), nb = numel * es;
         const uint8_t *src = t->data;
         float *deq = NULL;
-        if (t->dtype == PT_Q8_0) {
+        if (pt_dtype_is_quant(t->dtype)) {
             if (!(deq = malloc((numel ? numel : 1) * sizeof *deq))) return pt_errf(err, PT_ENOMEM, "out of memory");
-            pt_to_f32(PT_Q8_0, t->data, deq, numel);
+            pt_to_f32(t->dtype, t->data, deq, numel);
             src = (const uint8_t *)deq;
         }
         uint8_t *p = malloc(nb ? nb : 1);
@@ -631,13 +631,20 @@ out:
 
 /* Writing ---------------------------------------------------------------------------- */
 
+/* A block type for rows of `cols` values: d itself when they are whole blocks, else Q8_0
+ * (32-value blocks) or F16, as llama.cpp falls back. */
+static pt_dtype fit_rows(pt_dtype d, int64_t cols) {
+    if (!pt_dtype_is_quant(d) || cols % (int64_t)pt_dtype_block(d) == 0) return d;
+    return cols % PT_Q8_0_BLOCK == 0 ? PT_Q8_0 : PT_F16;
+}
+
 /* The dtype a tensor is written in: 1-D tensors F32 when a dtype is asked for (as llama.cpp
- * does); Q8_0 needs rows of a multiple of 32 values (else F16, llama.cpp's fallback). */
+ * does); block types need rows of whole blocks (see fit_rows); safetensors has none. */
 static pt_dtype out_dtype(const pt_tensor *t, int want, int to_gguf) {
     pt_dtype d = t->dtype;
     if (want >= 0) d = t->ndim <= 1 ? PT_F32 : (pt_dtype)want;
-    if (d == PT_Q8_0 && (!to_gguf || t->ndim < 1 || t->shape[t->ndim - 1] % PT_Q8_0_BLOCK)) d = to_gguf ? PT_F16 : PT_F32;
-    return d;
+    if (pt_dtype_is_quant(d) && (!to_gguf || t->ndim < 1)) return to_gguf ? PT_F16 : PT_F32;
+    return t->ndim < 1 ? d : fit_rows(d, t->shape[t->ndim - 1]);
 }
 
 typedef struct {
@@ -684,29 +691,51 @@ static int fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes, pt_err *e
     return rc;
 }
 
-/* The dtype a tensor is written in to GGUF: out_dtype, and F16 where a transposed matrix's new
- * rows are not whole Q8_0 blocks. */
+/* The type of the 2-D tensor gname in a mix (see PT_MIX_Q4_K_M). */
+static pt_dtype mix_dtype(int mix, const char *gname, int n_layers, int tied) {
+    pt_dtype base = mix == PT_MIX_Q4_K_M ? PT_Q4_K : PT_Q5_K;
+    if (!strcmp(gname, "output.weight") || (tied && !strcmp(gname, "token_embd.weight"))) return PT_Q6_K;
+    int i;
+    if (sscanf(gname, "blk.%d.", &i) != 1) return base;
+    if (strstr(gname, ".attn_v.") || strstr(gname, ".ffn_down.")) {
+        int more = i < n_layers / 8 || i >= 7 * n_layers / 8 || (i - n_layers / 8) % 3 == 2;
+        return more ? PT_Q6_K : base;
+    }
+    if (strstr(gname, ".attn_qkv.")) return mix == PT_MIX_Q4_K_M ? PT_Q5_K : PT_Q6_K;
+    return base;
+}
+
+/* The dtype 2-D tensor t is written in to GGUF when d is asked for it: rows that are not whole
+ * blocks of d fall back (fit_rows); a transposed matrix's new rows are its old columns. */
+static pt_dtype gguf_fit(pt_arch arch, const pt_tensor *t, pt_dtype d) {
+    return fit_rows(d, transform_of(arch, t->name) == XF_TRANSPOSE ? t->shape[0] : t->shape[1]);
+}
+
+/* The dtype a tensor is written in to GGUF without a mix. */
 static pt_dtype gguf_dtype(pt_arch arch, const pt_tensor *t, int want) {
     pt_dtype d = out_dtype(t, want, 1);
-    if (transform_of(arch, t->name) == XF_TRANSPOSE && d == PT_Q8_0 && t->shape[0] % PT_Q8_0_BLOCK) d = PT_F16;
-    return d;
+    if (t->ndim != 2 || transform_of(arch, t->name) != XF_TRANSPOSE) return d;
+    return gguf_fit(arch, t, want >= 0 ? (pt_dtype)want : t->dtype);
 }
 
 /* general.file_type: llama.cpp's LLAMA_FTYPE of the tensors written — ALL_F32 (0) only when
- * no matrix is in another type, else MOSTLY_<the type of most matrix elements that are not F32>
- * (F16 1, Q8_0 7, BF16 32), as a quantised llama.cpp file keeps some tensors F32. */
-static int file_type_of(const pt_model_files *mf, int want) {
-    uint64_t n[3] = {0, 0, 0}; /* F16, Q8_0, BF16 */
+ * no matrix is in another type, else MOSTLY_<the type of most matrix elements that are not F32>,
+ * as a quantised llama.cpp file keeps some tensors F32 (a mix has its own number). */
+static int file_type_of(const pt_model_files *mf, const pt_convert_opts *o) {
+    if (o->mix) return o->mix == PT_MIX_Q4_K_M ? 15 : 17;
+    static const pt_dtype types[] = {PT_F16, PT_Q8_0, PT_Q4_0, PT_Q4_K, PT_Q5_K, PT_Q6_K, PT_BF16};
+    static const int ftype[] = {1, 7, 2, 14 /* MOSTLY_Q4_K_S */, 16 /* Q5_K_S */, 18, 32};
+    enum { NT = sizeof types / sizeof types[0] };
+    uint64_t n[NT] = {0};
     for (size_t i = 0; i < mf->tensors.n; i++) {
         const pt_tensor *t = &mf->tensors.t[i];
         if (t->ndim < 2) continue;
-        pt_dtype d = gguf_dtype(mf->config.arch, t, want);
-        int k = d == PT_F16 ? 0 : d == PT_Q8_0 ? 1 : d == PT_BF16 ? 2 : -1;
-        if (k >= 0) n[k] += pt_tensor_numel(t);
+        pt_dtype d = gguf_dtype(mf->config.arch, t, o->dtype);
+        for (int k = 0; k < NT; k++)
+            if (d == types[k]) n[k] += pt_tensor_numel(t);
     }
-    static const int ftype[3] = {1, 7, 32};
     int best = -1;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NT; k++)
         if (n[k] && (best < 0 || n[k] > n[best])) best = k;
     return best < 0 ? 0 : ftype[best];
 }
@@ -763,7 +792,7 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
     } else {
         TRY(pt_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->norm_eps, err));
     }
-    TRY(pt_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(mf, o->dtype), err));
+    TRY(pt_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(mf, o), err));
     TRY(pt_gguf_set_u32(w, "general.quantization_version", 2, err));
 #undef KEY
     /* Tokenizer: tokenizer.* keys of a GGUF input are kept; an HF directory's tokenizer.json
@@ -791,6 +820,10 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
             goto out;
         }
         pt_dtype d = gguf_dtype(c->arch, t, o->dtype);
+        int tied = c->arch == PT_ARCH_LLAMA && !pt_tensors_find(&mf->tensors, "lm_head.weight");
+        if (o->mix && t->ndim == 2) {
+            d = gguf_fit(c->arch, t, mix_dtype(o->mix, gname, c->n_layers, tied));
+        }
         int64_t shape[PT_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);
         if (transform_of(c->arch, t->name) == XF_TRANSPOSE) {
@@ -806,6 +839,8 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
         total += nb;
         /* llama.cpp's GPT-2 converter also writes the tied output matrix. */
         if (c->arch == PT_ARCH_GPT2 && !strcmp(t->name, "wte.weight")) {
+            if (o->mix) d = fit_rows(mix_dtype(o->mix, "output.weight", c->n_layers, 0), shape[1]);
+            pt_dtype_bytes(d, pt_tensor_numel(t), &nb);
             x.src[n] = t;
             x.dt[n] = d;
             TRY(pt_gguf_add_tensor(w, "output.weight", d, t->ndim, shape, NULL, err));
@@ -836,7 +871,8 @@ static int copy_file(const char *from, const char *to, pt_err *err) {
 }
 
 int pt_hf_write_model(const pt_model_files *mf, const char *dir, const pt_convert_opts *o, pt_err *err) {
-    if (o->dtype == PT_Q8_0) return pt_errf(err, PT_EINVAL, "safetensors has no Q8_0 dtype (use --to gguf)");
+    if (o->dtype >= 0 && pt_dtype_is_quant((pt_dtype)o->dtype))
+        return pt_errf(err, PT_EINVAL, "safetensors has no %s dtype (use --to gguf)", pt_dtype_name((pt_dtype)o->dtype));
     int rc = pt_mkdirs(dir, 0, err);
     if (rc) return rc;
     size_t n = mf->tensors.n;

@@ -45,10 +45,16 @@ int pt_tokenizer_json_to_gguf(const char *dir, const pt_config *c, pt_gguf_write
 
 typedef struct pt_convert_opts {
     pt_model_format to;   /* output format */
-    int dtype;            /* target dtype for 2-D weights (PT_F32, PT_F16, PT_BF16, PT_Q8_0), -1 keeps them */
+    int dtype;            /* target dtype for 2-D weights (PT_F32, PT_F16, PT_BF16, a block type), -1 keeps them */
+    int mix;              /* GGUF: 0, or PT_MIX_Q4_K_M / PT_MIX_Q5_K_M (dtype is then Q4_K / Q5_K) */
     const char *name;     /* general.name (GGUF); NULL: the input's base name */
     int progress;         /* draw a progress bar on stderr */
 } pt_convert_opts;
+
+/* llama.cpp's Q4_K_M and Q5_K_M: Q4_K (Q5_K) weights, but Q6_K for output.weight (and a tied
+ * token_embd) and for attn_v and ffn_down in the first and last eighth of the layers and every
+ * third layer between (llama-quant.cpp's use_more_bits); a GPT-2 attn_qkv Q5_K (Q6_K). */
+enum { PT_MIX_NONE = 0, PT_MIX_Q4_K_M, PT_MIX_Q5_K_M };
 
 /* Converts the model at in (HF directory or .gguf) to out (a directory for HF, a file for GGUF).
  * 1-D tensors (norms, biases) are written F32 when a dtype is asked for, as llama.cpp does;

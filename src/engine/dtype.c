@@ -2,15 +2,29 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine/quant_k.h"
 #include "engine/tensor.h"
 
 static const struct {
     const char *name;
-    size_t size; /* bytes per element; Q8_0 counted per block below */
+    size_t size;  /* bytes per block */
+    size_t block; /* values per block (1: not a block type) */
 } dtypes[PT_DTYPE_COUNT] = {
-    [PT_F32] = {"F32", 4}, [PT_F16] = {"F16", 2}, [PT_BF16] = {"BF16", 2}, [PT_Q8_0] = {"Q8_0", 0},
-    [PT_F64] = {"F64", 8}, [PT_I8] = {"I8", 1},   [PT_U8] = {"U8", 1},     [PT_I16] = {"I16", 2},
-    [PT_I32] = {"I32", 4}, [PT_I64] = {"I64", 8}, [PT_BOOL] = {"BOOL", 1},
+    [PT_F32] = {"F32", 4, 1},
+    [PT_F16] = {"F16", 2, 1},
+    [PT_BF16] = {"BF16", 2, 1},
+    [PT_Q8_0] = {"Q8_0", sizeof(pt_block_q8_0), PT_Q8_0_BLOCK},
+    [PT_F64] = {"F64", 8, 1},
+    [PT_I8] = {"I8", 1, 1},
+    [PT_U8] = {"U8", 1, 1},
+    [PT_I16] = {"I16", 2, 1},
+    [PT_I32] = {"I32", 4, 1},
+    [PT_I64] = {"I64", 8, 1},
+    [PT_BOOL] = {"BOOL", 1, 1},
+    [PT_Q4_0] = {"Q4_0", sizeof(pt_block_q4_0), PT_Q4_0_BLOCK},
+    [PT_Q4_K] = {"Q4_K", sizeof(pt_block_q4_k), PT_QK_K},
+    [PT_Q5_K] = {"Q5_K", sizeof(pt_block_q5_k), PT_QK_K},
+    [PT_Q6_K] = {"Q6_K", sizeof(pt_block_q6_k), PT_QK_K},
 };
 
 const char *pt_dtype_name(pt_dtype t) { return (unsigned)t < PT_DTYPE_COUNT ? dtypes[t].name : "?"; }
@@ -22,12 +36,16 @@ int pt_dtype_from_name(const char *name) {
 }
 
 int pt_dtype_bytes(pt_dtype t, size_t n, size_t *out) {
-    if ((unsigned)t >= PT_DTYPE_COUNT) return -1;
-    if (t == PT_Q8_0) {
-        if (n % PT_Q8_0_BLOCK) return -1;
-        return pt_mul_size(n / PT_Q8_0_BLOCK, sizeof(pt_block_q8_0), out);
-    }
-    return pt_mul_size(n, dtypes[t].size, out);
+    if ((unsigned)t >= PT_DTYPE_COUNT || n % dtypes[t].block) return -1;
+    return pt_mul_size(n / dtypes[t].block, dtypes[t].size, out);
+}
+
+size_t pt_dtype_block(pt_dtype t) { return (unsigned)t < PT_DTYPE_COUNT ? dtypes[t].block : 1; }
+
+int pt_dtype_is_quant(pt_dtype t) { return pt_dtype_block(t) > 1; }
+
+const void *pt_dtype_at(pt_dtype t, const void *data, size_t e) {
+    return (const uint8_t *)data + e / dtypes[t].block * dtypes[t].size;
 }
 
 float pt_f16_to_f32(uint16_t h) {
@@ -112,6 +130,10 @@ void pt_to_f32(pt_dtype t, const void *src, float *dst, size_t n) {
         }
         break;
     }
+    case PT_Q4_0: pt_dequant_q4_0(src, dst, n); break;
+    case PT_Q4_K: pt_dequant_q4_k(src, dst, n); break;
+    case PT_Q5_K: pt_dequant_q5_k(src, dst, n); break;
+    case PT_Q6_K: pt_dequant_q6_k(src, dst, n); break;
     default: memset(dst, 0, n * 4); break;
     }
 }
@@ -142,6 +164,10 @@ int pt_from_f32(pt_dtype t, const float *src, void *dst, size_t n) {
         }
         return 0;
     }
+    case PT_Q4_0: pt_quant_q4_0(src, dst, n); return 0;
+    case PT_Q4_K: pt_quant_q4_k(src, dst, n); return 0;
+    case PT_Q5_K: pt_quant_q5_k(src, dst, n); return 0;
+    case PT_Q6_K: pt_quant_q6_k(src, dst, n); return 0;
     default: return -1;
     }
 }

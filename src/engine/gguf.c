@@ -25,6 +25,10 @@ int pt_gguf_ggml_type(pt_dtype t) {
     case PT_F16: return PT_GGML_F16;
     case PT_BF16: return PT_GGML_BF16;
     case PT_Q8_0: return PT_GGML_Q8_0;
+    case PT_Q4_0: return PT_GGML_Q4_0;
+    case PT_Q4_K: return PT_GGML_Q4_K;
+    case PT_Q5_K: return PT_GGML_Q5_K;
+    case PT_Q6_K: return PT_GGML_Q6_K;
     case PT_F64: return PT_GGML_F64;
     case PT_I8: return PT_GGML_I8;
     case PT_I16: return PT_GGML_I16;
@@ -40,6 +44,10 @@ int pt_gguf_dtype(uint32_t ggml_type) {
     case PT_GGML_F16: return PT_F16;
     case PT_GGML_BF16: return PT_BF16;
     case PT_GGML_Q8_0: return PT_Q8_0;
+    case PT_GGML_Q4_0: return PT_Q4_0;
+    case PT_GGML_Q4_K: return PT_Q4_K;
+    case PT_GGML_Q5_K: return PT_Q5_K;
+    case PT_GGML_Q6_K: return PT_Q6_K;
     case PT_GGML_F64: return PT_F64;
     case PT_GGML_I8: return PT_I8;
     case PT_GGML_I16: return PT_I16;
@@ -255,9 +263,10 @@ static int parse_tensor(rd *r, pt_gguf_tensor *t, json_t *seen) {
         return pt_errf(r->err, PT_EUNSUPPORTED, "%s: byte %zu: tensor '%s': ggml type %u (%s) is not supported", r->what,
                        at, t->name, t->ggml_type, ggml_type_name(t->ggml_type));
     t->dtype = (pt_dtype)dt;
-    if (t->dtype == PT_Q8_0 && t->ne[0] % PT_Q8_0_BLOCK)
-        return pt_errf(r->err, PT_EFORMAT, "%s: byte %zu: tensor '%s': Q8_0 row length %llu is not a multiple of 32",
-                       r->what, at, t->name, (unsigned long long)t->ne[0]);
+    if (t->ne[0] % pt_dtype_block(t->dtype))
+        return pt_errf(r->err, PT_EFORMAT, "%s: byte %zu: tensor '%s': %s row length %llu is not a multiple of %zu",
+                       r->what, at, t->name, pt_dtype_name(t->dtype), (unsigned long long)t->ne[0],
+                       pt_dtype_block(t->dtype));
     if (pt_dtype_bytes(t->dtype, numel, &t->nbytes))
         return pt_errf(r->err, PT_EFORMAT, "%s: byte %zu: tensor '%s': size overflows", r->what, at, t->name);
     at = r->pos;
@@ -783,8 +792,9 @@ int pt_gguf_add_tensor(pt_gguf_writer *w, const char *name, pt_dtype dtype, int 
     for (int d = 0; d < ndim; d++)
         if (shape[d] < 0 || pt_mul_size(numel, (size_t)shape[d], &numel))
             return pt_errf(err, PT_EINVAL, "tensor '%s': bad shape", name);
-    if (dtype == PT_Q8_0 && shape[ndim - 1] % PT_Q8_0_BLOCK)
-        return pt_errf(err, PT_EINVAL, "tensor '%s': Q8_0 needs rows of a multiple of 32 values", name);
+    if (shape[ndim - 1] % (int64_t)pt_dtype_block(dtype))
+        return pt_errf(err, PT_EINVAL, "tensor '%s': %s needs rows of a multiple of %zu values", name,
+                       pt_dtype_name(dtype), pt_dtype_block(dtype));
     if (pt_dtype_bytes(dtype, numel, &nbytes)) return pt_errf(err, PT_EINVAL, "tensor '%s': size overflows", name);
     for (size_t i = 0; i < w->n_t; i++)
         if (!strcmp(w->t[i].name, name)) return pt_errf(err, PT_EEXIST, "tensor '%s' added twice", name);

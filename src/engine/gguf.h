@@ -40,7 +40,8 @@ enum {
 
 /* ggml tensor types parity reads and writes (others are refused with PT_EUNSUPPORTED). */
 enum {
-    PT_GGML_F32 = 0, PT_GGML_F16 = 1, PT_GGML_Q8_0 = 8, PT_GGML_I8 = 24, PT_GGML_I16 = 25,
+    PT_GGML_F32 = 0, PT_GGML_F16 = 1, PT_GGML_Q4_0 = 2, PT_GGML_Q8_0 = 8, PT_GGML_Q4_K = 12,
+    PT_GGML_Q5_K = 13, PT_GGML_Q6_K = 14, PT_GGML_I8 = 24, PT_GGML_I16 = 25,
     PT_GGML_I32 = 26, PT_GGML_I64 = 27, PT_GGML_F64 = 28, PT_GGML_BF16 = 30
 };
 

@@ -581,7 +581,7 @@ int pt_lora_merge(const char *base, const pt_lora *l, float scale, const char *o
                 rc = pt_errf(err, PT_ENOMEM, "out of memory");
                 break;
             }
-            if (t->dtype == PT_Q8_0 || t->dtype == PT_F32 || t->dtype == PT_F16 || t->dtype == PT_BF16) {
+            if (pt_dtype_is_quant(t->dtype) || t->dtype == PT_F32 || t->dtype == PT_F16 || t->dtype == PT_BF16) {
                 pt_to_f32(t->dtype, t->data, w, numel);
             } else {
                 free(w);

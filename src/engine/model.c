@@ -32,7 +32,10 @@ static int shape_error(loader *L, const char *name, const pt_tensor *t, int ndim
                    exp);
 }
 
-static int dtype_ok(pt_dtype t) { return t == PT_F32 || t == PT_F16 || t == PT_BF16 || t == PT_Q8_0; }
+static int dtype_ok(pt_dtype t) {
+    return t == PT_F32 || t == PT_F16 || t == PT_BF16 || t == PT_Q8_0 || t == PT_Q4_0 || t == PT_Q4_K || t == PT_Q5_K ||
+           t == PT_Q6_K;
+}
 
 /* A matrix tensor stored as [rows, cols] in the file. */
 static int get_matrix(loader *L, const char *fmt, int layer, int64_t rows, int64_t cols, const pt_tensor **out) {
@@ -42,11 +45,12 @@ static int get_matrix(loader *L, const char *fmt, int layer, int64_t rows, int64
     int64_t want[2] = {rows, cols};
     if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) return shape_error(L, name, t, 2, want);
     if (!dtype_ok(t->dtype))
-        return pt_errf(L->err, PT_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16, Q8_0 supported)",
+        return pt_errf(L->err, PT_EUNSUPPORTED,
+                       "%s: tensor '%s' has dtype %s (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K supported)",
                        L->m->files.path, name, pt_dtype_name(t->dtype));
-    if (t->dtype == PT_Q8_0 && cols % PT_Q8_0_BLOCK)
-        return pt_errf(L->err, PT_EFORMAT, "%s: Q8_0 tensor '%s' has rows of %lld values (not whole blocks)",
-                       L->m->files.path, name, (long long)cols);
+    if (cols % (int64_t)pt_dtype_block(t->dtype))
+        return pt_errf(L->err, PT_EFORMAT, "%s: %s tensor '%s' has rows of %lld values (not whole blocks)",
+                       L->m->files.path, pt_dtype_name(t->dtype), name, (long long)cols);
     size_t need = 0;
     if (pt_dtype_bytes(t->dtype, (size_t)rows * (size_t)cols, &need) || need != t->nbytes)
         return pt_errf(L->err, PT_EFORMAT, "%s: tensor '%s' holds %zu bytes, its shape needs %zu", L->m->files.path,
@@ -64,9 +68,7 @@ static void set_weight(pt_weight *w, const pt_tensor *t, int n, int k, size_t ld
     w->ld = ld;
     w->layout = layout;
     w->name = t->name;
-    if (t->dtype == PT_Q8_0) w->data = (const pt_block_q8_0 *)t->data + elem_off / PT_Q8_0_BLOCK;
-    else if (t->dtype == PT_F32) w->data = (const float *)t->data + elem_off;
-    else w->data = (const uint16_t *)t->data + elem_off;
+    w->data = pt_dtype_at(t->dtype, t->data, elem_off);
 }
 
 /* An HF Linear weight [n, k]. */
@@ -84,7 +86,7 @@ static int vec(loader *L, const float **out, const char *fmt, int layer, int64_t
     const pt_tensor *t = find(L, L->err, fmt, layer, name, sizeof name);
     if (!t) return pt_errf(L->err, PT_EFORMAT, "%s: missing tensor '%s'", L->m->files.path, name);
     if (t->ndim != 1 || t->shape[0] != n) return shape_error(L, name, t, 1, &n);
-    if (!dtype_ok(t->dtype) || (t->dtype == PT_Q8_0 && n % PT_Q8_0_BLOCK))
+    if (!dtype_ok(t->dtype) || n % (int64_t)pt_dtype_block(t->dtype))
         return pt_errf(L->err, PT_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16, BF16 supported)",
                        L->m->files.path, name, pt_dtype_name(t->dtype));
     size_t need = 0;
@@ -148,6 +150,18 @@ static void conv1d_slice(pt_weight *w, const pt_tensor *t, int n, int k, int ld,
     set_weight(w, t, n, k, (size_t)ld, PT_W_KN, (size_t)off);
 }
 
+/* Conv1D weights are read in column slices of multiples of 32 (decode and prefill tasks, the
+ * Q/K/V thirds of c_attn): block types of 32 values only, with n outputs a multiple of 32. */
+static int conv1d_dtype(loader *L, const pt_tensor *t, int n) {
+    size_t b = pt_dtype_block(t->dtype);
+    if (b > PT_Q8_0_BLOCK || n % (int)b)
+        return pt_errf(L->err, PT_EUNSUPPORTED, "%s: Conv1D weight '%s' in %s: %s", L->m->files.path, t->name,
+                       pt_dtype_name(t->dtype),
+                       b > PT_Q8_0_BLOCK ? "256-value K-quant blocks are not supported in this layout"
+                                         : "needs output columns a multiple of 32");
+    return PT_OK;
+}
+
 static int load_gpt2(loader *L) {
     pt_model *m = L->m;
     const pt_config *c = &m->c;
@@ -163,9 +177,7 @@ static int load_gpt2(loader *L) {
         TRY(vec(L, &l->ln2_w, "%sh.%d.ln_2.weight", i, d));
         TRY(vec(L, &l->ln2_b, "%sh.%d.ln_2.bias", i, d));
         TRY(get_matrix(L, "%sh.%d.attn.c_attn.weight", i, d, 3LL * d, &t));
-        if (t->dtype == PT_Q8_0 && d % PT_Q8_0_BLOCK)
-            return pt_errf(L->err, PT_EUNSUPPORTED, "%s: Q8_0 '%s' needs n_embd a multiple of 32", m->files.path,
-                           t->name);
+        TRY(conv1d_dtype(L, t, d));
         conv1d_slice(&l->proj[PT_PROJ_Q], t, d, d, 3 * d, 0);
         conv1d_slice(&l->proj[PT_PROJ_K], t, d, d, 3 * d, d);
         conv1d_slice(&l->proj[PT_PROJ_V], t, d, d, 3 * d, 2 * d);
@@ -173,12 +185,15 @@ static int load_gpt2(loader *L) {
         TRY(vec(L, &qkv_b, "%sh.%d.attn.c_attn.bias", i, 3LL * d));
         l->bias[PT_PROJ_Q] = qkv_b, l->bias[PT_PROJ_K] = qkv_b + d, l->bias[PT_PROJ_V] = qkv_b + 2 * d;
         TRY(get_matrix(L, "%sh.%d.attn.c_proj.weight", i, d, d, &t));
+        TRY(conv1d_dtype(L, t, d));
         conv1d_slice(&l->proj[PT_PROJ_O], t, d, d, d, 0);
         TRY(vec(L, &l->bias[PT_PROJ_O], "%sh.%d.attn.c_proj.bias", i, d));
         TRY(get_matrix(L, "%sh.%d.mlp.c_fc.weight", i, d, F, &t));
+        TRY(conv1d_dtype(L, t, F));
         conv1d_slice(&l->proj[PT_PROJ_UP], t, F, d, F, 0);
         TRY(vec(L, &l->bias[PT_PROJ_UP], "%sh.%d.mlp.c_fc.bias", i, F));
         TRY(get_matrix(L, "%sh.%d.mlp.c_proj.weight", i, F, d, &t));
+        TRY(conv1d_dtype(L, t, d));
         conv1d_slice(&l->proj[PT_PROJ_DOWN], t, d, F, d, 0);
         TRY(vec(L, &l->bias[PT_PROJ_DOWN], "%sh.%d.mlp.c_proj.bias", i, d));
     }
@@ -248,7 +263,9 @@ static int convert_weight(pt_model *m, pt_weight *w, pt_dtype to, pt_err *err) {
     /* Stored rows: NK has n rows of k, KN has k rows of n (of which this view is a slice). */
     size_t rows = w->layout == PT_W_NK ? (size_t)w->n : (size_t)w->k;
     size_t cols = w->layout == PT_W_NK ? (size_t)w->k : (size_t)w->n;
-    if (to == PT_Q8_0 && cols % PT_Q8_0_BLOCK) return PT_OK;
+    /* rows that are not whole blocks, and Conv1D (KN) weights in blocks over 32 values (read
+     * in slices of 32 columns), keep their dtype */
+    if (cols % pt_dtype_block(to) || (w->layout == PT_W_KN && pt_dtype_block(to) > PT_Q8_0_BLOCK)) return PT_OK;
     size_t row_bytes, nbytes;
     if (pt_dtype_bytes(to, cols, &row_bytes) || pt_mul_size(row_bytes, rows, &nbytes))
         return pt_errf(err, PT_ENOMEM, "%s: too large", w->name);
@@ -280,7 +297,7 @@ static int convert_weight(pt_model *m, pt_weight *w, pt_dtype to, pt_err *err) {
 }
 
 int pt_model_convert(pt_model *m, pt_dtype to, pt_err *err) {
-    if (to != PT_F32 && to != PT_F16 && to != PT_BF16 && to != PT_Q8_0)
+    if (!dtype_ok(to))
         return pt_errf(err, PT_EUNSUPPORTED, "cannot convert weights to %s", pt_dtype_name(to));
     int rc, tied = m->w.lm_head.data == m->w.tok_emb.data;
     if ((rc = convert_weight(m, &m->w.tok_emb, to, err))) return rc;
@@ -298,9 +315,7 @@ int pt_model_convert(pt_model *m, pt_dtype to, pt_err *err) {
                     size_t off = (size_t)p * (size_t)m->c.d_model;
                     l->proj[p] = full;
                     l->proj[p].n = m->c.d_model;
-                    if (to == PT_Q8_0) l->proj[p].data = (const pt_block_q8_0 *)full.data + off / PT_Q8_0_BLOCK;
-                    else if (to == PT_F32) l->proj[p].data = (const float *)full.data + off;
-                    else l->proj[p].data = (const uint16_t *)full.data + off;
+                    l->proj[p].data = pt_dtype_at(to, full.data, off);
                 }
         }
         for (int p = 0; p < PT_PROJ_COUNT; p++)

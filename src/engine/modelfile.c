@@ -136,11 +136,12 @@ static int check_one(const pt_model_files *mf, const char *name, int ndim, int64
         return pt_errf(err, PT_EFORMAT, "%s: tensor '%s' has shape [%s], the config needs [%lld, %lld]", mf->path,
                        name, got, (long long)d0, (long long)d1);
     }
-    if (t->dtype != PT_F32 && t->dtype != PT_F16 && t->dtype != PT_BF16 && t->dtype != PT_Q8_0)
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s' is %s (F32, F16, BF16 or Q8_0 needed)", mf->path, name,
+    if (t->dtype != PT_F32 && t->dtype != PT_F16 && t->dtype != PT_BF16 && !pt_dtype_is_quant(t->dtype))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s' is %s (F32, F16, BF16, Q8_0, Q4_0 or Q4_K-Q6_K needed)",
+                       mf->path, name, pt_dtype_name(t->dtype));
+    if (pt_dtype_is_quant(t->dtype) && ndim == 1)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s': 1-D tensors cannot be %s", mf->path, name,
                        pt_dtype_name(t->dtype));
-    if (t->dtype == PT_Q8_0 && ndim == 1)
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s': 1-D tensors cannot be Q8_0", mf->path, name);
     return PT_OK;
 }
 

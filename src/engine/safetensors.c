@@ -168,7 +168,7 @@ int pt_safetensors_parse(const uint8_t *data, size_t len, const char *what, pt_t
             goto out;
         }
         int dt = pt_dtype_from_name(json_string_value(jd));
-        if (dt < 0 || dt == PT_Q8_0) {
+        if (dt < 0 || pt_dtype_is_quant((pt_dtype)dt)) {
             rc = pt_errf(err, PT_EUNSUPPORTED, "%s: tensor '%s': unknown dtype '%s'", what, name,
                          json_string_value(jd));
             goto out;
@@ -267,9 +267,10 @@ int pt_safetensors_header(const pt_tensor *tensors, size_t n, const json_t *meta
     if (metadata && json_object_size(metadata)) json_object_set_new(h, "__metadata__", json_deep_copy(metadata));
     for (size_t i = 0; i < n; i++) {
         const pt_tensor *t = &tensors[i];
-        if (t->dtype == PT_Q8_0) {
+        if (pt_dtype_is_quant(t->dtype)) {
             json_decref(h);
-            return pt_errf(err, PT_EUNSUPPORTED, "tensor '%s': safetensors has no Q8_0 dtype", t->name);
+            return pt_errf(err, PT_EUNSUPPORTED, "tensor '%s': safetensors has no %s dtype", t->name,
+                           pt_dtype_name(t->dtype));
         }
         json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));

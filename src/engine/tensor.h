@@ -28,6 +28,10 @@ typedef enum pt_dtype {
     PT_I32,
     PT_I64,
     PT_BOOL,
+    PT_Q4_0,   /* ggml Q4_0, Q4_K, Q5_K, Q6_K: see engine/quant_k.h */
+    PT_Q4_K,
+    PT_Q5_K,
+    PT_Q6_K,
     PT_DTYPE_COUNT
 } pt_dtype;
 
@@ -39,13 +43,19 @@ typedef struct pt_block_q8_0 {
     int8_t q[PT_Q8_0_BLOCK];
 } pt_block_q8_0;
 
-/* Name as written in safetensors ("F32", "BF16", ...; "Q8_0" for the ggml type). */
+/* Name as written in safetensors ("F32", "BF16", ...; "Q8_0", "Q4_K", ... for ggml's types). */
 const char *pt_dtype_name(pt_dtype t);
 /* Looks up a safetensors dtype name; -1 if unknown. */
 int pt_dtype_from_name(const char *name);
-/* Bytes for n elements of type t (Q8_0: n must be a multiple of 32). 0 and -1 on overflow or
- * a Q8_0 count that is not a whole number of blocks. */
+/* Bytes for n elements of type t (block types: n must be a multiple of the block). 0 and -1
+ * on overflow or a count that is not a whole number of blocks. */
 int pt_dtype_bytes(pt_dtype t, size_t n, size_t *out);
+/* Values per block: 32 for Q8_0 and Q4_0, 256 for the K-quants, 1 for the other types. */
+size_t pt_dtype_block(pt_dtype t);
+/* 1 for ggml's block types (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K). */
+int pt_dtype_is_quant(pt_dtype t);
+/* Address of element e (a multiple of the block) of data of type t. */
+const void *pt_dtype_at(pt_dtype t, const void *data, size_t e);
 
 /* Scalar conversions (round to nearest even). */
 float pt_f16_to_f32(uint16_t h);
@@ -53,9 +63,10 @@ uint16_t pt_f32_to_f16(float f);
 float pt_bf16_to_f32(uint16_t h);
 uint16_t pt_f32_to_bf16(float f);
 
-/* Row conversions into F32: n elements (a multiple of 32 for Q8_0). */
+/* Row conversions into F32: n elements (a multiple of the block for block types). */
 void pt_to_f32(pt_dtype t, const void *src, float *dst, size_t n);
-/* F32 into F16/BF16/Q8_0/F32 (n a multiple of 32 for Q8_0). 0, or -1 for another dtype. */
+/* F32 into F32/F16/BF16 or a block type (n a multiple of its block; the quantisers are
+ * ggml's reference ones). 0, or -1 for another dtype. */
 int pt_from_f32(pt_dtype t, const float *src, void *dst, size_t n);
 
 typedef struct pt_tensor {
