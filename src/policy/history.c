@@ -215,6 +215,24 @@ int pt_policy_current(tlog *policy_log, const char *data_dir, pt_policy **out, c
     return PT_OK;
 }
 
+/* The writer's last check before a revision is stored for good: its canonical bytes, parsed
+ * back as every later reader will parse them, must give the same policy (the same canonical
+ * bytes). A revision that does not would brick the log: it is append-only. */
+static int check_round_trip(const char *canon, size_t clen, const char *what, pt_err *err) {
+    pt_err e;
+    pt_policy *q = pt_policy_parse(canon, clen, "(its canonical form)", &e);
+    char *again = NULL;
+    size_t alen = 0;
+    int rc = q ? pt_policy_canonical(q, &again, &alen, NULL, &e) : e.code ? e.code : PT_EFORMAT;
+    if (rc)
+        rc = pt_errf(err, PT_EFORMAT, "%s: its canonical form does not parse back (%s); not appended", what, e.msg);
+    else if (alen != clen || memcmp(again, canon, clen) != 0)
+        rc = pt_errf(err, PT_EFORMAT, "%s: its canonical form parses back to another policy; not appended", what);
+    free(again);
+    pt_policy_free(q);
+    return rc;
+}
+
 static int apply_locked(tlog *t, const char *data_dir, const char *text, size_t len, const char *what, int64_t now,
                         pt_apply_result *out, pt_err *err) {
     pt_policy *p = NULL, *cur = NULL;
@@ -225,6 +243,7 @@ static int apply_locked(tlog *t, const char *data_dir, const char *text, size_t 
     rev_meta m;
     if (!(p = pt_policy_parse(text, len, what, err))) return err && err->code ? err->code : PT_EFORMAT;
     if ((rc = pt_policy_canonical(p, &canon, &clen, out->digest, err))) goto done;
+    if ((rc = check_round_trip(canon, clen, what, err))) goto done;
     if ((rc = find_latest(t, &m, err)) < 0) goto done;
     int have = rc == 1;
     rc = PT_OK;
