@@ -1111,6 +1111,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     }
     if ((rc = pt_store_open(&s->store, s->data_dir, err)) ||
         (rc = tlog_open(s->data_dir, "policy", NULL, &s->policy_log, err)) ||
+        (rc = pt_keys_reconcile_stderr(s->store, s->policy_log, s->data_dir, "parity serve", err)) ||
         (rc = tlog_open(s->data_dir, "audit", NULL, &s->audit_log, err)) || (rc = srv_load_policy(s, err)) ||
         (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = start_receipts(s, err)))
         goto out;
