@@ -31,7 +31,9 @@ acked_revocations = set()
 
 def store_rows():
     db = sqlite3.connect(os.path.join(D, "parity.db"))
-    rows = db.execute("SELECT id, revoked, pending FROM keys").fetchall()
+    cols = [c[1] for c in db.execute("PRAGMA table_info(keys)")]
+    pending = "pending" if "pending" in cols else "0"  # a store from before pending keys
+    rows = db.execute("SELECT id, revoked, %s FROM keys" % pending).fetchall()
     db.close()
     return rows
 
@@ -78,7 +80,7 @@ def live_ids():
     return [kid for kid, rev, pend in store_rows() if not rev and not pend]
 
 
-# How long one create takes, so the kills land anywhere in it.
+# How long one create takes, so the kills land anywhere in it (adjusted as the rounds go).
 t0 = time.monotonic()
 run("keys", "create", "--org", "al1", "--data", D)
 dur = max(time.monotonic() - t0, 0.005)
@@ -91,6 +93,7 @@ for rnd in range(120):
     time.sleep(rng.uniform(0, dur * 1.5))
     p.send_signal(signal.SIGKILL)
     out, err = p.communicate()
+    repairs += err.count("\nkey ")  # every command reconciles first
     if p.returncode == -signal.SIGKILL:
         killed += 1
     elif p.returncode == 0 and revoke:
@@ -98,6 +101,8 @@ for rnd in range(120):
     elif p.returncode == 0:
         key = out.strip().splitlines()[-1]
         known[key.split("_")[1]] = key
+    # aim the kills at the whole run: about half land before it ends
+    dur *= 1.1 if p.returncode == -signal.SIGKILL else 0.9
     check_accepted_are_bound("round %d (%s)" % (rnd, args[1]))
     if rnd % 20 == 19:
         out = check_reconciled("round %d" % rnd)
@@ -142,7 +147,7 @@ for rnd in range(8):
 
 print("%d kills landed mid-operation; %d differences repaired by reconcile; %d keys issued"
       % (killed, repairs, len(known)))
-W.check(killed >= 60, "most kills landed while the command ran (%d)" % killed)
+W.check(killed >= 50, "the kills landed while the commands ran (%d)" % killed)
 check_reconciled("end")
 
 # The real server reconciles at start: what the log revokes is refused, what it binds works.

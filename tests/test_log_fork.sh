@@ -35,6 +35,8 @@ t "older checkpoint: keys create refuses" '[ $rc -ne 0 ] && grep -q "$L/checkpoi
 t "older checkpoint: policy apply refuses" '[ $rc -ne 0 ] && grep -q "size 5, but" "$tmp/e3"'
 snap after
 t "nothing was overwritten or added" 'cmp -s "$tmp/before" "$tmp/after"'
+"$P" keys list --data "$D" >/dev/null 2>"$tmp/e4"; rc=$?
+t "keys list still lists, saying it could not reconcile" '[ $rc -eq 0 ] && grep -q "not reconciled with the policy log: .*size 5, but" "$tmp/e4"'
 t "readers are unaffected: log verify reads what is published" '"$P" log verify --vkey "$VK" "$L" | grep -q "verified: origin .*, size 5"'
 
 "$P" log recover --data "$D" >"$tmp/r" 2>&1; rc=$?

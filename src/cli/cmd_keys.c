@@ -59,6 +59,9 @@ int cmd_keys(int argc, char **argv) {
         if (err.code == PT_ECONFLICT && list) { /* the server holds the log; it reconciled at its start */
             fprintf(stderr, "parity keys: the policy log is held by a running 'parity serve' (it reconciled the "
                             "store at its start); listing the store as it is\n");
+        } else if (list) { /* a list changes nothing: show the store, say why it is not reconciled */
+            fprintf(stderr, "parity keys: not reconciled with the policy log: %s\nlisting the store as it is\n",
+                    err.msg);
         } else {
             pt_store_close(st);
             if (err.code == PT_ECONFLICT)

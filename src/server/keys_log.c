@@ -127,7 +127,9 @@ static int on_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) 
     return rc;
 }
 
-static int by_id(const void *a, const void *b) { return strcmp(((const logged_key *)a)->id, ((const logged_key *)b)->id); }
+static int by_id(const void *a, const void *b) {
+    return strcmp(((const logged_key *)a)->id, ((const logged_key *)b)->id);
+}
 
 static void logged_merge(logged *l) {
     qsort(l->k, l->n, sizeof *l->k, by_id);
@@ -209,7 +211,8 @@ int pt_keys_reconcile(pt_store *s, tlog *policy_log, const char *data_dir, pt_bu
     for (size_t i = 0; i < l.n && !rc; i++)
         if (!l.k[i].in_store && l.k[i].bound_at && !l.k[i].revoked_at)
             note(report, &fixed, "key %s: bound in the log (entry %llu) but not in the store: it cannot be restored "
-                 "(the log holds no hash of it) and stays unusable\n", l.k[i].id, (unsigned long long)l.k[i].bound_at - 1);
+                 "(the log holds no hash of it) and stays unusable\n",
+                 l.k[i].id, (unsigned long long)l.k[i].bound_at - 1);
     free(keys);
     free(l.k);
     free(dir);
@@ -223,7 +226,9 @@ int pt_keys_reconcile_stderr(pt_store *s, tlog *policy_log, const char *data_dir
     size_t repairs = 0;
     int rc = pt_keys_reconcile(s, policy_log, data_dir, &report, &repairs, err);
     if (repairs)
-        fprintf(stderr, "%s: %zu difference(s) between the key store and the policy log (the store repaired from the log where it can be):\n%.*s",
+        fprintf(stderr,
+                "%s: %zu difference(s) between the key store and the policy log (the store repaired from the log "
+                "where it can be):\n%.*s",
                 who, repairs, (int)report.len, report.data ? report.data : "");
     pt_buf_free(&report);
     return rc;

@@ -141,6 +141,8 @@ static void copy_text(char *dst, size_t cap, const unsigned char *src) {
     snprintf(dst, cap, "%s", src ? (const char *)src : "");
 }
 
+#define KEY_COLUMNS "id, org, admin, created, revoked, hash, pending"
+
 static void key_from_row(sqlite3_stmt *st, pt_key_record *k) {
     memset(k, 0, sizeof *k);
     copy_text(k->id, sizeof k->id, sqlite3_column_text(st, 0));
@@ -154,7 +156,7 @@ static void key_from_row(sqlite3_stmt *st, pt_key_record *k) {
 
 int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "INSERT INTO keys (id, org, admin, created, revoked, hash, pending) VALUES (?,?,?,?,?,?,?)",
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO keys (" KEY_COLUMNS ") VALUES (?,?,?,?,?,?,?)",
                            -1, &st, NULL))
         return db_fail(s, err, "insert key");
     sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
@@ -174,7 +176,7 @@ int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err) {
 
 int pt_store_key_get(pt_store *s, const char *id, pt_key_record *out, pt_err *err) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, org, admin, created, revoked, hash, pending FROM keys WHERE id = ?", -1, &st,
+    if (sqlite3_prepare_v2(s->db, "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?", -1, &st,
                            NULL))
         return db_fail(s, err, "get key");
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -231,7 +233,7 @@ int pt_store_key_list(pt_store *s, pt_key_record **out, size_t *n, pt_err *err) 
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, org, admin, created, revoked, hash, pending FROM keys ORDER BY created, id", -1,
+    if (sqlite3_prepare_v2(s->db, "SELECT " KEY_COLUMNS " FROM keys ORDER BY created, id", -1,
                            &st, NULL))
         return db_fail(s, err, "list keys");
     size_t cap = 0;

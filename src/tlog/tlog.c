@@ -790,7 +790,8 @@ static int load_checkpoint(tlog *t, const char *cp_path, pt_err *err) {
     }
     if (rc) return rc;
     checkpoint c;
-    if ((rc = note_open(text, len, &t->verifier, 1, &tlen, NULL, err)) || (rc = checkpoint_parse(text, tlen, &c, err))) {
+    if ((rc = note_open(text, len, &t->verifier, 1, &tlen, NULL, err)) ||
+        (rc = checkpoint_parse(text, tlen, &c, err))) {
         pt_err_prefix(err, "%s", cp_path);
     } else if (strcmp(c.origin, t->origin) != 0) {
         rc = pt_errf(err, PT_EFORMAT, "%s: origin '%s' is not the key's name '%s'", cp_path, c.origin, t->origin);
