@@ -35,13 +35,18 @@ int64_t pt_gap_business_days(int64_t from, int64_t until) {
     return n;
 }
 
+size_t pt_gap_in_force(const pt_gap_revision *revs, size_t n, int64_t at, int64_t *next) {
+    size_t k = 0; /* revisions dated at or before `at` */
+    while (k < n && revs[k].time <= at) k++;
+    if (next) *next = k < n ? revs[k].time : INT64_MAX;
+    return k ? k - 1 : n;
+}
+
 static const pt_policy *policy_at(const pt_gap_revision *revs, size_t n, int64_t t, size_t *ix) {
-    const pt_policy *p = NULL;
-    for (size_t i = 0; i < n && revs[i].time <= t; i++) {
-        p = revs[i].policy;
-        if (ix) *ix = i;
-    }
-    return p;
+    size_t i = pt_gap_in_force(revs, n, t, NULL);
+    if (i == n) return NULL;
+    if (ix) *ix = i;
+    return revs[i].policy;
 }
 
 static json_t *caps_json(pt_capset caps) {

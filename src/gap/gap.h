@@ -43,6 +43,13 @@ typedef struct {
     uint64_t seq;              /* the revision's sequence number in the log */
 } pt_gap_revision;
 
+/* The one rule for which revision is in force at `at`, used by the report, `parity policy
+ * explain --data` and pt_policy_in_force (history.h): the last of revs (log order, times not
+ * decreasing) whose time is <= at. Returns its index, or n when none is in force yet (at is
+ * before the first). *next (may be NULL) gets the time of the first revision dated after at
+ * (when the answer next changes), INT64_MAX if there is none. */
+size_t pt_gap_in_force(const pt_gap_revision *revs, size_t n, int64_t at, int64_t *next);
+
 /* The report at time `at` from revisions sorted by time (ascending; PT_EINVAL otherwise).
  * Returns a new JSON object (json_decref) or NULL with err (PT_EINVAL: no revision in force
  * at `at`; PT_ENOMEM). */

@@ -233,6 +233,50 @@ static int check_round_trip(const char *canon, size_t clen, const char *what, pt
     return rc;
 }
 
+/* see history.h */
+int pt_policy_in_force(tlog *policy_log, const char *data_dir, int64_t at, pt_policy **out, char digest[72],
+                       int64_t *seq, int64_t *next, pt_err *err) {
+    *out = NULL;
+    if (digest) digest[0] = 0;
+    if (seq) *seq = 0;
+    rev_meta *metas = NULL;
+    pt_gap_revision *revs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PT_OK;
+    for (uint64_t i = 0, size = tlog_size(policy_log); i < size && !rc; i++) {
+        uint8_t *data;
+        size_t len;
+        if ((rc = tlog_entry(policy_log, i, &data, &len, err))) break;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            rev_meta *m = realloc(metas, cap * sizeof *m);
+            if (!m) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+            else metas = m;
+        }
+        if (!rc && (rc = pt_revision_entry_parse(data, len, i, tlog_origin(policy_log), &metas[n], err)) == 1) {
+            n++;
+            rc = PT_OK;
+        }
+        free(data);
+    }
+    if (!rc && n && !(revs = calloc(n, sizeof *revs))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) revs[i].time = metas[i].time;
+    size_t k = rc ? n : pt_gap_in_force(revs, n, at, next);
+    if (!rc && k == n) {
+        *out = pt_policy_parse(empty_policy, sizeof empty_policy - 1, "(empty policy)", err);
+        if (!*out) rc = pt_errf(err, PT_EINTERNAL, "the empty policy did not parse");
+    } else if (!rc) {
+        char *src = policy_source(data_dir);
+        rc = src ? load_revision(src, &metas[k], out, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+        free(src);
+        if (!rc && digest) memcpy(digest, metas[k].digest, 72);
+        if (!rc && seq) *seq = metas[k].seq;
+    }
+    free(revs);
+    free(metas);
+    return rc;
+}
+
 static int apply_locked(tlog *t, const char *data_dir, const char *text, size_t len, const char *what, int64_t now,
                         pt_apply_result *out, pt_err *err) {
     pt_policy *p = NULL, *cur = NULL;
