@@ -35,7 +35,7 @@ static void test_log(void) {
     if (!text) return;
     tlog *log;
     CHECK(tlog_open(dir, "policy", NULL, &log, &e) == PT_OK);
-    int64_t t1, t2, next;
+    int64_t t1 = 0, t2 = 0, next = 0;
     CHECK(pt_parse_time("2026-02-10", &t1, &e) == PT_OK && pt_parse_time("2099-01-01", &t2, &e) == PT_OK);
     pt_apply_result r;
     CHECK(pt_policy_apply(log, dir, text, len, "v1", t1, &r, &e) == PT_OK && r.seq == 1);

@@ -29,8 +29,8 @@ static int state(pt_store *s, const char *id) { /* 0 absent, 1 pending, 2 live, 
 
 int main(void) {
     if (!mkdtemp(dir)) return 1;
-    pt_store *s;
-    tlog *log;
+    pt_store *s = NULL;
+    tlog *log = NULL;
     pt_err e;
     CHECK(pt_store_open(&s, dir, &e) == PT_OK && tlog_open(dir, "policy", NULL, &log, &e) == PT_OK);
     char key[PT_KEY_MAX_LEN], keyb[PT_KEY_MAX_LEN];
@@ -62,8 +62,8 @@ int main(void) {
     /* many keys in order: nothing to repair, none touched (the lookup of each row in the log's
      * keys must not depend on which rows were looked up before) */
     pt_key_record many[40];
-    pt_store *clean;
-    tlog *clean_log;
+    pt_store *clean = NULL;
+    tlog *clean_log = NULL;
     char sub[64];
     snprintf(sub, sizeof sub, "%s/many", dir);
     CHECK(pt_store_open(&clean, sub, &e) == PT_OK && tlog_open(sub, "policy", NULL, &clean_log, &e) == PT_OK);
