@@ -132,7 +132,7 @@ static int by_id(const void *a, const void *b) {
 }
 
 static void logged_merge(logged *l) {
-    qsort(l->k, l->n, sizeof *l->k, by_id);
+    if (l->n) qsort(l->k, l->n, sizeof *l->k, by_id); /* qsort(NULL, 0) is undefined */
     size_t w = 0;
     for (size_t i = 0; i < l->n; i++) {
         logged_key *k = &l->k[i];
