@@ -99,9 +99,14 @@ static void test_rfc8785_numbers(void) {
     CHECK(pt_jcs_number(from_bits("7fffffffffffffff"), out) == PT_EFORMAT); /* NaN */
     CHECK(pt_jcs_number(from_bits("7ff0000000000000"), out) == PT_EFORMAT); /* Infinity */
     CHECK(pt_jcs_number(-INFINITY, out) == PT_EFORMAT);
-    /* integers are written as the double a JavaScript reader would see */
-    char *got = canon("[1, -0, 100, 123456789012, 1.0]");
-    CHECK(got && !strcmp(got, "[1,0,100,123456789012,1]"));
+    /* integers up to 2^53 are written as RFC 8785 writes them */
+    char *got = canon("[1, -0, 100, 123456789012, 1.0, 9007199254740992, -9007199254740992]");
+    CHECK(got && !strcmp(got, "[1,0,100,123456789012,1,9007199254740992,-9007199254740992]"));
+    free(got);
+    /* beyond 2^53 exactly (the deviation documented in jcs.h), not as the nearest double
+     * (which would be 9007199254740992, 9223372036854776000, -9223372036854776000) */
+    got = canon("[9007199254740993, 9223372036854775807, -9223372036854775808, 1e300]");
+    CHECK(got && !strcmp(got, "[9007199254740993,9223372036854775807,-9223372036854775808,1e+300]"));
     free(got);
 }
 

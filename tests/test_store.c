@@ -22,6 +22,11 @@ static void test_keys_are_stored_hashed_and_revocable(void) {
     CHECK(pt_key_create(s, "acme", 0, key, &rec, &e) == 0);
     CHECK(pt_key_parse_id(key, id) == 0 && !strcmp(id, rec.id));
     CHECK(pt_store_key_get(s, id, &got, &e) == 0 && !strcmp(got.org, "acme") && !got.admin);
+    /* a new key is pending until its binding is logged: never accepted before it is activated */
+    CHECK(got.pending == 1 && !pt_key_matches(&got, key));
+    CHECK(pt_store_key_activate(s, id, &e) == 0);
+    CHECK(pt_store_key_activate(s, id, &e) == PT_ENOTFOUND && pt_store_key_delete_pending(s, id, &e) == PT_ENOTFOUND);
+    CHECK(pt_store_key_get(s, id, &got, &e) == 0 && got.pending == 0);
     CHECK(pt_key_matches(&got, key));
     char forged[PT_KEY_MAX_LEN];
     strcpy(forged, key);

@@ -307,8 +307,11 @@ static void test_recovery_ignores_torn_tiles(void) {
     char buf[64];
     for (uint64_t i = 0; i < 40; i++) tlog_append(t, buf, (size_t)entry_text(i, buf), NULL, &e);
     tlog_close(t);
-    /* what a crash mid-batch leaves behind: tiles and bundles beyond the checkpoint, torn */
+    /* what a crash mid-batch leaves behind: the batch's mark (written before its first tile),
+     * tiles and bundles beyond the checkpoint, torn */
     char p[700];
+    snprintf(p, sizeof p, "%s/log/r/pending", data_dir);
+    write_file(p, "40 41\n", 6);
     snprintf(p, sizeof p, "%s/log/r/tile/0/000.p/41", data_dir);
     write_file(p, "garbage", 7);
     snprintf(p, sizeof p, "%s/log/r/tile/entries/000.p/41", data_dir);

@@ -18,9 +18,13 @@ static void usage(void) {
            "       parity keys list [--data DIR] [--json]\n\n"
            "create  makes a key for an organisation of the current policy and prints it once, on the\n"
            "        last line of the output; only its SHA-256 is stored. The binding (key id ->\n"
-           "        organisation) is appended to the policy transparency log.\n"
-           "revoke  stops the key at once and logs the revocation.\n"
-           "list    shows key ids, organisations and states (never the keys).\n"
+           "        organisation) is appended to the policy transparency log, and the key works only\n"
+           "        once that is durable (it is stored as pending until then).\n"
+           "revoke  logs the revocation, then stops the key in the store.\n"
+           "list    shows key ids, organisations and states (live, revoked, pending: never the keys).\n"
+           "The policy log is the record of keys; the store is reconciled from it first (a pending\n"
+           "key bound in the log is activated, one that is not is deleted, a revocation in the log\n"
+           "is applied); every difference repaired is printed on stderr.\n"
            "While 'parity serve' runs on DIR it holds the log: use POST /v1/admin/keys instead.\n");
 }
 
@@ -49,7 +53,31 @@ int cmd_keys(int argc, char **argv) {
     pt_store *st;
     if (pt_store_open(&st, data, &err)) return cli_fail(&err);
     int rc = 0;
-    if (!strcmp(sub, "list")) {
+    tlog *log = NULL;
+    int list = !strcmp(sub, "list");
+    if (tlog_open(data, "policy", NULL, &log, &err)) {
+        if (err.code == PT_ECONFLICT && list) { /* the server holds the log; it reconciled at its start */
+            fprintf(stderr, "parity keys: the policy log is held by a running 'parity serve' (it reconciled the "
+                            "store at its start); listing the store as it is\n");
+        } else if (list) { /* a list changes nothing: show the store, say why it is not reconciled */
+            fprintf(stderr, "parity keys: not reconciled with the policy log: %s\nlisting the store as it is\n",
+                    err.msg);
+        } else {
+            pt_store_close(st);
+            if (err.code == PT_ECONFLICT)
+                fprintf(stderr, "parity: the policy log is held by a running 'parity serve'; use its admin endpoints "
+                                "(POST /v1/admin/keys) while it runs\n");
+            return cli_fail(&err);
+        }
+    } else {
+        rc = pt_keys_reconcile_stderr(st, log, data, "parity keys", &err);
+        if (rc) {
+            tlog_close(log);
+            pt_store_close(st);
+            return cli_fail(&err);
+        }
+    }
+    if (list) {
         pt_key_record *keys;
         size_t n;
         if (pt_store_key_list(st, &keys, &n, &err)) {
@@ -57,26 +85,21 @@ int cmd_keys(int argc, char **argv) {
         } else {
             for (size_t i = 0; i < n; i++) {
                 char t[21];
+                const char *state = keys[i].revoked ? "revoked" : keys[i].pending ? "pending" : "live";
                 if (json)
-                    printf("{\"key_id\":\"%s\",\"organization\":\"%s\",\"admin\":%s,\"created\":\"%s\",\"revoked\":%s}\n",
+                    printf("{\"key_id\":\"%s\",\"organization\":\"%s\",\"admin\":%s,\"created\":\"%s\",\"revoked\":%s,"
+                           "\"pending\":%s}\n",
                            keys[i].id, keys[i].org, keys[i].admin ? "true" : "false",
-                           pt_format_time(keys[i].created, t), keys[i].revoked ? "true" : "false");
+                           pt_format_time(keys[i].created, t), keys[i].revoked ? "true" : "false",
+                           keys[i].pending ? "true" : "false");
                 else
-                    printf("%s  %-24s %s%s\n", keys[i].id, keys[i].org, keys[i].admin ? "admin " : "",
-                           keys[i].revoked ? "revoked" : "live");
+                    printf("%s  %-24s %s%s\n", keys[i].id, keys[i].org, keys[i].admin ? "admin " : "", state);
             }
             free(keys);
         }
+        tlog_close(log);
         pt_store_close(st);
         return rc;
-    }
-    tlog *log;
-    if (tlog_open(data, "policy", NULL, &log, &err)) {
-        pt_store_close(st);
-        if (err.code == PT_ECONFLICT)
-            fprintf(stderr, "parity: the policy log is held by a running 'parity serve'; use its admin endpoints "
-                            "(POST /v1/admin/keys) while it runs\n");
-        return cli_fail(&err);
     }
     uint64_t idx;
     if (!strcmp(sub, "create")) {

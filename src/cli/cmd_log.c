@@ -34,7 +34,12 @@ static void usage(FILE *f) {
             "                                verify any C2SP tlog-tiles log: the signature, every tile\n"
             "                                and entry bundle, the root, and consistency with an older\n"
             "                                trusted checkpoint; then list every entry\n"
-            "                                (policy revisions as seq, time, digest)\n"
+            "                                (policy revisions as seq, time, digest; log_recovery\n"
+            "                                entries in full)\n"
+            "  recover                       the writer refuses a log whose checkpoint is missing or\n"
+            "                                older than the entries on disk; this re-derives it from\n"
+            "                                the entries (every tile hash checked), signs it, and\n"
+            "                                appends a log_recovery entry that says so"
             "\n"
             "options:\n"
             "  --data DIR     data directory (default ./data)\n"
@@ -281,6 +286,8 @@ static int on_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) 
                            json_is_integer(seq) ? (long long)json_integer_value(seq) : -1LL, time ? time : "?",
                            digest ? digest : "?");
         v->revisions++;
+    } else if (type && !strcmp(type, "log_recovery")) {
+        rc = pt_buf_printf(&v->out, "%llu\t%.*s\n", (unsigned long long)index, (int)len, (const char *)data);
     } else if (type) {
         rc = pt_buf_printf(&v->out, "%llu\t%s (%zu bytes)\n", (unsigned long long)index, type, len);
     } else {
@@ -321,6 +328,19 @@ static int cmd_verify(const opts *o) {
     return 0;
 }
 
+static int cmd_recover(const opts *o) {
+    pt_err err;
+    tlog_recovery r;
+    if (tlog_recover(o->data, o->log, &r, &err) != 0) return cli_fail(&err);
+    char prev[64];
+    if (r.previous == TLOG_CP_VALID) snprintf(prev, sizeof prev, "size %llu", (unsigned long long)r.previous_size);
+    else snprintf(prev, sizeof prev, "%s", r.previous == TLOG_CP_MISSING ? "missing" : "unreadable");
+    printf("recovered %s/log/%s: the checkpoint was %s; re-derived size %llu from the entries on disk; "
+           "recorded as log_recovery entry %llu\n", o->data, o->log, prev, (unsigned long long)r.size,
+           (unsigned long long)r.entry_index);
+    return 0;
+}
+
 int cmd_log(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -339,6 +359,7 @@ int cmd_log(int argc, char **argv) {
     if (!strcmp(sub, "entries")) return cmd_entries(&o);
     if (!strcmp(sub, "append")) return cmd_append(&o);
     if (!strcmp(sub, "prove")) return cmd_prove(&o);
+    if (!strcmp(sub, "recover")) return cmd_recover(&o);
     if (strcmp(sub, "vkey") && strcmp(sub, "checkpoint")) return cli_usage_error("log", "unknown subcommand '%s'", sub);
     /* Both read what is published, without the writer's lock, so they work while a server
      * holds the log. A log that does not exist yet is created (with its key) by the writer. */

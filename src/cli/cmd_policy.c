@@ -14,10 +14,10 @@ const char cmd_policy_summary[] = "validate, explain, diff and apply the access 
 
 static const char usage_text[] =
     "usage: parity policy check FILE\n"
-    "       parity policy explain FILE --org ORG --model MODEL --capability CAP [--at TIME]\n"
+    "       parity policy explain FILE|--data DIR --org ORG --model MODEL --capability CAP [--at TIME]\n"
     "                             [--variant V] [--requests-last-minute N] [--tokens-today N]\n"
     "                             [--running-jobs N] [--top-k N] [--json]\n"
-    "       parity policy limits FILE --org ORG --model MODEL [--at TIME] [--json]\n"
+    "       parity policy limits FILE|--data DIR --org ORG --model MODEL [--at TIME] [--json]\n"
     "       parity policy diff OLD NEW\n"
     "       parity policy canonical FILE\n"
     "       parity policy apply FILE [--data DIR] [--time TIME] [--json]\n"
@@ -30,6 +30,9 @@ static const char usage_text[] =
     "           (default: now). CAP is one of sample, logprobs, prefill, activations,\n"
     "           interventions, finetune, unmitigated, model_info, weights.\n"
     "limits     the effective capabilities and limits of ORG on MODEL at TIME.\n"
+    "           With --data DIR instead of FILE, explain and limits use the revision of DIR's\n"
+    "           (verified) policy log in force at TIME: the last one dated at or before it, the\n"
+    "           rule parity gap and /v1/parity use (named on stderr).\n"
     "diff       a semantic diff: models, tiers, organisations, grants added, removed,\n"
     "           widened or narrowed.\n"
     "canonical  prints the RFC 8785 canonical JSON of FILE; its SHA-256 is the policy digest.\n"
@@ -81,8 +84,34 @@ static int opt_i64(const char *name, const char *v, int64_t *out) {
     return 0;
 }
 
+/* The revision in force at `at` in the verified policy log of DATA (read-only, so it works
+ * while the server holds the log): *p borrowed from *h. 1 when none is in force yet. */
+static int load_in_force(const char *data, int64_t at, pt_policy_history **h, const pt_policy **p) {
+    pt_err err;
+    char *vkey = NULL, *dir = pt_path_join(data, "log/policy");
+    int rc = dir ? tlog_read_vkey(data, "policy", &vkey, &err) : pt_errf(&err, PT_ENOMEM, "out of memory");
+    if (!rc) rc = pt_policy_history_load(dir, vkey, NULL, h, &err);
+    free(vkey);
+    free(dir);
+    if (rc) {
+        cli_fail(&err);
+        return -1;
+    }
+    char t[21];
+    size_t k = pt_policy_revision_in_force((*h)->revs, (*h)->n, at, NULL);
+    if (k == (*h)->n) {
+        fprintf(stderr, "parity policy: no revision of %s/log/policy is in force at %s\n", data, pt_format_time(at, t));
+        return 1;
+    }
+    *p = (*h)->revs[k].policy;
+    fprintf(stderr, "revision %llu (%s, dated %s) is in force at ", (unsigned long long)(*h)->revs[k].seq,
+            (*h)->revs[k].digest, pt_format_time((*h)->revs[k].time, t));
+    fprintf(stderr, "%s\n", pt_format_time(at, t));
+    return 0;
+}
+
 static int cmd_explain(int argc, char **argv, int limits_only) {
-    const char *file = NULL, *org = NULL, *model = NULL, *capname = NULL, *variant = NULL;
+    const char *data = NULL, *file = NULL, *org = NULL, *model = NULL, *capname = NULL, *variant = NULL;
     int64_t at = pt_unix_time();
     int json = 0;
     pt_usage u = pt_usage_none();
@@ -94,6 +123,7 @@ static int cmd_explain(int argc, char **argv, int limits_only) {
         else if (a[0] != '-') { if (file) return cli_usage_error("policy", "one FILE only"); file = a; takes = 0; }
         else if (!v) return cli_usage_error("policy", "%s needs a value", a);
         else if (!strcmp(a, "--org")) org = v;
+        else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--capability") && !limits_only) capname = v;
         else if (!strcmp(a, "--variant") && !limits_only) variant = v;
@@ -106,13 +136,24 @@ static int cmd_explain(int argc, char **argv, int limits_only) {
         if (rc) return rc;
         i += takes;
     }
-    if (!file || !org || !model || (!limits_only && !capname))
-        return cli_usage_error("policy", "%s needs FILE, --org, --model%s", limits_only ? "limits" : "explain",
-                               limits_only ? "" : " and --capability");
+    if (!file == !data || !org || !model || (!limits_only && !capname))
+        return cli_usage_error("policy", "%s needs FILE or --data DIR, --org, --model%s",
+                               limits_only ? "limits" : "explain", limits_only ? "" : " and --capability");
     int cap = 0;
     if (!limits_only && (cap = pt_cap_parse(capname)) < 0) return cli_usage_error("policy", "unknown capability '%s'", capname);
-    pt_policy *p;
-    if (load(file, &p)) return 1;
+    pt_policy *owned = NULL;
+    pt_policy_history *h = NULL;
+    const pt_policy *p = NULL;
+    if (file && load(file, &owned)) return 1;
+    if (data) {
+        int rc = load_in_force(data, at, &h, &p);
+        if (rc) {
+            pt_policy_history_free(h);
+            return rc < 0 ? 1 : limits_only ? 0 : 3; /* nothing in force: everything is denied */
+        }
+    } else {
+        p = owned;
+    }
     char t[21];
     int status = 0;
     if (limits_only) {
@@ -168,7 +209,8 @@ static int cmd_explain(int argc, char **argv, int limits_only) {
         }
         status = d.allow ? 0 : 3;
     }
-    pt_policy_free(p);
+    pt_policy_free(owned);
+    pt_policy_history_free(h);
     return status;
 }
 

@@ -35,12 +35,10 @@ int64_t pt_gap_business_days(int64_t from, int64_t until) {
 }
 
 static const pt_policy *policy_at(const pt_policy_revision *revs, size_t n, int64_t t, size_t *ix) {
-    const pt_policy *p = NULL;
-    for (size_t i = 0; i < n && revs[i].time <= t; i++) {
-        p = revs[i].policy;
-        if (ix) *ix = i;
-    }
-    return p;
+    size_t i = pt_policy_revision_in_force(revs, n, t, NULL);
+    if (i == n) return NULL;
+    if (ix) *ix = i;
+    return revs[i].policy;
 }
 
 static json_t *caps_json(pt_capset caps) {

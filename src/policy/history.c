@@ -215,6 +215,68 @@ int pt_policy_current(tlog *policy_log, const char *data_dir, pt_policy **out, c
     return PT_OK;
 }
 
+/* The writer's last check before a revision is stored for good: its canonical bytes, parsed
+ * back as every later reader will parse them, must give the same policy (the same canonical
+ * bytes). A revision that does not would brick the log: it is append-only. */
+static int check_round_trip(const char *canon, size_t clen, const char *what, pt_err *err) {
+    pt_err e;
+    pt_policy *q = pt_policy_parse(canon, clen, "(its canonical form)", &e);
+    char *again = NULL;
+    size_t alen = 0;
+    int rc = q ? pt_policy_canonical(q, &again, &alen, NULL, &e) : e.code ? e.code : PT_EFORMAT;
+    if (rc)
+        rc = pt_errf(err, PT_EFORMAT, "%s: its canonical form does not parse back (%s); not appended", what, e.msg);
+    else if (alen != clen || memcmp(again, canon, clen) != 0)
+        rc = pt_errf(err, PT_EFORMAT, "%s: its canonical form parses back to another policy; not appended", what);
+    free(again);
+    pt_policy_free(q);
+    return rc;
+}
+
+/* see history.h */
+int pt_policy_in_force(tlog *policy_log, const char *data_dir, int64_t at, pt_policy **out, char digest[72],
+                       int64_t *seq, int64_t *next, pt_err *err) {
+    *out = NULL;
+    if (digest) digest[0] = 0;
+    if (seq) *seq = 0;
+    rev_meta *metas = NULL;
+    pt_policy_revision *revs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PT_OK;
+    for (uint64_t i = 0, size = tlog_size(policy_log); i < size && !rc; i++) {
+        uint8_t *data;
+        size_t len;
+        if ((rc = tlog_entry(policy_log, i, &data, &len, err))) break;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            rev_meta *m = realloc(metas, cap * sizeof *m);
+            if (!m) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+            else metas = m;
+        }
+        if (!rc && (rc = pt_revision_entry_parse(data, len, i, tlog_origin(policy_log), &metas[n], err)) == 1) {
+            n++;
+            rc = PT_OK;
+        }
+        free(data);
+    }
+    if (!rc && n && !(revs = calloc(n, sizeof *revs))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) revs[i].time = metas[i].time;
+    size_t k = rc ? n : pt_policy_revision_in_force(revs, n, at, next);
+    if (!rc && k == n) {
+        *out = pt_policy_parse(empty_policy, sizeof empty_policy - 1, "(empty policy)", err);
+        if (!*out) rc = pt_errf(err, PT_EINTERNAL, "the empty policy did not parse");
+    } else if (!rc) {
+        char *src = policy_source(data_dir);
+        rc = src ? load_revision(src, &metas[k], out, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+        free(src);
+        if (!rc && digest) memcpy(digest, metas[k].digest, 72);
+        if (!rc && seq) *seq = metas[k].seq;
+    }
+    free(revs);
+    free(metas);
+    return rc;
+}
+
 static int apply_locked(tlog *t, const char *data_dir, const char *text, size_t len, const char *what, int64_t now,
                         pt_apply_result *out, pt_err *err) {
     pt_policy *p = NULL, *cur = NULL;
@@ -225,6 +287,7 @@ static int apply_locked(tlog *t, const char *data_dir, const char *text, size_t 
     rev_meta m;
     if (!(p = pt_policy_parse(text, len, what, err))) return err && err->code ? err->code : PT_EFORMAT;
     if ((rc = pt_policy_canonical(p, &canon, &clen, out->digest, err))) goto done;
+    if ((rc = check_round_trip(canon, clen, what, err))) goto done;
     if ((rc = find_latest(t, &m, err)) < 0) goto done;
     int have = rc == 1;
     rc = PT_OK;
@@ -425,4 +488,11 @@ fail:
     free(c.revs);
     pt_policy_history_free(h);
     return rc;
+}
+
+size_t pt_policy_revision_in_force(const pt_policy_revision *revs, size_t n, int64_t at, int64_t *next) {
+    size_t k = 0; /* revisions dated at or before `at` */
+    while (k < n && revs[k].time <= at) k++;
+    if (next) *next = k < n ? revs[k].time : INT64_MAX;
+    return k ? k - 1 : n;
 }

@@ -89,6 +89,15 @@ int pt_policy_apply(tlog *policy_log, const char *data_dir, const char *text, si
 int pt_policy_current(tlog *policy_log, const char *data_dir, pt_policy **out, char digest[72], int64_t *seq,
                       pt_err *err);
 
+/* The revision in force at `at` (pt_policy_revision_in_force's rule: the last one dated at or before it),
+ * its file checked as for pt_policy_current; before the first revision, the empty policy
+ * (digest "", seq 0). *next (may be NULL) gets when the answer next changes: the time of the
+ * first revision dated after `at`, INT64_MAX if none. pt_policy_current is the latest revision
+ * whatever its date (what a new apply diffs against); what is enforced, reported and explained
+ * at a moment is this one. Errors: as for pt_policy_current. */
+int pt_policy_in_force(tlog *policy_log, const char *data_dir, int64_t at, pt_policy **out, char digest[72],
+                       int64_t *seq, int64_t *next, pt_err *err);
+
 /* A verified policy history: what pt_gap_report takes, plus where each revision is logged. */
 typedef struct pt_policy_history {
     pt_policy_revision *revs; /* n revisions in log (= seq = time) order; policies and digests

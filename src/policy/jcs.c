@@ -157,9 +157,11 @@ static int write_value(const json_t *j, pt_buf *out, int depth, pt_err *err) {
     case JSON_NULL: return pt_buf_puts(out, "null") ? pt_errf(err, PT_ENOMEM, "JCS: output too large") : PT_OK;
     case JSON_TRUE: return pt_buf_puts(out, "true") ? pt_errf(err, PT_ENOMEM, "JCS: output too large") : PT_OK;
     case JSON_FALSE: return pt_buf_puts(out, "false") ? pt_errf(err, PT_ENOMEM, "JCS: output too large") : PT_OK;
-    case JSON_INTEGER:
+    case JSON_INTEGER: /* exact digits: the same as RFC 8785 up to 2^53, exact beyond (see jcs.h) */
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(j));
+        return pt_buf_puts(out, num) ? pt_errf(err, PT_ENOMEM, "JCS: output too large") : PT_OK;
     case JSON_REAL: {
-        double v = json_is_integer(j) ? (double)json_integer_value(j) : json_real_value(j);
+        double v = json_real_value(j);
         if (pt_jcs_number(v, num)) return pt_errf(err, PT_EFORMAT, "JCS: NaN or infinity has no JSON form");
         return pt_buf_puts(out, num) ? pt_errf(err, PT_ENOMEM, "JCS: output too large") : PT_OK;
     }

@@ -2,8 +2,14 @@
  *
  * Object members sorted by their names' UTF-16 code units; strings with the minimal escaping
  * of ECMAScript's JSON.stringify (\" \\ \b \f \n \r \t, other controls as \u00xx); numbers as
- * ECMAScript's Number.prototype.toString (shortest round-trip digits; integers are converted to
- * IEEE 754 doubles first, as a JavaScript reader would). NaN and infinities are errors.
+ * ECMAScript's Number.prototype.toString (shortest round-trip digits). NaN and infinities are
+ * errors.
+ *
+ * One deliberate deviation from RFC 8785 §3.2.2.3: a JSON integer (jansson's int64) is written
+ * as its exact decimal digits. Up to 2^53 in magnitude that is exactly what the RFC writes;
+ * beyond, the RFC would write the nearest double (9223372036854775807 → 9223372036854776000),
+ * changing the value — a stored policy would then hold a limit its own parser rejects.
+ * Reals (with a fraction or exponent) follow the RFC.
  */
 #ifndef PARITY_POLICY_JCS_H
 #define PARITY_POLICY_JCS_H

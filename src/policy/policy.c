@@ -144,8 +144,11 @@ static int get_limit(pctx *c, const ynode *n, const char *path, int64_t *out) {
     uint64_t v;
     if (n->type != YN_SCALAR || ytree_is_null(n))
         return perr(c, n, path, "expected a non-negative integer, found %s", type_name(n));
-    if (pt_parse_u64(n->str, &v) || v > (uint64_t)INT64_MAX)
-        return perr(c, n, path, "'%s' is not a non-negative integer", n->str);
+    if (pt_parse_u64(n->str, &v) && strspn(n->str, "0123456789") == strlen(n->str) && *n->str)
+        return perr(c, n, path, "'%s' is larger than 9223372036854775807 (2^63-1), the largest limit", n->str);
+    if (pt_parse_u64(n->str, &v)) return perr(c, n, path, "'%s' is not a non-negative integer", n->str);
+    if (v > (uint64_t)INT64_MAX)
+        return perr(c, n, path, "'%s' is larger than 9223372036854775807 (2^63-1), the largest limit", n->str);
     *out = (int64_t)v;
     return PT_OK;
 }

@@ -137,6 +137,13 @@ typedef struct {
     uint64_t seq;              /* the revision's sequence number in the log */
 } pt_policy_revision;
 
+/* The one rule for which revision is in force at `at`, used by the server, the report, `parity
+ * policy explain --data` and pt_policy_in_force (history.h): the last of revs (log order, times
+ * not decreasing) whose time is <= at. Returns its index, or n when none is in force yet (at is
+ * before the first). *next (may be NULL) gets the time of the first revision dated after at
+ * (when the answer next changes), INT64_MAX if there is none. */
+size_t pt_policy_revision_in_force(const pt_policy_revision *revs, size_t n, int64_t at, int64_t *next);
+
 /* Parses and validates a policy from text. `what` names the source in messages (a file name).
  * Returns a new policy (pt_policy_free) or NULL with err filled (PT_EFORMAT for bad syntax or
  * schema, PT_ENOMEM). The text may be YAML or JSON; it need not be NUL-terminated. */

@@ -24,6 +24,7 @@ int pt_key_create(pt_store *s, const char *org, int admin, char key_out[PT_KEY_M
     snprintf(rec->org, sizeof rec->org, "%s", org);
     rec->admin = admin;
     rec->created = pt_unix_time();
+    rec->pending = 1; /* live only once its binding is durable in the log (pt_keys_issue) */
     pt_sha256(key_out, strlen(key_out), rec->hash);
     sodium_memzero(secret, sizeof secret);
     return pt_store_key_insert(s, rec, err);
@@ -45,5 +46,5 @@ int pt_key_matches(const pt_key_record *rec, const char *key) {
     uint8_t h[32];
     pt_sha256(key, strlen(key), h);
     int same = crypto_verify_32(h, rec->hash) == 0; /* constant time */
-    return same && rec->revoked == 0;
+    return same && rec->revoked == 0 && rec->pending == 0;
 }

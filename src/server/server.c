@@ -851,39 +851,43 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
     return HTTP_DONE;
 }
 
-/* The parity report, recomputed from the verified policy log whenever the log has grown (and
- * at least once a day, since lags and windows depend on the date). */
+/* The parity report, recomputed from the verified policy log whenever the log has grown, at
+ * least once a day (lags and windows depend on the date), and when a revision dated later
+ * comes into force. When the log or a revision fails to verify there is no report (NULL, the
+ * reason in err): never the last one that did. */
 static json_t *parity_report(pt_server *s, pt_err *err) {
     pthread_mutex_lock(&s->report_mu);
     uint64_t size = tlog_size(s->policy_log);
-    int64_t day = pt_unix_time() / 86400;
-    if (!s->report || s->report_size != size || s->report_day != day) {
+    int64_t now = pt_unix_time();
+    if (!s->report || s->report_size != size || now >= s->report_until) {
         char *dir = pt_path_join(s->data_dir, "log/policy");
         pt_policy_history *h = NULL;
         json_t *rep = NULL;
-        if (dir && pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
-            rep = pt_gap_report(h->revs, h->n, pt_unix_time(), err);
+        int64_t until = (now / 86400 + 1) * 86400;
+        if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
+        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
+            rep = pt_gap_report(h->revs, h->n, now, err);
+        for (size_t i = 0; rep && i < h->n; i++)
+            if (h->revs[i].time > now && h->revs[i].time < until) until = h->revs[i].time;
         pt_policy_history_free(h);
         free(dir);
-        if (rep) {
-            json_decref(s->report);
-            s->report = rep;
-            s->report_size = size;
-            s->report_day = day;
-        }
+        json_decref(s->report);
+        s->report = rep;
+        s->report_size = size;
+        s->report_until = until;
     }
     json_t *r = json_incref(s->report);
     pthread_mutex_unlock(&s->report_mu);
     return r;
 }
 
-/* GET /v1/parity: the parity report as JSON. */
+/* GET /v1/parity: the parity report as JSON; 503 with the reason when the log does not verify. */
 static int r_parity_json(pt_server *s, call *c, http_resp *resp) {
     (void)c;
     pt_err err;
     json_t *r = parity_report(s, &err);
     if (!r) {
-        http_error(resp, 500, "server_error", "report_unavailable", NULL, "%s", err.msg);
+        http_error(resp, 503, "server_error", "report_unavailable", NULL, "%s", err.msg);
         return HTTP_DONE;
     }
     http_json(resp, 200, r);
@@ -1190,6 +1194,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     }
     if ((rc = pt_store_open(&s->store, s->data_dir, err)) ||
         (rc = tlog_open(s->data_dir, "policy", NULL, &s->policy_log, err)) ||
+        (rc = pt_keys_reconcile_stderr(s->store, s->policy_log, s->data_dir, "parity serve", err)) ||
         (rc = tlog_open(s->data_dir, "audit", NULL, &s->audit_log, err)) || (rc = srv_load_policy(s, err)) ||
         (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = start_receipts(s, err)))
         goto out;

@@ -86,7 +86,7 @@ struct pt_server {
     pthread_mutex_t report_mu; /* guards the cached parity report */
     json_t *report;
     uint64_t report_size;      /* policy log size it was computed at */
-    int64_t report_day;
+    int64_t report_until;      /* recomputed from then on (next day, or a revision's time) */
 };
 
 /* Per-request state (req->user). */

@@ -30,6 +30,8 @@ static const char *schema[] = {
     "CREATE TABLE docs (collection TEXT NOT NULL, id TEXT NOT NULL, org TEXT, parent TEXT, "
     "  seq INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY (collection, id));"
     "CREATE INDEX docs_order ON docs (collection, seq);",
+    /* version 2: a key is inserted pending and activated once its log entry is durable */
+    "ALTER TABLE keys ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int db_fail(pt_store *s, pt_err *err, const char *what) {
@@ -139,6 +141,8 @@ static void copy_text(char *dst, size_t cap, const unsigned char *src) {
     snprintf(dst, cap, "%s", src ? (const char *)src : "");
 }
 
+#define KEY_COLUMNS "id, org, admin, created, revoked, hash, pending"
+
 static void key_from_row(sqlite3_stmt *st, pt_key_record *k) {
     memset(k, 0, sizeof *k);
     copy_text(k->id, sizeof k->id, sqlite3_column_text(st, 0));
@@ -147,11 +151,12 @@ static void key_from_row(sqlite3_stmt *st, pt_key_record *k) {
     k->created = sqlite3_column_int64(st, 3);
     k->revoked = sqlite3_column_int64(st, 4);
     if (sqlite3_column_bytes(st, 5) == 32) memcpy(k->hash, sqlite3_column_blob(st, 5), 32);
+    k->pending = sqlite3_column_int(st, 6);
 }
 
 int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "INSERT INTO keys (id, org, admin, created, revoked, hash) VALUES (?,?,?,?,?,?)",
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO keys (" KEY_COLUMNS ") VALUES (?,?,?,?,?,?,?)",
                            -1, &st, NULL))
         return db_fail(s, err, "insert key");
     sqlite3_bind_text(st, 1, k->id, -1, SQLITE_STATIC);
@@ -160,6 +165,7 @@ int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err) {
     sqlite3_bind_int64(st, 4, k->created);
     sqlite3_bind_int64(st, 5, k->revoked);
     sqlite3_bind_blob(st, 6, k->hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, k->pending != 0);
     int r = sqlite3_step(st);
     sqlite3_finalize(st);
     if (r == SQLITE_CONSTRAINT) return pt_errf(err, PT_EEXIST, "key %s already exists", k->id);
@@ -170,7 +176,7 @@ int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err) {
 
 int pt_store_key_get(pt_store *s, const char *id, pt_key_record *out, pt_err *err) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, org, admin, created, revoked, hash FROM keys WHERE id = ?", -1, &st,
+    if (sqlite3_prepare_v2(s->db, "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?", -1, &st,
                            NULL))
         return db_fail(s, err, "get key");
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -199,11 +205,35 @@ int pt_store_key_revoke(pt_store *s, const char *id, int64_t when, pt_err *err) 
     return PT_OK;
 }
 
+/* One statement on one key, counted as a key change when it changed a row. */
+static int key_exec(pt_store *s, const char *sql, const char *id, const char *what, int *changed, pt_err *err) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL)) return db_fail(s, err, what);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE) return db_fail(s, err, what);
+    *changed = sqlite3_changes(s->db) > 0;
+    if (*changed) atomic_fetch_add_explicit(&s->key_changes, 1, memory_order_release);
+    return PT_OK;
+}
+
+int pt_store_key_activate(pt_store *s, const char *id, pt_err *err) {
+    int changed, rc = key_exec(s, "UPDATE keys SET pending = 0 WHERE id = ? AND pending = 1", id, "activate key",
+                               &changed, err);
+    return rc ? rc : changed ? PT_OK : pt_errf(err, PT_ENOTFOUND, "no pending key with id %s", id);
+}
+
+int pt_store_key_delete_pending(pt_store *s, const char *id, pt_err *err) {
+    int changed, rc = key_exec(s, "DELETE FROM keys WHERE id = ? AND pending = 1", id, "delete key", &changed, err);
+    return rc ? rc : changed ? PT_OK : pt_errf(err, PT_ENOTFOUND, "no pending key with id %s", id);
+}
+
 int pt_store_key_list(pt_store *s, pt_key_record **out, size_t *n, pt_err *err) {
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, org, admin, created, revoked, hash FROM keys ORDER BY created, id", -1,
+    if (sqlite3_prepare_v2(s->db, "SELECT " KEY_COLUMNS " FROM keys ORDER BY created, id", -1,
                            &st, NULL))
         return db_fail(s, err, "list keys");
     size_t cap = 0;

@@ -1,5 +1,6 @@
 /* store.h — state that is not in the transparency log: key hashes, usage counters, uploaded
- * files, fine-tuning jobs. SQLite (WAL) in DATA/parity.db is the embedded default.
+ * files, fine-tuning jobs. Keys are a cache of the policy log (bindings and revocations are
+ * logged first; server/keys.h reconciles the store from the log). SQLite (WAL) in DATA/parity.db is the embedded default.
  *
  * One pt_store is shared by all threads of a process (calls are serialised by SQLite's own
  * mutex). Other processes may write the same database (the CLI creating or revoking keys while
@@ -36,9 +37,15 @@ typedef struct pt_key_record {
     int64_t created;    /* unix seconds */
     int64_t revoked;    /* 0 if live */
     uint8_t hash[32];   /* SHA-256 of the whole key string */
+    int pending;        /* 1: its key_binding is not yet durable in the policy log; never
+                           accepted (see server/keys.h: the log first, the store derived) */
 } pt_key_record;
 
 int pt_store_key_insert(pt_store *s, const pt_key_record *k, pt_err *err);
+/* A pending key made live (its binding is in the log), or deleted (it never will be).
+ * PT_ENOTFOUND if there is no such pending key. */
+int pt_store_key_activate(pt_store *s, const char *id, pt_err *err);
+int pt_store_key_delete_pending(pt_store *s, const char *id, pt_err *err);
 /* PT_ENOTFOUND if there is no such key id. */
 int pt_store_key_get(pt_store *s, const char *id, pt_key_record *out, pt_err *err);
 /* Marks the key revoked at `when`. PT_ENOTFOUND if absent, PT_EEXIST if already revoked. */

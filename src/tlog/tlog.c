@@ -16,6 +16,8 @@
 #include "common/buf.h"
 #include "common/crc32c.h"
 #include "common/fileio.h"
+#include "common/util.h"
+#include "tlog/disk.h"
 #include "tlog/merkle.h"
 #include "tlog/note.h"
 #include "tlog/tile.h"
@@ -55,6 +57,7 @@ struct tlog {
     size_t cp_len;
     req *head, *tail;
     int leader, broken;
+    int recovering;            /* opened by tlog_recover */
 
     /* Owned by the leader while it integrates (leader == 1), so no lock is needed. */
     tile_stack *st;
@@ -175,48 +178,13 @@ typedef struct writer {
     tlog *t;
 } writer;
 
-static int make_parents(const char *path, pt_err *err) {
-    char *p = strdup(path);
-    if (!p) return pt_errf(err, PT_ENOMEM, "out of memory");
-    *strrchr(p, '/') = 0;
-    int rc = pt_mkdirs(p, 0, err);
-    free(p);
-    return rc;
-}
-
-/* Writes a tile or bundle file. Files beyond the published checkpoint may have been left torn
- * by a crash; they are rewritten whole here (O_TRUNC), never a file the checkpoint covers. */
+/* Writes a tile or bundle file. Files beyond the published checkpoint that a crashed batch left
+ * are removed at open (disk_remove_beyond); a file is rewritten whole here (O_TRUNC), never
+ * one the checkpoint covers. */
 static int writer_put(writer *w, int level, uint64_t index, unsigned width, const void *data, size_t len,
                       pt_err *err) {
     char rel[TILE_PATH_MAX];
-    tile_path(rel, level, index, width);
-    char *path = pt_path_join(w->t->dir, rel);
-    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
-    int rc = PT_OK;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == ENOENT) {
-        if ((rc = make_parents(path, err))) goto out;
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    }
-    if (fd < 0) {
-        rc = pt_errf(err, PT_EIO, "open %s: %s", path, strerror(errno));
-        goto out;
-    }
-    const char *p = data;
-    while (len > 0) {
-        ssize_t k = write(fd, p, len);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            rc = pt_errf(err, PT_EIO, "write %s: %s", path, k < 0 ? strerror(errno) : "short write");
-            break;
-        }
-        p += k;
-        len -= (size_t)k;
-    }
-    if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", path, strerror(errno));
-out:
-    free(path);
-    return rc;
+    return disk_put(w->t->dir, tile_path(rel, level, index, width), data, len, err);
 }
 
 /* tile_full_fn: a tile (and at level 0 its entry bundle) is complete: write it whole. */
@@ -285,8 +253,11 @@ out:
 static int integrate(tlog *t, req *list, uint8_t root[32], char **cp, size_t *cp_len, pt_err *err) {
     writer w = {.t = t};
     tile_stack *st = t->st;
-    uint64_t old = st->size;
-    int rc = PT_OK;
+    uint64_t old = st->size, total = 0;
+    for (req *r = list; r; r = r->next) total += r->n;
+    /* Marks the files this batch writes beyond the checkpoint as a batch in flight, not a
+     * checkpoint gone back in time (see disk.h); the publish's syncfs makes it durable. */
+    int rc = disk_pending_write(t->dir, old, old + total, err);
     for (req *r = list; r && !rc; r = r->next) {
         r->first = st->size;
         uint8_t leaf[2][MERKLE_HASH];
@@ -313,7 +284,9 @@ static int integrate(tlog *t, req *list, uint8_t root[32], char **cp, size_t *cp
     }
     if (rc) return rc;
     tile_stack_root(st, root);
-    return publish(t, now, root, cp, cp_len, err);
+    if ((rc = publish(t, now, root, cp, cp_len, err))) return rc;
+    disk_pending_remove(t->dir);
+    return PT_OK;
 }
 
 static int append_req(tlog *t, req *r, pt_err *err) {
@@ -516,8 +489,14 @@ static int journal_replay(tlog *t, pt_err *err) {
             }
             t->jn++;
             t->jnext++;
-        } else if (index >= t->jnext) {
-            break; /* a gap: nothing after it was acknowledged in sequence */
+        } else if (index > t->jnext) {
+            /* Records are written in index order from the published size on, so a gap means
+             * the checkpoint is older than what was journaled: its indices were handed out. */
+            if (!t->recovering)
+                rc = pt_errf(err, PT_EVERIFY, "%s/journal: holds entry %llu, beyond the checkpoint's size %llu: the "
+                             "checkpoint is older than the journal; the writer stops (parity log recover re-derives "
+                             "the checkpoint)", t->dir, (unsigned long long)index, (unsigned long long)t->jnext);
+            break; /* recovery: entries before it are gone, so nothing from here on can be placed */
         }
         off += JREC_HEAD + n + JREC_SUM;
     }
@@ -761,7 +740,110 @@ static int recover(tlog *t, const checkpoint *c, pt_err *err) {
     return PT_OK;
 }
 
-int tlog_open(const char *data_dir, const char *name, const char *origin, tlog **out, pt_err *err) {
+/* A missing checkpoint is a new log only if nothing was ever written: entries, tiles or a
+ * journal on disk mean the checkpoint was lost, and starting over would hand out their
+ * indices again with other content. */
+static int check_new_log(tlog *t, const char *cp_path, pt_err *err) {
+    char *tiles = pt_path_join(t->dir, "tile"), *journal = pt_path_join(t->dir, "journal");
+    uint64_t ext = 0;
+    struct stat sb;
+    int rc = tiles && journal ? disk_extent(t->dir, 0, &ext, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+    long long jbytes = journal && stat(journal, &sb) == 0 ? (long long)sb.st_size : 0;
+    if (!rc && (ext > 0 || jbytes > 0 || pt_exists(tiles)))
+        rc = pt_errf(err, PT_EVERIFY, "%s: missing (size 0), but %s holds %llu entries and its journal %lld bytes: "
+                     "the writer will not start the log over them; parity log recover --log %s re-derives the "
+                     "checkpoint from the entries on disk", cp_path, tiles, (unsigned long long)ext, jbytes,
+                     strrchr(t->dir, '/') + 1);
+    free(tiles);
+    free(journal);
+    return rc;
+}
+
+/* Files beyond the checkpoint are the remains of a batch that crashed before its checkpoint
+ * was published (removed here: they were never acknowledged), or the checkpoint is older than
+ * the log on disk (restored from a backup, swapped): then appending would overwrite entries
+ * that a newer checkpoint may have published, so the writer stops. */
+static int check_nothing_beyond(tlog *t, const char *cp_path, uint64_t size, pt_err *err) {
+    uint64_t ext, from, to;
+    int rc = disk_extent(t->dir, size, &ext, err);
+    if (rc) return rc;
+    disk_pending_read(t->dir, &from, &to);
+    if (ext > size && !(from == size && to >= ext))
+        return pt_errf(err, PT_EVERIFY, "%s: size %llu, but %s/tile/entries holds %llu entries: the checkpoint is "
+                       "older than the log on disk; the writer will not append over existing entries; parity log "
+                       "recover --log %s re-derives the checkpoint from the entries on disk", cp_path,
+                       (unsigned long long)size, t->dir, (unsigned long long)ext, strrchr(t->dir, '/') + 1);
+    if (ext > size && (rc = disk_remove_beyond(t->dir, size, err))) return rc;
+    disk_pending_remove(t->dir);
+    return PT_OK;
+}
+
+/* Loads and checks the published checkpoint (a new log publishes the empty tree). */
+static int load_checkpoint(tlog *t, const char *cp_path, pt_err *err) {
+    size_t len, tlen;
+    char *text = NULL;
+    int rc = pt_read_file(cp_path, TLOG_MAX_CHECKPOINT, &text, &len, err);
+    if (rc == PT_ENOTFOUND) {
+        if ((rc = check_new_log(t, cp_path, err))) return rc;
+        merkle_empty_root(t->root);
+        return publish(t, 0, t->root, &t->cp, &t->cp_len, err);
+    }
+    if (rc) return rc;
+    checkpoint c;
+    if ((rc = note_open(text, len, &t->verifier, 1, &tlen, NULL, err)) ||
+        (rc = checkpoint_parse(text, tlen, &c, err))) {
+        pt_err_prefix(err, "%s", cp_path);
+    } else if (strcmp(c.origin, t->origin) != 0) {
+        rc = pt_errf(err, PT_EFORMAT, "%s: origin '%s' is not the key's name '%s'", cp_path, c.origin, t->origin);
+    } else if (!(rc = recover(t, &c, err)) && !(rc = check_nothing_beyond(t, cp_path, c.size, err))) {
+        t->size = c.size;
+        memcpy(t->root, c.root, 32);
+        t->cp = text;
+        t->cp_len = len;
+        text = NULL;
+    }
+    free(text);
+    return rc;
+}
+
+/* tlog_recover: the checkpoint re-derived from the entry bundles on disk. A checkpoint still
+ * there and signed by the log's key must be a prefix of what is on disk (same root at its
+ * size): recovery never shortens or rewrites a published tree. */
+static int rebuild_checkpoint(tlog *t, const char *cp_path, tlog_recovery *rec, pt_err *err) {
+    size_t len, tlen;
+    char *text = NULL;
+    checkpoint c;
+    memset(&c, 0, sizeof c);
+    int rc = pt_read_file(cp_path, TLOG_MAX_CHECKPOINT, &text, &len, err);
+    rec->previous = rc == PT_ENOTFOUND ? TLOG_CP_MISSING : TLOG_CP_UNREADABLE;
+    if (!rc && !note_open(text, len, &t->verifier, 1, &tlen, NULL, NULL) && !checkpoint_parse(text, tlen, &c, NULL) &&
+        !strcmp(c.origin, t->origin)) {
+        rec->previous = TLOG_CP_VALID;
+        rec->previous_size = c.size;
+    }
+    free(text);
+    uint8_t root[32];
+    if ((rc = disk_rebuild(t->dir, t->st, &t->bundle, root, err))) return rc;
+    t->size = rec->size = t->st->size;
+    if (rec->previous == TLOG_CP_VALID) {
+        uint8_t old[32];
+        if (c.size > t->size)
+            return pt_errf(err, PT_EVERIFY, "%s: size %llu, but the entry bundles on disk hold only %llu entries: "
+                           "entries are missing, recovery would shorten the log", cp_path, (unsigned long long)c.size,
+                           (unsigned long long)t->size);
+        if (c.size > 0 && ((rc = tlog_root(t, c.size, old, err)) || memcmp(old, c.root, 32) != 0))
+            return rc ? rc : pt_errf(err, PT_EVERIFY, "%s: the entries on disk do not hash to its root at size %llu: "
+                                     "the log on disk was rewritten", cp_path, (unsigned long long)c.size);
+    }
+    if ((rc = disk_remove_beyond(t->dir, t->size, err))) return rc;
+    memcpy(t->root, root, 32);
+    if ((rc = publish(t, t->size, root, &t->cp, &t->cp_len, err))) return rc;
+    disk_pending_remove(t->dir);
+    return PT_OK;
+}
+
+static int open_log(const char *data_dir, const char *name, const char *origin, tlog_recovery *rec, tlog **out,
+                    pt_err *err) {
     *out = NULL;
     if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
     if (!name_ok(name)) return pt_errf(err, PT_EINVAL, "log name '%s' must be 1-64 of [A-Za-z0-9_-]", name);
@@ -770,6 +852,7 @@ int tlog_open(const char *data_dir, const char *name, const char *origin, tlog *
     tlog *t = calloc(1, sizeof *t);
     if (!t) return pt_errf(err, PT_ENOMEM, "out of memory");
     t->lock_fd = -1;
+    t->recovering = rec != NULL;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     pthread_mutex_init(&t->cache_mu, NULL);
@@ -781,12 +864,16 @@ int tlog_open(const char *data_dir, const char *name, const char *origin, tlog *
     pt_buf_init(&t->bundle, (size_t)TILE_WIDTH * (2 + TLOG_MAX_ENTRY));
     for (size_t i = 0; i < CACHE_SLOTS; i++) t->cache[i].level = -1;
     int rc = PT_OK;
-    char *cp_path = NULL, *text = NULL;
+    char *cp_path = NULL;
     pt_buf p;
     pt_buf_init(&p, 8192);
     if (!(t->st = calloc(1, sizeof *t->st)) || pt_buf_printf(&p, "%s/log/%s", data_dir, name) ||
         !(t->dir = strdup(p.data))) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (rec && !pt_exists(t->dir)) {
+        rc = pt_errf(err, PT_ENOTFOUND, "%s: no such log to recover", t->dir);
         goto fail;
     }
     if ((rc = pt_mkdirs(t->dir, 0, err))) goto fail;
@@ -801,46 +888,47 @@ int tlog_open(const char *data_dir, const char *name, const char *origin, tlog *
                      errno == EWOULDBLOCK ? "the log is open in another process" : strerror(errno));
         goto fail;
     }
+    pt_buf_reset(&p);
+    if (rec && (pt_buf_printf(&p, "%s/keys/%s.key", data_dir, name) || !pt_exists(p.data))) {
+        rc = pt_errf(err, PT_ENOTFOUND, "%s: no signing key: a recovered checkpoint must be signed by the log's key",
+                     p.data);
+        goto fail;
+    }
     if ((rc = load_or_create_key(t, data_dir, name, origin, err))) goto fail;
     if (!(cp_path = pt_path_join(t->dir, "checkpoint"))) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
         goto fail;
     }
-    size_t len, tlen;
-    rc = pt_read_file(cp_path, TLOG_MAX_CHECKPOINT, &text, &len, err);
-    if (rc == PT_ENOTFOUND) { /* a new log: publish the empty tree */
-        merkle_empty_root(t->root);
-        if ((rc = publish(t, 0, t->root, &t->cp, &t->cp_len, err))) goto fail;
-    } else if (rc) {
-        goto fail;
-    } else {
-        checkpoint c;
-        if ((rc = note_open(text, len, &t->verifier, 1, &tlen, NULL, err)) ||
-            (rc = checkpoint_parse(text, tlen, &c, err))) {
-            pt_err_prefix(err, "%s", cp_path);
-            goto fail;
-        }
-        if (strcmp(c.origin, t->origin) != 0) {
-            rc = pt_errf(err, PT_EFORMAT, "%s: origin '%s' is not the key's name '%s'", cp_path, c.origin, t->origin);
-            goto fail;
-        }
-        if ((rc = recover(t, &c, err))) goto fail;
-        t->size = c.size;
-        memcpy(t->root, c.root, 32);
-        t->cp = text;
-        t->cp_len = len;
-        text = NULL;
-    }
+    if ((rc = rec ? rebuild_checkpoint(t, cp_path, rec, err) : load_checkpoint(t, cp_path, err))) goto fail;
     if ((rc = journal_replay(t, err))) goto fail;
-    free(text);
     free(cp_path);
     pt_buf_free(&p);
     *out = t;
     return PT_OK;
 fail:
-    free(text);
     free(cp_path);
     pt_buf_free(&p);
+    tlog_close(t);
+    return rc;
+}
+
+int tlog_open(const char *data_dir, const char *name, const char *origin, tlog **out, pt_err *err) {
+    return open_log(data_dir, name, origin, NULL, out, err);
+}
+
+int tlog_recover(const char *data_dir, const char *name, tlog_recovery *rec, pt_err *err) {
+    memset(rec, 0, sizeof *rec);
+    tlog *t;
+    int rc = open_log(data_dir, name, NULL, rec, &t, err);
+    if (rc) return rc;
+    char when[21], entry[512];
+    static const char *const prev[] = {"missing", "unreadable", "valid"};
+    int n = snprintf(entry, sizeof entry,
+                     "{\"type\":\"log_recovery\",\"time\":\"%s\",\"previous_checkpoint\":\"%s\","
+                     "\"previous_size\":%llu,\"recovered_size\":%llu}",
+                     pt_format_time(pt_unix_time(), when), prev[rec->previous], (unsigned long long)rec->previous_size,
+                     (unsigned long long)rec->size);
+    rc = tlog_append(t, entry, (size_t)n, &rec->entry_index, err);
     tlog_close(t);
     return rc;
 }

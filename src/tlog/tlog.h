@@ -15,7 +15,13 @@
  * Durability: an append returns only after its entry bundle and hash tiles are fsynced AND
  * a checkpoint covering it has been atomically published (temp + fsync + rename + fsync dir).
  * After a crash at any moment the published checkpoint matches the tiles, and every entry
- * whose append returned is present; tiles beyond the checkpoint are ignored and overwritten.
+ * whose append returned is present; tiles a crashed batch left beyond the checkpoint are
+ * removed at open (the batch marks them first in DATA/log/NAME/pending, see disk.h).
+ *
+ * No fork: the writer refuses to open a log whose checkpoint is missing while entries, tiles
+ * or a journal exist, or whose checkpoint is older than the entries on disk (restored from a
+ * backup, swapped): it would hand out indices already taken. tlog_recover is the explicit way
+ * out, and it leaves a log_recovery entry in the log.
  *
  * Threads: a tlog handle may be used from any number of threads at once. Concurrent
  * appenders are integrated together (group commit): one of them integrates everything queued,
@@ -50,9 +56,34 @@ typedef struct tlog tlog;   /* opaque */
  * name: [A-Za-z0-9_-]+ (PT_EINVAL otherwise).
  * On success *out is a new handle (tlog_close). Errors: PT_EIO, PT_EFORMAT (a corrupt key,
  * checkpoint or tile — the log is not touched), PT_EVERIFY (the tiles do not hash to the
- * published checkpoint's root), PT_ECONFLICT (another process holds the log).
+ * published checkpoint's root; the checkpoint is missing although entries, tiles or a journal
+ * exist; the checkpoint is older than the entries or the journal on disk — the message names
+ * the file and both sizes, and nothing is written), PT_ECONFLICT (another process holds the log).
  * A new log publishes a checkpoint of size 0 at once. */
 int tlog_open(const char *data_dir, const char *name, const char *origin, tlog **out, pt_err *err);
+
+/* What tlog_recover found and did. */
+enum { TLOG_CP_MISSING, TLOG_CP_UNREADABLE, TLOG_CP_VALID };
+typedef struct tlog_recovery {
+    int previous;            /* the checkpoint it found: TLOG_CP_* (unreadable: corrupt, or not
+                                signed by the log's key for its origin) */
+    uint64_t previous_size;  /* its size when TLOG_CP_VALID, else 0 */
+    uint64_t size;           /* the size re-derived from the entries on disk */
+    uint64_t entry_index;    /* the index of the log_recovery entry it appended */
+} tlog_recovery;
+
+/* Re-derives the checkpoint of DATA/log/NAME from its entry bundles (parity log recover):
+ * every entry from index 0 as far as whole bundles go, every hash tile on disk compared with
+ * the recomputed one, a checkpoint signed by the existing key DATA/keys/NAME.key published
+ * for that size; then a journal that continues it is integrated and the entry
+ *   {"type":"log_recovery","time":"YYYY-MM-DDTHH:MM:SSZ","previous_checkpoint":
+ *    "missing"|"unreadable"|"valid","previous_size":N,"recovered_size":N}
+ * is appended, so every reader of the log sees that it happened. A valid checkpoint found
+ * there must be a prefix of the re-derived tree (its size ≤ and the same root at its size):
+ * recovery never shortens or rewrites a published tree. Errors: PT_ENOTFOUND (no such log
+ * or key), PT_EVERIFY (a hash tile disagrees with the entries, naming it; the checkpoint is not
+ * a prefix), PT_ECONFLICT (another process holds the log), PT_EIO. */
+int tlog_recover(const char *data_dir, const char *name, tlog_recovery *rec, pt_err *err);
 
 /* Closes the handle; tlog_close(NULL) is a no-op. No append may be in progress. */
 void tlog_close(tlog *t);
