@@ -467,6 +467,7 @@ static json_t *b64(const uint8_t *p, size_t n) {
 /* GET /v1/receipts/{index}: the audit entry and its inclusion proof against the current audit
  * checkpoint (which is returned too, so the client can check its signature). */
 static int r_receipt(pt_server *s, call *c, http_resp *resp) {
+    c->decision_allow = 1; /* any key may ask; what it is shown depends on whose receipt it is */
     uint64_t index;
     if (pt_parse_u64(c->params[0], &index)) {
         http_error(resp, 400, "invalid_request_error", "invalid_index", "index", "'%s' is not a receipt index.",
@@ -542,6 +543,7 @@ static json_t *caps_json(pt_capset caps) {
 
 /* GET /v1/access: what the caller may do, per model, now, and what is left of its quotas. */
 static int r_access(pt_server *s, call *c, http_resp *resp) {
+    c->decision_allow = 1; /* every key may read its own access */
     const pt_policy *p = c->pol->p;
     int64_t now = pt_unix_time();
     const pt_org *org = pt_policy_org(p, c->key.org);
@@ -957,7 +959,7 @@ static const route base_routes[] = {
     {"GET", "/v1/models", AUTH_KEY, r_models, "models", 1, 0},
     {"GET", "/v1/models/{}", AUTH_KEY, r_model, "model", 1, 0},
     {"GET", "/v1/access", AUTH_KEY, r_access, "access", 1, 0},
-    {"GET", "/v1/receipts/{}", AUTH_KEY, r_receipt, "receipt", 0, 0},
+    {"GET", "/v1/receipts/{}", AUTH_KEY, r_receipt, "receipt", 1, 0},
     {"GET", "/v1/admin/keys", AUTH_ADMIN, r_admin_keys, "admin_keys", 1, 0},
     {"POST", "/v1/admin/keys", AUTH_ADMIN, r_admin_key_create, "admin_keys", 1, 0},
     {"POST", "/v1/admin/keys/{}/revoke", AUTH_ADMIN, r_admin_key_revoke, "admin_keys", 1, 0},

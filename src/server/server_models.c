@@ -2003,6 +2003,6 @@ const route pt_model_routes[] = {
     {"POST", "/v1/chat/completions", AUTH_KEY, r_chat, "chat_completions", 1, 0},
     {"POST", "/v1/internals/trace", AUTH_KEY, r_trace, "internals_trace", 1, 0},
     {"GET", "/v1/internals/hooks", AUTH_KEY, r_hooks, "internals_hooks", 1, 0},
-    {"GET", "/v1/queue", AUTH_KEY, r_queue, "queue", 0, 0},
+    {"GET", "/v1/queue", AUTH_KEY, r_queue, "queue", 1, 0},
 };
 const size_t pt_n_model_routes = sizeof pt_model_routes / sizeof pt_model_routes[0];
