@@ -478,9 +478,10 @@ static void job_finish(pt_server *s, gen_job *j) {
     }
     uint8_t h[32];
     pt_sha256_final(&j->hash, h);
-    char *text = srv_audit_text(j->c, j->status ? j->status : 200, h);
+    pt_receipt_private priv;
+    char *text = srv_audit_text(j->c, j->status ? j->status : 200, h, &priv);
     pthread_mutex_unlock(&j->mu);
-    if (!text || pt_receipts_submit(s->receipts, text, strlen(text), stream_receipt_done, j))
+    if (!text || pt_receipts_submit(s->receipts, text, strlen(text), &priv, stream_receipt_done, j))
         stream_receipt_done(j, PT_EIO, 0);
     free(text);
 }
