@@ -84,6 +84,9 @@ int pt_receipts_private_get(pt_receipts *r, uint64_t index, pt_receipt_private *
 /* The keyed pseudonym of an organisation (what = "org") or key id (what = "key"): hex of the
  * first 16 bytes of HMAC-SHA256(lab secret, "parity-receipt-v1 " what " " id). */
 void pt_receipts_pseudonym(const pt_receipts *r, const char *what, const char *id, char out[33]);
+/* Both of a caller's pseudonyms (org and key), from a per-thread cache of the last caller. */
+void pt_receipts_pseudonyms(const pt_receipts *r, const char *org, const char *key_id, char org_out[33],
+                            char key_out[33]);
 /* Commitment to a body digest: SHA-256(tag || salt || digest), tag "parity-receipt-v1 request"
  * or "parity-receipt-v1 response". */
 void pt_receipt_commit(const char *tag, const uint8_t salt[32], const uint8_t digest[32], uint8_t out[32]);
