@@ -47,6 +47,12 @@ st, h, _, got = req("POST", "/v1/chat/completions", chat, key="al2")
 idx, salt = h.get("parity-receipt"), h.get("parity-receipt-salt", "")
 check(st == 200 and idx is not None and len(salt) == 64, "the caller gets its receipt index and a 32-byte salt: %s" % (h,))
 
+# A mistyped fine-tuned model name carries the organisation's id: not in the public entry.
+st, h2, _, _ = req("POST", "/v1/chat/completions", dict(chat, model="ft:tiny:al2:mine:ftjob-nope"), key="al2")
+st2, _, r, _ = req("GET", "/v1/receipts/%s" % h2.get("parity-receipt"), key="al3")
+check(st == 404 and st2 == 200 and r["entry"].get("unlisted_model") is True and "model" not in r["entry"],
+      "an unlisted model name is not published: %s" % (r.get("entry"),))
+
 # Another organisation: the public part only.
 st, _, r, raw = req("GET", "/v1/receipts/%s" % idx, key="al3")
 e = r.get("entry", {}) if r else {}

@@ -289,6 +289,12 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receip
     const pt_org *org = c->pol ? pt_policy_org(c->pol->p, c->key.org) : NULL;
     int public_usage = org && org->public_usage;
     if (!public_usage) pt_receipts_pseudonyms(c->s->receipts, c->key.org, c->key.id, op, kp);
+    /* The model and variant asked for are the caller's text: public only when the policy lists
+     * them (a mistyped "ft:BASE:ORG:..." name, or anything else put there, stays private). */
+    const pt_pmodel *pm = c->pol && c->model[0] ? pt_policy_model(c->pol->p, c->model) : NULL;
+    int variant_listed = 0;
+    for (size_t v = 0; pm && c->variant[0] && v < pm->n_variants && !variant_listed; v++)
+        variant_listed = !strcmp(pm->variants[v].id, c->variant);
     const char *grant = c->reason[0] ? c->reason : NULL, *digest = c->pol && c->pol->digest[0] ? c->pol->digest : NULL;
     size_t org_n = public_usage ? strlen(c->key.org) : 0, model_n = strlen(c->model), variant_n = strlen(c->variant),
            grant_n = grant ? strlen(grant) : 0;
@@ -318,8 +324,10 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receip
     OWN(",\"method\":", c->rt->method); /* the matched route's, the same as the request's */
     OWN(",\"route\":", c->rt->label);
     OWN(",\"decision\":", c->decision_allow ? "allow" : "deny");
-    if (model_n) ESC(",\"model\":", c->model, model_n);
-    if (variant_n) ESC(",\"variant\":", c->variant, variant_n);
+    if (pm) ESC(",\"model\":", c->model, model_n);
+    else if (model_n) LIT(",\"unlisted_model\":true");
+    if (variant_listed) ESC(",\"variant\":", c->variant, variant_n);
+    else if (variant_n) LIT(",\"unlisted_variant\":true");
     LIT(",\"capabilities\":[");
     for (int i = 0, n = 0; i < PT_CAP_COUNT; i++)
         if (c->caps_used & (1u << i)) {
