@@ -282,13 +282,19 @@ void pt_receipts_pseudonyms(const pt_receipts *r, const char *org, const char *k
     memcpy(key_out, last.kp, 33);
 }
 
-void pt_receipt_commit(const char *tag, const uint8_t salt[32], const uint8_t digest[32], uint8_t out[32]) {
-    pt_sha256_ctx c;
-    pt_sha256_init(&c);
-    pt_sha256_update(&c, tag, strlen(tag));
-    pt_sha256_update(&c, salt, 32);
-    pt_sha256_update(&c, digest, 32);
-    pt_sha256_final(&c, out);
+void pt_receipt_commitments(const uint8_t salt[32], const uint8_t request_sha256[32],
+                            const uint8_t response_sha256[32], uint8_t request_out[32], uint8_t response_out[32]) {
+    /* Both hashed together, their SHA-NI rounds interleaved (half the time of two calls):
+     * pt_sha256_prefixed2 takes the tags' common first byte apart. */
+    static const char rq[] = "parity-receipt-v1 request", rs[] = "parity-receipt-v1 response";
+    uint8_t a[sizeof rq - 2 + 64], b[sizeof rs - 2 + 64];
+    memcpy(a, rq + 1, sizeof rq - 2);
+    memcpy(a + sizeof rq - 2, salt, 32);
+    memcpy(a + sizeof rq - 2 + 32, request_sha256, 32);
+    memcpy(b, rs + 1, sizeof rs - 2);
+    memcpy(b + sizeof rs - 2, salt, 32);
+    memcpy(b + sizeof rs - 2 + 32, response_sha256, 32);
+    pt_sha256_prefixed2((uint8_t)rq[0], a, sizeof a, b, sizeof b, request_out, response_out);
 }
 
 /* The pseudonym secret: read, or made at first start; HMAC's inner and outer states. */

@@ -87,9 +87,10 @@ void pt_receipts_pseudonym(const pt_receipts *r, const char *what, const char *i
 /* Both of a caller's pseudonyms (org and key), from a per-thread cache of the last caller. */
 void pt_receipts_pseudonyms(const pt_receipts *r, const char *org, const char *key_id, char org_out[33],
                             char key_out[33]);
-/* Commitment to a body digest: SHA-256(tag || salt || digest), tag "parity-receipt-v1 request"
- * or "parity-receipt-v1 response". */
-void pt_receipt_commit(const char *tag, const uint8_t salt[32], const uint8_t digest[32], uint8_t out[32]);
+/* The commitments to the request's and response's body digests: SHA-256(tag || salt || digest),
+ * tag "parity-receipt-v1 request" and "parity-receipt-v1 response" (ASCII, no terminator). */
+void pt_receipt_commitments(const uint8_t salt[32], const uint8_t request_sha256[32],
+                            const uint8_t response_sha256[32], uint8_t request_out[32], uint8_t response_out[32]);
 /* 1 in async mode: `done` runs inside pt_receipts_submit, before it returns. */
 int pt_receipts_async(const pt_receipts *r);
 /* Waits until every entry with an index < upto has been journaled (or the writer failed:

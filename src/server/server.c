@@ -271,7 +271,7 @@ static int64_t unix_time_ms(void) {
 
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receipt_private *priv) {
     char rq[65], rs[65], t[21], op[33], kp[33];
-    uint8_t h[32];
+    uint8_t h[32], h2[32];
     int64_t now_ms = unix_time_ms();
     priv->time_ms = now_ms;
     pt_strlcpy(priv->org, c->key.org, sizeof priv->org);
@@ -281,10 +281,9 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receip
     if (c->req->body_len) pt_sha256(c->req->body, c->req->body_len, priv->request_sha256);
     else memcpy(priv->request_sha256, c->s->empty_sha256, 32); /* most requests (GETs) have no body */
     memcpy(priv->response_sha256, resp_hash, 32);
-    pt_receipt_commit("parity-receipt-v1 request", c->salt, priv->request_sha256, h);
+    pt_receipt_commitments(c->salt, priv->request_sha256, resp_hash, h, h2);
     pt_hex(h, 32, rq);
-    pt_receipt_commit("parity-receipt-v1 response", c->salt, resp_hash, h);
-    pt_hex(h, 32, rs);
+    pt_hex(h2, 32, rs);
     pt_format_time(now_ms / 1000 - (now_ms / 1000) % 60, t); /* the minute */
     const pt_org *org = c->pol ? pt_policy_org(c->pol->p, c->key.org) : NULL;
     int public_usage = org && org->public_usage;
