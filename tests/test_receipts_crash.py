@@ -30,6 +30,17 @@ def entries(w):
     return got
 
 
+def private_org(w, i):
+    """The organisation in entry i's private record (docs/server.md, "Receipts": 384-byte
+    records at i * 384 in DATA/private/audit-receipts), or None when there is none."""
+    with open(os.path.join(w.data, "private", "audit-receipts"), "rb") as f:
+        f.seek(i * 384)
+        rec = f.read(384)
+    if len(rec) < 384 or rec[:4] != b"PRV1" or int.from_bytes(rec[8:16], "little") != i:
+        return None
+    return rec[152:152 + rec[4]].decode()
+
+
 def hammer(w, org, seconds, kill_after=None):
     """Keep-alive GET /v1/models from 8 threads; returns the receipt indices received. With
     kill_after, SIGKILLs the server after that many seconds, mid-load."""
@@ -85,6 +96,9 @@ def crash_round(mode):
     else:
         w.serve_args = ["--receipts", mode]
     w.start()
+    # The public entries name organisations by pseudonyms (GET /v1/access gives each its own).
+    pseud = {org: w.req("GET", "/v1/access", key=org)[2]["audit"]["org_pseudonym"] for org in ("al1", "al2")}
+    of = lambda e: e.get("org_pseudonym") and [o for o, p in pseud.items() if p == e["org_pseudonym"]][0]
     before = hammer(w, "al1", 0, kill_after=1.5)
     w.check(len(before) > 50, "%s: requests were served before the kill (%d)" % (mode, len(before)))
     if mode == "async":  # restart in the other mode: it too must publish the lost indices first
@@ -93,20 +107,27 @@ def crash_round(mode):
     after = hammer(w, "al2", 0.5)
     w.check(w.stop() == 0, "%s: clean stop after the crash" % mode)
     log = entries(w)
-    wrong = [i for i in before if i not in log or not (log[i].get("type") == "lost" or log[i].get("org") == "al1")]
+    wrong = [i for i in before if i not in log or not (log[i].get("type") == "lost" or of(log[i]) == "al1")]
     w.check(not wrong, "%s: every index handed out before the crash is that request's entry or 'lost': %s"
             % (mode, wrong[:5]))
     lost = sorted(i for i, e in log.items() if e.get("type") == "lost")
     if mode == "durable":
         w.check(not lost, "durable: no entry is lost (%d lost)" % len(lost))
-        w.check(all(log[i].get("org") == "al1" for i in before), "durable: every acknowledged receipt is on disk")
+        w.check(all(of(log[i]) == "al1" for i in before), "durable: every acknowledged receipt is on disk")
     else:
         w.check(lost and lost == list(range(lost[0], lost[-1] + 1)) and lost[-1] + 1 == min(after),
                 "async: the lost indices are one range right before the next run's first receipt")
         w.check(all(log[i].get("index") == i for i in lost), "async: a lost entry names its index")
-    w.check(all(i in log and log[i].get("org") == "al2" for i in after) and min(after) > max(before),
+    w.check(all(i in log and of(log[i]) == "al2" for i in after) and min(after) > max(before),
             "%s: the next run's receipts come after every earlier index (no reuse)" % mode)
     w.check(len(set(before + after)) == len(before + after), "%s: no index handed out twice" % mode)
+    # async writes a batch's private records before its public entries: every request entry has
+    # one; durable writes them after and before acknowledging: every acknowledged one has one.
+    owned = [i for i, e in log.items() if e.get("type") == "request"] if mode == "async" else before + after
+    w.check(owned and all(private_org(w, i) == of(log[i]) for i in owned),
+            "%s: every %s entry has its private part, naming its organisation" %
+            (mode, "request" if mode == "async" else "acknowledged"))
+    w.check(all(private_org(w, i) is None for i in lost), "%s: a lost entry has no private part" % mode)
     print("%s: %d receipts before the kill, %d after the restart, %d lost" % (mode, len(before), len(after), len(lost)))
     n_lost = len(lost)
     # A clean stop releases the reservation: the next start publishes nothing lost.

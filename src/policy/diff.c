@@ -247,11 +247,15 @@ json_t *pt_policy_diff(const pt_policy *a, const pt_policy *b) {
     /* organisations */
     for (size_t i = 0; a && i < b->n_orgs; i++) {
         const pt_org *g = &b->orgs[i], *o = pt_policy_org(a, g->id);
-        if (!o) add(lines, "organisation %s added (%s, %s)", g->id, pt_org_kind_name(g->kind), g->name);
+        if (!o) add(lines, "organisation %s added (%s, %s%s)", g->id, pt_org_kind_name(g->kind), g->name,
+                    g->public_usage ? ", public usage" : "");
         else {
             if (o->kind != g->kind)
                 add(lines, "organisation %s: kind %s -> %s", g->id, pt_org_kind_name(o->kind), pt_org_kind_name(g->kind));
             if (!streq(o->name, g->name)) add(lines, "organisation %s: name '%s' -> '%s'", g->id, o->name, g->name);
+            if (o->public_usage != g->public_usage)
+                add(lines, "organisation %s: usage %s -> %s", g->id, o->public_usage ? "public" : "pseudonymous",
+                    g->public_usage ? "public" : "pseudonymous");
         }
     }
     for (size_t j = 0; a && j < a->n_orgs; j++)

@@ -409,8 +409,8 @@ static int parse_orgs(pctx *c, const ynode *n) {
     p->orgs = calloc(n->n ? n->n : 1, sizeof *p->orgs);
     if (!p->orgs) return nomem(c);
     for (size_t i = 0; i < n->n; i++) {
-        static const char *const keys[] = {"id", "name", "kind", NULL};
-        const ynode *v[3], *it = n->items[i];
+        static const char *const keys[] = {"id", "name", "kind", "public_usage", NULL};
+        const ynode *v[4], *it = n->items[i];
         char base[64], sub[352];
         snprintf(base, sizeof base, "organisations[%zu]", i);
         if ((rc = get_map(c, it, base, keys, v))) return rc;
@@ -435,6 +435,10 @@ static int parse_orgs(pctx *c, const ynode *n) {
         if (k == 4)
             return perr(c, v[2], sub, "unknown kind '%s' (one of insider, evaluator, researcher, public)", v[2]->str);
         o->kind = (pt_org_kind)k;
+        if (v[3]) {
+            subpath(sub, sizeof sub, base, "public_usage");
+            if ((rc = get_bool(c, v[3], sub, &o->public_usage))) return rc;
+        }
     }
     return PT_OK;
 }
@@ -804,6 +808,8 @@ json_t *pt_policy_to_json(const pt_policy *p) {
         json_object_set_new(o, "id", json_string(p->orgs[i].id));
         json_object_set_new(o, "name", json_string(p->orgs[i].name));
         json_object_set_new(o, "kind", json_string(kind_names[p->orgs[i].kind]));
+        /* only when true: revisions written before the field keep their canonical form */
+        if (p->orgs[i].public_usage) json_object_set_new(o, "public_usage", json_true());
         json_array_append_new(orgs, o);
     }
     json_object_set_new(root, "organisations", orgs);

@@ -87,6 +87,7 @@ typedef struct {
     char *id;
     char *name;
     pt_org_kind kind;
+    int public_usage;     /* 1: its audit entries name it and its key ids (default 0: keyed pseudonyms) */
     int line, column;
 } pt_org;
 

@@ -1,13 +1,21 @@
 /* see receipts.h */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
+#include "common/crc32c.h"
 #include "common/fileio.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "server/receipts.h"
 
@@ -29,6 +37,18 @@
  * stay few at high request rates; a receipt reaches the disk within about twice this plus one
  * fdatasync. Submitters never wake a writer that is busy or pausing. */
 #define ASYNC_INTERVAL_MS 10.0
+/* A private record: "PRV1", the org's, key id's and grant's lengths (1 byte each), 1 zero byte,
+ * the index (8, little-endian), the time in ms (8), salt, request and response digests (32
+ * each), the key id, org and grant (their lengths, zero-padded to 32, 128 and 63), zeros, and
+ * CRC-32C of all before it (4) at the end. Record i lives at offset i * PRIV_REC; a hole reads
+ * as zeros (no record). */
+#define PRIV_REC 384
+#define PRIV_KEY_AT 120
+#define PRIV_ORG_AT (PRIV_KEY_AT + PT_RECEIPT_KEY_MAX)
+#define PRIV_GRANT_AT (PRIV_ORG_AT + PT_RECEIPT_ORG_MAX)
+#define PRIV_CRC_AT (PRIV_REC - 4)
+#define SECRET_LEN 32
+_Static_assert(PRIV_GRANT_AT + PT_RECEIPT_GRANT_MAX <= PRIV_CRC_AT, "a private record's fields fit");
 
 /* Queued entries: their bytes back to back in one buffer, and per entry its length and the
  * callback still due (NULL in async mode: already called). Submitters append to the current
@@ -42,6 +62,8 @@ typedef struct slot {
 typedef struct queue {
     pt_buf bytes;
     slot *slots;
+    pt_receipt_private *priv; /* per entry */
+    uint8_t *recs;            /* write_batch's encoded private records */
     size_t *lens;
     const void **data; /* write_batch's pointers into bytes */
     size_t n, cap;
@@ -51,6 +73,10 @@ struct pt_receipts {
     tlog *log;
     pt_receipts_mode mode;
     char *reserve_path;
+    char *priv_path;
+    int priv_fd;
+    pt_sha256_ctx hmac_in, hmac_out; /* the pseudonym secret's HMAC states after one block */
+    uint64_t generation;             /* tells this writer's pseudonyms from another's in caches */
     pthread_t thread[WRITERS];
     int n_threads;
     pthread_mutex_t mu;
@@ -85,18 +111,27 @@ static void queue_free(queue *q) {
     if (!q) return;
     pt_buf_free(&q->bytes);
     free(q->slots);
+    free(q->priv);
+    free(q->recs);
     free(q->lens);
     free(q->data);
     free(q);
 }
 
 /* Appends one entry; PT_ENOMEM leaves q as it was. */
-static int queue_push(queue *q, const char *entry, size_t len, pt_receipt_done done, void *ctx) {
+static int queue_push(queue *q, const char *entry, size_t len, const pt_receipt_private *priv, pt_receipt_done done,
+                      void *ctx) {
     if (q->n == q->cap) {
         size_t cap = q->cap ? 2 * q->cap : 256;
         slot *s = realloc(q->slots, cap * sizeof *s);
         if (!s) return PT_ENOMEM;
         q->slots = s;
+        pt_receipt_private *pv = realloc(q->priv, cap * sizeof *pv);
+        if (!pv) return PT_ENOMEM;
+        q->priv = pv;
+        uint8_t *rc = realloc(q->recs, cap * PRIV_REC);
+        if (!rc) return PT_ENOMEM;
+        q->recs = rc;
         size_t *l = realloc(q->lens, cap * sizeof *l);
         if (!l) return PT_ENOMEM;
         q->lens = l;
@@ -107,6 +142,7 @@ static int queue_push(queue *q, const char *entry, size_t len, pt_receipt_done d
     }
     if (pt_buf_append(&q->bytes, entry, len)) return PT_ENOMEM;
     q->lens[q->n] = len;
+    q->priv[q->n] = *priv;
     q->slots[q->n++] = (slot){done, ctx};
     return PT_OK;
 }
@@ -136,6 +172,180 @@ static void extend_reservation(pt_receipts *r) {
     pthread_cond_broadcast(&r->wcv);
 }
 
+/* Private records ------------------------------------------------------------------------ */
+
+static void put_u64le(uint8_t *p, uint64_t v) {
+    for (int k = 0; k < 8; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+
+static uint64_t get_u64le(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++) v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+static void priv_encode(uint8_t *out, uint64_t index, const pt_receipt_private *p) {
+    size_t kn = strnlen(p->key_id, PT_RECEIPT_KEY_MAX), on = strnlen(p->org, PT_RECEIPT_ORG_MAX),
+           gn = strnlen(p->grant, PT_RECEIPT_GRANT_MAX);
+    memset(out, 0, PRIV_REC);
+    memcpy(out, "PRV1", 4);
+    out[4] = (uint8_t)on;
+    out[5] = (uint8_t)kn;
+    out[6] = (uint8_t)gn;
+    put_u64le(out + 8, index);
+    put_u64le(out + 16, (uint64_t)p->time_ms);
+    memcpy(out + 24, p->salt, 32);
+    memcpy(out + 56, p->request_sha256, 32);
+    memcpy(out + 88, p->response_sha256, 32);
+    memcpy(out + PRIV_KEY_AT, p->key_id, kn);
+    memcpy(out + PRIV_ORG_AT, p->org, on);
+    memcpy(out + PRIV_GRANT_AT, p->grant, gn);
+    uint32_t crc = pt_crc32c(0, out, PRIV_CRC_AT);
+    for (int k = 0; k < 4; k++) out[PRIV_CRC_AT + k] = (uint8_t)(crc >> (8 * k));
+}
+
+static int priv_decode(const uint8_t *in, uint64_t index, pt_receipt_private *p) {
+    uint32_t crc = 0;
+    for (int k = 0; k < 4; k++) crc |= (uint32_t)in[PRIV_CRC_AT + k] << (8 * k);
+    if (memcmp(in, "PRV1", 4) || crc != pt_crc32c(0, in, PRIV_CRC_AT) || get_u64le(in + 8) != index ||
+        in[4] > PT_RECEIPT_ORG_MAX || in[5] > PT_RECEIPT_KEY_MAX || in[6] > PT_RECEIPT_GRANT_MAX)
+        return PT_ENOTFOUND;
+    memset(p, 0, sizeof *p);
+    p->time_ms = (int64_t)get_u64le(in + 16);
+    memcpy(p->salt, in + 24, 32);
+    memcpy(p->request_sha256, in + 56, 32);
+    memcpy(p->response_sha256, in + 88, 32);
+    memcpy(p->key_id, in + PRIV_KEY_AT, in[5]);
+    memcpy(p->org, in + PRIV_ORG_AT, in[4]);
+    memcpy(p->grant, in + PRIV_GRANT_AT, in[6]);
+    return PT_OK;
+}
+
+/* Writes a batch's private records at their indices (one pwrite, one fdatasync). */
+static int priv_write(pt_receipts *r, queue *q, uint64_t first, pt_err *err) {
+    for (size_t i = 0; i < q->n; i++) priv_encode(q->recs + i * PRIV_REC, first + i, &q->priv[i]);
+    const uint8_t *p = q->recs;
+    size_t left = q->n * PRIV_REC;
+    off_t at = (off_t)(first * PRIV_REC);
+    while (left > 0) {
+        ssize_t k = pwrite(r->priv_fd, p, left, at);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return pt_errf(err, PT_EIO, "%s: write: %s", r->priv_path, k < 0 ? strerror(errno) : "short write");
+        p += k, left -= (size_t)k, at += k;
+    }
+    if (fdatasync(r->priv_fd)) return pt_errf(err, PT_EIO, "%s: fdatasync: %s", r->priv_path, strerror(errno));
+    return PT_OK;
+}
+
+int pt_receipts_private_get(pt_receipts *r, uint64_t index, pt_receipt_private *out) {
+    uint8_t rec[PRIV_REC];
+    if (index > (uint64_t)INT64_MAX / PRIV_REC) return PT_ENOTFOUND;
+    ssize_t k = pread(r->priv_fd, rec, PRIV_REC, (off_t)(index * PRIV_REC));
+    return k == PRIV_REC ? priv_decode(rec, index, out) : PT_ENOTFOUND;
+}
+
+static const char PSEUDONYM_TAG[] = "parity-receipt-v1 ";
+
+void pt_receipts_pseudonym(const pt_receipts *r, const char *what, const char *id, char out[33]) {
+    pt_sha256_ctx c = r->hmac_in;
+    uint8_t h[32];
+    pt_sha256_update(&c, PSEUDONYM_TAG, sizeof PSEUDONYM_TAG - 1);
+    pt_sha256_update(&c, what, strlen(what));
+    pt_sha256_update(&c, " ", 1);
+    pt_sha256_update(&c, id, strlen(id));
+    pt_sha256_final(&c, h);
+    c = r->hmac_out;
+    pt_sha256_update(&c, h, 32);
+    pt_sha256_final(&c, h);
+    pt_hex(h, 16, out);
+}
+
+/* Each thread remembers the last caller's pseudonyms (a client's requests tend to come one after
+ * another on one connection, so on one thread): 4 SHA-256 compressions and 2 hex encodings
+ * saved per request. Tagged with the writer's generation, so a cache never outlives its secret. */
+static atomic_uint_fast64_t generations;
+
+void pt_receipts_pseudonyms(const pt_receipts *r, const char *org, const char *key_id, char org_out[33],
+                            char key_out[33]) {
+    static _Thread_local struct {
+        uint64_t generation;
+        char org[PT_RECEIPT_ORG_MAX + 1], key_id[PT_RECEIPT_KEY_MAX + 1], op[33], kp[33];
+    } last;
+    if (last.generation != r->generation || strcmp(last.key_id, key_id) || strcmp(last.org, org)) {
+        pt_receipts_pseudonym(r, "org", org, last.op);
+        pt_receipts_pseudonym(r, "key", key_id, last.kp);
+        pt_strlcpy(last.org, org, sizeof last.org);
+        pt_strlcpy(last.key_id, key_id, sizeof last.key_id);
+        last.generation = strlen(org) < sizeof last.org && strlen(key_id) < sizeof last.key_id ? r->generation : 0;
+    }
+    memcpy(org_out, last.op, 33);
+    memcpy(key_out, last.kp, 33);
+}
+
+void pt_receipt_commitments(const uint8_t salt[32], const uint8_t request_sha256[32],
+                            const uint8_t response_sha256[32], uint8_t request_out[32], uint8_t response_out[32]) {
+    /* Both hashed together, their SHA-NI rounds interleaved (half the time of two calls):
+     * pt_sha256_prefixed2 takes the tags' common first byte apart. */
+    static const char rq[] = "parity-receipt-v1 request", rs[] = "parity-receipt-v1 response";
+    uint8_t a[sizeof rq - 2 + 64], b[sizeof rs - 2 + 64];
+    memcpy(a, rq + 1, sizeof rq - 2);
+    memcpy(a + sizeof rq - 2, salt, 32);
+    memcpy(a + sizeof rq - 2 + 32, request_sha256, 32);
+    memcpy(b, rs + 1, sizeof rs - 2);
+    memcpy(b + sizeof rs - 2, salt, 32);
+    memcpy(b + sizeof rs - 2 + 32, response_sha256, 32);
+    pt_sha256_prefixed2((uint8_t)rq[0], a, sizeof a, b, sizeof b, request_out, response_out);
+}
+
+/* The pseudonym secret: read, or made at first start; HMAC's inner and outer states. */
+static int load_secret(pt_receipts *r, const char *private_dir, pt_err *err) {
+    char *path = pt_path_join(private_dir, "audit-pseudonym.key");
+    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
+    char *text = NULL;
+    size_t len = 0;
+    uint8_t key[SECRET_LEN], pad[64];
+    int rc = pt_read_file(path, 4096, &text, &len, err);
+    if (rc == PT_ENOTFOUND) {
+        randombytes_buf(key, sizeof key);
+        rc = pt_write_atomic(path, key, sizeof key, 0600, err);
+    } else if (!rc && len != SECRET_LEN) {
+        rc = pt_errf(err, PT_EFORMAT, "%s: %zu bytes, expected %d (the lab's audit pseudonym secret)", path, len,
+                     SECRET_LEN);
+    } else if (!rc) {
+        memcpy(key, text, SECRET_LEN);
+    }
+    if (text) sodium_memzero(text, len);
+    free(text);
+    free(path);
+    if (rc) return rc;
+    for (int ipad = 1; ipad >= 0; ipad--) {
+        memset(pad, ipad ? 0x36 : 0x5c, sizeof pad);
+        for (int i = 0; i < SECRET_LEN; i++) pad[i] ^= key[i];
+        pt_sha256_ctx *c = ipad ? &r->hmac_in : &r->hmac_out;
+        pt_sha256_init(c);
+        pt_sha256_update(c, pad, sizeof pad);
+    }
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(pad, sizeof pad);
+    return PT_OK;
+}
+
+/* Opens the private records; drops those above the journal (a crash after a batch's private
+ * records and before its public entries: those indices become "lost" entries). */
+static int open_private(pt_receipts *r, const char *private_dir, pt_err *err) {
+    int rc = pt_mkdirs(private_dir, 1, err);
+    if (rc) return rc;
+    if (!(r->priv_path = pt_path_join(private_dir, "audit-receipts"))) return pt_errf(err, PT_ENOMEM, "out of memory");
+    r->priv_fd = open(r->priv_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (r->priv_fd < 0) return pt_errf(err, PT_EIO, "%s: %s", r->priv_path, strerror(errno));
+    struct stat st;
+    uint64_t keep = tlog_journaled_size(r->log) * PRIV_REC;
+    if (fstat(r->priv_fd, &st)) return pt_errf(err, PT_EIO, "%s: %s", r->priv_path, strerror(errno));
+    if ((uint64_t)st.st_size > keep && (ftruncate(r->priv_fd, (off_t)keep) || fdatasync(r->priv_fd)))
+        return pt_errf(err, PT_EIO, "%s: truncate: %s", r->priv_path, strerror(errno));
+    return load_secret(r, private_dir, err);
+}
+
 static void maybe_publish(pt_receipts *r) {
     size_t pending = tlog_journal_pending(r->log);
     pthread_mutex_lock(&r->mu);
@@ -152,9 +362,21 @@ static void write_batch(pt_receipts *r, queue *q, uint64_t expect_first) {
     pthread_mutex_lock(&r->mu);
     if (!tlog_journal_pending(r->log)) r->oldest = now_ms();
     pthread_mutex_unlock(&r->mu);
-    int rc = tlog_journal_append(r->log, q->data, q->lens, q->n, &first, &err);
-    if (!rc && r->mode == PT_RECEIPTS_ASYNC && first != expect_first)
-        rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
+    int rc;
+    if (r->mode == PT_RECEIPTS_ASYNC) { /* the private records first: indices are known */
+        rc = priv_write(r, q, expect_first, &err);
+        if (!rc) rc = tlog_journal_append(r->log, q->data, q->lens, q->n, &first, &err);
+        if (!rc && first != expect_first)
+            rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
+    } else { /* durable: the journal assigns the indices; acknowledged only once both are written */
+        rc = tlog_journal_append(r->log, q->data, q->lens, q->n, &first, &err);
+        if (!rc && (rc = priv_write(r, q, first, &err))) {
+            pthread_mutex_lock(&r->mu);
+            if (!r->failed) fprintf(stderr, "parity serve: audit receipts: %s\n", err.msg);
+            r->failed = 1;
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
     for (size_t i = 0; i < q->n; i++)
         if (q->slots[i].done) q->slots[i].done(q->slots[i].ctx, rc, rc ? 0 : first + i);
     size_t n = q->n;
@@ -298,9 +520,12 @@ static int recover_reservation(pt_receipts *r, pt_err *err) {
     return write_reservation(r, r->reserved, err);
 }
 
-int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_receipts_mode mode, pt_err *err) {
+int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, const char *private_dir,
+                      pt_receipts_mode mode, pt_err *err) {
     pt_receipts *r = calloc(1, sizeof *r);
     if (!r) return pt_errf(err, PT_ENOMEM, "out of memory");
+    r->priv_fd = -1;
+    r->generation = atomic_fetch_add(&generations, 1) + 1;
     r->log = log;
     r->mode = mode;
     pthread_mutex_init(&r->mu, NULL);
@@ -312,6 +537,7 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_rece
         if (!(r->spare[r->n_spare++] = queue_new())) rc = pt_errf(err, PT_ENOMEM, "out of memory");
     /* Both modes: a crashed async run's unwritten indices become "lost" entries first (a
      * durable run after it must not hand them out again). */
+    if (!rc) rc = open_private(r, private_dir, err);
     if (!(r->reserve_path = pt_path_join(log_dir, "reserved"))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
     else if (!rc) rc = recover_reservation(r, err);
     int writers = mode == PT_RECEIPTS_ASYNC ? 1 : WRITERS;
@@ -329,7 +555,8 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, pt_rece
     return PT_OK;
 }
 
-int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, pt_receipt_done done, void *ctx) {
+int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, const pt_receipt_private *priv,
+                       pt_receipt_done done, void *ctx) {
     if (len > TLOG_MAX_ENTRY) return PT_EINVAL;
     pthread_mutex_lock(&r->mu);
     int async = r->mode == PT_RECEIPTS_ASYNC;
@@ -338,7 +565,7 @@ int pt_receipts_submit(pt_receipts *r, const char *entry, size_t len, pt_receipt
         pthread_cond_signal(&r->cv);
         pthread_cond_wait(&r->wcv, &r->mu);
     }
-    int rc = r->failed ? PT_EIO : r->stopping ? PT_ECANCELLED : queue_push(r->cur, entry, len, async ? NULL : done, ctx);
+    int rc = r->failed ? PT_EIO : r->stopping ? PT_ECANCELLED : queue_push(r->cur, entry, len, priv, async ? NULL : done, ctx);
     if (rc) {
         pthread_mutex_unlock(&r->mu);
         return rc;
@@ -392,6 +619,10 @@ void pt_receipts_stop(pt_receipts *r) {
     pthread_cond_destroy(&r->wcv);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
+    if (r->priv_fd >= 0) close(r->priv_fd);
+    free(r->priv_path);
     free(r->reserve_path);
+    sodium_memzero(&r->hmac_in, sizeof r->hmac_in);
+    sodium_memzero(&r->hmac_out, sizeof r->hmac_out);
     free(r);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/fileio.h"
@@ -314,21 +315,46 @@ json_t *srv_body_json(call *c, http_resp *resp) {
  * it was a sixth of the server's CPU per request). Fields in a fixed order. Strings that can
  * come from a request or a policy are escaped; the others are this server's own short text
  * (route method and label, capability names, times, hex digests) and are copied as they are.
- * Room for everything is reserved first, so the copies need no checks. */
-#define AUDIT_OWN_MAX 2048 /* bound on everything but the escaped strings (about 700 bytes) */
-char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
-    uint8_t h[32];
-    char rq[65], rs[65], t[21];
-    const uint8_t *rqh = c->s->empty_sha256; /* most requests (GETs) have no body */
-    if (c->req->body_len) {
-        pt_sha256(c->req->body, c->req->body_len, h);
-        rqh = h;
-    }
-    pt_hex(rqh, 32, rq);
-    pt_hex(resp_hash, 32, rs);
-    pt_format_time(pt_unix_time(), t);
+ * Room for everything is reserved first, so the copies need no checks.
+ *
+ * The entry is public (tiles anyone may read): it names the organisation and key only when the
+ * policy makes the organisation's usage public, else their keyed pseudonyms; its time is the
+ * minute; the bodies appear only as commitments salted with the request's secret salt. What it
+ * hides goes to *priv (docs/server.md, "Receipts"). */
+#define AUDIT_OWN_MAX 2048 /* bound on everything but the escaped strings (about 900 bytes) */
+static int64_t unix_time_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receipt_private *priv) {
+    char rq[65], rs[65], t[21], op[33], kp[33];
+    uint8_t h[32], h2[32];
+    int64_t now_ms = unix_time_ms();
+    priv->time_ms = now_ms;
+    pt_strlcpy(priv->org, c->key.org, sizeof priv->org);
+    pt_strlcpy(priv->key_id, c->key.id, sizeof priv->key_id);
+    pt_strlcpy(priv->grant, c->decision_allow ? c->reason : "", sizeof priv->grant);
+    memcpy(priv->salt, c->salt, 32);
+    if (c->req->body_len) pt_sha256(c->req->body, c->req->body_len, priv->request_sha256);
+    else memcpy(priv->request_sha256, c->s->empty_sha256, 32); /* most requests (GETs) have no body */
+    memcpy(priv->response_sha256, resp_hash, 32);
+    pt_receipt_commitments(c->salt, priv->request_sha256, resp_hash, h, h2);
+    pt_hex(h, 32, rq);
+    pt_hex(h2, 32, rs);
+    pt_format_time(now_ms / 1000 - (now_ms / 1000) % 60, t); /* the minute */
+    const pt_org *org = c->pol ? pt_policy_org(c->pol->p, c->key.org) : NULL;
+    int public_usage = org && org->public_usage;
+    if (!public_usage) pt_receipts_pseudonyms(c->s->receipts, c->key.org, c->key.id, op, kp);
+    /* The model and variant asked for are the caller's text: public only when the policy lists
+     * them (a mistyped "ft:BASE:ORG:..." name, or anything else put there, stays private). */
+    const pt_pmodel *pm = c->pol && c->model[0] ? pt_policy_model(c->pol->p, c->model) : NULL;
+    int variant_listed = 0;
+    for (size_t v = 0; pm && c->variant[0] && v < pm->n_variants && !variant_listed; v++)
+        variant_listed = !strcmp(pm->variants[v].id, c->variant);
     const char *grant = c->reason[0] ? c->reason : NULL, *digest = c->pol && c->pol->digest[0] ? c->pol->digest : NULL;
-    size_t org_n = strlen(c->key.org), model_n = strlen(c->model), variant_n = strlen(c->variant),
+    size_t org_n = public_usage ? strlen(c->key.org) : 0, model_n = strlen(c->model), variant_n = strlen(c->variant),
            grant_n = grant ? strlen(grant) : 0;
     pt_buf b;
     pt_buf_init(&b, TLOG_MAX_ENTRY);
@@ -345,13 +371,21 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
 #define ESC(k, v, n) (LIT(k), b.len = (size_t)(o - b.data), rc |= pt_json_put_string(&b, (v), (n)), o = b.data + b.len)
 #define INT(k, v) (LIT(k), o += pt_format_i64((v), o))
     OWN("{\"type\":\"request\",\"time\":", t);
-    OWN(",\"key_id\":", c->key.id); /* hex: it matched a parsed key id */
-    ESC(",\"org\":", c->key.org, org_n);
+    if (public_usage) {
+        ESC(",\"org\":", c->key.org, org_n);
+        OWN(",\"key_id\":", c->key.id); /* hex: it matched a parsed key id */
+    } else {
+        OWN(",\"org_pseudonym\":", op);
+        OWN(",\"key_pseudonym\":", kp);
+    }
+    OWN(",\"org_class\":", !org ? "unknown" : org->kind == PT_ORG_INSIDER ? "insider" : "outsider");
     OWN(",\"method\":", c->rt->method); /* the matched route's, the same as the request's */
     OWN(",\"route\":", c->rt->label);
     OWN(",\"decision\":", c->decision_allow ? "allow" : "deny");
-    if (model_n) ESC(",\"model\":", c->model, model_n);
-    if (variant_n) ESC(",\"variant\":", c->variant, variant_n);
+    if (pm) ESC(",\"model\":", c->model, model_n);
+    else if (model_n) LIT(",\"unlisted_model\":true");
+    if (variant_listed) ESC(",\"variant\":", c->variant, variant_n);
+    else if (variant_n) LIT(",\"unlisted_variant\":true");
     LIT(",\"capabilities\":[");
     for (int i = 0, n = 0; i < PT_CAP_COUNT; i++)
         if (c->caps_used & (1u << i)) {
@@ -359,13 +393,14 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]) {
             OWN("", pt_cap_name((pt_cap)i));
         }
     LIT("]");
-    if (grant && c->decision_allow) ESC(",\"grant\":", grant, grant_n);
-    else if (grant) ESC(",\"reason\":", grant, grant_n);
+    /* A grant id names its organisation in the public policy: public only with the usage. */
+    if (grant && c->decision_allow && public_usage) ESC(",\"grant\":", grant, grant_n);
+    else if (grant && !c->decision_allow) ESC(",\"reason\":", grant, grant_n);
     INT(",\"policy_revision\":", c->pol ? c->pol->seq : 0);
     if (digest) OWN(",\"policy_digest\":", digest);
     INT(",\"status\":", status);
-    OWN(",\"request_sha256\":", rq);
-    OWN(",\"response_sha256\":", rs);
+    OWN(",\"request_commitment\":", rq);
+    OWN(",\"response_commitment\":", rs);
     if (c->prompt_tokens || c->completion_tokens) {
         INT(",\"prompt_tokens\":", c->prompt_tokens);
         INT(",\"completion_tokens\":", c->completion_tokens);
@@ -409,6 +444,37 @@ static void answer_unaudited(http_resp *resp, const char *msg) {
     http_error(resp, 503, "server_error", "audit_unavailable", NULL, "%s", msg);
 }
 
+/* A new secret salt: ChaCha20 keystream (libsodium) under a per-thread key drawn from the
+ * system's CSPRNG once, with a per-thread counter as the nonce, made 64 salts at a time and
+ * each handed out once (then wiped), so a request costs no getrandom system call (one was 2 us
+ * of the server's CPU per request). */
+#define SALTS 64
+static void new_salt(uint8_t out[32]) {
+    static _Thread_local uint8_t key[crypto_stream_chacha20_ietf_KEYBYTES], salts[SALTS][32];
+    static _Thread_local uint64_t counter; /* batches made; 0: not seeded yet */
+    static _Thread_local int left;
+    if (!left) {
+        if (!counter) randombytes_buf(key, sizeof key);
+        uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {0};
+        counter++;
+        memcpy(nonce, &counter, sizeof counter);
+        crypto_stream_chacha20_ietf(&salts[0][0], sizeof salts, nonce, key);
+        left = SALTS;
+    }
+    left--;
+    memcpy(out, salts[left], 32);
+    sodium_memzero(salts[left], 32);
+}
+
+/* The request's secret salt, to its caller only: with it the caller can open the public
+ * entry's commitments to the bytes it sent and received. Set on every (re)run of a handler of
+ * an audited route, so a streamed or deferred response carries it too. */
+static void salt_header(call *c, http_resp *resp) {
+    char hex[65];
+    pt_hex(c->salt, 32, hex);
+    http_set_header(resp, "Parity-Receipt-Salt", "%s", hex);
+}
+
 /* Appends the finished response's audit entry. Async receipts: the index is known at once and
  * the response goes out now. Durable receipts: the response is held and the handler defers
  * until the writer has made the receipt durable (phase 2 in handle()). Denied requests get
@@ -417,9 +483,10 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
     uint8_t h[32];
     if (c->resp_hashed && resp->status == 200) memcpy(h, c->resp_sha256, 32);
     else pt_sha256(resp->body.data ? resp->body.data : "", resp->body.len, h);
-    char *text = srv_audit_text(c, resp->status, h);
+    pt_receipt_private priv;
+    char *text = srv_audit_text(c, resp->status, h, &priv);
     if (pt_receipts_async(s->receipts)) {
-        if (!text || pt_receipts_submit(s->receipts, text, strlen(text), receipt_now, c) || c->receipt_rc)
+        if (!text || pt_receipts_submit(s->receipts, text, strlen(text), &priv, receipt_now, c) || c->receipt_rc)
             answer_unaudited(resp, "The audit log is not accepting entries; the request was not served.");
         else
             http_set_header_i64(resp, "Parity-Receipt", (int64_t)c->receipt_index);
@@ -434,7 +501,7 @@ static int submit_receipt(pt_server *s, call *c, http_resp *resp) {
     *c->held = *resp; /* takes over the body buffer */
     pt_buf_init(&resp->body, resp->body.max);
     c->phase = 2;
-    if (pt_receipts_submit(s->receipts, text, strlen(text), receipt_done, c)) {
+    if (pt_receipts_submit(s->receipts, text, strlen(text), &priv, receipt_done, c)) {
         free(text);
         c->receipt_rc = PT_EIO;
         take_held(c, resp);
@@ -523,9 +590,26 @@ static json_t *b64(const uint8_t *p, size_t n) {
     return json_string(out);
 }
 
+/* A receipt's private part as JSON. */
+static json_t *private_json(const pt_receipt_private *pv) {
+    char t[21], tm[32], salt[65], rq[65], rs[65];
+    pt_format_time(pv->time_ms / 1000, t);
+    snprintf(tm, sizeof tm, "%.19s.%03dZ", t, (int)(pv->time_ms % 1000));
+    pt_hex(pv->salt, 32, salt);
+    pt_hex(pv->request_sha256, 32, rq);
+    pt_hex(pv->response_sha256, 32, rs);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "org", pv->org, "key_id", pv->key_id, "time", tm, "salt",
+                          salt, "request_sha256", rq, "response_sha256", rs);
+    if (pv->grant[0]) json_object_set_new(o, "grant", json_string(pv->grant));
+    return o;
+}
+
 /* GET /v1/receipts/{index}: the audit entry and its inclusion proof against the current audit
- * checkpoint (which is returned too, so the client can check its signature). */
+ * checkpoint (which is returned too, so the client can check its signature). To the entry's
+ * own organisation and to admins also its private part ("view":"full"); to others only the
+ * public entry ("view":"public"), which is what the public tiles hold anyway. */
 static int r_receipt(pt_server *s, call *c, http_resp *resp) {
+    c->decision_allow = 1; /* any key may ask; what it is shown depends on whose receipt it is */
     uint64_t index;
     if (pt_parse_u64(c->params[0], &index)) {
         http_error(resp, 400, "invalid_request_error", "invalid_index", "index", "'%s' is not a receipt index.",
@@ -572,9 +656,15 @@ static int r_receipt(pt_server *s, call *c, http_resp *resp) {
     json_t *entry = json_loadb((const char *)data, len, 0, NULL);
     json_t *pr = json_array();
     for (size_t i = 0; i < n; i++) json_array_append_new(pr, b64(proof[i], TLOG_HASH_SIZE));
-    json_t *o = json_pack("{s:I, s:o, s:o, s:I, s:o, s:s}", "index", (json_int_t)index, "entry",
-                          entry ? entry : json_stringn((const char *)data, len), "leaf_hash", b64(leaf, TLOG_HASH_SIZE),
-                          "tree_size", (json_int_t)size, "inclusion_proof", pr, "checkpoint", cp);
+    pt_receipt_private pv;
+    const char *type = json_string_value(json_object_get(entry, "type"));
+    int full = type && !strcmp(type, "request") && !pt_receipts_private_get(s->receipts, index, &pv) &&
+               (c->key.admin || !strcmp(pv.org, c->key.org));
+    json_t *o = json_pack("{s:I, s:s, s:o, s:o, s:I, s:o, s:s}", "index", (json_int_t)index, "view",
+                          full ? "full" : "public", "entry", entry ? entry : json_stringn((const char *)data, len),
+                          "leaf_hash", b64(leaf, TLOG_HASH_SIZE), "tree_size", (json_int_t)size, "inclusion_proof", pr,
+                          "checkpoint", cp);
+    if (full) json_object_set_new(o, "private", private_json(&pv));
     free(data);
     free(cp);
     http_json(resp, 200, o);
@@ -601,6 +691,7 @@ static json_t *caps_json(pt_capset caps) {
 
 /* GET /v1/access: what the caller may do, per model, now, and what is left of its quotas. */
 static int r_access(pt_server *s, call *c, http_resp *resp) {
+    c->decision_allow = 1; /* every key may read its own access */
     const pt_policy *p = c->pol->p;
     int64_t now = pt_unix_time();
     const pt_org *org = pt_policy_org(p, c->key.org);
@@ -634,10 +725,16 @@ static int r_access(pt_server *s, call *c, http_resp *resp) {
                                                 caps_json(caps), "limits", limits_json(&lim), "remaining", rem,
                                                 "grants", grants));
     }
+    /* How the public audit log names the caller: its organisation finds its entries by these. */
+    char op[33], kp[33];
+    pt_receipts_pseudonyms(s->receipts, c->key.org, c->key.id, op, kp);
+    json_t *audit = json_pack("{s:b, s:s, s:s}", "public_usage", org && org->public_usage, "org_pseudonym", op,
+                              "key_pseudonym", kp);
     http_json(resp, 200,
-              json_pack("{s:s, s:s, s:s, s:b, s:I, s:s, s:o}", "organization", c->key.org, "kind",
+              json_pack("{s:s, s:s, s:s, s:b, s:I, s:s, s:o, s:o}", "organization", c->key.org, "kind",
                         org ? pt_org_kind_name(org->kind) : "unknown", "key_id", c->key.id, "admin", c->key.admin,
-                        "policy_revision", (json_int_t)c->pol->seq, "policy_digest", c->pol->digest, "models", models));
+                        "policy_revision", (json_int_t)c->pol->seq, "policy_digest", c->pol->digest, "audit", audit,
+                        "models", models));
     return HTTP_DONE;
 }
 
@@ -1028,7 +1125,7 @@ static const route base_routes[] = {
     {"GET", "/v1/models", AUTH_KEY, r_models, "models", 1, 0},
     {"GET", "/v1/models/{}", AUTH_KEY, r_model, "model", 1, 0},
     {"GET", "/v1/access", AUTH_KEY, r_access, "access", 1, 0},
-    {"GET", "/v1/receipts/{}", AUTH_KEY, r_receipt, "receipt", 0, 0},
+    {"GET", "/v1/receipts/{}", AUTH_KEY, r_receipt, "receipt", 1, 0},
     {"GET", "/v1/admin/keys", AUTH_ADMIN, r_admin_keys, "admin_keys", 1, 0},
     {"POST", "/v1/admin/keys", AUTH_ADMIN, r_admin_key_create, "admin_keys", 1, 0},
     {"POST", "/v1/admin/keys/{}/revoke", AUTH_ADMIN, r_admin_key_revoke, "admin_keys", 1, 0},
@@ -1095,7 +1192,9 @@ static int begin_call(pt_server *s, http_req *req, http_resp *resp) {
     }
     /* Re-match: the loop above may have left params of a later, non-matching route. */
     route_match(c->rt->pattern, req->path, c);
-    return authenticate(s, c, resp); /* also acquires c->pol */
+    if (!authenticate(s, c, resp)) return 0; /* also acquires c->pol */
+    if (c->rt->audited) new_salt(c->salt);
+    return 1;
 }
 
 static int begin_early(void *ctx, http_req *req, http_resp *resp) {
@@ -1109,6 +1208,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
     if (c->phase == 0 && c->rt->auth == AUTH_ADMIN && !c->key.admin) {
         snprintf(c->reason, sizeof c->reason, "not_admin");
         http_error(resp, 403, "permission_denied", "admin_required", NULL, "This endpoint needs an admin key.");
+        salt_header(c, resp);
         return submit_receipt(s, c, resp);
     }
     if (c->phase == 2) { /* the receipt is durable (or failed): answer */
@@ -1121,6 +1221,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
         }
         return HTTP_DONE;
     }
+    if (c->rt->audited && c->authed) salt_header(c, resp);
     int how = c->rt->fn(s, c, resp);
     if (how == HTTP_DEFER) {
         c->phase = 1;
@@ -1170,11 +1271,12 @@ static void server_free(pt_server *s) {
 }
 
 static int start_receipts(pt_server *s, pt_err *err) {
-    char *dir = pt_path_join(s->data_dir, "log/audit");
-    if (!dir) return pt_errf(err, PT_ENOMEM, "out of memory");
-    int rc = pt_receipts_start(&s->receipts, s->audit_log, dir,
-                               s->o.receipts_durable ? PT_RECEIPTS_DURABLE : PT_RECEIPTS_ASYNC, err);
+    char *dir = pt_path_join(s->data_dir, "log/audit"), *priv = pt_path_join(s->data_dir, "private");
+    int rc = !dir || !priv ? pt_errf(err, PT_ENOMEM, "out of memory")
+                           : pt_receipts_start(&s->receipts, s->audit_log, dir, priv,
+                                               s->o.receipts_durable ? PT_RECEIPTS_DURABLE : PT_RECEIPTS_ASYNC, err);
     free(dir);
+    free(priv);
     return rc;
 }
 

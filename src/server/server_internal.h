@@ -109,6 +109,7 @@ struct call {
     char reason[64];
     int64_t prompt_tokens, completion_tokens;
     uint64_t receipt_index;
+    uint8_t salt[32];          /* the request's secret salt (audited routes) */
     int resp_hashed;           /* the handler knows the body's SHA-256 (a cached body): */
     uint8_t resp_sha256[32];
     int receipt_rc;
@@ -171,10 +172,10 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
 int srv_decide_use(pt_server *s, call *c, const char *model, const char *variant, pt_use use, int64_t k,
                    http_resp *resp);
 
-/* The audit entry of a finished request (new reference). */
-/* A request's audit entry as compact JSON text: a new NUL-terminated string; NULL when out of
- * memory or over TLOG_MAX_ENTRY. */
-char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32]);
+/* A request's public audit entry as compact JSON text (a new NUL-terminated string; NULL when
+ * out of memory or over TLOG_MAX_ENTRY), and its private part in *priv (for
+ * pt_receipts_submit). resp_hash: SHA-256 of the response bytes. */
+char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receipt_private *priv);
 
 /* Parses the JSON request body (depth/size capped); on error fills resp with 400 and returns NULL. */
 json_t *srv_body_json(call *c, http_resp *resp);

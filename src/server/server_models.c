@@ -478,9 +478,10 @@ static void job_finish(pt_server *s, gen_job *j) {
     }
     uint8_t h[32];
     pt_sha256_final(&j->hash, h);
-    char *text = srv_audit_text(j->c, j->status ? j->status : 200, h);
+    pt_receipt_private priv;
+    char *text = srv_audit_text(j->c, j->status ? j->status : 200, h, &priv);
     pthread_mutex_unlock(&j->mu);
-    if (!text || pt_receipts_submit(s->receipts, text, strlen(text), stream_receipt_done, j))
+    if (!text || pt_receipts_submit(s->receipts, text, strlen(text), &priv, stream_receipt_done, j))
         stream_receipt_done(j, PT_EIO, 0);
     free(text);
 }
@@ -2049,6 +2050,6 @@ const route pt_model_routes[] = {
     {"POST", "/v1/chat/completions", AUTH_KEY, r_chat, "chat_completions", 1, 0},
     {"POST", "/v1/internals/trace", AUTH_KEY, r_trace, "internals_trace", 1, 0},
     {"GET", "/v1/internals/hooks", AUTH_KEY, r_hooks, "internals_hooks", 1, 0},
-    {"GET", "/v1/queue", AUTH_KEY, r_queue, "queue", 0, 0},
+    {"GET", "/v1/queue", AUTH_KEY, r_queue, "queue", 1, 0},
 };
 const size_t pt_n_model_routes = sizeof pt_model_routes / sizeof pt_model_routes[0];
