@@ -8,7 +8,7 @@
  * on the pool, prefill by sgemm; grouped-query heads; the pattern; several sequences in one
  * call equal to each alone). Each test runs for every
  * instruction set this CPU supports (scalar, AVX2, AVX-512), so a machine without AVX-512
- * still checks the others. */
+ * still checks the others, or (ctest's test_backend_kernels_<set>) for PARITY_CPU_ISA's. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -402,6 +402,9 @@ static void test_attention_batch(pt_cpu_isa isa) {
 
 /* Each set supported here; those the CPU lacks give NULL; PARITY_CPU_ISA picks one. */
 static void test_isa_choice(void) {
+    const char *env = getenv("PARITY_CPU_ISA");
+    char *saved = env ? strdup(env) : NULL;
+    unsetenv("PARITY_CPU_ISA");
     pt_cpu_isa best = pt_cpu_isa_best();
     CHECK(best >= PT_ISA_SCALAR && best <= PT_ISA_AVX512);
     for (int i = PT_ISA_SCALAR; i <= PT_ISA_AVX512; i++) {
@@ -417,7 +420,29 @@ static void test_isa_choice(void) {
     CHECK(b && b->isa == PT_ISA_SCALAR);
     pt_backend_free(b);
     unsetenv("PARITY_CPU_ISA");
+    if (saved) setenv("PARITY_CPU_ISA", saved, 1);
+    free(saved);
     printf("best instruction set here: %s\n", pt_cpu_isa_name(best));
+}
+
+/* The sets to test: PARITY_CPU_ISA's alone when it is set (ctest runs this once per set the
+ * CPU has; naming one it lacks or an unknown one fails), else every set this CPU supports. */
+static int isa_range(int *lo, int *hi) {
+    const char *env = getenv("PARITY_CPU_ISA");
+    *lo = PT_ISA_SCALAR;
+    *hi = (int)pt_cpu_isa_best();
+    if (!env) return 1;
+    for (int i = PT_ISA_SCALAR; i <= *hi; i++)
+        if (!strcmp(env, pt_cpu_isa_name((pt_cpu_isa)i))) {
+            pt_backend *b = pt_backend_cpu_new(1);
+            CHECK(b && b->isa == (pt_cpu_isa)i);
+            pt_backend_free(b);
+            *lo = *hi = i;
+            return 1;
+        }
+    fprintf(stderr, "PARITY_CPU_ISA=%s: not an instruction set this CPU supports (best: %s)\n", env,
+            pt_cpu_isa_name(pt_cpu_isa_best()));
+    return 0;
 }
 
 /* b->swiglu against the double formula (within 2e-6 relative, or 1e-30: silu underflows at
@@ -458,7 +483,10 @@ static void test_swiglu(pt_cpu_isa isa) {
 
 int main(void) {
     test_isa_choice();
-    for (int i = PT_ISA_SCALAR; i <= (int)pt_cpu_isa_best(); i++) {
+    int lo, hi, known = isa_range(&lo, &hi);
+    CHECK(known);
+    for (int i = lo; known && i <= hi; i++) {
+        printf("instruction set: %s\n", pt_cpu_isa_name((pt_cpu_isa)i));
         test_matmul((pt_cpu_isa)i);
         test_matmul_rows((pt_cpu_isa)i);
         test_q8_extremes((pt_cpu_isa)i);

@@ -5,9 +5,12 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#if (defined(__x86_64__)) && (defined(__GNUC__) || defined(__clang__))
+#include "common/cpu.h"
+
+#if PT_CPU_X86 && defined(__x86_64__) /* _mm_crc32_u64 */
 #include <immintrin.h>
 #define PT_CRC_X86 1
+#define PT_CRC_FEATURES "sse4.2"
 #else
 #define PT_CRC_X86 0
 #endif
@@ -34,7 +37,7 @@ uint32_t pt_crc32c_portable(uint32_t crc, const void *data, size_t len) {
 }
 
 #if PT_CRC_X86
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *data, size_t len) {
+__attribute__((target(PT_CRC_FEATURES))) static uint32_t crc_hw(uint32_t crc, const void *data, size_t len) {
     const uint8_t *p = data;
     uint64_t c = ~crc;
     for (; len >= 8; p += 8, len -= 8) {
@@ -53,8 +56,7 @@ uint32_t pt_crc32c(uint32_t crc, const void *data, size_t len) {
     static atomic_int hw = -1; /* racing first calls store the same value */
     int h = atomic_load_explicit(&hw, memory_order_relaxed);
     if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+        h = pt_cpu_has(PT_CRC_FEATURES);
         atomic_store_explicit(&hw, h, memory_order_relaxed);
     }
     if (h) return crc_hw(crc, data, len);

@@ -4,8 +4,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
+#include "common/cpu.h"
+
+#if PT_CPU_X86
 #include <immintrin.h>
 #define PT_SHA_X86 1
 #else
@@ -56,7 +57,8 @@ static void compress_c(uint32_t h[8], const uint8_t *p, size_t blocks) {
  * sha256rnds2 runs two rounds from the low two words of message + constant, sha256msg1/2
  * compute the message schedule four words at a time:
  *   W[g] = msg2(msg1(W[g-4], W[g-3]) + (words 4g-7 .. 4g-4), W[g-1]). */
-#define PT_SHANI __attribute__((target("sha,sse4.1,ssse3")))
+#define PT_SHANI_FEATURES "sha,sse4.1,ssse3" /* sha256*; _mm_blend_epi16; _mm_alignr_epi8, _mm_shuffle_epi8 */
+#define PT_SHANI __attribute__((target(PT_SHANI_FEATURES)))
 
 /* h (a..h) into ABEF (lanes f e b a) and CDGH (lanes h g d c), and back. */
 PT_SHANI static inline void shani_load(const uint32_t h[8], __m128i *abef, __m128i *cdgh) {
@@ -124,23 +126,11 @@ PT_SHANI static void compress_shani_x2(uint32_t h0[8], const uint8_t *p0, uint32
 typedef void (*compress_fn)(uint32_t h[8], const uint8_t *p, size_t blocks);
 static _Atomic(compress_fn) compress_impl;
 
-static int have_shani(void) {
-#if PT_SHA_X86
-    /* CPUID leaf 7, EBX bit 29: SHA (not every compiler's __builtin_cpu_supports knows it) */
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((b >> 29) & 1)) return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3");
-#else
-    return 0;
-#endif
-}
-
 int pt_sha256_select(const char *impl) {
     compress_fn f = compress_c;
 #if PT_SHA_X86
     if (!impl || !strcmp(impl, "sha-ni")) {
-        if (have_shani()) f = compress_shani;
+        if (pt_cpu_has(PT_SHANI_FEATURES)) f = compress_shani;
         else if (impl) return -1;
     } else if (strcmp(impl, "c")) {
         return -1;

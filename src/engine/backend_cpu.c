@@ -24,12 +24,20 @@
 #include <strings.h>
 #include <unistd.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include "common/cpu.h"
+#include "engine/backend.h"
+
+#if PT_CPU_X86
 #include <immintrin.h>
 #define PT_X86 1
-/* Kernels for newer instruction sets are compiled per function and chosen at run time. */
-#define PT_AVX2_FN __attribute__((target("avx2,fma,f16c")))
-#define PT_AVX512_FN __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+/* Kernels for newer instruction sets are compiled per function and chosen at run time: each
+ * kernel set's functions carry exactly the features of its list (every one is needed by some
+ * intrinsic of the set: _mm512_extractf32x8_ps is AVX-512 DQ, the int8 dot products VNNI,
+ * the F16 loads F16C), and pt_cpu_isa_best() checks the same list (pt_cpu_has). */
+#define PT_AVX2_FEATURES "avx2,fma,f16c"
+#define PT_AVX512_FEATURES PT_AVX2_FEATURES ",avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"
+#define PT_AVX2_FN __attribute__((target(PT_AVX2_FEATURES)))
+#define PT_AVX512_FN __attribute__((target(PT_AVX512_FEATURES)))
 #else
 #define PT_X86 0
 #endif
@@ -908,14 +916,8 @@ static const cpu_kernels kernels_avx512 = {.isa = PT_ISA_AVX512, .nk = nk_avx512
 
 pt_cpu_isa pt_cpu_isa_best(void) {
 #if PT_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-        return PT_ISA_AVX512;
-    /* (F16C is not a feature clang's __builtin_cpu_supports knows; every CPU with AVX2 and
-     * FMA has it: Intel since Haswell, AMD since Piledriver.) */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return PT_ISA_AVX2;
+    if (pt_cpu_has(PT_AVX512_FEATURES)) return PT_ISA_AVX512;
+    if (pt_cpu_has(PT_AVX2_FEATURES)) return PT_ISA_AVX2;
 #endif
     return PT_ISA_SCALAR;
 }
