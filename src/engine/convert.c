@@ -250,6 +250,7 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
         }
         c->tie_embeddings = pt_gguf_find_tensor(g, "output.weight") == NULL;
         c->attn_bias = pt_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+        c->o_bias = pt_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
         c->mlp_bias = pt_gguf_find_tensor(g, "blk.0.ffn_up.bias") != NULL;
     } else if (!strcmp(arch, "gpt2")) {
         c->arch = PT_ARCH_GPT2;
@@ -262,7 +263,8 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
         c->n_kv_heads = c->n_heads;
         c->head_dim = c->d_model / c->n_heads;
         c->tie_embeddings = 1;
-        c->attn_bias = c->mlp_bias = 1;
+        c->attn_bias = c->o_bias = c->mlp_bias = 1;
+        c->family = PT_FAM_GPT2;
     } else {
         return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture '%s' is not supported (llama, gpt2)", g->what,
                        arch);
@@ -631,6 +633,10 @@ static char *base_name(const char *path) {
 int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_convert_opts *o, pt_err *err) {
     const pt_config *c = &mf->config;
     const char *arch = c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama";
+    if ((c->family != PT_FAM_LLAMA && c->family != PT_FAM_GPT2) || c->rope.type != PT_ROPE_DEFAULT ||
+        c->attn_bias != c->o_bias)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: GGUF conversion of %s models%s is not supported yet", mf->path,
+                       pt_family_name(c->family), c->rope.type != PT_ROPE_DEFAULT ? " with rope_scaling" : "");
     pt_gguf_writer *w = pt_gguf_writer_new();
     fill_ctx x = {mf, calloc(mf->tensors.n + 1, sizeof(pt_tensor *)), calloc(mf->tensors.n + 1, sizeof(pt_dtype)), 1};
     char *name = o->name ? strdup(o->name) : base_name(mf->path);
