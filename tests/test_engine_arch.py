@@ -1,6 +1,6 @@
 """The Llama-family variants against the plain-PyTorch reference (tests/ref/ref_model.py):
 rope_scaling (llama3, linear, dynamic, yarn), Qwen2 (q/k/v biases, no o bias), Qwen3
-(per-head q/k RMSNorm, explicit head_dim) with random small weights: every hook point of a
+(per-head q/k RMSNorm, explicit head_dim), Mistral (sliding-window attention) with random small weights: every hook point of a
 trace, greedy generation and score log-probs; and clear errors for what is not supported yet."""
 import json
 import os
@@ -80,13 +80,18 @@ cases = [
     ("qwen2-untied", qwen_config("qwen2", 600, 64, 2, 4, 2, 96)),
     ("qwen2-tied-mqa", qwen_config("qwen2", 600, 48, 2, 4, 1, 80, tie=True, theta=1000000.0)),
     ("qwen3-hd!=d/h", qwen_config("qwen3", 600, 48, 2, 4, 2, 80, head_dim=16)),
+    # windows of 3 and 8 positions: T=40 runs the sgemm (prefill) attention, T=7 and the
+    # generation's decode steps the per-row one, reading the KV cache past the window.
+    ("mistral-window3", dict(llama_config(600, 64, 2, 4, 2, 16, 96), model_type="mistral", sliding_window=3)),
+    ("mistral-window8-gqa", dict(llama_config(600, 64, 2, 8, 2, 8, 96), model_type="mistral", sliding_window=8)),
     ("qwen3-tied-yarn", dict(qwen_config("qwen3", 600, 64, 2, 4, 4, 96, tie=True),
                              rope_scaling={"rope_type": "yarn", "factor": 4.0,
                                            "original_max_position_embeddings": 64})),
 ]
+weights = {}
 for i, (name, cfg) in enumerate(cases):
     d = os.path.join(tmp, name)
-    w = write_model(d, cfg, "F32", seed=10 + i)
+    w = weights[name] = write_model(d, cfg, "F32", seed=10 + i)
     for n in (7, 40):  # decode kernels and per-row attention; sgemm
         tokens = torch.randint(0, cfg["vocab_size"], (n,), generator=g).tolist()
         compare_all(f"{name} T={n}", cfg, d, w, tokens)
@@ -125,13 +130,19 @@ tokens = torch.randint(0, 700, (40,), generator=g).tolist()
 a, _ = forward(cfg_plain, wd, tokens)
 for name, cfg in cases[:5]:
     check(rel_err(forward(cfg, wd, tokens)[0], a) > 1e-3, f"reference: {name} changes the logits")
+mc = dict(cases[8][1])
+tokens = [t % 600 for t in tokens]
+a, _ = forward(mc, weights["mistral-window3"], tokens)
+mc["sliding_window"] = None
+check(rel_err(forward(mc, weights["mistral-window3"], tokens)[0], a) > 1e-3, "reference: the window changes the logits")
 
 # Configurations not supported yet: clear errors that name the field.
 bad = [
     (dict(cases[0][1], rope_scaling={"rope_type": "longrope", "factor": 2.0}), "longrope"),
     (dict(cases[0][1], rope_scaling={"rope_type": "llama3", "factor": 8.0}), "original_max_position_embeddings"),
     (dict(cases[0][1], rope_scaling={"rope_type": "linear", "factor": "x"}), "factor"),
-    (dict(cases[5][1], use_sliding_window=True), "sliding_window"),
+    (dict(cases[5][1], use_sliding_window=True), "use_sliding_window"),
+    (dict(cases[5][1], model_type="mistral", sliding_window=0), "sliding_window"),
     (dict(cases[5][1], model_type="gemma9"), "gemma9"),
 ]
 for cfg, needle in bad:

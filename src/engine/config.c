@@ -162,14 +162,19 @@ static int llama_like(const json_t *j, pt_family fam, const char *what, pt_confi
     }
     TRY(get_bool(j, "mlp_bias", 0, &c->mlp_bias, what, err));
     c->qk_norm = fam == PT_FAM_QWEN3;
-    /* Sliding-window attention is not implemented yet: only configs where it is off (or
-     * wider than the context, where it changes nothing) load. */
-    int use_sw = fam == PT_FAM_MISTRAL, sw = 0;
+    /* Mistral: every layer attends to the last sliding_window positions (transformers'
+     * default 4096 when the key is absent; null: no window). Qwen's per-layer windows
+     * (use_sliding_window, max_window_layers) are not implemented yet. */
+    if (fam == PT_FAM_MISTRAL) {
+        json_t *sw = json_object_get(j, "sliding_window");
+        TRY(get_int(j, "sliding_window", 0, sw ? 0 : 4096, 1, PT_MAX_POS * 4LL, &c->sliding_window, what, err));
+        if (c->sliding_window >= c->max_pos) c->sliding_window = 0; /* wider than the context: no window */
+    }
+    int use_sw = 0;
     if (fam == PT_FAM_QWEN2 || fam == PT_FAM_QWEN3) TRY(get_bool(j, "use_sliding_window", 0, &use_sw, what, err));
-    TRY(get_int(j, "sliding_window", 0, 0, 0, PT_MAX_POS * 4LL, &sw, what, err));
-    if (use_sw && sw && sw < c->max_pos)
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"sliding_window\" attention (%d of %d positions) is not supported yet",
-                       what, sw, c->max_pos);
+    if (use_sw)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"use_sliding_window\" (Qwen's sliding-window layers) is not supported yet",
+                       what);
     json_t *act = json_object_get(j, "hidden_act");
     if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
         return pt_errf(err, PT_EUNSUPPORTED, "%s: \"hidden_act\" must be \"silu\" for %s", what, pt_family_name(fam));
@@ -199,6 +204,8 @@ int pt_config_validate(const pt_config *c, const char *what, pt_err *err) {
         return pt_errf(err, PT_EFORMAT, "%s: rope_theta %g out of range", what, c->rope_theta);
     if (c->arch == PT_ARCH_LLAMA && c->rope.type == PT_ROPE_DYNAMIC && c->head_dim < 4)
         return pt_errf(err, PT_EFORMAT, "%s: dynamic rope_scaling needs head_dim >= 4", what);
+    if (c->sliding_window < 0 || (c->sliding_window && c->arch != PT_ARCH_LLAMA))
+        return pt_errf(err, PT_EFORMAT, "%s: sliding_window %d out of range", what, c->sliding_window);
     if (c->bos_token_id >= c->vocab_size) return pt_errf(err, PT_EFORMAT, "%s: bos_token_id %d >= vocab_size", what, c->bos_token_id);
     return PT_OK;
 }
@@ -349,6 +356,8 @@ json_t *pt_config_to_json(const pt_config *c) {
         json_object_set_new(j, "tie_word_embeddings", json_boolean(c->tie_embeddings));
         if (c->family != PT_FAM_QWEN2) json_object_set_new(j, "attention_bias", json_boolean(c->attn_bias));
         if (c->rope.type != PT_ROPE_DEFAULT) json_object_set_new(j, "rope_scaling", rope_json(c));
+        if (c->family == PT_FAM_MISTRAL)
+            json_object_set_new(j, "sliding_window", c->sliding_window ? json_integer(c->sliding_window) : json_null());
         json_object_set_new(j, "mlp_bias", json_boolean(c->mlp_bias));
         json_object_set_new(j, "hidden_act", json_string("silu"));
     } else {

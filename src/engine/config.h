@@ -49,6 +49,7 @@ typedef struct pt_config {
     pt_family family;
     int o_bias;         /* o_proj has a bias (Llama: attention_bias; Qwen2: no) */
     int qk_norm;        /* Qwen3: per-head RMSNorm of q and k before RoPE */
+    int sliding_window; /* Mistral: a query sees the last sliding_window positions; 0: all */
     int tie_embeddings; /* Llama: tie_word_embeddings (default 0); GPT-2: always 1 */
     int attn_bias;      /* q/k/v biases. Llama: attention_bias; Qwen2: 1; GPT-2: 1 */
     int mlp_bias;       /* Llama: mlp_bias; GPT-2: 1 */

@@ -634,7 +634,7 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
     const pt_config *c = &mf->config;
     const char *arch = c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama";
     if ((c->family != PT_FAM_LLAMA && c->family != PT_FAM_GPT2) || c->rope.type != PT_ROPE_DEFAULT ||
-        c->attn_bias != c->o_bias)
+        c->attn_bias != c->o_bias || c->sliding_window)
         return pt_errf(err, PT_EUNSUPPORTED, "%s: GGUF conversion of %s models%s is not supported yet", mf->path,
                        pt_family_name(c->family), c->rope.type != PT_ROPE_DEFAULT ? " with rope_scaling" : "");
     pt_gguf_writer *w = pt_gguf_writer_new();

@@ -508,7 +508,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             pt_attn_args a = {.q = rs->q + (size_t)row0[i] * qd, .k = s->k[L], .v = s->v[L],
                               .z = rs->z + (size_t)row0[i] * qd, .pattern = want_pat ? rs->pattern : NULL,
                               .tq = tq, .p0 = p0, .n_heads = c->n_heads, .n_kv = c->n_kv_heads,
-                              .head_dim = c->head_dim};
+                              .head_dim = c->head_dim, .window = c->sliding_window};
             if (!want_pat) {
                 att[n_att++] = a;
                 continue;

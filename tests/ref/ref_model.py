@@ -254,13 +254,15 @@ def rope_inv_freq(cfg, seq_len):
     return inv, mscale
 
 
-def attention(q, k, v, hook, i):
-    # q [T, H, hd], k/v [T, KV, hd]
+def attention(q, k, v, hook, i, window=None):
+    # q [T, H, hd], k/v [T, KV, hd]; window: query p sees keys p-window+1 .. p (Mistral)
     T, H, hd = q.shape
     rep = H // k.shape[1]
     k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
     s = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
     s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+    if window:
+        s = s.masked_fill(torch.tril(torch.ones(T, T, dtype=torch.bool), -window), float("-inf"))
     p = hook(f"blocks.{i}.attn.hook_pattern", s.softmax(-1))
     return torch.einsum("hqk,khd->qhd", p, v)
 
@@ -272,6 +274,8 @@ def forward(cfg, w, tokens, hook=None):
     if cfg["model_type"] in LLAMA_LIKE:
         d, hd, eps = cfg["hidden_size"], head_dim(cfg), cfg["rms_norm_eps"]
         inv, msc = rope_inv_freq(cfg, T)
+        # Mistral: transformers' default window is 4096 when the key is absent, null is none.
+        window = cfg.get("sliding_window", 4096) if cfg["model_type"] == "mistral" else None
         H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
 
         def lin(x, p):
@@ -289,7 +293,8 @@ def forward(cfg, w, tokens, hook=None):
             if cfg["model_type"] == "qwen3":
                 q = hook(f"blocks.{i}.attn.q_norm.hook_normalized", rms(q, w[p + "self_attn.q_norm.weight"], eps))
                 k = hook(f"blocks.{i}.attn.k_norm.hook_normalized", rms(k, w[p + "self_attn.k_norm.weight"], eps))
-            z = hook(f"blocks.{i}.attn.hook_z", attention(rope(q, None, inv, msc), rope(k, None, inv, msc), v, hook, i))
+            z = hook(f"blocks.{i}.attn.hook_z", attention(rope(q, None, inv, msc), rope(k, None, inv, msc), v, hook, i,
+                                                           window))
             a = hook(f"blocks.{i}.hook_attn_out", lin(z.reshape(T, H * hd), p + "self_attn.o_proj"))
             x = hook(f"blocks.{i}.hook_resid_mid", x + a)
             h = rms(x, w[p + "post_attention_layernorm.weight"], eps)
