@@ -1,7 +1,8 @@
 """The Llama-family variants against the plain-PyTorch reference (tests/ref/ref_model.py):
 rope_scaling (llama3, linear, dynamic, yarn), Qwen2 (q/k/v biases, no o bias), Qwen3
-(per-head q/k RMSNorm, explicit head_dim), Mistral (sliding-window attention) with random small weights: every hook point of a
-trace, greedy generation and score log-probs; and clear errors for what is not supported yet."""
+(per-head q/k RMSNorm, explicit head_dim), Mistral (sliding-window attention), with random
+small weights: every hook point of a trace, greedy generation and score log-probs, Qwen2/Qwen3
+through GGUF with llama.cpp's naming; and clear errors for what is not supported yet."""
 import json
 import os
 import shutil
@@ -112,7 +113,26 @@ for i, (name, cfg) in enumerate(cases):
         p = run(["info", "-m", out])
         check(p.returncode == 0 and "rope_scaling yarn" in p.stdout, f"info of the converted model: {p.stdout!r}")
         p = run(["convert", d, os.path.join(tmp, "q.gguf"), "--quiet"])
-        check(p.returncode != 0 and "not supported yet" in p.stderr, f"convert qwen3 to gguf: {p.stderr!r}")
+        check(p.returncode != 0 and "rope_scaling" in p.stderr, f"convert qwen3+yarn to gguf: {p.stderr!r}")
+    if name.startswith("mistral-window"):
+        p = run(["convert", d, os.path.join(tmp, "m.gguf"), "--quiet"])
+        check(p.returncode != 0 and "sliding window" in p.stderr, f"convert windowed mistral to gguf: {p.stderr!r}")
+    if name.startswith("qwen") and "rope_scaling" not in cfg:
+        # GGUF with llama.cpp's qwen2/qwen3 naming (general.architecture, blk.N.attn_q.bias,
+        # blk.N.attn_q_norm.weight, q/k unpermuted), read back: the same hooks; and back to HF.
+        gg = os.path.join(tmp, name + ".gguf")
+        p = run(["convert", d, gg, "--quiet"])
+        check(p.returncode == 0, f"{name}: convert to gguf: {p.stderr!r}")
+        with open(gg, "rb") as f:
+            head = f.read(1 << 16)
+        check(cfg["model_type"].encode() in head and b"blk.0.attn_q.bias" in head if name.startswith("qwen2")
+              else b"blk.0.attn_q_norm.weight" in head, f"{name}: llama.cpp names in the GGUF")
+        compare_all(f"{name} GGUF T=12", cfg, gg, w, torch.randint(0, cfg["vocab_size"], (12,), generator=g).tolist())
+        back = os.path.join(tmp, name + "-back")
+        p = run(["convert", gg, back, "--quiet"])
+        with open(os.path.join(back, "config.json")) as f:
+            cb = json.load(f)
+        check(p.returncode == 0 and cb["model_type"] == cfg["model_type"], f"{name}: gguf -> hf: {p.stderr!r} {cb}")
     if name == "qwen2-untied":
         p = run(["trace", "-m", d, "--tokens", "1,2", "--read", "blocks.0.attn.q_norm.hook_normalized",
                  "-o", os.path.join(tmp, "x.st")])
