@@ -10,27 +10,14 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.environ.get("PARITY_SRC", os.path.dirname(__file__) + "/.."), "tests", "ref"))
 import torch  # noqa: E402
+from checks import Checks, compare_caches, rel_err  # noqa: E402
 from ref_model import (Hooks, forward, gpt2_config, llama_config, read_safetensors,  # noqa: E402
                        write_model, write_safetensors)
 
 torch.set_num_threads(1)
 PARITY = os.environ.get("PARITY_BIN", "build/parity")
 TOL = 1e-4
-failures = 0
-checks = 0
-
-
-def check(cond, what):
-    global failures, checks
-    checks += 1
-    if not cond:
-        failures += 1
-        print("FAIL:", what)
-
-
-def rel_err(a, b):
-    scale = b.abs().max().item() or 1.0
-    return (a - b).abs().max().item() / scale
+check = Checks()
 
 
 def trace(model, tokens, reads, extra=()):
@@ -48,18 +35,7 @@ def trace(model, tokens, reads, extra=()):
 def compare_all(name, cfg, model, w, tokens, ivs=(), extra=(), tol=TOL):
     _, ref = forward(cfg, w, tokens, Hooks(ivs))
     got = trace(model, tokens, ["all"], extra)
-    check(set(got) == set(ref.cache), f"{name}: hook set differs: {sorted(set(got) ^ set(ref.cache))}")
-    worst = (-1.0, "")
-    for k, v in ref.cache.items():
-        if k not in got:
-            continue
-        if tuple(got[k].shape) != tuple(v.shape):
-            check(False, f"{name}: {k} shape {tuple(got[k].shape)} != {tuple(v.shape)}")
-            continue
-        e = rel_err(got[k], v)
-        worst = max(worst, (e, k))
-        check(e <= tol, f"{name}: {k} relative error {e:.2e} > {tol}")
-    print(f"{name}: {len(ref.cache)} hooks, worst relative error {worst[0]:.2e} ({worst[1]})")
+    compare_caches(check, name, got, ref.cache, tol)
     return got, ref
 
 
@@ -197,5 +173,4 @@ check(gen == seq[3:], f"greedy generation {gen} vs reference {seq[3:]}")
 
 import shutil  # noqa: E402
 shutil.rmtree(tmp, ignore_errors=True)
-print(f"test_engine_ref: {checks - failures} passed, {failures} failed")
-sys.exit(1 if failures else 0)
+sys.exit(check.summary("test_engine_ref"))

@@ -33,7 +33,7 @@ int cmd_info(int argc, char **argv) {
         bytes += m->files.tensors.t[i].nbytes;
     }
     printf("model:        %s\n", model);
-    printf("architecture: %s\n", c->arch == PT_ARCH_LLAMA ? "llama" : "gpt2");
+    printf("architecture: %s\n", c->arch == PT_ARCH_LLAMA ? pt_family_name(c->family) : "gpt2");
     printf("parameters:   %zu (%.1fM), %zu bytes of tensors\n", m->n_params, m->n_params / 1e6, bytes);
     printf("dtypes:      ");
     for (int t = 0; t < PT_DTYPE_COUNT; t++)
@@ -42,8 +42,15 @@ int cmd_info(int argc, char **argv) {
            c->vocab_size, c->d_model, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->d_ff, c->max_pos);
     if (c->arch == PT_ARCH_LLAMA)
         printf("rope_theta %g, rms_norm_eps %g, tied embeddings %s, attention bias %s, mlp bias %s\n", c->rope_theta,
-               c->norm_eps, c->tie_embeddings ? "yes" : "no", c->attn_bias ? "yes" : "no", c->mlp_bias ? "yes" : "no");
-    else
+               c->norm_eps, c->tie_embeddings ? "yes" : "no", c->attn_bias ? (c->o_bias ? "yes" : "q, k, v") : "no",
+               c->mlp_bias ? "yes" : "no");
+    if (c->arch == PT_ARCH_LLAMA && c->rope.type != PT_ROPE_DEFAULT) {
+        static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+        printf("rope_scaling %s, factor %g, original context %d\n", types[c->rope.type], c->rope.factor,
+               c->rope.orig_max_pos);
+    }
+    if (c->qk_norm) printf("per-head q and k RMSNorm before RoPE\n");
+    if (c->arch != PT_ARCH_LLAMA)
         printf("layer_norm_epsilon %g, tied embeddings yes\n", c->norm_eps);
     printf("weights read per decoded token: %zu bytes; KV cache per position: %zu bytes\n", m->weight_bytes,
            2 * (size_t)c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float));

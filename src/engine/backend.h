@@ -71,6 +71,8 @@ typedef enum pt_cpu_isa {
  *   k, v [p0+tq, n_kv*head_dim]      the sequence's cache, keys of positions 0 .. p0+tq-1
  *   z    [tq, n_heads*head_dim]      out: softmax(q·kᵀ/√hd + causal mask)·v, per head
  *   pattern [n_heads, tq, p0+tq]     out when not NULL: the softmax probabilities (0 where masked)
+ *   window                           0, or the query at position p sees only keys p-window+1 .. p
+ *                                    (sliding-window attention, Mistral)
  * Query head h reads kv head h / (n_heads/n_kv) (grouped-query attention). */
 typedef struct pt_attn_args {
     const float *q;
@@ -78,6 +80,7 @@ typedef struct pt_attn_args {
     float *z;
     float *pattern;
     int tq, p0, n_heads, n_kv, head_dim;
+    int window;
 } pt_attn_args;
 
 struct pt_backend {

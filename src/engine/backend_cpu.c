@@ -1244,10 +1244,12 @@ static void att_task(void *arg, int task, int tid) {
     int per = att_heads_per_task(a), tasks_per_row = a->n_heads / per;
     int i = task / tasks_per_row, h0 = (task % tasks_per_row) * per;
     int hd = a->head_dim, tk = a->p0 + a->tq, nvalid = a->p0 + i + 1;
+    int lo = a->window && nvalid > a->window ? nvalid - a->window : 0; /* first visible key */
     int kvh = h0 / (a->n_heads / a->n_kv);
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
     float *s = c->scratch + (size_t)tid * c->scratch_per;
-    pt_weight kw = {PT_F32, a->k + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
+    nvalid -= lo, tk -= lo; /* scores of keys lo .. */
+    pt_weight kw = {PT_F32, a->k + (size_t)lo * ks + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
     nk_args na = {&kw, a->q + i * qs + (size_t)h0 * hd, NULL, NULL, per, s, (size_t)tk, NULL};
     c->kn->nk(&na, 0, nvalid);
     float scale = 1.f / sqrtf((float)hd);
@@ -1255,8 +1257,13 @@ static void att_task(void *arg, int task, int tid) {
         float *sr = s + (size_t)r * tk;
         for (int j = 0; j < nvalid; j++) sr[j] *= scale;
         c->kn->softmax(sr, nvalid, tk);
-        c->kn->wsum(a->z + i * qs + (size_t)(h0 + r) * hd, sr, a->v + (size_t)kvh * hd, ks, nvalid, hd);
-        if (a->pattern) memcpy(a->pattern + ((size_t)(h0 + r) * a->tq + i) * tk, sr, (size_t)tk * sizeof *sr);
+        c->kn->wsum(a->z + i * qs + (size_t)(h0 + r) * hd, sr, a->v + (size_t)lo * ks + (size_t)kvh * hd, ks, nvalid,
+                    hd);
+        if (a->pattern) {
+            float *pr = a->pattern + ((size_t)(h0 + r) * a->tq + i) * (size_t)(tk + lo);
+            memset(pr, 0, (size_t)lo * sizeof *pr);
+            memcpy(pr + lo, sr, (size_t)tk * sizeof *sr);
+        }
     }
 }
 
@@ -1277,7 +1284,9 @@ static void att_chunk_task(void *arg, int task, int tid) {
     pt_sgemm(0, 1, qn, kn, hd, scale, a->q + (size_t)i0 * qs + (size_t)h * hd,
              (int)qs, a->k + (size_t)kvh * hd, (int)ks, 0.f, S, kn);
     for (int i = 0; i < qn; i++) {
-        c->kn->softmax(S + (size_t)i * kn, a->p0 + i0 + i + 1, kn);
+        int nvalid = a->p0 + i0 + i + 1, lo = a->window && nvalid > a->window ? nvalid - a->window : 0;
+        c->kn->softmax(S + (size_t)i * kn + lo, nvalid - lo, kn - lo); /* keys before lo: weight 0 */
+        memset(S + (size_t)i * kn, 0, (size_t)lo * sizeof(float));
         if (a->pattern) {
             float *pr = a->pattern + ((size_t)h * a->tq + i0 + i) * tk;
             memcpy(pr, S + (size_t)i * kn, (size_t)kn * sizeof(float));

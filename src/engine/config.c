@@ -6,6 +6,7 @@
 #include "engine/config.h"
 
 #define PT_CONFIG_MAX_BYTES (4u << 20)
+#define PT_PI 3.14159265358979323846
 
 /* Reads an integer key; def < INT_MIN-ish sentinel means required. */
 static int get_int(const json_t *j, const char *key, int required, long long def, long long lo, long long hi,
@@ -75,6 +76,112 @@ static int get_eos(const json_t *j, pt_config *c, const char *what, pt_err *err)
     return rc;
 }
 
+const char *pt_family_name(pt_family f) {
+    static const char *const names[] = {"llama", "gpt2", "qwen2", "qwen3", "mistral"};
+    return (unsigned)f <= PT_FAM_MISTRAL ? names[f] : "?";
+}
+
+#define TRY(x)                     \
+    do {                           \
+        int rc_ = (x);             \
+        if (rc_) return rc_;       \
+    } while (0)
+
+/* rope_scaling (or a newer config's rope_parameters carrying a rope_type). */
+static int rope_scaling(const json_t *j, pt_config *c, const char *what, pt_err *err) {
+    json_t *rs = json_object_get(j, "rope_scaling");
+    json_t *rp = json_object_get(j, "rope_parameters");
+    if ((!rs || json_is_null(rs)) && json_is_object(rp) && json_object_get(rp, "rope_type")) rs = rp;
+    pt_rope_scaling *r = &c->rope;
+    memset(r, 0, sizeof *r);
+    if (!rs || json_is_null(rs)) return PT_OK;
+    if (!json_is_object(rs)) return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" must be an object", what);
+    json_t *t = json_object_get(rs, "rope_type");
+    if (!t) t = json_object_get(rs, "type");
+    if (!json_is_string(t)) return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" has no \"rope_type\"", what);
+    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    r->type = (pt_rope_type)-1;
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(json_string_value(t), types[i])) r->type = (pt_rope_type)i;
+    if ((int)r->type < 0)
+        return pt_errf(err, PT_EUNSUPPORTED,
+                       "%s: \"rope_scaling\" type \"%s\" is not supported (default, linear, dynamic, yarn, llama3)",
+                       what, json_string_value(t));
+    if (r->type == PT_ROPE_DEFAULT) return PT_OK;
+    json_t *f = json_object_get(rs, "factor");
+    if (!json_is_number(f) || !(json_number_value(f) >= 1 && json_number_value(f) <= 1e6))
+        return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" \"factor\" must be a number >= 1", what);
+    r->factor = (float)json_number_value(f);
+    TRY(get_int(rs, "original_max_position_embeddings", r->type == PT_ROPE_LLAMA3, c->max_pos, 1, PT_MAX_POS,
+                &r->orig_max_pos, what, err));
+    TRY(get_float(rs, "low_freq_factor", 1, 1e-6, 1e6, &r->low_freq_factor, what, err));
+    TRY(get_float(rs, "high_freq_factor", 4, 1e-6, 1e6, &r->high_freq_factor, what, err));
+    if (r->type == PT_ROPE_LLAMA3 && !(r->high_freq_factor > r->low_freq_factor))
+        return pt_errf(err, PT_EFORMAT, "%s: rope_scaling \"high_freq_factor\" must exceed \"low_freq_factor\"", what);
+    TRY(get_float(rs, "beta_fast", 32, 1e-6, 1e6, &r->beta_fast, what, err));
+    TRY(get_float(rs, "beta_slow", 1, 1e-6, 1e6, &r->beta_slow, what, err));
+    TRY(get_bool(rs, "truncate", 1, &r->truncate, what, err));
+    if (r->type == PT_ROPE_YARN) {
+        /* As transformers: with original_max_position_embeddings given, the factor is the
+         * ratio of the two context lengths; attention_factor defaults to 0.1·ln(factor) + 1
+         * (mscale and mscale_all_dim, DeepSeek's variant, are refused). */
+        if (json_object_get(rs, "mscale") || json_object_get(rs, "mscale_all_dim"))
+            return pt_errf(err, PT_EUNSUPPORTED, "%s: rope_scaling \"mscale\" is not supported", what);
+        if (json_object_get(rs, "original_max_position_embeddings"))
+            r->factor = (float)((double)c->max_pos / r->orig_max_pos);
+        double def = r->factor <= 1 ? 1.0 : 0.1 * log(r->factor) + 1.0;
+        TRY(get_float(rs, "attention_factor", def, 1e-6, 1e6, &r->attn_factor, what, err));
+    }
+    return PT_OK;
+}
+
+/* Llama and the families that run its code path. */
+static int llama_like(const json_t *j, pt_family fam, const char *what, pt_config *c, pt_err *err) {
+    c->arch = PT_ARCH_LLAMA;
+    c->family = fam;
+    TRY(get_int(j, "vocab_size", 1, 0, 1, PT_MAX_VOCAB, &c->vocab_size, what, err));
+    TRY(get_int(j, "hidden_size", 1, 0, 1, PT_MAX_DMODEL, &c->d_model, what, err));
+    TRY(get_int(j, "intermediate_size", 1, 0, 1, PT_MAX_DFF, &c->d_ff, what, err));
+    TRY(get_int(j, "num_hidden_layers", 1, 0, 1, PT_MAX_LAYERS, &c->n_layers, what, err));
+    TRY(get_int(j, "num_attention_heads", 1, 0, 1, PT_MAX_HEADS, &c->n_heads, what, err));
+    TRY(get_int(j, "num_key_value_heads", 0, c->n_heads, 1, PT_MAX_HEADS, &c->n_kv_heads, what, err));
+    TRY(get_int(j, "head_dim", 0, c->d_model / c->n_heads, 1, 4096, &c->head_dim, what, err));
+    TRY(get_int(j, "max_position_embeddings", 0, 2048, 1, PT_MAX_POS, &c->max_pos, what, err));
+    TRY(get_float(j, "rms_norm_eps", 1e-6, 0, 1, &c->norm_eps, what, err));
+    /* rope_theta (older configs) or rope_parameters.rope_theta (newer). */
+    json_t *rp = json_object_get(j, "rope_parameters");
+    const json_t *rope = json_is_object(rp) && json_object_get(rp, "rope_theta") ? rp : j;
+    TRY(get_float(rope, "rope_theta", 10000, 1e-3, 1e12, &c->rope_theta, what, err));
+    TRY(rope_scaling(j, c, what, err));
+    TRY(get_bool(j, "tie_word_embeddings", 0, &c->tie_embeddings, what, err));
+    if (fam == PT_FAM_QWEN2) { /* q, k, v always carry biases, o never */
+        c->attn_bias = 1;
+    } else {
+        TRY(get_bool(j, "attention_bias", 0, &c->attn_bias, what, err));
+        c->o_bias = c->attn_bias;
+    }
+    TRY(get_bool(j, "mlp_bias", 0, &c->mlp_bias, what, err));
+    c->qk_norm = fam == PT_FAM_QWEN3;
+    /* Mistral: every layer attends to the last sliding_window positions (transformers'
+     * default 4096 when the key is absent; null: no window). Qwen's per-layer windows
+     * (use_sliding_window, max_window_layers) are not implemented yet. */
+    if (fam == PT_FAM_MISTRAL) {
+        json_t *sw = json_object_get(j, "sliding_window");
+        TRY(get_int(j, "sliding_window", 0, sw ? 0 : 4096, 1, PT_MAX_POS * 4LL, &c->sliding_window, what, err));
+        if (c->sliding_window >= c->max_pos) c->sliding_window = 0; /* wider than the context: no window */
+    }
+    int use_sw = 0;
+    if (fam == PT_FAM_QWEN2 || fam == PT_FAM_QWEN3) TRY(get_bool(j, "use_sliding_window", 0, &use_sw, what, err));
+    if (use_sw)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"use_sliding_window\" (Qwen's sliding-window layers) is not supported yet",
+                       what);
+    json_t *act = json_object_get(j, "hidden_act");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"hidden_act\" must be \"silu\" for %s", what, pt_family_name(fam));
+    return PT_OK;
+}
+#undef TRY
+
 int pt_config_validate(const pt_config *c, const char *what, pt_err *err) {
     if (c->vocab_size < 1 || c->vocab_size > PT_MAX_VOCAB) return pt_errf(err, PT_EFORMAT, "%s: vocab_size %d out of range", what, c->vocab_size);
     if (c->d_model < 1 || c->d_model > PT_MAX_DMODEL) return pt_errf(err, PT_EFORMAT, "%s: hidden size %d out of range", what, c->d_model);
@@ -95,6 +202,10 @@ int pt_config_validate(const pt_config *c, const char *what, pt_err *err) {
     if (!(c->norm_eps > 0 && c->norm_eps < 1)) return pt_errf(err, PT_EFORMAT, "%s: norm epsilon %g out of range", what, c->norm_eps);
     if (c->arch == PT_ARCH_LLAMA && !(c->rope_theta > 0 && isfinite(c->rope_theta)))
         return pt_errf(err, PT_EFORMAT, "%s: rope_theta %g out of range", what, c->rope_theta);
+    if (c->arch == PT_ARCH_LLAMA && c->rope.type == PT_ROPE_DYNAMIC && c->head_dim < 4)
+        return pt_errf(err, PT_EFORMAT, "%s: dynamic rope_scaling needs head_dim >= 4", what);
+    if (c->sliding_window < 0 || (c->sliding_window && c->arch != PT_ARCH_LLAMA))
+        return pt_errf(err, PT_EFORMAT, "%s: sliding_window %d out of range", what, c->sliding_window);
     if (c->bos_token_id >= c->vocab_size) return pt_errf(err, PT_EFORMAT, "%s: bos_token_id %d >= vocab_size", what, c->bos_token_id);
     return PT_OK;
 }
@@ -110,30 +221,11 @@ int pt_config_from_json(const json_t *j, const char *what, pt_config *c, pt_err 
     do {                      \
         if ((rc = (x))) return rc; \
     } while (0)
-    if (!strcmp(type, "llama")) {
-        c->arch = PT_ARCH_LLAMA;
-        TRY(get_int(j, "vocab_size", 1, 0, 1, PT_MAX_VOCAB, &c->vocab_size, what, err));
-        TRY(get_int(j, "hidden_size", 1, 0, 1, PT_MAX_DMODEL, &c->d_model, what, err));
-        TRY(get_int(j, "intermediate_size", 1, 0, 1, PT_MAX_DFF, &c->d_ff, what, err));
-        TRY(get_int(j, "num_hidden_layers", 1, 0, 1, PT_MAX_LAYERS, &c->n_layers, what, err));
-        TRY(get_int(j, "num_attention_heads", 1, 0, 1, PT_MAX_HEADS, &c->n_heads, what, err));
-        TRY(get_int(j, "num_key_value_heads", 0, c->n_heads, 1, PT_MAX_HEADS, &c->n_kv_heads, what, err));
-        TRY(get_int(j, "head_dim", 0, c->d_model / c->n_heads, 1, 4096, &c->head_dim, what, err));
-        TRY(get_int(j, "max_position_embeddings", 0, 2048, 1, PT_MAX_POS, &c->max_pos, what, err));
-        TRY(get_float(j, "rms_norm_eps", 1e-6, 0, 1, &c->norm_eps, what, err));
-        /* rope_theta (older configs) or rope_parameters.rope_theta (newer). */
-        json_t *rp = json_object_get(j, "rope_parameters");
-        const json_t *rope = json_is_object(rp) && json_object_get(rp, "rope_theta") ? rp : j;
-        TRY(get_float(rope, "rope_theta", 10000, 1e-3, 1e12, &c->rope_theta, what, err));
-        json_t *rs = json_object_get(j, "rope_scaling");
-        if (rs && !json_is_null(rs))
-            return pt_errf(err, PT_EUNSUPPORTED, "%s: \"rope_scaling\" is not supported yet", what);
-        TRY(get_bool(j, "tie_word_embeddings", 0, &c->tie_embeddings, what, err));
-        TRY(get_bool(j, "attention_bias", 0, &c->attn_bias, what, err));
-        TRY(get_bool(j, "mlp_bias", 0, &c->mlp_bias, what, err));
-        json_t *act = json_object_get(j, "hidden_act");
-        if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
-            return pt_errf(err, PT_EUNSUPPORTED, "%s: \"hidden_act\" must be \"silu\" for llama", what);
+    pt_family fam = PT_FAM_GPT2;
+    for (int f = 0; f <= PT_FAM_MISTRAL; f++)
+        if (f != PT_FAM_GPT2 && !strcmp(type, pt_family_name((pt_family)f))) fam = (pt_family)f;
+    if (fam != PT_FAM_GPT2) {
+        TRY(llama_like(j, fam, what, c, err));
     } else if (!strcmp(type, "gpt2")) {
         c->arch = PT_ARCH_GPT2;
         TRY(get_int(j, "vocab_size", 1, 0, 1, PT_MAX_VOCAB, &c->vocab_size, what, err));
@@ -152,14 +244,64 @@ int pt_config_from_json(const json_t *j, const char *what, pt_config *c, pt_err 
         c->n_kv_heads = c->n_heads;
         c->head_dim = c->d_model / c->n_heads;
         c->tie_embeddings = 1;
-        c->attn_bias = c->mlp_bias = 1;
+        c->attn_bias = c->o_bias = c->mlp_bias = 1;
+        c->family = PT_FAM_GPT2;
     } else {
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: model_type \"%s\" is not supported (llama, gpt2)", what, type);
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: model_type \"%s\" is not supported (llama, qwen2, qwen3, mistral, gpt2)", what, type);
     }
     TRY(get_int(j, "bos_token_id", 0, -1, 0, PT_MAX_VOCAB, &c->bos_token_id, what, err));
     TRY(get_eos(j, c, what, err));
 #undef TRY
     return pt_config_validate(c, what, err);
+}
+
+/* yarn: the dimension index at which a frequency turns num_rot times over the original context. */
+static double yarn_dim(double num_rot, int hd, double base, int max_pos) {
+    return hd * log(max_pos / (num_rot * 2 * PT_PI)) / (2 * log(base));
+}
+
+float pt_rope_inv_freq(const pt_config *c, int seq_len, float *inv, int hd) {
+    const pt_rope_scaling *r = &c->rope;
+    const int half = hd / 2;
+    double base = c->rope_theta, lo = 0, hi = 0;
+    if (r->type == PT_ROPE_DYNAMIC && seq_len > r->orig_max_pos)
+        base *= pow(r->factor * seq_len / r->orig_max_pos - (r->factor - 1), (double)hd / (hd - 2));
+    if (r->type == PT_ROPE_YARN) {
+        lo = yarn_dim(r->beta_fast, hd, base, r->orig_max_pos);
+        hi = yarn_dim(r->beta_slow, hd, base, r->orig_max_pos);
+        if (r->truncate) lo = floor(lo), hi = ceil(hi);
+        if (lo < 0) lo = 0;
+        if (hi > hd - 1) hi = hd - 1;
+        if (lo == hi) hi += 0.001;
+    }
+    for (int i = 0; i < half; i++) {
+        /* as transformers: base^(2i/hd) in float32, its inverse in float32 */
+        float pf = (float)pow(base, (double)(2 * i) / hd), f = 1.f / pf;
+        switch (r->type) {
+        case PT_ROPE_LINEAR: f /= r->factor; break;
+        case PT_ROPE_YARN: {
+            float ramp = (float)(((double)i - lo) / (hi - lo));
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            float extra = 1.f - ramp; /* share of the original (extrapolated) frequency */
+            f = 1.f / (r->factor * pf) * (1.f - extra) + f * extra;
+            break;
+        }
+        case PT_ROPE_LLAMA3: {
+            double wavelen = 2 * PT_PI / f, lo_wl = r->orig_max_pos / r->low_freq_factor,
+                   hi_wl = r->orig_max_pos / r->high_freq_factor;
+            if (wavelen > lo_wl) f /= r->factor;
+            else if (wavelen >= hi_wl) {
+                float sm = (float)((r->orig_max_pos / wavelen - r->low_freq_factor) /
+                                   (r->high_freq_factor - r->low_freq_factor));
+                f = (1.f - sm) * f / r->factor + sm * f;
+            }
+            break;
+        }
+        default: break;
+        }
+        inv[i] = f;
+    }
+    return r->type == PT_ROPE_YARN ? r->attn_factor : 1.f;
 }
 
 int pt_config_load(const char *path, pt_config *c, pt_err *err) {
@@ -168,6 +310,24 @@ int pt_config_load(const char *path, pt_config *c, pt_err *err) {
     int rc = pt_config_from_json(j, path, c, err);
     json_decref(j);
     return rc;
+}
+
+static json_t *rope_json(const pt_config *c) {
+    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    const pt_rope_scaling *r = &c->rope;
+    json_t *o = json_pack("{s:s, s:f}", "rope_type", types[r->type], "factor", (double)r->factor);
+    if (r->type != PT_ROPE_LINEAR) json_object_set_new(o, "original_max_position_embeddings", json_integer(r->orig_max_pos));
+    if (r->type == PT_ROPE_LLAMA3) {
+        json_object_set_new(o, "low_freq_factor", json_real(r->low_freq_factor));
+        json_object_set_new(o, "high_freq_factor", json_real(r->high_freq_factor));
+    }
+    if (r->type == PT_ROPE_YARN) {
+        json_object_set_new(o, "attention_factor", json_real(r->attn_factor));
+        json_object_set_new(o, "beta_fast", json_real(r->beta_fast));
+        json_object_set_new(o, "beta_slow", json_real(r->beta_slow));
+        json_object_set_new(o, "truncate", json_boolean(r->truncate));
+    }
+    return o;
 }
 
 json_t *pt_config_to_json(const pt_config *c) {
@@ -179,8 +339,10 @@ json_t *pt_config_to_json(const pt_config *c) {
         for (int i = 0; i < c->n_eos; i++) json_array_append_new(eos, json_integer(c->eos_token_ids[i]));
     }
     if (c->arch == PT_ARCH_LLAMA) {
-        json_object_set_new(j, "architectures", json_pack("[s]", "LlamaForCausalLM"));
-        json_object_set_new(j, "model_type", json_string("llama"));
+        static const char *const archs[] = {"LlamaForCausalLM", "", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                            "MistralForCausalLM"};
+        json_object_set_new(j, "architectures", json_pack("[s]", archs[c->family]));
+        json_object_set_new(j, "model_type", json_string(pt_family_name(c->family)));
         json_object_set_new(j, "vocab_size", json_integer(c->vocab_size));
         json_object_set_new(j, "hidden_size", json_integer(c->d_model));
         json_object_set_new(j, "intermediate_size", json_integer(c->d_ff));
@@ -192,7 +354,10 @@ json_t *pt_config_to_json(const pt_config *c) {
         json_object_set_new(j, "rms_norm_eps", json_real(c->norm_eps));
         json_object_set_new(j, "rope_theta", json_real(c->rope_theta));
         json_object_set_new(j, "tie_word_embeddings", json_boolean(c->tie_embeddings));
-        json_object_set_new(j, "attention_bias", json_boolean(c->attn_bias));
+        if (c->family != PT_FAM_QWEN2) json_object_set_new(j, "attention_bias", json_boolean(c->attn_bias));
+        if (c->rope.type != PT_ROPE_DEFAULT) json_object_set_new(j, "rope_scaling", rope_json(c));
+        if (c->family == PT_FAM_MISTRAL)
+            json_object_set_new(j, "sliding_window", c->sliding_window ? json_integer(c->sliding_window) : json_null());
         json_object_set_new(j, "mlp_bias", json_boolean(c->mlp_bias));
         json_object_set_new(j, "hidden_act", json_string("silu"));
     } else {

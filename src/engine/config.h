@@ -10,6 +10,27 @@
 
 typedef enum pt_arch { PT_ARCH_LLAMA = 0, PT_ARCH_GPT2 = 1 } pt_arch;
 
+/* The config.json model_type. Qwen2, Qwen3 and Mistral run the Llama code path (arch
+ * PT_ARCH_LLAMA) with the differences below switched on by fields of pt_config. */
+typedef enum pt_family { PT_FAM_LLAMA = 0, PT_FAM_GPT2, PT_FAM_QWEN2, PT_FAM_QWEN3, PT_FAM_MISTRAL } pt_family;
+
+/* rope_scaling (Hugging Face modeling_rope_utils): how the inverse frequencies of RoPE are
+ * derived from rope_theta. */
+typedef enum pt_rope_type {
+    PT_ROPE_DEFAULT = 0, PT_ROPE_LINEAR, PT_ROPE_DYNAMIC, PT_ROPE_YARN, PT_ROPE_LLAMA3
+} pt_rope_type;
+
+typedef struct pt_rope_scaling {
+    pt_rope_type type;
+    float factor;           /* all but default */
+    float low_freq_factor;  /* llama3 */
+    float high_freq_factor; /* llama3 */
+    int orig_max_pos;       /* original_max_position_embeddings (llama3, yarn, dynamic) */
+    float attn_factor;      /* yarn: attention_factor (cos and sin are scaled by it) */
+    float beta_fast, beta_slow; /* yarn */
+    int truncate;           /* yarn: round the correction range to whole dimensions */
+} pt_rope_scaling;
+
 #define PT_MAX_EOS 8
 
 typedef struct pt_config {
@@ -24,8 +45,13 @@ typedef struct pt_config {
     int max_pos;        /* max_position_embeddings / n_positions */
     float norm_eps;     /* rms_norm_eps / layer_norm_epsilon */
     float rope_theta;   /* Llama only */
+    pt_rope_scaling rope; /* Llama only */
+    pt_family family;
+    int o_bias;         /* o_proj has a bias (Llama: attention_bias; Qwen2: no) */
+    int qk_norm;        /* Qwen3: per-head RMSNorm of q and k before RoPE */
+    int sliding_window; /* Mistral: a query sees the last sliding_window positions; 0: all */
     int tie_embeddings; /* Llama: tie_word_embeddings (default 0); GPT-2: always 1 */
-    int attn_bias;      /* Llama: attention_bias; GPT-2: 1 */
+    int attn_bias;      /* q/k/v biases. Llama: attention_bias; Qwen2: 1; GPT-2: 1 */
     int mlp_bias;       /* Llama: mlp_bias; GPT-2: 1 */
     int bos_token_id;   /* -1 if none */
     int eos_token_ids[PT_MAX_EOS];
@@ -49,5 +75,12 @@ int pt_config_from_json(const json_t *j, const char *what, pt_config *c, pt_err 
 json_t *pt_config_to_json(const pt_config *c);
 /* Checks ranges and invariants; used by both readers. */
 int pt_config_validate(const pt_config *c, const char *what, pt_err *err);
+
+/* RoPE's inverse frequencies for head_dim hd (hd/2 of them) as rope_scaling defines them, for
+ * a sequence whose longest position is seq_len - 1 (only "dynamic" depends on it), and the
+ * factor cos and sin are multiplied by (1 but for yarn). */
+float pt_rope_inv_freq(const pt_config *c, int seq_len, float *inv, int hd);
+/* The model_type of a family ("llama", "qwen2", ...). */
+const char *pt_family_name(pt_family f);
 
 #endif

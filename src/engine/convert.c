@@ -29,6 +29,8 @@ static const name_pair llama_names[] = {
     {"model.layers.%d.self_attn.v_proj.bias", "blk.%d.attn_v.bias"},
     {"model.layers.%d.self_attn.o_proj.weight", "blk.%d.attn_output.weight"},
     {"model.layers.%d.self_attn.o_proj.bias", "blk.%d.attn_output.bias"},
+    {"model.layers.%d.self_attn.q_norm.weight", "blk.%d.attn_q_norm.weight"}, /* Qwen3 */
+    {"model.layers.%d.self_attn.k_norm.weight", "blk.%d.attn_k_norm.weight"},
     {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight"},
     {"model.layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight"},
     {"model.layers.%d.mlp.gate_proj.bias", "blk.%d.ffn_gate.bias"},
@@ -108,8 +110,11 @@ static int ends_with(const char *s, const char *suf) {
 /* Which transform a tensor (internal name) needs between internal and GGUF layout. */
 enum { XF_NONE, XF_PERMUTE_Q, XF_PERMUTE_K, XF_TRANSPOSE };
 
-static int transform_of(pt_arch arch, const char *hf) {
-    if (arch == PT_ARCH_LLAMA) {
+static int transform_of(const pt_config *c, const char *hf) {
+    /* llama.cpp rotates llama's q/k in interleaved pairs (so its converter permutes them);
+     * qwen2 and qwen3 keep transformers' rotate-half layout (NEOX), unpermuted. */
+    if (c->arch == PT_ARCH_LLAMA && (c->family == PT_FAM_QWEN2 || c->family == PT_FAM_QWEN3)) return XF_NONE;
+    if (c->arch == PT_ARCH_LLAMA) {
         if (ends_with(hf, "self_attn.q_proj.weight") || ends_with(hf, "self_attn.q_proj.bias")) return XF_PERMUTE_Q;
         if (ends_with(hf, "self_attn.k_proj.weight") || ends_with(hf, "self_attn.k_proj.bias")) return XF_PERMUTE_K;
     } else if (ends_with(hf, ".weight") && (strstr(hf, ".attn.c_attn.") || strstr(hf, ".attn.c_proj.") ||
@@ -213,7 +218,7 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
     if (rc) return rc;
     char arch[32];
     if (n >= sizeof arch || memchr(s, 0, n))
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture is not llama or gpt2", g->what);
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture is not llama, qwen2, qwen3 or gpt2", g->what);
     memcpy(arch, s, n);
     arch[n] = 0;
 #define TRY(x)                     \
@@ -223,8 +228,10 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
     const pt_gguf_tensor *emb = pt_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2)
         return pt_errf(err, PT_EFORMAT, "%s: missing 2-D tensor 'token_embd.weight'", g->what);
-    if (!strcmp(arch, "llama")) {
+    if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3")) {
         c->arch = PT_ARCH_LLAMA;
+        c->family = arch[0] == 'l' ? PT_FAM_LLAMA : arch[4] == '2' ? PT_FAM_QWEN2 : PT_FAM_QWEN3;
+        c->qk_norm = c->family == PT_FAM_QWEN3;
         TRY(key_int(g, arch, "embedding_length", 1, 0, 1, PT_MAX_DMODEL, &c->d_model, err));
         TRY(key_int(g, arch, "block_count", 1, 0, 1, PT_MAX_LAYERS, &c->n_layers, err));
         TRY(key_int(g, arch, "feed_forward_length", 1, 0, 1, PT_MAX_DFF, &c->d_ff, err));
@@ -241,15 +248,18 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
                            g->what, c->head_dim, vl, rd);
         TRY(key_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_theta, err));
         TRY(key_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps, err));
-        const pt_gguf_kv *rs = pt_gguf_get(g, "llama.rope.scaling.type");
+        char rs_key[64];
+        snprintf(rs_key, sizeof rs_key, "%s.rope.scaling.type", arch);
+        const pt_gguf_kv *rs = pt_gguf_get(g, rs_key);
         if (rs) {
             const char *t;
             size_t tl;
             if (pt_gguf_kv_str(g, rs, &t, &tl, err) || tl != 4 || memcmp(t, "none", 4))
-                return pt_errf(err, PT_EUNSUPPORTED, "%s: llama.rope.scaling.type is not supported yet", g->what);
+                return pt_errf(err, PT_EUNSUPPORTED, "%s: %s is not supported yet", g->what, rs_key);
         }
         c->tie_embeddings = pt_gguf_find_tensor(g, "output.weight") == NULL;
         c->attn_bias = pt_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
+        c->o_bias = pt_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
         c->mlp_bias = pt_gguf_find_tensor(g, "blk.0.ffn_up.bias") != NULL;
     } else if (!strcmp(arch, "gpt2")) {
         c->arch = PT_ARCH_GPT2;
@@ -262,9 +272,11 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
         c->n_kv_heads = c->n_heads;
         c->head_dim = c->d_model / c->n_heads;
         c->tie_embeddings = 1;
-        c->attn_bias = c->mlp_bias = 1;
+        c->attn_bias = c->o_bias = c->mlp_bias = 1;
+        c->family = PT_FAM_GPT2;
     } else {
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture '%s' is not supported (llama, gpt2)", g->what,
+        return pt_errf(err, PT_EUNSUPPORTED,
+                       "%s: general.architecture '%s' is not supported (llama, qwen2, qwen3, gpt2)", g->what,
                        arch);
     }
     /* vocab_size: the key when present, else the embedding's rows; they must agree. */
@@ -288,10 +300,10 @@ int pt_gguf_load_model(const pt_gguf *g, pt_config *c, pt_tensors *ts, pt_err *e
         if (c->arch == PT_ARCH_GPT2 && !strcmp(t->name, "output.weight")) continue; /* a copy of token_embd */
         if (pt_name_gguf_to_hf(c->arch, t->name, hf, sizeof hf))
             return pt_errf(err, PT_EFORMAT, "%s: byte %zu: tensor '%s' is not a %s tensor parity knows", g->what,
-                           t->info_offset, t->name, c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama");
+                           t->info_offset, t->name, pt_family_name(c->family));
         int64_t shape[PT_GGUF_MAX_DIMS];
         for (uint32_t d = 0; d < t->n_dims; d++) shape[d] = (int64_t)t->ne[t->n_dims - 1 - d];
-        int xf = transform_of(c->arch, hf);
+        int xf = transform_of(c, hf);
         if (xf == XF_NONE) {
             if ((rc = pt_tensors_add(ts, hf, t->dtype, (int)t->n_dims, shape, t->data, t->nbytes, 0, err))) return rc;
             continue;
@@ -661,7 +673,7 @@ static int fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes, pt_err *e
     const pt_config *c = &x->mf->config;
     pt_dtype to = x->dt[i];
     size_t numel = pt_tensor_numel(t);
-    int xf = x->to_gguf ? transform_of(c->arch, t->name) : XF_NONE;
+    int xf = x->to_gguf ? transform_of(c, t->name) : XF_NONE;
     if (xf == XF_NONE) return convert_values(t->dtype, t->data, to, dst, numel, err);
     size_t eb = 0;
     pt_dtype_bytes(to, numel, &eb);
@@ -707,15 +719,15 @@ static pt_dtype mix_dtype(int mix, const char *gname, int n_layers, int tied) {
 
 /* The dtype 2-D tensor t is written in to GGUF when d is asked for it: rows that are not whole
  * blocks of d fall back (fit_rows); a transposed matrix's new rows are its old columns. */
-static pt_dtype gguf_fit(pt_arch arch, const pt_tensor *t, pt_dtype d) {
-    return fit_rows(d, transform_of(arch, t->name) == XF_TRANSPOSE ? t->shape[0] : t->shape[1]);
+static pt_dtype gguf_fit(const pt_config *c, const pt_tensor *t, pt_dtype d) {
+    return fit_rows(d, transform_of(c, t->name) == XF_TRANSPOSE ? t->shape[0] : t->shape[1]);
 }
 
 /* The dtype a tensor is written in to GGUF without a mix. */
-static pt_dtype gguf_dtype(pt_arch arch, const pt_tensor *t, int want) {
+static pt_dtype gguf_dtype(const pt_config *c, const pt_tensor *t, int want) {
     pt_dtype d = out_dtype(t, want, 1);
-    if (t->ndim != 2 || transform_of(arch, t->name) != XF_TRANSPOSE) return d;
-    return gguf_fit(arch, t, want >= 0 ? (pt_dtype)want : t->dtype);
+    if (t->ndim != 2 || transform_of(c, t->name) != XF_TRANSPOSE) return d;
+    return gguf_fit(c, t, want >= 0 ? (pt_dtype)want : t->dtype);
 }
 
 /* general.file_type: llama.cpp's LLAMA_FTYPE of the tensors written — ALL_F32 (0) only when
@@ -730,7 +742,7 @@ static int file_type_of(const pt_model_files *mf, const pt_convert_opts *o) {
     for (size_t i = 0; i < mf->tensors.n; i++) {
         const pt_tensor *t = &mf->tensors.t[i];
         if (t->ndim < 2) continue;
-        pt_dtype d = gguf_dtype(mf->config.arch, t, o->dtype);
+        pt_dtype d = gguf_dtype(&mf->config, t, o->dtype);
         for (int k = 0; k < NT; k++)
             if (d == types[k]) n[k] += pt_tensor_numel(t);
     }
@@ -756,7 +768,16 @@ static char *base_name(const char *path) {
 
 int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_convert_opts *o, pt_err *err) {
     const pt_config *c = &mf->config;
-    const char *arch = c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama";
+    /* Mistral without a window is a llama file to llama.cpp */
+    const char *arch = c->arch == PT_ARCH_GPT2                                       ? "gpt2"
+                       : c->family == PT_FAM_QWEN2 || c->family == PT_FAM_QWEN3 ? pt_family_name(c->family)
+                                                                                 : "llama";
+    if (c->rope.type != PT_ROPE_DEFAULT || c->sliding_window ||
+        (c->attn_bias != c->o_bias && c->family != PT_FAM_QWEN2))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: GGUF conversion of %s models with %s is not supported yet", mf->path,
+                       pt_family_name(c->family),
+                       c->rope.type != PT_ROPE_DEFAULT ? "rope_scaling" : c->sliding_window ? "a sliding window"
+                                                                                            : "an o_proj bias alone");
     pt_gguf_writer *w = pt_gguf_writer_new();
     fill_ctx x = {mf, calloc(mf->tensors.n + 1, sizeof(pt_tensor *)), calloc(mf->tensors.n + 1, sizeof(pt_dtype)), 1};
     char *name = o->name ? strdup(o->name) : base_name(mf->path);
@@ -819,14 +840,14 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
             rc = pt_errf(err, PT_EFORMAT, "%s: tensor '%s' has no GGUF name", mf->path, t->name);
             goto out;
         }
-        pt_dtype d = gguf_dtype(c->arch, t, o->dtype);
+        pt_dtype d = gguf_dtype(c, t, o->dtype);
         int tied = c->arch == PT_ARCH_LLAMA && !pt_tensors_find(&mf->tensors, "lm_head.weight");
         if (o->mix && t->ndim == 2) {
-            d = gguf_fit(c->arch, t, mix_dtype(o->mix, gname, c->n_layers, tied));
+            d = gguf_fit(c, t, mix_dtype(o->mix, gname, c->n_layers, tied));
         }
         int64_t shape[PT_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);
-        if (transform_of(c->arch, t->name) == XF_TRANSPOSE) {
+        if (transform_of(c, t->name) == XF_TRANSPOSE) {
             shape[0] = t->shape[1];
             shape[1] = t->shape[0];
         }

@@ -361,6 +361,40 @@ oom:
     return pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
 }
 
+/* RoPE under rope_scaling on the stacked q and k: the model's inverse frequencies, or for
+ * "dynamic" those of each step's sequence length (as transformers recomputes them when a
+ * forward pass reaches past the original context). cos and sin carry the yarn factor. */
+static void rope_scaled(pt_engine *e, const batch *bt, float *q, float *k) {
+    const pt_config *c = &e->m->c;
+    const int hd = c->head_dim, half = hd / 2, H = c->n_heads, KV = c->n_kv_heads;
+    float dyn[2048], cs[2 * 2048];
+    for (int i = 0; i < bt->n; i++) {
+        const pt_seq *s = bt->steps[i].seq;
+        int n = bt->steps[i].n_tokens, len = s->pos + n;
+        const float *inv = e->m->w.rope_inv;
+        float msc = e->m->w.rope_mscale;
+        if (c->rope.type == PT_ROPE_DYNAMIC && len > c->rope.orig_max_pos) {
+            pt_rope_inv_freq(c, len, dyn, hd);
+            inv = dyn;
+        }
+        for (int j = 0; j < n; j++) {
+            size_t r = (size_t)bt->row0[i] + (size_t)j;
+            for (int f = 0; f < half; f++) {
+                float ang = (float)(s->pos + j) * inv[f];
+                cs[2 * f] = cosf(ang) * msc, cs[2 * f + 1] = sinf(ang) * msc;
+            }
+            for (int h = 0; h < H + KV; h++) {
+                float *v = h < H ? q + (r * H + h) * hd : k + (r * KV + h - H) * hd;
+                for (int f = 0; f < half; f++) {
+                    float a = v[f], b2 = v[f + half];
+                    v[f] = a * cs[2 * f] - b2 * cs[2 * f + 1];
+                    v[f + half] = b2 * cs[2 * f] + a * cs[2 * f + 1];
+                }
+            }
+        }
+    }
+}
+
 static float gelu_tanh(float x) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
@@ -438,9 +472,17 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         HOOK(PT_HOOK_Q, L, rs->q, qd);
         HOOK(PT_HOOK_K, L, rs->k, kvd);
         HOOK(PT_HOOK_V, L, rs->v, kvd);
-        if (c->arch == PT_ARCH_LLAMA) {
+        if (c->qk_norm) { /* Qwen3: RMSNorm of each head's q and k, before RoPE */
+            b->rmsnorm(b, rs->q, rs->q, lw->q_norm, T * c->n_heads, c->head_dim, c->norm_eps);
+            b->rmsnorm(b, rs->k, rs->k, lw->k_norm, T * c->n_kv_heads, c->head_dim, c->norm_eps);
+            HOOK(PT_HOOK_Q_NORM, L, rs->q, qd);
+            HOOK(PT_HOOK_K_NORM, L, rs->k, kvd);
+        }
+        if (c->arch == PT_ARCH_LLAMA && c->rope.type == PT_ROPE_DEFAULT) {
             b->rope(b, rs->q, rs->pos, T, c->n_heads, c->head_dim, c->rope_theta);
             b->rope(b, rs->k, rs->pos, T, c->n_kv_heads, c->head_dim, c->rope_theta);
+        } else if (c->arch == PT_ARCH_LLAMA) {
+            rope_scaled(e, &bt, rs->q, rs->k);
         }
         /* Attention: every sequence whose pattern nobody reads in one backend call (decode
          * steps of a batch share one dispatch to the threads); a read pattern goes through
@@ -466,7 +508,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             pt_attn_args a = {.q = rs->q + (size_t)row0[i] * qd, .k = s->k[L], .v = s->v[L],
                               .z = rs->z + (size_t)row0[i] * qd, .pattern = want_pat ? rs->pattern : NULL,
                               .tq = tq, .p0 = p0, .n_heads = c->n_heads, .n_kv = c->n_kv_heads,
-                              .head_dim = c->head_dim};
+                              .head_dim = c->head_dim, .window = c->sliding_window};
             if (!want_pat) {
                 att[n_att++] = a;
                 continue;

@@ -53,7 +53,8 @@ struct pt_hooks {
 
 static const char *const kind_names[PT_HOOK_KIND_COUNT] = {
     "hook_embed", "hook_pos_embed", "ln_final.hook_normalized", "logits",
-    "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_pattern",
+    "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.q_norm.hook_normalized",
+    "attn.k_norm.hook_normalized", "attn.hook_z", "attn.hook_pattern",
     "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"};
 
 int pt_hook_n_sites(const pt_config *c) { return PT_HOOK_N_GLOBAL + c->n_layers * PT_HOOK_N_LAYER; }
@@ -65,13 +66,21 @@ static int valid_names_error(const pt_config *c, const char *name, pt_err *err) 
                           pt_hook_site_exists(c, PT_HOOK_POS_EMBED) ? "hook_pos_embed, " : "");
     o += (size_t)snprintf(list + o, sizeof list - o, "blocks.{0..%d}.{", c->n_layers - 1);
     for (int k = PT_HOOK_N_GLOBAL; k < PT_HOOK_KIND_COUNT && o < sizeof list; k++)
-        o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", k > PT_HOOK_N_GLOBAL ? "," : "", kind_names[k]);
+        if (pt_hook_site_exists(c, pt_hook_site((pt_hook_kind)k, 0)))
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", k > PT_HOOK_N_GLOBAL ? "," : "", kind_names[k]);
     if (o < sizeof list) snprintf(list + o, sizeof list - o, "}, ln_final.hook_normalized, logits");
     return pt_errf(err, PT_ENOTFOUND, "unknown hook '%s'; valid hooks: %s", name, list);
 }
 
+static pt_hook_kind site_kind(int site, int *layer);
+
 int pt_hook_site_exists(const pt_config *c, int site) {
-    return site >= 0 && site < pt_hook_n_sites(c) && (site != PT_HOOK_POS_EMBED || c->arch == PT_ARCH_GPT2);
+    int layer;
+    if (site < 0 || site >= pt_hook_n_sites(c)) return 0;
+    pt_hook_kind k = site_kind(site, &layer);
+    if (k == PT_HOOK_POS_EMBED) return c->arch == PT_ARCH_GPT2;
+    if (k == PT_HOOK_Q_NORM || k == PT_HOOK_K_NORM) return c->qk_norm;
+    return 1;
 }
 
 int pt_hook_parse(const pt_config *c, const char *name, int *site, pt_err *err) {
@@ -89,7 +98,7 @@ int pt_hook_parse(const pt_config *c, const char *name, int *site, pt_err *err) 
         if (digits && *p == '.' && !(digits > 1 && name[7] == '0') && layer < c->n_layers) {
             p++;
             for (int k = PT_HOOK_N_GLOBAL; k < PT_HOOK_KIND_COUNT; k++)
-                if (!strcmp(p, kind_names[k])) {
+                if (!strcmp(p, kind_names[k]) && pt_hook_site_exists(c, pt_hook_site((pt_hook_kind)k, (int)layer))) {
                     *site = pt_hook_site((pt_hook_kind)k, (int)layer);
                     return PT_OK;
                 }
@@ -120,8 +129,10 @@ int pt_hook_row_shape(const pt_config *c, int site, int64_t *dims) {
     if (!pt_hook_site_exists(c, site)) return -1;
     switch (site_kind(site, &layer)) {
     case PT_HOOK_Q:
+    case PT_HOOK_Q_NORM:
     case PT_HOOK_Z: dims[0] = c->n_heads, dims[1] = c->head_dim; return 2;
     case PT_HOOK_K:
+    case PT_HOOK_K_NORM:
     case PT_HOOK_V: dims[0] = c->n_kv_heads, dims[1] = c->head_dim; return 2;
     case PT_HOOK_PATTERN: dims[0] = c->n_heads; return 1;
     case PT_HOOK_MLP_PRE:

@@ -129,7 +129,11 @@ static int load_llama(loader *L) {
             TRY(vec(L, &l->bias[PT_PROJ_Q], "%smodel.layers.%d.self_attn.q_proj.bias", i, qd));
             TRY(vec(L, &l->bias[PT_PROJ_K], "%smodel.layers.%d.self_attn.k_proj.bias", i, kvd));
             TRY(vec(L, &l->bias[PT_PROJ_V], "%smodel.layers.%d.self_attn.v_proj.bias", i, kvd));
-            TRY(vec(L, &l->bias[PT_PROJ_O], "%smodel.layers.%d.self_attn.o_proj.bias", i, d));
+        }
+        if (c->o_bias) TRY(vec(L, &l->bias[PT_PROJ_O], "%smodel.layers.%d.self_attn.o_proj.bias", i, d));
+        if (c->qk_norm) {
+            TRY(vec(L, &l->q_norm, "%smodel.layers.%d.self_attn.q_norm.weight", i, c->head_dim));
+            TRY(vec(L, &l->k_norm, "%smodel.layers.%d.self_attn.k_norm.weight", i, c->head_dim));
         }
         if (c->mlp_bias) {
             TRY(vec(L, &l->bias[PT_PROJ_GATE], "%smodel.layers.%d.mlp.gate_proj.bias", i, F));
@@ -217,8 +221,8 @@ int pt_model_from_files(pt_model_files *mf, pt_model **out, pt_err *err) {
     int rc = pt_config_validate(c, m->files.path, err);
     if (rc) goto fail;
     size_t d = (size_t)c->d_model, per_layer = 6 * d + (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim +
-                                                 2 * (size_t)c->d_ff + d;
-    size_t n_small = per_layer * (size_t)c->n_layers + 2 * d;
+                                                 2 * (size_t)c->d_ff + d + 2 * (size_t)c->head_dim;
+    size_t n_small = per_layer * (size_t)c->n_layers + 2 * d + (size_t)c->head_dim;
     m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
     m->w.small = malloc(n_small * sizeof(float));
     if (!m->w.layers || !m->w.small) {
@@ -228,6 +232,10 @@ int pt_model_from_files(pt_model_files *mf, pt_model **out, pt_err *err) {
     loader L = {m, "", m->w.small, m->w.small + n_small, err};
     rc = c->arch == PT_ARCH_LLAMA ? load_llama(&L) : load_gpt2(&L);
     if (rc) goto fail;
+    if (c->arch == PT_ARCH_LLAMA) {
+        m->w.rope_inv = L.next;
+        m->w.rope_mscale = pt_rope_inv_freq(c, 0, m->w.rope_inv, c->head_dim);
+    }
     /* Bytes one decode step streams: every layer matrix plus the LM head. */
     for (int i = 0; i < c->n_layers; i++)
         for (int p = 0; p < PT_PROJ_COUNT; p++)
@@ -382,10 +390,14 @@ int pt_model_write_random(const char *dir, const pt_config *c, pt_dtype dt, uint
             for (int p = 0; p < 7; p++) {
                 snprintf(n, sizeof n, "model.layers.%d.%s.weight", i, nm[p]);
                 R2(n, out[p], in[p]);
-                if ((p < 4 && c->attn_bias) || (p >= 4 && c->mlp_bias)) {
+                if ((p < 3 && c->attn_bias) || (p == 3 && c->o_bias) || (p >= 4 && c->mlp_bias)) {
                     snprintf(n, sizeof n, "model.layers.%d.%s.bias", i, nm[p]);
                     R1(n, out[p], 0);
                 }
+            }
+            for (int qk = 0; qk < 2 * c->qk_norm; qk++) {
+                snprintf(n, sizeof n, "model.layers.%d.self_attn.%c_norm.weight", i, "qk"[qk]);
+                R1(n, c->head_dim, 1);
             }
         }
         R1("model.norm.weight", d, 1);

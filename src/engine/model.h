@@ -34,6 +34,7 @@ typedef struct pt_layer_weights {
      * GPT-2: Q, K, V are column slices of the fused Conv1D c_attn (d, 3d). */
     pt_weight proj[PT_PROJ_COUNT];
     const float *bias[PT_PROJ_COUNT]; /* (out) each, or NULL when the model has none */
+    const float *q_norm, *k_norm; /* (hd) Qwen3's per-head RMSNorm weights, else NULL */
 } pt_layer_weights;
 
 typedef struct pt_model_weights {
@@ -43,6 +44,9 @@ typedef struct pt_model_weights {
     const float *lnf_w;       /* (d)  model.norm / ln_f weight */
     const float *lnf_b;       /* (d)  ln_f bias (GPT-2), NULL for Llama */
     pt_weight lm_head;        /* (V, d)  lm_head, or the same view as tok_emb when tied */
+    float *rope_inv;          /* (hd/2) RoPE inverse frequencies under rope_scaling (not "dynamic"
+                               * past the original context: forward.c derives those per step) */
+    float rope_mscale;        /* cos and sin are multiplied by it (yarn's attention factor, else 1) */
     float *small;             /* owned: the one allocation all F32 vectors above point into */
 } pt_model_weights;
 

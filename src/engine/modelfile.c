@@ -177,7 +177,11 @@ int pt_model_files_check(const pt_model_files *mf, pt_err *err) {
                 CHK(1, q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
                 CHK(1, kv, 0, "model.layers.%d.self_attn.k_proj.bias", l);
                 CHK(1, kv, 0, "model.layers.%d.self_attn.v_proj.bias", l);
-                CHK(1, d, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+            }
+            if (c->o_bias) CHK(1, d, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+            if (c->qk_norm) {
+                CHK(1, c->head_dim, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+                CHK(1, c->head_dim, 0, "model.layers.%d.self_attn.k_norm.weight", l);
             }
             if (c->mlp_bias) {
                 CHK(1, ff, 0, "model.layers.%d.mlp.gate_proj.bias", l);
@@ -209,7 +213,7 @@ int pt_model_files_check(const pt_model_files *mf, pt_err *err) {
     for (size_t i = 0; i < mf->tensors.n && !rc; i++)
         if (!json_object_get(expected, mf->tensors.t[i].name))
             rc = pt_errf(err, PT_EFORMAT, "%s: unexpected tensor '%s' for this %s config", mf->path,
-                         mf->tensors.t[i].name, c->arch == PT_ARCH_GPT2 ? "gpt2" : "llama");
+                         mf->tensors.t[i].name, pt_family_name(c->family));
 out:
     json_decref(expected);
     return rc;

@@ -70,6 +70,27 @@ def gpt2_config(vocab, d, layers, heads, d_ff=None, n_pos=128):
     return c
 
 
+LLAMA_LIKE = ("llama", "qwen2", "qwen3", "mistral")
+
+
+def qwen_config(family, vocab, d, layers, heads, kv_heads, d_ff, head_dim=None, tie=False, theta=10000.0):
+    """Qwen2 (q/k/v biases, no o bias, head_dim = d/heads) or Qwen3 (explicit head_dim,
+    per-head q/k RMSNorm, no biases) as their config.json files spell them."""
+    c = {"model_type": family, "architectures": ["Qwen2ForCausalLM" if family == "qwen2" else "Qwen3ForCausalLM"],
+         "vocab_size": vocab, "hidden_size": d, "intermediate_size": d_ff, "num_hidden_layers": layers,
+         "num_attention_heads": heads, "num_key_value_heads": kv_heads, "rms_norm_eps": 1e-6, "rope_theta": theta,
+         "tie_word_embeddings": tie, "max_position_embeddings": 256, "hidden_act": "silu", "use_sliding_window": False,
+         "sliding_window": 64, "bos_token_id": 1, "eos_token_id": 2}
+    if family == "qwen3":
+        c["head_dim"] = head_dim or d // heads
+        c["attention_bias"] = False
+    return c
+
+
+def head_dim(cfg):
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+
+
 def random_weights(cfg, seed=0, prefix="transformer."):
     g = torch.Generator().manual_seed(seed)
 
@@ -80,8 +101,8 @@ def random_weights(cfg, seed=0, prefix="transformer."):
         return 1.0 + r(n, s=0.1)
 
     w = {}
-    if cfg["model_type"] == "llama":
-        d, hd = cfg["hidden_size"], cfg["head_dim"]
+    if cfg["model_type"] in LLAMA_LIKE:
+        d, hd = cfg["hidden_size"], head_dim(cfg)
         H, KV, F, V = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"], cfg["vocab_size"]
         w["model.embed_tokens.weight"] = r(V, d, s=0.5)
         for i in range(cfg["num_hidden_layers"]):
@@ -94,6 +115,11 @@ def random_weights(cfg, seed=0, prefix="transformer."):
             if cfg.get("attention_bias"):
                 for n, o in (("q", H * hd), ("k", KV * hd), ("v", KV * hd), ("o", d)):
                     w[p + f"self_attn.{n}_proj.bias"] = r(o)
+            if cfg["model_type"] == "qwen2":
+                for n, o in (("q", H * hd), ("k", KV * hd), ("v", KV * hd)):
+                    w[p + f"self_attn.{n}_proj.bias"] = r(o, s=0.3)
+            if cfg["model_type"] == "qwen3":
+                w[p + "self_attn.q_norm.weight"], w[p + "self_attn.k_norm.weight"] = norm(hd), norm(hd)
             w[p + "post_attention_layernorm.weight"] = norm(d)
             w[p + "mlp.gate_proj.weight"] = r(F, d)
             w[p + "mlp.up_proj.weight"] = r(F, d)
@@ -167,23 +193,76 @@ def rms(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
-def rope(x, theta):
+def rope(x, theta, inv=None, mscale=1.0):
     # x: [T, heads, hd], rotate-half layout
     T, _, hd = x.shape
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)).float()
+    if inv is None:
+        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)).float()
     ang = torch.arange(T, dtype=torch.float32)[:, None] * inv[None, :]
     cos, sin = torch.cat([ang.cos()] * 2, -1)[:, None, :], torch.cat([ang.sin()] * 2, -1)[:, None, :]
     x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
+    return x * (cos * mscale) + torch.cat([-x2, x1], -1) * (sin * mscale)
 
 
-def attention(q, k, v, hook, i):
-    # q [T, H, hd], k/v [T, KV, hd]
+def rope_inv_freq(cfg, seq_len):
+    """RoPE inverse frequencies and the cos/sin factor under cfg["rope_scaling"], from the
+    published descriptions: linear (positions divided by the factor), dynamic NTK (the base
+    raised for sequences past the original context), YaRN (Peng et al. 2023: a ramp between
+    interpolated and original frequencies over the dimensions whose rotations over the
+    original context lie between beta_slow and beta_fast, and cos/sin scaled by
+    0.1 ln(factor) + 1), Llama 3.1 (low frequencies divided by the factor, high ones kept, a
+    smooth blend between the two wavelengths)."""
+    hd = head_dim(cfg)
+    base = float(cfg["rope_theta"])
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    factor = float(rs.get("factor", 1.0))
+    orig = rs.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+    exps = torch.arange(0, hd, 2, dtype=torch.float64) / hd
+    if kind == "default":
+        return (1.0 / base ** exps).float(), 1.0
+    if kind == "dynamic" and seq_len > orig:
+        base = base * ((factor * seq_len / orig) - (factor - 1)) ** (hd / (hd - 2))
+    pos_freqs = (base ** exps).float()
+    inv = 1.0 / pos_freqs
+    mscale = 1.0
+    if kind == "linear":
+        inv = inv / factor
+    elif kind == "yarn":
+        if "original_max_position_embeddings" in rs:
+            factor = cfg["max_position_embeddings"] / orig
+        mscale = rs.get("attention_factor") or (0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)
+
+        def dim_of(rot):
+            return hd * math.log(orig / (rot * 2 * math.pi)) / (2 * math.log(base))
+        lo, hi = dim_of(rs.get("beta_fast", 32)), dim_of(rs.get("beta_slow", 1))
+        if rs.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, hd - 1)
+        if lo == hi:
+            hi += 0.001
+        ramp = ((torch.arange(hd // 2, dtype=torch.float32) - lo) / (hi - lo)).clamp(0, 1)
+        keep = 1 - ramp
+        inv = (1.0 / (factor * pos_freqs)) * (1 - keep) + inv * keep
+    elif kind == "llama3":
+        lo_wl, hi_wl = orig / rs["low_freq_factor"], orig / rs["high_freq_factor"]
+        wl = 2 * math.pi / inv
+        scaled = torch.where(wl > lo_wl, inv / factor, inv)
+        smooth = (orig / wl - rs["low_freq_factor"]) / (rs["high_freq_factor"] - rs["low_freq_factor"])
+        mid = (wl <= lo_wl) & (wl >= hi_wl)
+        inv = torch.where(mid, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    return inv, mscale
+
+
+def attention(q, k, v, hook, i, window=None):
+    # q [T, H, hd], k/v [T, KV, hd]; window: query p sees keys p-window+1 .. p (Mistral)
     T, H, hd = q.shape
     rep = H // k.shape[1]
     k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
     s = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
     s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+    if window:
+        s = s.masked_fill(torch.tril(torch.ones(T, T, dtype=torch.bool), -window), float("-inf"))
     p = hook(f"blocks.{i}.attn.hook_pattern", s.softmax(-1))
     return torch.einsum("hqk,khd->qhd", p, v)
 
@@ -192,8 +271,11 @@ def forward(cfg, w, tokens, hook=None):
     hook = hook or Hooks()
     tokens = torch.tensor(tokens)
     T = len(tokens)
-    if cfg["model_type"] == "llama":
-        d, hd, eps = cfg["hidden_size"], cfg["head_dim"], cfg["rms_norm_eps"]
+    if cfg["model_type"] in LLAMA_LIKE:
+        d, hd, eps = cfg["hidden_size"], head_dim(cfg), cfg["rms_norm_eps"]
+        inv, msc = rope_inv_freq(cfg, T)
+        # Mistral: transformers' default window is 4096 when the key is absent, null is none.
+        window = cfg.get("sliding_window", 4096) if cfg["model_type"] == "mistral" else None
         H, KV = cfg["num_attention_heads"], cfg["num_key_value_heads"]
 
         def lin(x, p):
@@ -208,7 +290,11 @@ def forward(cfg, w, tokens, hook=None):
             q = hook(f"blocks.{i}.attn.hook_q", lin(h, p + "self_attn.q_proj").view(T, H, hd))
             k = hook(f"blocks.{i}.attn.hook_k", lin(h, p + "self_attn.k_proj").view(T, KV, hd))
             v = hook(f"blocks.{i}.attn.hook_v", lin(h, p + "self_attn.v_proj").view(T, KV, hd))
-            z = hook(f"blocks.{i}.attn.hook_z", attention(rope(q, cfg["rope_theta"]), rope(k, cfg["rope_theta"]), v, hook, i))
+            if cfg["model_type"] == "qwen3":
+                q = hook(f"blocks.{i}.attn.q_norm.hook_normalized", rms(q, w[p + "self_attn.q_norm.weight"], eps))
+                k = hook(f"blocks.{i}.attn.k_norm.hook_normalized", rms(k, w[p + "self_attn.k_norm.weight"], eps))
+            z = hook(f"blocks.{i}.attn.hook_z", attention(rope(q, None, inv, msc), rope(k, None, inv, msc), v, hook, i,
+                                                           window))
             a = hook(f"blocks.{i}.hook_attn_out", lin(z.reshape(T, H * hd), p + "self_attn.o_proj"))
             x = hook(f"blocks.{i}.hook_resid_mid", x + a)
             h = rms(x, w[p + "post_attention_layernorm.weight"], eps)

@@ -1,0 +1,177 @@
+"""The Llama-family variants against the plain-PyTorch reference (tests/ref/ref_model.py):
+rope_scaling (llama3, linear, dynamic, yarn), Qwen2 (q/k/v biases, no o bias), Qwen3
+(per-head q/k RMSNorm, explicit head_dim), Mistral (sliding-window attention), with random
+small weights: every hook point of a trace, greedy generation and score log-probs, Qwen2/Qwen3
+through GGUF with llama.cpp's naming; and clear errors for what is not supported yet."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.environ.get("PARITY_SRC", os.path.dirname(__file__) + "/.."), "tests", "ref"))
+import torch  # noqa: E402
+from checks import Checks, compare_caches, rel_err  # noqa: E402
+from ref_model import Hooks, forward, llama_config, qwen_config, read_safetensors, write_model  # noqa: E402
+
+torch.set_num_threads(1)
+PARITY = os.environ.get("PARITY_BIN", "build/parity")
+TOL = 1e-4
+check = Checks()
+
+
+def run(args):
+    return subprocess.run([PARITY] + args, capture_output=True, text=True)
+
+
+def compare_all(name, cfg, model, w, tokens):
+    _, ref = forward(cfg, w, tokens, Hooks())
+    out = os.path.join(tmp, "out.safetensors")
+    p = run(["trace", "-m", model, "--tokens", ",".join(map(str, tokens)), "-o", out, "--read", "all"])
+    if p.returncode:
+        check(False, f"{name}: trace failed: {p.stderr}")
+        return
+    got = read_safetensors(out)
+    compare_caches(check, name, got, ref.cache, TOL)
+
+
+def check_generate_score(name, cfg, model, w):
+    """Greedy generation (prefill, then decode through the KV cache) and log-probs."""
+    prompt = [5, 6, 7, 8]
+    p = run(["generate", "-m", model, "--tokens", ",".join(map(str, prompt)), "--max-tokens", "5", "--json"])
+    gen = json.loads(p.stdout)["tokens"] if p.returncode == 0 else p.stderr
+    seq = list(prompt)
+    for _ in range(5):
+        lg, _ = forward(cfg, w, seq)
+        seq.append(int(lg[-1].argmax()))
+    check(gen == seq[len(prompt):], f"{name}: greedy generation {gen} vs reference {seq[len(prompt):]}")
+    p = run(["score", "-m", model, "--tokens", ",".join(map(str, seq)), "--json"])
+    sc = json.loads(p.stdout) if p.returncode == 0 else {"logprobs": []}
+    lp = torch.log_softmax(forward(cfg, w, seq)[0].double(), -1)
+    want = [lp[i - 1, seq[i]].item() for i in range(1, len(seq))]
+    got = sc["logprobs"][1:]
+    check(len(got) == len(want) and all(abs(a - b) < 1e-4 for a, b in zip(got, want)),
+          f"{name}: score log-probs {got} vs reference {want}")
+
+
+tmp = tempfile.mkdtemp(prefix="parity-engine-arch-")
+g = torch.Generator().manual_seed(3)
+
+
+def scaled(rs, **kw):
+    c = llama_config(700, 64, 2, 4, 2, 16, 96, theta=kw.pop("theta", 10000.0))
+    c.update(kw)
+    c["rope_scaling"] = rs
+    return c
+
+
+cases = [
+    # Llama 3.1's own shape of rope_scaling (8192 -> long context), scaled down: with an
+    # original context of 32 and head_dim 16, frequencies fall in all three bands.
+    ("llama3-rope", scaled({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 32}, theta=500000.0)),
+    ("linear-rope", scaled({"type": "linear", "factor": 4.0})),
+    # dynamic NTK: past the original context of 24 positions the base grows with the length.
+    ("dynamic-rope", scaled({"rope_type": "dynamic", "factor": 2.0, "original_max_position_embeddings": 24})),
+    # yarn with factor = max_position_embeddings / original (as Qwen's long-context configs).
+    ("yarn-rope", scaled({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64})),
+    ("yarn-rope-attn-factor", scaled({"rope_type": "yarn", "factor": 2.0, "attention_factor": 1.3,
+                                      "beta_fast": 16, "beta_slow": 2})),
+    ("qwen2-untied", qwen_config("qwen2", 600, 64, 2, 4, 2, 96)),
+    ("qwen2-tied-mqa", qwen_config("qwen2", 600, 48, 2, 4, 1, 80, tie=True, theta=1000000.0)),
+    ("qwen3-hd!=d/h", qwen_config("qwen3", 600, 48, 2, 4, 2, 80, head_dim=16)),
+    # windows of 3 and 8 positions: T=40 runs the sgemm (prefill) attention, T=7 and the
+    # generation's decode steps the per-row one, reading the KV cache past the window.
+    ("mistral-window3", dict(llama_config(600, 64, 2, 4, 2, 16, 96), model_type="mistral", sliding_window=3)),
+    ("mistral-window8-gqa", dict(llama_config(600, 64, 2, 8, 2, 8, 96), model_type="mistral", sliding_window=8)),
+    ("qwen3-tied-yarn", dict(qwen_config("qwen3", 600, 64, 2, 4, 4, 96, tie=True),
+                             rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                           "original_max_position_embeddings": 64})),
+]
+weights = {}
+for i, (name, cfg) in enumerate(cases):
+    d = os.path.join(tmp, name)
+    w = weights[name] = write_model(d, cfg, "F32", seed=10 + i)
+    for n in (7, 40):  # decode kernels and per-row attention; sgemm
+        tokens = torch.randint(0, cfg["vocab_size"], (n,), generator=g).tolist()
+        compare_all(f"{name} T={n}", cfg, d, w, tokens)
+    if name != "dynamic-rope":  # its cached keys keep the frequencies they were written with
+        check_generate_score(name, cfg, d, w)
+    if name == "qwen3-hd!=d/h":
+        p = run(["info", "-m", d])
+        check(p.returncode == 0 and "qwen3" in p.stdout and "q_norm.hook_normalized" in p.stdout,
+              f"info names the family and the q/k norm hooks: {p.stdout!r}")
+    if name == "qwen3-tied-yarn":
+        # HF -> HF (BF16) keeps the family and rope_scaling; GGUF is refused until its naming is done.
+        out = os.path.join(tmp, "conv")
+        p = run(["convert", d, out, "--dtype", "bf16", "--quiet"])
+        with open(os.path.join(out, "config.json")) as f:
+            cc = json.load(f)
+        check(p.returncode == 0 and cc["model_type"] == "qwen3" and cc["rope_scaling"]["rope_type"] == "yarn",
+              f"convert to hf: {p.stderr!r} {cc}")
+        p = run(["info", "-m", out])
+        check(p.returncode == 0 and "rope_scaling yarn" in p.stdout, f"info of the converted model: {p.stdout!r}")
+        p = run(["convert", d, os.path.join(tmp, "q.gguf"), "--quiet"])
+        check(p.returncode != 0 and "rope_scaling" in p.stderr, f"convert qwen3+yarn to gguf: {p.stderr!r}")
+    if name.startswith("mistral-window"):
+        p = run(["convert", d, os.path.join(tmp, "m.gguf"), "--quiet"])
+        check(p.returncode != 0 and "sliding window" in p.stderr, f"convert windowed mistral to gguf: {p.stderr!r}")
+    if name.startswith("qwen") and "rope_scaling" not in cfg:
+        # GGUF with llama.cpp's qwen2/qwen3 naming (general.architecture, blk.N.attn_q.bias,
+        # blk.N.attn_q_norm.weight, q/k unpermuted), read back: the same hooks; and back to HF.
+        gg = os.path.join(tmp, name + ".gguf")
+        p = run(["convert", d, gg, "--quiet"])
+        check(p.returncode == 0, f"{name}: convert to gguf: {p.stderr!r}")
+        with open(gg, "rb") as f:
+            head = f.read(1 << 16)
+        check(cfg["model_type"].encode() in head and b"blk.0.attn_q.bias" in head if name.startswith("qwen2")
+              else b"blk.0.attn_q_norm.weight" in head, f"{name}: llama.cpp names in the GGUF")
+        compare_all(f"{name} GGUF T=12", cfg, gg, w, torch.randint(0, cfg["vocab_size"], (12,), generator=g).tolist())
+        back = os.path.join(tmp, name + "-back")
+        p = run(["convert", gg, back, "--quiet"])
+        with open(os.path.join(back, "config.json")) as f:
+            cb = json.load(f)
+        check(p.returncode == 0 and cb["model_type"] == cfg["model_type"], f"{name}: gguf -> hf: {p.stderr!r} {cb}")
+    if name == "qwen2-untied":
+        p = run(["trace", "-m", d, "--tokens", "1,2", "--read", "blocks.0.attn.q_norm.hook_normalized",
+                 "-o", os.path.join(tmp, "x.st")])
+        check(p.returncode != 0 and "unknown hook" in p.stderr, f"q_norm hook on qwen2: {p.stderr!r}")
+
+# dynamic NTK below its original context is plain RoPE: the same logits as the unscaled model.
+cfg_plain = llama_config(700, 64, 2, 4, 2, 16, 96)
+wd = write_model(os.path.join(tmp, "plain"), cfg_plain, "F32", seed=12)
+tokens = torch.randint(0, 700, (20,), generator=g).tolist()
+a, _ = forward(cfg_plain, wd, tokens)
+b, _ = forward(cases[2][1], wd, tokens)
+check(rel_err(a, b) < 1e-6, "reference: dynamic rope under the original context is plain RoPE")
+# ... and every scaling changes the logits of a long enough sequence (the checks above can fail).
+tokens = torch.randint(0, 700, (40,), generator=g).tolist()
+a, _ = forward(cfg_plain, wd, tokens)
+for name, cfg in cases[:5]:
+    check(rel_err(forward(cfg, wd, tokens)[0], a) > 1e-3, f"reference: {name} changes the logits")
+mc = dict(cases[8][1])
+tokens = [t % 600 for t in tokens]
+a, _ = forward(mc, weights["mistral-window3"], tokens)
+mc["sliding_window"] = None
+check(rel_err(forward(mc, weights["mistral-window3"], tokens)[0], a) > 1e-3, "reference: the window changes the logits")
+
+# Configurations not supported yet: clear errors that name the field.
+bad = [
+    (dict(cases[0][1], rope_scaling={"rope_type": "longrope", "factor": 2.0}), "longrope"),
+    (dict(cases[0][1], rope_scaling={"rope_type": "llama3", "factor": 8.0}), "original_max_position_embeddings"),
+    (dict(cases[0][1], rope_scaling={"rope_type": "linear", "factor": "x"}), "factor"),
+    (dict(cases[5][1], use_sliding_window=True), "use_sliding_window"),
+    (dict(cases[5][1], model_type="mistral", sliding_window=0), "sliding_window"),
+    (dict(cases[5][1], model_type="gemma9"), "gemma9"),
+]
+for cfg, needle in bad:
+    d = os.path.join(tmp, "bad")
+    write_model(d, cases[0][1] if cfg["model_type"] == "llama" else cases[5][1], "F32")
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    p = run(["trace", "-m", d, "--tokens", "1", "--read", "logits", "-o", os.path.join(tmp, "x.st")])
+    check(p.returncode in (1, 2) and needle in p.stderr, f"bad config ({needle}): rc {p.returncode} {p.stderr!r}")
+
+shutil.rmtree(tmp, ignore_errors=True)
+sys.exit(check.summary("test_engine_arch"))
