@@ -75,6 +75,13 @@ void http_set_header_i64(http_resp *r, const char *name, int64_t v) {
     r->n_headers++;
 }
 
+void http_set_header_hex(http_resp *r, const char *name, const uint8_t *p, size_t n) {
+    if (r->n_headers >= HTTP_MAX_HEADERS || 2 * n >= sizeof r->headers[0].value) return;
+    pt_strlcpy(r->headers[r->n_headers].name, name, sizeof r->headers[0].name);
+    pt_hex(p, n, r->headers[r->n_headers].value);
+    r->n_headers++;
+}
+
 void http_json(http_resp *r, int status, json_t *body) {
     r->status = status;
     r->content_type = "application/json";

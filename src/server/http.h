@@ -98,6 +98,8 @@ void http_resume(http_req *r);            /* for HTTP_DEFER: call when the resul
 /* Response helpers. */
 void http_set_header(http_resp *r, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void http_set_header_i64(http_resp *r, const char *name, int64_t v); /* no printf: on every request */
+/* The value as lower-case hex of p[0..n) (n <= 79); no printf: on every audited request. */
+void http_set_header_hex(http_resp *r, const char *name, const uint8_t *p, size_t n);
 /* A JSON body from a jansson value (stolen reference). */
 struct json_t;
 void http_json(http_resp *r, int status, struct json_t *body);

@@ -470,9 +470,7 @@ static void new_salt(uint8_t out[32]) {
  * entry's commitments to the bytes it sent and received. Set on every (re)run of a handler of
  * an audited route, so a streamed or deferred response carries it too. */
 static void salt_header(call *c, http_resp *resp) {
-    char hex[65];
-    pt_hex(c->salt, 32, hex);
-    http_set_header(resp, "Parity-Receipt-Salt", "%s", hex);
+    http_set_header_hex(resp, "Parity-Receipt-Salt", c->salt, 32);
 }
 
 /* Appends the finished response's audit entry. Async receipts: the index is known at once and
