@@ -11,7 +11,6 @@ the later requests of a keep-alive connection are checked again in the first han
 wrote its status line and headers twice. Debian's python3."""
 import json
 import os
-import socket
 import sys
 import time
 
@@ -29,26 +28,7 @@ POST = b"POST /v1/chat/completions HTTP/1.1\r\n"
 GOOD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def exchange(raw, wait=3.0):
-    """Sends raw on a new connection; returns (everything the server sent, closed?, seconds)."""
-    s = socket.create_connection(("127.0.0.1", W.port))
-    t0 = time.monotonic()
-    s.sendall(raw)
-    s.settimeout(wait)
-    out, closed = b"", False
-    try:
-        while True:
-            d = s.recv(65536)
-            if not d:
-                closed = True
-                break
-            out += d
-    except socket.timeout:
-        pass
-    except ConnectionResetError:
-        closed = True
-    s.close()
-    return out, closed, time.monotonic() - t0
+exchange = W.exchange
 
 
 def responses(data):

@@ -53,23 +53,7 @@ W.start()
 
 def raw_exchange(raw, wait=3.0):
     """Sends raw bytes on a new connection; returns (everything sent back, closed by the server?)."""
-    s = socket.create_connection(("127.0.0.1", W.port))
-    s.sendall(raw)
-    s.settimeout(wait)
-    out, closed = b"", False
-    try:
-        while True:
-            d = s.recv(65536)
-            if not d:
-                closed = True
-                break
-            out += d
-    except socket.timeout:
-        pass
-    except ConnectionResetError:
-        closed = True
-    s.close()
-    return out, closed
+    return W.exchange(raw, wait)[:2]
 
 
 # 1. Tier bypass: reading through one route what another route refuses --------------------------

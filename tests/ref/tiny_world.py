@@ -181,6 +181,30 @@ class World:
             time.sleep(0.05)
         return j
 
+    def exchange(self, raw, wait=3.0):
+        """Sends raw bytes on a new connection; returns (everything the server sent, closed by
+        the server?, seconds)."""
+        import socket
+        import time
+        s = socket.create_connection(("127.0.0.1", self.port))
+        t0 = time.monotonic()
+        s.sendall(raw)
+        s.settimeout(wait)
+        out, closed = b"", False
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    closed = True
+                    break
+                out += d
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            closed = True
+        s.close()
+        return out, closed, time.monotonic() - t0
+
     def summary(self, name):
         print("%s: %d passed, %d failed" % (name, self.checks - self.failures, self.failures))
         return 1 if self.failures else 0
