@@ -63,7 +63,7 @@ typedef enum pt_cpu_isa {
     PT_ISA_AUTO = 0,  /* the best the CPU supports */
     PT_ISA_SCALAR,    /* plain C */
     PT_ISA_AVX2,      /* AVX2 + FMA + F16C */
-    PT_ISA_AVX512,    /* AVX-512 F, BW, VL and VNNI */
+    PT_ISA_AVX512,    /* AVX-512 F, BW, DQ, VL and VNNI (with AVX2, FMA, F16C) */
 } pt_cpu_isa;
 
 /* Attention for one sequence and one layer (attention() takes an array of them).
