@@ -954,6 +954,13 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
     pthread_mutex_lock(&s->report_mu);
     uint64_t size = tlog_size(s->policy_log);
     int64_t now = pt_unix_time();
+    /* A log that fails to verify is verified again at most once a second (or when it grows):
+     * /v1/parity needs no key, and each try reads and hashes the whole policy log. */
+    if (!s->report && s->report_size == size && pt_now() - s->report_failed_at < 1.0) {
+        *err = s->report_err;
+        pthread_mutex_unlock(&s->report_mu);
+        return NULL;
+    }
     if (!s->report || s->report_size != size || now >= s->report_until) {
         char *dir = pt_path_join(s->data_dir, "log/policy");
         pt_policy_history *h = NULL;
@@ -970,6 +977,10 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         s->report = rep;
         s->report_size = size;
         s->report_until = until;
+        if (!rep) {
+            s->report_err = *err;
+            s->report_failed_at = pt_now();
+        }
     }
     json_t *r = json_incref(s->report);
     pthread_mutex_unlock(&s->report_mu);

@@ -87,6 +87,8 @@ struct pt_server {
     json_t *report;
     uint64_t report_size;      /* policy log size it was computed at */
     int64_t report_until;      /* recomputed from then on (next day, or a revision's time) */
+    pt_err report_err;         /* why the last computation failed (report NULL) */
+    double report_failed_at;   /* pt_now() of that failure: retried at most once a second */
 };
 
 /* Per-request state (req->user). */
