@@ -82,8 +82,9 @@ class Saved:
     """A read that resolves after the trace: .value (also available as the proxy itself through
     numpy's __array__)."""
 
-    def __init__(self, trace, hook, invoke):
-        self._trace, self.hook, self._invoke, self._value, self._set = trace, hook, invoke, None, False
+    def __init__(self, trace, hook, invoke, positions):
+        self._trace, self.hook, self._invoke, self._positions = trace, hook, invoke, positions
+        self._value, self._set = None, False
 
     @property
     def value(self):
@@ -91,11 +92,11 @@ class Saved:
             raise TraceError("%s has no value yet: it resolves when the `with` block of its trace exits" % self.hook)
         return self._value
 
-    def _resolve(self, batched, inputs, positions):
+    def _resolve(self, batched, inputs):
         if self._invoke is None:
             self._value = batched
         else:
-            length = None if positions else inputs[self._invoke]["length"]
+            length = None if self._positions else inputs[self._invoke]["length"]
             self._value = _take(batched, self._invoke, length, "hook_pattern" in self.hook)
         self._set = True
 
@@ -200,8 +201,7 @@ class Trace:
             self._reads.append(entry)
         elif known != entry:
             raise TraceError("%s is read twice with different positions in one trace" % hook)
-        s = Saved(self, hook, self._invoke)
-        s._positions = positions
+        s = Saved(self, hook, self._invoke, positions)
         self._saved.append(s)
         return s
 
@@ -251,7 +251,7 @@ class Trace:
         self.receipt = c.last_receipt
         tensors = {t["name"]: _decode(t) for t in self.result["tensors"]}
         for s in self._saved:
-            s._resolve(tensors[s.hook], self.result["inputs"], s._positions)
+            s._resolve(tensors[s.hook], self.result["inputs"])
         return self.result
 
     def _need_result(self):

@@ -1,0 +1,411 @@
+"""The Python client (clients/python, issue 18 point 2) against the real `parity serve`, on a
+tiny world with the demo policy (models parity-demo and parity-demo-analog are the tiny random
+Llama; keys for the demo's organisations). The client is pip-installed into a temporary venv
+(no network: --no-index, --no-build-isolation) and everything below imports it from there.
+
+Checks: Ed25519 against RFC 8032's test vectors and against python3-cryptography; sampling,
+streaming and errors in OpenAI's shapes; the trace context (one request; reads equal the raw
+API's; add/set/ablate/patch/generate with their effect checked numerically; nested lists
+without numpy; gradients refused); fine-tuning; access; receipts verified (and tampered
+proofs, checkpoints, entries and bytes refused); the policy log's consistency (and a fork
+signed with the lab's own key refused); witness cosignatures with a quorum; the parity report
+recomputed and compared (and a forged report and an edited revision file refused); every
+python example of clients/python/README.md and of the README's "Python client" section."""
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PARITY_SRC", os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "ref"))
+from tiny_world import World, run  # noqa: E402
+
+# -- install the client into a temporary venv, from a copy (the build writes next to the source)
+VENV = tempfile.mkdtemp(prefix="parity-pyclient-venv-")
+shutil.copytree(os.path.join(SRC, "clients", "python"), os.path.join(VENV, "src"),
+                ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", os.path.join(VENV, "env")], check=True)
+VPY = os.path.join(VENV, "env", "bin", "python")
+subprocess.run([VPY, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation", "--no-deps",
+                os.path.join(VENV, "src")], check=True)
+site = subprocess.run([VPY, "-c", "import parity_client, os; print(os.path.dirname(parity_client.__file__))"],
+                      capture_output=True, text=True, check=True).stdout.strip()
+sys.path.insert(0, os.path.dirname(site))
+import parity_client as pc  # noqa: E402
+from parity_client import ed25519, note, report as rp, tlog  # noqa: E402
+
+policy = open(os.path.join(SRC, "examples", "demo-policy.yaml")).read()
+policy = re.sub(r"weights: parity-demo(-analog)?\n", "weights: MODEL_DIR\n", policy)
+W = World("parity-pyclient-", ["aisi-eval", "uni-interp", "indie-redteam"], policy=policy, admin="lab-safety")
+W.check(os.path.dirname(pc.__file__) == site and site.startswith(VENV), "the client is imported from the venv: %s" % pc.__file__)
+W.start()
+URL = "http://127.0.0.1:%d" % W.port
+AUDIT_VKEY = run("log", "vkey", "--data", W.data, "--log", "audit").stdout.strip()
+POLICY_VKEY = run("log", "vkey", "--data", W.data).stdout.strip()
+client = pc.Client(URL, key=W.keys["aisi-eval"])
+check = W.check
+
+
+def raises(exc, fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except exc as e:
+        return e
+    return None
+
+
+# -- Ed25519 (RFC 8032 section 7.1, TEST 1, 2, 3 and SHA(abc)) --
+RFC8032 = [
+    ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+    ("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42",
+     "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf",
+     "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+     "dc2a4459e7369633a52b1bf277839a00201009a3efbf3ecb69bea2186c26b58909351fc9ac90b3ecfdfbc7c66431e0303dca179c138ac17ad9bef1177331a704"),
+]
+
+
+def test_ed25519():
+    for i, (sk, pk, msg, sig) in enumerate(RFC8032):
+        sk, pk, msg, sig = (bytes.fromhex(x) for x in (sk, pk, msg, sig))
+        check(ed25519.public_key(sk) == pk, "RFC 8032 vector %d: public key" % i)
+        check(ed25519.sign(sk, msg) == sig, "RFC 8032 vector %d: signature" % i)
+        check(ed25519.verify(pk, msg, sig), "RFC 8032 vector %d: verifies" % i)
+        check(not ed25519.verify(pk, msg + b"x", sig), "vector %d: another message fails" % i)
+        bad = bytearray(sig)
+        bad[5] ^= 1
+        check(not ed25519.verify(pk, msg, bytes(bad)), "vector %d: a flipped R bit fails" % i)
+        bad = bytearray(sig)
+        bad[40] ^= 1
+        check(not ed25519.verify(pk, msg, bytes(bad)), "vector %d: a flipped S bit fails" % i)
+        s = int.from_bytes(sig[32:], "little") + ed25519.L  # the same S mod L: malleated, must be refused
+        check(s >= 2 ** 256 or not ed25519.verify(pk, msg, sig[:32] + s.to_bytes(32, "little")), "vector %d: S + L refused" % i)
+    check(not ed25519.verify(b"\xff" * 32, b"", bytes(64)), "a public key that is not a point fails")
+    try:  # an independent implementation (python3-cryptography, OpenSSL) both ways
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+        from cryptography.hazmat.primitives import serialization as ser
+    except ImportError:
+        check(False, "python3-cryptography is needed for the cross-check")
+        return
+    for n in range(12):
+        seed = os.urandom(32)
+        msg = os.urandom(n * 7)
+        k = Ed25519PrivateKey.from_private_bytes(seed)
+        pub = k.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+        check(ed25519.public_key(seed) == pub, "random key %d: same public key as OpenSSL" % n)
+        check(ed25519.verify(pub, msg, k.sign(msg)), "random key %d: OpenSSL's signature verifies here" % n)
+        Ed25519PublicKey.from_public_bytes(pub).verify(ed25519.sign(seed, msg), msg)  # raises if not
+
+
+# -- sampling in OpenAI's shapes --
+def test_sampling():
+    ids = [m.id for m in client.models.list()]
+    check(ids == ["parity-demo", "parity-demo-analog"], "models.list: %s" % ids)
+    r = client.completions.create(model="parity-demo", prompt="And God said", max_tokens=6, logprobs=3, temperature=0)
+    check(r.object == "text_completion" and len(r.choices[0].logprobs.top_logprobs[0]) == 3, "completion with 3 log-probs")
+    rec = client.last_receipt
+    check(rec and rec.index >= 0 and len(rec.salt) == 64, "the completion's receipt is kept: %r" % rec)
+    s = client.completions.create(model="parity-demo", prompt="And God said", max_tokens=6, temperature=0, stream=True,
+                                  stream_options={"include_usage": True})
+    text = s.text()
+    check(text == r.choices[0].text, "the stream's text is the completion's: %r vs %r" % (text, r.choices[0].text))
+    check(s.done and s.receipt is not None and s.chunks[-1].usage.completion_tokens == r.usage.completion_tokens,
+          "the stream ends with usage, [DONE] and its receipt")
+    e = client.verify_receipt(s.receipt, AUDIT_VKEY)
+    check(e.route == "completions", "a stream's receipt verifies, its commitments open to the streamed bytes")
+    chat = client.chat.completions.create(model="parity-demo@unmitigated", messages=[{"role": "user", "content": "Hi"}],
+                                          max_tokens=4, logprobs=True, top_logprobs=2)
+    check(chat.choices[0].message.role == "assistant" and len(chat.choices[0].logprobs.content[0].top_logprobs) == 2,
+          "chat on the unmitigated variant with top_logprobs")
+    redteam = pc.Client(URL, key=W.keys["indie-redteam"])
+    err = raises(pc.PermissionDeniedError, redteam.completions.create, model="parity-demo", prompt="x", max_tokens=1)
+    check(err is not None and err.code == "capability_not_in_tier" and "revision" in err.message,
+          "an AL1 key's completion (prefill) is a PermissionDeniedError: %s" % err)
+    err = raises(pc.NotFoundError, client.models.retrieve, "no-such-model")
+    check(err is not None and err.status == 404, "an unknown model is a NotFoundError")
+    err = raises(pc.AuthenticationError, pc.Client(URL, key="sk-wrong").models.list)
+    check(err is not None and err.status == 401, "a wrong key is an AuthenticationError")
+    err = raises(pc.BadRequestError, client.completions.create, model="parity-demo", prompt="x", best_of=3)
+    check(err is not None and err.param == "best_of", "an unsupported field is a BadRequestError naming it: %s" % err)
+
+
+# -- tracing --
+def raw_trace(body):
+    st, _, j, _ = W.req("POST", "/v1/internals/trace", body=body, key="aisi-eval")
+    check(st == 200, "raw trace: %d %s" % (st, j))
+    return j
+
+
+def test_trace():
+    import numpy as np
+    model = client.model("parity-demo")
+    sent = client.requests_sent
+    with model.trace("And God said") as t:
+        pre = model.blocks[1].hook_resid_pre.save()
+        z = model.blocks[0].attn.hook_z.save()
+        pat = model.blocks[0].attn.hook_pattern.save(positions=[0, 1])
+    check(client.requests_sent == sent + 1, "a trace is one request")
+    check(t.request() == {"model": "parity-demo", "input": "And God said",
+                          "reads": ["blocks.1.hook_resid_pre", "blocks.0.attn.hook_z",
+                                    {"hook": "blocks.0.attn.hook_pattern", "positions": [0, 1]}]},
+          "the request it compiles to: %s" % t.request())
+    j = raw_trace(t.request())
+    raw = np.frombuffer(base64.b64decode(j["tensors"][0]["data"]), "<f4").reshape(j["tensors"][0]["shape"])
+    n = t.output[0]["length"]
+    check(isinstance(pre.value, np.ndarray) and pre.value.shape == (1, n, 32) and np.array_equal(pre.value, raw),
+          "a saved read equals the raw API's tensor: %s" % (pre.value.shape,))
+    check(z.value.shape == (1, n, 4, 8) and pat.value.shape[:2] == (1, 4), "hook_z and hook_pattern shapes")
+    vec = np.linspace(-1, 1, 32, dtype=np.float32)
+    with model.trace("And God said") as t:
+        model.blocks[1].hook_resid_pre.add(vec, scale=4)
+        steered = model.blocks[1].hook_resid_pre.save()
+        model.blocks[1].hook_mlp_out.set(np.zeros(32))
+        mlp = model.blocks[1].hook_mlp_out.save()
+        model.blocks[1].attn.hook_z.ablate(positions=[1])
+        z2 = model.blocks[1].attn.hook_z.save()
+        post = model.blocks[1].hook_resid_post.save()
+    check(np.allclose(steered.value, pre.value + 4 * vec, atol=1e-5), "add: the read is the base plus 4 vec")
+    check(not mlp.value.any() and not z2.value[0, 1].any() and z2.value[0, 0].any(), "set zeros; ablate one position")
+    check(t.receipt is not None and t.receipt.index >= 0, "the trace's receipt")
+    with model.trace([[5, 17, 42, 99], [7, 8, 9, 10]]) as t:
+        both = model.blocks[1].hook_resid_post.save()
+    with model.trace() as t:
+        with t.invoke([5, 17, 42, 99]) as clean:
+            c_post = model.blocks[1].hook_resid_post.save()
+        with t.invoke([7, 8, 9, 10]):
+            model.blocks[0].hook_resid_post.patch(clean)
+            p_post = model.blocks[1].hook_resid_post.save()
+    body = t.request()
+    check(body["interventions"] == [{"hook": "blocks.0.hook_resid_post", "op": "patch", "source": 0, "inputs": [1]}],
+          "patch compiles to op patch, source and inputs: %s" % body["interventions"])
+    check(np.allclose(c_post.value, both.value[0]) and np.allclose(p_post.value, both.value[0], atol=1e-5)
+          and not np.allclose(both.value[1], both.value[0]),
+          "patching layer 0's output from the clean input makes the corrupt input's layer 1 the clean one's")
+    with model.generate("And God said", max_tokens=5) as g:
+        gen_read = model.ln_final.hook_normalized.save()
+    r = client.completions.create(model="parity-demo", prompt="And God said", max_tokens=5, temperature=0)
+    check(g.text == r.choices[0].text, "generate inside a trace samples what a completion does: %r %r" % (g.text, r.choices[0].text))
+    check(gen_read.value.shape[1] == g.output[0]["length"], "reads cover the generated positions too")
+    with model.generate("And God said", max_tokens=5) as g2:
+        model.blocks[0].hook_resid_post.add(vec, scale=50)
+    check(g2.text != g.text, "steering changes what is generated: %r vs %r" % (g2.text, g.text))
+    err = raises(NotImplementedError, lambda: model.blocks[0].hook_resid_post.grad)
+    check(err is not None and "gradients" in str(err), "gradients: a clear not-granted path")
+    err = raises(pc.TraceError, model.blocks[0].hook_resid_post.save)
+    check(err is not None, "a hook outside a trace is an error")
+    err = raises(pc.BadRequestError, client.trace_request,
+                 {"model": "parity-demo", "input": "x", "reads": ["blocks.9.hook_resid_post"]})
+    check(err is not None and err.code == "unknown_hook", "an unknown hook: 400 unknown_hook")
+    al2 = pc.Client(URL, key=W.keys["uni-interp"]).model("parity-demo")
+
+    def al2_read():
+        with al2.trace("x"):
+            al2.blocks[0].hook_resid_post.save()
+    err = raises(pc.PermissionDeniedError, al2_read)
+    check(err is not None and err.code == "capability_not_in_tier", "AL2 may not read activations: %s" % err)
+    # without numpy: nested lists of the same values
+    code = ("import sys, json; sys.modules['numpy'] = None\n"
+            "from parity_client import Client\n"
+            "m = Client(%r, key=%r).model('parity-demo')\n"
+            "with m.trace('And God said') as t:\n"
+            "    h = m.blocks[1].hook_resid_pre.save()\n"
+            "    m.blocks[1].hook_resid_pre.add([0.5] * 32, scale=2)\n"
+            "print(json.dumps(h.value))\n") % (URL, W.keys["aisi-eval"])
+    out = subprocess.run([VPY, "-c", code], capture_output=True, text=True)
+    lists = json.loads(out.stdout) if out.returncode == 0 else None
+    check(isinstance(lists, list) and np.allclose(np.array(lists), pre.value + 1.0, atol=1e-5),
+          "without numpy the values are nested lists: %s" % out.stderr[-300:])
+
+
+# -- fine-tuning, access, the report --
+def test_finetune_access_report():
+    rows = [{"messages": [{"role": "user", "content": "Who spoke?"}, {"role": "assistant", "content": "God said it."}]}] * 4
+    f = client.files.create("\n".join(json.dumps(r) for r in rows).encode(), filename="chats.jsonl")
+    check(f.object == "file" and f.purpose == "fine-tune", "files.create")
+    check(client.files.content(f.id).startswith(b'{"messages"'), "files.content")
+    job = client.fine_tuning.jobs.create(model="parity-demo", training_file=f.id, suffix="pyc", hyperparameters={"n_epochs": 1})
+    job = client.fine_tuning.jobs.wait(job.id, timeout=300)
+    check(job.status == "succeeded" and job.fine_tuned_model.startswith("ft:parity-demo:aisi-eval:pyc:"), "job: %s" % job.status)
+    ev = client.fine_tuning.jobs.list_events(job.id, limit=50).data
+    check(any(e.type == "metrics" for e in ev), "list_events has metrics events")
+    check(job.id in [j.id for j in client.fine_tuning.jobs.list().data], "jobs.list")
+    chat = client.chat.completions.create(model=job.fine_tuned_model, messages=[{"role": "user", "content": "Who spoke?"}],
+                                          max_tokens=4)
+    check(chat.model == job.fine_tuned_model, "the fine-tuned model answers")
+    check(client.files.delete(f.id).deleted is True, "files.delete")
+    a = client.access()
+    m = {x.model: x for x in a.models}
+    check(a.organization == "aisi-eval" and "activations" in m["parity-demo"].capabilities
+          and "weights" not in m["parity-demo"].capabilities, "access: capabilities, the forbid applied")
+    check(len(a.audit.org_pseudonym) == 32, "access: the audit pseudonyms")
+    rep = pc.Client(URL).parity()
+    check(rep.report == "parity-gap" and rep.revision_in_force == 1, "the parity report needs no key")
+
+
+# -- verification --
+def signer(log):
+    """The lab's own secret key of a log (the test plays a lab that forges with it)."""
+    k = open(os.path.join(W.data, "keys", log + ".key")).read().strip().split("+", 4)
+    return k[2], base64.b64decode(k[4])[1:33]
+
+
+def test_receipts():
+    client.chat.completions.create(model="parity-demo", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+    kept = client.last_receipt
+    e = client.verify_receipt(kept, AUDIT_VKEY)
+    check(e.route == "chat_completions" and e.decision == "allow", "a kept receipt verifies: %s" % e.get("route"))
+    good = client.receipt(kept.index)
+    check(good.view == "full" and good.private.salt == kept.salt, "the receipt's private part to its organisation")
+    log = client.log("audit", AUDIT_VKEY)
+    cp = log.checkpoint(good.checkpoint)
+    mine = log.inclusion_proof(kept.index, cp.size)
+    check([base64.b64encode(h).decode() for h in mine] == good.inclusion_proof,
+          "the proof computed from the tiles is the server's")
+
+    def refused(mutate, what):
+        r = json.loads(json.dumps(good))
+        mutate(r)
+        err = raises(pc.VerificationError, client.verify_receipt, r, AUDIT_VKEY)
+        check(err is not None, "%s is refused" % what)
+        return err
+    if good.inclusion_proof:
+        def flip(r):
+            h = bytearray(base64.b64decode(r["inclusion_proof"][0]))
+            h[0] ^= 1
+            r["inclusion_proof"][0] = base64.b64encode(bytes(h)).decode()
+        refused(flip, "a tampered inclusion proof")
+        refused(lambda r: r["inclusion_proof"].pop(), "a shortened inclusion proof")
+        refused(lambda r: r.__setitem__("index", (r["index"] + 1) % r["tree_size"]), "the proof of another index")
+    lines = good.checkpoint.split("\n")
+    refused(lambda r: r.__setitem__("checkpoint", "\n".join([lines[0], str(int(lines[1]) + 1)] + lines[2:])),
+            "a checkpoint with another size (signature)")
+    root = bytearray(base64.b64decode(lines[2]))
+    root[0] ^= 1
+    refused(lambda r: r.__setitem__("checkpoint", "\n".join(lines[:2] + [base64.b64encode(bytes(root)).decode()] + lines[3:])),
+            "a checkpoint with another root (signature)")
+    refused(lambda r: r["entry"].__setitem__("decision", "deny"), "an entry shown otherwise than logged")
+    err = raises(pc.VerificationError, client.verify_receipt, good, POLICY_VKEY)
+    check(err is not None, "a checkpoint checked with another log's key is refused")
+    # a checkpoint the lab re-signs for a root it did not publish: signature fine, proof fails
+    name, sk = signer("audit")
+    text = "\n".join(lines[:2] + [base64.b64encode(bytes(root)).decode()]) + "\n"
+    forged = text + "\n" + note.sign_note(text, name, sk)
+    err = refused(lambda r: r.__setitem__("checkpoint", forged), "a re-signed checkpoint with another root")
+    check("root" in str(err) or "hash" in str(err), "... by the proof: %s" % err)
+    kept.response = kept.response.replace(b"assistant", b"assistent")
+    err = raises(pc.VerificationError, client.verify_receipt, kept, AUDIT_VKEY)
+    check(err is not None and "commitments" in str(err), "other response bytes do not open the commitment: %s" % err)
+
+
+def test_consistency_and_witnesses():
+    policy = client.log("policy", POLICY_VKEY)
+    old = policy.checkpoint()
+    st, _, j, _ = W.req("POST", "/v1/admin/keys", body={"organization": "uni-interp"}, key="admin")
+    check(st == 201, "a key binding grows the policy log: %d" % st)
+    new = policy.checkpoint()
+    check(new.size == old.size + 1, "the log grew: %d -> %d" % (old.size, new.size))
+    proof = policy.prove_consistent(old, new)
+    check(len(proof) > 0, "the consistency proof from the tiles verifies")
+    err = raises(pc.VerificationError, policy.prove_consistent, new, old)
+    check(err is not None, "a rollback (new before old) is refused")
+    # a fork: the lab signs another history of the same size with its own key
+    name, sk = signer("policy")
+    other = bytes(32)
+    text = "%s\n%d\n%s\n" % (name, old.size, base64.b64encode(other).decode())
+    fork = policy.checkpoint(text + "\n" + note.sign_note(text, name, sk))
+    err = raises(pc.VerificationError, policy.prove_consistent, fork, new)
+    check(err is not None and "prefix" in str(err), "a forked history is refused: %s" % err)
+    # witnesses: cosignature/v1 lines kept by the parser and checked against a quorum
+    w = [(("witness.example/w%d" % i), os.urandom(32)) for i in range(3)]
+    wkeys = [note.make_vkey(n, ed25519.public_key(s), note.SIG_COSIGNATURE_V1) for n, s in w]
+    cosigned = new.note + note.cosign(new, w[0][0], w[0][1], 1_700_000_000) + note.cosign(new, w[1][0], w[1][1], 1_700_000_001)
+    cp = pc.Checkpoint(cosigned)
+    check(len(cp.signatures) == 3 and cp.verify(POLICY_VKEY) is cp, "extra signature lines kept; the log's signature checks")
+    good = cp.verify_witnesses(wkeys, 2)
+    check(good == {w[0][0]: 1_700_000_000, w[1][0]: 1_700_000_001}, "2 of 3 witnesses cosigned: %s" % good)
+    check(raises(pc.VerificationError, cp.verify_witnesses, wkeys, 3) is not None, "a quorum of 3 is not met")
+    wlog = client.log("policy", POLICY_VKEY, witnesses=wkeys, quorum=2)
+    check(wlog.checkpoint(cosigned).size == new.size, "a log client with a witness quorum takes the cosigned checkpoint")
+    check(raises(pc.VerificationError, wlog.checkpoint) is not None, "... and refuses the published one without cosignatures")
+    stale = new.note + note.cosign(old, w[0][0], w[0][1], 1_700_000_000)  # a cosignature of another checkpoint
+    err = raises(pc.VerificationError, pc.Checkpoint(stale).verify_witnesses, wkeys, 1)
+    check(err is not None and "does not verify" in str(err), "a cosignature copied from another checkpoint: %s" % err)
+    imposter = new.note + note.cosign(new, w[0][0], os.urandom(32), 1_700_000_000)  # right name, wrong key
+    check(pc.Checkpoint(imposter).cosignatures(wkeys) == {}, "a line by an unknown key under a witness's name is ignored")
+    err = raises(pc.VerificationError, pc.Verifier, wkeys[0].replace("+", "+0", 1))
+    check(err is not None, "a verifier key whose ID does not match is refused")
+
+
+def test_report():
+    server, mine, cp = client.verify_report(POLICY_VKEY)
+    check(rp.compare(mine, server) == [] and mine["summary"] == server["summary"], "the report recomputed equals /v1/parity")
+    check(len(server["models"]) == 2 and server["models"][0]["organisations"][0]["history"], "a non-trivial report")
+    # a second revision: indie-redteam moves to AL2, so its verdicts change and the history has two entries
+    pol2 = W.policy.replace("tier: AL1\n", "tier: AL2\n")
+    st, _, j, _ = W.req("POST", "/v1/admin/policy", raw=pol2.encode(), key="admin",
+                        headers={"Content-Type": "application/yaml"})
+    check(st in (200, 201), "a second revision applied: %d %s" % (st, j))
+    server, mine, cp2 = client.verify_report(POLICY_VKEY, trusted=cp)
+    check(server["revision_in_force"] == 2 and len(mine["revisions"]) == 2, "recomputed over two revisions")
+    forged = json.loads(json.dumps(server))
+    forged["models"][0]["organisations"][0]["dimensions"]["non_release"]["verdict"] = "gap"
+    forged["summary"]["gap"] -= 1
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, report=forged)
+    check(err is not None and "summary.gap" in str(err) and "non_release.verdict" in str(err), "a forged report is caught: %s" % err)
+    rev = sorted(os.listdir(os.path.join(W.data, "log", "policy", "revisions")))[0]
+    path = os.path.join(W.data, "log", "policy", "revisions", rev)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data.replace(b'"AL1"', b'"AL3"', 1) if b'"AL1"' in data else data + b" ")
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, report=server)
+    check(err is not None and rev in str(err), "an edited revision file is refused, named: %s" % err)
+    open(path, "wb").write(data)
+
+
+# -- the README examples, run as written --
+def examples():
+    out = []
+    for path, section in ((os.path.join(SRC, "clients", "python", "README.md"), None),
+                          (os.path.join(SRC, "README.md"), "## Python client")):
+        text = open(path).read()
+        if section:
+            start = text.find(section)
+            check(start >= 0, "README.md has a %r section" % section)
+            end = text.find("\n## ", start + 1)
+            text = text[start:end if end > 0 else len(text)]
+        out += [(path, b) for b in re.findall(r"```python\n(.*?)```", text, re.S)]
+    return out
+
+
+def test_examples():
+    ex = examples()
+    check(len(ex) >= 5, "README examples found: %d" % len(ex))
+    env = dict(os.environ, PARITY_URL=URL, PARITY_KEY=W.keys["aisi-eval"], PARITY_AUDIT_VKEY=AUDIT_VKEY,
+               PARITY_POLICY_VKEY=POLICY_VKEY)
+    for i, (path, code) in enumerate(ex):
+        r = subprocess.run([VPY, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+        check(r.returncode == 0, "example %d of %s runs: %s" % (i, os.path.relpath(path, SRC), (r.stdout + r.stderr)[-1500:]))
+
+
+test_ed25519()
+test_sampling()
+test_trace()
+test_finetune_access_report()
+test_receipts()
+test_consistency_and_witnesses()
+test_examples()
+test_report()
+W.stop()
+shutil.rmtree(VENV, ignore_errors=True)
+sys.exit(W.summary("python_client"))
