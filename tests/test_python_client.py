@@ -373,6 +373,75 @@ def test_report():
     open(path, "wb").write(data)
 
 
+# -- Merkle proofs: the transparency-dev vectors, and a log of 70,000 entries read through its tiles --
+def test_merkle_vectors():
+    n = 0
+    for kind in ("inclusion", "consistency"):
+        root = os.path.join(HERE, "data", "merkle", kind)
+        for d, _, files in os.walk(root):
+            for f in files:
+                v = json.load(open(os.path.join(d, f)))
+                proof = [base64.b64decode(h) for h in v["proof"] or []]
+                if kind == "inclusion":
+                    fn = lambda: tlog.verify_inclusion(v["leafIdx"], v["treeSize"], base64.b64decode(v["leafHash"]), proof,
+                                                       base64.b64decode(v["root"]))
+                else:
+                    fn = lambda: tlog.verify_consistency(v["size1"], v["size2"], base64.b64decode(v["root1"]),
+                                                         base64.b64decode(v["root2"]), proof)
+                err = raises(pc.VerificationError, fn)
+                check((err is not None) == bool(v.get("wantErr")), "%s %s: %s" % (kind, f, v.get("desc")))
+                n += 1
+    check(n == 196, "all 196 vectors read: %d" % n)
+    check(tlog.tile_path(0, 1234067) == "tile/0/x001/x234/067" and tlog.tile_path("entries", 5, 17) == "tile/entries/005.p/17",
+          "C2SP tile paths")
+
+
+def test_big_log():
+    data = os.path.join(W.tmp, "biglog")
+    fetch_dir = os.path.join(data, "log", "policy")
+    vkey = run("log", "vkey", "--data", data).stdout.strip()
+    cps, size = [], 0
+    for target in (1, 2, 255, 256, 257, 513, 65535, 65536, 70000):
+        run("log", "append", "--data", data, input="".join("entry %d\n" % i for i in range(size, target)))
+        size = target
+        cps.append(run("log", "checkpoint", "--data", data).stdout)
+
+    def fetch(path):
+        with open(os.path.join(fetch_dir, path), "rb") as f:
+            return f.read()
+    log = pc.Log(fetch, vkey)
+    cps = [log.checkpoint(c) for c in cps]
+    last = cps[-1]
+    check(log.root(last.size) == last.root, "the root computed from the tiles of 70,000 entries is the signed one")
+    for cp in cps[:-1]:
+        check(log.root(cp.size) == cp.root, "the root of size %d from the newest tiles" % cp.size)
+    for i, old in enumerate(cps):
+        for new in cps[i:]:
+            check(raises(pc.VerificationError, log.prove_consistent, old, new) is None, "consistent %d -> %d" % (old.size, new.size))
+    for idx in (0, 255, 256, 65535, 65536, 69999):
+        raw = log.entry(idx, last.size)
+        check(raw == b"entry %d" % idx, "entry %d read from its bundle" % idx)
+        cli = json.loads(run("log", "prove", "--index", str(idx), "--data", data).stdout)
+        mine = log.inclusion_proof(idx, last.size)
+        check([base64.b64encode(h).decode() for h in mine] == cli["proof"], "inclusion proof of %d = parity log prove's" % idx)
+        log.prove_included(idx, tlog.leaf_hash(raw), last)
+    cli = json.loads(run("log", "prove", "--old-size", "257", "--size", "70000", "--data", data).stdout)
+    check([base64.b64encode(h).decode() for h in log.consistency_proof(257, 70000)] == cli["proof"],
+          "consistency proof 257 -> 70000 = parity log prove's")
+    err = raises(pc.VerificationError, log.prove_included, 5, tlog.leaf_hash(b"entry 6"), last)
+    check(err is not None, "another entry's leaf is not included at 5")
+    tile = os.path.join(fetch_dir, "tile", "0", "000")
+    good = open(tile, "rb").read()
+    open(tile, "wb").write(good[:32] + bytes(32) + good[64:])  # a lying tile
+    lying = pc.Log(fetch, vkey)
+    err = raises(pc.VerificationError, lying.prove_consistent, cps[2], last)
+    check(err is not None, "a consistency proof from an altered tile fails: %s" % err)
+    err = raises(pc.VerificationError, lying.prove_included, 0, tlog.leaf_hash(b"entry 0"), last)
+    check(err is not None, "an inclusion proof from an altered tile fails")
+    open(tile, "wb").write(good)
+    shutil.rmtree(data)
+
+
 # -- the README examples, run as written --
 def examples():
     out = []
@@ -399,6 +468,8 @@ def test_examples():
 
 
 test_ed25519()
+test_merkle_vectors()
+test_big_log()
 test_sampling()
 test_trace()
 test_finetune_access_report()

@@ -45,9 +45,16 @@ def root_of(leaf_hashes):
     return level[0]
 
 
+def _hashes(what, hs):
+    for h in hs:
+        if not isinstance(h, bytes) or len(h) != HASH:
+            raise VerificationError("%s: a hash of %d bytes, not %d" % (what, len(h), HASH))
+
+
 def verify_inclusion(index, size, leaf, proof, root):
     """RFC 9162 2.1.3.2. Raises VerificationError unless leaf is at index of the tree of size
     `size` with root `root`."""
+    _hashes("inclusion", [leaf, root] + list(proof))
     if index >= size:
         raise VerificationError("inclusion: index %d is not below the tree size %d" % (index, size))
     fn, sn, r = index, size - 1, leaf
@@ -70,15 +77,14 @@ def verify_inclusion(index, size, leaf, proof, root):
 def verify_consistency(size1, size2, root1, root2, proof):
     """RFC 9162 2.1.4.2. Raises VerificationError unless the tree of size1 with root1 is a
     prefix of the tree of size2 with root2."""
+    _hashes("consistency", list(proof))
+    if size1 == 0:
+        raise VerificationError("consistency from the empty tree is not a proof (RFC 9162 2.1.4.2)")
     if size1 > size2:
         raise VerificationError("consistency: the old size %d is larger than the new %d" % (size1, size2))
     if size1 == size2:
         if proof or root1 != root2:
             raise VerificationError("consistency: two trees of size %d with different roots (a fork)" % size1)
-        return
-    if size1 == 0:
-        if proof:
-            raise VerificationError("consistency from the empty tree takes an empty proof")
         return
     if size1 & (size1 - 1) == 0:
         proof = [root1] + list(proof)
@@ -253,6 +259,10 @@ class Log:
             raise VerificationError("consistency: checkpoints of two logs (%s, %s)" % (old.origin, new.origin))
         if old.size > new.size:
             raise VerificationError("consistency: the old checkpoint (size %d) is larger than the new (%d): a rollback" % (old.size, new.size))
+        if old.size == 0:  # every tree extends the empty one, whose root is SHA-256("")
+            if old.root != hashlib.sha256(b"").digest():
+                raise VerificationError("consistency: a checkpoint of size 0 with a root that is not the empty tree's")
+            return []
         proof = self.consistency_proof(old.size, new.size)
         verify_consistency(old.size, new.size, old.root, new.root, proof)
         return proof
