@@ -198,6 +198,15 @@ def test_trace():
     r = client.completions.create(model="parity-demo", prompt="And God said", max_tokens=5, temperature=0)
     check(g.text == r.choices[0].text, "generate inside a trace samples what a completion does: %r %r" % (g.text, r.choices[0].text))
     check(gen_read.value.shape[1] == g.output[0]["length"], "reads cover the generated positions too")
+    with model.generate(["And God said", "In the"], max_tokens=3, binary=True) as gb:
+        b_read = model.ln_final.hook_normalized.save()
+        b_pat = model.blocks[0].attn.hook_pattern.save()
+    with model.generate(["And God said", "In the"], max_tokens=3) as gj:
+        j_read = model.ln_final.hook_normalized.save()
+        j_pat = model.blocks[0].attn.hook_pattern.save()
+    check(np.array_equal(b_read.value, j_read.value) and np.array_equal(b_pat.value, j_pat.value)
+          and gb.output == gj.output and gb.result["model"] == "parity-demo",
+          "binary=True (a safetensors answer) gives the same tensors and outputs as JSON")
     with model.generate("And God said", max_tokens=5) as g2:
         model.blocks[0].hook_resid_post.add(vec, scale=50)
     check(g2.text != g.text, "steering changes what is generated: %r vs %r" % (g2.text, g.text))
@@ -352,13 +361,19 @@ def test_report():
     server, mine, cp = client.verify_report(POLICY_VKEY)
     check(rp.compare(mine, server) == [] and mine["summary"] == server["summary"], "the report recomputed equals /v1/parity")
     check(len(server["models"]) == 2 and server["models"][0]["organisations"][0]["history"], "a non-trivial report")
-    # a second revision: indie-redteam moves to AL2, so its verdicts change and the history has two entries
-    pol2 = W.policy.replace("tier: AL1\n", "tier: AL2\n")
+    # a second revision: indie-redteam moves to AL2 (under a bracket glob), so its verdicts change
+    # and the history has two entries
+    pol2 = W.policy.replace("tier: AL1\n", "tier: AL2\n").replace(
+        'organisation: indie-redteam\n    model: "parity-demo*"', 'organisation: indie-redteam\n    model: "parity-dem[!x]*"')
+    check(pol2.count("[!x]") == 1, "the second revision has a bracket glob")
     st, _, j, _ = W.req("POST", "/v1/admin/policy", raw=pol2.encode(), key="admin",
                         headers={"Content-Type": "application/yaml"})
     check(st in (200, 201), "a second revision applied: %d %s" % (st, j))
     server, mine, cp2 = client.verify_report(POLICY_VKEY, trusted=cp)
     check(server["revision_in_force"] == 2 and len(mine["revisions"]) == 2, "recomputed over two revisions")
+    red = [o for m in mine["models"] for o in m["organisations"] if o["organisation"] == "indie-redteam"]
+    check([o["level"] for o in red] == ["AL2", "AL2"] and len(red[0]["history"]) == 2,
+          "the bracket glob matched both models: indie-redteam at AL2, its history changed once")
     forged = json.loads(json.dumps(server))
     forged["models"][0]["organisations"][0]["dimensions"]["non_release"]["verdict"] = "gap"
     forged["summary"]["gap"] -= 1

@@ -80,12 +80,12 @@ class Policy:
         """pt_policy_effective: (any grant in force, capabilities, most generous limits)."""
         forbidden = set()
         for f in self.forbids:
-            if (f["model"] is None or fnmatch.fnmatchcase(model, f["model"])) and (not f["org"] or f["org"] == org) \
+            if _match(f["model"], model) and (not f["org"] or f["org"] == org) \
                     and f["from"] <= at < f["until"]:
                 forbidden |= f["caps"]
         caps, lim, any_ = set(), {k: None for k in LIMITS}, False
         for g in self.grants:
-            if g["org"] != org or not fnmatch.fnmatchcase(model, g["model"]):
+            if g["org"] != org or not _match(g["model"], model):
                 continue
             if not g["from"] <= at < g["until"] or not g["caps"] - forbidden:
                 continue
@@ -98,6 +98,14 @@ class Policy:
                     lim[k] = b if a is None else a if b is None else max(a, b)
             any_ = True
         return any_, caps, lim
+
+
+def _match(pattern, model):
+    """POSIX fnmatch(pattern, model, 0) as the policy uses it (None: every model). Python's
+    fnmatchcase agrees on what a policy may hold: ids and patterns use letters, digits and
+    ._:/@+- plus * ? [ ] !, so negation is [!...] in both, and there are no backslash escapes
+    or [^...] (where the two differ)."""
+    return pattern is None or fnmatch.fnmatchcase(model, pattern)
 
 
 def _caps_list(caps):
@@ -157,7 +165,7 @@ def _first_access(revs, org, model, at):
         end = revs[i + 1].time if i + 1 < len(revs) and revs[i + 1].time <= at else at + 1
         best = TMAX
         for g in r.policy.grants:
-            if g["org"] != org or not fnmatch.fnmatchcase(model, g["model"]):
+            if g["org"] != org or not _match(g["model"], model):
                 continue
             s = max(g["from"], start)
             if s < end and s < g["until"] and s < best:
@@ -243,7 +251,7 @@ def _pair(revs, p, o, m, at, icaps, ilim):
     else:
         best = -1
         for g in p.grants:
-            if g["org"] != o["id"] or not fnmatch.fnmatchcase(m["id"], g["model"]) or not g["from"] <= at < g["until"]:
+            if g["org"] != o["id"] or not _match(g["model"], m["id"]) or not g["from"] <= at < g["until"]:
                 continue
             bd = TMAX if g["until"] == TMAX else business_days(at if g["from"] == TMIN else g["from"], g["until"])
             best = max(best, bd)

@@ -13,6 +13,7 @@ generation), and the saved proxies resolve. Several inputs: `model.trace(["a", "
 edit on every input), or t.invoke("text") blocks, whose edits and saves are that input's own;
 `.patch(source)` copies the hook's activation from another invoke (activation patching)."""
 import base64
+import json
 import struct
 
 try:
@@ -49,8 +50,28 @@ def _encode(value):
 
 
 def _decode(t):
-    raw = base64.b64decode(t["data"])
-    shape = t["shape"]
+    return _array(base64.b64decode(t["data"]), t["shape"])
+
+
+def _safetensors(body):
+    """{name: array} and the metadata of a safetensors body of F32 tensors."""
+    if len(body) < 8:
+        raise TraceError("a safetensors answer of %d bytes" % len(body))
+    n = int.from_bytes(body[:8], "little")
+    if 8 + n > len(body):
+        raise TraceError("a safetensors header of %d bytes in a body of %d" % (n, len(body)))
+    header = json.loads(body[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, t in header.items():
+        b, e = t["data_offsets"]
+        if t["dtype"] != "F32" or not 0 <= b <= e <= len(body) - 8 - n:
+            raise TraceError("safetensors tensor %s: dtype %s, offsets %s" % (name, t["dtype"], t["data_offsets"]))
+        out[name] = _array(body[8 + n + b:8 + n + e], t["shape"])
+    return out, meta
+
+
+def _array(raw, shape):
     if _np is not None:
         return _np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
     flat = list(struct.unpack("<%df" % (len(raw) // 4), raw))
@@ -180,8 +201,8 @@ class Invoke:
 
 
 class Trace:
-    def __init__(self, model, inputs, generate):
-        self.model, self._generate = model, generate
+    def __init__(self, model, inputs, generate, binary=False):
+        self.model, self._generate, self.binary = model, generate, binary
         self._batched = isinstance(inputs, list) and inputs and not all(isinstance(x, int) for x in inputs)
         self._inputs = list(inputs) if self._batched else ([] if inputs is None else [inputs])
         self._reads, self._ops, self._saved = [], [], []
@@ -247,9 +268,15 @@ class Trace:
 
     def run(self):
         c = self.model.client
-        self.result = c.trace_request(self.request())
+        if self.binary:  # the same tensors as a safetensors body: 3/4 of the bytes, no base64
+            body = c.request("POST", "/v1/internals/trace", self.request(), raw_response=True,
+                             headers={"Accept": "application/x-safetensors"})
+            tensors, meta = _safetensors(body)
+            self.result = {"object": "trace", "model": meta.get("model"), "inputs": json.loads(meta.get("inputs", "[]"))}
+        else:
+            self.result = c.trace_request(self.request())
+            tensors = {t["name"]: _decode(t) for t in self.result["tensors"]}
         self.receipt = c.last_receipt
-        tensors = {t["name"]: _decode(t) for t in self.result["tensors"]}
         for s in self._saved:
             s._resolve(tensors[s.hook], self.result["inputs"])
         return self.result
@@ -288,17 +315,18 @@ class Model:
             raise AttributeError(name)
         return Node(self, name)
 
-    def trace(self, input=None, generate=None):
+    def trace(self, input=None, generate=None, binary=False):
         """A trace of input (text, token ids, or a list of either; None: add inputs with
-        t.invoke). generate: {"max_tokens", "temperature", "seed"} to sample with the edits on."""
-        return Trace(self, input, generate)
+        t.invoke). generate: {"max_tokens", "temperature", "seed"} to sample with the edits on.
+        binary: receive the tensors as safetensors rather than base64 in JSON."""
+        return Trace(self, input, generate, binary)
 
-    def generate(self, input=None, max_tokens=16, temperature=0.0, seed=None):
+    def generate(self, input=None, max_tokens=16, temperature=0.0, seed=None, binary=False):
         """A trace that also samples max_tokens tokens with the edits in place (t.text)."""
         g = {"max_tokens": max_tokens, "temperature": temperature}
         if seed is not None:
             g["seed"] = seed
-        return Trace(self, input, g)
+        return Trace(self, input, g, binary)
 
     def hooks(self):
         """The hooks of this model: [{name, shape, writable}]."""
