@@ -275,6 +275,12 @@ def test_receipts():
     kept = client.last_receipt
     e = client.verify_receipt(kept, AUDIT_VKEY)
     check(e.route == "chat_completions" and e.decision == "allow", "a kept receipt verifies: %s" % e.get("route"))
+    e = client.verify_receipt(kept.index, AUDIT_VKEY, policy_vkey=POLICY_VKEY)
+    revs = rp.load_history(client.log("policy", POLICY_VKEY))[1]
+    err = raises(pc.VerificationError, rp.check_decided_under, dict(e, policy_digest="sha256:" + "0" * 64), revs)
+    check(err is not None and "revision 1" in str(err), "a decision under a revision the policy log lacks: %s" % err)
+    check(raises(pc.VerificationError, rp.check_decided_under, dict(e, policy_revision=7), revs) is not None,
+          "a revision number beyond the log's")
     good = client.receipt(kept.index)
     check(good.view == "full" and good.private.salt == kept.salt, "the receipt's private part to its organisation")
     log = client.log("audit", AUDIT_VKEY)

@@ -307,7 +307,7 @@ class Client:
         from .tlog import Log
         return Log(self.base_url + "/log/" + name, vkey, witnesses, quorum)
 
-    def verify_receipt(self, receipt, audit_vkey, trusted=None, witnesses=(), quorum=0):
+    def verify_receipt(self, receipt, audit_vkey, trusted=None, witnesses=(), quorum=0, policy_vkey=None):
         """Checks receipt (an index, a Receipt, or the JSON of GET /v1/receipts/{i}):
 
         the returned checkpoint is signed by the audit log's key (and by a quorum of the witness
@@ -333,7 +333,10 @@ class Client:
         leaf = tlog.leaf_hash(raw)
         if tlog.b64hashes([receipt["leaf_hash"]])[0] != leaf:
             raise VerificationError("receipt %d: the leaf hash is not the hash of entry %d in the public bundle" % (idx, idx))
-        entry = _loads(raw)
+        try:
+            entry = _loads(raw)
+        except ValueError:
+            entry = raw.decode("utf-8", "replace")
         if entry != receipt["entry"]:
             raise VerificationError("receipt %d: the entry shown differs from entry %d of the log" % (idx, idx))
         tlog.verify_inclusion(idx, cp.size, leaf, tlog.b64hashes(receipt["inclusion_proof"]), cp.root)
@@ -346,6 +349,9 @@ class Client:
             rq, rs = kept.commitments()
             if (rq, rs) != (entry.get("request_commitment"), entry.get("response_commitment")):
                 raise VerificationError("receipt %d: the commitments do not open to the kept request and response bytes" % idx)
+        if policy_vkey is not None:
+            from . import report as rp
+            rp.check_decided_under(entry, rp.load_history(self.log("policy", policy_vkey))[1])
         return entry
 
     def verify_report(self, policy_vkey, trusted=None, report=None):

@@ -408,6 +408,17 @@ def load_history(log, trusted=None):
     return cp, revs
 
 
+def check_decided_under(entry, revs):
+    """An audit entry's policy_revision and policy_digest must be a revision of the verified
+    policy log (revision 0, digest "": the empty policy before any revision)."""
+    n, d = entry.get("policy_revision"), entry.get("policy_digest")
+    if n == 0 and not d:
+        return
+    if not isinstance(n, int) or not 1 <= n <= len(revs) or revs[n - 1].digest != d:
+        raise VerificationError("the entry says it was decided under policy revision %r (%s), which the verified policy log "
+                                "does not hold (%d revisions)" % (n, d, len(revs)))
+
+
 def compare(mine, theirs, path="report"):
     """The paths where two reports differ (empty: equal). The definitions' texts are skipped."""
     out = []
