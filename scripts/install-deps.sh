@@ -49,9 +49,10 @@ pkgs=(
   sqlite3
   # test references and tools: PyTorch (engine/training reference), clang (libFuzzer,
   # sanitizers), wrk (HTTP benchmarks), PostgreSQL (shared store tests), Node.js (openai client),
-  # SentencePiece (tokenizer reference), regex (BPE trainer reference)
+  # SentencePiece (tokenizer reference), regex (BPE trainer reference), pip + setuptools + venv
+  # (the Python client's test installs clients/python into a temporary venv, offline)
   python3 python3-torch python3-numpy python3-yaml python3-cryptography python3-sentencepiece
-  python3-regex
+  python3-regex python3-pip python3-setuptools python3-venv
   clang libclang-rt-14-dev wrk
 )
 
