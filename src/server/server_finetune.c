@@ -33,7 +33,9 @@
 #include "engine/lora.h"
 #include "engine/tokenizer.h"
 #include "server/multipart.h"
-#include "server/server_internal.h"
+#include "server/pipeline.h"
+#include "server/finetune.h"
+#include "server/registry.h"
 #include "train/finetune.h"
 
 #define C_FILES "files"

@@ -29,13 +29,13 @@
 #include "engine/engine.h"
 #include "engine/sample.h"
 #include "engine/tokenizer.h"
-#include "server/server_internal.h"
+#include "server/pipeline.h"
+#include "server/finetune.h"
+#include "server/registry.h"
 
-#define MAX_ACTIVE_SEQS 16   /* sequences decoded together in one step */
 #define MAX_STOPS 5 /* OpenAI allows 4; one more for the chat template */
 #define MAX_PROMPT_TOKENS 32768
 
-typedef struct srv_model srv_model;
 
 enum { JOB_GENERATE = 0, JOB_TRACE = 1 };
 enum { API_COMPLETIONS = 0, API_CHAT = 1 };
@@ -62,16 +62,15 @@ typedef struct choice {
 } choice;
 
 typedef struct gen_job {
+    srv_job base;           /* the scheduler's part (registry.h): id, owner (the caller's key id) */
+    pt_server *s;
     pthread_mutex_t mu;
     int refs;
     int cancelled;          /* the request is gone */
-    int finished;           /* the scheduler is done with it */
     call *c;                /* valid only while !cancelled */
     srv_model *m;
     char model[128];        /* as the caller named it (copied: the call may go away) */
-    char key_id[PT_KEY_ID_LEN + 1];
     int kind, api;
-    char id[40];
     int64_t created;
     /* inputs */
     int32_t **prompts;
@@ -102,52 +101,7 @@ typedef struct gen_job {
     /* result */
     int status;             /* HTTP status of the final answer */
     json_t *result;         /* the JSON body (non-streaming) or the error */
-    struct gen_job *next;   /* queue link */
-    int queue_pos_snapshot;
 } gen_job;
-
-struct srv_model {
-    char id[128];
-    char *path;              /* the weights (resolved) */
-    pt_engine *eng;
-    pt_tokenizer *tok;
-    int vocab;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    gen_job *qhead, *qtail;  /* waiting */
-    int qlen, qlimit;
-    gen_job *active[MAX_ACTIVE_SEQS];
-    int n_active_jobs;
-    int active_seqs;
-    int draining, stopping;
-    int abort_all;           /* shutdown grace period over: fail what is left */
-    uint64_t tokens_out;
-};
-
-/* Models are only ever added (at start, and when an applied policy revision names new local
- * weights), into an array of fixed capacity: readers walk m[0 .. n) without a lock, the one
- * loader (under load_mu) fills m[n] completely before it publishes n + 1. */
-#define MAX_SERVED_MODELS 256
-
-typedef struct models {
-    srv_model *m;
-    size_t n;                /* atomic: published with release, read with acquire */
-    pthread_mutex_t load_mu; /* serialises loading */
-} models;
-
-static size_t n_served(const models *ms) {
-    return ms ? __atomic_load_n(&ms->n, __ATOMIC_ACQUIRE) : 0;
-}
-
-static srv_model *find_model(pt_server *s, const char *id) {
-    models *ms = s->engine;
-    size_t n = n_served(ms);
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(ms->m[i].id, id)) return &ms->m[i];
-    return NULL;
-}
 
 /* Jobs ---------------------------------------------------------------------------------------- */
 
@@ -368,7 +322,7 @@ static json_t *final_body(gen_job *j) {
         }
         json_array_append_new(choices, c);
     }
-    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:s}", "id", j->id, "object",
+    return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:s}", "id", j->base.id, "object",
                      j->api == API_COMPLETIONS ? "text_completion" : "chat.completion", "created",
                      (json_int_t)j->created, "model", model_label(j), "choices", choices, "usage", usage_json(j),
                      "system_fingerprint", "parity");
@@ -391,7 +345,7 @@ static int sse(gen_job *j, json_t *chunk) {
 }
 
 static json_t *chunk_head(gen_job *j) {
-    return json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", j->id, "object",
+    return json_pack("{s:s, s:s, s:I, s:s, s:s}", "id", j->base.id, "object",
                      j->api == API_COMPLETIONS ? "text_completion" : "chat.completion.chunk", "created",
                      (json_int_t)j->created, "model", model_label(j), "system_fingerprint", "parity");
 }
@@ -442,7 +396,6 @@ static void stream_receipt_done(void *ctx, int rc, uint64_t index) {
 
 /* Called on the scheduler thread when every choice is done (or the job failed: status set). */
 static void job_finish(pt_server *s, gen_job *j) {
-    srv_model *m = j->m;
     pthread_mutex_lock(&j->mu);
     int gone = j->cancelled;
     if (!gone) {
@@ -452,7 +405,6 @@ static void job_finish(pt_server *s, gen_job *j) {
         pt_ratelimit_add_tokens(s->rl, c->key.org, c->model, j->prompt_tokens + j->completion_tokens, pt_unix_time());
     }
     pt_metrics_tokens(s->metrics, (uint64_t)j->prompt_tokens, (uint64_t)j->completion_tokens);
-    m->tokens_out += (uint64_t)j->completion_tokens;
     if (gone) {
         pthread_mutex_unlock(&j->mu);
         job_release(j);
@@ -609,12 +561,6 @@ static void advance(pt_server *s, gen_job *j, choice *ch, const pt_sample_result
     if (ch->done) j->n_done++;
 }
 
-typedef struct step_ref {
-    gen_job *j;
-    choice *ch;
-    int prefill;
-} step_ref;
-
 static void run_trace_job(pt_server *s, gen_job *j);
 
 static int job_gone(gen_job *j) {
@@ -624,317 +570,88 @@ static int job_gone(gen_job *j) {
     return g;
 }
 
-static void *scheduler(void *arg) {
-    pt_server *s = ((void **)arg)[0];
-    srv_model *m = ((void **)arg)[1];
-    free(arg);
-    pt_step steps[MAX_ACTIVE_SEQS];
-    step_ref refs[MAX_ACTIVE_SEQS];
-    for (;;) {
-        pthread_mutex_lock(&m->mu);
-        while (!m->stopping && m->n_active_jobs == 0 && !m->qhead) pthread_cond_wait(&m->cv, &m->mu);
-        if (m->stopping && m->n_active_jobs == 0 && !m->qhead) {
-            pthread_mutex_unlock(&m->mu);
+/* The job interface the scheduler runs (registry.h) ---------------------------------------------- */
+
+/* Newly admitted: set up the sequences and samplers; a trace job runs whole here. */
+static void gen_prepare(srv_job *b) {
+    gen_job *j = (gen_job *)b;
+    if (j->ch || j->status || job_gone(j)) return;
+    if (j->kind == JOB_TRACE) {
+        run_trace_job(j->s, j);
+        return;
+    }
+    pt_err err;
+    if (job_setup(j, &err)) job_fail(j, 503, err.msg);
+}
+
+/* One step per unfinished choice: its prompt (prefill) or its last token (decode). */
+static int gen_add_steps(srv_job *b, pt_step *steps, void **tags, int room) {
+    gen_job *j = (gen_job *)b;
+    srv_model *m = j->m;
+    int n = 0;
+    if (j->status || !j->ch || job_gone(j)) return 0;
+    for (int i = 0; i < j->n_ch && n < room; i++) {
+        choice *ch = &j->ch[i];
+        if (ch->done) continue;
+        int pre = !ch->prefilled;
+        int ntok = pre ? j->prompt_len[ch->input] : 1;
+        int all = pre && j->echo && j->n_logprobs >= 0;
+        float *logits = malloc((size_t)(all ? ntok : 1) * (size_t)m->vocab * sizeof(float));
+        if (!logits) {
+            job_fail(j, 503, "out of memory for logits");
             break;
         }
-        /* Admit waiting jobs while their sequences fit (a job bigger than the batch runs alone). */
-        while (m->qhead && m->n_active_jobs < MAX_ACTIVE_SEQS &&
-               (m->active_seqs == 0 || m->active_seqs + m->qhead->n_inputs * m->qhead->n_per_input <= MAX_ACTIVE_SEQS)) {
-            gen_job *j = m->qhead;
-            m->qhead = j->next;
-            if (!m->qhead) m->qtail = NULL;
-            m->qlen--;
-            j->next = NULL;
-            m->active[m->n_active_jobs++] = j;
-            m->active_seqs += j->n_inputs * j->n_per_input;
-        }
-        int abort_now = m->abort_all;
-        pthread_mutex_unlock(&m->mu);
-
-        if (abort_now) /* shutting down past the grace period: everything admitted fails now */
-            for (int a = 0; a < m->n_active_jobs; a++) job_fail(m->active[a], 503, "the server is shutting down");
-        /* Set up newly admitted jobs; trace jobs run whole here. */
-        for (int a = 0; a < m->n_active_jobs; a++) {
-            gen_job *j = m->active[a];
-            if (j->ch || j->status || job_gone(j)) continue;
-            if (j->kind == JOB_TRACE) {
-                run_trace_job(s, j);
-                continue;
-            }
-            pt_err err;
-            if (job_setup(j, &err)) job_fail(j, 503, err.msg);
-        }
-        /* One forward step over every unfinished sequence: prompts prefill, others decode. */
-        int n = 0;
-        for (int a = 0; a < m->n_active_jobs; a++) {
-            gen_job *j = m->active[a];
-            if (j->status || !j->ch || job_gone(j)) continue;
-            for (int i = 0; i < j->n_ch && n < MAX_ACTIVE_SEQS; i++) {
-                choice *ch = &j->ch[i];
-                if (ch->done) continue;
-                int pre = !ch->prefilled;
-                int ntok = pre ? j->prompt_len[ch->input] : 1;
-                int all = pre && j->echo && j->n_logprobs >= 0;
-                float *logits = malloc((size_t)(all ? ntok : 1) * (size_t)m->vocab * sizeof(float));
-                if (!logits) {
-                    job_fail(j, 503, "out of memory for logits");
-                    break;
-                }
-                steps[n] = (pt_step){ch->seq, pre ? j->prompts[ch->input] : &ch->toks[ch->n_toks - 1], ntok, all, logits};
-                refs[n] = (step_ref){j, ch, pre};
-                n++;
-            }
-        }
-        pt_err err;
-        int rc = n ? pt_engine_forward(m->eng, steps, n, &err) : PT_OK;
-        for (int k = 0; k < n; k++) {
-            gen_job *j = refs[k].j;
-            choice *ch = refs[k].ch;
-            float *row = steps[k].logits;
-            if (rc || j->status) {
-                job_fail(j, 500, rc ? err.msg : "failed");
-            } else {
-                if (refs[k].prefill) {
-                    ch->prefilled = 1;
-                    if (steps[k].all_logits) {
-                        prompt_logprobs(j, ch, steps[k].logits, steps[k].n_tokens, m->vocab);
-                        row = steps[k].logits + (size_t)(steps[k].n_tokens - 1) * (size_t)m->vocab;
-                    }
-                }
-                pt_sample_result r;
-                pt_err serr;
-                int nt = j->n_logprobs > 0 ? j->n_logprobs : 0;
-                if (j->max_tokens == 0) { /* echo-only scoring: nothing to generate */
-                    ch->done = 1;
-                    ch->finish = "length";
-                    j->n_done++;
-                } else if (pt_sampler_sample(ch->sampler, row, (size_t)nt, &r, &serr)) {
-                    job_fail(j, 500, serr.msg);
-                } else {
-                    advance(s, j, ch, &r);
-                }
-            }
-            free(steps[k].logits);
-        }
-        /* Jobs that are done, failed or abandoned leave the batch and are finished. */
-        for (int a = 0; a < m->n_active_jobs; a++) {
-            gen_job *j = m->active[a];
-            if (!(j->status || job_gone(j) || (j->ch && j->n_done >= j->n_ch))) continue;
-            pthread_mutex_lock(&m->mu);
-            m->active_seqs -= j->n_inputs * j->n_per_input;
-            m->active[a] = m->active[--m->n_active_jobs];
-            pthread_mutex_unlock(&m->mu);
-            a--;
-            job_finish(s, j); /* releases the scheduler's reference */
-        }
+        steps[n] = (pt_step){ch->seq, pre ? j->prompts[ch->input] : &ch->toks[ch->n_toks - 1], ntok, all, logits};
+        tags[n] = ch;
+        n++;
     }
-    return NULL;
+    return n;
 }
 
-/* Registry -------------------------------------------------------------------------------------- */
-
-/* 1 if the policy gives the model weights a server could load (not a URL: served elsewhere). */
-static int has_local_weights(const pt_pmodel *pm) {
-    return pm->weights && !strstr(pm->weights, "://");
-}
-
-/* Loads a policy model's local weights (has_local_weights) and starts its scheduler (caller
- * holds load_mu). PT_ENOTFOUND when they do not exist here. */
-static int load_model(pt_server *s, models *ms, const pt_pmodel *pm, pt_err *err) {
-    if (ms->n >= MAX_SERVED_MODELS)
-        return pt_errf(err, PT_ELIMIT, "model %s: this server already serves %d models", pm->id, MAX_SERVED_MODELS);
-    char *path = pm->weights[0] == '/' ? strdup(pm->weights)
-                                       : pt_path_join(s->o.models_dir ? s->o.models_dir : s->data_dir, pm->weights);
-    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
-    if (!pt_exists(path)) { /* the policy may name weights this server does not hold */
-        int rc = pt_errf(err, PT_ENOTFOUND, "model %s: %s does not exist", pm->id, path);
-        free(path);
-        return rc;
-    }
-    srv_model *m = &ms->m[ms->n];
-    memset(m, 0, sizeof *m);
-    snprintf(m->id, sizeof m->id, "%s", pm->id);
-    int rc = pt_engine_open(path, 0, &m->eng, err);
-    if (!rc) {
-        char *tp = pt_path_join(path, "tokenizer.json");
-        rc = tp ? pt_tokenizer_load(tp, &m->tok, err) : pt_errf(err, PT_ENOMEM, "out of memory");
-        free(tp);
-    }
-    m->path = path;
-    void **arg = NULL;
-    if (!rc) {
-        m->vocab = pt_engine_config(m->eng)->vocab_size;
-        m->qlimit = s->o.queue_limit;
-        pthread_mutex_init(&m->mu, NULL);
-        pthread_cond_init(&m->cv, NULL);
-        if (!(arg = malloc(2 * sizeof *arg))) {
-            rc = pt_errf(err, PT_ENOMEM, "out of memory");
+/* The step's logits: the prompt's log-probs after a prefill (echo), then the next token. */
+static void gen_stepped(srv_job *b, pt_step *step, void *tag, int rc, const char *msg) {
+    gen_job *j = (gen_job *)b;
+    choice *ch = tag;
+    srv_model *m = j->m;
+    float *row = step->logits;
+    if (rc || j->status) {
+        job_fail(j, 500, rc ? msg : "failed");
+    } else {
+        if (!ch->prefilled) {
+            ch->prefilled = 1;
+            if (step->all_logits) {
+                prompt_logprobs(j, ch, step->logits, step->n_tokens, m->vocab);
+                row = step->logits + (size_t)(step->n_tokens - 1) * (size_t)m->vocab;
+            }
+        }
+        pt_sample_result r;
+        pt_err serr;
+        int nt = j->n_logprobs > 0 ? j->n_logprobs : 0;
+        if (j->max_tokens == 0) { /* echo-only scoring: nothing to generate */
+            ch->done = 1;
+            ch->finish = "length";
+            j->n_done++;
+        } else if (pt_sampler_sample(ch->sampler, row, (size_t)nt, &r, &serr)) {
+            job_fail(j, 500, serr.msg);
         } else {
-            arg[0] = s;
-            arg[1] = m;
-            if (pthread_create(&m->thread, NULL, scheduler, arg))
-                rc = pt_errf(err, PT_EINTERNAL, "cannot start its scheduler thread");
-        }
-        if (rc) {
-            free(arg);
-            pthread_cond_destroy(&m->cv);
-            pthread_mutex_destroy(&m->mu);
+            advance(j->s, j, ch, &r);
         }
     }
-    if (rc) {
-        pt_err_prefix(err, "model %s", pm->id);
-        pt_tokenizer_free(m->tok);
-        pt_engine_free(m->eng);
-        free(m->path);
-        memset(m, 0, sizeof *m);
-        return rc;
-    }
-    m->started = 1;
-    __atomic_store_n(&ms->n, ms->n + 1, __ATOMIC_RELEASE);
-    fprintf(stderr, "parity: serving %s (%s, %zu parameters)\n", m->id,
-            pt_engine_config(m->eng)->arch == PT_ARCH_LLAMA ? "llama" : "gpt2", pt_engine_model(m->eng)->n_params);
-    return PT_OK;
+    free(step->logits);
 }
 
-int srv_models_start(pt_server *s, pt_err *err) {
-    models *ms = calloc(1, sizeof *ms);
-    if (!ms) return pt_errf(err, PT_ENOMEM, "out of memory");
-    pthread_mutex_init(&ms->load_mu, NULL);
-    s->engine = ms;
-    if (!(ms->m = calloc(MAX_SERVED_MODELS, sizeof *ms->m))) return pt_errf(err, PT_ENOMEM, "out of memory");
-    const pt_policy *p = s->policy->p;
-    /* A model that cannot be loaded is not served (503 model_not_served, and the reason on
-     * stderr); the others are: one bad directory must not take the whole server down. */
-    for (size_t i = 0; i < p->n_models; i++) {
-        if (!has_local_weights(&p->models[i])) continue;
-        pt_err e;
-        int rc = load_model(s, ms, &p->models[i], &e);
-        if (rc == PT_ENOMEM) {
-            if (err) *err = e;
-            return rc;
-        }
-        if (rc) fprintf(stderr, "parity: not serving %s\n", e.msg);
-    }
-    return PT_OK;
+static int gen_over(srv_job *b) {
+    gen_job *j = (gen_job *)b;
+    return j->status || job_gone(j) || (j->ch && j->n_done >= j->n_ch);
 }
 
-json_t *srv_models_sync(pt_server *s, const pt_policy *p) {
-    models *ms = s->engine;
-    json_t *out = json_object(), *loaded = json_array(), *failed = json_array();
-    json_object_set_new(out, "loaded", loaded);
-    json_object_set_new(out, "not_served", failed);
-    if (!ms) return out;
-    pthread_mutex_lock(&ms->load_mu);
-    for (size_t i = 0; i < p->n_models; i++) {
-        const pt_pmodel *pm = &p->models[i];
-        if (!has_local_weights(pm) || find_model(s, pm->id)) continue;
-        pt_err e;
-        if (load_model(s, ms, pm, &e)) {
-            fprintf(stderr, "parity: not serving %s\n", e.msg);
-            json_array_append_new(failed, json_pack("{s:s, s:s}", "id", pm->id, "reason", e.msg));
-        } else {
-            json_array_append_new(loaded, json_string(pm->id));
-        }
-    }
-    pthread_mutex_unlock(&ms->load_mu);
-    return out;
-}
+static void gen_fail(srv_job *b, int status, const char *msg) { job_fail((gen_job *)b, status, msg); }
 
-void srv_models_drain(pt_server *s, unsigned grace_s) {
-    models *ms = s->engine;
-    if (ms) pthread_mutex_lock(&ms->load_mu); /* no model is added from here on */
-    for (size_t i = 0; ms && i < ms->n; i++) {
-        srv_model *m = &ms->m[i];
-        pthread_mutex_lock(&m->mu);
-        m->draining = 1;
-        pthread_mutex_unlock(&m->mu);
-    }
-    /* Wait until queued and active work is done, at most the grace period. */
-    double until = pt_now() + grace_s;
-    for (size_t i = 0; ms && i < ms->n; i++) {
-        srv_model *m = &ms->m[i];
-        for (;;) {
-            pthread_mutex_lock(&m->mu);
-            int busy = m->qhead || m->n_active_jobs;
-            pthread_mutex_unlock(&m->mu);
-            if (!busy) break;
-            if (pt_now() > until) {
-                /* Past the grace period: fail what is left with 503, so that no connection stays
-                 * suspended when the HTTP layer stops (libmicrohttpd aborts on one). */
-                pthread_mutex_lock(&m->mu);
-                m->abort_all = 1;
-                pthread_cond_signal(&m->cv);
-                pthread_mutex_unlock(&m->mu);
-                until = pt_now() + 30; /* aborting takes one step per model */
-            }
-            usleep(10000);
-        }
-    }
-    if (ms) pthread_mutex_unlock(&ms->load_mu);
-}
+static void gen_finish(srv_job *b) { job_finish(((gen_job *)b)->s, (gen_job *)b); }
 
-void srv_models_stop(pt_server *s) {
-    models *ms = s->engine;
-    if (!ms) return;
-    for (size_t i = 0; i < ms->n; i++) {
-        srv_model *m = &ms->m[i];
-        if (m->started) {
-            pthread_mutex_lock(&m->mu);
-            m->stopping = 1;
-            pthread_cond_signal(&m->cv);
-            pthread_mutex_unlock(&m->mu);
-            pthread_join(m->thread, NULL);
-            pthread_cond_destroy(&m->cv);
-            pthread_mutex_destroy(&m->mu);
-        }
-        pt_tokenizer_free(m->tok);
-        pt_engine_free(m->eng);
-        free(m->path);
-    }
-    pthread_mutex_destroy(&ms->load_mu);
-    free(ms->m);
-    free(ms);
-    s->engine = NULL;
-}
-
-/* Queues a job (the scheduler takes a reference). PT_ELIMIT when the queue is full. */
-static int enqueue(srv_model *m, gen_job *j) {
-    pthread_mutex_lock(&m->mu);
-    if (m->draining || m->stopping) {
-        pthread_mutex_unlock(&m->mu);
-        return PT_ECANCELLED;
-    }
-    if (m->qlen >= m->qlimit) {
-        pthread_mutex_unlock(&m->mu);
-        return PT_ELIMIT;
-    }
-    if (m->qtail) m->qtail->next = j;
-    else m->qhead = j;
-    m->qtail = j;
-    m->qlen++;
-    pthread_cond_signal(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    return PT_OK;
-}
+static const srv_job_ops gen_ops = {gen_prepare, gen_add_steps, gen_stepped, gen_over, gen_fail, gen_finish};
 
 /* Requests -------------------------------------------------------------------------------------- */
-
-static void set_rl_headers(http_resp *resp, const call *c) {
-    if (!c->has_rl) return;
-    char d[32];
-    if (c->rl_req.limit) {
-        http_set_header_i64(resp, "x-ratelimit-limit-requests", c->rl_req.limit);
-        http_set_header_i64(resp, "x-ratelimit-remaining-requests", c->rl_req.remaining);
-        pt_format_duration(c->rl_req.reset_s, d, sizeof d);
-        http_set_header(resp, "x-ratelimit-reset-requests", "%s", d);
-    }
-    if (c->rl_tok.limit) {
-        http_set_header_i64(resp, "x-ratelimit-limit-tokens", c->rl_tok.limit);
-        http_set_header_i64(resp, "x-ratelimit-remaining-tokens", c->rl_tok.remaining);
-        pt_format_duration(c->rl_tok.reset_s, d, sizeof d);
-        http_set_header(resp, "x-ratelimit-reset-tokens", "%s", d);
-    }
-}
 
 /* Appends the encoding of text (special-token strings inside it are plain text unless
  * special) to a growing token array. */
@@ -1163,18 +880,20 @@ static gen_job *job_new(call *c, srv_model *m, int kind, int api) {
     gen_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     pthread_mutex_init(&j->mu, NULL);
+    j->base.ops = &gen_ops;
+    j->s = c->s;
     j->refs = 1; /* the request's; the scheduler's is added on enqueue */
     j->c = c;
     j->m = m;
     snprintf(j->model, sizeof j->model, "%s", c->model);
-    snprintf(j->key_id, sizeof j->key_id, "%s", c->key.id);
+    snprintf(j->base.owner, sizeof j->base.owner, "%s", c->key.id);
     j->kind = kind;
     j->api = api;
     j->created = pt_unix_time();
     uint8_t r[12];
     char hx[25];
     randombytes_buf(r, sizeof r);
-    snprintf(j->id, sizeof j->id, "%s-%s", api == API_CHAT ? "chatcmpl" : "cmpl", pt_hex(r, sizeof r, hx));
+    snprintf(j->base.id, sizeof j->base.id, "%s-%s", api == API_CHAT ? "chatcmpl" : "cmpl", pt_hex(r, sizeof r, hx));
     pt_sample_params_default(&j->sp);
     j->n_per_input = 1;
     j->n_logprobs = -1;
@@ -1203,8 +922,9 @@ static int submit(pt_server *s, call *c, gen_job *j, http_resp *resp) {
     pthread_mutex_lock(&j->mu);
     j->refs++;
     pthread_mutex_unlock(&j->mu);
-    int rc = enqueue(j->m, j);
-    if (rc == PT_OK && j->stream) set_rl_headers(resp, c);
+    j->base.n_seqs = j->n_inputs * j->n_per_input;
+    int rc = srv_model_submit(j->m, &j->base);
+    if (rc == PT_OK && j->stream) srv_rl_headers(resp, c);
     if (rc) {
         job_release(j);
         if (j->out) {
@@ -1227,7 +947,7 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
     if (c->phase == 1) { /* the scheduler is done */
         gen_job *j = c->job;
         http_json(resp, j->status ? j->status : 200, json_incref(j->result));
-        set_rl_headers(resp, c);
+        srv_rl_headers(resp, c);
         return HTTP_DONE;
     }
     json_t *b = srv_body_json(c, resp);
@@ -1271,27 +991,11 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
         goto out;
     }
     const char *v = variant[0] ? variant : NULL;
-    int64_t now = pt_unix_time();
-    pt_limits lim;
-    pt_capset caps;
     /* Charged as policy.h's table says (echo, streaming and n return nothing the use does not). */
     if (!srv_decide_use(s, c, model, v, api == API_COMPLETIONS ? PT_USE_COMPLETION : PT_USE_CHAT, -1, resp)) goto out;
     if (n_logprobs >= 0 && !srv_decide_use(s, c, model, v, PT_USE_TOP_LOGPROBS, n_logprobs, resp)) goto out;
-    pt_policy_effective(c->pol->p, c->key.org, model, now, &caps, &lim);
-    c->has_rl = 1;
-    if (!pt_ratelimit_request(s->rl, c->key.org, model, lim.requests_per_minute > 0 ? lim.requests_per_minute : 0,
-                              now, &c->rl_req)) {
-        pt_ratelimit_tokens_ok(s->rl, c->key.org, model, lim.tokens_per_day > 0 ? lim.tokens_per_day : 0, 0, now,
-                               &c->rl_tok);
-        http_set_header_i64(resp, "Retry-After", c->rl_req.reset_s);
-        c->decision_allow = 0;
-        snprintf(c->reason, sizeof c->reason, "limit_exceeded");
-        http_error(resp, 429, "requests", "rate_limit_exceeded", NULL,
-                   "Rate limit reached for %s: %lld requests per minute. Retry in %llds.", model,
-                   (long long)c->rl_req.limit, (long long)c->rl_req.reset_s);
-        goto out;
-    }
-    srv_model *m = find_model(s, model);
+    if (!srv_limit_request(s, c, model, resp)) goto out;
+    srv_model *m = srv_model_find(s, model);
     if (!m) {
         http_error(resp, 503, "server_error", "model_not_served", "model",
                    "The model '%s' is in the policy but this server does not run it.", model);
@@ -1396,44 +1100,16 @@ static int r_generate(pt_server *s, call *c, http_resp *resp, int api) {
         }
     }
     int64_t want = j->prompt_tokens + (int64_t)j->max_tokens * j->n_inputs * j->n_per_input;
-    if (!pt_ratelimit_tokens_ok(s->rl, c->key.org, model, lim.tokens_per_day > 0 ? lim.tokens_per_day : 0, want, now,
-                                &c->rl_tok)) {
-        http_set_header_i64(resp, "Retry-After", c->rl_tok.reset_s);
-        c->decision_allow = 0;
-        snprintf(c->reason, sizeof c->reason, "limit_exceeded");
-        http_error(resp, 429, "tokens", "rate_limit_exceeded", NULL,
-                   "Token limit reached for %s: %lld tokens per day, %lld left, this request may use %lld.", model,
-                   (long long)c->rl_tok.limit, (long long)c->rl_tok.remaining, (long long)want);
-        goto out;
-    }
+    if (!srv_limit_tokens(s, c, model, want, resp)) goto out;
     ret = submit(s, c, j, resp);
 out:
     json_decref(b);
-    if (ret == HTTP_DONE) set_rl_headers(resp, c);
+    if (ret == HTTP_DONE) srv_rl_headers(resp, c);
     return ret;
 }
 
 static int r_completions(pt_server *s, call *c, http_resp *resp) { return r_generate(s, c, resp, API_COMPLETIONS); }
 static int r_chat(pt_server *s, call *c, http_resp *resp) { return r_generate(s, c, resp, API_CHAT); }
-
-/* For server_finetune.c ---------------------------------------------------------------------- */
-
-const pt_tokenizer *srv_model_tokenizer(pt_server *s, const char *id) {
-    models *ms = s->engine;
-    if (!id) return n_served(ms) ? ms->m[0].tok : NULL;
-    srv_model *m = find_model(s, id);
-    return m ? m->tok : NULL;
-}
-
-const pt_config *srv_model_config(pt_server *s, const char *id) {
-    srv_model *m = find_model(s, id);
-    return m ? pt_engine_config(m->eng) : NULL;
-}
-
-const char *srv_model_path(pt_server *s, const char *id) {
-    srv_model *m = find_model(s, id);
-    return m ? m->path : NULL;
-}
 
 /* Internals ------------------------------------------------------------------------------------- */
 
@@ -1795,7 +1471,7 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
         } else {
             http_json(resp, j->status, json_incref(j->result));
         }
-        set_rl_headers(resp, c);
+        srv_rl_headers(resp, c);
         return HTTP_DONE;
     }
     json_t *b = srv_body_json(c, resp);
@@ -1818,21 +1494,9 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
     }
     const char *v = variant[0] ? variant : NULL;
     json_t *g = json_object_get(b, "generate");
-    srv_model *m = find_model(s, model);
+    srv_model *m = srv_model_find(s, model);
     if (!trace_decide(s, c, model, v, reads, ivs, g && !json_is_null(g), m ? m->vocab : INT64_MAX, resp)) goto out;
-    int64_t now = pt_unix_time();
-    pt_limits lim;
-    pt_policy_effective(c->pol->p, c->key.org, model, now, NULL, &lim);
-    c->has_rl = 1;
-    if (!pt_ratelimit_request(s->rl, c->key.org, model, lim.requests_per_minute > 0 ? lim.requests_per_minute : 0, now,
-                              &c->rl_req)) {
-        http_set_header_i64(resp, "Retry-After", c->rl_req.reset_s);
-        c->decision_allow = 0;
-        snprintf(c->reason, sizeof c->reason, "limit_exceeded");
-        http_error(resp, 429, "requests", "rate_limit_exceeded", NULL, "Rate limit reached for %s: %lld requests per minute.",
-                   model, (long long)c->rl_req.limit);
-        goto out;
-    }
+    if (!srv_limit_request(s, c, model, resp)) goto out;
     if (!m) {
         http_error(resp, 503, "server_error", "model_not_served", "model",
                    "The model '%s' is in the policy but this server does not run it.", model);
@@ -1976,7 +1640,7 @@ static int r_trace(pt_server *s, call *c, http_resp *resp) {
     ret = submit(s, c, j, resp);
 out:
     json_decref(b);
-    if (ret == HTTP_DONE) set_rl_headers(resp, c);
+    if (ret == HTTP_DONE) srv_rl_headers(resp, c);
     return ret;
 }
 
@@ -1988,7 +1652,7 @@ static int r_hooks(pt_server *s, call *c, http_resp *resp) {
         return HTTP_DONE;
     }
     if (!srv_decide_use(s, c, model, NULL, PT_USE_READ, -1, resp)) return HTTP_DONE;
-    srv_model *m = find_model(s, model);
+    srv_model *m = srv_model_find(s, model);
     if (!m) {
         http_error(resp, 503, "server_error", "model_not_served", "model", "This server does not run '%s'.", model);
         return HTTP_DONE;
@@ -2022,23 +1686,28 @@ static int r_hooks(pt_server *s, call *c, http_resp *resp) {
 }
 
 /* GET /v1/queue: depth per model and where the caller's requests are. */
+typedef struct queue_list {
+    const char *key_id;
+    json_t *mine;
+} queue_list;
+
+static void queue_mine(void *ctx, const srv_job *j, int pos) {
+    queue_list *q = ctx;
+    if (strcmp(j->owner, q->key_id)) return;
+    json_array_append_new(q->mine, pos >= 0 ? json_pack("{s:s, s:i}", "id", j->id, "position", pos)
+                                            : json_pack("{s:s, s:s}", "id", j->id, "position", "running"));
+}
+
 static int r_queue(pt_server *s, call *c, http_resp *resp) {
-    models *ms = s->engine;
     json_t *a = json_array();
-    size_t n = n_served(ms);
+    size_t n = srv_models_n(s);
     for (size_t i = 0; i < n; i++) {
-        srv_model *m = &ms->m[i];
-        json_t *mine = json_array();
-        pthread_mutex_lock(&m->mu);
-        int pos = 0, depth = m->qlen, active = m->n_active_jobs;
-        for (gen_job *j = m->qhead; j; j = j->next, pos++)
-            if (!strcmp(j->key_id, c->key.id)) json_array_append_new(mine, json_pack("{s:s, s:i}", "id", j->id, "position", pos));
-        for (int k = 0; k < m->n_active_jobs; k++)
-            if (!strcmp(m->active[k]->key_id, c->key.id))
-                json_array_append_new(mine, json_pack("{s:s, s:s}", "id", m->active[k]->id, "position", "running"));
-        pthread_mutex_unlock(&m->mu);
+        srv_model *m = srv_model_at(s, i);
+        queue_list q = {c->key.id, json_array()};
+        int depth, active;
+        srv_model_jobs(m, &depth, &active, queue_mine, &q);
         json_array_append_new(a, json_pack("{s:s, s:i, s:i, s:i, s:o}", "model", m->id, "queued", depth, "running", active,
-                                           "limit", m->qlimit, "yours", mine));
+                                           "limit", m->qlimit, "yours", q.mine));
     }
     c->decision_allow = 1;
     http_json(resp, 200, json_pack("{s:s, s:o}", "object", "queue", "data", a));
