@@ -328,6 +328,17 @@ json_t *srv_body_json(call *c, http_resp *resp) {
     return j;
 }
 
+/* Text ----------------------------------------------------------------------------------------- */
+
+json_t *srv_json_text(const char *s, size_t n) {
+    pt_buf b;
+    pt_buf_init(&b, n * 3 + 16);
+    pt_utf8_clean(s, n, &b);
+    json_t *j = json_stringn(b.data ? b.data : "", b.len);
+    pt_buf_free(&b);
+    return j;
+}
+
 /* Receipts ------------------------------------------------------------------------------------- */
 
 /* The audit entry, written straight as compact JSON (building a jansson tree and serialising

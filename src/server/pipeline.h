@@ -68,6 +68,9 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receip
 /* Parses the JSON request body (depth/size capped); on error fills resp with 400 and returns NULL. */
 json_t *srv_body_json(call *c, http_resp *resp);
 
+/* A JSON string of text made valid UTF-8 (invalid sequences become U+FFFD). */
+json_t *srv_json_text(const char *s, size_t n);
+
 /* Rate limits, for every route that runs a model: the request counter of (caller's
  * organisation, model) under the limits its grants give now. 1 when the request may go on;
  * else 0 with the 429 in resp (Retry-After, the audit reason "limit_exceeded"). Both limits'

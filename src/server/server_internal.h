@@ -80,6 +80,7 @@ struct pt_server {
     struct route *routes;
     size_t n_routes;
     void *engine;              /* the model registry and its schedulers (registry.c) */
+    struct srv_backend *backend; /* where models run (backend.h; today the in-process one) */
     void *ft;                  /* files and fine-tuning jobs (server_finetune.c) */
     int unmatched_metric;
     uint8_t empty_sha256[32];  /* SHA-256 of no bytes */
