@@ -1,29 +1,21 @@
 /* see server.h — options, start-up (store, logs, policy, models, fine-tuning, HTTP) and shutdown,
  * the config file. A request's way is pipeline.c's; the endpoints are the api_*.c files; the
- * fine-tuning worker is server_finetune.c; the models run on backends (backend.h). docs/server.md, "Source layout". */
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
+ * fine-tuning worker is server_finetune.c; the models run on backends (backend.h).
+ * docs/server.md, "Source layout". */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/fileio.h"
-#include "common/json.h"
 #include "common/sha256.h"
 #include "common/util.h"
-#include "engine/config.h"
-#include "gap/gap.h"
-#include "policy/history.h"
 #include "common/ytree.h"
-#include "server/data_lock.h"
+#include "policy/history.h"
 #include "server/api.h"
 #include "server/backend.h"
+#include "server/data_lock.h"
 #include "server/finetune.h"
 #include "server/registry.h"
 
