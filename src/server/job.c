@@ -52,7 +52,7 @@ static void job_destroy(gen_job *j) {
     free(j);
 }
 
-void job_release(gen_job *j) {
+static void job_release(gen_job *j) {
     pthread_mutex_lock(&j->mu);
     int last = --j->refs == 0;
     pthread_mutex_unlock(&j->mu);
