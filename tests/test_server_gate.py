@@ -32,14 +32,16 @@ organisations:
   - {id: bare, name: Bare, kind: public}
   - {id: white, name: White box, kind: evaluator}
   - {id: other, name: Other white box, kind: evaluator}
+  - {id: limited, name: Rate-limited white box, kind: evaluator}
 grants:
   - {id: g-capped, organisation: capped, model: tiny, tier: capped, limits: {logprobs_top_k: 3}}
   - {id: g-noprefill, organisation: noprefill, model: tiny, tier: noprefill}
   - {id: g-bare, organisation: bare, model: tiny, tier: bare}
   - {id: g-white, organisation: white, model: tiny, tier: AL3}
   - {id: g-other, organisation: other, model: tiny, tier: AL3}
+  - {id: g-limited, organisation: limited, model: tiny, tier: AL3, limits: {requests_per_minute: 1, tokens_per_day: 100000}}
 """
-W = World("parity-gate-", ["capped", "noprefill", "bare", "white", "other"], policy=POLICY)
+W = World("parity-gate-", ["capped", "noprefill", "bare", "white", "other", "limited"], policy=POLICY)
 check, req = W.check, W.req
 W.start()
 prompt = [5, 17, 42, 99, 3]
@@ -233,5 +235,19 @@ check(st == 400 and err_code(j) == "unknown_parameter" and j["error"]["param"] =
 st, _, j, _ = req("POST", "/v1/fine_tuning/jobs", dict(job, integrations=[{"type": "wandb", "wandb": {"project": "p"}}]),
                   key="white")
 check(st == 400 and err_code(j) == "unsupported_parameter", "integrations: not implemented, 400 (%s)" % st)
+
+# One rate limit and one 429 on every route that runs a model (pipeline.c's srv_limit_request):
+# the trace's 429 said less than the chat's (no "Retry in", no token headers) when each handler
+# had its own copy.
+st, _, _, _ = req("POST", "/v1/chat/completions", chat, key="limited")
+check(st == 200, "the minute's one request (%s)" % st)
+st, chat_h, chat_j, _ = req("POST", "/v1/chat/completions", chat, key="limited")
+check(st == 429 and "Retry in" in chat_j["error"]["message"], "the second: 429 (%s %s)" % (st, brief(chat_j)))
+st, h, j, _ = req("POST", "/v1/internals/trace", {"model": "tiny", "input": prompt, "reads": ["logits"]}, key="limited")
+check(st == 429 and err_code(j) == "rate_limit_exceeded" and j["error"]["type"] == "requests" and
+      j["error"]["message"].split(" Retry in")[0] == chat_j["error"]["message"].split(" Retry in")[0] and
+      "Retry in" in j["error"]["message"] and "retry-after" in h and h.get("x-ratelimit-limit-tokens") == "100000" and
+      all(h.get(k) == chat_h.get(k) for k in ("x-ratelimit-limit-requests", "x-ratelimit-limit-tokens")),
+      "a trace's 429 is the chat's, headers and message: %s %s %s" % (st, brief(j), h))
 
 sys.exit(W.summary("test_server_gate"))

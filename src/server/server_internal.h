@@ -79,7 +79,8 @@ struct pt_server {
     size_t n_keys;
     struct route *routes;
     size_t n_routes;
-    void *engine;              /* the model registry and scheduler (server_models.c) */
+    void *engine;              /* the model registry and its schedulers (registry.c) */
+    struct srv_backend *backend; /* where models run (backend.h; today the in-process one) */
     void *ft;                  /* files and fine-tuning jobs (server_finetune.c) */
     int unmatched_metric;
     uint8_t empty_sha256[32];  /* SHA-256 of no bytes */
@@ -90,96 +91,5 @@ struct pt_server {
     pt_err report_err;         /* why the last computation failed (report NULL) */
     double report_failed_at;   /* pt_now() of that failure: retried at most once a second */
 };
-
-/* Per-request state (req->user). */
-struct call {
-    pt_server *s;
-    http_req *req;
-    const route *rt;
-    char params[2][256];       /* the {} segments of the path, URL-decoded */
-    int n_params;
-    pt_key_record key;         /* the caller, when authenticated */
-    int authed;
-    policy_ref *pol;           /* held for the whole request */
-    int phase;                 /* 0 new; 1 waiting for the engine; 2 waiting for the receipt */
-    http_resp *held;           /* durable receipts: the response, held back until its receipt is
-                                * durable (allocated then: 5 KiB a request would zero otherwise) */
-    /* audit fields */
-    char model[128], variant[64];
-    pt_capset caps_used;
-    int decision_allow;
-    char reason[64];
-    int64_t prompt_tokens, completion_tokens;
-    uint64_t receipt_index;
-    uint8_t salt[32];          /* the request's secret salt (audited routes) */
-    int resp_hashed;           /* the handler knows the body's SHA-256 (a cached body): */
-    uint8_t resp_sha256[32];
-    int receipt_rc;
-    pt_rl_status rl_req, rl_tok; /* rate-limit state for the x-ratelimit-* headers */
-    int has_rl;
-    void *job;                 /* engine work in flight */
-    void (*job_free)(void *);
-};
-
-/* The model registry and engine scheduler (server_models.c): start loads the policy's models
- * that have weights; drain stops taking new work and finishes what is queued; stop frees. */
-int srv_models_start(pt_server *s, pt_err *err);
-void srv_models_drain(pt_server *s, unsigned grace_s);
-/* Loads the models of policy p that have local weights and are not served yet (after a policy
- * revision is applied): returns {"loaded": [ids], "not_served": [{"id", "reason"}]}. */
-json_t *srv_models_sync(pt_server *s, const pt_policy *p);
-void srv_models_stop(pt_server *s);
-
-/* What server_finetune.c needs of a served model (NULL when id is not served here; the
- * tokenizer's id may be NULL: any served model's). Valid until srv_models_stop. */
-struct pt_tokenizer;
-struct pt_config;
-struct pt_lora;
-const struct pt_tokenizer *srv_model_tokenizer(pt_server *s, const char *id);
-const struct pt_config *srv_model_config(pt_server *s, const char *id);
-const char *srv_model_path(pt_server *s, const char *id);
-
-/* Files and fine-tuning jobs (server_finetune.c): start reads the jobs from the store (a job
- * that was running is failed, queued ones are queued again) and starts the worker; stop
- * interrupts the running job and joins the worker (before srv_models_stop); free frees the
- * adapter cache (after srv_models_stop). All NULL-state safe. */
-int srv_ft_start(pt_server *s, pt_err *err);
-/* The caller organisation's fine-tuned models whose base it may sample now, as OpenAI model
- * objects (with "parent": the base). From memory: no store query. */
-json_t *srv_ft_models(pt_server *s, const pt_policy *p, const char *org, int64_t now, uint64_t *version);
-/* Changes with every change to what srv_ft_models can list (a job's model added). The version
- * srv_ft_models returned its list at goes in *version (NULL: not wanted). */
-uint64_t srv_ft_models_version(pt_server *s);
-void srv_ft_stop(pt_server *s);
-void srv_ft_free(pt_server *s);
-/* Resolves a fine-tuned model id "ft:BASE:ORG:SUFFIX:JOBID" for the caller's organisation:
- * 1 with base (the model the policy decides on) and *lora (cached, valid until srv_ft_stop)
- * filled; 0 with a 404 in resp when there is no such model for this organisation. */
-int srv_ft_resolve(pt_server *s, call *c, const char *name, char *base, size_t base_cap, const struct pt_lora **lora,
-                   http_resp *resp);
-
-/* Acquires / releases the current policy (never NULL after start). */
-policy_ref *srv_policy_get(pt_server *s);
-void srv_policy_put(pt_server *s, policy_ref *r);
-
-/* Decides (caller's org, model, variant, cap) under the call's policy and records it for the
- * audit entry. On deny fills resp with 403 (or 404 for an unknown model) in OpenAI's shape and
- * returns 0; returns 1 on allow. */
-int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt_cap cap, const pt_usage *u,
-               http_resp *resp);
-
-/* Decides every row that `use` is charged (policy.h's pt_policy_charge: one table for every
- * route), in order, with srv_decide; k is the top-k asked or the vocabulary size. Returns 1 when
- * every row is allowed, else 0 with the first denial in resp. */
-int srv_decide_use(pt_server *s, call *c, const char *model, const char *variant, pt_use use, int64_t k,
-                   http_resp *resp);
-
-/* A request's public audit entry as compact JSON text (a new NUL-terminated string; NULL when
- * out of memory or over TLOG_MAX_ENTRY), and its private part in *priv (for
- * pt_receipts_submit). resp_hash: SHA-256 of the response bytes. */
-char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receipt_private *priv);
-
-/* Parses the JSON request body (depth/size capped); on error fills resp with 400 and returns NULL. */
-json_t *srv_body_json(call *c, http_resp *resp);
 
 #endif
