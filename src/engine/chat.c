@@ -180,3 +180,57 @@ int pt_chat_render(const pt_tokenizer *tok, json_t *messages, int gen, pt_chat_t
     pt_buf_free(&tmp);
     return rc;
 }
+
+/* ---- the model's own template (Jinja) ---- */
+json_t *pt_chat_context(const pt_tokenizer *tok, json_t *vars) {
+    json_t *c = json_object();
+    if (!c) return NULL;
+    json_object_set_new(c, "add_generation_prompt", json_false());
+    json_object_set_new(c, "tools", json_null());
+    json_object_set_new(c, "documents", json_null());
+    const char *sv = pt_tokenizer_chat_vars(tok);
+    json_t *special = sv ? json_loads(sv, 0, NULL) : NULL;
+    if (special) {
+        json_object_update(c, special);
+        json_decref(special);
+    } else { /* a GGUF: the BOS and EOS strings */
+        const char *names[2] = {"bos_token", "eos_token"};
+        int32_t ids[2] = {pt_tokenizer_bos(tok), pt_tokenizer_eos(tok)};
+        for (int i = 0; i < 2; i++) {
+            const char *s = ids[i] >= 0 ? pt_tokenizer_token_str(tok, ids[i]) : NULL;
+            if (s && *s) json_object_set_new(c, names[i], json_string(s));
+        }
+    }
+    if (vars) json_object_update(c, vars);
+    return c;
+}
+
+const char *pt_chat_template_for(const pt_tokenizer *tok, json_t *ctx) {
+    json_t *tools = json_object_get(ctx, "tools");
+    if (tools && !json_is_null(tools) && pt_tokenizer_chat_template_tools(tok)) return pt_tokenizer_chat_template_tools(tok);
+    return pt_tokenizer_chat_template(tok);
+}
+
+static const char *const TRUSTED[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                                      "mask_token", "add_generation_prompt", NULL};
+
+int pt_chat_template_render(const pt_tokenizer *tok, json_t *vars, const pt_jinja_opts *o, pt_jinja_out *out,
+                            pt_err *err) {
+    json_t *ctx = pt_chat_context(tok, vars);
+    if (!ctx) return pt_errf(err, PT_ENOMEM, "out of memory");
+    const char *src = pt_chat_template_for(tok, ctx);
+    if (!src) {
+        json_decref(ctx);
+        return pt_errf(err, PT_ENOTFOUND, "the model has no chat template");
+    }
+    pt_jinja *t;
+    int rc = pt_jinja_parse(src, strlen(src), &t, err);
+    if (!rc) {
+        pt_jinja_opts oo = o ? *o : (pt_jinja_opts){0};
+        if (!oo.trusted) oo.trusted = TRUSTED;
+        rc = pt_jinja_render(t, ctx, &oo, out, err);
+        pt_jinja_free(t);
+    }
+    json_decref(ctx);
+    return rc;
+}
