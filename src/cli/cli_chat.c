@@ -29,13 +29,51 @@ static json_t *render_one(pt_tokenizer *tok, const pt_jinja *tpl, json_t *vars, 
     return r;
 }
 
+/* With --tokens: pt_chat_render's tokens of the context's messages (what serving and fine-tuning
+ * use): {"ids": [...], "reply": [0/1...], "replies": [the text of each run of reply tokens]}. */
+static void add_tokens(pt_tokenizer *tok, json_t *ctx, json_t *r) {
+    pt_chat_tokens ct = {0};
+    const char *bad = NULL;
+    size_t at = 0;
+    pt_err err;
+    pt_err_clear(&err);
+    int rc = pt_chat_render(tok, json_object_get(ctx, "messages"), json_is_true(json_object_get(ctx, "add_generation_prompt")),
+                            &ct, &bad, &at, &err);
+    if (rc) {
+        json_object_set_new(r, "tokens_error", json_string(rc == PT_EINVAL && bad ? bad : err.msg));
+        pt_chat_tokens_free(&ct);
+        return;
+    }
+    json_t *ids = json_array(), *reply = json_array(), *runs = json_array();
+    for (size_t i = 0; i < ct.n; i++) {
+        json_array_append_new(ids, json_integer(ct.ids[i]));
+        json_array_append_new(reply, json_integer(ct.reply[i]));
+        if (ct.reply[i] && (i == 0 || !ct.reply[i - 1])) {
+            size_t j = i;
+            while (j < ct.n && ct.reply[j]) j++;
+            char *s;
+            size_t len;
+            if (pt_tokenizer_decode(tok, ct.ids + i, j - i, 0, &s, &len, &err) == PT_OK) {
+                json_array_append_new(runs, json_stringn(s, len));
+                free(s);
+            }
+        }
+    }
+    json_object_set_new(r, "ids", ids);
+    json_object_set_new(r, "reply", reply);
+    json_object_set_new(r, "replies", runs);
+    pt_chat_tokens_free(&ct);
+}
+
 int cli_chat_render(int argc, char **argv) {
     const char *model = NULL, *tfile = NULL;
     pt_jinja_opts o = {0};
+    int tokens = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model = argv[++i];
         else if (!strcmp(a, "--template") && i + 1 < argc) tfile = argv[++i];
+        else if (!strcmp(a, "--tokens")) tokens = 1;
         else if (!strcmp(a, "--now") && i + 1 < argc) o.now = strtoll(argv[++i], NULL, 10), o.has_now = 1;
         else if (!strcmp(a, "--max-steps") && i + 1 < argc) o.max_steps = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--max-output") && i + 1 < argc) o.max_output = strtoull(argv[++i], NULL, 10);
@@ -64,7 +102,11 @@ int cli_chat_render(int argc, char **argv) {
     } else {
         size_t i;
         json_t *ctx;
-        json_array_foreach(in, i, ctx) json_array_append_new(res, render_one(tok, tpl, ctx, &o));
+        json_array_foreach(in, i, ctx) {
+            json_t *r = render_one(tok, tpl, ctx, &o);
+            if (tokens && tok) add_tokens(tok, ctx, r);
+            json_array_append_new(res, r);
+        }
         char *s = json_dumps(res, JSON_COMPACT | JSON_ENSURE_ASCII);
         if (s) printf("%s\n", s);
         free(s);

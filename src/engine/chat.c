@@ -19,12 +19,23 @@ pt_chat_kind pt_chat_kind_of(const pt_tokenizer *tok) {
     if (tpl && strstr(tpl, "<|start_header_id|>")) return PT_CHAT_LLAMA3;
     if (tpl && strstr(tpl, "<|im_start|>")) return PT_CHAT_CHATML;
     if (tpl && strstr(tpl, "[INST]")) return PT_CHAT_LLAMA2;
-    return PT_CHAT_PLAIN;
+    if (!tpl) return PT_CHAT_PLAIN;
+    pt_jinja *t;
+    pt_err err;
+    if (pt_jinja_parse(tpl, strlen(tpl), &t, &err)) return PT_CHAT_PLAIN; /* unreadable: the plain template */
+    pt_jinja_free(t);
+    return PT_CHAT_TEMPLATE;
 }
 
 int32_t pt_chat_end_token(const pt_tokenizer *tok, pt_chat_kind kind) {
     if (kind == PT_CHAT_LLAMA3) return pt_tokenizer_token_id(tok, "<|eot_id|>");
     if (kind == PT_CHAT_CHATML) return pt_tokenizer_token_id(tok, "<|im_end|>");
+    if (kind == PT_CHAT_TEMPLATE) { /* an end-of-turn marker the template writes */
+        static const char *const ends[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|END_OF_TURN_TOKEN|>", NULL};
+        const char *tpl = pt_tokenizer_chat_template(tok);
+        for (size_t i = 0; tpl && ends[i]; i++)
+            if (strstr(tpl, ends[i]) && pt_tokenizer_token_id(tok, ends[i]) >= 0) return pt_tokenizer_token_id(tok, ends[i]);
+    }
     return -1;
 }
 
@@ -148,8 +159,10 @@ static int other_msg(const pt_tokenizer *tok, pt_chat_kind kind, const char *rol
 
 int pt_chat_render(const pt_tokenizer *tok, json_t *messages, int gen, pt_chat_tokens *out, const char **bad,
                    size_t *bad_index, pt_err *err) {
+    int rc = pt_chat_render_template(tok, messages, gen, out, bad, bad_index, err);
+    if (rc != PT_EUNSUPPORTED) return rc;
     pt_chat_kind kind = pt_chat_kind_of(tok);
-    int rc = PT_OK;
+    rc = PT_OK;
     if (pt_tokenizer_bos(tok) >= 0 && (rc = enc(tok, out, "", 0, 1, 0, 0, err))) return rc; /* just the BOS */
     pt_buf text, tmp;
     pt_buf_init(&text, 64u << 20);
@@ -178,59 +191,5 @@ int pt_chat_render(const pt_tokenizer *tok, json_t *messages, int gen, pt_chat_t
     if (!rc && gen) rc = enc(tok, out, gen_prompt(kind), strlen(gen_prompt(kind)), 0, 1, 0, err);
     pt_buf_free(&text);
     pt_buf_free(&tmp);
-    return rc;
-}
-
-/* ---- the model's own template (Jinja) ---- */
-json_t *pt_chat_context(const pt_tokenizer *tok, json_t *vars) {
-    json_t *c = json_object();
-    if (!c) return NULL;
-    json_object_set_new(c, "add_generation_prompt", json_false());
-    json_object_set_new(c, "tools", json_null());
-    json_object_set_new(c, "documents", json_null());
-    const char *sv = pt_tokenizer_chat_vars(tok);
-    json_t *special = sv ? json_loads(sv, 0, NULL) : NULL;
-    if (special) {
-        json_object_update(c, special);
-        json_decref(special);
-    } else { /* a GGUF: the BOS and EOS strings */
-        const char *names[2] = {"bos_token", "eos_token"};
-        int32_t ids[2] = {pt_tokenizer_bos(tok), pt_tokenizer_eos(tok)};
-        for (int i = 0; i < 2; i++) {
-            const char *s = ids[i] >= 0 ? pt_tokenizer_token_str(tok, ids[i]) : NULL;
-            if (s && *s) json_object_set_new(c, names[i], json_string(s));
-        }
-    }
-    if (vars) json_object_update(c, vars);
-    return c;
-}
-
-const char *pt_chat_template_for(const pt_tokenizer *tok, json_t *ctx) {
-    json_t *tools = json_object_get(ctx, "tools");
-    if (tools && !json_is_null(tools) && pt_tokenizer_chat_template_tools(tok)) return pt_tokenizer_chat_template_tools(tok);
-    return pt_tokenizer_chat_template(tok);
-}
-
-static const char *const TRUSTED[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
-                                      "mask_token", "add_generation_prompt", NULL};
-
-int pt_chat_template_render(const pt_tokenizer *tok, json_t *vars, const pt_jinja_opts *o, pt_jinja_out *out,
-                            pt_err *err) {
-    json_t *ctx = pt_chat_context(tok, vars);
-    if (!ctx) return pt_errf(err, PT_ENOMEM, "out of memory");
-    const char *src = pt_chat_template_for(tok, ctx);
-    if (!src) {
-        json_decref(ctx);
-        return pt_errf(err, PT_ENOTFOUND, "the model has no chat template");
-    }
-    pt_jinja *t;
-    int rc = pt_jinja_parse(src, strlen(src), &t, err);
-    if (!rc) {
-        pt_jinja_opts oo = o ? *o : (pt_jinja_opts){0};
-        if (!oo.trusted) oo.trusted = TRUSTED;
-        rc = pt_jinja_render(t, ctx, &oo, out, err);
-        pt_jinja_free(t);
-    }
-    json_decref(ctx);
     return rc;
 }

