@@ -47,6 +47,9 @@ static void semantics(void) {
        "|[1, null, \"x\"]|{\"b\": 1, \"a\": [true]}");
     EQ("{{ x|tojson }} {{ x|tojson(indent=2) }}", "{\"x\": {\"k\": [1, \"\\u00e9\\n\"]}}",
        "{\"k\": [1, \"\xc3\xa9\\n\"]} {\n  \"k\": [\n    1,\n    \"\xc3\xa9\\n\"\n  ]\n}");
+    /* JavaScript objects: integer-like keys first, ascending, then the others as written */
+    EQ("{{ x|tojson }}", "{\"x\": {\"b\": 1, \"10\": 2, \"2\": 3, \"a\": 4, \"01\": 5}}",
+       "{\"2\": 3, \"10\": 2, \"b\": 1, \"a\": 4, \"01\": 5}");
     EQ("{% for m in ms[::-1] if m.r != 'x' %}{{ loop.index0 }}{{ m.r }}{{ loop.last }} {% else %}none{% endfor %}",
        "{\"ms\": [{\"r\": \"a\"}, {\"r\": \"x\"}, {\"r\": \"c\"}]}", "0cfalse 1atrue ");
     EQ("{% set ns = namespace(n=0) %}{% for i in range(5) %}{% if i == 3 %}{% break %}{% endif %}"

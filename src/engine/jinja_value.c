@@ -414,6 +414,17 @@ static int array_index_key(const char *k, unsigned long long *idx) {
     return x < 4294967295ull;
 }
 
+typedef struct {
+    unsigned long long x;
+    const char *k;
+    json_t *v;
+} idx_key;
+
+static int idx_cmp(const void *a, const void *b) {
+    unsigned long long x = ((const idx_key *)a)->x, y = ((const idx_key *)b)->x;
+    return (x > y) - (x < y);
+}
+
 jv *jj_from_json(jj_rt *rt, json_t *j, uint16_t org, int depth) {
     if (depth > JJ_MAX_DEPTH) jj_fail(rt, PT_ELIMIT, 0, "a context value nested more than %d deep", JJ_MAX_DEPTH);
     switch (json_typeof(j)) {
@@ -433,29 +444,20 @@ jv *jj_from_json(jj_rt *rt, json_t *j, uint16_t org, int depth) {
     }
     default: {
         /* JavaScript objects list integer-like keys first, in numeric order, then the rest as written */
+        size_t n = json_object_size(j), ni = 0;
+        idx_key *ix = jj_alloc(rt, (n ? n : 1) * sizeof *ix, 0);
+        const char *k;
+        json_t *val;
+        unsigned long long x;
+        json_object_foreach(j, k, val) {
+            if (array_index_key(k, &x)) ix[ni++] = (idx_key){x, k, val};
+        }
+        qsort(ix, ni, sizeof *ix, idx_cmp);
         jv *o = jv_obj(rt, V_OBJ);
-        for (int pass = 0; pass < 2; pass++) {
-            const char *k;
-            json_t *val;
-            unsigned long long best_prev = 0;
-            int have_prev = 0;
-            if (pass == 0) {
-                for (;;) { /* smallest index key above the previous one */
-                    unsigned long long best = 0, x;
-                    const char *bk = NULL;
-                    json_object_foreach(j, k, val) {
-                        if (array_index_key(k, &x) && (!have_prev || x > best_prev) && (!bk || x < best)) best = x, bk = k;
-                    }
-                    if (!bk) break;
-                    jv_set(rt, o, jstr_with_origin(rt, bk, strlen(bk), 0), jj_from_json(rt, json_object_get(j, bk), org, depth + 1));
-                    best_prev = best, have_prev = 1;
-                }
-            } else {
-                unsigned long long x;
-                json_object_foreach(j, k, val) {
-                    if (!array_index_key(k, &x)) jv_set(rt, o, jstr_with_origin(rt, k, strlen(k), 0), jj_from_json(rt, val, org, depth + 1));
-                }
-            }
+        for (size_t i = 0; i < ni; i++)
+            jv_set(rt, o, jstr_with_origin(rt, ix[i].k, strlen(ix[i].k), 0), jj_from_json(rt, ix[i].v, org, depth + 1));
+        json_object_foreach(j, k, val) {
+            if (!array_index_key(k, &x)) jv_set(rt, o, jstr_with_origin(rt, k, strlen(k), 0), jj_from_json(rt, val, org, depth + 1));
         }
         return o;
     }
