@@ -71,12 +71,13 @@ typedef struct {
 typedef struct {
     special_tok *v;
     size_t n;
+    uint8_t first[256]; /* 1 for the bytes a special token starts with */
 } specials;
 
 /* The tokenizer's special (control) tokens, the template's markers. */
 static int collect_specials(const pt_tokenizer *tok, specials *sp) {
     size_t nv = pt_tokenizer_vocab_size(tok), cap = 0;
-    sp->v = NULL, sp->n = 0;
+    memset(sp, 0, sizeof *sp);
     for (size_t id = 0; id < nv; id++) {
         if (!pt_tokenizer_is_special(tok, (int32_t)id)) continue;
         const char *s = pt_tokenizer_token_str(tok, (int32_t)id);
@@ -88,6 +89,7 @@ static int collect_specials(const pt_tokenizer *tok, specials *sp) {
             sp->v = nvv;
         }
         sp->v[sp->n++] = (special_tok){s, strlen(s), (int32_t)id};
+        sp->first[(unsigned char)s[0]] = 1;
     }
     return 0;
 }
@@ -95,6 +97,7 @@ static int collect_specials(const pt_tokenizer *tok, specials *sp) {
 /* The longest special token at text[i] whose bytes all come from the template (origin 0). */
 static const special_tok *special_at(const specials *sp, const pt_jinja_out *r, size_t i) {
     const special_tok *best = NULL;
+    if (!sp->first[(unsigned char)r->text[i]]) return NULL;
     for (size_t k = 0; k < sp->n; k++) {
         const special_tok *t = &sp->v[k];
         if (t->n > r->len - i || (best && t->n <= best->n) || memcmp(r->text + i, t->s, t->n)) continue;
@@ -257,7 +260,7 @@ static json_t *template_message(json_t *msg, const char **bad) {
     return m;
 }
 
-static _Thread_local char template_error[600];
+static _Thread_local char template_error[sizeof(((pt_err *)0)->msg)];
 
 int pt_chat_render_template(const pt_tokenizer *tok, json_t *messages, int gen, pt_chat_tokens *out, const char **bad,
                             size_t *bad_index, pt_err *err) {

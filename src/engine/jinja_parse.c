@@ -298,7 +298,9 @@ static int hexval(const char *s, size_t k, uint32_t *v) {
 }
 
 static void lex_string(lx *L, char q, size_t start) {
-    char *o = lalloc(L, L->n - L->cur + 1);
+    size_t end = L->cur; /* the literal's source length bounds its decoded length */
+    while (end < L->n && L->s[end] != q) end += L->s[end] == '\\' ? 2 : 1;
+    char *o = lalloc(L, (end < L->n ? end : L->n) - L->cur + 1);
     size_t on = 0;
     for (;;) {
         if (L->cur >= L->n) lfail(L, PT_EFORMAT, start, "unterminated string literal");
@@ -639,9 +641,8 @@ static jj_node *parse_primary(lx *L) {
     jj_node *n;
     switch (t->t) {
     case T_NUM: {
-        char buf[64];
-        size_t k = t->n < 63 ? t->n : 63;
-        memcpy(buf, t->s, k), buf[k] = 0;
+        char *buf = lalloc(L, t->n + 1);
+        memcpy(buf, t->s, t->n);
         n = node(L, memchr(t->s, '.', t->n) ? N_FLOAT : N_INT, t->pos);
         n->num = strtod(buf, NULL);
         break;
