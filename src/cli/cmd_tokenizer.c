@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_chat.h"
 #include "common/buf.h"
 #include "common/json.h"
 #include "common/fileio.h"
@@ -20,6 +21,7 @@ static void usage(FILE *f) {
             "       parity tokenizer decode -m MODEL [--ids 1,2,3] [--skip-special]\n"
             "       parity tokenizer encode|decode -m MODEL --batch < JSON-ARRAY\n"
             "       parity tokenizer info -m MODEL\n"
+            "       parity tokenizer chat-render (-m MODEL [--tokens] | --template FILE) [--now SECONDS] < JSON-ARRAY\n"
             "       parity tokenizer train --vocab-size N [--special TOKEN]... [--min-frequency F]\n"
             "                              [--pattern gpt2|llama3] [--chat] -o tokenizer.json FILE...\n"
             "\n"
@@ -37,6 +39,14 @@ static void usage(FILE *f) {
             "         decode: stdin is a JSON array of id arrays, prints a JSON array of strings\n"
             "         (null where the bytes are not valid UTF-8).\n"
             "info     prints the vocabulary size, bos/eos ids and whether a chat template was found.\n"
+            "chat-render  renders the model's chat template (tokenizer_config.json's chat_template, Jinja)\n"
+            "         for each context of the JSON array on stdin ({\"messages\": [...],\n"
+            "         \"add_generation_prompt\": true, \"tools\": [...], other variables}), with the model's\n"
+            "         special tokens (bos_token, eos_token, ...) added as transformers.js adds them; prints\n"
+            "         a JSON array of {\"text\": ...} or {\"error\": ...}. --template FILE renders a template\n"
+            "         file with the contexts as they are. --now: strftime_now's time (seconds, UTC).\n"
+            "         --tokens adds the tokens serving and fine-tuning use for the messages: \"ids\",\n"
+            "         \"reply\" (1 for the tokens a fine-tuned model learns) and \"replies\" (their text).\n"
             "train    learns a byte-level BPE tokenizer from the UTF-8 text FILEs ('-' is stdin) and writes\n"
             "         tokenizer.json (Hugging Face format) and tokenizer_config.json beside it.\n"
             "         --vocab-size N     entries in the vocabulary, specials included (>= 256 + specials)\n"
@@ -300,6 +310,7 @@ int cmd_tokenizer(int argc, char **argv) {
     }
     if (argc < 2) return cli_usage_error("tokenizer", "missing action (encode, decode, info or train)");
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
+    if (!strcmp(argv[1], "chat-render")) return cli_chat_render(argc, argv);
     const char *action = argv[1], *model = NULL, *text = NULL, *ids_arg = NULL;
     int as_json = 0, batch = 0, add_special = 1, parse_special = 1, skip_special = 0;
     for (int i = 2; i < argc; i++) {

@@ -19,12 +19,23 @@ pt_chat_kind pt_chat_kind_of(const pt_tokenizer *tok) {
     if (tpl && strstr(tpl, "<|start_header_id|>")) return PT_CHAT_LLAMA3;
     if (tpl && strstr(tpl, "<|im_start|>")) return PT_CHAT_CHATML;
     if (tpl && strstr(tpl, "[INST]")) return PT_CHAT_LLAMA2;
-    return PT_CHAT_PLAIN;
+    if (!tpl) return PT_CHAT_PLAIN;
+    pt_jinja *t;
+    pt_err err;
+    if (pt_jinja_parse(tpl, strlen(tpl), &t, &err)) return PT_CHAT_PLAIN; /* unreadable: the plain template */
+    pt_jinja_free(t);
+    return PT_CHAT_TEMPLATE;
 }
 
 int32_t pt_chat_end_token(const pt_tokenizer *tok, pt_chat_kind kind) {
     if (kind == PT_CHAT_LLAMA3) return pt_tokenizer_token_id(tok, "<|eot_id|>");
     if (kind == PT_CHAT_CHATML) return pt_tokenizer_token_id(tok, "<|im_end|>");
+    if (kind == PT_CHAT_TEMPLATE) { /* an end-of-turn marker the template writes */
+        static const char *const ends[] = {"<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>", "<|END_OF_TURN_TOKEN|>", NULL};
+        const char *tpl = pt_tokenizer_chat_template(tok);
+        for (size_t i = 0; tpl && ends[i]; i++)
+            if (strstr(tpl, ends[i]) && pt_tokenizer_token_id(tok, ends[i]) >= 0) return pt_tokenizer_token_id(tok, ends[i]);
+    }
     return -1;
 }
 
@@ -148,8 +159,10 @@ static int other_msg(const pt_tokenizer *tok, pt_chat_kind kind, const char *rol
 
 int pt_chat_render(const pt_tokenizer *tok, json_t *messages, int gen, pt_chat_tokens *out, const char **bad,
                    size_t *bad_index, pt_err *err) {
+    int rc = pt_chat_render_template(tok, messages, gen, out, bad, bad_index, err);
+    if (rc != PT_EUNSUPPORTED) return rc;
     pt_chat_kind kind = pt_chat_kind_of(tok);
-    int rc = PT_OK;
+    rc = PT_OK;
     if (pt_tokenizer_bos(tok) >= 0 && (rc = enc(tok, out, "", 0, 1, 0, 0, err))) return rc; /* just the BOS */
     pt_buf text, tmp;
     pt_buf_init(&text, 64u << 20);

@@ -4,8 +4,10 @@
  * was trained on: each assistant message is the generation prompt as served (the prompt ends
  * there) followed by the reply the model must produce, tokenized as the model would generate it.
  *
- * The model's own template is recognised by its markers (Llama 3, ChatML, Llama 2); anything
- * else gets the plain template:
+ * A model with its own chat template gets it, rendered by the Jinja interpreter (engine/jinja.h;
+ * pt_chat_render_template below). The built-in templates are the fallback: recognised by their
+ * markers (Llama 3, ChatML, Llama 2) when the model's template does not parse, else — and for a
+ * model without one — the plain template:
  *
  *   System: <text>\n\nUser: <text>\n\nAssistant: <text>\n\n ... Assistant:
  *
@@ -23,6 +25,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "engine/jinja.h"
 
 struct pt_tokenizer;
 
@@ -30,9 +33,10 @@ struct pt_tokenizer;
 #define PT_CHAT_PLAIN_GEN "Assistant:"
 #define PT_CHAT_PLAIN_STOP "\n\nUser:"
 
-typedef enum { PT_CHAT_PLAIN = 0, PT_CHAT_LLAMA3, PT_CHAT_CHATML, PT_CHAT_LLAMA2 } pt_chat_kind;
+typedef enum { PT_CHAT_PLAIN = 0, PT_CHAT_LLAMA3, PT_CHAT_CHATML, PT_CHAT_LLAMA2, PT_CHAT_TEMPLATE } pt_chat_kind;
 
-/* The template of a tokenizer's chat_template (by its markers); PT_CHAT_PLAIN when none. */
+/* The template of a tokenizer's chat_template (by its markers; PT_CHAT_TEMPLATE for another
+ * template, rendered by the Jinja interpreter); PT_CHAT_PLAIN when none. */
 pt_chat_kind pt_chat_kind_of(const struct pt_tokenizer *tok);
 
 /* The prefix of a message of role "system" (or "developer"), "user" or "assistant" in the
@@ -59,5 +63,29 @@ void pt_chat_tokens_free(pt_chat_tokens *t);
  * beyond the tokenizer's EOS) and its stop string (NULL: none). */
 int32_t pt_chat_end_token(const struct pt_tokenizer *tok, pt_chat_kind kind);
 const char *pt_chat_stop(pt_chat_kind kind);
+
+/* pt_chat_render's rendering with the model's own template: the text pt_chat_template_render
+ * gives for {messages, add_generation_prompt: gen}, tokenized as Hugging Face tokenizes it
+ * (special tokens split out, the text between them encoded), except that a special token is
+ * taken only from the template's own text: message contents are never parsed for special
+ * tokens. reply marks the tokens of assistant messages' contents and the template's text after
+ * each up to and including an end-of-turn token. PT_EUNSUPPORTED (nothing appended) when the
+ * model has no template or it does not parse: pt_chat_render then uses the built-in ones. */
+int pt_chat_render_template(const struct pt_tokenizer *tok, json_t *messages, int gen, pt_chat_tokens *out,
+                            const char **bad, size_t *bad_index, pt_err *err);
+
+/* The variables a model's chat template is rendered with, as transformers.js passes them:
+ * add_generation_prompt (false), tools (null), documents (null), the tokenizer's special tokens
+ * (pt_tokenizer_chat_vars, or its BOS/EOS strings), then vars' members over those. New reference. */
+json_t *pt_chat_context(const struct pt_tokenizer *tok, json_t *vars);
+
+/* The template to render for a context: the list form's "tool_use" when the context has tools
+ * and the model has one, else the default; NULL when the model has none. */
+const char *pt_chat_template_for(const struct pt_tokenizer *tok, json_t *ctx);
+
+/* Renders tok's own chat template with pt_chat_context(tok, vars) (o may be NULL). Errors as
+ * pt_jinja_parse and pt_jinja_render; PT_ENOTFOUND when the model has no template. */
+int pt_chat_template_render(const struct pt_tokenizer *tok, json_t *vars, const pt_jinja_opts *o, pt_jinja_out *out,
+                            pt_err *err);
 
 #endif

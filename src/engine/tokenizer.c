@@ -906,6 +906,8 @@ int32_t pt_tokenizer_bos(const pt_tokenizer *t) { return t->bos; }
 int32_t pt_tokenizer_eos(const pt_tokenizer *t) { return t->eos; }
 int32_t pt_tokenizer_token_id(const pt_tokenizer *t, const char *token) { return tk_lookup(t, token, strlen(token)); }
 const char *pt_tokenizer_chat_template(const pt_tokenizer *t) { return t->chat_template; }
+const char *pt_tokenizer_chat_template_tools(const pt_tokenizer *t) { return t->chat_template_tools; }
+const char *pt_tokenizer_chat_vars(const pt_tokenizer *t) { return t->chat_vars; }
 
 int pt_tokenizer_is_special(const pt_tokenizer *t, int32_t id) {
     return id >= 0 && (size_t)id < t->n_vocab && (t->attr[id] & TKA_SPECIAL);
@@ -937,5 +939,7 @@ void pt_tokenizer_free(pt_tokenizer *t) {
     free(t->mnew);
     free(t->added);
     free(t->chat_template);
+    free(t->chat_template_tools);
+    free(t->chat_vars);
     free(t);
 }

@@ -70,6 +70,12 @@ int32_t pt_tokenizer_eos(const pt_tokenizer *t); /* -1 if none */
 int32_t pt_tokenizer_token_id(const pt_tokenizer *t, const char *token);
 /* The chat template from tokenizer_config.json, if the loader found one (borrowed), or NULL. */
 const char *pt_tokenizer_chat_template(const pt_tokenizer *t);
+/* The list form's "tool_use" template (borrowed), or NULL. */
+const char *pt_tokenizer_chat_template_tools(const pt_tokenizer *t);
+/* tokenizer_config.json's special tokens as a template sees them, as transformers.js passes
+ * them: a JSON object of bos_token, eos_token, unk_token, sep_token, pad_token, cls_token,
+ * mask_token (those set; an AddedToken as its content) — borrowed text, or NULL. */
+const char *pt_tokenizer_chat_vars(const pt_tokenizer *t);
 
 /* Extensions (tok branch). */
 /* 1 if id is a special (control) token: decode with skip_special drops it. */

@@ -99,6 +99,8 @@ struct pt_tokenizer {
     size_t n_prefix, n_suffix;
     int32_t bos, eos;
     char *chat_template;
+    char *chat_template_tools; /* the list form's "tool_use" template, or NULL */
+    char *chat_vars;           /* tokenizer_config.json's special tokens as a JSON object (bos_token, ...), or NULL */
 };
 
 /* Builder steps used by the loaders (tokenizer.c). All return PT_OK or PT_E*. */

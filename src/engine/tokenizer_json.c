@@ -507,11 +507,24 @@ static int load_config(ctx *c, const char *cfg_path, int has_post) {
                 free(t->chat_template);
                 t->chat_template = strdup(body);
             }
+            if (body && name && !strcmp(name, "tool_use")) {
+                free(t->chat_template_tools);
+                t->chat_template_tools = strdup(body);
+            }
         }
     } else if (tpl && !json_is_null(tpl)) {
         rc = bad(&cc, "chat_template", "must be a string or a list of {name, template}");
         goto out;
     }
+    static const char *const special_names[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    json_t *vars = json_object();
+    for (size_t i = 0; vars && i < sizeof special_names / sizeof *special_names; i++) {
+        const char *v = config_token(json_object_get(cfg, special_names[i]));
+        if (v && *v) json_object_set_new(vars, special_names[i], json_string(v));
+    }
+    free(t->chat_vars);
+    t->chat_vars = vars ? json_dumps(vars, JSON_COMPACT) : NULL;
+    json_decref(vars);
     const char *bos = config_token(json_object_get(cfg, "bos_token")), *eos = config_token(json_object_get(cfg, "eos_token"));
     if (bos && tk_lookup(t, bos, strlen(bos)) >= 0) t->bos = tk_lookup(t, bos, strlen(bos));
     if (eos && tk_lookup(t, eos, strlen(eos)) >= 0) t->eos = tk_lookup(t, eos, strlen(eos));
