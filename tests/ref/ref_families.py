@@ -120,6 +120,8 @@ def windowed(cfg, i):
     """Whether layer i attends through the sliding window."""
     if not cfg.get("sliding_window"):
         return False
+    if cfg.get("layer_types"):
+        return cfg["layer_types"][i] == "sliding_attention"
     if cfg["model_type"] == "gemma2":
         return i % 2 == 0
     if cfg["model_type"] == "gemma3_text":
