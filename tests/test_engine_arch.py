@@ -9,6 +9,7 @@ log-probs, GGUF with llama.cpp's gemma2/gemma3/phi3 naming and back to HF."""
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -252,6 +253,17 @@ for name, cfg, needles in [
     check(all(n in head for n in needles), f"{name}: llama.cpp names and keys in the GGUF")
     tokens = torch.randint(0, 300, (12,), generator=g).tolist()
     compare_all(f"{name} GGUF T=12", cfg, gg, w, tokens, fam.forward)
+    if name == "gemma2":  # a hostile value in a key parity reads: an error naming it
+        key = b"gemma2.attn_logit_softcapping"
+        at = head.index(key) + len(key)
+        with open(gg, "rb") as f:
+            raw = bytearray(f.read())
+        raw[at + 4:at + 8] = struct.pack("<f", -1.0)
+        with open(os.path.join(tmp, "neg.gguf"), "wb") as f:
+            f.write(raw)
+        p = run(["trace", "-m", os.path.join(tmp, "neg.gguf"), "--tokens", "1", "--read", "logits", "-o",
+                 os.path.join(tmp, "x.st")])
+        check(p.returncode == 1 and "attn_logit_softcapping" in p.stderr, f"negative soft-cap in GGUF: {p.stderr!r}")
     back = os.path.join(tmp, name + "-back")
     p = run(["convert", gg, back, "--quiet"])
     check(p.returncode == 0, f"{name}: gguf -> hf: {p.stderr!r}")

@@ -331,11 +331,21 @@ int pt_config_validate(const pt_config *c, const char *what, pt_err *err) {
     if (c->sliding_window < 0 || (c->sliding_window && c->arch != PT_ARCH_LLAMA))
         return pt_errf(err, PT_EFORMAT, "%s: sliding_window %d out of range", what, c->sliding_window);
     if (c->bos_token_id >= c->vocab_size) return pt_errf(err, PT_EFORMAT, "%s: bos_token_id %d >= vocab_size", what, c->bos_token_id);
-    if (!(c->embed_scale >= 0 && c->embed_scale < 1e6) || !(c->attn_scale >= 0 && c->attn_scale < 1e6) ||
-        !(c->attn_softcap >= 0 && c->attn_softcap < 1e6) || !(c->final_softcap >= 0 && c->final_softcap < 1e6) ||
-        !(c->rope_local_theta >= 0 && c->rope_local_theta < 1e12) || c->swa_pattern < 0 ||
-        ((pt_config_gemma(c) || pt_config_fused(c)) && c->arch != PT_ARCH_LLAMA))
-        return pt_errf(err, PT_EFORMAT, "%s: Gemma/Phi-3 parameters out of range", what);
+    const struct {
+        float v, hi;
+        const char *name;
+    } ranges[] = {{c->embed_scale, 1e6f, "embedding scale"},
+                  {c->attn_scale, 1e6f, "query_pre_attn_scalar"},
+                  {c->attn_softcap, 1e6f, "attn_logit_softcapping"},
+                  {c->final_softcap, 1e6f, "final_logit_softcapping"},
+                  {c->rope_local_theta, 1e12f, "rope_local_base_freq"}};
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (!(ranges[i].v >= 0 && ranges[i].v < ranges[i].hi))
+            return pt_errf(err, PT_EFORMAT, "%s: %s %g out of range", what, ranges[i].name, ranges[i].v);
+    if (c->swa_pattern < 0 || c->swa_pattern > PT_MAX_LAYERS)
+        return pt_errf(err, PT_EFORMAT, "%s: sliding-window pattern %d out of range", what, c->swa_pattern);
+    if ((pt_config_gemma(c) || pt_config_fused(c)) && c->arch != PT_ARCH_LLAMA)
+        return pt_errf(err, PT_EFORMAT, "%s: %s must run the Llama code path", what, pt_family_name(c->family));
     return PT_OK;
 }
 
