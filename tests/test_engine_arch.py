@@ -164,7 +164,8 @@ check(rel_err(forward(mc, weights["mistral-window3"], tokens)[0], a) > 1e-3, "re
 
 # Configurations not supported yet: clear errors that name the field.
 bad = [
-    (dict(cases[0][1], rope_scaling={"rope_type": "longrope", "factor": 2.0}), "longrope"),
+    (dict(cases[0][1], rope_scaling={"rope_type": "longrope", "factor": 2.0}), "short_factor"),
+    (dict(cases[0][1], rope_scaling={"rope_type": "ntk-by-parts", "factor": 2.0}), "ntk-by-parts"),
     (dict(cases[0][1], rope_scaling={"rope_type": "llama3", "factor": 8.0}), "original_max_position_embeddings"),
     (dict(cases[0][1], rope_scaling={"rope_type": "linear", "factor": "x"}), "factor"),
     (dict(cases[5][1], use_sliding_window=True), "use_sliding_window"),
@@ -199,6 +200,11 @@ family_cases = [
                                  rope_scaling={"rope_type": "linear", "factor": 4.0}, rope_local_base_freq=500.0)),
     ("phi3", P3),
     ("phi3-window5-tied", fam.phi3_config(300, 64, 2, 8, 2, 96, sliding_window=5, tie_word_embeddings=True)),
+    # Phi-3 128k's longrope, scaled down: an original context of 16, so T=7 (and generation)
+    # rotates by the short factors, T=40 by the long ones, both × √(1 + ln 16 / ln 16)
+    ("phi3-longrope", fam.phi3_config(300, 64, 2, 4, 4, 96, original_max_position_embeddings=16, rope_scaling={
+        "type": "longrope", "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.0, 3.5],
+        "long_factor": [1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 12.0, 16.0]})),
 ]
 fam_weights = {}
 for i, (name, cfg) in enumerate(family_cases):
@@ -294,6 +300,12 @@ cb = family_cases[1][1]
 check(rel_err(fam.forward(dict(cb, torch_dtype="float32"), fam_weights["gemma2-qpas24-bf16"], tokens)[0],
               fam.forward(cb, fam_weights["gemma2-qpas24-bf16"], tokens)[0]) > 1e-4,
       "reference: the BF16 rounding of the embedding scale matters")
+lc = family_cases[-1][1]
+a = fam.forward(lc, fam_weights["phi3-longrope"], tokens)[0]
+check(rel_err(fam.forward(dict(lc, rope_scaling=None), fam_weights["phi3-longrope"], tokens)[0], a) > 1e-3 and
+      rel_err(fam.forward(lc, fam_weights["phi3-longrope"], tokens[:10])[0],
+              fam.forward(dict(lc, rope_scaling=None), fam_weights["phi3-longrope"], tokens[:10])[0]) > 1e-3,
+      "reference: longrope's long and short factors matter")
 wsw = dict(fam_weights["phi3"])
 for k in [k for k in wsw if k.endswith("gate_up_proj.weight")]:
     wsw[k] = torch.cat([wsw[k][96:], wsw[k][:96]])
@@ -302,8 +314,8 @@ check(rel_err(fam.forward(P3, wsw, tokens)[0], fam.forward(P3, fam_weights["phi3
 
 # What is not supported: clear errors naming the field.
 bad_fam = [
-    (dict(P3, rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8}),
-     "longrope", "phi3"),
+    (dict(P3, rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 7}),
+     "long_factor", "phi3"),
     (dict(P3, partial_rotary_factor=0.75), "partial_rotary_factor", "phi3"),
     (dict(G3, model_type="gemma3"), "gemma3_text", "gemma3"),
     (dict(G3, layer_types=["sliding_attention", "full_attention", "sliding_attention", "sliding_attention",

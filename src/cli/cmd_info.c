@@ -45,7 +45,7 @@ int cmd_info(int argc, char **argv) {
                c->norm_eps, c->tie_embeddings ? "yes" : "no", c->attn_bias ? (c->o_bias ? "yes" : "q, k, v") : "no",
                c->mlp_bias ? "yes" : "no");
     if (c->arch == PT_ARCH_LLAMA && c->rope.type != PT_ROPE_DEFAULT) {
-        static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+        static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope"};
         printf("rope_scaling %s, factor %g, original context %d\n", types[c->rope.type], c->rope.factor,
                c->rope.orig_max_pos);
     }

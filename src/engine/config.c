@@ -95,6 +95,37 @@ int pt_config_layer_windowed(const pt_config *c, int layer) {
         if (rc_) return rc_;       \
     } while (0)
 
+/* longrope's short_factor or long_factor: head_dim/2 positive numbers. */
+static int rope_factors(const json_t *rs, const char *key, int n, float *out, const char *what, pt_err *err) {
+    json_t *a = json_object_get(rs, key);
+    if (!json_is_array(a) || json_array_size(a) != (size_t)n || n > PT_MAX_ROPE_FACTORS)
+        return pt_errf(err, PT_EFORMAT, "%s: rope_scaling \"%s\" must list head_dim/2 (%d) numbers%s", what, key, n,
+                       n > PT_MAX_ROPE_FACTORS ? " (head_dim up to 512 supported)" : "");
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, (size_t)i);
+        if (!json_is_number(v) || !(json_number_value(v) > 0 && json_number_value(v) < 1e9))
+            return pt_errf(err, PT_EFORMAT, "%s: rope_scaling \"%s\"[%d] must be a positive number", what, key, i);
+        out[i] = (float)json_number_value(v);
+    }
+    return PT_OK;
+}
+
+/* longrope as transformers derives it: with original_max_position_embeddings at the top of the
+ * config (Phi-3's), the factor is max_position_embeddings over it; attention_factor defaults
+ * to √(1 + ln(factor) / ln(original)) (1 when factor ≤ 1). */
+static int longrope(const json_t *j, const json_t *rs, pt_config *c, const char *what, pt_err *err) {
+    pt_rope_scaling *r = &c->rope;
+    int top = json_object_get(j, "original_max_position_embeddings") != NULL;
+    TRY(get_int(top ? j : rs, "original_max_position_embeddings", 0, c->max_pos, 1, PT_MAX_POS, &r->orig_max_pos, what,
+                err));
+    if (top) r->factor = (float)((double)c->max_pos / r->orig_max_pos);
+    else TRY(get_float(rs, "factor", 1, 1e-6, 1e6, &r->factor, what, err));
+    double def = r->factor <= 1 ? 1.0 : sqrt(1 + log(r->factor) / log((double)r->orig_max_pos));
+    TRY(get_float(rs, "attention_factor", def, 1e-6, 1e6, &r->attn_factor, what, err));
+    TRY(rope_factors(rs, "short_factor", c->head_dim / 2, r->short_factor, what, err));
+    return rope_factors(rs, "long_factor", c->head_dim / 2, r->long_factor, what, err);
+}
+
 /* rope_scaling (or a newer config's rope_parameters carrying a rope_type). */
 static int rope_scaling(const json_t *j, pt_config *c, const char *what, pt_err *err) {
     json_t *rs = json_object_get(j, "rope_scaling");
@@ -107,15 +138,17 @@ static int rope_scaling(const json_t *j, pt_config *c, const char *what, pt_err 
     json_t *t = json_object_get(rs, "rope_type");
     if (!t) t = json_object_get(rs, "type");
     if (!json_is_string(t)) return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" has no \"rope_type\"", what);
-    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope", "su"};
     r->type = (pt_rope_type)-1;
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(json_string_value(t), types[i])) r->type = (pt_rope_type)i;
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(json_string_value(t), types[i])) r->type = (pt_rope_type)(i < 6 ? i : PT_ROPE_LONGROPE);
     if ((int)r->type < 0)
         return pt_errf(err, PT_EUNSUPPORTED,
-                       "%s: \"rope_scaling\" type \"%s\" is not supported (default, linear, dynamic, yarn, llama3)",
+                       "%s: \"rope_scaling\" type \"%s\" is not supported (default, linear, dynamic, yarn, llama3, "
+                       "longrope)",
                        what, json_string_value(t));
     if (r->type == PT_ROPE_DEFAULT) return PT_OK;
+    if (r->type == PT_ROPE_LONGROPE) return longrope(j, rs, c, what, err);
     json_t *f = json_object_get(rs, "factor");
     if (!json_is_number(f) || !(json_number_value(f) >= 1 && json_number_value(f) <= 1e6))
         return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" \"factor\" must be a number >= 1", what);
@@ -421,6 +454,7 @@ float pt_rope_inv_freq(const pt_config *c, int seq_len, float *inv, int hd) {
         float pf = (float)pow(base, (double)(2 * i) / hd), f = 1.f / pf;
         switch (r->type) {
         case PT_ROPE_LINEAR: f /= r->factor; break;
+        case PT_ROPE_LONGROPE: f = 1.f / ((seq_len > r->orig_max_pos ? r->long_factor : r->short_factor)[i] * pf); break;
         case PT_ROPE_YARN: {
             float ramp = (float)(((double)i - lo) / (hi - lo));
             ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
@@ -443,7 +477,7 @@ float pt_rope_inv_freq(const pt_config *c, int seq_len, float *inv, int hd) {
         }
         inv[i] = f;
     }
-    return r->type == PT_ROPE_YARN ? r->attn_factor : 1.f;
+    return r->type == PT_ROPE_YARN || r->type == PT_ROPE_LONGROPE ? r->attn_factor : 1.f;
 }
 
 int pt_config_load(const char *path, pt_config *c, pt_err *err) {
@@ -454,14 +488,25 @@ int pt_config_load(const char *path, pt_config *c, pt_err *err) {
     return rc;
 }
 
+static json_t *factors_json(const float *f, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(f[i]));
+    return a;
+}
+
 static json_t *rope_json(const pt_config *c) {
-    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope"};
     const pt_rope_scaling *r = &c->rope;
     json_t *o = json_pack("{s:s, s:f}", "rope_type", types[r->type], "factor", (double)r->factor);
     if (r->type != PT_ROPE_LINEAR) json_object_set_new(o, "original_max_position_embeddings", json_integer(r->orig_max_pos));
     if (r->type == PT_ROPE_LLAMA3) {
         json_object_set_new(o, "low_freq_factor", json_real(r->low_freq_factor));
         json_object_set_new(o, "high_freq_factor", json_real(r->high_freq_factor));
+    }
+    if (r->type == PT_ROPE_LONGROPE) {
+        json_object_set_new(o, "attention_factor", json_real(r->attn_factor));
+        json_object_set_new(o, "short_factor", factors_json(r->short_factor, c->head_dim / 2));
+        json_object_set_new(o, "long_factor", factors_json(r->long_factor, c->head_dim / 2));
     }
     if (r->type == PT_ROPE_YARN) {
         json_object_set_new(o, "attention_factor", json_real(r->attn_factor));

@@ -21,16 +21,22 @@ typedef enum pt_family {
 /* rope_scaling (Hugging Face modeling_rope_utils): how the inverse frequencies of RoPE are
  * derived from rope_theta. */
 typedef enum pt_rope_type {
-    PT_ROPE_DEFAULT = 0, PT_ROPE_LINEAR, PT_ROPE_DYNAMIC, PT_ROPE_YARN, PT_ROPE_LLAMA3
+    PT_ROPE_DEFAULT = 0, PT_ROPE_LINEAR, PT_ROPE_DYNAMIC, PT_ROPE_YARN, PT_ROPE_LLAMA3, PT_ROPE_LONGROPE
 } pt_rope_type;
+
+/* longrope's per-frequency factors: head_dim/2 of each, head_dim up to twice this. */
+#define PT_MAX_ROPE_FACTORS 256
 
 typedef struct pt_rope_scaling {
     pt_rope_type type;
     float factor;           /* all but default */
     float low_freq_factor;  /* llama3 */
     float high_freq_factor; /* llama3 */
-    int orig_max_pos;       /* original_max_position_embeddings (llama3, yarn, dynamic) */
-    float attn_factor;      /* yarn: attention_factor (cos and sin are scaled by it) */
+    int orig_max_pos;       /* original_max_position_embeddings (llama3, yarn, dynamic, longrope) */
+    float attn_factor;      /* yarn, longrope: attention_factor (cos and sin are scaled by it) */
+    /* longrope (Phi-3's long-context models; "su" is its older name): the inverse frequencies
+     * are divided by short_factor, or by long_factor for a sequence longer than orig_max_pos */
+    float short_factor[PT_MAX_ROPE_FACTORS], long_factor[PT_MAX_ROPE_FACTORS];
     float beta_fast, beta_slow; /* yarn */
     int truncate;           /* yarn: round the correction range to whole dimensions */
 } pt_rope_scaling;

@@ -392,7 +392,7 @@ static int post_norm_residual(pt_engine *e, batch *bt, int layer, pt_proj p, con
 }
 
 /* RoPE under rope_scaling on the stacked q and k: the model's inverse frequencies, or for
- * "dynamic" those of each step's sequence length (as transformers recomputes them when a
+ * "dynamic" and "longrope" those of each step's sequence length (as transformers recomputes them when a
  * forward pass reaches past the original context). cos and sin carry the yarn factor. */
 static void rope_scaled(pt_engine *e, const batch *bt, float *q, float *k) {
     const pt_config *c = &e->m->c;
@@ -403,7 +403,7 @@ static void rope_scaled(pt_engine *e, const batch *bt, float *q, float *k) {
         int n = bt->steps[i].n_tokens, len = s->pos + n;
         const float *inv = e->m->w.rope_inv;
         float msc = e->m->w.rope_mscale;
-        if (c->rope.type == PT_ROPE_DYNAMIC && len > c->rope.orig_max_pos) {
+        if ((c->rope.type == PT_ROPE_DYNAMIC || c->rope.type == PT_ROPE_LONGROPE) && len > c->rope.orig_max_pos) {
             pt_rope_inv_freq(c, len, dyn, hd);
             inv = dyn;
         }

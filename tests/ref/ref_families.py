@@ -18,7 +18,8 @@ Gemma 2 / 3:
   - Gemma 3 RMS-normalises each head's q and k (also with 1 + w) before RoPE,
   - the LM head is the embedding matrix.
 Phi-3: a Llama-style decoder whose q, k, v projections are one matrix qkv_proj (rows q, then
-k, then v) and whose gate and up projections are one matrix gate_up_proj (rows gate, then up).
+k, then v) and whose gate and up projections are one matrix gate_up_proj (rows gate, then up);
+its long-context models' RoPE is "longrope" (per-frequency short and long factors).
 
 Hook points are parity's TransformerLens names; Gemma adds ln1_post.hook_normalized and
 ln2_post.hook_normalized (the attention / MLP output divided by its RMS, before the post-norm's
@@ -173,8 +174,19 @@ def forward(cfg, w, tokens, hook=None):
     d, hd, H, KV, F = (cfg["hidden_size"], head_dim(cfg), cfg["num_attention_heads"], cfg["num_key_value_heads"],
                        cfg["intermediate_size"])
     rs = cfg.get("rope_scaling") or {}
-    inv_global = _inv_freq(cfg["rope_theta"], hd, rs.get("factor", 1.0) if rs.get("rope_type") == "linear" else 1.0)
+    kind = rs.get("rope_type", rs.get("type"))
+    inv_global = _inv_freq(cfg["rope_theta"], hd, rs.get("factor", 1.0) if kind == "linear" else 1.0)
     inv_local = _inv_freq(cfg.get("rope_local_base_freq", cfg["rope_theta"]), hd)
+    msc = 1.0
+    if kind in ("longrope", "su"):
+        # Phi-3's long-context RoPE: frequencies divided by short_factor, or by long_factor when
+        # the sequence is longer than the original context; cos and sin scaled by
+        # √(1 + ln(factor) / ln(original)), factor = max_position_embeddings / original.
+        orig = cfg.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+        factor = cfg["max_position_embeddings"] / orig
+        msc = rs.get("attention_factor") or (math.sqrt(1 + math.log(factor) / math.log(orig)) if factor > 1 else 1.0)
+        ext = torch.tensor(rs["long_factor"] if T > orig else rs["short_factor"], dtype=torch.float64)
+        inv_global = _inv_freq(cfg["rope_theta"], hd) / ext
 
     def lin(x, name):
         return x @ w[name].T
@@ -182,6 +194,7 @@ def forward(cfg, w, tokens, hook=None):
     def rot(x, inv):  # rotate-half RoPE in float64
         ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
         cos, sin = torch.cat([ang.cos()] * 2, -1)[:, None, :], torch.cat([ang.sin()] * 2, -1)[:, None, :]
+        cos, sin = cos * msc, sin * msc
         x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
         return x * cos + torch.cat([-x2, x1], -1) * sin
 
