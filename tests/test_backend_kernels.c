@@ -331,7 +331,7 @@ static void test_attention(pt_cpu_isa isa) {
               *pat = malloc((size_t)H * tq * tk * sizeof(float)), *s = malloc((size_t)tk * sizeof(double) * 2);
         for (size_t i = 0; i < tq * qs; i++) q[i] = frand();
         for (size_t i = 0; i < tk * ks; i++) k[i] = frand(), v[i] = frand();
-        pt_attn_args a = {q, k, v, z, pat, tq, p0, H, KV, hd, 0};
+        pt_attn_args a = {q, k, v, z, pat, tq, p0, H, KV, hd, 0, 0, 0};
         CHECK(b->attention(b, &a, 1) == PT_OK);
         double worst = 0, worst_p = 0;
         double *sc = (double *)s;
@@ -387,7 +387,7 @@ static void test_attention_batch(pt_cpu_isa isa) {
         z1[i] = malloc(tqs[i] * qs * sizeof(float));
         for (size_t e = 0; e < tqs[i] * qs; e++) bufs[i][0][e] = frand();
         for (size_t e = 0; e < tk * ks; e++) bufs[i][1][e] = frand(), bufs[i][2][e] = frand();
-        a[i] = (pt_attn_args){bufs[i][0], bufs[i][1], bufs[i][2], z1[i], NULL, tqs[i], p0s[i], H, KV, HD, 0};
+        a[i] = (pt_attn_args){bufs[i][0], bufs[i][1], bufs[i][2], z1[i], NULL, tqs[i], p0s[i], H, KV, HD, 0, 0, 0};
         CHECK(b->attention(b, &a[i], 1) == PT_OK);
         a[i].z = bufs[i][3];
     }

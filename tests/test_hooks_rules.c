@@ -16,12 +16,15 @@ static pt_config config(pt_arch arch) {
 }
 
 /* Every site a listing would show parses, and nothing else does: hook_pos_embed only on GPT-2,
- * the q/k norm hooks only on a model with per-head q/k norms (Qwen3). */
+ * the q/k norm hooks only on a model with per-head q/k norms (Qwen3, Gemma 3), the post-norm
+ * hooks ln1_post/ln2_post only on Gemma. */
 static void test_listing_is_what_parses(void) {
-    pt_arch arches[3] = {PT_ARCH_LLAMA, PT_ARCH_GPT2, PT_ARCH_LLAMA};
-    for (int a = 0; a < 3; a++) {
+    pt_arch arches[4] = {PT_ARCH_LLAMA, PT_ARCH_GPT2, PT_ARCH_LLAMA, PT_ARCH_LLAMA};
+    for (int a = 0; a < 4; a++) {
         pt_config c = config(arches[a]);
-        c.qk_norm = a == 2;
+        c.qk_norm = a >= 2;
+        if (a == 3) c.family = PT_FAM_GEMMA3;
+        int gemma = a == 3;
         int listed = 0;
         for (int site = 0; site < pt_hook_n_sites(&c); site++) {
             char name[96];
@@ -34,9 +37,11 @@ static void test_listing_is_what_parses(void) {
             listed += exists;
         }
         CHECK(pt_hook_site_exists(&c, PT_HOOK_POS_EMBED) == (arches[a] == PT_ARCH_GPT2));
-        CHECK(listed == pt_hook_n_sites(&c) - (arches[a] == PT_ARCH_GPT2 ? 0 : 1) - (c.qk_norm ? 0 : 2 * c.n_layers));
+        CHECK(listed == pt_hook_n_sites(&c) - (arches[a] == PT_ARCH_GPT2 ? 0 : 1) - (c.qk_norm ? 0 : 2 * c.n_layers) -
+                            (gemma ? 0 : 2 * c.n_layers));
         int site;
         CHECK((pt_hook_parse(&c, "blocks.1.attn.k_norm.hook_normalized", &site, NULL) == PT_OK) == c.qk_norm);
+        CHECK((pt_hook_parse(&c, "blocks.1.ln2_post.hook_normalized", &site, NULL) == PT_OK) == gemma);
     }
 }
 

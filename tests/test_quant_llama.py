@@ -11,29 +11,24 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import formats_ref as R  # noqa: E402
+import llama_harness  # noqa: E402
 from quant_common import check, summary, tiny_llama  # noqa: E402
 
 PARITY = os.environ.get("PARITY_BIN", "build/parity")
-BINS = os.path.join(HERE, "js-ggml", "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64")
 V = 128
 TOKENS = [1, 17, 42, 99, 3, 64, 5, 120]
 # max |logit - llama.cpp's| allowed (logits here span about ±3)
 TOL = {"f32": 0.01, "q6_k": 0.15, "q4_k": 0.15, "q4_k_m": 0.15}
 
 def main():
-    inst = subprocess.run(["bash", os.path.join(HERE, "npm-install.sh"), "js-ggml"])
-    if inst.returncode != 0 or not os.path.exists(os.path.join(BINS, "libllama.v0.4.0.so")):
-        print("test_quant_llama: SKIPPED: npm could not install @node-llama-cpp/linux-x64 (llama.cpp's prebuilt "
-              "libraries); needs npm and linux-x64 glibc")
+    built = llama_harness.build("test_quant_llama", "parity-llama-")
+    if not built:
         return 0
-    tmp = tempfile.mkdtemp(prefix="parity-llama-")
-    exe = os.path.join(tmp, "llama_logits")
-    subprocess.run(["cc", "-O1", "-o", exe, os.path.join(HERE, "js-ggml", "llama_logits.c")], check=True)
+    exe, tmp = built
     d = os.path.join(tmp, "m")
     tiny_llama(d, V)
     # a SentencePiece-style vocabulary (llama.cpp needs tokenizer.ggml.*; ids are what matter)
@@ -51,12 +46,10 @@ def main():
         subprocess.run([PARITY, "trace", "-m", g, "--tokens", ",".join(map(str, TOKENS)), "--read", "logits", "-o",
                         out], check=True, capture_output=True)
         ours = R.read_safetensors(out)["logits"].float()
-        p = subprocess.run([exe, BINS, g, str(V), *map(str, TOKENS)], capture_output=True, text=True, timeout=300)
-        if p.returncode:
-            print(p.stderr[-3000:])
+        rows = llama_harness.logits(exe, g, V, TOKENS)
+        if rows is None:
             check(False, f"{dt}: llama.cpp loads parity's file and decodes")
             continue
-        rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("[")]
         check(len(rows) == len(TOKENS), f"{dt}: llama.cpp loads parity's file and decodes {len(TOKENS)} tokens")
         if len(rows) != len(TOKENS):
             continue

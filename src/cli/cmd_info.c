@@ -45,11 +45,22 @@ int cmd_info(int argc, char **argv) {
                c->norm_eps, c->tie_embeddings ? "yes" : "no", c->attn_bias ? (c->o_bias ? "yes" : "q, k, v") : "no",
                c->mlp_bias ? "yes" : "no");
     if (c->arch == PT_ARCH_LLAMA && c->rope.type != PT_ROPE_DEFAULT) {
-        static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+        static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope"};
         printf("rope_scaling %s, factor %g, original context %d\n", types[c->rope.type], c->rope.factor,
                c->rope.orig_max_pos);
     }
     if (c->qk_norm) printf("per-head q and k RMSNorm before RoPE\n");
+    if (c->sliding_window) {
+        int n_win = 0;
+        for (int i = 0; i < c->n_layers; i++) n_win += pt_config_layer_windowed(c, i);
+        printf("sliding window %d positions on %d of %d layers\n", c->sliding_window, n_win, c->n_layers);
+    }
+    if (pt_config_gemma(c))
+        printf("Gemma: norms (1 + w), pre- and post-norms, GeGLU, embeddings x %g, query_pre_attn_scalar %d, "
+               "attention soft-cap %g, final soft-cap %g%s\n",
+               c->embed_scale, c->query_pre_attn_scalar, c->attn_softcap, c->final_softcap,
+               c->rope_local_theta > 0 ? ", local layers' rope_theta" : "");
+    if (pt_config_fused(c)) printf("fused qkv_proj and gate_up_proj (Phi-3)\n");
     if (c->arch != PT_ARCH_LLAMA)
         printf("layer_norm_epsilon %g, tied embeddings yes\n", c->norm_eps);
     printf("weights read per decoded token: %zu bytes; KV cache per position: %zu bytes\n", m->weight_bytes,

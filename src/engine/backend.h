@@ -73,6 +73,10 @@ typedef enum pt_cpu_isa {
  *   pattern [n_heads, tq, p0+tq]     out when not NULL: the softmax probabilities (0 where masked)
  *   window                           0, or the query at position p sees only keys p-window+1 .. p
  *                                    (sliding-window attention, Mistral)
+ *   scale                            0, or the factor of q·k in place of 1/√hd (Gemma's
+ *                                    query_pre_attn_scalar^-1/2)
+ *   softcap                          0, or scores become softcap·tanh(scores/softcap) before the
+ *                                    mask and the softmax (Gemma 2)
  * Query head h reads kv head h / (n_heads/n_kv) (grouped-query attention). */
 typedef struct pt_attn_args {
     const float *q;
@@ -81,6 +85,7 @@ typedef struct pt_attn_args {
     float *pattern;
     int tq, p0, n_heads, n_kv, head_dim;
     int window;
+    float scale, softcap;
 } pt_attn_args;
 
 struct pt_backend {

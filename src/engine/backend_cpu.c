@@ -1232,6 +1232,14 @@ static int att_heads_per_task(const pt_attn_args *a) {
     return per;
 }
 
+/* The factor of q·k: the caller's, or 1/√hd. */
+static float att_scale(const pt_attn_args *a) { return a->scale > 0 ? a->scale : 1.f / sqrtf((float)a->head_dim); }
+
+/* Gemma 2's attention-logit soft-capping of n scores: s = cap · tanh(s / cap). */
+static void att_softcap(float *s, int n, float cap) {
+    for (int j = 0; j < n; j++) s[j] = cap * tanhf(s[j] / cap);
+}
+
 /* Decode: one (sequence, query row, group of query heads sharing a kv head). The scores of
  * the group are one pass of the decode kernel over the cached keys (the group's queries as
  * its activation rows), the weighted sum of values one wsum per head. */
@@ -1252,10 +1260,11 @@ static void att_task(void *arg, int task, int tid) {
     pt_weight kw = {PT_F32, a->k + (size_t)lo * ks + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
     nk_args na = {&kw, a->q + i * qs + (size_t)h0 * hd, NULL, NULL, per, s, (size_t)tk, NULL};
     c->kn->nk(&na, 0, nvalid);
-    float scale = 1.f / sqrtf((float)hd);
+    float scale = att_scale(a);
     for (int r = 0; r < per; r++) {
         float *sr = s + (size_t)r * tk;
         for (int j = 0; j < nvalid; j++) sr[j] *= scale;
+        if (a->softcap > 0) att_softcap(sr, nvalid, a->softcap);
         c->kn->softmax(sr, nvalid, tk);
         c->kn->wsum(a->z + i * qs + (size_t)(h0 + r) * hd, sr, a->v + (size_t)lo * ks + (size_t)kvh * hd, ks, nvalid,
                     hd);
@@ -1279,12 +1288,13 @@ static void att_chunk_task(void *arg, int task, int tid) {
     int qn = a->tq - i0 < PT_ATT_QCHUNK ? a->tq - i0 : PT_ATT_QCHUNK;
     int kn = a->p0 + i0 + qn; /* keys any row of this chunk can see */
     float *S = c->scratch + (size_t)tid * c->scratch_per;
-    float scale = 1.f / sqrtf((float)hd);
+    float scale = att_scale(a);
     /* S (qn,kn) = scale * Q_h (qn,hd) @ K_h^T (kn,hd) */
     pt_sgemm(0, 1, qn, kn, hd, scale, a->q + (size_t)i0 * qs + (size_t)h * hd,
              (int)qs, a->k + (size_t)kvh * hd, (int)ks, 0.f, S, kn);
     for (int i = 0; i < qn; i++) {
         int nvalid = a->p0 + i0 + i + 1, lo = a->window && nvalid > a->window ? nvalid - a->window : 0;
+        if (a->softcap > 0) att_softcap(S + (size_t)i * kn + lo, nvalid - lo, a->softcap);
         c->kn->softmax(S + (size_t)i * kn + lo, nvalid - lo, kn - lo); /* keys before lo: weight 0 */
         memset(S + (size_t)i * kn, 0, (size_t)lo * sizeof(float));
         if (a->pattern) {

@@ -4,6 +4,7 @@
 
 #include "common/json.h"
 #include "engine/config.h"
+#include "engine/tensor.h"
 
 #define PT_CONFIG_MAX_BYTES (4u << 20)
 #define PT_PI 3.14159265358979323846
@@ -77,8 +78,15 @@ static int get_eos(const json_t *j, pt_config *c, const char *what, pt_err *err)
 }
 
 const char *pt_family_name(pt_family f) {
-    static const char *const names[] = {"llama", "gpt2", "qwen2", "qwen3", "mistral"};
-    return (unsigned)f <= PT_FAM_MISTRAL ? names[f] : "?";
+    static const char *const names[] = {"llama", "gpt2", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "phi3"};
+    return (unsigned)f < PT_FAM_COUNT ? names[f] : "?";
+}
+
+int pt_config_gemma(const pt_config *c) { return c->family == PT_FAM_GEMMA2 || c->family == PT_FAM_GEMMA3; }
+int pt_config_fused(const pt_config *c) { return c->family == PT_FAM_PHI3; }
+
+int pt_config_layer_windowed(const pt_config *c, int layer) {
+    return c->sliding_window > 0 && (c->swa_pattern <= 0 || (layer + 1) % c->swa_pattern != 0);
 }
 
 #define TRY(x)                     \
@@ -86,6 +94,37 @@ const char *pt_family_name(pt_family f) {
         int rc_ = (x);             \
         if (rc_) return rc_;       \
     } while (0)
+
+/* longrope's short_factor or long_factor: head_dim/2 positive numbers. */
+static int rope_factors(const json_t *rs, const char *key, int n, float *out, const char *what, pt_err *err) {
+    json_t *a = json_object_get(rs, key);
+    if (!json_is_array(a) || json_array_size(a) != (size_t)n || n > PT_MAX_ROPE_FACTORS)
+        return pt_errf(err, PT_EFORMAT, "%s: rope_scaling \"%s\" must list head_dim/2 (%d) numbers%s", what, key, n,
+                       n > PT_MAX_ROPE_FACTORS ? " (head_dim up to 512 supported)" : "");
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, (size_t)i);
+        if (!json_is_number(v) || !(json_number_value(v) > 0 && json_number_value(v) < 1e9))
+            return pt_errf(err, PT_EFORMAT, "%s: rope_scaling \"%s\"[%d] must be a positive number", what, key, i);
+        out[i] = (float)json_number_value(v);
+    }
+    return PT_OK;
+}
+
+/* longrope as transformers derives it: with original_max_position_embeddings at the top of the
+ * config (Phi-3's), the factor is max_position_embeddings over it; attention_factor defaults
+ * to √(1 + ln(factor) / ln(original)) (1 when factor ≤ 1). */
+static int longrope(const json_t *j, const json_t *rs, pt_config *c, const char *what, pt_err *err) {
+    pt_rope_scaling *r = &c->rope;
+    int top = json_object_get(j, "original_max_position_embeddings") != NULL;
+    TRY(get_int(top ? j : rs, "original_max_position_embeddings", 0, c->max_pos, 1, PT_MAX_POS, &r->orig_max_pos, what,
+                err));
+    if (top) r->factor = (float)((double)c->max_pos / r->orig_max_pos);
+    else TRY(get_float(rs, "factor", 1, 1e-6, 1e6, &r->factor, what, err));
+    double def = r->factor <= 1 ? 1.0 : sqrt(1 + log(r->factor) / log((double)r->orig_max_pos));
+    TRY(get_float(rs, "attention_factor", def, 1e-6, 1e6, &r->attn_factor, what, err));
+    TRY(rope_factors(rs, "short_factor", c->head_dim / 2, r->short_factor, what, err));
+    return rope_factors(rs, "long_factor", c->head_dim / 2, r->long_factor, what, err);
+}
 
 /* rope_scaling (or a newer config's rope_parameters carrying a rope_type). */
 static int rope_scaling(const json_t *j, pt_config *c, const char *what, pt_err *err) {
@@ -99,15 +138,17 @@ static int rope_scaling(const json_t *j, pt_config *c, const char *what, pt_err 
     json_t *t = json_object_get(rs, "rope_type");
     if (!t) t = json_object_get(rs, "type");
     if (!json_is_string(t)) return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" has no \"rope_type\"", what);
-    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope", "su"};
     r->type = (pt_rope_type)-1;
-    for (int i = 0; i < 5; i++)
-        if (!strcmp(json_string_value(t), types[i])) r->type = (pt_rope_type)i;
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(json_string_value(t), types[i])) r->type = (pt_rope_type)(i < 6 ? i : PT_ROPE_LONGROPE);
     if ((int)r->type < 0)
         return pt_errf(err, PT_EUNSUPPORTED,
-                       "%s: \"rope_scaling\" type \"%s\" is not supported (default, linear, dynamic, yarn, llama3)",
+                       "%s: \"rope_scaling\" type \"%s\" is not supported (default, linear, dynamic, yarn, llama3, "
+                       "longrope)",
                        what, json_string_value(t));
     if (r->type == PT_ROPE_DEFAULT) return PT_OK;
+    if (r->type == PT_ROPE_LONGROPE) return longrope(j, rs, c, what, err);
     json_t *f = json_object_get(rs, "factor");
     if (!json_is_number(f) || !(json_number_value(f) >= 1 && json_number_value(f) <= 1e6))
         return pt_errf(err, PT_EFORMAT, "%s: \"rope_scaling\" \"factor\" must be a number >= 1", what);
@@ -132,6 +173,120 @@ static int rope_scaling(const json_t *j, pt_config *c, const char *what, pt_err 
         double def = r->factor <= 1 ? 1.0 : 0.1 * log(r->factor) + 1.0;
         TRY(get_float(rs, "attention_factor", def, 1e-6, 1e6, &r->attn_factor, what, err));
     }
+    return PT_OK;
+}
+
+/* A soft-capping value: the key absent gives def, null or 0 none, else a positive number. */
+static int get_softcap(const json_t *j, const char *key, double def, float *out, const char *what, pt_err *err) {
+    json_t *v = json_object_get(j, key);
+    if (!v) {
+        *out = (float)def;
+        return PT_OK;
+    }
+    return get_float(j, key, 0, 0, 1e6, out, what, err);
+}
+
+/* The sliding-window layout of Gemma: "layer_types" when the config has it (it must repeat
+ * one period: local layers then one global, or all local / all global), else Gemma 2's
+ * alternation (period 2) or Gemma 3's "sliding_window_pattern" (default 6). */
+static int gemma_layers(const json_t *j, pt_family fam, const char *what, pt_config *c, pt_err *err) {
+    json_t *lt = json_object_get(j, "layer_types");
+    if (!lt || json_is_null(lt)) {
+        if (fam == PT_FAM_GEMMA2) c->swa_pattern = 2;
+        else TRY(get_int(j, "sliding_window_pattern", 0, 6, 1, PT_MAX_LAYERS, &c->swa_pattern, what, err));
+        if (c->swa_pattern == 1) c->sliding_window = 0; /* every layer global */
+        return PT_OK;
+    }
+    if (!json_is_array(lt) || json_array_size(lt) != (size_t)c->n_layers)
+        return pt_errf(err, PT_EFORMAT, "%s: \"layer_types\" must list num_hidden_layers (%d) entries", what,
+                       c->n_layers);
+    int first_full = 0, n_full = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const char *t = json_string_value(json_array_get(lt, (size_t)i));
+        int full = t && !strcmp(t, "full_attention");
+        if (!full && (!t || strcmp(t, "sliding_attention")))
+            return pt_errf(err, PT_EFORMAT, "%s: \"layer_types\"[%d] must be \"sliding_attention\" or \"full_attention\"",
+                           what, i);
+        if (full && !n_full++) first_full = i + 1;
+    }
+    c->swa_pattern = n_full ? first_full : 0;
+    if (n_full == c->n_layers) c->sliding_window = 0, c->swa_pattern = 0;
+    for (int i = 0; i < c->n_layers && c->sliding_window; i++) {
+        const char *t = json_string_value(json_array_get(lt, (size_t)i));
+        if (pt_config_layer_windowed(c, i) != !strcmp(t, "sliding_attention"))
+            return pt_errf(err, PT_EUNSUPPORTED,
+                           "%s: \"layer_types\" does not repeat one period of local layers then a global one "
+                           "(layer %d); not supported",
+                           what, i);
+    }
+    return PT_OK;
+}
+
+/* √d_model as HF's Gemma multiplies the embeddings by it: a tensor of the model's dtype. */
+static float embed_scale_of(int d, const json_t *j) {
+    float s = sqrtf((float)d);
+    const char *dt = json_string_value(json_object_get(j, "torch_dtype"));
+    if (!dt) dt = json_string_value(json_object_get(j, "dtype"));
+    pt_dtype t = !dt ? PT_F32 : !strcmp(dt, "bfloat16") ? PT_BF16 : !strcmp(dt, "float16") ? PT_F16 : PT_F32;
+    uint16_t h;
+    if (t == PT_F32) return s;
+    pt_from_f32(t, &s, &h, 1);
+    pt_to_f32(t, &h, &s, 1);
+    return s;
+}
+
+/* Gemma 2 and Gemma 3's text model (defaults as transformers' Gemma2Config and
+ * Gemma3TextConfig). */
+static int gemma_fields(const json_t *j, pt_family fam, const char *what, pt_config *c, pt_err *err) {
+    int g2 = fam == PT_FAM_GEMMA2;
+    c->qk_norm = !g2;
+    TRY(get_int(j, "head_dim", 0, 256, 1, 4096, &c->head_dim, what, err));
+    TRY(get_bool(j, "tie_word_embeddings", 1, &c->tie_embeddings, what, err));
+    if (!json_object_get(j, "rope_theta") && !g2) c->rope_theta = 1000000.f;
+    json_t *rp = json_object_get(j, "rope_parameters");
+    if (json_is_object(rp) && json_object_get(rp, "full_attention"))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"rope_parameters\" per layer type is not supported yet (use "
+                       "rope_theta, rope_local_base_freq, rope_scaling)", what);
+    if (c->attn_bias || c->mlp_bias)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"%s\" is not supported for %s", what,
+                       c->attn_bias ? "attention_bias" : "mlp_bias", pt_family_name(fam));
+    TRY(get_int(j, "query_pre_attn_scalar", 0, 256, 1, 1 << 20, &c->query_pre_attn_scalar, what, err));
+    c->attn_scale = 1.f / sqrtf((float)c->query_pre_attn_scalar);
+    TRY(get_softcap(j, "attn_logit_softcapping", g2 ? 50.0 : 0, &c->attn_softcap, what, err));
+    TRY(get_softcap(j, "final_logit_softcapping", g2 ? 30.0 : 0, &c->final_softcap, what, err));
+    json_t *sw = json_object_get(j, "sliding_window");
+    TRY(get_int(j, "sliding_window", 0, sw ? 0 : 4096, 1, PT_MAX_POS * 4LL, &c->sliding_window, what, err));
+    TRY(gemma_layers(j, fam, what, c, err));
+    if (!g2) TRY(get_float(j, "rope_local_base_freq", 10000, 1e-3, 1e12, &c->rope_local_theta, what, err));
+    if (g2 && c->rope.type != PT_ROPE_DEFAULT)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"rope_scaling\" is not supported for gemma2", what);
+    if (!g2 && c->rope.type != PT_ROPE_DEFAULT && c->rope.type != PT_ROPE_LINEAR)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"rope_scaling\" of Gemma 3 must be linear", what);
+    c->embed_scale = embed_scale_of(c->d_model, j);
+    json_t *act = json_object_get(j, "hidden_activation");
+    if (!act || json_is_null(act)) act = json_object_get(j, "hidden_act");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "gelu_pytorch_tanh")))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"hidden_activation\" must be \"gelu_pytorch_tanh\" for %s", what,
+                       pt_family_name(fam));
+    return PT_OK;
+}
+
+/* Phi-3 (transformers' Phi3Config). Its long-context variants' rope_scaling (longrope, su)
+ * is refused by rope_scaling() with the type named. */
+static int phi3_fields(const json_t *j, const char *what, pt_config *c, pt_err *err) {
+    float prf;
+    TRY(get_float(j, "partial_rotary_factor", 1, 0, 1, &prf, what, err));
+    if (prf != 1.f)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"partial_rotary_factor\" %g (partial RoPE) is not supported", what,
+                       prf);
+    if (c->attn_bias || c->mlp_bias)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"%s\" is not supported for phi3", what,
+                       c->attn_bias ? "attention_bias" : "mlp_bias");
+    TRY(get_int(j, "sliding_window", 0, 0, 1, PT_MAX_POS * 4LL, &c->sliding_window, what, err));
+    if (c->sliding_window >= c->max_pos) c->sliding_window = 0;
+    json_t *act = json_object_get(j, "hidden_act");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: \"hidden_act\" must be \"silu\" for phi3", what);
     return PT_OK;
 }
 
@@ -170,6 +325,8 @@ static int llama_like(const json_t *j, pt_family fam, const char *what, pt_confi
         TRY(get_int(j, "sliding_window", 0, sw ? 0 : 4096, 1, PT_MAX_POS * 4LL, &c->sliding_window, what, err));
         if (c->sliding_window >= c->max_pos) c->sliding_window = 0; /* wider than the context: no window */
     }
+    if (fam == PT_FAM_GEMMA2 || fam == PT_FAM_GEMMA3) return gemma_fields(j, fam, what, c, err);
+    if (fam == PT_FAM_PHI3) return phi3_fields(j, what, c, err);
     int use_sw = 0;
     if (fam == PT_FAM_QWEN2 || fam == PT_FAM_QWEN3) TRY(get_bool(j, "use_sliding_window", 0, &use_sw, what, err));
     if (use_sw)
@@ -207,6 +364,21 @@ int pt_config_validate(const pt_config *c, const char *what, pt_err *err) {
     if (c->sliding_window < 0 || (c->sliding_window && c->arch != PT_ARCH_LLAMA))
         return pt_errf(err, PT_EFORMAT, "%s: sliding_window %d out of range", what, c->sliding_window);
     if (c->bos_token_id >= c->vocab_size) return pt_errf(err, PT_EFORMAT, "%s: bos_token_id %d >= vocab_size", what, c->bos_token_id);
+    const struct {
+        float v, hi;
+        const char *name;
+    } ranges[] = {{c->embed_scale, 1e6f, "embedding scale"},
+                  {c->attn_scale, 1e6f, "query_pre_attn_scalar"},
+                  {c->attn_softcap, 1e6f, "attn_logit_softcapping"},
+                  {c->final_softcap, 1e6f, "final_logit_softcapping"},
+                  {c->rope_local_theta, 1e12f, "rope_local_base_freq"}};
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if (!(ranges[i].v >= 0 && ranges[i].v < ranges[i].hi))
+            return pt_errf(err, PT_EFORMAT, "%s: %s %g out of range", what, ranges[i].name, ranges[i].v);
+    if (c->swa_pattern < 0 || c->swa_pattern > PT_MAX_LAYERS)
+        return pt_errf(err, PT_EFORMAT, "%s: sliding-window pattern %d out of range", what, c->swa_pattern);
+    if ((pt_config_gemma(c) || pt_config_fused(c)) && c->arch != PT_ARCH_LLAMA)
+        return pt_errf(err, PT_EFORMAT, "%s: %s must run the Llama code path", what, pt_family_name(c->family));
     return PT_OK;
 }
 
@@ -222,7 +394,7 @@ int pt_config_from_json(const json_t *j, const char *what, pt_config *c, pt_err 
         if ((rc = (x))) return rc; \
     } while (0)
     pt_family fam = PT_FAM_GPT2;
-    for (int f = 0; f <= PT_FAM_MISTRAL; f++)
+    for (int f = 0; f < PT_FAM_COUNT; f++)
         if (f != PT_FAM_GPT2 && !strcmp(type, pt_family_name((pt_family)f))) fam = (pt_family)f;
     if (fam != PT_FAM_GPT2) {
         TRY(llama_like(j, fam, what, c, err));
@@ -247,7 +419,10 @@ int pt_config_from_json(const json_t *j, const char *what, pt_config *c, pt_err 
         c->attn_bias = c->o_bias = c->mlp_bias = 1;
         c->family = PT_FAM_GPT2;
     } else {
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: model_type \"%s\" is not supported (llama, qwen2, qwen3, mistral, gpt2)", what, type);
+        return pt_errf(err, PT_EUNSUPPORTED,
+                       "%s: model_type \"%s\" is not supported (llama, qwen2, qwen3, mistral, gemma2, gemma3_text, phi3, "
+                       "gpt2)%s",
+                       what, type, !strcmp(type, "gemma3") ? "; for Gemma 3 use its text model (gemma3_text)" : "");
     }
     TRY(get_int(j, "bos_token_id", 0, -1, 0, PT_MAX_VOCAB, &c->bos_token_id, what, err));
     TRY(get_eos(j, c, what, err));
@@ -279,6 +454,7 @@ float pt_rope_inv_freq(const pt_config *c, int seq_len, float *inv, int hd) {
         float pf = (float)pow(base, (double)(2 * i) / hd), f = 1.f / pf;
         switch (r->type) {
         case PT_ROPE_LINEAR: f /= r->factor; break;
+        case PT_ROPE_LONGROPE: f = 1.f / ((seq_len > r->orig_max_pos ? r->long_factor : r->short_factor)[i] * pf); break;
         case PT_ROPE_YARN: {
             float ramp = (float)(((double)i - lo) / (hi - lo));
             ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
@@ -301,7 +477,7 @@ float pt_rope_inv_freq(const pt_config *c, int seq_len, float *inv, int hd) {
         }
         inv[i] = f;
     }
-    return r->type == PT_ROPE_YARN ? r->attn_factor : 1.f;
+    return r->type == PT_ROPE_YARN || r->type == PT_ROPE_LONGROPE ? r->attn_factor : 1.f;
 }
 
 int pt_config_load(const char *path, pt_config *c, pt_err *err) {
@@ -312,14 +488,25 @@ int pt_config_load(const char *path, pt_config *c, pt_err *err) {
     return rc;
 }
 
+static json_t *factors_json(const float *f, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_real(f[i]));
+    return a;
+}
+
 static json_t *rope_json(const pt_config *c) {
-    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    static const char *const types[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope"};
     const pt_rope_scaling *r = &c->rope;
     json_t *o = json_pack("{s:s, s:f}", "rope_type", types[r->type], "factor", (double)r->factor);
     if (r->type != PT_ROPE_LINEAR) json_object_set_new(o, "original_max_position_embeddings", json_integer(r->orig_max_pos));
     if (r->type == PT_ROPE_LLAMA3) {
         json_object_set_new(o, "low_freq_factor", json_real(r->low_freq_factor));
         json_object_set_new(o, "high_freq_factor", json_real(r->high_freq_factor));
+    }
+    if (r->type == PT_ROPE_LONGROPE) {
+        json_object_set_new(o, "attention_factor", json_real(r->attn_factor));
+        json_object_set_new(o, "short_factor", factors_json(r->short_factor, c->head_dim / 2));
+        json_object_set_new(o, "long_factor", factors_json(r->long_factor, c->head_dim / 2));
     }
     if (r->type == PT_ROPE_YARN) {
         json_object_set_new(o, "attention_factor", json_real(r->attn_factor));
@@ -328,6 +515,26 @@ static json_t *rope_json(const pt_config *c) {
         json_object_set_new(o, "truncate", json_boolean(r->truncate));
     }
     return o;
+}
+
+static json_t *softcap_json(float v) { return v > 0 ? json_real(v) : json_null(); }
+
+/* The keys of Gemma 2/3 and Phi-3 (added to the Llama ones by pt_config_to_json). */
+static void gemma_phi3_json(const pt_config *c, json_t *j) {
+    json_object_set_new(j, "sliding_window", c->sliding_window ? json_integer(c->sliding_window) : json_null());
+    if (c->family == PT_FAM_PHI3) return;
+    json_object_set_new(j, "hidden_activation", json_string("gelu_pytorch_tanh"));
+    json_object_set_new(j, "query_pre_attn_scalar", json_integer(c->query_pre_attn_scalar));
+    json_object_set_new(j, "attn_logit_softcapping", softcap_json(c->attn_softcap));
+    json_object_set_new(j, "final_logit_softcapping", softcap_json(c->final_softcap));
+    if (c->family == PT_FAM_GEMMA3) {
+        json_object_set_new(j, "rope_local_base_freq", json_real(c->rope_local_theta));
+        if (c->swa_pattern) json_object_set_new(j, "sliding_window_pattern", json_integer(c->swa_pattern));
+    }
+    json_t *lt = json_array();
+    for (int i = 0; i < c->n_layers; i++)
+        json_array_append_new(lt, json_string(pt_config_layer_windowed(c, i) ? "sliding_attention" : "full_attention"));
+    json_object_set_new(j, "layer_types", lt);
 }
 
 json_t *pt_config_to_json(const pt_config *c) {
@@ -339,8 +546,10 @@ json_t *pt_config_to_json(const pt_config *c) {
         for (int i = 0; i < c->n_eos; i++) json_array_append_new(eos, json_integer(c->eos_token_ids[i]));
     }
     if (c->arch == PT_ARCH_LLAMA) {
-        static const char *const archs[] = {"LlamaForCausalLM", "", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                            "MistralForCausalLM"};
+        static const char *const archs[] = {"LlamaForCausalLM",  "",
+                                            "Qwen2ForCausalLM",  "Qwen3ForCausalLM",
+                                            "MistralForCausalLM", "Gemma2ForCausalLM",
+                                            "Gemma3ForCausalLM", "Phi3ForCausalLM"};
         json_object_set_new(j, "architectures", json_pack("[s]", archs[c->family]));
         json_object_set_new(j, "model_type", json_string(pt_family_name(c->family)));
         json_object_set_new(j, "vocab_size", json_integer(c->vocab_size));
@@ -359,7 +568,8 @@ json_t *pt_config_to_json(const pt_config *c) {
         if (c->family == PT_FAM_MISTRAL)
             json_object_set_new(j, "sliding_window", c->sliding_window ? json_integer(c->sliding_window) : json_null());
         json_object_set_new(j, "mlp_bias", json_boolean(c->mlp_bias));
-        json_object_set_new(j, "hidden_act", json_string("silu"));
+        json_object_set_new(j, "hidden_act", json_string(pt_config_gemma(c) ? "gelu_pytorch_tanh" : "silu"));
+        if (pt_config_gemma(c) || c->family == PT_FAM_PHI3) gemma_phi3_json(c, j);
     } else {
         json_object_set_new(j, "architectures", json_pack("[s]", "GPT2LMHeadModel"));
         json_object_set_new(j, "model_type", json_string("gpt2"));

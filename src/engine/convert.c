@@ -41,6 +41,41 @@ static const name_pair llama_names[] = {
     {NULL, NULL},
 };
 
+/* Gemma 2 / 3 (llama.cpp's gemma2, gemma3): four norms a layer; norm weights stored as 1 + w. */
+static const name_pair gemma_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+    {"model.layers.%d.input_layernorm.weight", "blk.%d.attn_norm.weight"},
+    {"model.layers.%d.self_attn.q_proj.weight", "blk.%d.attn_q.weight"},
+    {"model.layers.%d.self_attn.k_proj.weight", "blk.%d.attn_k.weight"},
+    {"model.layers.%d.self_attn.v_proj.weight", "blk.%d.attn_v.weight"},
+    {"model.layers.%d.self_attn.o_proj.weight", "blk.%d.attn_output.weight"},
+    {"model.layers.%d.self_attn.q_norm.weight", "blk.%d.attn_q_norm.weight"}, /* Gemma 3 */
+    {"model.layers.%d.self_attn.k_norm.weight", "blk.%d.attn_k_norm.weight"},
+    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.post_attention_norm.weight"},
+    {"model.layers.%d.pre_feedforward_layernorm.weight", "blk.%d.ffn_norm.weight"},
+    {"model.layers.%d.post_feedforward_layernorm.weight", "blk.%d.post_ffw_norm.weight"},
+    {"model.layers.%d.mlp.gate_proj.weight", "blk.%d.ffn_gate.weight"},
+    {"model.layers.%d.mlp.up_proj.weight", "blk.%d.ffn_up.weight"},
+    {"model.layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight"},
+    {NULL, NULL},
+};
+
+/* Phi-3 (llama.cpp's phi3): the fused matrices keep their fusion (ffn_up holds gate then up). */
+static const name_pair phi3_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+    {"model.layers.%d.input_layernorm.weight", "blk.%d.attn_norm.weight"},
+    {"model.layers.%d.self_attn.qkv_proj.weight", "blk.%d.attn_qkv.weight"},
+    {"model.layers.%d.self_attn.o_proj.weight", "blk.%d.attn_output.weight"},
+    {"model.layers.%d.post_attention_layernorm.weight", "blk.%d.ffn_norm.weight"},
+    {"model.layers.%d.mlp.gate_up_proj.weight", "blk.%d.ffn_up.weight"},
+    {"model.layers.%d.mlp.down_proj.weight", "blk.%d.ffn_down.weight"},
+    {NULL, NULL},
+};
+
 static const name_pair gpt2_names[] = {
     {"wte.weight", "token_embd.weight"},
     {"wpe.weight", "position_embd.weight"},
@@ -92,12 +127,18 @@ static int map_name(const name_pair *tab, int to_gguf, const char *name, char *o
     return -1;
 }
 
-int pt_name_hf_to_gguf(pt_arch arch, const char *hf, char *out, size_t cap) {
-    return map_name(arch == PT_ARCH_GPT2 ? gpt2_names : llama_names, 1, hf, out, cap);
+static const name_pair *names_of(const pt_config *c) {
+    if (c->arch == PT_ARCH_GPT2) return gpt2_names;
+    if (pt_config_gemma(c)) return gemma_names;
+    return c->family == PT_FAM_PHI3 ? phi3_names : llama_names;
 }
 
-int pt_name_gguf_to_hf(pt_arch arch, const char *gguf, char *out, size_t cap) {
-    return map_name(arch == PT_ARCH_GPT2 ? gpt2_names : llama_names, 0, gguf, out, cap);
+int pt_name_hf_to_gguf(const pt_config *c, const char *hf, char *out, size_t cap) {
+    return map_name(names_of(c), 1, hf, out, cap);
+}
+
+int pt_name_gguf_to_hf(const pt_config *c, const char *gguf, char *out, size_t cap) {
+    return map_name(names_of(c), 0, gguf, out, cap);
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -108,12 +149,16 @@ static int ends_with(const char *s, const char *suf) {
 /* Layout transforms ------------------------------------------------------------------ */
 
 /* Which transform a tensor (internal name) needs between internal and GGUF layout. */
-enum { XF_NONE, XF_PERMUTE_Q, XF_PERMUTE_K, XF_TRANSPOSE };
+enum { XF_NONE, XF_PERMUTE_Q, XF_PERMUTE_K, XF_TRANSPOSE, XF_NORM_SHIFT };
 
 static int transform_of(const pt_config *c, const char *hf) {
     /* llama.cpp rotates llama's q/k in interleaved pairs (so its converter permutes them);
-     * qwen2 and qwen3 keep transformers' rotate-half layout (NEOX), unpermuted. */
-    if (c->arch == PT_ARCH_LLAMA && (c->family == PT_FAM_QWEN2 || c->family == PT_FAM_QWEN3)) return XF_NONE;
+     * qwen2, qwen3, gemma2, gemma3 and phi3 keep transformers' rotate-half layout (NEOX),
+     * unpermuted. Gemma's norm weights are written as 1 + w (llama.cpp's converter adds the 1
+     * that Gemma's RMSNorm adds at run time). */
+    if (pt_config_gemma(c)) return ends_with(hf, "norm.weight") ? XF_NORM_SHIFT : XF_NONE;
+    if (c->arch == PT_ARCH_LLAMA && (c->family == PT_FAM_QWEN2 || c->family == PT_FAM_QWEN3 || c->family == PT_FAM_PHI3))
+        return XF_NONE;
     if (c->arch == PT_ARCH_LLAMA) {
         if (ends_with(hf, "self_attn.q_proj.weight") || ends_with(hf, "self_attn.q_proj.bias")) return XF_PERMUTE_Q;
         if (ends_with(hf, "self_attn.k_proj.weight") || ends_with(hf, "self_attn.k_proj.bias")) return XF_PERMUTE_K;
@@ -208,6 +253,39 @@ static int key_float(const pt_gguf *g, const char *arch, const char *suffix, int
     return PT_OK;
 }
 
+/* llama.cpp's query scale of Gemma 2 and 3 (llama-model.cpp): 1/√(d_model/n_heads) for the
+ * 27B models (46 and 62 layers), else 1/√head_dim; query_pre_attn_scalar is what gives it. */
+static int llamacpp_query_scalar(const pt_config *c) {
+    int big = c->n_layers == (c->family == PT_FAM_GEMMA2 ? 46 : 62);
+    return big ? c->d_model / c->n_heads : c->head_dim;
+}
+
+/* The gemma2 / gemma3 / phi3 keys, and what llama.cpp fixes for them (llama-model.cpp):
+ * Gemma 2's layers alternate windowed / global from layer 0 and soft-cap (50 and 30 by
+ * default); Gemma 3's five local layers a global one, the local ones with RoPE base 10000. */
+static int gguf_gemma_phi3(const pt_gguf *g, const char *arch, pt_config *c, pt_err *err) {
+    int rc;
+    if (c->family == PT_FAM_PHI3) {
+        if (pt_gguf_find_tensor(g, "rope_factors_long.weight"))
+            return pt_errf(err, PT_EUNSUPPORTED, "%s: phi3 with rope_factors_long (longrope) is not supported", g->what);
+        rc = key_int(g, arch, "attention.sliding_window", 0, 0, 0, PT_MAX_POS * 4LL, &c->sliding_window, err);
+        if (!rc && c->sliding_window >= c->max_pos) c->sliding_window = 0;
+        return rc;
+    }
+    int g2 = c->family == PT_FAM_GEMMA2;
+    if ((rc = key_int(g, arch, "attention.sliding_window", !g2, 4096, 0, PT_MAX_POS * 4LL, &c->sliding_window, err)))
+        return rc;
+    c->swa_pattern = g2 ? 2 : 6;
+    c->rope_local_theta = g2 ? 0.f : 10000.f;
+    if (g2 && ((rc = key_float(g, arch, "attn_logit_softcapping", 0, 50.0, &c->attn_softcap, err)) ||
+               (rc = key_float(g, arch, "final_logit_softcapping", 0, 30.0, &c->final_softcap, err))))
+        return rc;
+    c->query_pre_attn_scalar = llamacpp_query_scalar(c);
+    c->attn_scale = 1.f / sqrtf((float)c->query_pre_attn_scalar);
+    c->embed_scale = sqrtf((float)c->d_model);
+    return PT_OK;
+}
+
 int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
     memset(c, 0, sizeof *c);
     const pt_gguf_kv *ka = pt_gguf_get(g, "general.architecture");
@@ -218,7 +296,7 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
     if (rc) return rc;
     char arch[32];
     if (n >= sizeof arch || memchr(s, 0, n))
-        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture is not llama, qwen2, qwen3 or gpt2", g->what);
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: general.architecture is not one parity knows", g->what);
     memcpy(arch, s, n);
     arch[n] = 0;
 #define TRY(x)                     \
@@ -228,10 +306,18 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
     const pt_gguf_tensor *emb = pt_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2)
         return pt_errf(err, PT_EFORMAT, "%s: missing 2-D tensor 'token_embd.weight'", g->what);
-    if (!strcmp(arch, "llama") || !strcmp(arch, "qwen2") || !strcmp(arch, "qwen3")) {
+    static const struct {
+        const char *name;
+        pt_family fam;
+    } llama_like[] = {{"llama", PT_FAM_LLAMA}, {"qwen2", PT_FAM_QWEN2}, {"qwen3", PT_FAM_QWEN3},
+                      {"gemma2", PT_FAM_GEMMA2}, {"gemma3", PT_FAM_GEMMA3}, {"phi3", PT_FAM_PHI3}};
+    int ll = -1;
+    for (int i = 0; i < (int)(sizeof llama_like / sizeof llama_like[0]); i++)
+        if (!strcmp(arch, llama_like[i].name)) ll = i;
+    if (ll >= 0) {
         c->arch = PT_ARCH_LLAMA;
-        c->family = arch[0] == 'l' ? PT_FAM_LLAMA : arch[4] == '2' ? PT_FAM_QWEN2 : PT_FAM_QWEN3;
-        c->qk_norm = c->family == PT_FAM_QWEN3;
+        c->family = llama_like[ll].fam;
+        c->qk_norm = c->family == PT_FAM_QWEN3 || c->family == PT_FAM_GEMMA3;
         TRY(key_int(g, arch, "embedding_length", 1, 0, 1, PT_MAX_DMODEL, &c->d_model, err));
         TRY(key_int(g, arch, "block_count", 1, 0, 1, PT_MAX_LAYERS, &c->n_layers, err));
         TRY(key_int(g, arch, "feed_forward_length", 1, 0, 1, PT_MAX_DFF, &c->d_ff, err));
@@ -254,9 +340,19 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
         if (rs) {
             const char *t;
             size_t tl;
-            if (pt_gguf_kv_str(g, rs, &t, &tl, err) || tl != 4 || memcmp(t, "none", 4))
+            int lin = 0;
+            if (pt_gguf_kv_str(g, rs, &t, &tl, err) ||
+                ((tl != 4 || memcmp(t, "none", 4)) &&
+                 !(lin = c->family == PT_FAM_GEMMA3 && tl == 6 && !memcmp(t, "linear", 6))))
                 return pt_errf(err, PT_EUNSUPPORTED, "%s: %s is not supported yet", g->what, rs_key);
+            if (lin) { /* Gemma 3's global layers */
+                c->rope.type = PT_ROPE_LINEAR;
+                TRY(key_float(g, arch, "rope.scaling.factor", 1, 0, &c->rope.factor, err));
+                if (!(c->rope.factor >= 1))
+                    return pt_errf(err, PT_EFORMAT, "%s: %s.rope.scaling.factor must be >= 1", g->what, arch);
+            }
         }
+        if (pt_config_gemma(c) || c->family == PT_FAM_PHI3) TRY(gguf_gemma_phi3(g, arch, c, err));
         c->tie_embeddings = pt_gguf_find_tensor(g, "output.weight") == NULL;
         c->attn_bias = pt_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
         c->o_bias = pt_gguf_find_tensor(g, "blk.0.attn_output.bias") != NULL;
@@ -276,7 +372,8 @@ int pt_gguf_config(const pt_gguf *g, pt_config *c, pt_err *err) {
         c->family = PT_FAM_GPT2;
     } else {
         return pt_errf(err, PT_EUNSUPPORTED,
-                       "%s: general.architecture '%s' is not supported (llama, qwen2, qwen3, gpt2)", g->what,
+                       "%s: general.architecture '%s' is not supported (llama, qwen2, qwen3, gemma2, gemma3, phi3, gpt2)",
+                       g->what,
                        arch);
     }
     /* vocab_size: the key when present, else the embedding's rows; they must agree. */
@@ -298,7 +395,7 @@ int pt_gguf_load_model(const pt_gguf *g, pt_config *c, pt_tensors *ts, pt_err *e
     for (size_t i = 0; i < g->n_tensors; i++) {
         const pt_gguf_tensor *t = &g->tensors[i];
         if (c->arch == PT_ARCH_GPT2 && !strcmp(t->name, "output.weight")) continue; /* a copy of token_embd */
-        if (pt_name_gguf_to_hf(c->arch, t->name, hf, sizeof hf))
+        if (pt_name_gguf_to_hf(c, t->name, hf, sizeof hf))
             return pt_errf(err, PT_EFORMAT, "%s: byte %zu: tensor '%s' is not a %s tensor parity knows", g->what,
                            t->info_offset, t->name, pt_family_name(c->family));
         int64_t shape[PT_GGUF_MAX_DIMS];
@@ -306,6 +403,16 @@ int pt_gguf_load_model(const pt_gguf *g, pt_config *c, pt_tensors *ts, pt_err *e
         int xf = transform_of(c, hf);
         if (xf == XF_NONE) {
             if ((rc = pt_tensors_add(ts, hf, t->dtype, (int)t->n_dims, shape, t->data, t->nbytes, 0, err))) return rc;
+            continue;
+        }
+        if (xf == XF_NORM_SHIFT) { /* Gemma: the file's 1 + w back to HF's w, in F32 */
+            if (t->n_dims != 1 || pt_dtype_is_quant(t->dtype))
+                return pt_errf(err, PT_EFORMAT, "%s: tensor '%s' must be a 1-D F32/F16/BF16 vector", g->what, t->name);
+            float *p = malloc((size_t)(shape[0] ? shape[0] : 1) * sizeof *p);
+            if (!p) return pt_errf(err, PT_ENOMEM, "out of memory");
+            pt_to_f32(t->dtype, t->data, p, (size_t)shape[0]);
+            for (int64_t k = 0; k < shape[0]; k++) p[k] -= 1.f;
+            if ((rc = pt_tensors_add_owned(ts, hf, PT_F32, 1, shape, p, (size_t)shape[0] * sizeof *p, err))) return rc;
             continue;
         }
         if (xf == XF_PERMUTE_Q || xf == XF_PERMUTE_K) {
@@ -675,6 +782,15 @@ static int fill_tensor(void *vctx, size_t i, void *dst, size_t nbytes, pt_err *e
     size_t numel = pt_tensor_numel(t);
     int xf = x->to_gguf ? transform_of(c, t->name) : XF_NONE;
     if (xf == XF_NONE) return convert_values(t->dtype, t->data, to, dst, numel, err);
+    if (xf == XF_NORM_SHIFT) { /* Gemma: w → 1 + w, through F32 */
+        float *a = malloc((numel ? numel : 1) * sizeof *a);
+        if (!a) return pt_errf(err, PT_ENOMEM, "out of memory");
+        pt_to_f32(t->dtype, t->data, a, numel);
+        for (size_t k = 0; k < numel; k++) a[k] += 1.f;
+        int bad = pt_from_f32(to, a, dst, numel);
+        free(a);
+        return bad ? pt_errf(err, PT_EUNSUPPORTED, "cannot write %s", pt_dtype_name(to)) : PT_OK;
+    }
     size_t eb = 0;
     pt_dtype_bytes(to, numel, &eb);
     if (eb != nbytes) return pt_errf(err, PT_EINTERNAL, "tensor '%s': size mismatch", t->name);
@@ -766,22 +882,53 @@ static char *base_name(const char *path) {
     return b;
 }
 
+/* What llama.cpp fixes for gemma2 / gemma3 files (gguf_gemma_phi3) must be what the model
+ * has: a model that differs cannot be written as llama.cpp would run it. (The embeddings'
+ * √d_model is F32 in llama.cpp; an HF checkpoint in BF16 rounds it: not refused.) */
+static int gguf_gemma_check(const pt_model_files *mf, pt_err *err) {
+    const pt_config *c = &mf->config;
+    if (!pt_config_gemma(c)) return PT_OK;
+    int g2 = c->family == PT_FAM_GEMMA2;
+    const char *bad = NULL;
+    if (c->query_pre_attn_scalar != llamacpp_query_scalar(c))
+        bad = "query_pre_attn_scalar other than llama.cpp's (head_dim; d_model/heads for the 27B shapes)";
+    else if (c->sliding_window && c->swa_pattern != (g2 ? 2 : 6))
+        bad = g2 ? "layers other than alternating windowed/global" : "a sliding-window pattern other than 6";
+    else if (!c->sliding_window)
+        bad = "no sliding window";
+    else if (g2 && (c->attn_softcap <= 0 || c->final_softcap <= 0))
+        bad = "no soft-capping";
+    else if (!g2 && (c->attn_softcap > 0 || c->final_softcap > 0))
+        bad = "soft-capping";
+    else if (!g2 && c->rope_local_theta != 10000.f)
+        bad = "rope_local_base_freq other than 10000";
+    if (bad)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: GGUF conversion of %s models with %s is not supported (llama.cpp "
+                       "fixes it)", mf->path, pt_family_name(c->family), bad);
+    return PT_OK;
+}
+
 int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_convert_opts *o, pt_err *err) {
     const pt_config *c = &mf->config;
     /* Mistral without a window is a llama file to llama.cpp */
     const char *arch = c->arch == PT_ARCH_GPT2                                       ? "gpt2"
                        : c->family == PT_FAM_QWEN2 || c->family == PT_FAM_QWEN3 ? pt_family_name(c->family)
+                       : c->family == PT_FAM_GEMMA2 || c->family == PT_FAM_PHI3  ? pt_family_name(c->family)
+                       : c->family == PT_FAM_GEMMA3                               ? "gemma3"
                                                                                  : "llama";
-    if (c->rope.type != PT_ROPE_DEFAULT || c->sliding_window ||
+    int own_window = pt_config_gemma(c) || c->family == PT_FAM_PHI3;
+    int gemma3_linear = c->family == PT_FAM_GEMMA3 && c->rope.type == PT_ROPE_LINEAR;
+    if ((c->rope.type != PT_ROPE_DEFAULT && !gemma3_linear) || (c->sliding_window && !own_window) ||
         (c->attn_bias != c->o_bias && c->family != PT_FAM_QWEN2))
         return pt_errf(err, PT_EUNSUPPORTED, "%s: GGUF conversion of %s models with %s is not supported yet", mf->path,
                        pt_family_name(c->family),
                        c->rope.type != PT_ROPE_DEFAULT ? "rope_scaling" : c->sliding_window ? "a sliding window"
                                                                                             : "an o_proj bias alone");
+    int rc = gguf_gemma_check(mf, err);
+    if (rc) return rc;
     pt_gguf_writer *w = pt_gguf_writer_new();
     fill_ctx x = {mf, calloc(mf->tensors.n + 1, sizeof(pt_tensor *)), calloc(mf->tensors.n + 1, sizeof(pt_dtype)), 1};
     char *name = o->name ? strdup(o->name) : base_name(mf->path);
-    int rc = PT_OK;
     pt_progress prog;
     if (!w || !x.src || !x.dt || !name) {
         rc = pt_errf(err, PT_ENOMEM, "out of memory");
@@ -810,6 +957,15 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
         }
         TRY(pt_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->vocab_size, err));
         TRY(pt_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->head_dim, err));
+        if (c->sliding_window) TRY(pt_gguf_set_u32(w, KEY("attention.sliding_window"), (uint32_t)c->sliding_window, err));
+        if (c->family == PT_FAM_GEMMA2) {
+            TRY(pt_gguf_set_f32(w, KEY("attn_logit_softcapping"), c->attn_softcap, err));
+            TRY(pt_gguf_set_f32(w, KEY("final_logit_softcapping"), c->final_softcap, err));
+        }
+        if (gemma3_linear) {
+            TRY(pt_gguf_set_str(w, KEY("rope.scaling.type"), "linear", err));
+            TRY(pt_gguf_set_f32(w, KEY("rope.scaling.factor"), c->rope.factor, err));
+        }
     } else {
         TRY(pt_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->norm_eps, err));
     }
@@ -836,7 +992,7 @@ int pt_gguf_write_model(const pt_model_files *mf, const char *path, const pt_con
     char gname[PT_GGUF_MAX_NAME + 64];
     for (size_t i = 0; i < mf->tensors.n; i++) {
         const pt_tensor *t = &mf->tensors.t[i];
-        if (pt_name_hf_to_gguf(c->arch, t->name, gname, sizeof gname)) {
+        if (pt_name_hf_to_gguf(c, t->name, gname, sizeof gname)) {
             rc = pt_errf(err, PT_EFORMAT, "%s: tensor '%s' has no GGUF name", mf->path, t->name);
             goto out;
         }

@@ -21,8 +21,8 @@
 
 /* Maps a tensor name between parity's internal (HF) names and GGUF names for arch. Returns 0
  * and writes a NUL-terminated name into out, or -1 if the name has no counterpart. */
-int pt_name_hf_to_gguf(pt_arch arch, const char *hf, char *out, size_t cap);
-int pt_name_gguf_to_hf(pt_arch arch, const char *gguf, char *out, size_t cap);
+int pt_name_hf_to_gguf(const pt_config *c, const char *hf, char *out, size_t cap);
+int pt_name_gguf_to_hf(const pt_config *c, const char *gguf, char *out, size_t cap);
 
 /* Builds a config from llama.cpp's keys (general.architecture llama or gpt2) and the tensor
  * shapes, then validates it. Errors name the file and the key. */

@@ -361,8 +361,38 @@ oom:
     return pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
 }
 
+/* Gemma's post-norms: rows of x divided by their RMS (no weight yet), in place. */
+static void rms_unit(float *x, int rows, int d, float eps) {
+    for (int r = 0; r < rows; r++) {
+        float *xr = x + (size_t)r * d;
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float inv = 1.f / sqrtf((float)(ss / d) + eps);
+        for (int i = 0; i < d; i++) xr[i] *= inv;
+    }
+}
+
+/* Gemma's residual add of projection p (o or down) of a layer: o = in · Wᵀ, o / rms(o) (hooks
+ * at `norm_kind`), times the post-norm's weight w (already 1 + w; hooks at `out_kind`), then
+ * x += o. */
+static int post_norm_residual(pt_engine *e, batch *bt, int layer, pt_proj p, const float *w, pt_hook_kind norm_kind,
+                              pt_hook_kind out_kind, const float *in, int T, pt_err *err) {
+    run_state *rs = &e->rs;
+    const pt_config *c = &e->m->c;
+    const size_t d = (size_t)c->d_model;
+    int rc;
+    if (proj(e, bt, layer, p, rs->o, in, T)) return pt_errf(err, PT_ENOMEM, "out of memory for the backend's scratch space");
+    rms_unit(rs->o, T, (int)d, c->norm_eps);
+    if ((rc = hook_site(bt, pt_hook_site(norm_kind, layer), rs->o, d, err))) return rc;
+    for (size_t r = 0; r < (size_t)T; r++)
+        for (size_t i = 0; i < d; i++) rs->o[r * d + i] *= w[i];
+    if ((rc = hook_site(bt, pt_hook_site(out_kind, layer), rs->o, d, err))) return rc;
+    for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] += rs->o[i];
+    return PT_OK;
+}
+
 /* RoPE under rope_scaling on the stacked q and k: the model's inverse frequencies, or for
- * "dynamic" those of each step's sequence length (as transformers recomputes them when a
+ * "dynamic" and "longrope" those of each step's sequence length (as transformers recomputes them when a
  * forward pass reaches past the original context). cos and sin carry the yarn factor. */
 static void rope_scaled(pt_engine *e, const batch *bt, float *q, float *k) {
     const pt_config *c = &e->m->c;
@@ -373,7 +403,7 @@ static void rope_scaled(pt_engine *e, const batch *bt, float *q, float *k) {
         int n = bt->steps[i].n_tokens, len = s->pos + n;
         const float *inv = e->m->w.rope_inv;
         float msc = e->m->w.rope_mscale;
-        if (c->rope.type == PT_ROPE_DYNAMIC && len > c->rope.orig_max_pos) {
+        if ((c->rope.type == PT_ROPE_DYNAMIC || c->rope.type == PT_ROPE_LONGROPE) && len > c->rope.orig_max_pos) {
             pt_rope_inv_freq(c, len, dyn, hd);
             inv = dyn;
         }
@@ -437,6 +467,7 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
     }
     batch bt = {steps, n, row0};
     run_state *rs = &e->rs;
+    const int gemma = pt_config_gemma(c);
     size_t d = (size_t)c->d_model, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim,
            F = (size_t)c->d_ff, V = (size_t)c->vocab_size;
     for (int i = 0, r = 0; i < n; i++) {
@@ -451,6 +482,8 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
     /* Embeddings. */
     for (int i = 0, r = 0; i < n; i++)
         for (int j = 0; j < steps[i].n_tokens; j++, r++) b->get_row(b, rs->x + (size_t)r * d, &w->tok_emb, steps[i].tokens[j]);
+    if (c->embed_scale > 0) /* Gemma: × √d_model */
+        for (size_t i = 0; i < (size_t)T * d; i++) rs->x[i] *= c->embed_scale;
     HOOK(PT_HOOK_EMBED, 0, rs->x, d);
     if (c->arch == PT_ARCH_GPT2) {
         for (int r = 0; r < T; r++) b->get_row(b, rs->xn + (size_t)r * d, &w->pos_emb, rs->pos[r]);
@@ -472,13 +505,17 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         HOOK(PT_HOOK_Q, L, rs->q, qd);
         HOOK(PT_HOOK_K, L, rs->k, kvd);
         HOOK(PT_HOOK_V, L, rs->v, kvd);
-        if (c->qk_norm) { /* Qwen3: RMSNorm of each head's q and k, before RoPE */
+        const int windowed = pt_config_layer_windowed(c, L);
+        if (c->qk_norm) { /* Qwen3, Gemma 3: RMSNorm of each head's q and k, before RoPE */
             b->rmsnorm(b, rs->q, rs->q, lw->q_norm, T * c->n_heads, c->head_dim, c->norm_eps);
             b->rmsnorm(b, rs->k, rs->k, lw->k_norm, T * c->n_kv_heads, c->head_dim, c->norm_eps);
             HOOK(PT_HOOK_Q_NORM, L, rs->q, qd);
             HOOK(PT_HOOK_K_NORM, L, rs->k, kvd);
         }
-        if (c->arch == PT_ARCH_LLAMA && c->rope.type == PT_ROPE_DEFAULT) {
+        if (windowed && c->rope_local_theta > 0) { /* Gemma 3's local layers: their own base, unscaled */
+            b->rope(b, rs->q, rs->pos, T, c->n_heads, c->head_dim, c->rope_local_theta);
+            b->rope(b, rs->k, rs->pos, T, c->n_kv_heads, c->head_dim, c->rope_local_theta);
+        } else if (c->arch == PT_ARCH_LLAMA && c->rope.type == PT_ROPE_DEFAULT) {
             b->rope(b, rs->q, rs->pos, T, c->n_heads, c->head_dim, c->rope_theta);
             b->rope(b, rs->k, rs->pos, T, c->n_kv_heads, c->head_dim, c->rope_theta);
         } else if (c->arch == PT_ARCH_LLAMA) {
@@ -508,7 +545,8 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             pt_attn_args a = {.q = rs->q + (size_t)row0[i] * qd, .k = s->k[L], .v = s->v[L],
                               .z = rs->z + (size_t)row0[i] * qd, .pattern = want_pat ? rs->pattern : NULL,
                               .tq = tq, .p0 = p0, .n_heads = c->n_heads, .n_kv = c->n_kv_heads,
-                              .head_dim = c->head_dim, .window = c->sliding_window};
+                              .head_dim = c->head_dim, .window = windowed ? c->sliding_window : 0,
+                              .scale = c->attn_scale, .softcap = c->attn_softcap};
             if (!want_pat) {
                 att[n_att++] = a;
                 continue;
@@ -520,10 +558,20 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
         HOOK(PT_HOOK_Z, L, rs->z, qd);
         /* The residual adds and SwiGLU run inside the projections' tasks unless a hook or an
          * adapter needs the product first (can_fuse): the same values either way. */
-        if ((rc = proj_residual(e, &bt, L, PT_PROJ_O, PT_HOOK_ATTN_OUT, rs->z, T, err))) goto out;
+        if (gemma) rc = post_norm_residual(e, &bt, L, PT_PROJ_O, lw->ln1_post_w, PT_HOOK_LN1_POST, PT_HOOK_ATTN_OUT,
+                                           rs->z, T, err);
+        else rc = proj_residual(e, &bt, L, PT_PROJ_O, PT_HOOK_ATTN_OUT, rs->z, T, err);
+        if (rc) goto out;
         HOOK(PT_HOOK_RESID_MID, L, rs->x, d);
         /* MLP. */
-        if (c->arch == PT_ARCH_LLAMA) {
+        if (gemma) { /* GeGLU */
+            static const pt_proj gate_up[2] = {PT_PROJ_GATE, PT_PROJ_UP};
+            float *const outs[2] = {rs->h1, rs->h2};
+            b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
+            if ((rc = proj_multi(e, &bt, L, gate_up, outs, 2, rs->xn, T))) goto oom;
+            HOOK(PT_HOOK_MLP_PRE, L, rs->h1, F);
+            for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]) * rs->h2[i];
+        } else if (c->arch == PT_ARCH_LLAMA) {
             b->rmsnorm(b, rs->xn, rs->x, lw->ln2_w, T, (int)d, c->norm_eps);
             /* (the fused form has no bias on up; Llama has no MLP biases) */
             if (!lw->bias[PT_PROJ_UP] && can_fuse(&bt, L, PT_PROJ_GATE, pt_hook_site(PT_HOOK_MLP_PRE, L))) {
@@ -544,7 +592,10 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
             for (size_t i = 0; i < (size_t)T * F; i++) rs->h1[i] = gelu_tanh(rs->h1[i]);
         }
         HOOK(PT_HOOK_MLP_POST, L, rs->h1, F);
-        if ((rc = proj_residual(e, &bt, L, PT_PROJ_DOWN, PT_HOOK_MLP_OUT, rs->h1, T, err))) goto out;
+        if (gemma) rc = post_norm_residual(e, &bt, L, PT_PROJ_DOWN, lw->ln2_post_w, PT_HOOK_LN2_POST, PT_HOOK_MLP_OUT,
+                                           rs->h1, T, err);
+        else rc = proj_residual(e, &bt, L, PT_PROJ_DOWN, PT_HOOK_MLP_OUT, rs->h1, T, err);
+        if (rc) goto out;
         HOOK(PT_HOOK_RESID_POST, L, rs->x, d);
     }
     if (c->arch == PT_ARCH_LLAMA) b->rmsnorm(b, rs->xn, rs->x, w->lnf_w, T, (int)d, c->norm_eps);
@@ -564,6 +615,8 @@ int pt_engine_forward(pt_engine *e, pt_step *steps, int n, pt_err *err) {
     }
     if (nl && grow(&rs->logits, &rs->logits_cap, (size_t)nl * V)) goto oom;
     if (nl && (rc = b->matmul(b, rs->logits, rs->x, nl, &w->lm_head, NULL))) goto oom;
+    if (c->final_softcap > 0) /* Gemma 2: logits = cap · tanh(logits / cap) */
+        for (size_t i = 0; i < (size_t)nl * V; i++) rs->logits[i] = c->final_softcap * tanhf(rs->logits[i] / c->final_softcap);
     for (int i = 0, r = 0; i < n; i++) {
         pt_step *st = &steps[i];
         pt_seq *s = st->seq;

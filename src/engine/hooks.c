@@ -54,8 +54,9 @@ struct pt_hooks {
 static const char *const kind_names[PT_HOOK_KIND_COUNT] = {
     "hook_embed", "hook_pos_embed", "ln_final.hook_normalized", "logits",
     "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.q_norm.hook_normalized",
-    "attn.k_norm.hook_normalized", "attn.hook_z", "attn.hook_pattern",
-    "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"};
+    "attn.k_norm.hook_normalized", "attn.hook_z", "attn.hook_pattern", "ln1_post.hook_normalized",
+    "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "ln2_post.hook_normalized",
+    "hook_mlp_out", "hook_resid_post"};
 
 int pt_hook_n_sites(const pt_config *c) { return PT_HOOK_N_GLOBAL + c->n_layers * PT_HOOK_N_LAYER; }
 
@@ -80,6 +81,7 @@ int pt_hook_site_exists(const pt_config *c, int site) {
     pt_hook_kind k = site_kind(site, &layer);
     if (k == PT_HOOK_POS_EMBED) return c->arch == PT_ARCH_GPT2;
     if (k == PT_HOOK_Q_NORM || k == PT_HOOK_K_NORM) return c->qk_norm;
+    if (k == PT_HOOK_LN1_POST || k == PT_HOOK_LN2_POST) return pt_config_gemma(c);
     return 1;
 }
 

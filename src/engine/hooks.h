@@ -8,18 +8,22 @@
  *   blocks.{i}.attn.hook_q         [pos, n_heads, head_dim] (Llama: before RoPE)
  *   blocks.{i}.attn.hook_k         [pos, n_kv_heads, head_dim] (Llama: before RoPE)
  *   blocks.{i}.attn.hook_v         [pos, n_kv_heads, head_dim]
- *   blocks.{i}.attn.q_norm.hook_normalized [pos, n_heads, head_dim]    (Qwen3 only: after the
+ *   blocks.{i}.attn.q_norm.hook_normalized [pos, n_heads, head_dim]    (Qwen3, Gemma 3: after the
  *   blocks.{i}.attn.k_norm.hook_normalized [pos, n_kv_heads, head_dim]  per-head RMSNorm, before RoPE)
  *   blocks.{i}.attn.hook_z         [pos, n_heads, head_dim]
  *   blocks.{i}.attn.hook_pattern   [n_heads, q_pos, k_pos]  (read only)
- *   blocks.{i}.hook_attn_out       [pos, d_model]
+ *   blocks.{i}.ln1_post.hook_normalized [pos, d_model] (Gemma only: the attention output divided
+ *                                  by its RMS, before the post-attention norm's weight)
+ *   blocks.{i}.hook_attn_out       [pos, d_model] (what is added to the residual stream; Gemma: after
+ *                                  the post-attention norm)
  *   blocks.{i}.hook_resid_mid      [pos, d_model]
- *   blocks.{i}.mlp.hook_pre        [pos, d_ff]  (Llama: the gate projection before SiLU)
- *   blocks.{i}.mlp.hook_post       [pos, d_ff]  (Llama: silu(gate)·up)
- *   blocks.{i}.hook_mlp_out        [pos, d_model]
+ *   blocks.{i}.mlp.hook_pre        [pos, d_ff]  (Llama: the gate projection before SiLU; Gemma: GELU)
+ *   blocks.{i}.mlp.hook_post       [pos, d_ff]  (Llama: silu(gate)·up; Gemma: gelu_tanh(gate)·up)
+ *   blocks.{i}.ln2_post.hook_normalized [pos, d_model] (Gemma only: the MLP output over its RMS)
+ *   blocks.{i}.hook_mlp_out        [pos, d_model] (Gemma: after the post-feedforward norm)
  *   blocks.{i}.hook_resid_post     [pos, d_model]
  *   ln_final.hook_normalized       [pos, d_model] (after the final norm's weight and bias)
- *   logits                         [pos, vocab]
+ *   logits                         [pos, vocab] (Gemma 2: after the final soft-capping)
  *
  * A pt_hooks object belongs to one sequence (pt_seq_set_hooks) and lives as long as the
  * caller wants: its interventions apply to every forward step of that sequence, and its
@@ -42,8 +46,9 @@ typedef enum pt_hook_kind {
     /* global sites */
     PT_HOOK_EMBED = 0, PT_HOOK_POS_EMBED, PT_HOOK_LN_FINAL, PT_HOOK_LOGITS,
     /* per-layer sites */
-    PT_HOOK_RESID_PRE, PT_HOOK_Q, PT_HOOK_K, PT_HOOK_V, PT_HOOK_Q_NORM, PT_HOOK_K_NORM, PT_HOOK_Z, PT_HOOK_PATTERN, PT_HOOK_ATTN_OUT,
-    PT_HOOK_RESID_MID, PT_HOOK_MLP_PRE, PT_HOOK_MLP_POST, PT_HOOK_MLP_OUT, PT_HOOK_RESID_POST,
+    PT_HOOK_RESID_PRE, PT_HOOK_Q, PT_HOOK_K, PT_HOOK_V, PT_HOOK_Q_NORM, PT_HOOK_K_NORM, PT_HOOK_Z, PT_HOOK_PATTERN,
+    PT_HOOK_LN1_POST, PT_HOOK_ATTN_OUT, PT_HOOK_RESID_MID, PT_HOOK_MLP_PRE, PT_HOOK_MLP_POST, PT_HOOK_LN2_POST,
+    PT_HOOK_MLP_OUT, PT_HOOK_RESID_POST,
     PT_HOOK_KIND_COUNT
 } pt_hook_kind;
 
@@ -56,7 +61,8 @@ static inline int pt_hook_site(pt_hook_kind k, int layer) {
 }
 int pt_hook_n_sites(const pt_config *c);
 
-/* 1 if the model has the site (hook_pos_embed only on GPT-2, the q/k norm hooks only with qk_norm): the one rule that pt_hook_parse,
+/* 1 if the model has the site (hook_pos_embed only on GPT-2, the q/k norm hooks only with qk_norm,
+ * ln1_post/ln2_post only on Gemma): the one rule that pt_hook_parse,
  * pt_hook_row_shape and so every listing of hooks follow. */
 int pt_hook_site_exists(const pt_config *c, int site);
 /* Parses a hook name. Unknown names (or a layer out of range, or hook_pos_embed on Llama)

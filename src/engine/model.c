@@ -108,6 +108,52 @@ static int vec(loader *L, const float **out, const char *fmt, int layer, int64_t
         if (rc_) return rc_;   \
     } while (0)
 
+/* Gemma's RMSNorm multiplies by (1 + w): the F32 copy of w just loaded becomes 1 + w, the
+ * weight the engine multiplies by (in F32, as transformers computes 1.0 + w.float()). */
+static int vec_gemma(loader *L, const float **out, const char *fmt, int layer, int64_t n) {
+    int rc = vec(L, out, fmt, layer, n);
+    if (rc) return rc;
+    float *w = (float *)*out;
+    for (int64_t i = 0; i < n; i++) w[i] += 1.f;
+    return PT_OK;
+}
+
+/* Rows [row0, row0 + n) of an HF Linear weight t [rows, k]: one projection of a fused matrix. */
+static void row_slice(pt_weight *w, const pt_tensor *t, int row0, int n, int k) {
+    set_weight(w, t, n, k, (size_t)k, PT_W_NK, (size_t)row0 * (size_t)k);
+}
+
+/* Gemma 2/3: four norms a layer, all (1 + w); Gemma 3's q/k norms too. */
+static int load_gemma_layer(loader *L, pt_layer_weights *l, int i) {
+    const pt_config *c = &L->m->c;
+    int d = c->d_model;
+    TRY(vec_gemma(L, &l->ln1_w, "%smodel.layers.%d.input_layernorm.weight", i, d));
+    TRY(vec_gemma(L, &l->ln1_post_w, "%smodel.layers.%d.post_attention_layernorm.weight", i, d));
+    TRY(vec_gemma(L, &l->ln2_w, "%smodel.layers.%d.pre_feedforward_layernorm.weight", i, d));
+    TRY(vec_gemma(L, &l->ln2_post_w, "%smodel.layers.%d.post_feedforward_layernorm.weight", i, d));
+    if (c->qk_norm) {
+        TRY(vec_gemma(L, &l->q_norm, "%smodel.layers.%d.self_attn.q_norm.weight", i, c->head_dim));
+        TRY(vec_gemma(L, &l->k_norm, "%smodel.layers.%d.self_attn.k_norm.weight", i, c->head_dim));
+    }
+    return PT_OK;
+}
+
+/* Phi-3: qkv_proj rows are q (H*hd), k (KV*hd), v (KV*hd); gate_up_proj rows gate (F) then
+ * up (F), as transformers' Phi3MLP chunks them. */
+static int load_phi3_layer(loader *L, pt_layer_weights *l, int i) {
+    const pt_config *c = &L->m->c;
+    int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, F = c->d_ff;
+    const pt_tensor *t;
+    TRY(get_matrix(L, "%smodel.layers.%d.self_attn.qkv_proj.weight", i, (int64_t)qd + 2LL * kvd, d, &t));
+    row_slice(&l->proj[PT_PROJ_Q], t, 0, qd, d);
+    row_slice(&l->proj[PT_PROJ_K], t, qd, kvd, d);
+    row_slice(&l->proj[PT_PROJ_V], t, qd + kvd, kvd, d);
+    TRY(get_matrix(L, "%smodel.layers.%d.mlp.gate_up_proj.weight", i, 2LL * F, d, &t));
+    row_slice(&l->proj[PT_PROJ_GATE], t, 0, F, d);
+    row_slice(&l->proj[PT_PROJ_UP], t, F, F, d);
+    return PT_OK;
+}
+
 static int load_llama(loader *L) {
     pt_model *m = L->m;
     const pt_config *c = &m->c;
@@ -116,14 +162,22 @@ static int load_llama(loader *L) {
     TRY(linear(L, &m->w.tok_emb, "%smodel.embed_tokens.weight", 0, c->vocab_size, d));
     for (int i = 0; i < c->n_layers; i++) {
         pt_layer_weights *l = &m->w.layers[i];
-        TRY(vec(L, &l->ln1_w, "%smodel.layers.%d.input_layernorm.weight", i, d));
-        TRY(vec(L, &l->ln2_w, "%smodel.layers.%d.post_attention_layernorm.weight", i, d));
-        TRY(linear(L, &l->proj[PT_PROJ_Q], "%smodel.layers.%d.self_attn.q_proj.weight", i, qd, d));
-        TRY(linear(L, &l->proj[PT_PROJ_K], "%smodel.layers.%d.self_attn.k_proj.weight", i, kvd, d));
-        TRY(linear(L, &l->proj[PT_PROJ_V], "%smodel.layers.%d.self_attn.v_proj.weight", i, kvd, d));
+        if (pt_config_gemma(c)) {
+            TRY(load_gemma_layer(L, l, i));
+        } else {
+            TRY(vec(L, &l->ln1_w, "%smodel.layers.%d.input_layernorm.weight", i, d));
+            TRY(vec(L, &l->ln2_w, "%smodel.layers.%d.post_attention_layernorm.weight", i, d));
+        }
+        if (pt_config_fused(c)) {
+            TRY(load_phi3_layer(L, l, i));
+        } else {
+            TRY(linear(L, &l->proj[PT_PROJ_Q], "%smodel.layers.%d.self_attn.q_proj.weight", i, qd, d));
+            TRY(linear(L, &l->proj[PT_PROJ_K], "%smodel.layers.%d.self_attn.k_proj.weight", i, kvd, d));
+            TRY(linear(L, &l->proj[PT_PROJ_V], "%smodel.layers.%d.self_attn.v_proj.weight", i, kvd, d));
+            TRY(linear(L, &l->proj[PT_PROJ_GATE], "%smodel.layers.%d.mlp.gate_proj.weight", i, F, d));
+            TRY(linear(L, &l->proj[PT_PROJ_UP], "%smodel.layers.%d.mlp.up_proj.weight", i, F, d));
+        }
         TRY(linear(L, &l->proj[PT_PROJ_O], "%smodel.layers.%d.self_attn.o_proj.weight", i, d, qd));
-        TRY(linear(L, &l->proj[PT_PROJ_GATE], "%smodel.layers.%d.mlp.gate_proj.weight", i, F, d));
-        TRY(linear(L, &l->proj[PT_PROJ_UP], "%smodel.layers.%d.mlp.up_proj.weight", i, F, d));
         TRY(linear(L, &l->proj[PT_PROJ_DOWN], "%smodel.layers.%d.mlp.down_proj.weight", i, d, F));
         if (c->attn_bias) {
             TRY(vec(L, &l->bias[PT_PROJ_Q], "%smodel.layers.%d.self_attn.q_proj.bias", i, qd));
@@ -131,7 +185,7 @@ static int load_llama(loader *L) {
             TRY(vec(L, &l->bias[PT_PROJ_V], "%smodel.layers.%d.self_attn.v_proj.bias", i, kvd));
         }
         if (c->o_bias) TRY(vec(L, &l->bias[PT_PROJ_O], "%smodel.layers.%d.self_attn.o_proj.bias", i, d));
-        if (c->qk_norm) {
+        if (c->qk_norm && !pt_config_gemma(c)) {
             TRY(vec(L, &l->q_norm, "%smodel.layers.%d.self_attn.q_norm.weight", i, c->head_dim));
             TRY(vec(L, &l->k_norm, "%smodel.layers.%d.self_attn.k_norm.weight", i, c->head_dim));
         }
@@ -141,7 +195,7 @@ static int load_llama(loader *L) {
             TRY(vec(L, &l->bias[PT_PROJ_DOWN], "%smodel.layers.%d.mlp.down_proj.bias", i, d));
         }
     }
-    TRY(vec(L, &m->w.lnf_w, "%smodel.norm.weight", 0, d));
+    TRY((pt_config_gemma(c) ? vec_gemma : vec)(L, &m->w.lnf_w, "%smodel.norm.weight", 0, d));
     if (pt_tensors_find(&m->files.tensors, "lm_head.weight") || !c->tie_embeddings)
         TRY(linear(L, &m->w.lm_head, "%slm_head.weight", 0, c->vocab_size, d));
     else
@@ -220,7 +274,7 @@ int pt_model_from_files(pt_model_files *mf, pt_model **out, pt_err *err) {
     const pt_config *c = &m->c;
     int rc = pt_config_validate(c, m->files.path, err);
     if (rc) goto fail;
-    size_t d = (size_t)c->d_model, per_layer = 6 * d + (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim +
+    size_t d = (size_t)c->d_model, per_layer = 8 * d + (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim +
                                                  2 * (size_t)c->d_ff + d + 2 * (size_t)c->head_dim;
     size_t n_small = per_layer * (size_t)c->n_layers + 2 * d + (size_t)c->head_dim;
     m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
@@ -366,6 +420,9 @@ int pt_model_write_random(const char *dir, const pt_config *c, pt_dtype dt, uint
     if (rc) return rc;
     if (dt != PT_F32 && dt != PT_F16 && dt != PT_BF16)
         return pt_errf(err, PT_EUNSUPPORTED, "random models are written in F32, F16 or BF16");
+    if (pt_config_gemma(c) || pt_config_fused(c))
+        return pt_errf(err, PT_EUNSUPPORTED, "random %s models are not written (only llama-like and gpt2)",
+                       pt_family_name(c->family));
     if ((rc = pt_mkdirs(dir, 0, err))) return rc;
     pt_tensors ts;
     pt_tensors_init(&ts);

@@ -8,7 +8,9 @@
  *
  * Both architectures are described by the same struct. Shapes below use
  *   d = d_model, V = vocab, H = n_heads, KV = n_kv_heads, hd = head_dim, F = d_ff.
- * A pt_weight is the logical matrix (out, in); its layout says how it is stored.
+ * A pt_weight is the logical matrix (out, in); its layout says how it is stored. Phi-3's fused
+ * qkv_proj (H*hd + 2*KV*hd, d) and gate_up_proj (2F, d) are viewed as row slices: Q, K, V and
+ * GATE, UP are ordinary weights whose data points into the fused matrix.
  *
  * LoRA: a projection's output is computed in forward.c:proj() — the one place where a
  * delta x·Aᵀ·Bᵀ·scale is to be added (see the comment there).
@@ -34,7 +36,11 @@ typedef struct pt_layer_weights {
      * GPT-2: Q, K, V are column slices of the fused Conv1D c_attn (d, 3d). */
     pt_weight proj[PT_PROJ_COUNT];
     const float *bias[PT_PROJ_COUNT]; /* (out) each, or NULL when the model has none */
-    const float *q_norm, *k_norm; /* (hd) Qwen3's per-head RMSNorm weights, else NULL */
+    const float *q_norm, *k_norm; /* (hd) Qwen3's and Gemma 3's per-head RMSNorm weights, else NULL */
+    /* Gemma: ln1_w is input_layernorm, ln1_post_w post_attention_layernorm (on the attention
+     * output), ln2_w pre_feedforward_layernorm, ln2_post_w post_feedforward_layernorm (on the
+     * MLP output); every Gemma norm weight here is already (1 + w). NULL for other families. */
+    const float *ln1_post_w, *ln2_post_w; /* (d) */
 } pt_layer_weights;
 
 typedef struct pt_model_weights {

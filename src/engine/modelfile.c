@@ -166,12 +166,21 @@ int pt_model_files_check(const pt_model_files *mf, pt_err *err) {
         for (int l = 0; l < c->n_layers; l++) {
             CHK(1, d, 0, "model.layers.%d.input_layernorm.weight", l);
             CHK(1, d, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-            CHK(2, q, d, "model.layers.%d.self_attn.q_proj.weight", l);
-            CHK(2, kv, d, "model.layers.%d.self_attn.k_proj.weight", l);
-            CHK(2, kv, d, "model.layers.%d.self_attn.v_proj.weight", l);
+            if (pt_config_gemma(c)) {
+                CHK(1, d, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l);
+                CHK(1, d, 0, "model.layers.%d.post_feedforward_layernorm.weight", l);
+            }
+            if (pt_config_fused(c)) {
+                CHK(2, q + 2 * kv, d, "model.layers.%d.self_attn.qkv_proj.weight", l);
+                CHK(2, 2 * ff, d, "model.layers.%d.mlp.gate_up_proj.weight", l);
+            } else {
+                CHK(2, q, d, "model.layers.%d.self_attn.q_proj.weight", l);
+                CHK(2, kv, d, "model.layers.%d.self_attn.k_proj.weight", l);
+                CHK(2, kv, d, "model.layers.%d.self_attn.v_proj.weight", l);
+                CHK(2, ff, d, "model.layers.%d.mlp.gate_proj.weight", l);
+                CHK(2, ff, d, "model.layers.%d.mlp.up_proj.weight", l);
+            }
             CHK(2, d, q, "model.layers.%d.self_attn.o_proj.weight", l);
-            CHK(2, ff, d, "model.layers.%d.mlp.gate_proj.weight", l);
-            CHK(2, ff, d, "model.layers.%d.mlp.up_proj.weight", l);
             CHK(2, d, ff, "model.layers.%d.mlp.down_proj.weight", l);
             if (c->attn_bias) {
                 CHK(1, q, 0, "model.layers.%d.self_attn.q_proj.bias", l);

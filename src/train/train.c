@@ -399,7 +399,7 @@ int pt_trainer_new(const pt_config *c, const pt_train_opts *opt, pt_trainer **ou
     if (c->arch == PT_ARCH_LLAMA && c->head_dim % 2)
         return pt_errf(err, PT_EINVAL, "head_dim %d must be even for RoPE", c->head_dim);
     if (c->arch == PT_ARCH_LLAMA && (c->qk_norm || c->rope.type != PT_ROPE_DEFAULT || c->attn_bias != c->o_bias ||
-                                   c->sliding_window))
+                                   c->sliding_window || pt_config_gemma(c) || pt_config_fused(c)))
         return pt_errf(err, PT_EUNSUPPORTED, "training %s models%s is not supported yet", pt_family_name(c->family),
                        c->rope.type != PT_ROPE_DEFAULT ? " with rope_scaling" : "");
     pt_trainer *t = calloc(1, sizeof *t);
