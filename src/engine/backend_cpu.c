@@ -652,8 +652,15 @@ PT_AVX512_FN static inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512
 /* Keeps a loaded vector in a register: GCC otherwise folds the load of an activation vector
  * into each of its JB FMAs, JB loads where one does (measured 10-25% slower). */
 #define PT_IN_REG(v) __asm__("" : "+v"(v))
+/* Each tile prefetches the weight rows PT_TILE_PF_TILES tiles ahead, a step at a time, into L2
+ * (hint T1). On the Zen 4 host of 2026-12-07 (one thread, 8 rows, weights from DRAM:
+ * bench_matmul --cold 256) T0 one tile ahead ran at 37-50 GFLOP/s and T1 two tiles ahead at
+ * 65-90 on 512x512, 512x1376 and 1376x512 (T1 three tiles ahead, or T1 plus T0 one tile
+ * ahead, the same within the noise); in cache both ~100. (On the Zen 5 host of 2026-12-05 T1
+ * two tiles ahead measured 0.9x of T0 one tile ahead: docs/engine-perf.md.) */
+#define PT_TILE_PF_TILES 2
 #ifndef PT_NO_PF
-#define PT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define PT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #else
 #define PT_PREFETCH(p) (void)(p)
 #endif
@@ -667,12 +674,12 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void tile_avx512(const
     const int k = a->w->k;
     const float *x = a->x + (size_t)r0 * k;
     const void *wr[PT_TILE_JB];
-    const char *pf[PT_TILE_JB]; /* the next tile's weight rows, prefetched a step at a time */
+    const char *pf[PT_TILE_JB]; /* weight rows PT_TILE_PF_TILES tiles on, prefetched a step at a time */
     const size_t es = t == PT_F32 ? 4 : 2;
     __m512 acc[PT_TILE_JB * PT_MATVEC_MAX_ROWS]; /* [r * JB + b] */
 #pragma GCC unroll 4
     for (int b = 0; b < JB; b++) {
-        int jn = j + JB + b < a->w->n ? j + JB + b : a->w->n - 1;
+        int jn = j + PT_TILE_PF_TILES * JB + b < a->w->n ? j + PT_TILE_PF_TILES * JB + b : a->w->n - 1;
         wr[b] = wrow(a->w, (size_t)(j + b), 0);
         pf[b] = wrow(a->w, (size_t)jn, 0);
     }
