@@ -118,8 +118,15 @@ size_t pt_weight_bytes(const pt_weight *w) {
     return b;
 }
 
-/* Address of stored row r (r < n for NK, r < k for KN), element offset c in it. */
-static const void *wrow(const pt_weight *w, size_t r, size_t c) { return pt_dtype_at(w->dtype, w->data, r * w->ld + c); }
+/* Address of stored row r (r < n for NK, r < k for KN), element offset c in it. (F32, F16
+ * and BF16 inline: the tile kernel asks for 2 x 3 rows per tile, and the call to
+ * pt_dtype_at was ~2.5% of an 8-sequence decode step.) */
+static inline const void *wrow(const pt_weight *w, size_t r, size_t c) {
+    size_t e = r * w->ld + c;
+    if (w->dtype == PT_F32) return (const float *)w->data + e;
+    if (w->dtype == PT_F16 || w->dtype == PT_BF16) return (const uint16_t *)w->data + e;
+    return pt_dtype_at(w->dtype, w->data, e);
+}
 
 /* ---- decode kernels -------------------------------------------------------------------
  *
