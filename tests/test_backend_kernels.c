@@ -320,9 +320,12 @@ static void test_attention(pt_cpu_isa isa) {
     pt_backend *b = pt_backend_cpu_new_isa(2, isa);
     if (!b) return;
     /* n_heads, n_kv, head_dim, p0, tq: decode on the calling thread (short), on the pool
-     * (long context), grouped heads of 4 and of 12 (split in two groups of 6), prefill */
+     * (long context), grouped heads of 4 and of 12 (split in two groups of 6), prefill;
+     * one query head per kv head (the scores kernel: blocks of 8 keys and the rest, head
+     * dims a multiple of 16 or not) */
     static const int cases[][5] = {{4, 4, 16, 5, 1},  {8, 2, 20, 40, 1}, {12, 1, 8, 3, 2},   {6, 3, 64, 600, 1},
-                                   {8, 2, 24, 0, 40}, {4, 1, 32, 7, 20}, {12, 12, 64, 1, 3}, {2, 2, 3, 0, 1}};
+                                   {8, 2, 24, 0, 40}, {4, 1, 32, 7, 20}, {12, 12, 64, 1, 3}, {2, 2, 3, 0, 1},
+                                   {8, 8, 64, 100, 1}, {4, 4, 40, 20, 1}, {2, 2, 80, 9, 2},  {3, 3, 7, 30, 1}};
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         int H = cases[ci][0], KV = cases[ci][1], hd = cases[ci][2], p0 = cases[ci][3], tq = cases[ci][4], tk = p0 + tq;
         size_t qs = (size_t)H * hd, ks = (size_t)KV * hd;

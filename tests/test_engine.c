@@ -404,6 +404,15 @@ int main(void) {
     test_kept_kv(l, "llama", "llama"); /* (before test_q8, which converts the engine's weights) */
     test_q8(l, "llama");
     pt_engine_free(l);
+    /* One query head per kv head, head_dim 64 as the server bench's model (attention's
+     * scores kernel: blocks of 8 keys once the contexts pass 8), and a d_ff that is not a
+     * multiple of 16 (the tile kernel's masked last step on the down projection) */
+    pt_engine *mha = make_model("llama_mha", "{\"model_type\":\"llama\",\"vocab_size\":300,\"hidden_size\":256,"
+                                             "\"intermediate_size\":200,\"num_hidden_layers\":2,"
+                                             "\"num_attention_heads\":4,\"num_key_value_heads\":4,\"head_dim\":64,"
+                                             "\"max_position_embeddings\":64}");
+    test_batched_decode(mha, "llama (MHA, head_dim 64)");
+    pt_engine_free(mha);
     pt_engine *g = make_model("gpt2", "{\"model_type\":\"gpt2\",\"vocab_size\":1000,\"n_embd\":64,\"n_layer\":2,"
                                       "\"n_head\":4,\"n_positions\":64}");
     test_model(g, "gpt2");

@@ -118,8 +118,15 @@ size_t pt_weight_bytes(const pt_weight *w) {
     return b;
 }
 
-/* Address of stored row r (r < n for NK, r < k for KN), element offset c in it. */
-static const void *wrow(const pt_weight *w, size_t r, size_t c) { return pt_dtype_at(w->dtype, w->data, r * w->ld + c); }
+/* Address of stored row r (r < n for NK, r < k for KN), element offset c in it. (F32, F16
+ * and BF16 inline: the tile kernel asks for 2 x 3 rows per tile, and the call to
+ * pt_dtype_at was ~2.5% of an 8-sequence decode step.) */
+static inline const void *wrow(const pt_weight *w, size_t r, size_t c) {
+    size_t e = r * w->ld + c;
+    if (w->dtype == PT_F32) return (const float *)w->data + e;
+    if (w->dtype == PT_F16 || w->dtype == PT_BF16) return (const uint16_t *)w->data + e;
+    return pt_dtype_at(w->dtype, w->data, e);
+}
 
 /* ---- decode kernels -------------------------------------------------------------------
  *
@@ -172,6 +179,10 @@ struct cpu_kernels {
      * sum of a slice of z in registers over all keys (an axpy per key loads and stores z
      * n times). */
     void (*wsum)(float *z, const float *p, const float *v, size_t ldv, int n, int hd);
+    /* s[j] = scale · q[0..hd) · k[j*ldk + 0..hd), j < n: attention's scores of one query row
+     * (NULL: the set scores through nk). Decode's keys are short rows (hd values, 64 in the
+     * server bench's model): nk's one-row kernel pays a horizontal sum per key. */
+    void (*scores)(float *s, const float *q, const float *k, size_t ldk, int n, int hd, float scale);
     /* s[0..n_valid) = softmax(s[0..n_valid)), s[n_valid..n_total) = 0 */
     void (*softmax)(float *s, int n_valid, int n_total);
     /* g[i] = silu(g[i]) · u[i], each element alone (see pt_backend.swiglu) */
@@ -652,8 +663,15 @@ PT_AVX512_FN static inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512
 /* Keeps a loaded vector in a register: GCC otherwise folds the load of an activation vector
  * into each of its JB FMAs, JB loads where one does (measured 10-25% slower). */
 #define PT_IN_REG(v) __asm__("" : "+v"(v))
+/* Each tile prefetches the weight rows PT_TILE_PF_TILES tiles ahead, a step at a time, into L2
+ * (hint T1). On the Zen 4 host of 2026-12-07 (one thread, 8 rows, weights from DRAM:
+ * bench_matmul --cold 256) T0 one tile ahead ran at 37-50 GFLOP/s and T1 two tiles ahead at
+ * 65-90 on 512x512, 512x1376 and 1376x512 (T1 three tiles ahead, or T1 plus T0 one tile
+ * ahead, the same within the noise); in cache both ~100. (On the Zen 5 host of 2026-12-05 T1
+ * two tiles ahead measured 0.9x of T0 one tile ahead: docs/engine-perf.md.) */
+#define PT_TILE_PF_TILES 2
 #ifndef PT_NO_PF
-#define PT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define PT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #else
 #define PT_PREFETCH(p) (void)(p)
 #endif
@@ -667,12 +685,12 @@ PT_AVX512_FN static inline __attribute__((always_inline)) void tile_avx512(const
     const int k = a->w->k;
     const float *x = a->x + (size_t)r0 * k;
     const void *wr[PT_TILE_JB];
-    const char *pf[PT_TILE_JB]; /* the next tile's weight rows, prefetched a step at a time */
+    const char *pf[PT_TILE_JB]; /* weight rows PT_TILE_PF_TILES tiles on, prefetched a step at a time */
     const size_t es = t == PT_F32 ? 4 : 2;
     __m512 acc[PT_TILE_JB * PT_MATVEC_MAX_ROWS]; /* [r * JB + b] */
 #pragma GCC unroll 4
     for (int b = 0; b < JB; b++) {
-        int jn = j + JB + b < a->w->n ? j + JB + b : a->w->n - 1;
+        int jn = j + PT_TILE_PF_TILES * JB + b < a->w->n ? j + PT_TILE_PF_TILES * JB + b : a->w->n - 1;
         wr[b] = wrow(a->w, (size_t)(j + b), 0);
         pf[b] = wrow(a->w, (size_t)jn, 0);
     }
@@ -849,6 +867,71 @@ PT_AVX512_FN static inline __m512 exp_avx512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* Eight keys per pass over q: eight accumulators, their sums by two transposing trees (a
+ * reduction per key cost as much as the key's FMAs at hd 64); head dims not a multiple of 16
+ * end in a masked step. */
+PT_AVX512_FN static void scores_avx512(float *s, const float *q, const float *k, size_t ldk, int n, int hd,
+                                       float scale) {
+    const __mmask16 m = (__mmask16)((1u << (hd & 15)) - 1);
+    const int hd16 = hd & ~15;
+    const __m256 vs = _mm256_set1_ps(scale);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const float *kj = k + (size_t)j * ldk;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) acc[b] = _mm512_setzero_ps();
+        int i = 0;
+        for (; i < hd16; i += 16) {
+            __m512 qv = _mm512_loadu_ps(q + i);
+#pragma GCC unroll 8
+            for (int b = 0; b < 8; b++) acc[b] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kj + (size_t)b * ldk + i), acc[b]);
+        }
+        if (m) {
+            __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+#pragma GCC unroll 8
+            for (int b = 0; b < 8; b++)
+                acc[b] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kj + (size_t)b * ldk + i), acc[b]);
+        }
+        __m256 lo = _mm256_castps128_ps256(hsum4_512(acc[0], acc[1], acc[2], acc[3]));
+        lo = _mm256_insertf128_ps(lo, hsum4_512(acc[4], acc[5], acc[6], acc[7]), 1);
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(lo, vs));
+    }
+    for (; j < n; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        __m512 acc = _mm512_setzero_ps();
+        int i = 0;
+        for (; i < hd16; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(kj + i), acc);
+        if (m) acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kj + i), acc);
+        s[j] = _mm512_reduce_add_ps(acc) * scale;
+    }
+}
+
+/* 64 values of z (four accumulators) per pass over the keys, then 16 at a time (masked). */
+PT_AVX512_FN static void wsum_avx512(float *z, const float *p, const float *v, size_t ldv, int n, int hd) {
+    int c = 0;
+    for (; c + 64 <= hd; c += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < n; j++) {
+            const float *vj = v + (size_t)j * ldv + c;
+            __m512 pj = _mm512_set1_ps(p[j]);
+            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj), a0);
+            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 16), a1);
+            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 32), a2);
+            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vj + 48), a3);
+        }
+        _mm512_storeu_ps(z + c, a0), _mm512_storeu_ps(z + c + 16, a1);
+        _mm512_storeu_ps(z + c + 32, a2), _mm512_storeu_ps(z + c + 48, a3);
+    }
+    for (; c < hd; c += 16) {
+        __mmask16 m = hd - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (hd - c)) - 1);
+        __m512 a0 = _mm512_setzero_ps();
+        for (int j = 0; j < n; j++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, v + (size_t)j * ldv + c), a0);
+        _mm512_mask_storeu_ps(z + c, m, a0);
+    }
+}
+
 /* Attention's softmax was ~9% of a 512-token prefill with libm's expf per score. */
 PT_AVX512_FN static void softmax_avx512(float *s, int n_valid, int n_total) {
     __m512 vm = _mm512_set1_ps(-INFINITY);
@@ -911,7 +994,8 @@ static const cpu_kernels kernels_avx2 = {.isa = PT_ISA_AVX2, .nk = nk_avx2, .flo
                                          .wsum = wsum_avx2, .softmax = softmax_row, .swiglu = swiglu_scalar};
 static const cpu_kernels kernels_avx512 = {.isa = PT_ISA_AVX512, .nk = nk_avx512, .float_rows_any = 1,
                                            .quant = quant_avx512, .to_f32 = to_f32_avx2, .axpy = axpy_avx512,
-                                           .wsum = wsum_avx2, .softmax = softmax_avx512, .swiglu = swiglu_avx512};
+                                           .wsum = wsum_avx512, .scores = scores_avx512, .softmax = softmax_avx512,
+                                           .swiglu = swiglu_avx512};
 #endif
 
 pt_cpu_isa pt_cpu_isa_best(void) {
@@ -1242,7 +1326,8 @@ static void att_softcap(float *s, int n, float cap) {
 
 /* Decode: one (sequence, query row, group of query heads sharing a kv head). The scores of
  * the group are one pass of the decode kernel over the cached keys (the group's queries as
- * its activation rows), the weighted sum of values one wsum per head. */
+ * its activation rows; a group of one query head: the set's scores kernel when it has one),
+ * the weighted sum of values one wsum per head. */
 static void att_task(void *arg, int task, int tid) {
     att_ctx *c = arg;
     int si = 0;
@@ -1257,13 +1342,19 @@ static void att_task(void *arg, int task, int tid) {
     size_t qs = (size_t)a->n_heads * hd, ks = (size_t)a->n_kv * hd;
     float *s = c->scratch + (size_t)tid * c->scratch_per;
     nvalid -= lo, tk -= lo; /* scores of keys lo .. */
-    pt_weight kw = {PT_F32, a->k + (size_t)lo * ks + (size_t)kvh * hd, nvalid, hd, ks, PT_W_NK, "keys"};
-    nk_args na = {&kw, a->q + i * qs + (size_t)h0 * hd, NULL, NULL, per, s, (size_t)tk, NULL};
-    c->kn->nk(&na, 0, nvalid);
+    const float *keys = a->k + (size_t)lo * ks + (size_t)kvh * hd, *q = a->q + i * qs + (size_t)h0 * hd;
     float scale = att_scale(a);
+    if (per == 1 && c->kn->scores) {
+        c->kn->scores(s, q, keys, ks, nvalid, hd, scale);
+    } else {
+        pt_weight kw = {PT_F32, keys, nvalid, hd, ks, PT_W_NK, "keys"};
+        nk_args na = {&kw, q, NULL, NULL, per, s, (size_t)tk, NULL};
+        c->kn->nk(&na, 0, nvalid);
+        for (int r = 0; r < per; r++)
+            for (int j = 0; j < nvalid; j++) s[(size_t)r * tk + j] *= scale;
+    }
     for (int r = 0; r < per; r++) {
         float *sr = s + (size_t)r * tk;
-        for (int j = 0; j < nvalid; j++) sr[j] *= scale;
         if (a->softcap > 0) att_softcap(sr, nvalid, a->softcap);
         c->kn->softmax(sr, nvalid, tk);
         c->kn->wsum(a->z + i * qs + (size_t)(h0 + r) * hd, sr, a->v + (size_t)lo * ks + (size_t)kvh * hd, ks, nvalid,
