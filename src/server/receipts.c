@@ -150,7 +150,7 @@ static int queue_push(queue *q, const char *entry, size_t len, const pt_receipt_
 static int write_reservation(pt_receipts *r, uint64_t upto, pt_err *err) {
     char line[32];
     int n = snprintf(line, sizeof line, "%" PRIu64 "\n", upto);
-    return pt_write_atomic(r->reserve_path, line, (size_t)n, 0644, err);
+    return pt_write_atomic_swap(r->reserve_path, line, (size_t)n, 0644, err); /* up to ~30 times a second */
 }
 
 static int want_reservation(const pt_receipts *r) {

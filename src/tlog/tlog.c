@@ -236,7 +236,9 @@ static int publish(tlog *t, uint64_t size, const uint8_t root[32], char **cp, si
     if (write(fd, *cp, *cp_len) != (ssize_t)*cp_len) rc = pt_errf(err, PT_EIO, "write %s: %s", tmp, strerror(errno));
     else if (syncfs(fd) < 0) rc = pt_errf(err, PT_EIO, "syncfs %s: %s", t->dir, strerror(errno));
     if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s: %s", tmp, strerror(errno));
+    /* checkpoint.tmp then holds the previous checkpoint (an exchange, not a rename: a file
+     * system without a journal makes every later create scan past recently freed inodes). */
+    if (!rc && pt_rename_swap(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s: %s", tmp, strerror(errno));
     if (!rc) rc = pt_fsync_dir_of(path, err);
 out:
     free(path);
