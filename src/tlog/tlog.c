@@ -519,6 +519,11 @@ static int journal_replay(tlog *t, pt_err *err) {
  * stops at the first record missing from the file. */
 int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, size_t n, uint64_t *first_index,
                         pt_err *err) {
+    return tlog_journal_append_then(t, data, lens, n, first_index, NULL, NULL, err);
+}
+
+int tlog_journal_append_then(tlog *t, const void *const *data, const size_t *lens, size_t n, uint64_t *first_index,
+                             void (*written)(void *ctx, uint64_t first), void *ctx, pt_err *err) {
     for (size_t i = 0; i < n; i++)
         if (lens[i] > TLOG_MAX_ENTRY)
             return pt_errf(err, PT_EINVAL, "entry %zu is %zu bytes; the limit is %u", i, lens[i], TLOG_MAX_ENTRY);
@@ -575,6 +580,7 @@ int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, si
     t->jnext += n;
     t->jn += n;
     int fd = t->jfd;
+    if (written) written(ctx, first);
     pthread_mutex_unlock(&t->jmu);
 
     int synced = fdatasync(fd) == 0;
