@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/buf.h"
@@ -122,6 +123,23 @@ static void test_atomic_write_and_read_cap(void) {
     free(data);
     CHECK(pt_read_file(p, 4, &data, &n, &e) == PT_ENOMEM);
     unlink(p);
+    /* the swapping variant: the same contents, and the two inodes it keeps alternate between
+     * PATH and PATH.swap (no inode allocated or freed after the first two writes) */
+    char *sw = pt_path_join(dir, "f.swap");
+    struct stat a, b, c;
+    CHECK(pt_write_atomic_swap(p, "one", 3, 0644, &e) == 0 && pt_write_atomic_swap(p, "two!", 4, 0644, &e) == 0);
+    CHECK(stat(p, &a) == 0 && stat(sw, &b) == 0 && a.st_ino != b.st_ino);
+    CHECK(pt_read_file(p, 64, &data, &n, &e) == 0 && n == 4 && !memcmp(data, "two!", 4));
+    free(data);
+    CHECK(pt_read_file(sw, 64, &data, &n, &e) == 0 && n == 3 && !memcmp(data, "one", 3));
+    free(data);
+    CHECK(pt_write_atomic_swap(p, "three", 5, 0644, &e) == 0 && stat(p, &c) == 0 && c.st_ino == b.st_ino);
+    CHECK(stat(sw, &c) == 0 && c.st_ino == a.st_ino);
+    CHECK(pt_read_file(p, 64, &data, &n, &e) == 0 && n == 5 && !memcmp(data, "three", 5));
+    free(data);
+    unlink(p);
+    unlink(sw);
+    free(sw);
     rmdir(dir);
     free(p);
 }

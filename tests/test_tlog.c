@@ -330,6 +330,21 @@ static void test_recovery_ignores_torn_tiles(void) {
     free(vk);
 }
 
+typedef struct hook_seen {
+    char path[700];
+    int calls;
+    uint64_t first;
+    long long size; /* the journal file's size when the hook ran */
+} hook_seen;
+
+static void on_written(void *ctx, uint64_t first) {
+    hook_seen *h = ctx;
+    struct stat st;
+    h->calls++;
+    h->first = first;
+    h->size = stat(h->path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
 /* The journal: entries acknowledged by tlog_journal_append survive a process that dies before
  * integrating them (replayed at open, at their acknowledged indices); a torn or corrupt tail
  * is ignored; tlog_integrate publishes; mixing in tlog_append while entries are pending is
@@ -385,8 +400,13 @@ static void test_journal(void) {
     }
     CHECK(tlog_size(t) == 101 && tlog_journaled_size(t) == 300);
     CHECK(tlog_integrate(t, &e) == 0 && tlog_size(t) == 300 && tlog_journal_pending(t) == 0);
+    /* the hook of tlog_journal_append_then: called once, with the first index, after the
+     * records are in the journal file and before the call returns */
     l[0] = (size_t)entry_text(300, buf);
-    CHECK(tlog_journal_append(t, d, l, 1, &idx, &e) == 0 && idx == 300);
+    hook_seen h = {0};
+    snprintf(h.path, sizeof h.path, "%s/journal", p);
+    CHECK(tlog_journal_append_then(t, d, l, 1, &idx, on_written, &h, &e) == 0 && idx == 300);
+    CHECK(h.calls == 1 && h.first == 300 && h.size >= 10 + (long long)l[0] + 16);
     char *vk = strdup(tlog_vkey(t));
     tlog_close(t); /* integrates the pending entry */
     uint64_t count = 0;

@@ -94,48 +94,60 @@ int pt_fsync_dir_of(const char *path, pt_err *err) {
     return rc;
 }
 
+/* Writes data to tmp (created or truncated) and fsyncs it; on failure removes tmp. */
+static int write_synced(const char *tmp, const void *data, size_t len, int mode, pt_err *err) {
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return pt_errf(err, PT_EIO, "%s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    int rc = PT_OK;
+    while (left && !rc) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) rc = pt_errf(err, PT_EIO, "%s: write: %s", tmp, strerror(errno));
+        else p += w, left -= (size_t)w;
+    }
+    if (!rc && fsync(fd) < 0) rc = pt_errf(err, PT_EIO, "%s: fsync: %s", tmp, strerror(errno));
+    close(fd);
+    if (rc) unlink(tmp);
+    return rc;
+}
+
 int pt_write_atomic(const char *path, const void *data, size_t len, int mode, pt_err *err) {
     size_t tl = strlen(path) + 32;
     char *tmp = malloc(tl);
     if (!tmp) return pt_errf(err, PT_ENOMEM, "out of memory");
     snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0) {
-        int rc = pt_errf(err, PT_EIO, "%s: %s", tmp, strerror(errno));
+    int rc = write_synced(tmp, data, len, mode, err);
+    if (rc) {
         free(tmp);
         return rc;
     }
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int rc = pt_errf(err, PT_EIO, "%s: write: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return rc;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) < 0) {
-        int rc = pt_errf(err, PT_EIO, "%s: fsync: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return rc;
-    }
-    close(fd);
     if (rename(tmp, path) < 0) {
-        int rc = pt_errf(err, PT_EIO, "rename %s -> %s: %s", tmp, path, strerror(errno));
+        rc = pt_errf(err, PT_EIO, "rename %s -> %s: %s", tmp, path, strerror(errno));
         unlink(tmp);
         free(tmp);
         return rc;
     }
     free(tmp);
     return pt_fsync_dir_of(path, err);
+}
+
+int pt_rename_swap(const char *tmp, const char *path) {
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0) return 0;
+    if (errno != ENOENT && errno != EINVAL && errno != ENOSYS) return -1;
+    return rename(tmp, path);
+}
+
+int pt_write_atomic_swap(const char *path, const void *data, size_t len, int mode, pt_err *err) {
+    size_t tl = strlen(path) + 8;
+    char *tmp = malloc(tl);
+    if (!tmp) return pt_errf(err, PT_ENOMEM, "out of memory");
+    snprintf(tmp, tl, "%s.swap", path);
+    int rc = write_synced(tmp, data, len, mode, err);
+    if (!rc && pt_rename_swap(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s -> %s: %s", tmp, path, strerror(errno));
+    free(tmp);
+    return rc ? rc : pt_fsync_dir_of(path, err);
 }
 
 int pt_mkdirs(const char *path, int private_, pt_err *err) {

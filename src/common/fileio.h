@@ -19,6 +19,19 @@ int pt_read_file(const char *path, size_t max, char **out, size_t *len, pt_err *
 /* Writes data to path atomically and durably (see above). mode is e.g. 0644 or 0600. */
 int pt_write_atomic(const char *path, const void *data, size_t len, int mode, pt_err *err);
 
+/* The same guarantee for a file rewritten often (hundreds of times a minute): the new
+ * contents go to "PATH.swap" (created once, then truncated and rewritten), fsynced, and the
+ * two names are exchanged atomically (renameat2 RENAME_EXCHANGE), so PATH.swap then holds the
+ * previous contents. No inode is allocated or freed per call: on ext4 without a journal every
+ * file created scans past the inodes freed in the last seconds, and pt_write_atomic frees one
+ * per call. Only one writer per PATH (PATH.swap is shared). */
+int pt_write_atomic_swap(const char *path, const void *data, size_t len, int mode, pt_err *err);
+
+/* Moves tmp's file to path atomically; path's old file, if any, stays under the name tmp
+ * (RENAME_EXCHANGE), so that no inode is freed. Where the file system cannot exchange, or
+ * path does not exist yet, a plain rename. Returns rename(2)'s 0 / -1 with errno. */
+int pt_rename_swap(const char *tmp, const char *path);
+
 /* fsyncs the directory that holds path (after a rename or create inside it). */
 int pt_fsync_dir_of(const char *path, pt_err *err);
 

@@ -93,6 +93,15 @@ struct pt_receipts {
     uint64_t reserved; /* indices < reserved are durably reserved */
     int reserving;     /* the writer is extending the reservation */
     int failed;        /* a journal or reservation write failed: submits are refused */
+    /* durable mode: the private records' fdatasync runs on its own thread, beside the
+     * journal's (see write_batch); tickets count batches written / covered by a finished sync */
+    pthread_t syncer;
+    int syncer_running;
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;  /* to the syncer: a batch written, or stop */
+    pthread_cond_t pdcv; /* from the syncer: p_done moved */
+    uint64_t p_written, p_done;
+    int p_failed, p_stop;
 };
 
 static double now_ms(void) {
@@ -150,7 +159,7 @@ static int queue_push(queue *q, const char *entry, size_t len, const pt_receipt_
 static int write_reservation(pt_receipts *r, uint64_t upto, pt_err *err) {
     char line[32];
     int n = snprintf(line, sizeof line, "%" PRIu64 "\n", upto);
-    return pt_write_atomic(r->reserve_path, line, (size_t)n, 0644, err);
+    return pt_write_atomic_swap(r->reserve_path, line, (size_t)n, 0644, err); /* up to ~30 times a second */
 }
 
 static int want_reservation(const pt_receipts *r) {
@@ -221,8 +230,8 @@ static int priv_decode(const uint8_t *in, uint64_t index, pt_receipt_private *p)
     return PT_OK;
 }
 
-/* Writes a batch's private records at their indices (one pwrite, one fdatasync). */
-static int priv_write(pt_receipts *r, queue *q, uint64_t first, pt_err *err) {
+/* Writes a batch's private records at their indices (one pwrite; not synced). */
+static int priv_put(pt_receipts *r, queue *q, uint64_t first, pt_err *err) {
     for (size_t i = 0; i < q->n; i++) priv_encode(q->recs + i * PRIV_REC, first + i, &q->priv[i]);
     const uint8_t *p = q->recs;
     size_t left = q->n * PRIV_REC;
@@ -233,8 +242,70 @@ static int priv_write(pt_receipts *r, queue *q, uint64_t first, pt_err *err) {
         if (k <= 0) return pt_errf(err, PT_EIO, "%s: write: %s", r->priv_path, k < 0 ? strerror(errno) : "short write");
         p += k, left -= (size_t)k, at += k;
     }
-    if (fdatasync(r->priv_fd)) return pt_errf(err, PT_EIO, "%s: fdatasync: %s", r->priv_path, strerror(errno));
     return PT_OK;
+}
+
+/* Async mode: a batch's private records, written and synced before its journal write. */
+static int priv_write(pt_receipts *r, queue *q, uint64_t first, pt_err *err) {
+    int rc = priv_put(r, q, first, err);
+    if (!rc && fdatasync(r->priv_fd)) rc = pt_errf(err, PT_EIO, "%s: fdatasync: %s", r->priv_path, strerror(errno));
+    return rc;
+}
+
+/* Durable mode: the syncer thread fdatasyncs the private records while the writers wait on the
+ * journal's fdatasync; one sync covers every batch written before it started. */
+static void *syncer(void *arg) {
+    pt_receipts *r = arg;
+    pthread_mutex_lock(&r->pmu);
+    for (;;) {
+        if (r->p_done == r->p_written) {
+            if (r->p_stop) break;
+            pthread_cond_wait(&r->pcv, &r->pmu);
+            continue;
+        }
+        uint64_t upto = r->p_written;
+        pthread_mutex_unlock(&r->pmu);
+        int ok = fdatasync(r->priv_fd) == 0;
+        int e = errno;
+        pthread_mutex_lock(&r->pmu);
+        if (!ok && !r->p_failed) {
+            fprintf(stderr, "parity serve: audit receipts: %s: fdatasync: %s\n", r->priv_path, strerror(e));
+            r->p_failed = 1;
+        }
+        r->p_done = upto;
+        pthread_cond_broadcast(&r->pdcv);
+    }
+    pthread_mutex_unlock(&r->pmu);
+    return NULL;
+}
+
+/* tlog_journal_append_then's hook, durable mode: the journal has just assigned the batch's
+ * indices; its private records are written and handed to the syncer. */
+typedef struct durable_batch {
+    pt_receipts *r;
+    queue *q;
+    int rc;
+    uint64_t ticket;
+    pt_err err;
+} durable_batch;
+
+static void durable_written(void *ctx, uint64_t first) {
+    durable_batch *b = ctx;
+    if ((b->rc = priv_put(b->r, b->q, first, &b->err))) return;
+    pthread_mutex_lock(&b->r->pmu);
+    b->ticket = ++b->r->p_written;
+    pthread_cond_signal(&b->r->pcv);
+    pthread_mutex_unlock(&b->r->pmu);
+}
+
+/* Durable mode: waits until a sync that started after the batch's records were written ends. */
+static int durable_wait(pt_receipts *r, durable_batch *b, pt_err *err) {
+    if (b->rc) return pt_errf(err, b->rc, "%s", b->err.msg);
+    pthread_mutex_lock(&r->pmu);
+    while (r->p_done < b->ticket && !r->p_failed) pthread_cond_wait(&r->pdcv, &r->pmu);
+    int failed = r->p_failed;
+    pthread_mutex_unlock(&r->pmu);
+    return failed ? pt_errf(err, PT_EIO, "%s: fdatasync failed", r->priv_path) : PT_OK;
 }
 
 int pt_receipts_private_get(pt_receipts *r, uint64_t index, pt_receipt_private *out) {
@@ -368,9 +439,15 @@ static void write_batch(pt_receipts *r, queue *q, uint64_t expect_first) {
         if (!rc) rc = tlog_journal_append(r->log, q->data, q->lens, q->n, &first, &err);
         if (!rc && first != expect_first)
             rc = pt_errf(&err, PT_EINTERNAL, "journaled at index %" PRIu64 ", expected %" PRIu64, first, expect_first);
-    } else { /* durable: the journal assigns the indices; acknowledged only once both are written */
-        rc = tlog_journal_append(r->log, q->data, q->lens, q->n, &first, &err);
-        if (!rc && (rc = priv_write(r, q, first, &err))) {
+    } else {
+        /* durable: the journal assigns the indices; the private records are written as soon as
+         * they are known (right after the journal's write) and synced by the syncer while the
+         * journal's fdatasync runs; acknowledged only once both are durable. (A crash in
+         * between leaves at most what the sequential order left: entries that were never
+         * acknowledged, or private records above the journal, dropped at the next start.) */
+        durable_batch b = {.r = r, .q = q};
+        rc = tlog_journal_append_then(r->log, q->data, q->lens, q->n, &first, durable_written, &b, &err);
+        if (!rc && (rc = durable_wait(r, &b, &err))) {
             pthread_mutex_lock(&r->mu);
             if (!r->failed) fprintf(stderr, "parity serve: audit receipts: %s\n", err.msg);
             r->failed = 1;
@@ -531,6 +608,9 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, const c
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     pthread_cond_init(&r->wcv, NULL);
+    pthread_mutex_init(&r->pmu, NULL);
+    pthread_cond_init(&r->pcv, NULL);
+    pthread_cond_init(&r->pdcv, NULL);
     int rc = PT_OK;
     if (!(r->cur = queue_new())) rc = pt_errf(err, PT_ENOMEM, "out of memory");
     for (int i = 0; i < WRITERS && !rc; i++)
@@ -540,6 +620,12 @@ int pt_receipts_start(pt_receipts **out, tlog *log, const char *log_dir, const c
     if (!rc) rc = open_private(r, private_dir, err);
     if (!(r->reserve_path = pt_path_join(log_dir, "reserved"))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
     else if (!rc) rc = recover_reservation(r, err);
+    if (!rc && mode != PT_RECEIPTS_ASYNC) {
+        if (pthread_create(&r->syncer, NULL, syncer, r))
+            rc = pt_errf(err, PT_EINTERNAL, "cannot start the receipt syncer thread");
+        else
+            r->syncer_running = 1;
+    }
     int writers = mode == PT_RECEIPTS_ASYNC ? 1 : WRITERS;
     for (int i = 0; i < writers && !rc; i++) {
         if (pthread_create(&r->thread[i], NULL, writer, r))
@@ -607,6 +693,13 @@ void pt_receipts_stop(pt_receipts *r) {
     pthread_cond_broadcast(&r->wcv);
     pthread_mutex_unlock(&r->mu);
     for (int i = 0; i < r->n_threads; i++) pthread_join(r->thread[i], NULL);
+    if (r->syncer_running) { /* after the writers: they wait on it */
+        pthread_mutex_lock(&r->pmu);
+        r->p_stop = 1;
+        pthread_cond_signal(&r->pcv);
+        pthread_mutex_unlock(&r->pmu);
+        pthread_join(r->syncer, NULL);
+    }
     /* A clean stop: everything handed out is written; release the rest of the reservation so
      * the next start publishes no "lost" entries. */
     if (r->mode == PT_RECEIPTS_ASYNC && r->reserve_path && !r->failed && r->written == r->next && r->n_threads) {
@@ -616,6 +709,9 @@ void pt_receipts_stop(pt_receipts *r) {
     }
     queue_free(r->cur);
     for (int i = 0; i < r->n_spare; i++) queue_free(r->spare[i]);
+    pthread_cond_destroy(&r->pdcv);
+    pthread_cond_destroy(&r->pcv);
+    pthread_mutex_destroy(&r->pmu);
     pthread_cond_destroy(&r->wcv);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);

@@ -25,8 +25,9 @@
  * mode writes a batch's private records before its public entries (indices are known), so
  * every public request entry has its private part; records above the journal at start (a
  * crash between the two) are dropped, their indices becoming "lost" entries. Durable mode
- * learns the indices from the journal, so it writes the private records after the public
- * entries and before acknowledging: an acknowledged receipt always has its private part; a
+ * learns the indices from the journal, so it writes the private records right after the public
+ * entries' write and syncs them (on a syncer thread) while the journal's fdatasync runs,
+ * acknowledging once both are durable: an acknowledged receipt always has its private part; a
  * crash in between can leave unacknowledged public entries without one (whose salt nobody
  * holds). The private directory also holds the lab's pseudonym secret (audit-pseudonym.key,
  * 32 random bytes, 0600), made at first start.

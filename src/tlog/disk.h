@@ -29,8 +29,8 @@ int disk_remove_beyond(const char *dir, uint64_t size, pt_err *err);
 /* Writes dir/rel whole (O_TRUNC), creating its parent directories; not synced. */
 int disk_put(const char *dir, const char *rel, const void *data, size_t len, pt_err *err);
 
-/* The pending-batch marker: written before a batch's first tile, removed once it is published.
- * disk_pending_read gives from = to = UINT64_MAX when there is none (or it is torn). */
+/* The pending-batch marker: written before a batch's first tile, emptied once it is published.
+ * disk_pending_read gives from = to = UINT64_MAX when there is none (or it is empty or torn). */
 int disk_pending_write(const char *dir, uint64_t from, uint64_t to, pt_err *err);
 void disk_pending_read(const char *dir, uint64_t *from, uint64_t *to);
 void disk_pending_remove(const char *dir);

@@ -236,7 +236,9 @@ static int publish(tlog *t, uint64_t size, const uint8_t root[32], char **cp, si
     if (write(fd, *cp, *cp_len) != (ssize_t)*cp_len) rc = pt_errf(err, PT_EIO, "write %s: %s", tmp, strerror(errno));
     else if (syncfs(fd) < 0) rc = pt_errf(err, PT_EIO, "syncfs %s: %s", t->dir, strerror(errno));
     if (close(fd) < 0 && !rc) rc = pt_errf(err, PT_EIO, "close %s: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s: %s", tmp, strerror(errno));
+    /* checkpoint.tmp then holds the previous checkpoint (an exchange, not a rename: a file
+     * system without a journal makes every later create scan past recently freed inodes). */
+    if (!rc && pt_rename_swap(tmp, path) < 0) rc = pt_errf(err, PT_EIO, "rename %s: %s", tmp, strerror(errno));
     if (!rc) rc = pt_fsync_dir_of(path, err);
 out:
     free(path);
@@ -517,6 +519,11 @@ static int journal_replay(tlog *t, pt_err *err) {
  * stops at the first record missing from the file. */
 int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, size_t n, uint64_t *first_index,
                         pt_err *err) {
+    return tlog_journal_append_then(t, data, lens, n, first_index, NULL, NULL, err);
+}
+
+int tlog_journal_append_then(tlog *t, const void *const *data, const size_t *lens, size_t n, uint64_t *first_index,
+                             void (*written)(void *ctx, uint64_t first), void *ctx, pt_err *err) {
     for (size_t i = 0; i < n; i++)
         if (lens[i] > TLOG_MAX_ENTRY)
             return pt_errf(err, PT_EINVAL, "entry %zu is %zu bytes; the limit is %u", i, lens[i], TLOG_MAX_ENTRY);
@@ -573,6 +580,7 @@ int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, si
     t->jnext += n;
     t->jn += n;
     int fd = t->jfd;
+    if (written) written(ctx, first);
     pthread_mutex_unlock(&t->jmu);
 
     int synced = fdatasync(fd) == 0;

@@ -115,6 +115,13 @@ int tlog_append_batch(tlog *t, const void *const *data, const size_t *lens, size
  * refuses further appends until reopened). */
 int tlog_journal_append(tlog *t, const void *const *data, const size_t *lens, size_t n,
                         uint64_t *first_index, pt_err *err);
+/* The same, and written(ctx, first) is called once the records are written and before their
+ * fdatasync (under the journal's lock, so in index order; it must not call into the journal):
+ * where the caller keeps something per index that must be durable with the entries, it can
+ * write it there and sync it while the journal's sync runs. Not called when the write fails. */
+int tlog_journal_append_then(tlog *t, const void *const *data, const size_t *lens, size_t n,
+                             uint64_t *first_index, void (*written)(void *ctx, uint64_t first), void *ctx,
+                             pt_err *err);
 int tlog_integrate(tlog *t, pt_err *err);
 /* The size the tree will have once everything journaled is integrated (≥ tlog_size). */
 uint64_t tlog_journaled_size(tlog *t);
