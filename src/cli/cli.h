@@ -25,4 +25,15 @@ int cli_wants_help(int argc, char **argv);
  * returned flag (graceful shutdown) and ignores SIGPIPE. */
 atomic_int *cli_stop_flag(void);
 
+/* Witnessing by the CLI writers (docs/tlog.md, "Witnesses"): submits t's latest checkpoint to
+ * the witnesses of policy p (synchronously, with a timeout; nothing when it names none) and
+ * republishes it with their cosignatures. Problems with single witnesses are printed as
+ * warnings; returns 1 (message printed) when the writer must stop: a witness has cosigned a
+ * larger checkpoint of this log (rolled back or forked). cli_witness_sync takes the witnesses
+ * of the current policy in policy_log (DATA/log/policy). */
+struct pt_policy;
+struct tlog;
+int cli_witness_policy(const struct pt_policy *p, struct tlog *t, const char *cmd);
+int cli_witness_sync(struct tlog *policy_log, const char *data, struct tlog *t, const char *cmd);
+
 #endif
