@@ -74,8 +74,8 @@ static void test_report_on_history(void) {
         fprintf(stderr, "%s\n", err.msg);
         return;
     }
-    pt_policy_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0}, {T("2026-02-20"), p2, "sha256:2", 1},
-                               {T("2026-06-01"), p3, "sha256:3", 2}};
+    pt_policy_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0, 0, 0}, {T("2026-02-20"), p2, "sha256:2", 1, 0, 0},
+                               {T("2026-06-01"), p3, "sha256:3", 2, 0, 0}};
     /* In March, under revision 2: the evaluator has a short grey-box window. */
     json_t *mar = pt_gap_report(revs, 3, T("2026-03-05"), &err);
     CHECK(mar != NULL);

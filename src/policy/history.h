@@ -122,4 +122,15 @@ int pt_policy_history_load(const char *source, const char *vkey, const char *tru
                            pt_policy_history **out, pt_err *err);
 void pt_policy_history_free(pt_policy_history *h);  /* NULL is a no-op */
 
+/* Honest time (docs/tlog.md, "Witnessed time"): dates every revision of h (loaded from `source`
+ * with the log key vkey) by its witnessed time — the earliest quorum time of a checkpoint that
+ * holds its entry, from <source>/cosigned/ (tlog_witnessed_load) and `latest` (the quorum-cosigned
+ * checkpoint that was verified, may be NULL) — and sets each revision's time to the later of
+ * that and the time its entry states (a backdated revision shows when it was witnessed; a
+ * revision may still take effect later than witnessed). Revisions that no quorum-cosigned
+ * checkpoint holds yet are dropped from h (they are not yet witnessed): *dropped gets how many.
+ * Errors: as tlog_witnessed_load. */
+int pt_policy_history_witness(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                              size_t n, size_t quorum, const tlog_witnessed *latest, size_t *dropped, pt_err *err);
+
 #endif

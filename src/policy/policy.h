@@ -148,6 +148,9 @@ typedef struct {
     const pt_policy *policy;   /* borrowed */
     const char *digest;        /* "sha256:<hex>", may be NULL */
     uint64_t seq;              /* the revision's sequence number in the log */
+    int witnessed;             /* 1: time is max(the stated time, when a quorum of witnesses had
+                                  cosigned a checkpoint holding it) — pt_policy_history_witness */
+    int64_t stated_time;       /* when witnessed: the time its log entry states */
 } pt_policy_revision;
 
 /* The one rule for which revision is in force at `at`, used by the server, the report, `parity

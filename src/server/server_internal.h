@@ -69,6 +69,7 @@ struct pt_server {
     pt_store *store;
     tlog *policy_log, *audit_log;
     pt_receipts *receipts;
+    struct pt_witnessing *witnessing; /* witnessing.h: cosigns both logs' checkpoints */
     pt_ratelimit *rl;
     pt_metrics *metrics;
     http_server *http;

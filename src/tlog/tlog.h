@@ -206,10 +206,11 @@ int tlog_witnessed_load(const char *source, const char *vkey, const char *const 
 uint64_t tlog_witnessed_time(const tlog_witnessed *w, size_t n, uint64_t index);
 
 /* Checks that the signed checkpoint note carries valid cosignatures by at least quorum of
- * wvkeys[0..n); *time (may be NULL) gets the quorum time. PT_EVERIFY (how many cosigned),
- * PT_EFORMAT (a bad key or note). */
+ * wvkeys[0..n); *size and *time (each may be NULL) get its size and the quorum time.
+ * PT_EVERIFY (how many cosigned, or an invalid cosignature), PT_EFORMAT (a bad key or note).
+ * The log's own signature is not checked here (tlog_verify does). */
 int tlog_check_quorum(const char *note, size_t len, const char *const *wvkeys, size_t n, size_t quorum,
-                      uint64_t *time, pt_err *err);
+                      uint64_t *size, uint64_t *time, pt_err *err);
 
 /* ---- verifying any C2SP tlog-tiles log (a directory or an http(s):// URL) --------------- */
 

@@ -207,13 +207,18 @@ static int parse_wkeys(const char *const *wvkeys, size_t n, cosig_verifier *vs, 
 }
 
 int tlog_check_quorum(const char *note, size_t len, const char *const *wvkeys, size_t n, size_t quorum,
-                      uint64_t *time, pt_err *err) {
+                      uint64_t *size, uint64_t *time, pt_err *err) {
     cosig_verifier vs[TLOG_MAX_WITNESSES];
-    uint64_t times[TLOG_MAX_WITNESSES], t;
+    uint64_t times[TLOG_MAX_WITNESSES], t = 0;
+    checkpoint c;
+    size_t tl = cosig_text_len(note, len);
     int rc = parse_wkeys(wvkeys, n, vs, err);
+    if (!rc && !tl) rc = pt_errf(err, PT_EFORMAT, "checkpoint: no signature lines");
+    if (!rc) rc = checkpoint_parse(note, tl, &c, err);
     if (!rc) rc = cosig_find(note, len, vs, n, times, NULL, err);
     if (!rc) rc = cosig_quorum_time(times, n, quorum, &t, err);
     if (!rc && time) *time = t;
+    if (!rc && size) *size = c.size;
     return rc;
 }
 
@@ -246,13 +251,13 @@ int tlog_witnessed_load(const char *source, const char *vkey, const char *const 
         size_t len, tl;
         if ((rc = tlog_fetch(source, rel, TLOG_MAX_CHECKPOINT, &note, &len, err))) break;
         checkpoint c;
-        uint64_t t;
+        uint64_t t = 0;
         pt_err e;
         if ((rc = note_open((char *)note, len, &lv, 1, &tl, NULL, err)) || (rc = checkpoint_parse((char *)note, tl, &c, err)))
             pt_err_prefix(err, "%s/%s", source, rel);
         else if (c.size != size)
             rc = pt_errf(err, PT_EVERIFY, "%s/%s: holds a checkpoint of size %llu", source, rel, (unsigned long long)c.size);
-        else if ((rc = tlog_check_quorum((char *)note, len, wvkeys, n, quorum, &t, &e)) == PT_EVERIFY && !strstr(e.msg, "invalid"))
+        else if ((rc = tlog_check_quorum((char *)note, len, wvkeys, n, quorum, NULL, &t, &e)) == PT_EVERIFY && !strstr(e.msg, "invalid"))
             rc = PT_OK, t = 0; /* without quorum: not a witnessed moment */
         else if (rc)
             rc = pt_errf(err, rc, "%s/%s: %s", source, rel, e.msg);
