@@ -11,6 +11,7 @@
 #define PARITY_CLI_CLI_H
 
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include "common/err.h"
 
@@ -35,5 +36,12 @@ struct pt_policy;
 struct tlog;
 int cli_witness_policy(const struct pt_policy *p, struct tlog *t, const char *cmd);
 int cli_witness_sync(struct tlog *policy_log, const char *data, struct tlog *t, const char *cmd);
+
+/* The demo world's two witnesses: makes DATA/witnesses/w1 and w2 (once; each with its own key)
+ * configured for the logs policy and audit, and starts each as a separate `parity witness
+ * serve` process on 127.0.0.1:base_port+1 and +2 (pids[]). *section (caller frees) is the
+ * policy's witnesses section naming them, quorum 2. cli_demo_witnesses_stop ends them. */
+int cli_demo_witnesses(const char *data, int base_port, pid_t pids[2], char **section, pt_err *err);
+void cli_demo_witnesses_stop(pid_t pids[2]);
 
 #endif

@@ -1,10 +1,21 @@
 /* cli_witness.c — the CLI writers' side of witnessing (see cli.h). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/buf.h"
+#include "common/fileio.h"
 #include "policy/history.h"
 #include "tlog/tlog.h"
+#include "tlog/witness.h"
 
 #define CLI_WITNESS_TIMEOUT_S 10.0
 
@@ -35,4 +46,90 @@ int cli_witness_sync(tlog *policy_log, const char *data, tlog *t, const char *cm
     int rc = cli_witness_policy(p, t, cmd);
     pt_policy_free(p);
     return rc;
+}
+
+/* ---- the demo world's two witnesses ------------------------------------------------------ */
+
+/* Makes the witness in dir (once) and tells it about the logs policy and audit of data. */
+static int demo_witness_setup(const char *data, const char *dir, const char *name, pt_err *err) {
+    char *kp = pt_path_join(dir, "witness.key");
+    int rc = kp && pt_exists(kp) ? PT_OK : witness_init(dir, name, NULL, err);
+    free(kp);
+    static const char *const logs[] = {"policy", "audit"};
+    for (int i = 0; i < 2 && !rc; i++) {
+        char *vk = NULL;
+        if (tlog_read_vkey(data, logs[i], &vk, NULL) != PT_OK) { /* a new world: make the log and its key */
+            tlog *t;
+            if ((rc = tlog_open(data, logs[i], NULL, &t, err))) break;
+            tlog_close(t);
+            if ((rc = tlog_read_vkey(data, logs[i], &vk, err))) break;
+        }
+        char *plus = strchr(vk, '+'), *origin = strndup(vk, (size_t)(plus - vk));
+        rc = origin ? witness_add_log(dir, origin, vk, err) : pt_errf(err, PT_ENOMEM, "out of memory");
+        free(origin);
+        free(vk);
+    }
+    return rc;
+}
+
+/* Waits (up to 5 s) until 127.0.0.1:port accepts a connection. */
+static void wait_listening(int port) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 100; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0) close(fd);
+        if (ok) return;
+        usleep(50000);
+    }
+}
+
+int cli_demo_witnesses(const char *data, int base_port, pid_t pids[2], char **section, pt_err *err) {
+    pids[0] = pids[1] = 0;
+    *section = NULL;
+    pt_buf yaml;
+    pt_buf_init(&yaml, 1 << 16);
+    pt_buf_puts(&yaml, "\n# Added by parity demo: two witnesses, separate processes with their own keys and\n"
+                       "# directories (DATA/witnesses/w1, w2), cosign every checkpoint of both logs.\n"
+                       "witnesses:\n  quorum: 2\n  members:\n");
+    int rc = PT_OK;
+    for (int i = 0; i < 2 && !rc; i++) {
+        char rel[32], name[64], port[16];
+        snprintf(rel, sizeof rel, "witnesses/w%d", i + 1);
+        snprintf(name, sizeof name, "witness-%d.demo.parity", i + 1);
+        snprintf(port, sizeof port, "%d", base_port + 1 + i);
+        char *dir = pt_path_join(data, rel), *vk = NULL, listen[64];
+        if (!dir) return pt_errf(err, PT_ENOMEM, "out of memory");
+        if (!(rc = demo_witness_setup(data, dir, name, err)) && !(rc = witness_read_vkey(dir, &vk, err))) {
+            snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
+            pt_buf_printf(&yaml, "    - {name: %s, vkey: \"%s\", url: \"http://127.0.0.1:%s\"}\n", name, vk, port);
+            pid_t pid = fork();
+            if (pid == 0) { /* the witness: its own process, gone with the demo */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                execl("/proc/self/exe", "parity", "witness", "serve", "--data", dir, "--listen", listen, (char *)NULL);
+                _exit(127);
+            }
+            if (pid < 0) rc = pt_errf(err, PT_EIO, "fork: cannot start witness %d", i + 1);
+            pids[i] = pid > 0 ? pid : 0;
+            if (!rc) wait_listening(base_port + 1 + i);
+        }
+        free(vk);
+        free(dir);
+    }
+    if (rc) {
+        cli_demo_witnesses_stop(pids);
+        pt_buf_free(&yaml);
+        return rc;
+    }
+    *section = pt_buf_steal(&yaml, NULL);
+    return PT_OK;
+}
+
+void cli_demo_witnesses_stop(pid_t pids[2]) {
+    for (int i = 0; i < 2; i++)
+        if (pids[i] > 0) {
+            kill(pids[i], SIGTERM);
+            waitpid(pids[i], NULL, 0);
+            pids[i] = 0;
+        }
 }

@@ -138,23 +138,10 @@ static int witnessed_checkpoint(const char *source, const char *const *wkeys, si
 
 /* Dates the history by its witnesses: those given, else those of its latest revision. */
 static int witness_dates(pt_policy_history *h, const char *source, const char *vkey, const char *const *wkeys,
-                         size_t nw, size_t quorum, const tlog_witnessed *latest) {
-    const char *pk[TLOG_MAX_WITNESSES];
-    tlog_witnessed lw;
-    char *note = NULL;
-    if (!nw && h->n) {
-        const pt_policy *p = h->revs[h->n - 1].policy;
-        for (size_t i = 0; i < p->n_witnesses && i < TLOG_MAX_WITNESSES; i++) pk[nw++] = p->witnesses[i].vkey;
-        quorum = (size_t)p->witness_quorum;
-        wkeys = pk;
-        if (nw && witnessed_checkpoint(source, wkeys, nw, quorum, &lw, &note)) return 1;
-        free(note);
-        latest = nw ? &lw : NULL;
-    }
-    if (!nw) return 0;
+                         size_t nw, size_t quorum) {
     pt_err err;
     size_t dropped;
-    if (pt_policy_history_witness(h, source, vkey, wkeys, nw, quorum, latest, &dropped, &err)) return cli_fail(&err);
+    if (pt_policy_history_date(h, source, vkey, wkeys, nw, quorum, 1, &dropped, &err)) return cli_fail(&err);
     if (dropped)
         fprintf(stderr, "parity: %zu revision(s) at the end of the log are not yet in a checkpoint a quorum of "
                 "witnesses cosigned: left out of the report\n", dropped);
@@ -223,7 +210,7 @@ int cmd_gap(int argc, char **argv) {
         cli_fail(&err);
         goto out;
     }
-    if (witness_dates(h, source, vkey, wkeys, nw, quorum, nw ? &latest : NULL)) {
+    if (witness_dates(h, source, vkey, wkeys, nw, quorum)) {
         pt_policy_history_free(h);
         goto out;
     }

@@ -528,6 +528,29 @@ int pt_policy_history_witness(pt_policy_history *h, const char *source, const ch
     return PT_OK;
 }
 
+int pt_policy_history_date(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                           size_t n, size_t quorum, int strict, size_t *dropped, pt_err *err) {
+    const char *pk[TLOG_MAX_WITNESSES];
+    *dropped = 0;
+    if (!n && h->n) {
+        const pt_policy *p = h->revs[h->n - 1].policy;
+        for (size_t i = 0; i < p->n_witnesses && i < TLOG_MAX_WITNESSES; i++) pk[n++] = p->witnesses[i].vkey;
+        quorum = (size_t)p->witness_quorum;
+        wvkeys = pk;
+    }
+    if (!n) return PT_OK;
+    uint8_t *cp = NULL;
+    size_t len;
+    tlog_witnessed latest;
+    pt_err e;
+    int rc = tlog_fetch(source, "checkpoint", TLOG_MAX_CHECKPOINT, &cp, &len, err);
+    if (rc) return rc;
+    rc = tlog_check_quorum((const char *)cp, len, wvkeys, n, quorum, &latest.size, &latest.time, &e);
+    free(cp);
+    if (rc && (strict || rc != PT_EVERIFY)) return pt_errf(err, rc, "%s/checkpoint: %s", source, e.msg);
+    return pt_policy_history_witness(h, source, vkey, wvkeys, n, quorum, rc ? NULL : &latest, dropped, err);
+}
+
 size_t pt_policy_revision_in_force(const pt_policy_revision *revs, size_t n, int64_t at, int64_t *next) {
     size_t k = 0; /* revisions dated at or before `at` */
     while (k < n && revs[k].time <= at) k++;

@@ -133,4 +133,13 @@ void pt_policy_history_free(pt_policy_history *h);  /* NULL is a no-op */
 int pt_policy_history_witness(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
                               size_t n, size_t quorum, const tlog_witnessed *latest, size_t *dropped, pt_err *err);
 
+/* What `parity gap` and the server's report use: dates h by the witnesses wvkeys[0..n) with
+ * quorum, or when n = 0 by those of h's latest revision (nothing changes when it names none:
+ * the dates stay the lab's own, and the report says so). The published <source>/checkpoint
+ * must carry a quorum of cosignatures (PT_EVERIFY "N of M witnesses cosigned ...") when
+ * strict; otherwise a checkpoint not yet cosigned only means that the revisions after the last
+ * cosigned one are left out (*dropped). */
+int pt_policy_history_date(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                           size_t n, size_t quorum, int strict, size_t *dropped, pt_err *err);
+
 #endif

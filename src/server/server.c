@@ -953,7 +953,7 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
  * reason in err): never the last one that did. */
 static json_t *parity_report(pt_server *s, pt_err *err) {
     pthread_mutex_lock(&s->report_mu);
-    uint64_t size = tlog_size(s->policy_log);
+    uint64_t size = tlog_size(s->policy_log), cosigned = tlog_cosigned_size(s->policy_log);
     int64_t now = pt_unix_time();
     /* A log that fails to verify is verified again at most once a second (or when it grows):
      * /v1/parity needs no key, and each try reads and hashes the whole policy log. */
@@ -962,14 +962,16 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         pthread_mutex_unlock(&s->report_mu);
         return NULL;
     }
-    if (!s->report || s->report_size != size || now >= s->report_until) {
+    if (!s->report || s->report_size != size || s->report_cosigned != cosigned || now >= s->report_until) {
         char *dir = pt_path_join(s->data_dir, "log/policy");
         pt_policy_history *h = NULL;
         json_t *rep = NULL;
+        size_t dropped;
         int64_t until = (now / 86400 + 1) * 86400;
         if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
-        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
-            rep = pt_gap_report(h->revs, h->n, now, err);
+        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK &&
+                 pt_policy_history_date(h, dir, tlog_vkey(s->policy_log), NULL, 0, 0, 0, &dropped, err) == PT_OK)
+            rep = pt_gap_report(h->revs, h->n, now, err); /* dated by the policy's witnesses, if it names any */
         for (size_t i = 0; rep && i < h->n; i++)
             if (h->revs[i].time > now && h->revs[i].time < until) until = h->revs[i].time;
         pt_policy_history_free(h);
@@ -977,6 +979,7 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         json_decref(s->report);
         s->report = rep;
         s->report_size = size;
+        s->report_cosigned = cosigned;
         s->report_until = until;
         if (!rep) {
             s->report_err = *err;

@@ -8,14 +8,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "policy/history.h"
 
 #define ROUND_US 50000
 #define WITNESS_TIMEOUT_S 5.0
+#define RETRY_S 2.0
 
 struct pt_witnessing {
     tlog *logs[2];               /* policy, audit */
-    uint64_t done[2];            /* the size last submitted (cosigned or not) */
+    uint64_t done[2];            /* the size last published with a quorum of cosignatures */
+    double retry_at[2];          /* without a quorum: when to try the same size again */
     char *data_dir;
     pt_policy *policy;           /* the current policy, for its witnesses */
     uint64_t policy_size;        /* the policy log's size when it was read */
@@ -47,11 +50,13 @@ static int round_once(pt_witnessing *w, int force, pt_err *err) {
     for (size_t i = 0; i < n; i++) ws[i] = (tlog_witness){w->policy->witnesses[i].vkey, w->policy->witnesses[i].url};
     for (int l = 0; l < 2; l++) {
         uint64_t size = tlog_size(w->logs[l]);
-        if (!force && size == w->done[l]) continue;
+        if (!force && (size == w->done[l] || pt_now() < w->retry_at[l])) continue;
         tlog_cosigning r;
         if ((rc = tlog_cosign(w->logs[l], ws, n, (size_t)w->policy->witness_quorum, WITNESS_TIMEOUT_S, &r, err)))
             return rc;
-        w->done[l] = r.size;
+        w->retry_at[l] = 0;
+        if (r.published) w->done[l] = r.size;
+        else w->retry_at[l] = pt_now() + RETRY_S; /* a witness down: try again, not on every round */
         if (!r.published)
             fprintf(stderr, "parity serve: checkpoint %s size %llu: %zu of %lld cosignatures (%s)\n",
                     tlog_origin(w->logs[l]), (unsigned long long)r.size, r.cosigned, (long long)w->policy->witness_quorum,

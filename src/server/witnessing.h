@@ -4,8 +4,9 @@
  *
  * pt_witnessing_start runs one round at once (so a server whose logs are older than what a
  * witness cosigned does not start: PT_EVERIFY with the witness and sizes), then a thread polls
- * both logs every 50 ms and submits the newest checkpoint of a log that grew. A witness that
- * is down or slow delays only the cosignatures (each request times out after 5 s); a witness
+ * both logs every 50 ms and submits the newest checkpoint of a log that grew (one without a
+ * quorum of cosignatures is tried again every 2 s). A witness that is down or slow delays only
+ * the cosignatures (each request times out after 5 s); a witness
  * that holds a larger checkpoint stops that log's writer (tlog_stop), and audited requests are
  * then refused with 503. */
 #ifndef PARITY_SERVER_WITNESSING_H
