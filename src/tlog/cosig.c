@@ -46,8 +46,9 @@ int cosig_signer_parse(const char *skey, cosig_signer *s, pt_err *err) {
 
 int cosig_verifier_parse(const char *vkey, cosig_verifier *v, pt_err *err) {
     memset(v, 0, sizeof *v);
-    int rc = note_key_parse(vkey, COSIG_ALG, v->name, &v->key_id, v->pub, err, "witness verifier key");
-    if (rc) return rc == PT_EUNSUPPORTED ? pt_errf(err, PT_EFORMAT, "%s", err ? err->msg : "") : rc;
+    pt_err e;
+    int rc = note_key_parse(vkey, COSIG_ALG, v->name, &v->key_id, v->pub, &e, "witness verifier key");
+    if (rc) return pt_errf(err, PT_EFORMAT, "%s", e.msg); /* an Ed25519 log key too: not a witness key */
     if (note_key_id(v->name, COSIG_ALG, v->pub) != v->key_id)
         return pt_errf(err, PT_EFORMAT, "witness verifier key: key ID %08x does not match the key", v->key_id);
     return PT_OK;

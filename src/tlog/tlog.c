@@ -1017,55 +1017,61 @@ static int index_append(const char *dir, uint64_t size, pt_err *err) {
     return rc;
 }
 
+/* The checkpoint text and the log's own signature (the first line after the blank line) of
+ * cp, then the witnesses' lines: cosignatures a previous run added are replaced. */
+static int cosigned_note(const char *cp, size_t cp_len, const char *lines, size_t lines_len, pt_buf *note) {
+    const char *blank = NULL;
+    for (size_t i = 1; i < cp_len && !blank; i++)
+        if (cp[i] == '\n' && cp[i - 1] == '\n') blank = cp + i;
+    const char *sig_end = blank ? memchr(blank + 1, '\n', cp_len - (size_t)(blank + 1 - cp)) : NULL;
+    if (!sig_end) return PT_EINTERNAL;
+    if (pt_buf_append(note, cp, (size_t)(sig_end + 1 - cp)) || pt_buf_append(note, lines, lines_len)) return PT_ENOMEM;
+    return PT_OK;
+}
+
 int tlog_publish_cosigned(tlog *t, uint64_t size, const char *lines, size_t lines_len, pt_err *err) {
+    pt_buf note;
+    pt_buf_init(&note, TLOG_MAX_CHECKPOINT);
     pthread_mutex_lock(&t->mu);
     while (t->leader) pthread_cond_wait(&t->cv, &t->mu);
     int rc = PT_OK;
-    char rel[64];
-    pt_buf note;
-    pt_buf_init(&note, TLOG_MAX_CHECKPOINT);
-    if (t->size != size) { /* a newer checkpoint was published meanwhile: its turn comes next */
+    if (t->broken) rc = pt_errf(err, PT_EIO, "%s: the writer is stopped", t->dir);
+    else if (t->size != size) /* a newer checkpoint was published meanwhile: its turn comes next */
         rc = pt_errf(err, PT_ECONFLICT, "%s: the checkpoint moved from size %llu to %llu", t->dir,
                      (unsigned long long)size, (unsigned long long)t->size);
-        goto out;
+    else if ((rc = cosigned_note(t->cp, t->cp_len, lines, lines_len, &note)))
+        rc = pt_errf(err, rc, "%s: the checkpoint has no signature line, or out of memory", t->dir);
+    if (rc) {
+        pthread_mutex_unlock(&t->mu);
+        pt_buf_free(&note);
+        return rc;
     }
-    /* The text and the log's own signature (the first line after the blank line), then the
-     * witnesses' lines: cosignatures a previous run added are replaced. */
-    const char *blank = NULL;
-    for (size_t i = 1; i < t->cp_len; i++)
-        if (t->cp[i] == '\n' && t->cp[i - 1] == '\n') {
-            blank = t->cp + i;
-            break;
-        }
-    const char *sig_end = blank ? memchr(blank + 1, '\n', t->cp_len - (size_t)(blank + 1 - t->cp)) : NULL;
-    if (!sig_end) {
-        rc = pt_errf(err, PT_EINTERNAL, "%s: the checkpoint has no signature line", t->dir);
-        goto out;
-    }
-    if (pt_buf_append(&note, t->cp, (size_t)(sig_end + 1 - t->cp)) || pt_buf_append(&note, lines, lines_len)) {
-        rc = pt_errf(err, PT_ENOMEM, "out of memory");
-        goto out;
-    }
+    t->leader = 1; /* no batch publishes while the files are written; the lock is not held */
+    uint64_t cosigned = t->cosigned_size;
+    pthread_mutex_unlock(&t->mu);
     /* cosigned/<size> and its index line first: once the checkpoint says it, the history has it. */
+    char rel[64];
     snprintf(rel, sizeof rel, "cosigned/%llu", (unsigned long long)size);
     char *cpath = pt_path_join(t->dir, "checkpoint"), *hpath = pt_path_join(t->dir, rel),
          *hdir = pt_path_join(t->dir, "cosigned");
     if (!cpath || !hpath || !hdir) rc = pt_errf(err, PT_ENOMEM, "out of memory");
     if (!rc) rc = pt_mkdirs(hdir, 0, err);
     if (!rc) rc = pt_write_atomic(hpath, note.data, note.len, 0644, err);
-    if (!rc && size > t->cosigned_size) rc = index_append(t->dir, size, err);
+    if (!rc && size > cosigned) rc = index_append(t->dir, size, err);
     if (!rc) rc = pt_write_atomic(cpath, note.data, note.len, 0644, err);
+    free(cpath);
+    free(hpath);
+    free(hdir);
+    pthread_mutex_lock(&t->mu);
     if (!rc) {
         free(t->cp);
         t->cp = pt_buf_steal(&note, &t->cp_len);
         if (size > t->cosigned_size) t->cosigned_size = size;
     }
-    free(cpath);
-    free(hpath);
-    free(hdir);
-out:
-    pt_buf_free(&note);
+    t->leader = 0;
+    pthread_cond_broadcast(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    pt_buf_free(&note);
     return rc;
 }
 

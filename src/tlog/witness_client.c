@@ -72,11 +72,10 @@ static int request(tlog *t, uint64_t old, uint64_t size, const char *cp, size_t 
     return pt_buf_append(b, cp, cp_len) ? pt_errf(err, PT_ENOMEM, "out of memory") : PT_OK;
 }
 
-static void problem(tlog_cosigning *r, const char *who, const char *fmt, const char *detail) {
+/* Adds "who: detail" to r->problems (truncated when full). */
+static void problem(tlog_cosigning *r, const char *who, const char *detail) {
     size_t n = strlen(r->problems);
-    snprintf(r->problems + n, sizeof r->problems - n, "%s%s: ", n ? "; " : "", who);
-    n = strlen(r->problems);
-    snprintf(r->problems + n, sizeof r->problems - n, fmt, detail);
+    snprintf(r->problems + n, sizeof r->problems - n, "%s%s: %s", n ? "; " : "", who, detail);
 }
 
 /* One witness: submit (retrying once after its 409 with the size it holds); on success the
@@ -95,7 +94,7 @@ static int one_witness(CURL *c, tlog *t, const tlog_witness *w, const cosig_veri
         pt_err e;
         if ((rc = request(t, old, size, cp, cp_len, &body, err))) break;
         if (post(c, w->url, &body, timeout_s, &status, &ans, &e)) {
-            problem(r, v->name, "%s", e.msg);
+            problem(r, v->name, e.msg);
             break;
         }
         if (status == 409 && attempt == 0) {
@@ -106,7 +105,7 @@ static int one_witness(CURL *c, tlog *t, const tlog_witness *w, const cosig_veri
             num[k] = 0;
             while (k && (num[k - 1] == '\n' || num[k - 1] == '\r')) num[--k] = 0;
             if (pt_parse_u64(num, &held)) {
-                problem(r, v->name, "409 without a size (%s)", num);
+                problem(r, v->name, "409 without a size");
                 break;
             }
             if (held > size) {
@@ -122,7 +121,7 @@ static int one_witness(CURL *c, tlog *t, const tlog_witness *w, const cosig_veri
         if (status != 200) {
             char msg[300];
             snprintf(msg, sizeof msg, "HTTP %ld: %.*s", status, (int)(ans.len > 200 ? 200 : ans.len), ans.data ? ans.data : "");
-            problem(r, v->name, "%s", msg);
+            problem(r, v->name, msg);
             break;
         }
         /* Check the line before counting it: the cosigned note is what readers verify. */
@@ -133,7 +132,8 @@ static int one_witness(CURL *c, tlog *t, const tlog_witness *w, const cosig_veri
         pt_buf_append(&note, cp, tl);
         pt_buf_puts(&note, "\n");
         pt_buf_append(&note, ans.data, ans.len);
-        if (ans.len > 1 && cosig_find(note.data, note.len, v, 1, &tm, NULL, &e) == PT_OK && tm) {
+        int frc = ans.len > 1 ? cosig_find(note.data, note.len, v, 1, &tm, NULL, &e) : PT_EFORMAT;
+        if (frc == PT_OK && tm) {
             /* keep only this witness's line */
             const char *p = ans.data, *end = ans.data + ans.len;
             while (p < end) {
@@ -146,7 +146,7 @@ static int one_witness(CURL *c, tlog *t, const tlog_witness *w, const cosig_veri
             }
             *time = tm;
         } else {
-            problem(r, v->name, "%s", tm ? "no cosignature by its key in the answer" : e.msg);
+            problem(r, v->name, frc == PT_OK || ans.len <= 1 ? "no cosignature by its key in the answer" : e.msg);
         }
         pt_buf_free(&note);
         break;
