@@ -4,6 +4,8 @@
  * lives in a temporary directory, configured for the log PeterNeumann (the Go note test key,
  * whose private key is public: seeds can carry valid checkpoints, which then reach the proof
  * check and the state write). */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +17,19 @@
 
 static witness *w;
 static cosig_verifier cv;
+static char tmpl[] = "/tmp/parity-fuzz-witness-XXXXXX";
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void cleanup(void) {
+    witness_close(w);
+    nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static void init(void) {
-    char tmpl[] = "/tmp/parity-fuzz-witness-XXXXXX";
     char *dir = mkdtemp(tmpl);
     pt_err err;
     char *vk = NULL;
@@ -28,6 +40,7 @@ static void init(void) {
         abort();
     }
     free(vk);
+    atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
