@@ -4,7 +4,6 @@
  * lives in a temporary directory, configured for the log PeterNeumann (the Go note test key,
  * whose private key is public: seeds can carry valid checkpoints, which then reach the proof
  * check and the state write). */
-#define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>

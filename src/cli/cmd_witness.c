@@ -119,7 +119,7 @@ int cmd_witness(int argc, char **argv) {
         return 2;
     }
     const char *data = NULL, *name = NULL, *origin = NULL, *vkey = NULL, *listen = NULL, *port_file = NULL;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **slot = !strcmp(a, "--data") ? &data : !strcmp(a, "--name") ? &name : !strcmp(a, "--origin") ? &origin
                             : !strcmp(a, "--vkey") ? &vkey : !strcmp(a, "--listen") ? &listen
@@ -127,7 +127,6 @@ int cmd_witness(int argc, char **argv) {
         if (!slot) return cli_usage_error("witness", "unknown option '%s'", a);
         if (!v) return cli_usage_error("witness", "%s needs a value", a);
         *slot = v;
-        i++;
     }
     if (!data) return cli_usage_error("witness", "--data DIR is required");
     const char *sub = argv[1];
