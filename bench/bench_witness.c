@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "bench-w%d", i);
         http_options o = {.host = "127.0.0.1", .port = 0, .threads = 2, .handler = handle, .body_cap = cap};
         if (witness_init(wdir[i], name, &wv[i], &err) || witness_add_log(wdir[i], tlog_origin(t), tlog_vkey(t), &err) ||
-            witness_open(wdir[i], &w[i], &err) || (o.ctx = w[i], http_start(&hs[i], &o, &err))) {
+            witness_open(wdir[i], NULL, &w[i], &err) || (o.ctx = w[i], http_start(&hs[i], &o, &err))) {
             fprintf(stderr, "bench_witness: %s\n", err.msg);
             return 1;
         }

@@ -34,7 +34,7 @@ static void init(void) {
     char *vk = NULL;
     if (!dir || witness_init(dir, "fuzz.witness", &vk, &err) ||
         witness_add_log(dir, "PeterNeumann", "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", &err) ||
-        witness_open(dir, &w, &err) || cosig_verifier_parse(vk, &cv, &err)) {
+        witness_open(dir, NULL, &w, &err) || cosig_verifier_parse(vk, &cv, &err)) {
         fprintf(stderr, "fuzz_witness: %s\n", err.msg);
         abort();
     }

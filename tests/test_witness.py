@@ -109,6 +109,9 @@ try:
     check(r.returncode == 1 and "already holds a witness" in r.stderr, "init refuses a second key: " + r.stderr)
     check(oct(os.stat(os.path.join(T, "w1", "witness.key")).st_mode & 0o777) == "0o600", "the witness key is 0600")
 
+    r = run("witness", "serve", "--data", os.path.join(T, "w1"), "--key", os.path.join(T, "nokey"), ok=False)
+    check(r.returncode == 1 and "nokey" in r.stderr, "serve --key FILE reads that file: " + r.stderr)
+
     # ---- the protocol, on a scratch log "t" ----------------------------------------------------
     lab = os.path.join(T, "lab")
     lines = os.path.join(T, "lines")

@@ -29,9 +29,10 @@ static void usage(FILE *f) {
             "  add-log --origin ORIGIN --vkey VKEY\n"
             "                                  accept checkpoints of the log ORIGIN signed by VKEY\n"
             "                                  (parity log vkey prints it; origin = the key's name)\n"
-            "  serve [--listen HOST:PORT] [--port-file FILE]\n"
+            "  serve [--listen HOST:PORT] [--port-file FILE] [--key FILE]\n"
             "                                  answer POST /add-checkpoint (default 127.0.0.1:0; the\n"
-            "                                  bound address is printed, and written to FILE)\n"
+            "                                  bound address is printed, the port written to FILE);\n"
+            "                                  --key: sign with the key in FILE, not DIR/witness.key\n"
             "\n"
             "options:\n"
             "  --data DIR      the witness's directory (its key and, per log, its state)\n"
@@ -68,7 +69,7 @@ static int handle(void *ctx, http_req *req, http_resp *resp) {
     return HTTP_DONE;
 }
 
-static int serve(const char *data, const char *listen, const char *port_file) {
+static int serve(const char *data, const char *key, const char *listen, const char *port_file) {
     char host[256] = "127.0.0.1";
     int port = 0;
     if (listen) {
@@ -82,7 +83,7 @@ static int serve(const char *data, const char *listen, const char *port_file) {
     }
     pt_err err;
     witness *w;
-    if (witness_open(data, &w, &err)) return cli_fail(&err);
+    if (witness_open(data, key, &w, &err)) return cli_fail(&err);
     atomic_int *stop = cli_stop_flag();
     http_options o = {0};
     o.host = host;
@@ -118,12 +119,12 @@ int cmd_witness(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    const char *data = NULL, *name = NULL, *origin = NULL, *vkey = NULL, *listen = NULL, *port_file = NULL;
+    const char *data = NULL, *name = NULL, *origin = NULL, *vkey = NULL, *listen = NULL, *port_file = NULL, *key = NULL;
     for (int i = 2; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         const char **slot = !strcmp(a, "--data") ? &data : !strcmp(a, "--name") ? &name : !strcmp(a, "--origin") ? &origin
                             : !strcmp(a, "--vkey") ? &vkey : !strcmp(a, "--listen") ? &listen
-                            : !strcmp(a, "--port-file") ? &port_file : NULL;
+                            : !strcmp(a, "--port-file") ? &port_file : !strcmp(a, "--key") ? &key : NULL;
         if (!slot) return cli_usage_error("witness", "unknown option '%s'", a);
         if (!v) return cli_usage_error("witness", "%s needs a value", a);
         *slot = v;
@@ -159,6 +160,6 @@ int cmd_witness(int argc, char **argv) {
         if (rc) return cli_fail(&err);
         return 0;
     }
-    if (!strcmp(sub, "serve")) return serve(data, listen, port_file);
+    if (!strcmp(sub, "serve")) return serve(data, key, listen, port_file);
     return cli_usage_error("witness", "unknown subcommand '%s'", sub);
 }

@@ -69,8 +69,8 @@ int witness_init(const char *dir, const char *name, char **vkey, pt_err *err) {
     return rc;
 }
 
-static int read_signer(const char *dir, cosig_signer *s, pt_err *err) {
-    char *path = join3(dir, "witness.key"), *text;
+static int read_signer(const char *dir, const char *key_file, cosig_signer *s, pt_err *err) {
+    char *path = key_file ? strdup(key_file) : join3(dir, "witness.key"), *text;
     size_t len;
     if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
     int rc = pt_read_file(path, 4096, &text, &len, err);
@@ -88,7 +88,7 @@ static int read_signer(const char *dir, cosig_signer *s, pt_err *err) {
 
 int witness_read_vkey(const char *dir, char **vkey, pt_err *err) {
     cosig_signer s;
-    int rc = read_signer(dir, &s, err);
+    int rc = read_signer(dir, NULL, &s, err);
     *vkey = rc ? NULL : cosig_signer_vkey(&s);
     sodium_memzero(&s, sizeof s);
     if (!rc && !*vkey) rc = pt_errf(err, PT_ENOMEM, "out of memory");
@@ -124,14 +124,14 @@ out:
     return rc;
 }
 
-int witness_open(const char *dir, witness **out, pt_err *err) {
+int witness_open(const char *dir, const char *key_file, witness **out, pt_err *err) {
     *out = NULL;
     witness *w = calloc(1, sizeof *w);
     if (!w || !(w->dir = strdup(dir))) {
         free(w);
         return pt_errf(err, PT_ENOMEM, "out of memory");
     }
-    int rc = read_signer(dir, &w->signer, err);
+    int rc = read_signer(dir, key_file, &w->signer, err);
     if (rc) {
         free(w->dir);
         free(w);

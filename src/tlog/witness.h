@@ -43,7 +43,9 @@ int witness_add_log(const char *dir, const char *origin, const char *log_vkey, p
 /* The witness's verifier key (a new string). */
 int witness_read_vkey(const char *dir, char **vkey, pt_err *err);
 
-int witness_open(const char *dir, witness **out, pt_err *err);
+/* Opens the witness in dir, signing with DIR/witness.key or, when key_file is not NULL, the key
+ * in that file (the same form). */
+int witness_open(const char *dir, const char *key_file, witness **out, pt_err *err);
 void witness_close(witness *w);
 
 typedef struct witness_answer {
