@@ -548,7 +548,13 @@ int pt_policy_history_date(pt_policy_history *h, const char *source, const char 
     rc = tlog_check_quorum((const char *)cp, len, wvkeys, n, quorum, &latest.size, &latest.time, &e);
     free(cp);
     if (rc && (strict || rc != PT_EVERIFY)) return pt_errf(err, rc, "%s/checkpoint: %s", source, e.msg);
-    return pt_policy_history_witness(h, source, vkey, wvkeys, n, quorum, rc ? NULL : &latest, dropped, err);
+    size_t had = h->n;
+    if ((rc = pt_policy_history_witness(h, source, vkey, wvkeys, n, quorum, rc ? NULL : &latest, dropped, err)))
+        return rc;
+    if (had && !h->n)
+        return pt_errf(err, PT_EVERIFY, "%s: no checkpoint holding policy revision 1 carries cosignatures by %zu of the "
+                       "%zu witnesses yet: no revision is witnessed", source, quorum, n);
+    return PT_OK;
 }
 
 size_t pt_policy_revision_in_force(const pt_policy_revision *revs, size_t n, int64_t at, int64_t *next) {
