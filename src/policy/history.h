@@ -138,7 +138,8 @@ int pt_policy_history_witness(pt_policy_history *h, const char *source, const ch
  * the dates stay the lab's own, and the report says so). The published <source>/checkpoint
  * must carry a quorum of cosignatures (PT_EVERIFY "N of M witnesses cosigned ...") when
  * strict; otherwise a checkpoint not yet cosigned only means that the revisions after the last
- * cosigned one are left out (*dropped). */
+ * cosigned one are left out (*dropped); PT_EVERIFY when that would leave none (nothing is
+ * witnessed yet). */
 int pt_policy_history_date(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
                            size_t n, size_t quorum, int strict, size_t *dropped, pt_err *err);
 
