@@ -211,6 +211,10 @@ try:
     cp = checkpoint(data, "policy")
     check(b"\n3\n" in cp and all(cosig_time(cp, wv[w]) for w in ("w1", "w2")), "keys create: size 3, cosigned")
 
+    run("log", "append", "--data", data, "--log", "policy", "--lines", lines)  # two entries
+    cp = checkpoint(data, "policy")
+    check(b"\n5\n" in cp and all(cosig_time(cp, wv[w]) for w in ("w1", "w2")), "log append: size 5, cosigned")
+
     # ---- verifiers: quorum or refusal -------------------------------------------------------------
     src = os.path.join(data, "log", "policy")
     r = run("log", "verify", "--vkey", pv, src, "--witness", wv["w1"], "--witness", wv["w2"], "--quorum", "2", ok=False)
@@ -239,13 +243,15 @@ try:
     # ---- rollback: a writer behind what a witness cosigned stops ----------------------------------
     backup = os.path.join(T, "backup")
     shutil.copytree(data, backup)
-    run("keys", "create", "--org", "al1", "--data", data)  # size 4, cosigned
+    run("keys", "create", "--org", "al1", "--data", data)  # size 6, cosigned
     shutil.rmtree(data)
-    shutil.copytree(backup, data)  # the whole directory restored: size 3, consistent on its own
+    shutil.copytree(backup, data)  # the whole directory restored: size 5, consistent on its own
     r = run("keys", "create", "--org", "al1", "--data", data, ok=False)
-    check(r.returncode == 1 and "older than what a witness cosigned" in r.stderr and "size 4" in r.stderr,
+    check(r.returncode == 1 and "older than what a witness cosigned" in r.stderr and "size 6" in r.stderr,
           "keys create on a rolled-back log stops: " + r.stderr)
-    check(b"\n3\n" in checkpoint(data, "policy"), "nothing was appended")
+    check(b"\n5\n" in checkpoint(data, "policy"), "nothing was appended")
+    r = run("log", "append", "--data", data, "--log", "policy", "--lines", lines, ok=False)
+    check(r.returncode == 1 and "older than what a witness cosigned" in r.stderr, "log append stops too: " + r.stderr)
     r = run("policy", "apply", pw, "--data", data, ok=False)
     # (no change to apply, but the check runs before: it must still refuse)
     check(r.returncode == 1 and "older than what a witness cosigned" in r.stderr, "policy apply stops too: " + r.stderr)
@@ -253,7 +259,7 @@ try:
     shutil.rmtree(data)
     shutil.copytree(backup, data)
     with open(os.path.join(data, "log", "policy", "cosigned", "index"), "a") as f:
-        f.write("9\n")
+        f.write("99\n")
     r = run("log", "append", "--data", data, "--log", "policy", "--lines", lines, ok=False)
     check(r.returncode == 1 and "older than what witnesses cosigned" in r.stderr, "open refuses: " + r.stderr)
 finally:

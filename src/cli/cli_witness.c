@@ -48,6 +48,21 @@ int cli_witness_sync(tlog *policy_log, const char *data, tlog *t, const char *cm
     return rc;
 }
 
+int cli_witness_any(const char *data, tlog *t, const char *cmd) {
+    char *vkey = NULL, *src = pt_path_join(data, "log/policy");
+    pt_err err;
+    int rc = 0;
+    pt_policy_history *h = NULL;
+    if (src && pt_exists(src) && tlog_read_vkey(data, "policy", &vkey, NULL) == PT_OK) {
+        if (pt_policy_history_load(src, vkey, NULL, &h, &err)) rc = cli_fail(&err);
+        else if (h->n) rc = cli_witness_policy(h->revs[h->n - 1].policy, t, cmd);
+    }
+    pt_policy_history_free(h);
+    free(vkey);
+    free(src);
+    return rc;
+}
+
 /* ---- the demo world's two witnesses ------------------------------------------------------ */
 
 /* Makes the witness in dir (once) and tells it about the logs policy and audit of data. */

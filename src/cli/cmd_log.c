@@ -185,8 +185,11 @@ static int cmd_append(const opts *o) {
     tlog *t;
     int rc = open_log(o, &t);
     uint64_t first = 0;
+    /* witnessed logs: stop before appending to a rolled-back log; publish the new one cosigned */
+    if (!rc) rc = cli_witness_any(o->data, t, "log append");
     if (!rc && tlog_append_batch(t, data, lens, n, &first, &err) != 0) rc = cli_fail(&err);
     if (!rc) printf("%llu\n", (unsigned long long)first);
+    if (!rc) rc = cli_witness_any(o->data, t, "log append");
     tlog_close(t);
     free(data);
     free(lens);
@@ -375,6 +378,11 @@ static int cmd_recover(const opts *o) {
     pt_err err;
     tlog_recovery r;
     if (tlog_recover(o->data, o->log, &r, &err) != 0) return cli_fail(&err);
+    tlog *t; /* the recovered checkpoint goes to the witnesses: one behind what they hold stops here */
+    if (tlog_open(o->data, o->log, NULL, &t, &err) != 0) return cli_fail(&err);
+    int rc = cli_witness_any(o->data, t, "log recover");
+    tlog_close(t);
+    if (rc) return rc;
     char prev[64];
     if (r.previous == TLOG_CP_VALID) snprintf(prev, sizeof prev, "size %llu", (unsigned long long)r.previous_size);
     else snprintf(prev, sizeof prev, "%s", r.previous == TLOG_CP_MISSING ? "missing" : "unreadable");
