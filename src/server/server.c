@@ -549,9 +549,9 @@ static int r_log_file(pt_server *s, call *c, http_resp *resp) {
         http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No log named '%s' (policy, audit).", name);
         return HTTP_DONE;
     }
-    /* Only the published layout: checkpoint, tile/..., revisions/<hex>.json. */
+    /* Only the published layout: checkpoint, tile/..., cosigned/..., revisions/<hex>.json. */
     int ok = *rest && rest[0] != '/' && !strstr(rest, "..") && !strstr(rest, "//") &&
-             (!strcmp(rest, "checkpoint") || !strncmp(rest, "tile/", 5) ||
+             (!strcmp(rest, "checkpoint") || !strncmp(rest, "tile/", 5) || !strncmp(rest, "cosigned/", 9) ||
               (!strcmp(name, "policy") && !strncmp(rest, "revisions/", 10)));
     for (const char *p = rest; ok && *p; p++)
         ok = isalnum((unsigned char)*p) || *p == '/' || *p == '.' || *p == '_' || *p == '-';
@@ -569,7 +569,7 @@ static int r_log_file(pt_server *s, call *c, http_resp *resp) {
     free(path);
     pt_buf_append(&resp->body, data, len);
     free(data);
-    if (!strcmp(rest, "checkpoint")) {
+    if (!strcmp(rest, "checkpoint") || !strncmp(rest, "cosigned/", 9)) { /* the index grows */
         resp->content_type = "text/plain; charset=utf-8";
         http_set_header(resp, "Cache-Control", "no-store");
     } else if (!strncmp(rest, "revisions/", 10)) {
