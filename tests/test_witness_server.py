@@ -63,15 +63,19 @@ try:
     bound = 6.0 if "asan" in os.environ.get("PARITY_BUILD", "") else 2.0
     t0 = time.monotonic()
     cosigned = None
+    published = None
     while time.monotonic() - t0 < bound:
         st, _, _, cp = W.req("GET", "/log/audit/checkpoint")
         size = int(cp.split(b"\n")[1]) if st == 200 else 0
+        if size > idx and published is None:
+            published = time.monotonic() - t0
         if size > idx and cosigners(cp, wv) == 2:
             cosigned = time.monotonic() - t0
             break
         time.sleep(0.02)
-    W.check(cosigned is not None, "receipt %d under a checkpoint cosigned by both witnesses within %g s" % (idx, bound))
-    print("receipt cosigned after %.3f s" % (cosigned or -1))
+    W.check(cosigned is not None and cosigned <= bound,
+            "receipt %d under a checkpoint cosigned by both witnesses within %g s" % (idx, bound))
+    print("receipt published after %.3f s, cosigned after %.3f s" % (published or -1, cosigned or -1))
     st, _, _, cp = W.req("GET", "/log/policy/checkpoint")
     W.check(st == 200 and cosigners(cp, wv) == 2, "the policy log's checkpoint is cosigned too")
     # anyone can recompute the report's dates over HTTP: the cosigned checkpoints are published

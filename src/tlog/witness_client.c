@@ -156,6 +156,35 @@ static int one_witness(CURL *c, tlog *t, const tlog_witness *w, const cosig_veri
     return rc;
 }
 
+/* One witness's submission, run on its own thread: the witnesses are asked at once. */
+typedef struct job {
+    tlog *t;
+    const tlog_witness *w;
+    const cosig_verifier *v;
+    const char *cp;
+    size_t cp_len;
+    uint64_t size;
+    double timeout_s;
+    uint64_t time;
+    pt_buf lines;
+    tlog_cosigning r;   /* only its problems are used */
+    pt_err err;
+    int rc;
+} job;
+
+static void *run_job(void *arg) {
+    job *j = arg;
+    CURL *curl = curl_easy_init();
+    if (!curl) {
+        j->rc = pt_errf(&j->err, PT_EINTERNAL, "curl_easy_init failed");
+        return NULL;
+    }
+    j->rc = one_witness(curl, j->t, j->w, j->v, j->cp, j->cp_len, j->size, j->timeout_s, &j->time, &j->lines, &j->r,
+                        &j->err);
+    curl_easy_cleanup(curl);
+    return NULL;
+}
+
 int tlog_cosign(tlog *t, const tlog_witness *ws, size_t n, size_t quorum, double timeout_s, tlog_cosigning *r,
                 pt_err *err) {
     memset(r, 0, sizeof *r);
@@ -175,25 +204,50 @@ int tlog_cosign(tlog *t, const tlog_witness *ws, size_t n, size_t quorum, double
     }
     r->size = c.size;
     pthread_once(&curl_once, curl_init_once);
-    CURL *curl = curl_easy_init();
-    if (!curl) {
+    job *jobs = calloc(n ? n : 1, sizeof *jobs);
+    pthread_t th[TLOG_MAX_WITNESSES];
+    int started[TLOG_MAX_WITNESSES] = {0};
+    if (!jobs) {
         free(cp);
-        return pt_errf(err, PT_EINTERNAL, "curl_easy_init failed");
+        return pt_errf(err, PT_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = (job){.t = t, .w = &ws[i], .v = &vs[i], .cp = cp, .cp_len = cp_len, .size = c.size,
+                        .timeout_s = timeout_s};
+        pt_buf_init(&jobs[i].lines, (size_t)1 << 16);
+        started[i] = pthread_create(&th[i], NULL, run_job, &jobs[i]) == 0;
+        if (!started[i]) run_job(&jobs[i]);
     }
     pt_buf lines;
     pt_buf_init(&lines, (size_t)1 << 16);
-    for (size_t i = 0; i < n && !rc; i++) {
-        rc = one_witness(curl, t, &ws[i], &vs[i], cp, cp_len, c.size, timeout_s, &r->times[i], &lines, r, err);
-        if (r->times[i]) r->cosigned++;
+    for (size_t i = 0; i < n; i++) { /* in the policy's order */
+        if (started[i]) pthread_join(th[i], NULL);
+        if (jobs[i].rc && !rc) {
+            rc = jobs[i].rc;
+            if (err) *err = jobs[i].err;
+        }
+        if (jobs[i].time) {
+            r->times[i] = jobs[i].time;
+            r->cosigned++;
+            pt_buf_append(&lines, jobs[i].lines.data, jobs[i].lines.len);
+        }
+        if (jobs[i].r.problems[0]) {
+            size_t k = strlen(r->problems);
+            snprintf(r->problems + k, sizeof r->problems - k, "%s%s", k ? "; " : "", jobs[i].r.problems);
+        }
+        pt_buf_free(&jobs[i].lines);
     }
-    curl_easy_cleanup(curl);
+    free(jobs);
     free(cp);
     if (rc == PT_EVERIFY) tlog_stop(t, err ? err->msg : "a witness is ahead of the log");
     if (!rc && quorum && r->cosigned >= quorum) {
         pt_err e;
         int prc = tlog_publish_cosigned(t, c.size, lines.data, lines.len, &e);
         if (prc == PT_OK) r->published = 1;
-        else if (prc != PT_ECONFLICT) rc = prc, *err = e; /* moved on: the next round cosigns the newer one */
+        else if (prc != PT_ECONFLICT) { /* (moved on: the next round cosigns the newer one) */
+            rc = prc;
+            if (err) *err = e;
+        }
     }
     pt_buf_free(&lines);
     return rc;
