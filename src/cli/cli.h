@@ -37,7 +37,8 @@ struct tlog;
 int cli_witness_policy(const struct pt_policy *p, struct tlog *t, const char *cmd);
 int cli_witness_sync(struct tlog *policy_log, const char *data, struct tlog *t, const char *cmd);
 /* The same for any log t under data, with the witnesses of the latest revision in the
- * published policy log DATA/log/policy (verified first; nothing when there is none). */
+ * published policy log DATA/log/policy (verified first; nothing, with a note on stderr, when
+ * it holds no valid policy history: `parity log append` is a generic tool). */
 int cli_witness_any(const char *data, struct tlog *t, const char *cmd);
 
 /* The demo world's two witnesses: makes DATA/witnesses/w1 and w2 (once; each with its own key)
