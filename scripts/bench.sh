@@ -6,6 +6,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 run() { echo; echo "== $*"; "$@"; }
 run "$B/bench_policy"
 run "$B/bench_tlog" /tmp 1
+run "$B/bench_witness" /tmp 200
 run "$B/bench_formats"
 run "$B/bench_engine" --threads 2 --sizes 10,100 --decode 32 --prefill 512
 run "$B/bench_train"

@@ -74,8 +74,8 @@ static void test_report_on_history(void) {
         fprintf(stderr, "%s\n", err.msg);
         return;
     }
-    pt_policy_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0}, {T("2026-02-20"), p2, "sha256:2", 1},
-                               {T("2026-06-01"), p3, "sha256:3", 2}};
+    pt_policy_revision revs[3] = {{T("2026-01-05"), p1, "sha256:1", 0, 0, 0}, {T("2026-02-20"), p2, "sha256:2", 1, 0, 0},
+                               {T("2026-06-01"), p3, "sha256:3", 2, 0, 0}};
     /* In March, under revision 2: the evaluator has a short grey-box window. */
     json_t *mar = pt_gap_report(revs, 3, T("2026-03-05"), &err);
     CHECK(mar != NULL);
@@ -139,7 +139,11 @@ static void test_report_on_history(void) {
     CHECK(json_integer_value(json_object_get(sum, "parity")) == 1);
     CHECK(json_array_size(json_object_get(rep, "revisions")) == 3);
     CHECK(json_object_get(json_object_get(rep, "dimensions"), "deployment_lag") != NULL);
+    /* crafted (unwitnessed) dates are the lab's own, and the report says so */
+    CHECK(!strncmp(json_string_value(json_object_get(rep, "time_source")), "lab:", 4));
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(rep, "revisions"), 0), "time_source")), "lab"));
     char *md = pt_gap_markdown(rep);
+    CHECK(md && strstr(md, "Dates: lab:"));
     CHECK(md && strstr(md, "| ev | evaluator | AL3 | parity | parity (55 d) |"));
     CHECK(md && strstr(md, "revision 2: ev:"));
     free(md);
@@ -148,6 +152,21 @@ static void test_report_on_history(void) {
     CHECK(pt_gap_report(revs, 3, T("2025-12-01"), &err) == NULL && err.code == PT_EINVAL);
     pt_policy_revision bad[2] = {revs[1], revs[0]};
     CHECK(pt_gap_report(bad, 2, T("2026-07-01"), &err) == NULL && err.code == PT_EINVAL);
+    /* witnessed dates: revision 2 stated 20 February but was witnessed on 10 April; the lag of
+     * the evaluator's first access (a grant of revision 2) is measured from the witnessed date */
+    pt_policy_revision wr[3] = {revs[0], revs[1], revs[2]};
+    for (int i = 0; i < 3; i++) wr[i].witnessed = 1, wr[i].stated_time = wr[i].time;
+    wr[1].time = T("2026-04-10");
+    json_t *wrep = pt_gap_report(wr, 3, T("2026-07-01"), &err);
+    CHECK(wrep != NULL);
+    if (wrep) {
+        CHECK(!strncmp(json_string_value(json_object_get(wrep, "time_source")), "witnesses", 9));
+        json_t *r1 = json_array_get(json_object_get(wrep, "revisions"), 1);
+        CHECK(!strcmp(json_string_value(json_object_get(r1, "time")), "2026-04-10T00:00:00Z"));
+        CHECK(!strcmp(json_string_value(json_object_get(r1, "stated_time")), "2026-02-20T00:00:00Z"));
+        CHECK(lag_days(pair(wrep, "m", "ev")) > 55);
+        json_decref(wrep);
+    }
     pt_policy_free(p1);
     pt_policy_free(p2);
     pt_policy_free(p3);

@@ -22,8 +22,10 @@ static void usage(void) {
            "./data), the demo access policy (default examples/demo-policy.yaml) applied as revision 1,\n"
            "the shipped demo models (default ./models: parity-demo and its analog), and an API key for\n"
            "the lab's safety team (admin) and for each outside organisation (AL1, AL2, AL3). The keys\n"
-           "are printed with ready-to-paste curl commands and kept in DIR/demo-keys.json (0600). Run it\n"
-           "again to restart the same world. Ctrl-C stops the server gracefully.\n");
+           "are printed with ready-to-paste curl commands and kept in DIR/demo-keys.json (0600). Two\n"
+           "witnesses run beside it as separate processes (own keys and state in DIR/witnesses/w1, w2;\n"
+           "ports P+1 and P+2) and cosign every checkpoint of both logs (quorum 2, in the policy). Run\n"
+           "it again to restart the same world. Ctrl-C stops the server and the witnesses gracefully.\n");
 }
 
 static const struct {
@@ -38,7 +40,7 @@ static const struct {
 #define N_DEMO_ORGS (sizeof demo_orgs / sizeof demo_orgs[0])
 
 /* First run: apply the policy and issue the keys. Returns the keys JSON (new reference). */
-static json_t *demo_init(const char *data, const char *policy_path, pt_err *err) {
+static json_t *demo_init(const char *data, const char *policy_path, const char *witnesses, pt_err *err) {
     char *keys_path = pt_path_join(data, "demo-keys.json");
     json_t *keys = pt_exists(keys_path) ? pt_json_load_file(keys_path, 1u << 20, err) : NULL;
     if (keys || (err && err->code && pt_exists(keys_path))) {
@@ -52,6 +54,13 @@ static json_t *demo_init(const char *data, const char *policy_path, pt_err *err)
     if (pt_read_file(policy_path, 16u << 20, &text, &len, err) || tlog_open(data, "policy", NULL, &log, err) ||
         pt_store_open(&st, data, err))
         goto fail;
+    char *with = malloc(len + strlen(witnesses) + 1); /* the demo policy, cosigned by the demo's witnesses */
+    if (!with) goto fail;
+    memcpy(with, text, len);
+    strcpy(with + len, witnesses);
+    free(text);
+    text = with;
+    len = strlen(with);
     pt_apply_result r;
     memset(&r, 0, sizeof r);
     if (pt_policy_apply(log, data, text, len, policy_path, pt_unix_time(), &r, err)) goto fail;
@@ -120,14 +129,22 @@ int cmd_demo(int argc, char **argv) {
     }
     pt_err err;
     pt_err_clear(&err);
-    json_t *keys = demo_init(data, policy, &err);
-    if (!keys) return cli_fail(&err);
+    pid_t wpids[2];
+    char *wsection;
+    if (cli_demo_witnesses(data, port ? port : 8080, wpids, &wsection, &err)) return cli_fail(&err);
+    json_t *keys = demo_init(data, policy, wsection, &err);
+    free(wsection);
+    if (!keys) {
+        cli_demo_witnesses_stop(wpids);
+        return cli_fail(&err);
+    }
     const char *admin = json_string_value(json_object_get(json_object_get(keys, "lab-safety"), "key"));
     const char *al1 = json_string_value(json_object_get(json_object_get(keys, "indie-redteam"), "key"));
     const char *al2 = json_string_value(json_object_get(json_object_get(keys, "uni-interp"), "key"));
     const char *al3 = json_string_value(json_object_get(json_object_get(keys, "aisi-eval"), "key"));
     if (!admin || !al1 || !al2 || !al3) {
         json_decref(keys);
+        cli_demo_witnesses_stop(wpids);
         fprintf(stderr, "parity demo: %s/demo-keys.json is not a demo key file\n", data);
         return 1;
     }
@@ -150,8 +167,10 @@ int cmd_demo(int argc, char **argv) {
            "  # what each key may do, the parity report, the transparency log\n"
            "  curl -s %s:%d/v1/access -H 'Authorization: Bearer %s'\n"
            "  curl -s %s:%d/v1/parity        # or open %s:%d/parity in a browser\n"
-           "  curl -s %s:%d/log/policy/checkpoint\n\n",
-           u, port, al1, u, port, al1, u, port, al2, u, port, al3, u, port, al2, u, port, u, port, u, port);
+           "  curl -s %s:%d/log/policy/checkpoint   # signed by the lab, cosigned by 2 witnesses\n\n"
+           "Witnesses (separate processes, keys and state in %s/witnesses/): 127.0.0.1:%d and :%d\n\n",
+           u, port, al1, u, port, al1, u, port, al2, u, port, al3, u, port, al2, u, port, u, port, u, port, data,
+           (port ? port : 8080) + 1, (port ? port : 8080) + 2);
     fflush(stdout);
     json_decref(keys);
 
@@ -161,6 +180,7 @@ int cmd_demo(int argc, char **argv) {
     o.host = host;
     o.port = port;
     o.models_dir = models_abs;
-    if (pt_serve(&o, cli_stop_flag(), &err)) return cli_fail(&err);
-    return 0;
+    int rc = pt_serve(&o, cli_stop_flag(), &err) ? cli_fail(&err) : 0;
+    cli_demo_witnesses_stop(wpids);
+    return rc;
 }

@@ -14,7 +14,7 @@ const char cmd_gap_summary[] = "the model access parity report, from a verified 
 
 static const char usage_text[] =
     "usage: parity gap (--data DIR | --log SOURCE --vkey VKEY) [--trusted CHECKPOINT_FILE]\n"
-    "                  [--at TIME] [--json | --markdown]\n"
+    "                  [--witness WVKEY ... [--quorum N]] [--at TIME] [--json | --markdown]\n"
     "\n"
     "Verifies the policy transparency log (checkpoint signature, every tile and entry, and\n"
     "consistency with a checkpoint you trusted before), fetches every policy revision the log\n"
@@ -30,6 +30,12 @@ static const char usage_text[] =
     "--vkey VKEY    the log's verifier key \"name+hex8+base64\" (or a file that holds it);\n"
     "               required with --log\n"
     "--trusted F    a checkpoint seen before: the log must extend it (no rollback, no fork)\n"
+    "--witness K    a witness's cosignature/v1 verifier key (repeat for each); the checkpoint\n"
+    "               must carry cosignatures by --quorum N of them (default: all), and every\n"
+    "               date in the report comes from their timestamps: a revision is dated when\n"
+    "               a quorum had cosigned a checkpoint holding it (or later, if it says so).\n"
+    "               Without --witness, the witnesses and quorum of the latest revision are\n"
+    "               used when it names any; else the dates are the lab's own (labelled so)\n"
     "--json         the report as JSON (what /v1/parity serves) plus \"verified_log\"\n"
     "--markdown     the report as Markdown\n"
     "Exit status: 0 report printed, 1 verification or fetch failed (message says what and\n"
@@ -68,6 +74,7 @@ static void print_terminal(const json_t *rep, const pt_policy_history *h, const 
     if (h->verified.trusted_size) printf(", extends the trusted checkpoint of size %llu", (unsigned long long)h->verified.trusted_size);
     printf("\npolicy revision %lld in force (%zu in the log, each checked against its logged SHA-256)\n",
            (long long)json_integer_value(json_object_get(rep, "revision_in_force")), h->n);
+    printf("dates: %s\n", jstr(rep, "time_source"));
     printf("outside organisation x model pairs: %lld parity, %lld partial, %lld gap\n",
            (long long)json_integer_value(json_object_get(sum, "parity")),
            (long long)json_integer_value(json_object_get(sum, "partial")),
@@ -112,12 +119,44 @@ static void print_terminal(const json_t *rep, const pt_policy_history *h, const 
     }
 }
 
+/* The published checkpoint, which must carry cosignatures by quorum of the witnesses: *note
+ * (caller frees) and its size and quorum time in *w. 0, or 1 with a message. */
+static int witnessed_checkpoint(const char *source, const char *const *wkeys, size_t nw, size_t quorum,
+                                tlog_witnessed *w, char **note) {
+    pt_err err;
+    uint8_t *cp = NULL;
+    size_t len;
+    if (tlog_fetch(source, "checkpoint", TLOG_MAX_CHECKPOINT, &cp, &len, &err) ||
+        tlog_check_quorum((const char *)cp, len, wkeys, nw, quorum, &w->size, &w->time, &err)) {
+        fprintf(stderr, "parity: %s/checkpoint: %s\n", source, err.msg);
+        free(cp);
+        return 1;
+    }
+    *note = (char *)cp;
+    return 0;
+}
+
+/* Dates the history by its witnesses: those given, else those of its latest revision. */
+static int witness_dates(pt_policy_history *h, const char *source, const char *vkey, const char *const *wkeys,
+                         size_t nw, size_t quorum) {
+    pt_err err;
+    size_t dropped;
+    if (pt_policy_history_date(h, source, vkey, wkeys, nw, quorum, 1, &dropped, &err)) return cli_fail(&err);
+    if (dropped)
+        fprintf(stderr, "parity: %zu revision(s) at the end of the log are not yet in a checkpoint a quorum of "
+                "witnesses cosigned: left out of the report\n", dropped);
+    return 0;
+}
+
 int cmd_gap(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(usage_text, stdout);
         return 0;
     }
     const char *data = NULL, *log = NULL, *vkey_arg = NULL, *trusted_path = NULL;
+    const char *wkeys[TLOG_MAX_WITNESSES];
+    size_t nw = 0;
+    uint64_t quorum = 0;
     int64_t at = pt_unix_time();
     int json = 0, markdown = 0;
     pt_err err;
@@ -130,13 +169,21 @@ int cmd_gap(int argc, char **argv) {
         else if (!strcmp(a, "--log")) log = argv[++i];
         else if (!strcmp(a, "--vkey")) vkey_arg = argv[++i];
         else if (!strcmp(a, "--trusted")) trusted_path = argv[++i];
-        else if (!strcmp(a, "--at")) {
+        else if (!strcmp(a, "--witness")) {
+            if (nw == TLOG_MAX_WITNESSES) return cli_usage_error("gap", "at most %d witnesses", TLOG_MAX_WITNESSES);
+            wkeys[nw++] = argv[++i];
+        } else if (!strcmp(a, "--quorum")) {
+            if (pt_parse_u64(argv[++i], &quorum) || quorum == 0) return cli_usage_error("gap", "--quorum needs a positive integer");
+        } else if (!strcmp(a, "--at")) {
             if (pt_parse_time(argv[++i], &at, &err)) return cli_usage_error("gap", "--at: %s", err.msg);
         } else return cli_usage_error("gap", "unknown option %s", a);
     }
     if (!!data == !!log) return cli_usage_error("gap", "give either --data DIR or --log SOURCE --vkey VKEY");
     if (log && !vkey_arg) return cli_usage_error("gap", "--log needs --vkey (the log's verifier key)");
     if (json && markdown) return cli_usage_error("gap", "--json and --markdown exclude each other");
+    if (quorum > nw) return cli_usage_error("gap", "--quorum %llu is more than the %zu --witness keys given",
+                                             (unsigned long long)quorum, nw);
+    if (nw && !quorum) quorum = nw;
 
     char *vkey = NULL, *trusted = NULL, *source = NULL;
     int status = 1;
@@ -153,9 +200,18 @@ int cmd_gap(int argc, char **argv) {
     if (trusted_path && !(trusted = read_small(trusted_path, TLOG_MAX_CHECKPOINT))) goto out;
     if (!(source = data ? pt_path_join(data, "log/policy") : strdup(log))) goto out;
 
+    tlog_witnessed latest;
+    char *cosigned = NULL;
+    if (nw && witnessed_checkpoint(source, wkeys, nw, quorum, &latest, &cosigned)) goto out;
+    if (cosigned && !trusted) trusted = cosigned, cosigned = NULL;
+    free(cosigned);
     pt_policy_history *h;
     if (pt_policy_history_load(source, vkey, trusted, &h, &err)) {
         cli_fail(&err);
+        goto out;
+    }
+    if (witness_dates(h, source, vkey, wkeys, nw, quorum)) {
+        pt_policy_history_free(h);
         goto out;
     }
     if (h->n == 0) {

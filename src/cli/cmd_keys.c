@@ -102,6 +102,18 @@ int cmd_keys(int argc, char **argv) {
         return rc;
     }
     uint64_t idx;
+    if (strcmp(sub, "create") && strcmp(sub, "revoke")) {
+        rc = cli_usage_error("keys", "unknown subcommand '%s' (create, revoke, list)", sub);
+        tlog_close(log);
+        pt_store_close(st);
+        return rc;
+    }
+    /* a checkpoint older than what the witnesses cosigned stops the writer before it appends */
+    if (cli_witness_sync(log, data, log, "keys")) {
+        tlog_close(log);
+        pt_store_close(st);
+        return 1;
+    }
     if (!strcmp(sub, "create")) {
         if (!org) {
             rc = cli_usage_error("keys", "create needs --org ORG");
@@ -120,9 +132,8 @@ int cmd_keys(int argc, char **argv) {
         if (optind >= argc) rc = cli_usage_error("keys", "revoke needs a KEY_ID");
         else if (pt_keys_revoke(st, log, argv[optind], &idx, &err)) rc = cli_fail(&err);
         else printf("revoked %s (policy log entry %llu)\n", argv[optind], (unsigned long long)idx);
-    } else {
-        rc = cli_usage_error("keys", "unknown subcommand '%s' (create, revoke, list)", sub);
     }
+    if (!rc && cli_witness_sync(log, data, log, "keys")) rc = 1;
     tlog_close(log);
     pt_store_close(st);
     return rc;

@@ -31,11 +31,14 @@ static void usage(FILE *f) {
             "  prove --old-size M [--size S] consistency proof from size M to size S\n"
             "                                (S defaults to the current size; JSON output)\n"
             "  verify --vkey VKEY DIR_OR_URL [--trusted OLD_CHECKPOINT_FILE]\n"
+            "         [--witness WVKEY ... --quorum N]\n"
             "                                verify any C2SP tlog-tiles log: the signature, every tile\n"
             "                                and entry bundle, the root, and consistency with an older\n"
             "                                trusted checkpoint; then list every entry\n"
             "                                (policy revisions as seq, time, digest; log_recovery\n"
-            "                                entries in full)\n"
+            "                                entries in full); with --witness (repeated) the checkpoint\n"
+            "                                must carry valid cosignatures by at least N of them\n"
+            "                                (default N: all), and the time they prove is printed\n"
             "  recover                       the writer refuses a log whose checkpoint is missing or\n"
             "                                older than the entries on disk; this re-derives it from\n"
             "                                the entries (every tile hash checked), signs it, and\n"
@@ -51,6 +54,10 @@ static void usage(FILE *f) {
 
 typedef struct opts {
     const char *data, *log, *origin, *vkey, *trusted, *source, *lines;
+    const char *witnesses[TLOG_MAX_WITNESSES];
+    size_t n_witnesses;
+    uint64_t quorum;
+    int has_quorum;
     uint64_t from, count, index, size, old_size;
     int has_from, has_count, has_index, has_size, has_old;
 } opts;
@@ -92,6 +99,14 @@ static int parse_opts(int argc, char **argv, opts *o) {
         TAKE_NUM("--index", index, has_index)
         TAKE_NUM("--size", size, has_size)
         TAKE_NUM("--old-size", old_size, has_old)
+        TAKE_NUM("--quorum", quorum, has_quorum)
+        if (!strcmp(a, "--witness")) {
+            if (!v) return cli_usage_error("log", "--witness needs a witness verifier key");
+            if (o->n_witnesses == TLOG_MAX_WITNESSES) return cli_usage_error("log", "at most %d witnesses", TLOG_MAX_WITNESSES);
+            o->witnesses[o->n_witnesses++] = v;
+            i++;
+            continue;
+        }
         if (a[0] == '-' && a[1]) return cli_usage_error("log", "unknown option '%s'", a);
         if (o->source) return cli_usage_error("log", "unexpected argument '%s'", a);
         o->source = a;
@@ -170,8 +185,11 @@ static int cmd_append(const opts *o) {
     tlog *t;
     int rc = open_log(o, &t);
     uint64_t first = 0;
+    /* witnessed logs: stop before appending to a rolled-back log; publish the new one cosigned */
+    if (!rc) rc = cli_witness_any(o->data, t, "log append");
     if (!rc && tlog_append_batch(t, data, lens, n, &first, &err) != 0) rc = cli_fail(&err);
     if (!rc) printf("%llu\n", (unsigned long long)first);
+    if (!rc) rc = cli_witness_any(o->data, t, "log append");
     tlog_close(t);
     free(data);
     free(lens);
@@ -306,6 +324,27 @@ static int cmd_verify(const opts *o) {
     char *trusted = NULL;
     size_t tlen;
     if (o->trusted && pt_read_file(o->trusted, TLOG_MAX_CHECKPOINT, &trusted, &tlen, &err) != 0) return cli_fail(&err);
+    if (o->has_quorum && (!o->n_witnesses || o->quorum < 1 || o->quorum > o->n_witnesses))
+        return cli_usage_error("log", "--quorum must be between 1 and the number of --witness keys");
+    /* A quorum of witnesses must have cosigned the checkpoint that is verified: it is checked
+     * first, and then the log must be consistent with it (it becomes the trusted checkpoint
+     * when none is given). */
+    char *witnessed = NULL;
+    uint64_t wtime = 0;
+    if (o->n_witnesses) {
+        uint8_t *cp = NULL;
+        size_t cplen;
+        size_t q = o->has_quorum ? (size_t)o->quorum : o->n_witnesses;
+        if (tlog_fetch(o->source, "checkpoint", TLOG_MAX_CHECKPOINT, &cp, &cplen, &err) ||
+            tlog_check_quorum((const char *)cp, cplen, o->witnesses, o->n_witnesses, q, NULL, &wtime, &err)) {
+            free(cp);
+            free(trusted);
+            fprintf(stderr, "parity log verify: FAILED: %s/checkpoint: %s\n", o->source, err.msg);
+            return 1;
+        }
+        witnessed = (char *)cp;
+        if (!trusted) trusted = witnessed, witnessed = NULL;
+    }
     vctx v = {0};
     pt_buf_init(&v.out, (size_t)1 << 31);
     tlog_verified r;
@@ -313,6 +352,7 @@ static int cmd_verify(const opts *o) {
      * before the root over all of them matched. */
     int rc = tlog_verify(o->source, o->vkey, trusted, on_entry, &v, &r, &err);
     free(trusted);
+    free(witnessed);
     if (rc) {
         pt_buf_free(&v.out);
         fprintf(stderr, "parity log verify: FAILED: %s\n", err.msg);
@@ -324,6 +364,12 @@ static int cmd_verify(const opts *o) {
     printf("verified: origin %s, size %llu, root %s", r.origin, (unsigned long long)r.size, root);
     if (o->trusted) printf(", consistent with the trusted checkpoint of size %llu", (unsigned long long)r.trusted_size);
     printf(" (%llu policy revisions)\n", (unsigned long long)v.revisions);
+    if (o->n_witnesses) {
+        char tb[21];
+        printf("witnessed: a quorum of %llu of the %zu witnesses given had cosigned the checkpoint by %s\n",
+               (unsigned long long)(o->has_quorum ? o->quorum : o->n_witnesses), o->n_witnesses,
+               pt_format_time((int64_t)wtime, tb));
+    }
     free(root);
     return 0;
 }
@@ -332,6 +378,11 @@ static int cmd_recover(const opts *o) {
     pt_err err;
     tlog_recovery r;
     if (tlog_recover(o->data, o->log, &r, &err) != 0) return cli_fail(&err);
+    tlog *t; /* the recovered checkpoint goes to the witnesses: one behind what they hold stops here */
+    if (tlog_open(o->data, o->log, NULL, &t, &err) != 0) return cli_fail(&err);
+    int rc = cli_witness_any(o->data, t, "log recover");
+    tlog_close(t);
+    if (rc) return rc;
     char prev[64];
     if (r.previous == TLOG_CP_VALID) snprintf(prev, sizeof prev, "size %llu", (unsigned long long)r.previous_size);
     else snprintf(prev, sizeof prev, "%s", r.previous == TLOG_CP_MISSING ? "missing" : "unreadable");

@@ -251,7 +251,7 @@ static int cmd_canonical(int argc, char **argv) {
 static int cmd_apply(int argc, char **argv) {
     const char *file = NULL, *data = getenv("PARITY_DATA");
     int64_t when = pt_unix_time();
-    int json = 0;
+    int json = 0, stated = 0;
     if (!data || !*data) data = "data";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -264,6 +264,7 @@ static int cmd_apply(int argc, char **argv) {
         else if (!strcmp(a, "--time")) {
             int rc = parse_at(argv[++i], &when);
             if (rc) return rc;
+            stated = 1;
         } else return cli_usage_error("policy", "unknown option %s", a);
     }
     if (!file) return cli_usage_error("policy", "apply needs FILE");
@@ -277,6 +278,7 @@ static int cmd_apply(int argc, char **argv) {
         free(text);
         return cli_fail(&err);
     }
+    int new_witnessed = p->n_witnesses > 0;
     pt_policy_free(p);
     tlog *t;
     int rc = tlog_open(data, "policy", NULL, &t, &err);
@@ -292,6 +294,28 @@ static int cmd_apply(int argc, char **argv) {
         free(text);
         return cli_fail(&err);
     }
+    /* Witnessed logs: the checkpoint must not be older than what the witnesses cosigned (the
+     * writer stops), and no revision may take effect before it can have been witnessed. */
+    pt_policy *cur = NULL;
+    if (pt_policy_current(t, data, &cur, NULL, NULL, &err) || cli_witness_policy(cur, t, "policy apply")) {
+        if (cur) pt_policy_free(cur);
+        else cli_fail(&err);
+        free(text);
+        tlog_close(t);
+        return 1;
+    }
+    int witnessed = new_witnessed || cur->n_witnesses > 0;
+    pt_policy_free(cur);
+    int64_t now = pt_unix_time();
+    if (witnessed && stated && when < now) {
+        char t1[21], t2[21];
+        fprintf(stderr, "parity: --time %s is before now (%s): with witnesses configured a revision cannot take effect "
+                "before it is witnessed; give a time from now on (or none)\n", pt_format_time(when, t1),
+                pt_format_time(now, t2));
+        free(text);
+        tlog_close(t);
+        return 1;
+    }
     pt_apply_result r;
     rc = pt_policy_apply(t, data, text, len, file, when, &r, &err);
     free(text);
@@ -299,6 +323,7 @@ static int cmd_apply(int argc, char **argv) {
         tlog_close(t);
         return cli_fail(&err);
     }
+    if (r.changed && cli_witness_sync(t, data, t, "policy apply")) rc = 1;
     char tb[21];
     if (json) {
         json_t *o = json_object();
@@ -326,7 +351,7 @@ static int cmd_apply(int argc, char **argv) {
     }
     pt_apply_result_free(&r);
     tlog_close(t);
-    return 0;
+    return rc;
 }
 
 int cmd_policy(int argc, char **argv) {

@@ -400,10 +400,19 @@ json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_e
         json_t *r = json_object();
         json_object_set_new(r, "seq", json_integer((json_int_t)revs[i].seq));
         set_time(r, "time", revs[i].time);
+        /* the time source: witnesses' timestamps, or the lab's own clock */
+        json_object_set_new(r, "time_source", json_string(revs[i].witnessed ? "witnesses" : "lab"));
+        if (revs[i].witnessed && revs[i].stated_time != revs[i].time) set_time(r, "stated_time", revs[i].stated_time);
         json_object_set_new(r, "digest", revs[i].digest ? json_string(revs[i].digest) : json_null());
         json_array_append_new(revj, r);
     }
     json_object_set_new(rep, "revisions", revj);
+    int all_witnessed = n > 0;
+    for (size_t i = 0; i < n; i++) all_witnessed &= revs[i].witnessed;
+    json_object_set_new(rep, "time_source",
+                        json_string(all_witnessed ? "witnesses: each revision dated when a quorum of the policy's "
+                                                    "witnesses had cosigned a checkpoint holding it"
+                                                  : "lab: the times the lab's own log entries state (not witnessed)"));
     json_object_set_new(rep, "revision_in_force", json_integer((json_int_t)revs[cur].seq));
     json_t *th = json_object();
     json_object_set_new(th, "max_deployment_lag_days", json_integer(PT_GAP_MAX_LAG_DAYS));
@@ -499,6 +508,7 @@ char *pt_gap_markdown(const json_t *report) {
                   json_array_size(json_object_get(r, "revisions")), (long long)json_integer_value(json_object_get(sum, "parity")),
                   (long long)json_integer_value(json_object_get(sum, "partial")),
                   (long long)json_integer_value(json_object_get(sum, "gap")));
+    if (json_is_string(json_object_get(r, "time_source"))) pt_buf_printf(&b, "Dates: %s.\n\n", jstr(r, "time_source"));
     json_t *models = json_object_get(r, "models");
     for (size_t mi = 0; mi < json_array_size(models); mi++) {
         json_t *mo = json_array_get(models, mi);

@@ -182,6 +182,29 @@ static void forbid_desc(pt_buf *b, const pt_forbid *f) {
     if (f->reason) pt_buf_printf(b, " (%s)", f->reason);
 }
 
+/* "quorum Q of name (url), ..." or "none" */
+static void witnesses_desc(pt_buf *b, const pt_policy *p) {
+    if (!p->n_witnesses) {
+        pt_buf_puts(b, "none");
+        return;
+    }
+    pt_buf_printf(b, "quorum %lld of ", (long long)p->witness_quorum);
+    for (size_t i = 0; i < p->n_witnesses; i++)
+        pt_buf_printf(b, "%s%s (%s)", i ? ", " : "", p->witnesses[i].vkey, p->witnesses[i].url);
+}
+
+static void diff_witnesses(json_t *lines, const pt_policy *a, const pt_policy *b) {
+    pt_buf x, y;
+    pt_buf_init(&x, 1 << 16);
+    pt_buf_init(&y, 1 << 16);
+    if (a) witnesses_desc(&x, a);
+    witnesses_desc(&y, b);
+    if (a ? x.len != y.len || memcmp(x.data, y.data, x.len) != 0 : b->n_witnesses != 0)
+        add(lines, "witnesses %s -> %.*s", a ? x.data : "none", (int)y.len, y.data);
+    pt_buf_free(&x);
+    pt_buf_free(&y);
+}
+
 json_t *pt_policy_diff(const pt_policy *a, const pt_policy *b) {
     json_t *lines = json_array();
     if (!lines) return NULL;
@@ -196,6 +219,7 @@ json_t *pt_policy_diff(const pt_policy *a, const pt_policy *b) {
         if (!streq(a->lab_name, b->lab_name)) add(lines, "lab name '%s' -> '%s'", a->lab_name, b->lab_name);
         if (!streq(a->lab_url, b->lab_url)) add(lines, "lab url %s -> %s", orn(a->lab_url), orn(b->lab_url));
     }
+    diff_witnesses(lines, a, b);
     /* models */
     for (size_t i = 0; a && i < b->n_models; i++) {
         const pt_pmodel *m = &b->models[i], *o = NULL;

@@ -490,6 +490,73 @@ fail:
     return rc;
 }
 
+int pt_policy_history_witness(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                              size_t n, size_t quorum, const tlog_witnessed *latest, size_t *dropped, pt_err *err) {
+    *dropped = 0;
+    tlog_witnessed *w;
+    size_t nw;
+    int rc = tlog_witnessed_load(source, vkey, wvkeys, n, quorum, h->verified.size, &w, &nw, err);
+    if (rc) return rc;
+    if (latest) {
+        tlog_witnessed *nw2 = realloc(w, (nw + 1) * sizeof *w);
+        if (!nw2) {
+            free(w);
+            return pt_errf(err, PT_ENOMEM, "out of memory");
+        }
+        w = nw2;
+        w[nw++] = *latest;
+    }
+    size_t keep = h->n;
+    for (size_t i = 0; i < h->n; i++) {
+        uint64_t t = tlog_witnessed_time(w, nw, h->log_index[i]);
+        if (!t) { /* no quorum-cosigned checkpoint holds it yet: neither are the later ones */
+            keep = i;
+            break;
+        }
+        pt_policy_revision *r = &h->revs[i];
+        r->stated_time = r->time;
+        r->witnessed = 1;
+        if ((int64_t)t > r->time) r->time = (int64_t)t;
+    }
+    free(w);
+    for (size_t i = keep; i < h->n; i++) {
+        pt_policy_free((pt_policy *)h->revs[i].policy);
+        free((char *)h->revs[i].digest);
+    }
+    *dropped = h->n - keep;
+    h->n = keep;
+    return PT_OK;
+}
+
+int pt_policy_history_date(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                           size_t n, size_t quorum, int strict, size_t *dropped, pt_err *err) {
+    const char *pk[TLOG_MAX_WITNESSES];
+    *dropped = 0;
+    if (!n && h->n) {
+        const pt_policy *p = h->revs[h->n - 1].policy;
+        for (size_t i = 0; i < p->n_witnesses && i < TLOG_MAX_WITNESSES; i++) pk[n++] = p->witnesses[i].vkey;
+        quorum = (size_t)p->witness_quorum;
+        wvkeys = pk;
+    }
+    if (!n) return PT_OK;
+    uint8_t *cp = NULL;
+    size_t len;
+    tlog_witnessed latest;
+    pt_err e;
+    int rc = tlog_fetch(source, "checkpoint", TLOG_MAX_CHECKPOINT, &cp, &len, err);
+    if (rc) return rc;
+    rc = tlog_check_quorum((const char *)cp, len, wvkeys, n, quorum, &latest.size, &latest.time, &e);
+    free(cp);
+    if (rc && (strict || rc != PT_EVERIFY)) return pt_errf(err, rc, "%s/checkpoint: %s", source, e.msg);
+    size_t had = h->n;
+    if ((rc = pt_policy_history_witness(h, source, vkey, wvkeys, n, quorum, rc ? NULL : &latest, dropped, err)))
+        return rc;
+    if (had && !h->n)
+        return pt_errf(err, PT_EVERIFY, "%s: no checkpoint holding policy revision 1 carries cosignatures by %zu of the "
+                       "%zu witnesses yet: no revision is witnessed", source, quorum, n);
+    return PT_OK;
+}
+
 size_t pt_policy_revision_in_force(const pt_policy_revision *revs, size_t n, int64_t at, int64_t *next) {
     size_t k = 0; /* revisions dated at or before `at` */
     while (k < n && revs[k].time <= at) k++;

@@ -122,4 +122,25 @@ int pt_policy_history_load(const char *source, const char *vkey, const char *tru
                            pt_policy_history **out, pt_err *err);
 void pt_policy_history_free(pt_policy_history *h);  /* NULL is a no-op */
 
+/* Honest time (docs/tlog.md, "Witnessed time"): dates every revision of h (loaded from `source`
+ * with the log key vkey) by its witnessed time — the earliest quorum time of a checkpoint that
+ * holds its entry, from <source>/cosigned/ (tlog_witnessed_load) and `latest` (the quorum-cosigned
+ * checkpoint that was verified, may be NULL) — and sets each revision's time to the later of
+ * that and the time its entry states (a backdated revision shows when it was witnessed; a
+ * revision may still take effect later than witnessed). Revisions that no quorum-cosigned
+ * checkpoint holds yet are dropped from h (they are not yet witnessed): *dropped gets how many.
+ * Errors: as tlog_witnessed_load. */
+int pt_policy_history_witness(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                              size_t n, size_t quorum, const tlog_witnessed *latest, size_t *dropped, pt_err *err);
+
+/* What `parity gap` and the server's report use: dates h by the witnesses wvkeys[0..n) with
+ * quorum, or when n = 0 by those of h's latest revision (nothing changes when it names none:
+ * the dates stay the lab's own, and the report says so). The published <source>/checkpoint
+ * must carry a quorum of cosignatures (PT_EVERIFY "N of M witnesses cosigned ...") when
+ * strict; otherwise a checkpoint not yet cosigned only means that the revisions after the last
+ * cosigned one are left out (*dropped); PT_EVERIFY when that would leave none (nothing is
+ * witnessed yet). */
+int pt_policy_history_date(pt_policy_history *h, const char *source, const char *vkey, const char *const *wvkeys,
+                           size_t n, size_t quorum, int strict, size_t *dropped, pt_err *err);
+
 #endif

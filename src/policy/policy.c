@@ -11,6 +11,7 @@
 #include "common/fileio.h"
 #include "common/util.h"
 #include "common/ytree.h"
+#include "tlog/cosig.h"
 
 #define POLICY_MAX_FILE (16u << 20)
 
@@ -402,6 +403,54 @@ static int parse_tiers(pctx *c, const ynode *n) {
     return PT_OK;
 }
 
+/* witnesses: {quorum: N, members: [{name, vkey, url}, ...]} */
+static int parse_witnesses(pctx *c, const ynode *n) {
+    if (!n) return PT_OK;
+    static const char *const keys[] = {"quorum", "members", NULL};
+    const ynode *v[2];
+    int rc = get_map(c, n, "witnesses", keys, v);
+    if (rc) return rc;
+    if (!v[1]) return perr(c, n, "witnesses", "missing 'members'");
+    if (!v[0]) return perr(c, n, "witnesses", "missing 'quorum'");
+    if ((rc = seq_of(c, v[1], "witnesses.members"))) return rc;
+    pt_policy *p = c->p;
+    if (v[1]->n == 0 || v[1]->n > PT_MAX_WITNESSES)
+        return perr(c, v[1], "witnesses.members", "expected 1 to %d witnesses, found %zu", PT_MAX_WITNESSES, v[1]->n);
+    if ((rc = get_limit(c, v[0], "witnesses.quorum", &p->witness_quorum))) return rc;
+    if (p->witness_quorum < 1 || p->witness_quorum > (int64_t)v[1]->n)
+        return perr(c, v[0], "witnesses.quorum", "must be between 1 and the number of members (%zu)", v[1]->n);
+    if (!(p->witnesses = calloc(v[1]->n, sizeof *p->witnesses))) return nomem(c);
+    for (size_t i = 0; i < v[1]->n; i++) {
+        static const char *const wkeys[] = {"name", "vkey", "url", NULL};
+        const ynode *w[3], *it = v[1]->items[i];
+        char base[64], sub[352];
+        snprintf(base, sizeof base, "witnesses.members[%zu]", i);
+        if ((rc = get_map(c, it, base, wkeys, w))) return rc;
+        pt_witness *x = &p->witnesses[p->n_witnesses++];
+        x->line = it->line;
+        x->column = it->col;
+        for (int k = 0; k < 3; k++)
+            if (!w[k]) return perr(c, it, base, "missing '%s'", wkeys[k]);
+        subpath(sub, sizeof sub, base, "name");
+        if ((rc = get_str(c, w[0], sub, &x->name))) return rc;
+        subpath(sub, sizeof sub, base, "vkey");
+        if ((rc = get_str(c, w[1], sub, &x->vkey))) return rc;
+        pt_err e;
+        cosig_verifier cv;
+        if (cosig_verifier_parse(x->vkey, &cv, &e)) return perr(c, w[1], sub, "%s", e.msg);
+        if (strcmp(cv.name, x->name) != 0)
+            return perr(c, w[1], sub, "the key is named '%s', not '%s'", cv.name, x->name);
+        subpath(sub, sizeof sub, base, "url");
+        if ((rc = get_str(c, w[2], sub, &x->url))) return rc;
+        if (strncmp(x->url, "http://", 7) != 0 && strncmp(x->url, "https://", 8) != 0)
+            return perr(c, w[2], sub, "expected an http:// or https:// URL");
+        for (size_t j = 0; j + 1 < p->n_witnesses; j++)
+            if (!strcmp(p->witnesses[j].name, x->name))
+                return perr(c, w[0], base, "duplicate witness '%s' (first at line %d)", x->name, p->witnesses[j].line);
+    }
+    return PT_OK;
+}
+
 static int parse_orgs(pctx *c, const ynode *n) {
     int rc = seq_of(c, n, "organisations");
     if (rc) return rc;
@@ -617,8 +666,8 @@ pt_policy *pt_policy_parse(const char *text, size_t len, const char *what, pt_er
         return NULL;
     }
     pctx c = {what, err, p};
-    static const char *const keys[] = {"version", "lab", "models", "tiers", "organisations", "grants", "forbids", NULL};
-    const ynode *v[7];
+    static const char *const keys[] = {"version", "lab", "models", "tiers", "organisations", "grants", "forbids", "witnesses", NULL};
+    const ynode *v[8];
     int rc = get_map(&c, root, "", keys, v);
     if (!rc) {
         p->version = 1;
@@ -634,6 +683,7 @@ pt_policy *pt_policy_parse(const char *text, size_t len, const char *what, pt_er
     if (!rc) rc = parse_orgs(&c, v[4]);
     if (!rc) rc = parse_grants(&c, v[5]);
     if (!rc) rc = parse_forbids(&c, v[6]);
+    if (!rc) rc = parse_witnesses(&c, v[7]);
     if (!rc) rc = pt_policy_build_index(p, err);
     ytree_free(root);
     if (rc) {
@@ -697,6 +747,12 @@ void pt_policy_free(pt_policy *p) {
         free(f->reason);
     }
     free(p->forbids);
+    for (size_t i = 0; i < p->n_witnesses; i++) {
+        free(p->witnesses[i].name);
+        free(p->witnesses[i].vkey);
+        free(p->witnesses[i].url);
+    }
+    free(p->witnesses);
     pt_policy_index_free(p->index);
     free(p);
 }
@@ -851,5 +907,18 @@ json_t *pt_policy_to_json(const pt_policy *p) {
         json_array_append_new(forbids, o);
     }
     json_object_set_new(root, "forbids", forbids);
+    if (p->n_witnesses) { /* only when named: older revisions keep their canonical form */
+        json_t *w = json_object(), *ms = json_array();
+        json_object_set_new(w, "quorum", json_integer(p->witness_quorum));
+        for (size_t i = 0; i < p->n_witnesses; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "name", json_string(p->witnesses[i].name));
+            json_object_set_new(o, "vkey", json_string(p->witnesses[i].vkey));
+            json_object_set_new(o, "url", json_string(p->witnesses[i].url));
+            json_array_append_new(ms, o);
+        }
+        json_object_set_new(w, "members", ms);
+        json_object_set_new(root, "witnesses", w);
+    }
     return root;
 }

@@ -116,6 +116,16 @@ typedef struct {
     int line, column;
 } pt_forbid;
 
+/* A witness (C2SP tlog-witness) that cosigns the lab's log checkpoints (docs/tlog.md). */
+typedef struct {
+    char *name;          /* the name in its verifier key */
+    char *vkey;          /* cosignature/v1 verifier key "name+hex8+base64(0x04 ‖ pub)" */
+    char *url;           /* http(s):// prefix; checkpoints go to URL/add-checkpoint */
+    int line, column;
+} pt_witness;
+
+#define PT_MAX_WITNESSES 16
+
 typedef struct pt_policy_index pt_policy_index;
 
 typedef struct pt_policy {
@@ -126,6 +136,8 @@ typedef struct pt_policy {
     pt_org *orgs;       size_t n_orgs;
     pt_grant *grants;   size_t n_grants;
     pt_forbid *forbids; size_t n_forbids;
+    pt_witness *witnesses; size_t n_witnesses;
+    int64_t witness_quorum; /* 0 when the policy names no witnesses, else 1..n_witnesses */
     pt_policy_index *index;  /* built by parse; lookups by organisation x model */
 } pt_policy;
 
@@ -136,6 +148,9 @@ typedef struct {
     const pt_policy *policy;   /* borrowed */
     const char *digest;        /* "sha256:<hex>", may be NULL */
     uint64_t seq;              /* the revision's sequence number in the log */
+    int witnessed;             /* 1: time is max(the stated time, when a quorum of witnesses had
+                                  cosigned a checkpoint holding it) — pt_policy_history_witness */
+    int64_t stated_time;       /* when witnessed: the time its log entry states */
 } pt_policy_revision;
 
 /* The one rule for which revision is in force at `at`, used by the server, the report, `parity

@@ -59,9 +59,9 @@ static int r_log_file(pt_server *s, call *c, http_resp *resp) {
         http_error(resp, 404, "invalid_request_error", "not_found", NULL, "No log named '%s' (policy, audit).", name);
         return HTTP_DONE;
     }
-    /* Only the published layout: checkpoint, tile/..., revisions/<hex>.json. */
+    /* Only the published layout: checkpoint, tile/..., cosigned/..., revisions/<hex>.json. */
     int ok = *rest && rest[0] != '/' && !strstr(rest, "..") && !strstr(rest, "//") &&
-             (!strcmp(rest, "checkpoint") || !strncmp(rest, "tile/", 5) ||
+             (!strcmp(rest, "checkpoint") || !strncmp(rest, "tile/", 5) || !strncmp(rest, "cosigned/", 9) ||
               (!strcmp(name, "policy") && !strncmp(rest, "revisions/", 10)));
     for (const char *p = rest; ok && *p; p++)
         ok = isalnum((unsigned char)*p) || *p == '/' || *p == '.' || *p == '_' || *p == '-';
@@ -79,7 +79,7 @@ static int r_log_file(pt_server *s, call *c, http_resp *resp) {
     free(path);
     pt_buf_append(&resp->body, data, len);
     free(data);
-    if (!strcmp(rest, "checkpoint")) {
+    if (!strcmp(rest, "checkpoint") || !strncmp(rest, "cosigned/", 9)) { /* the index grows */
         resp->content_type = "text/plain; charset=utf-8";
         http_set_header(resp, "Cache-Control", "no-store");
     } else if (!strncmp(rest, "revisions/", 10)) {
@@ -399,7 +399,7 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
  * reason in err): never the last one that did. */
 static json_t *parity_report(pt_server *s, pt_err *err) {
     pthread_mutex_lock(&s->report_mu);
-    uint64_t size = tlog_size(s->policy_log);
+    uint64_t size = tlog_size(s->policy_log), cosigned = tlog_cosigned_size(s->policy_log);
     int64_t now = pt_unix_time();
     /* A log that fails to verify is verified again at most once a second (or when it grows):
      * /v1/parity needs no key, and each try reads and hashes the whole policy log. */
@@ -408,14 +408,16 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         pthread_mutex_unlock(&s->report_mu);
         return NULL;
     }
-    if (!s->report || s->report_size != size || now >= s->report_until) {
+    if (!s->report || s->report_size != size || s->report_cosigned != cosigned || now >= s->report_until) {
         char *dir = pt_path_join(s->data_dir, "log/policy");
         pt_policy_history *h = NULL;
         json_t *rep = NULL;
+        size_t dropped;
         int64_t until = (now / 86400 + 1) * 86400;
         if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
-        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
-            rep = pt_gap_report(h->revs, h->n, now, err);
+        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK &&
+                 pt_policy_history_date(h, dir, tlog_vkey(s->policy_log), NULL, 0, 0, 0, &dropped, err) == PT_OK)
+            rep = pt_gap_report(h->revs, h->n, now, err); /* dated by the policy's witnesses, if it names any */
         for (size_t i = 0; rep && i < h->n; i++)
             if (h->revs[i].time > now && h->revs[i].time < until) until = h->revs[i].time;
         pt_policy_history_free(h);
@@ -423,6 +425,7 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         json_decref(s->report);
         s->report = rep;
         s->report_size = size;
+        s->report_cosigned = cosigned;
         s->report_until = until;
         if (!rep) {
             s->report_err = *err;

@@ -18,6 +18,7 @@
 #include "server/data_lock.h"
 #include "server/finetune.h"
 #include "server/registry.h"
+#include "server/witnessing.h"
 
 int pt_serve_parse_receipts(const char *mode, pt_serve_options *o) {
     if (strcmp(mode, "async") && strcmp(mode, "durable")) return PT_EINVAL;
@@ -60,6 +61,7 @@ static int srv_load_policy(pt_server *s, pt_err *err) {
 static void server_free(pt_server *s) {
     if (!s) return;
     pt_receipts_stop(s->receipts); /* drains: every queued receipt is written */
+    pt_witnessing_stop(s->witnessing);
     if (s->rl) {
         pt_err err;
         if (pt_ratelimit_flush(s->rl, &err)) fprintf(stderr, "parity serve: saving usage counters: %s\n", err.msg);
@@ -107,7 +109,8 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
         (rc = tlog_open(s->data_dir, "policy", NULL, &s->policy_log, err)) ||
         (rc = pt_keys_reconcile_stderr(s->store, s->policy_log, s->data_dir, "parity serve", err)) ||
         (rc = tlog_open(s->data_dir, "audit", NULL, &s->audit_log, err)) || (rc = srv_load_policy(s, err)) ||
-        (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = start_receipts(s, err)))
+        (rc = pt_ratelimit_open(&s->rl, s->store, err)) || (rc = start_receipts(s, err)) ||
+        (rc = pt_witnessing_start(&s->witnessing, s->policy_log, s->audit_log, s->data_dir, err)))
         goto out;
     const struct {
         const route *r;

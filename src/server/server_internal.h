@@ -69,6 +69,7 @@ struct pt_server {
     pt_store *store;
     tlog *policy_log, *audit_log;
     pt_receipts *receipts;
+    struct pt_witnessing *witnessing; /* witnessing.h: cosigns both logs' checkpoints */
     pt_ratelimit *rl;
     pt_metrics *metrics;
     http_server *http;
@@ -87,6 +88,7 @@ struct pt_server {
     pthread_mutex_t report_mu; /* guards the cached parity report */
     json_t *report;
     uint64_t report_size;      /* policy log size it was computed at */
+    uint64_t report_cosigned;  /* and the size its witnesses had cosigned then (dates change) */
     int64_t report_until;      /* recomputed from then on (next day, or a revision's time) */
     pt_err report_err;         /* why the last computation failed (report NULL) */
     double report_failed_at;   /* pt_now() of that failure: retried at most once a second */

@@ -55,9 +55,9 @@ int note_name_ok(const char *name, size_t len) {
     return 1;
 }
 
-static uint32_t key_id(const char *name, const uint8_t pub[32]) {
+uint32_t note_key_id(const char *name, uint8_t alg, const uint8_t pub[32]) {
     pt_sha256_ctx st;
-    uint8_t h[32], alg = 0x01, nl = '\n';
+    uint8_t h[32], nl = '\n';
     pt_sha256_init(&st);
     pt_sha256_update(&st, name, strlen(name));
     pt_sha256_update(&st, &nl, 1);
@@ -68,14 +68,14 @@ static uint32_t key_id(const char *name, const uint8_t pub[32]) {
 }
 
 /* Strict standard base64 of exactly s[0..n) into out (at most max bytes). 0 or -1. */
-static int b64_decode(const char *s, size_t n, uint8_t *out, size_t max, size_t *out_len) {
+int note_b64_decode(const char *s, size_t n, uint8_t *out, size_t max, size_t *out_len) {
     const char *end = NULL;
     if (n == 0) return -1;
     if (sodium_base642bin(out, max, s, n, NULL, out_len, &end, sodium_base64_VARIANT_ORIGINAL) != 0) return -1;
     return end == s + n ? 0 : -1;
 }
 
-static char *b64_encode(const uint8_t *p, size_t n) {
+char *note_b64_encode(const uint8_t *p, size_t n) {
     size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
     char *s = malloc(cap);
     if (s) sodium_bin2base64(s, cap, p, n, sodium_base64_VARIANT_ORIGINAL);
@@ -97,8 +97,8 @@ static int split_key(const char *key, const char **name, size_t *name_len, const
     return PT_OK;
 }
 
-static int parse_key_common(const char *key, char name_out[NOTE_MAX_NAME + 1], uint32_t *id,
-                            uint8_t material[32], pt_err *err, const char *what) {
+int note_key_parse(const char *key, uint8_t alg, char name_out[NOTE_MAX_NAME + 1], uint32_t *id,
+                   uint8_t material[32], pt_err *err, const char *what) {
     const char *name = NULL, *hex = NULL, *b64 = NULL;
     size_t nlen = 0;
     int rc = split_key(key, &name, &nlen, &hex, &b64, err, what);
@@ -113,9 +113,11 @@ static int parse_key_common(const char *key, char name_out[NOTE_MAX_NAME + 1], u
     if (pt_unhex(hexbuf, idb, 4) != 0) return pt_errf(err, PT_EFORMAT, "%s: bad key ID", what);
     uint8_t raw[64];
     size_t rawlen;
-    if (b64_decode(b64, strlen(b64), raw, sizeof raw, &rawlen) != 0 || rawlen != 33)
+    if (note_b64_decode(b64, strlen(b64), raw, sizeof raw, &rawlen) != 0 || rawlen != 33)
         return pt_errf(err, PT_EFORMAT, "%s: key data is not base64 of 33 bytes", what);
-    if (raw[0] != 0x01) return pt_errf(err, PT_EUNSUPPORTED, "%s: key algorithm %u is not Ed25519 (1)", what, raw[0]);
+    if (raw[0] != alg)
+        return pt_errf(err, PT_EUNSUPPORTED, "%s: key algorithm %u is not %s (%u)", what, raw[0],
+                       alg == 0x01 ? "Ed25519" : "cosignature/v1", alg);
     memcpy(name_out, name, nlen);
     name_out[nlen] = 0;
     memcpy(material, raw + 1, 32);
@@ -126,9 +128,9 @@ static int parse_key_common(const char *key, char name_out[NOTE_MAX_NAME + 1], u
 
 int note_verifier_parse(const char *vkey, note_verifier *v, pt_err *err) {
     memset(v, 0, sizeof *v);
-    int rc = parse_key_common(vkey, v->name, &v->key_id, v->pub, err, "verifier key");
+    int rc = note_key_parse(vkey, 0x01, v->name, &v->key_id, v->pub, err, "verifier key");
     if (rc) return rc;
-    if (key_id(v->name, v->pub) != v->key_id)
+    if (note_key_id(v->name, 0x01, v->pub) != v->key_id)
         return pt_errf(err, PT_EFORMAT, "verifier key: key ID %08x does not match the key", v->key_id);
     return PT_OK;
 }
@@ -138,20 +140,20 @@ int note_signer_parse(const char *skey, note_signer *s, pt_err *err) {
     if (strncmp(skey, "PRIVATE+KEY+", 12) != 0)
         return pt_errf(err, PT_EFORMAT, "signer key: does not start with PRIVATE+KEY+");
     uint8_t seed[32];
-    int rc = parse_key_common(skey + 12, s->name, &s->key_id, seed, err, "signer key");
+    int rc = note_key_parse(skey + 12, 0x01, s->name, &s->key_id, seed, err, "signer key");
     if (rc) return rc;
     crypto_sign_seed_keypair(s->pub, s->sk, seed);
     sodium_memzero(seed, sizeof seed);
-    if (key_id(s->name, s->pub) != s->key_id)
+    if (note_key_id(s->name, 0x01, s->pub) != s->key_id)
         return pt_errf(err, PT_EFORMAT, "signer key: key ID %08x does not match the key", s->key_id);
     return PT_OK;
 }
 
-static char *format_key(const char *prefix, const char *name, uint32_t id, const uint8_t material[32]) {
+char *note_key_format(const char *prefix, const char *name, uint8_t alg, uint32_t id, const uint8_t material[32]) {
     uint8_t raw[33];
-    raw[0] = 0x01;
+    raw[0] = alg;
     memcpy(raw + 1, material, 32);
-    char *b = b64_encode(raw, 33);
+    char *b = note_b64_encode(raw, 33);
     sodium_memzero(raw, sizeof raw);
     if (!b) return NULL;
     pt_buf out;
@@ -166,7 +168,7 @@ static char *format_key(const char *prefix, const char *name, uint32_t id, const
     return pt_buf_steal(&out, NULL);
 }
 
-char *note_signer_vkey(const note_signer *s) { return format_key("", s->name, s->key_id, s->pub); }
+char *note_signer_vkey(const note_signer *s) { return note_key_format("", s->name, 0x01, s->key_id, s->pub); }
 
 int note_generate(const char *name, char **skey, char **vkey, pt_err *err) {
     *skey = *vkey = NULL;
@@ -174,9 +176,9 @@ int note_generate(const char *name, char **skey, char **vkey, pt_err *err) {
     if (!note_name_ok(name, strlen(name))) return pt_errf(err, PT_EINVAL, "key name '%s' is not valid", name);
     uint8_t pub[32], sk[64];
     crypto_sign_keypair(pub, sk);
-    uint32_t id = key_id(name, pub);
-    *skey = format_key("PRIVATE+KEY+", name, id, sk); /* sk[0..32) is the seed */
-    *vkey = format_key("", name, id, pub);
+    uint32_t id = note_key_id(name, 0x01, pub);
+    *skey = note_key_format("PRIVATE+KEY+", name, 0x01, id, sk); /* sk[0..32) is the seed */
+    *vkey = note_key_format("", name, 0x01, id, pub);
     sodium_memzero(sk, sizeof sk);
     if (!*skey || !*vkey) {
         free(*skey);
@@ -208,7 +210,7 @@ int note_sign(const char *text, size_t len, const note_signer *s, char **out, si
     sig[0] = (uint8_t)(s->key_id >> 24), sig[1] = (uint8_t)(s->key_id >> 16);
     sig[2] = (uint8_t)(s->key_id >> 8), sig[3] = (uint8_t)s->key_id;
     crypto_sign_detached(sig + 4, NULL, (const uint8_t *)text, len, s->sk);
-    char *b = b64_encode(sig, sizeof sig);
+    char *b = note_b64_encode(sig, sizeof sig);
     if (!b) return pt_errf(err, PT_ENOMEM, "out of memory");
     pt_buf o;
     pt_buf_init(&o, len + 1024);
@@ -259,7 +261,7 @@ int note_open(const char *msg, size_t len, const note_verifier *vs, size_t nv, s
         if (!note_name_ok(name, nlen)) return pt_errf(err, PT_EFORMAT, "note: bad key name at offset %zu", off + 4);
         uint8_t sig[512];
         size_t siglen;
-        if (b64_decode(sp + 1, (size_t)(nl - sp - 1), sig, sizeof sig, &siglen) != 0 || siglen < 5)
+        if (note_b64_decode(sp + 1, (size_t)(nl - sp - 1), sig, sizeof sig, &siglen) != 0 || siglen < 5)
             return pt_errf(err, PT_EFORMAT, "note: bad base64 signature at offset %zu", (size_t)(sp + 1 - msg));
         uint32_t id = (uint32_t)sig[0] << 24 | (uint32_t)sig[1] << 16 | (uint32_t)sig[2] << 8 | sig[3];
         for (size_t i = 0; i < nv; i++) {
@@ -312,7 +314,7 @@ int checkpoint_parse(const char *text, size_t len, checkpoint *c, pt_err *err) {
     c->size = v;
     size_t rl;
     uint8_t root[64];
-    if (b64_decode(lines[2], lens[2], root, sizeof root, &rl) != 0 || rl != 32)
+    if (note_b64_decode(lines[2], lens[2], root, sizeof root, &rl) != 0 || rl != 32)
         return pt_errf(err, PT_EFORMAT, "checkpoint: line 3 (offset %zu) is not a base64 32-byte root hash",
                        (size_t)(lines[2] - text));
     memcpy(c->root, root, 32);
@@ -325,7 +327,7 @@ int checkpoint_parse(const char *text, size_t len, checkpoint *c, pt_err *err) {
 }
 
 char *checkpoint_format(const char *origin, uint64_t size, const uint8_t root[32]) {
-    char *b = b64_encode(root, 32);
+    char *b = note_b64_encode(root, 32);
     if (!b) return NULL;
     pt_buf o;
     pt_buf_init(&o, strlen(origin) + 128);

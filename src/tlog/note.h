@@ -31,6 +31,17 @@ typedef struct note_signer {
     uint8_t sk[64]; /* libsodium secret key (seed ‖ pub) */
 } note_signer;
 
+/* Shared with cosig.c (cosignature/v1 keys use algorithm byte 0x04 in the same forms):
+ * keyID = SHA-256(name ‖ "\n" ‖ alg ‖ pub)[:4]; parsing "NAME+HEX8+BASE64(alg ‖ 32 bytes)"
+ * (PT_EUNSUPPORTED for another algorithm byte; the key ID is not checked here); formatting
+ * prefix ‖ that form (NULL on ENOMEM); strict standard base64 (0 or -1) and encoding. */
+uint32_t note_key_id(const char *name, uint8_t alg, const uint8_t pub[32]);
+int note_key_parse(const char *key, uint8_t alg, char name[NOTE_MAX_NAME + 1], uint32_t *id, uint8_t material[32],
+                   pt_err *err, const char *what);
+char *note_key_format(const char *prefix, const char *name, uint8_t alg, uint32_t id, const uint8_t material[32]);
+int note_b64_decode(const char *s, size_t n, uint8_t *out, size_t max, size_t *out_len);
+char *note_b64_encode(const uint8_t *p, size_t n);
+
 /* A key name: non-empty, ≤ 255 bytes, UTF-8 without spaces, control characters or '+'. */
 int note_name_ok(const char *name, size_t len);
 

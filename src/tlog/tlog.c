@@ -58,6 +58,8 @@ struct tlog {
     req *head, *tail;
     int leader, broken;
     int recovering;            /* opened by tlog_recover */
+    uint64_t cosigned_size;    /* the latest checkpoint published with witness cosignatures */
+    char stop_msg[512];        /* why tlog_stop stopped the writer ("" if it did not) */
 
     /* Owned by the leader while it integrates (leader == 1), so no lock is needed. */
     tile_stack *st;
@@ -298,6 +300,7 @@ static int append_req(tlog *t, req *r, pt_err *err) {
     pthread_mutex_lock(&t->mu);
     if (t->broken) {
         pthread_mutex_unlock(&t->mu);
+        if (t->stop_msg[0]) return pt_errf(err, PT_EVERIFY, "%s", t->stop_msg);
         return pt_errf(err, PT_EIO, "%s: an earlier batch failed; reopen the log", t->dir);
     }
     r->next = NULL;
@@ -814,6 +817,33 @@ static int load_checkpoint(tlog *t, const char *cp_path, pt_err *err) {
     return rc;
 }
 
+/* The size of the latest cosigned checkpoint recorded in dir/cosigned/index (0 if none). */
+static uint64_t read_cosigned_size(const char *dir) {
+    char *path = pt_path_join(dir, "cosigned/index"), *text = NULL;
+    size_t len;
+    uint64_t last = 0;
+    if (path && pt_read_file(path, (size_t)1 << 30, &text, &len, NULL) == PT_OK) {
+        for (char *p = text, *nl; (nl = memchr(p, '\n', len - (size_t)(p - text))); p = nl + 1) {
+            *nl = 0;
+            uint64_t v;
+            if (pt_parse_u64(p, &v) == 0 && v > last) last = v;
+        }
+    }
+    free(text);
+    free(path);
+    return last;
+}
+
+/* A checkpoint older than one that witnesses cosigned is a rollback (a restored backup, a
+ * swapped file): the writer would hand out indices the witnesses have already seen. */
+static int check_cosigned(tlog *t, const char *cp_path, pt_err *err) {
+    t->cosigned_size = read_cosigned_size(t->dir);
+    if (t->cosigned_size <= t->size || t->recovering) return PT_OK;
+    return pt_errf(err, PT_EVERIFY, "%s: size %llu, but witnesses have cosigned size %llu (%s/cosigned/index): the "
+                   "checkpoint is older than what witnesses cosigned; the writer stops", cp_path,
+                   (unsigned long long)t->size, (unsigned long long)t->cosigned_size, t->dir);
+}
+
 /* tlog_recover: the checkpoint re-derived from the entry bundles on disk. A checkpoint still
  * there and signed by the log's key must be a prefix of what is on disk (same root at its
  * size): recovery never shortens or rewrites a published tree. */
@@ -909,6 +939,7 @@ static int open_log(const char *data_dir, const char *name, const char *origin, 
     }
     if ((rc = rec ? rebuild_checkpoint(t, cp_path, rec, err) : load_checkpoint(t, cp_path, err))) goto fail;
     if ((rc = journal_replay(t, err))) goto fail;
+    if ((rc = check_cosigned(t, cp_path, err))) goto fail;
     free(cp_path);
     pt_buf_free(&p);
     *out = t;
@@ -962,6 +993,94 @@ void tlog_close(tlog *t) {
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->cache_mu);
     free(t);
+}
+
+/* ---- witnesses ------------------------------------------------------------------------ */
+
+void tlog_stop(tlog *t, const char *why) {
+    pthread_mutex_lock(&t->mu);
+    t->broken = 1;
+    snprintf(t->stop_msg, sizeof t->stop_msg, "%s", why);
+    pthread_mutex_unlock(&t->mu);
+}
+
+uint64_t tlog_cosigned_size(tlog *t) {
+    pthread_mutex_lock(&t->mu);
+    uint64_t s = t->cosigned_size;
+    pthread_mutex_unlock(&t->mu);
+    return s;
+}
+
+/* Appends "<size>\n" to dir/cosigned/index, durably. */
+static int index_append(const char *dir, uint64_t size, pt_err *err) {
+    char *path = pt_path_join(dir, "cosigned/index"), line[32];
+    if (!path) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int n = snprintf(line, sizeof line, "%llu\n", (unsigned long long)size), rc = PT_OK;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, line, (size_t)n) != n || fdatasync(fd) < 0)
+        rc = pt_errf(err, PT_EIO, "%s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    if (!rc) rc = pt_fsync_dir_of(path, err);
+    free(path);
+    return rc;
+}
+
+/* The checkpoint text and the log's own signature (the first line after the blank line) of
+ * cp, then the witnesses' lines: cosignatures a previous run added are replaced. */
+static int cosigned_note(const char *cp, size_t cp_len, const char *lines, size_t lines_len, pt_buf *note) {
+    const char *blank = NULL;
+    for (size_t i = 1; i < cp_len && !blank; i++)
+        if (cp[i] == '\n' && cp[i - 1] == '\n') blank = cp + i;
+    const char *sig_end = blank ? memchr(blank + 1, '\n', cp_len - (size_t)(blank + 1 - cp)) : NULL;
+    if (!sig_end) return PT_EINTERNAL;
+    if (pt_buf_append(note, cp, (size_t)(sig_end + 1 - cp)) || pt_buf_append(note, lines, lines_len)) return PT_ENOMEM;
+    return PT_OK;
+}
+
+int tlog_publish_cosigned(tlog *t, uint64_t size, const char *lines, size_t lines_len, pt_err *err) {
+    pt_buf note;
+    pt_buf_init(&note, TLOG_MAX_CHECKPOINT);
+    pthread_mutex_lock(&t->mu);
+    while (t->leader) pthread_cond_wait(&t->cv, &t->mu);
+    int rc = PT_OK;
+    if (t->broken) rc = pt_errf(err, PT_EIO, "%s: the writer is stopped", t->dir);
+    else if (t->size != size) /* a newer checkpoint was published meanwhile: its turn comes next */
+        rc = pt_errf(err, PT_ECONFLICT, "%s: the checkpoint moved from size %llu to %llu", t->dir,
+                     (unsigned long long)size, (unsigned long long)t->size);
+    else if ((rc = cosigned_note(t->cp, t->cp_len, lines, lines_len, &note)))
+        rc = pt_errf(err, rc, "%s: the checkpoint has no signature line, or out of memory", t->dir);
+    if (rc) {
+        pthread_mutex_unlock(&t->mu);
+        pt_buf_free(&note);
+        return rc;
+    }
+    t->leader = 1; /* no batch publishes while the files are written; the lock is not held */
+    uint64_t cosigned = t->cosigned_size;
+    pthread_mutex_unlock(&t->mu);
+    /* cosigned/<size> and its index line first: once the checkpoint says it, the history has it. */
+    char rel[64];
+    snprintf(rel, sizeof rel, "cosigned/%llu", (unsigned long long)size);
+    char *cpath = pt_path_join(t->dir, "checkpoint"), *hpath = pt_path_join(t->dir, rel),
+         *hdir = pt_path_join(t->dir, "cosigned");
+    if (!cpath || !hpath || !hdir) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    if (!rc) rc = pt_mkdirs(hdir, 0, err);
+    if (!rc) rc = pt_write_atomic(hpath, note.data, note.len, 0644, err);
+    if (!rc && size > cosigned) rc = index_append(t->dir, size, err);
+    if (!rc) rc = pt_write_atomic(cpath, note.data, note.len, 0644, err);
+    free(cpath);
+    free(hpath);
+    free(hdir);
+    pthread_mutex_lock(&t->mu);
+    if (!rc) {
+        free(t->cp);
+        t->cp = pt_buf_steal(&note, &t->cp_len);
+        if (size > t->cosigned_size) t->cosigned_size = size;
+    }
+    t->leader = 0;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pt_buf_free(&note);
+    return rc;
 }
 
 /* ---- reading -------------------------------------------------------------------------- */

@@ -157,6 +157,68 @@ int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[]
 int tlog_prove_consistency(tlog *t, uint64_t old_size, uint64_t size,
                            uint8_t proof[][TLOG_HASH_SIZE], size_t *n, pt_err *err);
 
+/* ---- witnesses (C2SP tlog-witness, cosignature/v1; see tlog/cosig.h, tlog/witness.h) -------
+ * A writer submits each new checkpoint to the witnesses its policy names and republishes it
+ * with their cosignature lines appended (DATA/log/NAME/checkpoint), keeping every cosigned
+ * checkpoint as DATA/log/NAME/cosigned/<size>, listed in cosigned/index ("<size>\n" each,
+ * ascending), so that anyone can tell from the witnesses' timestamps when an entry existed. */
+
+#define TLOG_MAX_WITNESSES 16
+
+typedef struct tlog_witness {
+    const char *vkey;   /* cosignature/v1 verifier key */
+    const char *url;    /* http(s):// prefix; the request goes to URL/add-checkpoint */
+} tlog_witness;
+
+typedef struct tlog_cosigning {
+    uint64_t size;                       /* the size of the checkpoint submitted */
+    size_t cosigned;                     /* how many witnesses cosigned it */
+    uint64_t times[TLOG_MAX_WITNESSES];  /* each witness's cosignature time; 0: none */
+    int published;                       /* a quorum cosigned: republished with their lines */
+    char problems[1024];                 /* per witness, what went wrong ("" if nothing) */
+} tlog_cosigning;
+
+/* Submits the latest checkpoint to ws[0..n) (POST /add-checkpoint with a consistency proof from
+ * the size each witness holds: one retry after its 409), each within timeout_s, and when at
+ * least quorum cosigned, publishes it with the cosignature lines (tlog_publish_cosigned).
+ * Returns PT_OK whether or not a quorum was reached (see r). PT_EVERIFY when a witness holds a
+ * checkpoint larger than this log's: the log was rolled back or forked, and the writer stops
+ * (tlog_stop: every later append fails with that message). PT_EINVAL for a bad witness key. */
+int tlog_cosign(tlog *t, const tlog_witness *ws, size_t n, size_t quorum, double timeout_s, tlog_cosigning *r,
+                pt_err *err);
+
+/* Republishes the checkpoint of `size` (still the latest, else PT_ECONFLICT) with the witness
+ * signature lines appended (replacing any earlier ones), and records it in cosigned/. */
+int tlog_publish_cosigned(tlog *t, uint64_t size, const char *lines, size_t lines_len, pt_err *err);
+/* The largest size recorded in cosigned/index (tlog_open refuses a checkpoint older than it). */
+uint64_t tlog_cosigned_size(tlog *t);
+/* Stops the writer: every later append fails with PT_EVERIFY and `why`. */
+void tlog_stop(tlog *t, const char *why);
+
+/* What a reader learns from a log's cosigned checkpoints. */
+typedef struct tlog_witnessed {
+    uint64_t size;   /* a checkpoint size */
+    uint64_t time;   /* when a quorum of the witnesses had cosigned it (cosig_quorum_time) */
+} tlog_witnessed;
+
+/* Reads <source>/cosigned/index and every cosigned/<size> it lists up to max_size, keeps those
+ * signed by the log's vkey and cosigned by a quorum of the witness keys wvkeys[0..n); *out
+ * (caller frees) in ascending size. A listed file that is missing, not the log's, or with an
+ * invalid cosignature is an error (PT_EVERIFY / PT_ENOTFOUND naming it); one without quorum is
+ * skipped. No index: *nout = 0. */
+int tlog_witnessed_load(const char *source, const char *vkey, const char *const *wvkeys, size_t n, size_t quorum,
+                        uint64_t max_size, tlog_witnessed **out, size_t *nout, pt_err *err);
+/* The witnessed time of entry `index`: the earliest time of a checkpoint in w that contains it
+ * (size > index); 0 when none does. */
+uint64_t tlog_witnessed_time(const tlog_witnessed *w, size_t n, uint64_t index);
+
+/* Checks that the signed checkpoint note carries valid cosignatures by at least quorum of
+ * wvkeys[0..n); *size and *time (each may be NULL) get its size and the quorum time.
+ * PT_EVERIFY (how many cosigned, or an invalid cosignature), PT_EFORMAT (a bad key or note).
+ * The log's own signature is not checked here (tlog_verify does). */
+int tlog_check_quorum(const char *note, size_t len, const char *const *wvkeys, size_t n, size_t quorum,
+                      uint64_t *size, uint64_t *time, pt_err *err);
+
 /* ---- verifying any C2SP tlog-tiles log (a directory or an http(s):// URL) --------------- */
 
 /* Called once per entry, in index order, with the entry's bytes (borrowed for the call).
