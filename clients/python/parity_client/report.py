@@ -55,6 +55,7 @@ class Policy:
 
     def __init__(self, j):
         self.lab_id, self.lab_name = j["lab"]["id"], j["lab"].get("name")
+        self.witnesses = (j.get("witnesses") or {}).get("members") or []
         self.tiers = {t["id"]: set(t.get("capabilities", [])) for t in j.get("tiers", [])}
         self.models = j.get("models", [])
         self.orgs = j.get("organisations", [])
@@ -328,14 +329,25 @@ def _push(hist, last, verdicts, t, rev):
     return verdicts
 
 
+# The report's words for lab-stated dates (gap.c).
+LAB_TIME = "lab: the times the lab's own log entries state (not witnessed)"
+
+
 def gap_report(revs, at):
-    """The report at `at` (seconds) from revisions sorted by time: gap.c's pt_gap_report."""
+    """The report at `at` (seconds) from revisions sorted by time: gap.c's pt_gap_report. Dates
+    are the lab's: a policy that names witnesses is refused (the server then dates revisions by
+    their cosigned checkpoints, which this client does not recompute yet)."""
+    if any(r.policy.witnesses for r in revs):
+        raise VerificationError("the policy names witnesses: the server dates its revisions by cosigned checkpoints, "
+                                "which this client does not recompute yet (verify the log and its cosignatures instead)")
     cur = _in_force(revs, at)
     if cur is None:
         raise VerificationError("no policy revision is in force at %s" % format_time(at))
     p = revs[cur].policy
     rep = {"report": "parity-gap", "version": 1, "at": format_time(at), "lab": {"id": p.lab_id, "name": p.lab_name},
-           "revisions": [{"seq": r.seq, "time": format_time(r.time), "digest": r.digest} for r in revs if r.time <= at],
+           "revisions": [{"seq": r.seq, "time": format_time(r.time), "time_source": "lab", "digest": r.digest}
+                         for r in revs if r.time <= at],
+           "time_source": LAB_TIME,
            "revision_in_force": revs[cur].seq,
            "thresholds": {"max_deployment_lag_days": MAX_LAG_DAYS, "parity_uplift": PARITY_UPLIFT,
                           "min_rate_limit_ratio": 1.0 / PARITY_UPLIFT,
