@@ -1,11 +1,13 @@
 /* The parity report on a crafted three-revision history: each dimension's verdict, the
  * deployment lag taken from the history (not just the current revision), the per-model
  * scope and timeliness, the history of verdicts, and the Markdown rendering. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
 #include "gap/gap.h"
+#include "gap/measure.h"
 #include "policy/policy.h"
 #include "test.h"
 
@@ -153,8 +155,87 @@ static void test_report_on_history(void) {
     pt_policy_free(p3);
 }
 
+/* Issue 14's example: an outsider with everything but log-probs and prefill, a top-k cap of 1
+ * and no concurrent fine-tuning job showed parity on every dimension. And a granted model the
+ * server does not serve (its audit log's models_served entry does not list it) is not released. */
+static const char example[] =
+    "version: 1\nlab: {id: l, name: Lab}\n"
+    "models:\n  - {id: m, insider_since: 2026-01-05, variants: [{id: mitigated}, {id: unmitigated}]}\n"
+    "  - {id: ghost, insider_since: 2026-01-05}\n"
+    "tiers:\n  - {id: no-lp, capabilities: [sample, activations, interventions, finetune, unmitigated, model_info]}\n"
+    "organisations:\n  - {id: ins, name: Insiders, kind: insider}\n  - {id: ev, name: Evaluator, kind: evaluator}\n"
+    "grants:\n  - {id: ins, organisation: ins, model: '*', tier: AL3}\n"
+    "  - {id: ev, organisation: ev, model: '*', tier: no-lp, window: {from: 2026-01-05},"
+    " limits: {logprobs_top_k: 1, concurrent_finetune_jobs: 0}}\n";
+
+static void test_issue_example(void) {
+    pt_err err;
+    pt_policy *p = pt_policy_parse(example, strlen(example), "example", &err);
+    CHECK(p != NULL);
+    if (!p) {
+        fprintf(stderr, "%s\n", err.msg);
+        return;
+    }
+    pt_policy_revision revs[1] = {{T("2026-01-05"), p, "sha256:1", 1}};
+    json_t *rep = pt_gap_report(revs, 1, T("2026-03-01"), &err);
+    json_t *ev = pair(rep, "m", "ev");
+    CHECK(ev != NULL);
+    CHECK(!strcmp(verdict(ev, "logprobs"), "gap"));
+    CHECK(!strcmp(verdict(ev, "prefill"), "gap"));
+    CHECK(!strcmp(verdict(ev, "elicitation"), "partial")); /* finetune with 0 concurrent jobs */
+    CHECK(!strcmp(json_string_value(json_object_get(ev, "overall")), "gap"));
+    CHECK(!strcmp(verdict(pair(rep, "ghost", "ev"), "non_release"), "parity")); /* nothing measured: granted */
+    CHECK(json_is_null(json_object_get(rep, "measured")));
+    json_decref(rep);
+
+    pt_gap_meter *m = pt_gap_meter_new();
+    static const char *const entries[] = {
+        "{\"type\":\"models_served\",\"time\":\"2026-01-05T00:00:00Z\",\"models\":[\"m\"]}",
+        "{\"type\":\"request\",\"time\":\"2026-01-06T10:00:00Z\",\"org_class\":\"insider\",\"decision\":\"allow\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\"],\"status\":200,\"prompt_tokens\":10,\"completion_tokens\":10,"
+        "\"latency_ms\":100,\"queue_ms\":0}",
+        "{\"type\":\"request\",\"time\":\"2026-01-20T10:00:00Z\",\"org_class\":\"outsider\",\"decision\":\"allow\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\"],\"status\":200,\"prompt_tokens\":10,\"completion_tokens\":10,"
+        "\"latency_ms\":300,\"queue_ms\":200}",
+        "{\"type\":\"request\",\"time\":\"2026-01-20T10:01:00Z\",\"org_class\":\"outsider\",\"decision\":\"deny\","
+        "\"model\":\"m\",\"capabilities\":[\"logprobs\"],\"reason\":\"capability_not_in_tier\",\"status\":403}",
+        "{\"type\":\"request\",\"time\":\"2026-01-20T10:02:00Z\",\"org_class\":\"outsider\",\"decision\":\"deny\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\"],\"reason\":\"limit_exceeded\",\"status\":429}",
+        "{\"type\":\"lost\",\"index\":5}", "not json"};
+    for (size_t i = 0; m && i < sizeof entries / sizeof *entries; i++)
+        CHECK(pt_gap_meter_add(m, (const uint8_t *)entries[i], strlen(entries[i])) == PT_OK);
+    rep = m ? pt_gap_report_measured(revs, 1, T("2026-03-01"), m, &err) : NULL;
+    CHECK(rep != NULL);
+    CHECK(!strcmp(verdict(pair(rep, "ghost", "ev"), "non_release"), "gap")); /* granted, not served */
+    CHECK(!strcmp(verdict(pair(rep, "m", "ev"), "non_release"), "parity"));
+    json_t *meas = json_object_get(rep, "measured"), *mm = json_array_get(json_object_get(meas, "models"), 0);
+    json_t *out = json_object_get(mm, "outsiders"), *in = json_object_get(mm, "insiders");
+    CHECK(json_integer_value(json_object_get(meas, "entries")) == 7);
+    CHECK(json_integer_value(json_object_get(out, "requests")) == 3 && json_integer_value(json_object_get(out, "served")) == 1);
+    CHECK(json_integer_value(json_object_get(out, "denied")) == 1 && json_integer_value(json_object_get(out, "rate_limited")) == 1);
+    CHECK(json_integer_value(json_object_get(json_object_get(out, "latency_ms"), "p50")) == 300);
+    CHECK(json_integer_value(json_object_get(json_object_get(out, "queue_ms"), "p99")) == 200);
+    CHECK(json_integer_value(json_object_get(out, "days_from_insider_since")) == 15);
+    CHECK(json_integer_value(json_object_get(json_object_get(in, "tokens_per_day"), "max")) == 20);
+    CHECK(json_integer_value(json_object_get(json_object_get(in, "capabilities_used"), "sample")) == 1);
+    /* insiders 600 served/minute (100 ms, all served), outsiders 200 x 1/3 served: 9x */
+    json_t *u = json_object_get(mm, "uplift");
+    CHECK(json_is_real(json_object_get(u, "ratio")) && fabs(json_real_value(json_object_get(u, "ratio")) - 9.0) < 1e-9);
+    CHECK(!strcmp(json_string_value(json_object_get(u, "verdict")), "gap"));
+    CHECK(!strcmp(verdict(pair(rep, "m", "ev"), "uplift"), "gap"));
+    json_t *ghost = json_array_get(json_object_get(meas, "models"), 1);
+    CHECK(json_is_false(json_object_get(ghost, "served")));
+    char *md = pt_gap_markdown(rep);
+    CHECK(md && strstr(md, "| outsiders | 3 | 1 | 1 | 1 | 0 | 300 / 300 | 200 / 200 |"));
+    free(md);
+    json_decref(rep);
+    pt_gap_meter_free(m);
+    pt_policy_free(p);
+}
+
 int main(void) {
     test_business_days();
     test_report_on_history();
+    test_issue_example();
     return test_summary("test_gap");
 }

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "engine/config.h"
 #include "gap/gap.h"
+#include "gap/measure.h"
 #include "policy/history.h"
 #include "common/ytree.h"
 #include "server/data_lock.h"
@@ -95,15 +96,35 @@ static void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64
     srv_policy_put(s, old);
 }
 
-/* The current policy: the latest revision in the policy log (see pt_policy_current). */
+/* The policy in force now (pt_policy_in_force: the one rule the report, `policy explain --data`
+ * and /v1/access share), installed as s->policy, and when that next changes in s->policy_next.
+ * At start (s->engine NULL) it only loads; later (a revision's time has come, or one was
+ * appended) it also loads the models the revision adds before installing it, and does nothing
+ * when the moment has not come (another thread switched first). Serialised by reload_mu; a
+ * failure keeps the policy installed before and is retried a second later. */
 static int srv_load_policy(pt_server *s, pt_err *err) {
-    pt_policy *p;
-    char digest[72];
-    int64_t seq;
-    int rc = pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, err);
-    if (rc) return rc;
-    srv_policy_set(s, p, digest, seq);
-    return PT_OK;
+    pthread_mutex_lock(&s->reload_mu);
+    int64_t now = pt_unix_time(), next = INT64_MAX;
+    int rc = PT_OK;
+    if (!s->policy || now >= atomic_load(&s->policy_next) || s->policy_log_seen != tlog_size(s->policy_log)) {
+        pt_policy *p;
+        char digest[72];
+        int64_t seq;
+        uint64_t size = tlog_size(s->policy_log);
+        rc = pt_policy_in_force(s->policy_log, s->data_dir, now, &p, digest, &seq, &next, err);
+        if (!rc) {
+            if (s->engine) json_decref(srv_models_sync(s, p));
+            srv_policy_set(s, p, digest, seq);
+            s->policy_log_seen = size;
+            srv_declare_served(s);
+        } else if (s->policy) {
+            fprintf(stderr, "parity serve: loading the policy revision in force: %s\n", err->msg);
+            next = now + 1;
+        }
+        atomic_store(&s->policy_next, next);
+    }
+    pthread_mutex_unlock(&s->reload_mu);
+    return rc;
 }
 
 /* Routing -------------------------------------------------------------------------------------- */
@@ -156,6 +177,10 @@ static int key_cmp(const void *a, const void *b) {
  * revocation takes effect at once; and takes a reference to the current policy. One critical
  * section for both: every authenticated request does this. */
 static policy_ref *acquire(pt_server *s, const char *id, pt_key_record *out, int *found) {
+    if (pt_unix_time() >= atomic_load_explicit(&s->policy_next, memory_order_relaxed)) { /* a revision's time came */
+        pt_err e;
+        srv_load_policy(s, &e);
+    }
     pthread_mutex_lock(&s->mu);
     /* under s->mu, s->policy still holds its own reference: pol cannot be freed meanwhile */
     policy_ref *pol = s->policy;
@@ -328,6 +353,13 @@ static int64_t unix_time_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* x >= 0 rounded down to two significant digits (1234 -> 1200). */
+static int64_t two_digits(int64_t x) {
+    int64_t p = 1;
+    while (x >= 100 * p) p *= 10;
+    return x < 0 ? 0 : x / p * p;
+}
+
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receipt_private *priv) {
     char rq[65], rs[65], t[21], op[33], kp[33];
     uint8_t h[32], h2[32];
@@ -405,6 +437,10 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receip
         INT(",\"prompt_tokens\":", c->prompt_tokens);
         INT(",\"completion_tokens\":", c->completion_tokens);
     }
+    /* durations (not moments), to two significant digits: what the measured report needs */
+    INT(",\"latency_ms\":", two_digits((int64_t)((pt_now() - c->req->start) * 1000)));
+    int64_t queue_ms = srv_job_queue_ms(c);
+    if (queue_ms >= 0) INT(",\"queue_ms\":", two_digits(queue_ms));
     LIT("}");
     *o = 0; /* NUL-terminated (pt_buf_reserve keeps room for it) */
 #undef PUT
@@ -909,7 +945,8 @@ static int r_admin_keys(pt_server *s, call *c, http_resp *resp) {
 }
 
 /* POST /v1/admin/policy: body = a policy document (YAML or JSON). Validates, diffs against the
- * current revision, appends it to the policy log and makes it current at once; models new to
+ * latest revision, appends it to the policy log and enforces it from its time (at once, unless
+ * the latest revision was dated later: pt_policy_apply keeps times in order); models new to
  * the policy whose weights this server holds are loaded before the answer ("models":
  * {"loaded", "not_served"}). */
 static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
@@ -932,10 +969,11 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
         if (pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, &err) == PT_OK) {
             /* Load new models first, so that the revision's grants find them served. */
             models = srv_models_sync(s, p);
-            srv_policy_set(s, p, digest, seq);
+            pt_policy_free(p);
         } else {
             fprintf(stderr, "parity serve: reloading the applied policy: %s\n", err.msg);
         }
+        srv_load_policy(s, &err); /* the revision in force now: this one, unless dated later */
     }
     json_t *o = json_pack("{s:b, s:I, s:s, s:s, s:I, s:o, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq,
                           "digest", r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
@@ -944,6 +982,26 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
     http_json(resp, r.changed ? 201 : 200, o);
     pt_apply_result_free(&r);
     return HTTP_DONE;
+}
+
+/* Feeds the audit log's entries from what the meter has seen up to size (under report_mu). */
+static int srv_measure_audit(pt_server *s, uint64_t size, pt_err *err) {
+    if (!s->meter && !(s->meter = pt_gap_meter_new())) return pt_errf(err, PT_ENOMEM, "out of memory");
+    for (uint64_t i = pt_gap_meter_entries(s->meter); i < size; i++) {
+        uint8_t *data;
+        size_t len;
+        int rc = tlog_entry(s->audit_log, i, &data, &len, err);
+        if (!rc) {
+            rc = pt_gap_meter_add(s->meter, data, len);
+            free(data);
+        }
+        if (rc) {
+            pt_gap_meter_free(s->meter); /* its counts would skip an entry: start again next time */
+            s->meter = NULL;
+            return rc == PT_ENOMEM ? pt_errf(err, PT_ENOMEM, "out of memory measuring the audit log") : rc;
+        }
+    }
+    return PT_OK;
 }
 
 /* The parity report, recomputed from the verified policy log whenever the log has grown, at
@@ -961,14 +1019,20 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         pthread_mutex_unlock(&s->report_mu);
         return NULL;
     }
-    if (!s->report || s->report_size != size || now >= s->report_until) {
+    /* The audit log's published entries are measured as they come (the meter keeps its counts),
+     * at most once a second while it grows: /v1/parity needs no key. */
+    uint64_t audit_size = tlog_size(s->audit_log);
+    int audit_grew = !s->meter || pt_gap_meter_entries(s->meter) < audit_size;
+    if (!s->report || s->report_size != size || now >= s->report_until || (audit_grew && pt_now() - s->report_at >= 1.0)) {
         char *dir = pt_path_join(s->data_dir, "log/policy");
         pt_policy_history *h = NULL;
         json_t *rep = NULL;
         int64_t until = (now / 86400 + 1) * 86400;
         if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
-        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
-            rep = pt_gap_report(h->revs, h->n, now, err);
+        else if (srv_measure_audit(s, audit_size, err) == PT_OK &&
+                 pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK)
+            rep = pt_gap_report_measured(h->revs, h->n, now, s->meter, err);
+        s->report_at = pt_now();
         for (size_t i = 0; rep && i < h->n; i++)
             if (h->revs[i].time > now && h->revs[i].time < until) until = h->revs[i].time;
         pt_policy_history_free(h);
@@ -1270,12 +1334,15 @@ static void server_free(pt_server *s) {
     pt_store_close(s->store);
     pt_metrics_free(s->metrics);
     json_decref(s->report);
+    pt_gap_meter_free(s->meter);
+    free(s->served_declared);
     pthread_mutex_destroy(&s->report_mu);
     if (s->policy) srv_policy_put(s, s->policy);
     free(s->keys);
     free(s->routes);
     free(s->data_dir);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->reload_mu);
     free(s);
 }
 
@@ -1295,6 +1362,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->report_mu, NULL);
+    pthread_mutex_init(&s->reload_mu, NULL);
     s->o = *o;
     int rc, lock_fd = -1;
     pt_sha256("", 0, s->empty_sha256);
@@ -1321,6 +1389,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     for (size_t i = 0; i < s->n_routes; i++) s->routes[i].metric = pt_metrics_route(s->metrics, s->routes[i].label);
     s->unmatched_metric = pt_metrics_route(s->metrics, "unmatched");
     if ((rc = srv_models_start(s, err)) || (rc = srv_ft_start(s, err))) goto out;
+    srv_declare_served(s);
 
     http_options ho = {.host = o->host, .port = o->port, .threads = o->threads,
                        .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
@@ -1338,6 +1407,10 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     double last_flush = pt_now();
     while (!atomic_load(stop)) {
         usleep(50000);
+        if (pt_unix_time() >= atomic_load(&s->policy_next)) { /* a revision's time came: switch off the request path */
+            pt_err perr;
+            srv_load_policy(s, &perr);
+        }
         if (pt_now() - last_flush >= 1.0) {
             pt_err ferr;
             if (pt_ratelimit_flush(s->rl, &ferr)) fprintf(stderr, "parity serve: saving usage counters: %s\n", ferr.msg);

@@ -73,7 +73,13 @@ struct pt_server {
     pt_metrics *metrics;
     http_server *http;
     pthread_mutex_t mu;        /* guards policy, keys cache */
-    policy_ref *policy;
+    policy_ref *policy;        /* the revision in force now (srv_load_policy) */
+    pthread_mutex_t reload_mu; /* serialises srv_load_policy */
+    _Atomic int64_t policy_next; /* when the revision in force next changes (a later-dated one) */
+    uint64_t policy_log_seen;  /* the policy log's size when it was loaded */
+    char *served_declared;     /* the models list of the last models_served entry (JSON) */
+    struct pt_gap_meter *meter;  /* the audit log measured so far, for /v1/parity (under report_mu) */
+    double report_at;          /* pt_now() of the last report computation */
     int64_t keys_version;      /* pt_store_keys_version when the key cache was filled */
     pt_key_record *keys;       /* the key cache, sorted by id */
     size_t n_keys;
@@ -129,6 +135,12 @@ void srv_models_drain(pt_server *s, unsigned grace_s);
  * revision is applied): returns {"loaded": [ids], "not_served": [{"id", "reason"}]}. */
 json_t *srv_models_sync(pt_server *s, const pt_policy *p);
 void srv_models_stop(pt_server *s);
+/* The ids of the models this server runs now, in load order (a new array). */
+json_t *srv_models_served(pt_server *s);
+/* Appends {"type":"models_served","time":MINUTE,"models":[ids]} to the audit log when the served
+ * set differs from the last one declared by this process (served.c): what the parity report's
+ * non-release dimension reads. Call with reload_mu held, or before the server answers. */
+void srv_declare_served(pt_server *s);
 
 /* What server_finetune.c needs of a served model (NULL when id is not served here; the
  * tokenizer's id may be NULL: any served model's). Valid until srv_models_stop. */
@@ -173,6 +185,10 @@ int srv_decide(pt_server *s, call *c, const char *model, const char *variant, pt
  * every row is allowed, else 0 with the first denial in resp. */
 int srv_decide_use(pt_server *s, call *c, const char *model, const char *variant, pt_use use, int64_t k,
                    http_resp *resp);
+
+/* Milliseconds the call's engine job waited in its model's queue before the scheduler admitted
+ * it; -1 when the call ran no engine job, or it was never admitted. */
+int64_t srv_job_queue_ms(const call *c);
 
 /* A request's public audit entry as compact JSON text (a new NUL-terminated string; NULL when
  * out of memory or over TLOG_MAX_ENTRY), and its private part in *priv (for

@@ -73,6 +73,8 @@ typedef struct gen_job {
     int kind, api;
     char id[40];
     int64_t created;
+    double queued_at;       /* pt_now() at enqueue */
+    int64_t queue_ms;       /* ms from enqueue to admission, -1 before (atomic: the scheduler writes it) */
     /* inputs */
     int32_t **prompts;
     int *prompt_len;
@@ -147,6 +149,14 @@ static srv_model *find_model(pt_server *s, const char *id) {
     for (size_t i = 0; i < n; i++)
         if (!strcmp(ms->m[i].id, id)) return &ms->m[i];
     return NULL;
+}
+
+json_t *srv_models_served(pt_server *s) {
+    models *ms = s->engine;
+    json_t *a = json_array();
+    size_t n = ms ? n_served(ms) : 0;
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_string(ms->m[i].id));
+    return a;
 }
 
 /* Jobs ---------------------------------------------------------------------------------------- */
@@ -234,6 +244,11 @@ static void job_detach(void *p) {
     j->cancelled = 1;
     pthread_mutex_unlock(&j->mu);
     job_release(j);
+}
+
+int64_t srv_job_queue_ms(const call *c) {
+    if (c->job_free != job_detach) return -1;
+    return __atomic_load_n(&((const gen_job *)c->job)->queue_ms, __ATOMIC_RELAXED);
 }
 
 /* Text ----------------------------------------------------------------------------------------- */
@@ -647,6 +662,7 @@ static void *scheduler(void *arg) {
             j->next = NULL;
             m->active[m->n_active_jobs++] = j;
             m->active_seqs += j->n_inputs * j->n_per_input;
+            __atomic_store_n(&j->queue_ms, (int64_t)((pt_now() - j->queued_at) * 1000), __ATOMIC_RELAXED);
         }
         int abort_now = m->abort_all;
         pthread_mutex_unlock(&m->mu);
@@ -908,6 +924,7 @@ static int enqueue(srv_model *m, gen_job *j) {
         pthread_mutex_unlock(&m->mu);
         return PT_ELIMIT;
     }
+    j->queued_at = pt_now();
     if (m->qtail) m->qtail->next = j;
     else m->qhead = j;
     m->qtail = j;
@@ -1171,6 +1188,7 @@ static gen_job *job_new(call *c, srv_model *m, int kind, int api) {
     j->kind = kind;
     j->api = api;
     j->created = pt_unix_time();
+    j->queue_ms = -1;
     uint8_t r[12];
     char hx[25];
     randombytes_buf(r, sizeof r);
