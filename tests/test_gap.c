@@ -233,8 +233,67 @@ static void test_issue_example(void) {
     pt_policy_free(p);
 }
 
+/* The meter reads the server's entries with a strict scanner and gives up to jansson on anything
+ * else: the same entries read either way (each also with an escaped string appended, which sends
+ * it to jansson) give the same measurement, odd and hostile ones included. */
+static void test_meter_readers(void) {
+    static const char *const entries[] = {
+        "{\"type\":\"request\",\"time\":\"2026-01-06T10:00:00Z\",\"org_class\":\"insider\",\"decision\":\"allow\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\",\"logprobs\",\"nope\"],\"status\":200,\"prompt_tokens\":7,"
+        "\"completion_tokens\":3,\"latency_ms\":120,\"queue_ms\":5,\"x\":[1,{\"y\":[true,false,null,-0]}]}",
+        " { \"type\" : \"request\" , \"org_class\":\"outsider\",\"decision\":\"deny\",\"model\":\"m\",\"status\":403 } ",
+        "{\"type\":\"request\",\"org_class\":\"outsider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200.0}",
+        "{\"type\":\"request\",\"org_class\":\"outsider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":\"200\"}",
+        "{\"type\":\"request\",\"org_class\":\"outsider\",\"model\":\"m\",\"model\":\"n\",\"decision\":\"allow\",\"status\":200}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200,"
+        "\"latency_ms\":99999999999999999999}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200,"
+        "\"capabilities\":null,\"latency_ms\":-4}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200} trailing",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":012}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"model\":\"m\u00e9\",\"decision\":\"allow\",\"status\":200}",
+        "{\"type\":\"models_served\",\"models\":[\"m\"]}", "[1,2]", "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
+        "{\"type\":\"request\"", ""};
+    pt_gap_meter *a = pt_gap_meter_new(), *b = pt_gap_meter_new();
+    CHECK(a && b);
+    for (size_t i = 0; a && b && i < sizeof entries / sizeof *entries; i++) {
+        const char *e = entries[i];
+        size_t n = strlen(e);
+        char slow[1024];
+        const char *close = strrchr(e, '}');
+        /* the same entry with an escaped member added before its last brace */
+        int k = close && n < 900 ? snprintf(slow, sizeof slow, "%.*s,\"z\":\"\\u0041\"%s", (int)(close - e), e, close)
+                                  : snprintf(slow, sizeof slow, "%s", e);
+        CHECK(pt_gap_meter_add(a, (const uint8_t *)e, n) == PT_OK);
+        CHECK(pt_gap_meter_add(b, (const uint8_t *)slow, (size_t)k) == PT_OK);
+    }
+    pt_err err;
+    pt_policy *p = pt_policy_parse(example, strlen(example), "example", &err);
+    pt_gap_summary *sa = a ? pt_gap_summarise(a) : NULL, *sb = b ? pt_gap_summarise(b) : NULL;
+    json_t *ja = p && sa ? pt_gap_measured_json(sa, pt_gap_meter_entries(a), p, T("2026-03-01")) : NULL;
+    json_t *jb = p && sb ? pt_gap_measured_json(sb, pt_gap_meter_entries(b), p, T("2026-03-01")) : NULL;
+    CHECK(ja && jb && json_equal(ja, jb));
+    json_t *in = json_object_get(json_array_get(json_object_get(ja, "models"), 0), "insiders");
+    CHECK(json_integer_value(json_object_get(in, "served")) == 2); /* the first and the -4 ms one (jansson refuses a 20-digit integer, 012, trailing bytes) */
+    CHECK(json_integer_value(json_object_get(json_object_get(in, "capabilities_used"), "logprobs")) == 1);
+    if (ja && jb && !json_equal(ja, jb)) {
+        char *x = json_dumps(ja, JSON_COMPACT), *y = json_dumps(jb, JSON_COMPACT);
+        fprintf(stderr, "fast: %s\njansson: %s\n", x, y);
+        free(x);
+        free(y);
+    }
+    json_decref(ja);
+    json_decref(jb);
+    pt_gap_summary_free(sa);
+    pt_gap_summary_free(sb);
+    pt_gap_meter_free(a);
+    pt_gap_meter_free(b);
+    pt_policy_free(p);
+}
+
 int main(void) {
     test_business_days();
+    test_meter_readers();
     test_report_on_history();
     test_issue_example();
     return test_summary("test_gap");

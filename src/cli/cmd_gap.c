@@ -155,6 +155,7 @@ static int load_audit(const char *data, const char *source, const char *vkey_arg
     *out = NULL;
     char *vkey = NULL, *src = NULL;
     int rc = PT_OK;
+    if (!source && !data) return PT_OK; /* --log without --audit: the declared report only */
     if (source) {
         src = strdup(source);
         vkey = strdup(vkey_arg);

@@ -117,23 +117,269 @@ static int add_day(group *g, int64_t day, int64_t tokens) {
     return 0;
 }
 
-static int64_t int_of(json_t *o, const char *k, int64_t dflt) {
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+/* What the meter reads of an entry. A string longer than its buffer, or a value of another
+ * type, counts as absent (the same on both readers below). */
+#define MAX_CAPS 16
+typedef struct {
+    char type[32], time[32], cls[16], decision[16], reason[64], model[256];
+    int64_t status, prompt_tokens, completion_tokens, latency_ms, queue_ms; /* -1: absent */
+    int caps[MAX_CAPS], n_caps;     /* capability ids of the "capabilities" strings (unknown: -1) */
+    int has_models;                 /* a "models" key: read with jansson */
+} fields;
+
+static void fields_init(fields *f) {
+    memset(f, 0, sizeof *f);
+    f->status = f->prompt_tokens = f->completion_tokens = f->latency_ms = f->queue_ms = -1;
 }
 
-static int served_entry(pt_gap_meter *m, json_t *e) {
+#define KEY_IS(name) (kn == sizeof name - 1 && !memcmp(k, name, kn))
+
+/* The buffer a string field goes into, or NULL when the key is not read. */
+static char *str_field(fields *f, const char *k, size_t kn, size_t *cap) {
+#define F(name, member)                                                                                                \
+    if (KEY_IS(name)) return *cap = sizeof f->member, f->member
+    F("type", type);
+    F("time", time);
+    F("org_class", cls);
+    F("decision", decision);
+    F("reason", reason);
+    F("model", model);
+#undef F
+    return NULL;
+}
+
+static int64_t *int_field(fields *f, const char *k, size_t kn) {
+#define F(name, member)                                                                                                \
+    if (KEY_IS(name)) return &f->member
+    F("status", status);
+    F("prompt_tokens", prompt_tokens);
+    F("completion_tokens", completion_tokens);
+    F("latency_ms", latency_ms);
+    F("queue_ms", queue_ms);
+#undef F
+    return NULL;
+}
+
+static void set_str(char *dst, size_t cap, const char *s, size_t n) {
+    if (n < cap) {
+        memcpy(dst, s, n);
+        dst[n] = 0;
+    } else {
+        dst[0] = 0;
+    }
+}
+
+static int cap_of(const char *s, size_t n) {
+    char b[32];
+    if (n >= sizeof b) return -1;
+    memcpy(b, s, n);
+    b[n] = 0;
+    return pt_cap_parse(b);
+}
+
+/* Reader 1, jansson: any entry. 0, or -1 when it is not a JSON value jansson accepts. */
+static int read_jansson(const uint8_t *data, size_t len, fields *f) {
+    json_t *e = json_loadb((const char *)data, len, 0, NULL);
+    if (!e) return -1;
+    fields_init(f);
+    const char *k;
+    json_t *v;
+    json_object_foreach(e, k, v) {
+        size_t cap, kn = strlen(k);
+        char *dst = str_field(f, k, kn, &cap);
+        int64_t *ip = int_field(f, k, kn);
+        if (dst && json_is_string(v)) set_str(dst, cap, json_string_value(v), json_string_length(v));
+        else if (ip && json_is_integer(v)) *ip = (int64_t)json_integer_value(v);
+        else if (KEY_IS("capabilities") && json_is_array(v)) {
+            for (size_t i = 0; i < json_array_size(v) && f->n_caps < MAX_CAPS; i++) {
+                json_t *x = json_array_get(v, i);
+                if (json_is_string(x)) f->caps[f->n_caps++] = cap_of(json_string_value(x), json_string_length(x));
+            }
+        } else if (KEY_IS("models")) f->has_models = 1;
+    }
+    json_decref(e);
+    return 0;
+}
+
+/* Reader 2, the fast path for the entries the server writes: a strict scanner of one JSON
+ * object that gives up (-2: reader 1 decides) on whatever it does not read exactly as jansson
+ * does: escapes or bytes >= 0x80 or < 0x20 in strings, numbers with a fraction or an exponent or
+ * over 18 digits, nesting deeper than 16, a key that appears twice among those read, a "models"
+ * key, a "capabilities" value that is not an array of at most MAX_CAPS strings, anything after
+ * the object. */
+typedef struct {
+    const uint8_t *p, *end;
+} scan;
+
+static void ws(scan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
+}
+
+static int sc_string(scan *s, const char **out, size_t *n) {
+    if (s->p >= s->end || *s->p != '"') return -2;
+    const uint8_t *b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\' || *s->p < 0x20 || *s->p >= 0x80) return -2;
+        s->p++;
+    }
+    if (s->p >= s->end) return -2;
+    *out = (const char *)b;
+    *n = (size_t)(s->p++ - b);
+    return 0;
+}
+
+/* An integer (no fraction or exponent, at most 18 digits) into *v (may be NULL). */
+static int sc_int(scan *s, int64_t *v) {
+    int neg = s->p < s->end && *s->p == '-';
+    s->p += neg;
+    const uint8_t *b = s->p;
+    int64_t x = 0;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') x = x * 10 + (*s->p++ - '0');
+    size_t nd = (size_t)(s->p - b);
+    if (!nd || nd > 18 || (nd > 1 && *b == '0')) return -2;
+    if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E')) return -2;
+    if (v) *v = neg ? -x : x;
+    return 0;
+}
+
+/* Items of an array or members of an object, after its opening bracket. */
+static int sc_items(scan *s, int obj, int depth);
+
+static int sc_value(scan *s, int depth) {
+    const char *str;
+    size_t n;
+    if (depth > 16 || s->p >= s->end) return -2;
+    switch (*s->p) {
+    case '"': return sc_string(s, &str, &n);
+    case '{': s->p++; return sc_items(s, 1, depth);
+    case '[': s->p++; return sc_items(s, 0, depth);
+    case 't': return s->end - s->p >= 4 && !memcmp(s->p, "true", 4) ? (s->p += 4, 0) : -2;
+    case 'f': return s->end - s->p >= 5 && !memcmp(s->p, "false", 5) ? (s->p += 5, 0) : -2;
+    case 'n': return s->end - s->p >= 4 && !memcmp(s->p, "null", 4) ? (s->p += 4, 0) : -2;
+    default: return *s->p == '-' || (*s->p >= '0' && *s->p <= '9') ? sc_int(s, NULL) : -2;
+    }
+}
+
+static int sc_items(scan *s, int obj, int depth) {
+    const char *str;
+    size_t n;
+    uint8_t close = obj ? '}' : ']';
+    ws(s);
+    if (s->p < s->end && *s->p == close) return s->p++, 0;
+    for (;;) {
+        if (obj) {
+            if (sc_string(s, &str, &n)) return -2;
+            ws(s);
+            if (s->p >= s->end || *s->p++ != ':') return -2;
+            ws(s);
+        }
+        if (sc_value(s, depth + 1)) return -2;
+        ws(s);
+        if (s->p >= s->end) return -2;
+        if (*s->p == close) return s->p++, 0;
+        if (*s->p++ != ',') return -2;
+        ws(s);
+    }
+}
+
+/* The "capabilities" value: an array of strings. */
+static int sc_caps(scan *s, fields *f) {
+    const char *str;
+    size_t n;
+    if (s->p >= s->end || *s->p++ != '[') return -2;
+    ws(s);
+    if (s->p < s->end && *s->p == ']') return s->p++, 0;
+    for (;;) {
+        if (f->n_caps == MAX_CAPS || sc_string(s, &str, &n)) return -2;
+        f->caps[f->n_caps++] = cap_of(str, n);
+        ws(s);
+        if (s->p >= s->end) return -2;
+        if (*s->p == ']') return s->p++, 0;
+        if (*s->p++ != ',') return -2;
+        ws(s);
+    }
+}
+
+/* One member's value, into f when its key is read. seen: the keys read so far (bits). */
+static int sc_member(scan *s, fields *f, const char *k, size_t kn, unsigned *seen) {
+#define K(x) {x, sizeof x - 1}
+    static const struct {
+        const char *s;
+        size_t n;
+    } keys[] = {K("type"),   K("time"),          K("org_class"),         K("decision"),   K("reason"),   K("model"),
+                K("status"), K("prompt_tokens"), K("completion_tokens"), K("latency_ms"), K("queue_ms"), K("capabilities")};
+#undef K
+    for (unsigned i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (kn == keys[i].n && !memcmp(k, keys[i].s, kn)) {
+            if (*seen & (1u << i)) return -2; /* a duplicate: jansson keeps the last one */
+            *seen |= 1u << i;
+        }
+    size_t cap;
+    char *dst = str_field(f, k, kn, &cap);
+    int64_t *ip = int_field(f, k, kn);
+    if (KEY_IS("models")) return -2;
+    if (s->p >= s->end) return -2;
+    if (dst && *s->p == '"') {
+        const char *v;
+        size_t vn;
+        if (sc_string(s, &v, &vn)) return -2;
+        set_str(dst, cap, v, vn);
+        return 0;
+    }
+    if (ip && (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))) return sc_int(s, ip);
+    if (KEY_IS("capabilities") && *s->p == '[') return sc_caps(s, f);
+    return sc_value(s, 1); /* not read, or of another type: absent */
+}
+
+static int read_fast(const uint8_t *data, size_t len, fields *f) {
+    scan s = {data, data + len};
+    unsigned seen = 0;
+    fields_init(f);
+    ws(&s);
+    if (s.p >= s.end || *s.p++ != '{') return -2;
+    ws(&s);
+    if (s.p < s.end && *s.p == '}') s.p++;
+    else
+        for (;;) {
+            const char *k;
+            size_t kn;
+            if (sc_string(&s, &k, &kn)) return -2;
+            ws(&s);
+            if (s.p >= s.end || *s.p++ != ':') return -2;
+            ws(&s);
+            if (sc_member(&s, f, k, kn, &seen)) return -2;
+            ws(&s);
+            if (s.p >= s.end) return -2;
+            if (*s.p == '}') {
+                s.p++;
+                break;
+            }
+            if (*s.p++ != ',') return -2;
+            ws(&s);
+        }
+    ws(&s);
+    return s.p == s.end ? 0 : -2;
+}
+#undef KEY_IS
+
+static int served_entry(pt_gap_meter *m, const uint8_t *data, size_t len) {
+    json_t *e = json_loadb((const char *)data, len, 0, NULL);
     json_t *list = json_object_get(e, "models");
-    if (!json_is_array(list)) return 0;
+    if (!json_is_array(list)) {
+        json_decref(e);
+        return 0;
+    }
     char **l = calloc(json_array_size(list) + 1, sizeof *l);
     size_t n = 0;
-    if (!l) return -1;
-    for (size_t i = 0; i < json_array_size(list); i++) {
+    int rc = l ? 0 : -1;
+    for (size_t i = 0; !rc && i < json_array_size(list); i++) {
         const char *id = json_string_value(json_array_get(list, i));
-        if (id && !(l[n++] = strdup(id))) {
-            free_list(l, n);
-            return -1;
-        }
+        if (id && !(l[n++] = strdup(id))) rc = -1;
+    }
+    json_decref(e);
+    if (rc) {
+        free_list(l, n);
+        return -1;
     }
     free_list(m->served, m->n_served);
     m->served = l;
@@ -141,37 +387,29 @@ static int served_entry(pt_gap_meter *m, json_t *e) {
     return 0;
 }
 
-static int request_entry(pt_gap_meter *m, json_t *e) {
-    const char *cls = json_string_value(json_object_get(e, "org_class"));
-    const char *model = json_string_value(json_object_get(e, "model"));
-    if (!cls || !model || (strcmp(cls, "insider") && strcmp(cls, "outsider"))) return 0;
-    group *g = group_of(m, model, !strcmp(cls, "insider") ? PT_GAP_INSIDERS : PT_GAP_OUTSIDERS);
+static int request_entry(pt_gap_meter *m, const fields *f) {
+    if (!f->model[0] || (strcmp(f->cls, "insider") && strcmp(f->cls, "outsider"))) return 0;
+    group *g = group_of(m, f->model, !strcmp(f->cls, "insider") ? PT_GAP_INSIDERS : PT_GAP_OUTSIDERS);
     if (!g) return -1;
-    const char *decision = json_string_value(json_object_get(e, "decision"));
-    const char *reason = json_string_value(json_object_get(e, "reason"));
-    int64_t status = int_of(e, "status", 0);
-    int allow = decision && !strcmp(decision, "allow");
+    int allow = !strcmp(f->decision, "allow");
+    int64_t status = f->status < 0 ? 0 : f->status;
     g->c.requests++;
-    if (status == 429 || (reason && !strcmp(reason, "limit_exceeded"))) g->c.rate_limited++;
+    if (status == 429 || !strcmp(f->reason, "limit_exceeded")) g->c.rate_limited++;
     else if (!allow) g->c.denied++;
     else if (status == 503) g->c.unavailable++;
     else if (status < 200 || status > 299) g->c.other++;
     else {
         g->c.served++;
-        int64_t lat = int_of(e, "latency_ms", -1), q = int_of(e, "queue_ms", -1);
-        int64_t tok = int_of(e, "prompt_tokens", 0) + int_of(e, "completion_tokens", 0), t;
-        if ((lat >= 0 && push(&g->lat, lat)) || (q >= 0 && push(&g->queue, q))) return -1;
-        const char *ts = json_string_value(json_object_get(e, "time"));
-        if (ts && !pt_parse_time(ts, &t, NULL)) {
+        int64_t tok = (f->prompt_tokens > 0 ? f->prompt_tokens : 0) + (f->completion_tokens > 0 ? f->completion_tokens : 0), t;
+        if ((f->latency_ms >= 0 && push(&g->lat, f->latency_ms)) || (f->queue_ms >= 0 && push(&g->queue, f->queue_ms)))
+            return -1;
+        if (f->time[0] && !pt_parse_time(f->time, &t, NULL)) {
             if (t < g->c.first_served) g->c.first_served = t;
             if (tok > 0 && add_day(g, t / DAY - (t % DAY < 0), tok)) return -1;
         }
-        if (tok > 0) g->c.tokens += tok;
-        json_t *caps = json_object_get(e, "capabilities");
-        for (size_t i = 0; i < json_array_size(caps); i++) {
-            int c = pt_cap_parse(json_string_value(json_array_get(caps, i)) ? json_string_value(json_array_get(caps, i)) : "");
-            if (c >= 0) g->c.caps_used[c]++;
-        }
+        g->c.tokens += tok;
+        for (int i = 0; i < f->n_caps; i++)
+            if (f->caps[i] >= 0) g->c.caps_used[f->caps[i]]++;
     }
     return 0;
 }
@@ -179,13 +417,12 @@ static int request_entry(pt_gap_meter *m, json_t *e) {
 int pt_gap_meter_add(pt_gap_meter *m, const uint8_t *data, size_t len) {
     if (m->failed) return PT_ENOMEM;
     m->entries++;
-    json_t *e = json_loadb((const char *)data, len, 0, NULL);
-    if (!e) return PT_OK;
-    const char *type = json_string_value(json_object_get(e, "type"));
-    int rc = 0;
-    if (type && !strcmp(type, "request")) rc = request_entry(m, e);
-    else if (type && !strcmp(type, "models_served")) rc = served_entry(m, e);
-    json_decref(e);
+    fields f;
+    int rc = read_fast(data, len, &f);
+    if (rc == -2 || f.has_models) rc = read_jansson(data, len, &f);
+    if (rc) return PT_OK; /* not JSON: not an entry the report reads */
+    if (!strcmp(f.type, "request")) rc = request_entry(m, &f);
+    else if (!strcmp(f.type, "models_served")) rc = served_entry(m, data, len);
     if (rc) m->failed = 1;
     return rc ? PT_ENOMEM : PT_OK;
 }
