@@ -103,8 +103,9 @@ static void test_report_on_history(void) {
     ev = pair(rep, "m", "ev");
     json_t *rs = pair(rep, "m", "rs");
     CHECK(ev && rs);
-    for (int k = 0; ev && k < 7; k++) {
-        static const char *d[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "elicitation", "information", "window"};
+    for (int k = 0; ev && k < 10; k++) {
+        static const char *d[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "logprobs",
+                                  "prefill",     "elicitation",    "information", "window",     "uplift"};
         if (strcmp(verdict(ev, d[k]), "parity")) fprintf(stderr, "ev %s: %s\n", d[k], verdict(ev, d[k]));
         CHECK(!strcmp(verdict(ev, d[k]), "parity"));
     }

@@ -13,7 +13,7 @@
 
 #define DAY 86400
 #define CAP(x) (1u << PT_CAP_##x)
-#define ELICITATION (CAP(FINETUNE) | CAP(ACTIVATIONS) | CAP(INTERVENTIONS))
+#define ELICITATION (CAP(FINETUNE) | CAP(ACTIVATIONS) | CAP(INTERVENTIONS) | CAP(WEIGHTS))
 
 enum { V_NA = 0, V_PARITY, V_PARTIAL, V_GAP };
 static const char *const vname[] = {"n/a", "parity", "partial", "gap"};
@@ -468,7 +468,7 @@ static json_t *report_at(const pt_policy_revision *revs, size_t n, int64_t at, c
     json_object_set_new(defs, "deployment_lag", json_string("days from the model's insider_since to the organisation's first grant in force, from the policy history"));
     json_object_set_new(defs, "safeguards", json_string("the unmitigated variant is granted when insiders use it"));
     json_object_set_new(defs, "rate_limits", json_string("requests per minute, tokens per day and concurrent fine-tuning jobs as a ratio to the insiders' (parity at >= 1/1.2)"));
-    json_object_set_new(defs, "elicitation", json_string("fine-tuning (with at least one concurrent job), activations and interventions that insiders have"));
+    json_object_set_new(defs, "elicitation", json_string("fine-tuning (with at least one concurrent job), activations, interventions and weights that insiders have"));
     json_object_set_new(defs, "logprobs", json_string("log-probs when insiders have them, and their top-k cap as a ratio to the insiders' (parity at >= 1/1.2)"));
     json_object_set_new(defs, "prefill", json_string("prefill (raw prompts and completions) when insiders have it"));
     json_object_set_new(defs, "uplift", json_string("insiders' effective serial speed over the organisation's: f * min(60000 / p50 latency ms, requests_per_minute, tokens_per_day / 1440 / tokens per request), f the served share of the class's requests (docs/policy.md); parity below 1.2x"));

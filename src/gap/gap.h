@@ -16,8 +16,8 @@
  *                    (>= 1/1.2 parity, > 0 partial, no access gap)
  *   logprobs         log-probs when insiders have them; top-k cap ratio (>= 1/1.2 parity)
  *   prefill          prefill when insiders have it                        parity | gap | n/a
- *   elicitation      finetune (with >= 1 concurrent job), activations, interventions that
- *                    insiders have: all parity, some partial, none gap
+ *   elicitation      finetune (with >= 1 concurrent job), activations, interventions, weights
+ *                    that insiders have: all parity, some partial, none gap
  *   uplift           insiders' effective serial speed over the organisation's (measure.h):
  *                    < 1.2x parity, else gap
  *   information      model_info when insiders have it                    parity | gap | n/a
