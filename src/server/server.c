@@ -984,22 +984,19 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
     return HTTP_DONE;
 }
 
+static int meter_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) {
+    (void)index;
+    return pt_gap_meter_add(ctx, data, len) != PT_OK;
+}
+
 /* Feeds the audit log's entries from what the meter has seen up to size (under report_mu). */
 static int srv_measure_audit(pt_server *s, uint64_t size, pt_err *err) {
     if (!s->meter && !(s->meter = pt_gap_meter_new())) return pt_errf(err, PT_ENOMEM, "out of memory");
-    for (uint64_t i = pt_gap_meter_entries(s->meter); i < size; i++) {
-        uint8_t *data;
-        size_t len;
-        int rc = tlog_entry(s->audit_log, i, &data, &len, err);
-        if (!rc) {
-            rc = pt_gap_meter_add(s->meter, data, len);
-            free(data);
-        }
-        if (rc) {
-            pt_gap_meter_free(s->meter); /* its counts would skip an entry: start again next time */
-            s->meter = NULL;
-            return rc == PT_ENOMEM ? pt_errf(err, PT_ENOMEM, "out of memory measuring the audit log") : rc;
-        }
+    int rc = tlog_entries(s->audit_log, pt_gap_meter_entries(s->meter), size, meter_entry, s->meter, err);
+    if (rc) {
+        pt_gap_meter_free(s->meter); /* its counts would skip an entry: start again next time */
+        s->meter = NULL;
+        return rc == PT_ECANCELLED ? pt_errf(err, PT_ENOMEM, "out of memory measuring the audit log") : rc;
     }
     return PT_OK;
 }
