@@ -234,7 +234,10 @@ static int sc_int(scan *s, int64_t *v) {
     s->p += neg;
     const uint8_t *b = s->p;
     int64_t x = 0;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') x = x * 10 + (*s->p++ - '0');
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+        if (s->p - b < 18) x = x * 10 + (*s->p - '0'); /* longer ones are given up below */
+        s->p++;
+    }
     size_t nd = (size_t)(s->p - b);
     if (!nd || nd > 18 || (nd > 1 && *b == '0')) return -2;
     if (s->p < s->end && (*s->p == '.' || *s->p == 'e' || *s->p == 'E')) return -2;
