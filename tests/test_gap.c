@@ -1,11 +1,13 @@
 /* The parity report on a crafted three-revision history: each dimension's verdict, the
  * deployment lag taken from the history (not just the current revision), the per-model
  * scope and timeliness, the history of verdicts, and the Markdown rendering. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
 #include "gap/gap.h"
+#include "gap/measure.h"
 #include "policy/policy.h"
 #include "test.h"
 
@@ -101,8 +103,9 @@ static void test_report_on_history(void) {
     ev = pair(rep, "m", "ev");
     json_t *rs = pair(rep, "m", "rs");
     CHECK(ev && rs);
-    for (int k = 0; ev && k < 7; k++) {
-        static const char *d[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "elicitation", "information", "window"};
+    for (int k = 0; ev && k < 10; k++) {
+        static const char *d[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "logprobs",
+                                  "prefill",     "elicitation",    "information", "window",     "uplift"};
         if (strcmp(verdict(ev, d[k]), "parity")) fprintf(stderr, "ev %s: %s\n", d[k], verdict(ev, d[k]));
         CHECK(!strcmp(verdict(ev, d[k]), "parity"));
     }
@@ -172,8 +175,146 @@ static void test_report_on_history(void) {
     pt_policy_free(p3);
 }
 
+/* Issue 14's example: an outsider with everything but log-probs and prefill, a top-k cap of 1
+ * and no concurrent fine-tuning job showed parity on every dimension. And a granted model the
+ * server does not serve (its audit log's models_served entry does not list it) is not released. */
+static const char example[] =
+    "version: 1\nlab: {id: l, name: Lab}\n"
+    "models:\n  - {id: m, insider_since: 2026-01-05, variants: [{id: mitigated}, {id: unmitigated}]}\n"
+    "  - {id: ghost, insider_since: 2026-01-05}\n"
+    "tiers:\n  - {id: no-lp, capabilities: [sample, activations, interventions, finetune, unmitigated, model_info]}\n"
+    "organisations:\n  - {id: ins, name: Insiders, kind: insider}\n  - {id: ev, name: Evaluator, kind: evaluator}\n"
+    "grants:\n  - {id: ins, organisation: ins, model: '*', tier: AL3}\n"
+    "  - {id: ev, organisation: ev, model: '*', tier: no-lp, window: {from: 2026-01-05},"
+    " limits: {logprobs_top_k: 1, concurrent_finetune_jobs: 0}}\n";
+
+static void test_issue_example(void) {
+    pt_err err;
+    pt_policy *p = pt_policy_parse(example, strlen(example), "example", &err);
+    CHECK(p != NULL);
+    if (!p) {
+        fprintf(stderr, "%s\n", err.msg);
+        return;
+    }
+    pt_policy_revision revs[1] = {{T("2026-01-05"), p, "sha256:1", 1, 0, 0}};
+    json_t *rep = pt_gap_report(revs, 1, T("2026-03-01"), &err);
+    json_t *ev = pair(rep, "m", "ev");
+    CHECK(ev != NULL);
+    CHECK(!strcmp(verdict(ev, "logprobs"), "gap"));
+    CHECK(!strcmp(verdict(ev, "prefill"), "gap"));
+    CHECK(!strcmp(verdict(ev, "elicitation"), "partial")); /* finetune with 0 concurrent jobs */
+    CHECK(!strcmp(json_string_value(json_object_get(ev, "overall")), "gap"));
+    CHECK(!strcmp(verdict(pair(rep, "ghost", "ev"), "non_release"), "parity")); /* nothing measured: granted */
+    CHECK(json_is_null(json_object_get(rep, "measured")));
+    json_decref(rep);
+
+    pt_gap_meter *m = pt_gap_meter_new();
+    static const char *const entries[] = {
+        "{\"type\":\"models_served\",\"time\":\"2026-01-05T00:00:00Z\",\"models\":[\"m\"]}",
+        "{\"type\":\"request\",\"time\":\"2026-01-06T10:00:00Z\",\"org_class\":\"insider\",\"decision\":\"allow\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\"],\"status\":200,\"prompt_tokens\":10,\"completion_tokens\":10,"
+        "\"latency_ms\":100,\"queue_ms\":0}",
+        "{\"type\":\"request\",\"time\":\"2026-01-20T10:00:00Z\",\"org_class\":\"outsider\",\"decision\":\"allow\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\"],\"status\":200,\"prompt_tokens\":10,\"completion_tokens\":10,"
+        "\"latency_ms\":300,\"queue_ms\":200}",
+        "{\"type\":\"request\",\"time\":\"2026-01-20T10:01:00Z\",\"org_class\":\"outsider\",\"decision\":\"deny\","
+        "\"model\":\"m\",\"capabilities\":[\"logprobs\"],\"reason\":\"capability_not_in_tier\",\"status\":403}",
+        "{\"type\":\"request\",\"time\":\"2026-01-20T10:02:00Z\",\"org_class\":\"outsider\",\"decision\":\"deny\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\"],\"reason\":\"limit_exceeded\",\"status\":429}",
+        "{\"type\":\"lost\",\"index\":5}", "not json"};
+    for (size_t i = 0; m && i < sizeof entries / sizeof *entries; i++)
+        CHECK(pt_gap_meter_add(m, (const uint8_t *)entries[i], strlen(entries[i])) == PT_OK);
+    rep = m ? pt_gap_report_measured(revs, 1, T("2026-03-01"), m, &err) : NULL;
+    CHECK(rep != NULL);
+    CHECK(!strcmp(verdict(pair(rep, "ghost", "ev"), "non_release"), "gap")); /* granted, not served */
+    CHECK(!strcmp(verdict(pair(rep, "m", "ev"), "non_release"), "parity"));
+    json_t *meas = json_object_get(rep, "measured"), *mm = json_array_get(json_object_get(meas, "models"), 0);
+    json_t *out = json_object_get(mm, "outsiders"), *in = json_object_get(mm, "insiders");
+    CHECK(json_integer_value(json_object_get(meas, "entries")) == 7);
+    CHECK(json_integer_value(json_object_get(out, "requests")) == 3 && json_integer_value(json_object_get(out, "served")) == 1);
+    CHECK(json_integer_value(json_object_get(out, "denied")) == 1 && json_integer_value(json_object_get(out, "rate_limited")) == 1);
+    CHECK(json_integer_value(json_object_get(json_object_get(out, "latency_ms"), "p50")) == 300);
+    CHECK(json_integer_value(json_object_get(json_object_get(out, "queue_ms"), "p99")) == 200);
+    CHECK(json_integer_value(json_object_get(out, "days_from_insider_since")) == 15);
+    CHECK(json_integer_value(json_object_get(json_object_get(in, "tokens_per_day"), "max")) == 20);
+    CHECK(json_integer_value(json_object_get(json_object_get(in, "capabilities_used"), "sample")) == 1);
+    /* insiders 600 served/minute (100 ms, all served), outsiders 200 x 1/3 served: 9x */
+    json_t *u = json_object_get(mm, "uplift");
+    CHECK(json_is_real(json_object_get(u, "ratio")) && fabs(json_real_value(json_object_get(u, "ratio")) - 9.0) < 1e-9);
+    CHECK(!strcmp(json_string_value(json_object_get(u, "verdict")), "gap"));
+    CHECK(!strcmp(verdict(pair(rep, "m", "ev"), "uplift"), "gap"));
+    json_t *ghost = json_array_get(json_object_get(meas, "models"), 1);
+    CHECK(json_is_false(json_object_get(ghost, "served")));
+    char *md = pt_gap_markdown(rep);
+    CHECK(md && strstr(md, "| outsiders | 3 | 1 | 1 | 1 | 0 | 300 / 300 | 200 / 200 |"));
+    free(md);
+    json_decref(rep);
+    pt_gap_meter_free(m);
+    pt_policy_free(p);
+}
+
+/* The meter reads the server's entries with a strict scanner and gives up to jansson on anything
+ * else: the same entries read either way (each also with an escaped string appended, which sends
+ * it to jansson) give the same measurement, odd and hostile ones included. */
+static void test_meter_readers(void) {
+    static const char *const entries[] = {
+        "{\"type\":\"request\",\"time\":\"2026-01-06T10:00:00Z\",\"org_class\":\"insider\",\"decision\":\"allow\","
+        "\"model\":\"m\",\"capabilities\":[\"sample\",\"logprobs\",\"nope\"],\"status\":200,\"prompt_tokens\":7,"
+        "\"completion_tokens\":3,\"latency_ms\":120,\"queue_ms\":5,\"x\":[1,{\"y\":[true,false,null,-0]}]}",
+        " { \"type\" : \"request\" , \"org_class\":\"outsider\",\"decision\":\"deny\",\"model\":\"m\",\"status\":403 } ",
+        "{\"type\":\"request\",\"org_class\":\"outsider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200.0}",
+        "{\"type\":\"request\",\"org_class\":\"outsider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":\"200\"}",
+        "{\"type\":\"request\",\"org_class\":\"outsider\",\"model\":\"m\",\"model\":\"n\",\"decision\":\"allow\",\"status\":200}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200,"
+        "\"latency_ms\":99999999999999999999}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200,"
+        "\"capabilities\":null,\"latency_ms\":-4}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":200} trailing",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"decision\":\"allow\",\"model\":\"m\",\"status\":012}",
+        "{\"type\":\"request\",\"org_class\":\"insider\",\"model\":\"m\u00e9\",\"decision\":\"allow\",\"status\":200}",
+        "{\"type\":\"models_served\",\"models\":[\"m\"]}", "[1,2]", "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}",
+        "{\"type\":\"request\"", ""};
+    pt_gap_meter *a = pt_gap_meter_new(), *b = pt_gap_meter_new();
+    CHECK(a && b);
+    for (size_t i = 0; a && b && i < sizeof entries / sizeof *entries; i++) {
+        const char *e = entries[i];
+        size_t n = strlen(e);
+        char slow[1024];
+        const char *close = strrchr(e, '}');
+        /* the same entry with an escaped member added before its last brace */
+        int k = close && n < 900 ? snprintf(slow, sizeof slow, "%.*s,\"z\":\"\\u0041\"%s", (int)(close - e), e, close)
+                                  : snprintf(slow, sizeof slow, "%s", e);
+        CHECK(pt_gap_meter_add(a, (const uint8_t *)e, n) == PT_OK);
+        CHECK(pt_gap_meter_add(b, (const uint8_t *)slow, (size_t)k) == PT_OK);
+    }
+    pt_err err;
+    pt_policy *p = pt_policy_parse(example, strlen(example), "example", &err);
+    pt_gap_summary *sa = a ? pt_gap_summarise(a) : NULL, *sb = b ? pt_gap_summarise(b) : NULL;
+    json_t *ja = p && sa ? pt_gap_measured_json(sa, pt_gap_meter_entries(a), p, T("2026-03-01")) : NULL;
+    json_t *jb = p && sb ? pt_gap_measured_json(sb, pt_gap_meter_entries(b), p, T("2026-03-01")) : NULL;
+    CHECK(ja && jb && json_equal(ja, jb));
+    json_t *in = json_object_get(json_array_get(json_object_get(ja, "models"), 0), "insiders");
+    CHECK(json_integer_value(json_object_get(in, "served")) == 2); /* the first and the -4 ms one (jansson refuses a 20-digit integer, 012, trailing bytes) */
+    CHECK(json_integer_value(json_object_get(json_object_get(in, "capabilities_used"), "logprobs")) == 1);
+    if (ja && jb && !json_equal(ja, jb)) {
+        char *x = json_dumps(ja, JSON_COMPACT), *y = json_dumps(jb, JSON_COMPACT);
+        fprintf(stderr, "fast: %s\njansson: %s\n", x, y);
+        free(x);
+        free(y);
+    }
+    json_decref(ja);
+    json_decref(jb);
+    pt_gap_summary_free(sa);
+    pt_gap_summary_free(sb);
+    pt_gap_meter_free(a);
+    pt_gap_meter_free(b);
+    pt_policy_free(p);
+}
+
 int main(void) {
     test_business_days();
+    test_meter_readers();
     test_report_on_history();
+    test_issue_example();
     return test_summary("test_gap");
 }

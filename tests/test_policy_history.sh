@@ -69,7 +69,9 @@ def pair(model, org):
 def v(model, org, dim):
     return pair(model, org)["dimensions"][dim]["verdict"]
 a = pair("parity-demo", "aisi-eval")
-assert a["level"] == "AL3" and a["overall"] == "partial", a
+# half the insiders requests/minute: rate limits partial, and insiders twice as fast in series (uplift gap)
+assert a["level"] == "AL3" and a["overall"] == "gap", a
+assert v("parity-demo", "aisi-eval", "uplift") == "gap" and a["dimensions"]["uplift"]["ratio"] == 2.0, a
 assert a["dimensions"]["deployment_lag"]["days"] == 42 and v("parity-demo", "aisi-eval", "deployment_lag") == "parity"
 assert v("parity-demo", "aisi-eval", "rate_limits") == "partial" and v("parity-demo", "aisi-eval", "window") == "parity"
 assert v("parity-demo", "aisi-eval", "elicitation") == "parity"

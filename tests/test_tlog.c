@@ -39,6 +39,23 @@ static int check_entry(void *ctx, uint64_t index, const uint8_t *data, size_t le
     return 0;
 }
 
+typedef struct {
+    tlog *t;
+    uint64_t next;
+    int bad;
+} walk;
+
+/* tlog_entries' callback: each entry in order, equal to tlog_entry's bytes. */
+static int same_as_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) {
+    walk *w = ctx;
+    uint8_t *d;
+    size_t n;
+    if (index != w->next++ || tlog_entry(w->t, index, &d, &n, NULL)) return w->bad = 1;
+    if (n != len || memcmp(d, data, n)) w->bad++;
+    free(d);
+    return 0;
+}
+
 static void test_append_read_prove(void) {
     tlog *t;
     pt_err e;
@@ -71,6 +88,12 @@ static void test_append_read_prove(void) {
     CHECK(tlog_entry(t, 709, &d, &len, &e) == 0);
     free(d);
     CHECK(tlog_entry(t, 710, &d, &len, &e) == PT_ENOTFOUND);
+    /* a range read bundle by bundle, across the 256 and 512 boundaries, the same bytes */
+    walk w = {t, 250, 0};
+    CHECK(tlog_entries(t, 250, 710, same_as_entry, &w, &e) == 0 && w.next == 710 && w.bad == 0);
+    w = (walk){t, 700, 0};
+    CHECK(tlog_entries(t, 700, 700, same_as_entry, &w, &e) == 0 && w.next == 700);
+    CHECK(tlog_entries(t, 5, 711, same_as_entry, &w, &e) == PT_EINVAL);
 
     /* the checkpoint is a signed note over the current size and root */
     char *cp;

@@ -7,6 +7,7 @@
 #include "common/fileio.h"
 #include "common/util.h"
 #include "gap/gap.h"
+#include "gap/measure.h"
 #include "policy/history.h"
 #include "tlog/tlog.h"
 
@@ -14,14 +15,18 @@ const char cmd_gap_summary[] = "the model access parity report, from a verified 
 
 static const char usage_text[] =
     "usage: parity gap (--data DIR | --log SOURCE --vkey VKEY) [--trusted CHECKPOINT_FILE]\n"
-    "                  [--witness WVKEY ... [--quorum N]] [--at TIME] [--json | --markdown]\n"
+    "                  [--witness WVKEY ... [--quorum N]] [--audit SOURCE --audit-vkey VKEY]\n"
+    "                  [--at TIME] [--json | --markdown]\n"
     "\n"
     "Verifies the policy transparency log (checkpoint signature, every tile and entry, and\n"
     "consistency with a checkpoint you trusted before), fetches every policy revision the log\n"
     "names, checks its SHA-256 against the logged digest, and reports how far outside\n"
     "organisations' access is from insiders' at TIME (default: now), per organisation and model:\n"
-    "non-release, deployment lag, safeguards, rate limits, elicitation, information, window;\n"
-    "per model scope and timeliness; and how the verdicts changed across revisions.\n"
+    "non-release, deployment lag, safeguards, rate limits, log-probs, prefill, elicitation,\n"
+    "information, window, uplift; per model scope and timeliness; how the verdicts changed\n"
+    "across revisions; and, from a verified copy of the public audit log, the measured section:\n"
+    "requests served, denied and rate-limited, latency and queue wait, tokens per day, first\n"
+    "served request, capabilities used, per model and organisation class (docs/policy.md).\n"
     "\n"
     "--data DIR     the lab's own data directory: the log DIR/log/policy, verified with the\n"
     "               key in DIR/keys/policy.key (works while a server holds the log)\n"
@@ -36,15 +41,17 @@ static const char usage_text[] =
     "               a quorum had cosigned a checkpoint holding it (or later, if it says so).\n"
     "               Without --witness, the witnesses and quorum of the latest revision are\n"
     "               used when it names any; else the dates are the lab's own (labelled so)\n"
+    "--audit SOURCE the audit log (a directory or URL prefix, as for --log), verified with\n"
+    "               --audit-vkey; with --data, DIR/log/audit and its key are the default\n"
     "--json         the report as JSON (what /v1/parity serves) plus \"verified_log\"\n"
     "--markdown     the report as Markdown\n"
     "Exit status: 0 report printed, 1 verification or fetch failed (message says what and\n"
     "where), 2 usage error.\n";
 
-static const char *const dims[] = {"non_release", "deployment_lag", "safeguards", "rate_limits",
-                                   "elicitation", "information",    "window"};
-static const char *const dim_heads[] = {"non-release", "lag", "safeguards", "rate-limits",
-                                        "elicitation", "info", "window"};
+static const char *const dims[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "logprobs",
+                                   "prefill",     "elicitation",    "information", "window",     "uplift"};
+static const char *const dim_heads[] = {"non-release", "lag",         "safeguards", "rate-limits", "logprobs",
+                                        "prefill",     "elicitation", "info",       "window",      "uplift"};
 #define N_DIMS (sizeof dims / sizeof dims[0])
 
 static const char *jstr(const json_t *o, const char *k) {
@@ -63,6 +70,31 @@ static char *read_small(const char *path, size_t max) {
         return NULL;
     }
     return s;
+}
+
+/* The measured section, one line per model and class. */
+static void print_measured(const json_t *meas) {
+    if (!json_is_object(meas)) return;
+    printf("\nmeasured from the audit log (%lld entries, verified):\n", (long long)json_integer_value(json_object_get(meas, "entries")));
+    json_t *models = json_object_get(meas, "models");
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        json_t *mo = json_array_get(models, i), *served = json_object_get(mo, "served"), *u = json_object_get(mo, "uplift");
+        json_t *r = json_object_get(u, "ratio");
+        printf("  %s%s: uplift %s", jstr(mo, "id"), json_is_false(served) ? " (not served)" : "", jstr(u, "verdict"));
+        if (json_is_real(r)) printf(" (insiders %.2fx as fast in series)", json_real_value(r));
+        printf("\n");
+        static const char *const cls[] = {"insiders", "outsiders"};
+        for (int k = 0; k < 2; k++) {
+            json_t *c = json_object_get(mo, cls[k]), *lat = json_object_get(c, "latency_ms"), *q = json_object_get(c, "queue_ms");
+            printf("    %-9s %lld requests: %lld served, %lld denied, %lld rate-limited; latency p50 %lld p99 %lld ms, "
+                   "queue p50 %lld p99 %lld ms\n",
+                   cls[k], (long long)json_integer_value(json_object_get(c, "requests")),
+                   (long long)json_integer_value(json_object_get(c, "served")), (long long)json_integer_value(json_object_get(c, "denied")),
+                   (long long)json_integer_value(json_object_get(c, "rate_limited")), (long long)json_integer_value(json_object_get(lat, "p50")),
+                   (long long)json_integer_value(json_object_get(lat, "p99")), (long long)json_integer_value(json_object_get(q, "p50")),
+                   (long long)json_integer_value(json_object_get(q, "p99")));
+        }
+    }
 }
 
 static void print_terminal(const json_t *rep, const pt_policy_history *h, const char *source) {
@@ -148,12 +180,58 @@ static int witness_dates(pt_policy_history *h, const char *source, const char *v
     return 0;
 }
 
+static int meter_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) {
+    (void)index;
+    return pt_gap_meter_add(ctx, data, len) != PT_OK;
+}
+
+/* Verifies the audit log at source and feeds every entry to a new meter (*out); PT_OK with
+ * *out NULL when there is nothing to measure (--data without an audit log). */
+static int load_audit(const char *data, const char *source, const char *vkey_arg, pt_gap_meter **out,
+                      tlog_verified *v, char **src_out, pt_err *err) {
+    *out = NULL;
+    char *vkey = NULL, *src = NULL;
+    int rc = PT_OK;
+    if (!source && !data) return PT_OK; /* --log without --audit: the declared report only */
+    if (source) {
+        src = strdup(source);
+        vkey = strdup(vkey_arg);
+    } else {
+        src = pt_path_join(data, "log/audit");
+        char *cp = src ? pt_path_join(src, "checkpoint") : NULL;
+        int have = cp && pt_exists(cp);
+        free(cp);
+        if (!have) {
+            free(src);
+            return PT_OK;
+        }
+        if ((rc = tlog_read_vkey(data, "audit", &vkey, err))) {
+            free(src);
+            return rc;
+        }
+    }
+    pt_gap_meter *m = pt_gap_meter_new();
+    if (!src || !vkey || !m) rc = pt_errf(err, PT_ENOMEM, "out of memory");
+    else rc = tlog_verify(src, vkey, NULL, meter_entry, m, v, err);
+    if (rc == PT_ECANCELLED) rc = pt_errf(err, PT_ENOMEM, "out of memory measuring %s", src);
+    free(vkey);
+    if (rc) {
+        pt_err_prefix(err, "the audit log");
+        pt_gap_meter_free(m);
+        free(src);
+        return rc;
+    }
+    *out = m;
+    *src_out = src;
+    return PT_OK;
+}
+
 int cmd_gap(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(usage_text, stdout);
         return 0;
     }
-    const char *data = NULL, *log = NULL, *vkey_arg = NULL, *trusted_path = NULL;
+    const char *data = NULL, *log = NULL, *vkey_arg = NULL, *trusted_path = NULL, *audit = NULL, *audit_vkey = NULL;
     const char *wkeys[TLOG_MAX_WITNESSES];
     size_t nw = 0;
     uint64_t quorum = 0;
@@ -174,7 +252,9 @@ int cmd_gap(int argc, char **argv) {
             wkeys[nw++] = argv[++i];
         } else if (!strcmp(a, "--quorum")) {
             if (pt_parse_u64(argv[++i], &quorum) || quorum == 0) return cli_usage_error("gap", "--quorum needs a positive integer");
-        } else if (!strcmp(a, "--at")) {
+        } else if (!strcmp(a, "--audit")) audit = argv[++i];
+        else if (!strcmp(a, "--audit-vkey")) audit_vkey = argv[++i];
+        else if (!strcmp(a, "--at")) {
             if (pt_parse_time(argv[++i], &at, &err)) return cli_usage_error("gap", "--at: %s", err.msg);
         } else return cli_usage_error("gap", "unknown option %s", a);
     }
@@ -184,6 +264,7 @@ int cmd_gap(int argc, char **argv) {
     if (quorum > nw) return cli_usage_error("gap", "--quorum %llu is more than the %zu --witness keys given",
                                              (unsigned long long)quorum, nw);
     if (nw && !quorum) quorum = nw;
+    if (!audit != !audit_vkey) return cli_usage_error("gap", "--audit and --audit-vkey go together");
 
     char *vkey = NULL, *trusted = NULL, *source = NULL;
     int status = 1;
@@ -220,11 +301,21 @@ int cmd_gap(int argc, char **argv) {
         pt_policy_history_free(h);
         goto out;
     }
-    json_t *rep = pt_gap_report(h->revs, h->n, at, &err);
+    pt_gap_meter *meter = NULL;
+    tlog_verified av;
+    char *audit_src = NULL;
+    if (load_audit(data, audit, audit_vkey, &meter, &av, &audit_src, &err)) {
+        cli_fail(&err);
+        pt_policy_history_free(h);
+        goto out;
+    }
+    json_t *rep = pt_gap_report_measured(h->revs, h->n, at, meter, &err);
     if (!rep) {
         char tb[21];
         fprintf(stderr, "parity: %s (the first revision takes effect at %s)\n", err.msg, pt_format_time(h->revs[0].time, tb));
         pt_policy_history_free(h);
+        pt_gap_meter_free(meter);
+        free(audit_src);
         goto out;
     }
     if (json) {
@@ -237,6 +328,10 @@ int cmd_gap(int argc, char **argv) {
         json_object_set_new(v, "root", json_string(pt_hex(h->verified.root, 32, root)));
         json_object_set_new(v, "trusted_size", h->verified.trusted_size ? json_integer((json_int_t)h->verified.trusted_size) : json_null());
         json_object_set_new(rep, "verified_log", v);
+        if (meter)
+            json_object_set_new(rep, "verified_audit_log",
+                                json_pack("{s:s, s:s, s:I, s:s}", "source", audit_src, "origin", av.origin, "size",
+                                          (json_int_t)av.size, "root", pt_hex(av.root, 32, root)));
         char *s = json_dumps(rep, JSON_INDENT(2));
         if (s) printf("%s\n", s);
         free(s);
@@ -246,9 +341,12 @@ int cmd_gap(int argc, char **argv) {
         free(md);
     } else {
         print_terminal(rep, h, source);
+        print_measured(json_object_get(rep, "measured"));
     }
     json_decref(rep);
     pt_policy_history_free(h);
+    pt_gap_meter_free(meter);
+    free(audit_src);
     status = 0;
 out:
     free(vkey);

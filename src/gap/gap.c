@@ -9,16 +9,17 @@
 
 #include "common/buf.h"
 #include "common/util.h"
+#include "gap/measure.h"
 
 #define DAY 86400
 #define CAP(x) (1u << PT_CAP_##x)
-#define ELICITATION (CAP(FINETUNE) | CAP(ACTIVATIONS) | CAP(INTERVENTIONS))
+#define ELICITATION (CAP(FINETUNE) | CAP(ACTIVATIONS) | CAP(INTERVENTIONS) | CAP(WEIGHTS))
 
 enum { V_NA = 0, V_PARITY, V_PARTIAL, V_GAP };
 static const char *const vname[] = {"n/a", "parity", "partial", "gap"};
-static const char *const dims[] = {"non_release", "deployment_lag", "safeguards", "rate_limits",
-                                   "elicitation", "information", "window"};
-enum { N_DIMS = 7 };
+static const char *const dims[] = {"non_release", "deployment_lag", "safeguards", "rate_limits", "logprobs",
+                                   "prefill", "elicitation", "information", "window", "uplift"};
+enum { N_DIMS = 10 };
 
 int64_t pt_gap_business_days(int64_t from, int64_t until) {
     if (until <= from) return 0;
@@ -62,29 +63,6 @@ static json_t *limits_json(const pt_limits *l) {
 static void set_time(json_t *o, const char *k, int64_t t) {
     char b[21];
     json_object_set_new(o, k, t == PT_TIME_MAX || t == PT_TIME_MIN ? json_null() : json_string(pt_format_time(t, b)));
-}
-
-/* The insiders' access to model at t: union of capabilities, most generous limits
- * (PT_UNLIMITED, i.e. none stated, is the most generous). */
-static int insiders(const pt_policy *p, const char *model, int64_t t, pt_capset *caps, pt_limits *lim) {
-    int any = 0;
-    *caps = 0;
-    *lim = (pt_limits){0, 0, 0, 0};
-    for (size_t i = 0; i < p->n_orgs; i++) {
-        if (p->orgs[i].kind != PT_ORG_INSIDER) continue;
-        pt_capset c;
-        pt_limits l;
-        if (!pt_policy_effective(p, p->orgs[i].id, model, t, &c, &l)) continue;
-        *caps |= c;
-        int64_t *dst[4] = {&lim->requests_per_minute, &lim->tokens_per_day, &lim->concurrent_finetune_jobs, &lim->logprobs_top_k};
-        int64_t src[4] = {l.requests_per_minute, l.tokens_per_day, l.concurrent_finetune_jobs, l.logprobs_top_k};
-        for (int k = 0; k < 4; k++) {
-            if (!any) *dst[k] = src[k];
-            else if (*dst[k] != PT_UNLIMITED && (src[k] == PT_UNLIMITED || src[k] > *dst[k])) *dst[k] = src[k];
-        }
-        any = 1;
-    }
-    return any;
 }
 
 /* The first moment <= at when org had a grant in force on model, over the history; or
@@ -146,11 +124,49 @@ static const char *level_of(const pt_policy *p, pt_capset caps, pt_capset inside
 }
 
 /* One organisation x model at time at. */
+/* logprobs (the capability and its top-k cap) and prefill, against the insiders'. */
+static void logprobs_prefill(json_t *d, pt_capset caps, const pt_limits *l, pt_capset icaps, const pt_limits *ilim) {
+    if (!(icaps & CAP(LOGPROBS))) json_object_set_new(d, "logprobs", dim(V_NA, "insiders have no log-probs"));
+    else if (!(caps & CAP(LOGPROBS))) json_object_set_new(d, "logprobs", dim(V_GAP, "no log-probs; insiders have them"));
+    else {
+        double r = limit_ratio(l->logprobs_top_k, ilim->logprobs_top_k);
+        json_t *x = dim(r >= 1.0 / PT_GAP_PARITY_UPLIFT - 1e-12 ? V_PARITY : V_PARTIAL,
+                        "log-probs, top-k cap %.2fx the insiders'%s", r,
+                        ilim->logprobs_top_k == PT_UNLIMITED && l->logprobs_top_k != PT_UNLIMITED ? " (insiders have no cap)" : "");
+        json_object_set_new(x, "top_k_ratio", json_real(r));
+        json_object_set_new(d, "logprobs", x);
+    }
+    if (!(icaps & CAP(PREFILL))) json_object_set_new(d, "prefill", dim(V_NA, "insiders have no prefill"));
+    else json_object_set_new(d, "prefill", caps & CAP(PREFILL) ? dim(V_PARITY, "prefill (raw prompts, completions)")
+                                                                : dim(V_GAP, "no prefill; insiders have it"));
+}
+
+/* The uplift estimate for one outside organisation: insiders' effective serial speed over its
+ * own (its limits, the outsiders' measured latency and denials; measure.h's pt_gap_speed). */
+static json_t *uplift_dim(const pt_gap_summary *ms, const char *model, int any, const pt_limits *l, int iany,
+                          const pt_limits *ilim) {
+    double tpr = pt_gap_summary_tokens_per_request(ms, model);
+    pt_gap_class ci = pt_gap_summary_class(ms, model, PT_GAP_INSIDERS), co = pt_gap_summary_class(ms, model, PT_GAP_OUTSIDERS);
+    json_t *u = pt_gap_uplift_json(pt_gap_speed(iany, ilim, &ci, tpr), pt_gap_speed(any, l, &co, tpr));
+    const char *v = json_string_value(json_object_get(u, "verdict"));
+    json_t *r = json_object_get(u, "ratio");
+    char detail[200];
+    if (!strcmp(v, "n/a")) snprintf(detail, sizeof detail, "insiders have no access either");
+    else if (json_is_real(r))
+        snprintf(detail, sizeof detail, "insiders %.2fx as fast in series (parity below %.1fx)%s", json_real_value(r),
+                 PT_GAP_PARITY_UPLIFT, ms ? "" : "; from limits only: no audit log measured");
+    else snprintf(detail, sizeof detail, "%s", any ? "insiders unbounded, this organisation bounded" : "no access");
+    json_object_set_new(u, "detail", json_string(detail));
+    return u;
+}
+
 static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_policy *p, const pt_org *o, const pt_pmodel *m,
-                           int64_t at, pt_capset icaps, const pt_limits *ilim, int64_t *lag_days_out) {
+                           int64_t at, pt_capset icaps, const pt_limits *ilim, const pt_gap_summary *ms,
+                           int64_t *lag_days_out) {
     pt_capset caps;
     pt_limits l;
-    int any = pt_policy_effective(p, o->id, m->id, at, &caps, &l);
+    int granted = pt_policy_effective(p, o->id, m->id, at, &caps, &l), served = pt_gap_summary_served(ms, m->id);
+    int any = granted && served != 0, iany = icaps != 0 && served != 0;
     json_t *r = json_object(), *d = json_object();
     json_object_set_new(r, "organisation", json_string(o->id));
     json_object_set_new(r, "name", json_string(o->name));
@@ -160,7 +176,9 @@ static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_po
     json_object_set_new(r, "capabilities", caps_json(caps));
     json_object_set_new(r, "limits", any ? limits_json(&l) : json_null());
     /* non-release */
-    json_object_set_new(d, "non_release", any ? dim(V_PARITY, "has access") : dim(V_GAP, "no grant in force"));
+    json_object_set_new(d, "non_release", any        ? dim(V_PARITY, served > 0 ? "has access; the server serves it" : "has access")
+                                          : granted ? dim(V_GAP, "granted, but the server does not serve it (its models_served)")
+                                                    : dim(V_GAP, "no grant in force"));
     /* deployment lag */
     int64_t first = first_access(revs, n, o->id, m->id, at);
     json_t *lag;
@@ -193,7 +211,9 @@ static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_po
     } else {
         double rr = limit_ratio(l.requests_per_minute, ilim->requests_per_minute);
         double rt = limit_ratio(l.tokens_per_day, ilim->tokens_per_day);
+        double rf = caps & icaps & CAP(FINETUNE) ? limit_ratio(l.concurrent_finetune_jobs, ilim->concurrent_finetune_jobs) : 1;
         double worst = rr < rt ? rr : rt;
+        if (rf < worst) worst = rf;
         int v = worst >= 1.0 / PT_GAP_PARITY_UPLIFT - 1e-12 ? V_PARITY : worst > 0 ? V_PARTIAL : V_GAP;
         json_t *x = dim(v, "%.2fx the insiders' requests/minute, %.2fx their tokens/day%s", rr, rt,
                         (ilim->requests_per_minute == PT_UNLIMITED && l.requests_per_minute != PT_UNLIMITED) ||
@@ -202,10 +222,13 @@ static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_po
                             : "");
         json_object_set_new(x, "requests_per_minute_ratio", json_real(rr));
         json_object_set_new(x, "tokens_per_day_ratio", json_real(rt));
+        json_object_set_new(x, "concurrent_finetune_jobs_ratio", json_real(rf));
         json_object_set_new(d, "rate_limits", x);
     }
-    /* elicitation */
+    logprobs_prefill(d, caps, &l, icaps, ilim);
+    /* elicitation (fine-tuning with no concurrent job allowed is no fine-tuning) */
     pt_capset want = icaps & ELICITATION, missing = want & ~caps;
+    if (l.concurrent_finetune_jobs == 0) missing |= want & CAP(FINETUNE);
     if (!want) json_object_set_new(d, "elicitation", dim(V_NA, "insiders use no elicitation technique"));
     else {
         pt_buf b;
@@ -244,6 +267,10 @@ static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_po
         json_object_set_new(x, "business_days", best < 0 ? json_null() : best == INT64_MAX ? json_null() : json_integer(best));
         json_object_set_new(d, "window", x);
     }
+    json_t *u = uplift_dim(ms, m->id, any, &l, iany, ilim);
+    const char *uv = json_string_value(json_object_get(u, "verdict"));
+    json_object_set_new(u, "verdict", json_string(!strcmp(uv, "parity") ? vname[V_PARITY] : !strcmp(uv, "gap") ? vname[V_GAP] : vname[V_NA]));
+    json_object_set_new(d, "uplift", u);
     int overall = V_PARITY;
     for (int k = 0; k < N_DIMS; k++) {
         int v = verdict_of(json_object_get(d, dims[k]));
@@ -255,7 +282,7 @@ static json_t *pair_report(const pt_policy_revision *revs, size_t n, const pt_po
 }
 
 /* The snapshot at time t: per model, insiders, scope, timeliness and one entry per outside org. */
-static json_t *snapshot(const pt_policy_revision *revs, size_t n, int64_t t) {
+static json_t *snapshot(const pt_policy_revision *revs, size_t n, int64_t t, const pt_gap_summary *ms) {
     const pt_policy *p = policy_at(revs, n, t, NULL);
     json_t *models = json_array();
     if (!p) return models;
@@ -263,7 +290,7 @@ static json_t *snapshot(const pt_policy_revision *revs, size_t n, int64_t t) {
         const pt_pmodel *m = &p->models[mi];
         pt_capset icaps;
         pt_limits ilim;
-        int iany = insiders(p, m->id, t, &icaps, &ilim);
+        int iany = pt_gap_class_access(p, m->id, t, PT_GAP_INSIDERS, &icaps, &ilim);
         json_t *mo = json_object(), *orgs = json_array(), *ins = json_object();
         json_object_set_new(mo, "id", json_string(m->id));
         set_time(mo, "insider_since", m->insider_since);
@@ -279,7 +306,7 @@ static json_t *snapshot(const pt_policy_revision *revs, size_t n, int64_t t) {
             const pt_org *o = &p->orgs[oi];
             if (o->kind == PT_ORG_INSIDER) continue;
             int64_t lag;
-            json_t *pr = pair_report(revs, n, p, o, m, t, icaps, &ilim, &lag);
+            json_t *pr = pair_report(revs, n, p, o, m, t, icaps, &ilim, ms, &lag);
             const char *lv = json_string_value(json_object_get(pr, "level"));
             counts[!strcmp(lv, "AL3") ? 0 : !strcmp(lv, "AL2") ? 1 : !strcmp(lv, "AL1") ? 2 : !strcmp(lv, "below_AL1") ? 3 : 4]++;
             if (lag >= 0 && (first_lag < 0 || lag < first_lag)) first_lag = lag;
@@ -375,6 +402,31 @@ static void push_history(json_t *hist, json_t **last, json_t *verdicts, int64_t 
 }
 
 json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_err *err) {
+    return pt_gap_report_measured(revs, n, at, NULL, err);
+}
+
+static json_t *report_at(const pt_policy_revision *revs, size_t n, int64_t at, const pt_gap_summary *ms, pt_err *err);
+
+json_t *pt_gap_report_measured(const pt_policy_revision *revs, size_t n, int64_t at, const pt_gap_meter *audit,
+                               pt_err *err) {
+    pt_gap_summary *ms = NULL;
+    if (audit && !(ms = pt_gap_summarise(audit))) {
+        pt_errf(err, PT_ENOMEM, "gap: out of memory summarising the audit log");
+        return NULL;
+    }
+    json_t *rep = report_at(revs, n, at, ms, err);
+    if (rep && ms) {
+        size_t cur = pt_policy_revision_in_force(revs, n, at, NULL);
+        json_t *mj = pt_gap_measured_json(ms, pt_gap_meter_entries(audit), revs[cur].policy, at);
+        json_object_set_new(rep, "measured", mj ? mj : json_null());
+    } else if (rep) {
+        json_object_set_new(rep, "measured", json_null());
+    }
+    pt_gap_summary_free(ms);
+    return rep;
+}
+
+static json_t *report_at(const pt_policy_revision *revs, size_t n, int64_t at, const pt_gap_summary *ms, pt_err *err) {
     for (size_t i = 1; i < n; i++)
         if (revs[i].time < revs[i - 1].time) {
             pt_errf(err, PT_EINVAL, "gap: revisions are not in time order (revision %zu)", i);
@@ -421,11 +473,14 @@ json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_e
     json_object_set_new(th, "min_evaluator_window_business_days", json_integer(PT_GAP_EVAL_WINDOW_BUSINESS_DAYS));
     json_object_set_new(rep, "thresholds", th);
     json_t *defs = json_object();
-    json_object_set_new(defs, "non_release", json_string("the organisation has any access to the model at all"));
+    json_object_set_new(defs, "non_release", json_string("the organisation has any access to the model at all, and the server serves it (the audit log's latest models_served entry, when measured)"));
     json_object_set_new(defs, "deployment_lag", json_string("days from the model's insider_since to the organisation's first grant in force, from the policy history"));
     json_object_set_new(defs, "safeguards", json_string("the unmitigated variant is granted when insiders use it"));
-    json_object_set_new(defs, "rate_limits", json_string("requests per minute and tokens per day as a ratio to the insiders' (parity at >= 1/1.2)"));
-    json_object_set_new(defs, "elicitation", json_string("fine-tuning, activations and interventions that insiders have"));
+    json_object_set_new(defs, "rate_limits", json_string("requests per minute, tokens per day and concurrent fine-tuning jobs as a ratio to the insiders' (parity at >= 1/1.2)"));
+    json_object_set_new(defs, "elicitation", json_string("fine-tuning (with at least one concurrent job), activations, interventions and weights that insiders have"));
+    json_object_set_new(defs, "logprobs", json_string("log-probs when insiders have them, and their top-k cap as a ratio to the insiders' (parity at >= 1/1.2)"));
+    json_object_set_new(defs, "prefill", json_string("prefill (raw prompts and completions) when insiders have it"));
+    json_object_set_new(defs, "uplift", json_string("insiders' effective serial speed over the organisation's: f * min(60000 / p50 latency ms, requests_per_minute, tokens_per_day / 1440 / tokens per request), f the served share of the class's requests (docs/policy.md); parity below 1.2x"));
     json_object_set_new(defs, "information", json_string("model information (card, training data description) when insiders have it"));
     json_object_set_new(defs, "window", json_string("evaluators: the grant in force lasts at least 20 business days"));
     json_object_set_new(defs, "scope", json_string("per model: outside organisations per access level, relative to what insiders can reach"));
@@ -438,12 +493,12 @@ json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_e
     json_object_set_new(vd, "n/a", json_string("does not apply (insiders do not have it either, or not an evaluator)"));
     json_object_set_new(rep, "verdicts", vd);
 
-    json_t *models = snapshot(revs, n, at);
+    json_t *models = snapshot(revs, n, at, ms);
     /* History: the verdicts at every revision up to `at`, and at `at`, recorded when they change. */
     size_t nt = 0;
     while (nt < n && revs[nt].time <= at) nt++;
     json_t **snaps = calloc(nt + 1, sizeof *snaps);
-    for (size_t i = 0; snaps && i < nt; i++) snaps[i] = snapshot(revs, n, revs[i].time);
+    for (size_t i = 0; snaps && i < nt; i++) snaps[i] = snapshot(revs, n, revs[i].time, ms);
     int counts[4] = {0};
     for (size_t mi = 0; mi < json_array_size(models); mi++) {
         json_t *mo = json_array_get(models, mi);
@@ -497,6 +552,50 @@ static const char *jstr(json_t *o, const char *k) {
     return s ? s : "";
 }
 
+static void pct_cell(pt_buf *b, json_t *o) {
+    json_t *p50 = json_object_get(o, "p50"), *p99 = json_object_get(o, "p99");
+    if (json_is_integer(p50)) pt_buf_printf(b, " %lld / %lld |", (long long)json_integer_value(p50), (long long)json_integer_value(p99));
+    else pt_buf_puts(b, " - |");
+}
+
+/* The measured section's table for one model. */
+static void measured_markdown(pt_buf *b, json_t *meas, const char *model) {
+    json_t *mo = find_by(json_object_get(meas, "models"), "id", model);
+    if (!mo) return;
+    json_t *served = json_object_get(mo, "served"), *u = json_object_get(mo, "uplift");
+    pt_buf_printf(b, "Measured from the audit log (%lld entries): %s.\n\n",
+                  (long long)json_integer_value(json_object_get(meas, "entries")),
+                  json_is_null(served) ? "no models_served declaration" : json_is_true(served) ? "served" : "**not served**");
+    pt_buf_puts(b, "| class | requests | served | denied | rate-limited | unavailable | latency p50 / p99 ms | queue p50 / p99 ms | tokens/day max (limit) | first served (days after insiders) | capabilities used |\n");
+    pt_buf_puts(b, "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    static const char *const cls[] = {"insiders", "outsiders"};
+    for (int i = 0; i < 2; i++) {
+        json_t *c = json_object_get(mo, cls[i]), *td = json_object_get(c, "tokens_per_day");
+        pt_buf_printf(b, "| %s | %lld | %lld | %lld | %lld | %lld |", cls[i], (long long)json_integer_value(json_object_get(c, "requests")),
+                      (long long)json_integer_value(json_object_get(c, "served")), (long long)json_integer_value(json_object_get(c, "denied")),
+                      (long long)json_integer_value(json_object_get(c, "rate_limited")),
+                      (long long)json_integer_value(json_object_get(c, "unavailable")));
+        pct_cell(b, json_object_get(c, "latency_ms"));
+        pct_cell(b, json_object_get(c, "queue_ms"));
+        pt_buf_printf(b, " %lld", (long long)json_integer_value(json_object_get(td, "max")));
+        if (json_is_integer(json_object_get(td, "limit"))) pt_buf_printf(b, " (%lld)", (long long)json_integer_value(json_object_get(td, "limit")));
+        json_t *fd = json_object_get(c, "days_from_insider_since");
+        if (json_is_integer(fd)) pt_buf_printf(b, " | %s (%lld) |", jstr(c, "first_served"), (long long)json_integer_value(fd));
+        else pt_buf_puts(b, " | - |");
+        const char *k;
+        json_t *v;
+        int first = 1;
+        json_object_foreach(json_object_get(c, "capabilities_used"), k, v) {
+            pt_buf_printf(b, "%s %s %lld", first ? "" : ",", k, (long long)json_integer_value(v));
+            first = 0;
+        }
+        pt_buf_puts(b, " |\n");
+    }
+    json_t *r = json_object_get(u, "ratio");
+    if (json_is_real(r)) pt_buf_printf(b, "\nUplift estimate: insiders %.2fx as fast in series as the best outsider: **%s**.\n\n", json_real_value(r), jstr(u, "verdict"));
+    else pt_buf_printf(b, "\nUplift estimate: %s: **%s**.\n\n", json_is_string(r) ? "outsiders have no served access" : "insiders have no access", jstr(u, "verdict"));
+}
+
 char *pt_gap_markdown(const json_t *report) {
     json_t *r = (json_t *)report;
     pt_buf b;
@@ -518,15 +617,17 @@ char *pt_gap_markdown(const json_t *report) {
         json_t *sc = json_object_get(mo, "scope"), *tl = json_object_get(mo, "timeliness");
         pt_buf_printf(&b, "- **Scope**: %s — %s\n- **Timeliness**: %s — %s\n\n", jstr(sc, "verdict"), jstr(sc, "detail"),
                       jstr(tl, "verdict"), jstr(tl, "detail"));
-        pt_buf_puts(&b, "| organisation | kind | level | non-release | lag | safeguards | rate limits | elicitation | information | window | overall |\n");
-        pt_buf_puts(&b, "|---|---|---|---|---|---|---|---|---|---|---|\n");
+        pt_buf_puts(&b, "| organisation | kind | level | non-release | lag | safeguards | rate limits | log-probs | prefill | elicitation | information | window | uplift | overall |\n");
+        pt_buf_puts(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         json_t *orgs = json_object_get(mo, "organisations");
         for (size_t oi = 0; oi < json_array_size(orgs); oi++) {
             json_t *pr = json_array_get(orgs, oi), *d = json_object_get(pr, "dimensions");
             pt_buf_printf(&b, "| %s | %s | %s |", jstr(pr, "organisation"), jstr(pr, "kind"), jstr(pr, "level"));
             for (int k = 0; k < N_DIMS; k++) {
                 json_t *x = json_object_get(d, dims[k]);
-                if (k == 1 && json_is_integer(json_object_get(x, "days")))
+                if (k == N_DIMS - 1 && json_is_real(json_object_get(x, "ratio")))
+                    pt_buf_printf(&b, " %s (%.2fx) |", jstr(x, "verdict"), json_real_value(json_object_get(x, "ratio")));
+                else if (k == 1 && json_is_integer(json_object_get(x, "days")))
                     pt_buf_printf(&b, " %s (%lld d) |", jstr(x, "verdict"), (long long)json_integer_value(json_object_get(x, "days")));
                 else pt_buf_printf(&b, " %s |", jstr(x, "verdict"));
             }
@@ -546,6 +647,7 @@ char *pt_gap_markdown(const json_t *report) {
             }
         }
         pt_buf_puts(&b, "\n");
+        measured_markdown(&b, json_object_get(r, "measured"), jstr(mo, "id"));
     }
     return pt_buf_steal(&b, NULL);
 }

@@ -12,10 +12,14 @@
  *   deployment_lag   days from insider_since to the org's first grant in force (from the
  *                    history; still counting when it has none)   <= 90 days parity, else gap
  *   safeguards       the unmitigated variant, when insiders have it        parity | gap | n/a
- *   rate_limits      requests/minute and tokens/day as a ratio to the insiders'
+ *   rate_limits      requests/minute, tokens/day, concurrent fine-tuning jobs as a ratio to the insiders'
  *                    (>= 1/1.2 parity, > 0 partial, no access gap)
- *   elicitation      finetune, activations, interventions that insiders have: all parity,
- *                    some partial, none gap
+ *   logprobs         log-probs when insiders have them; top-k cap ratio (>= 1/1.2 parity)
+ *   prefill          prefill when insiders have it                        parity | gap | n/a
+ *   elicitation      finetune (with >= 1 concurrent job), activations, interventions, weights
+ *                    that insiders have: all parity, some partial, none gap
+ *   uplift           insiders' effective serial speed over the organisation's (measure.h):
+ *                    < 1.2x parity, else gap
  *   information      model_info when insiders have it                    parity | gap | n/a
  *   window           evaluators: the grant in force lasts >= 20 business days  (others n/a)
  * Per model: scope (outside organisations per access level, relative to what insiders can
@@ -40,6 +44,14 @@
  * Returns a new JSON object (json_decref) or NULL with err (PT_EINVAL: no revision in force
  * at `at`; PT_ENOMEM). */
 json_t *pt_gap_report(const pt_policy_revision *revs, size_t n, int64_t at, pt_err *err);
+
+/* The same report with its measured section ("measured": measure.h's pt_gap_measured_json)
+ * from the audit log fed to audit (NULL: "measured" is null, and no model counts as unserved):
+ * the served-models declaration enters non_release, the measured latency and denials enter
+ * uplift. */
+struct pt_gap_meter;
+json_t *pt_gap_report_measured(const pt_policy_revision *revs, size_t n, int64_t at, const struct pt_gap_meter *audit,
+                               pt_err *err);
 
 /* Renders a report as Markdown (a new string, caller frees; NULL on allocation failure). */
 char *pt_gap_markdown(const json_t *report);

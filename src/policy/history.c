@@ -40,6 +40,8 @@ static int digest_ok(const char *s) {
     return 1;
 }
 
+int64_t pt_revision_in_force_from(const pt_revision_entry *e) { return e->time; }
+
 /* see history.h */
 int pt_revision_entry_parse(const uint8_t *data, size_t len, uint64_t index, const char *where, rev_meta *m,
                             pt_err *err) {
@@ -260,7 +262,7 @@ int pt_policy_in_force(tlog *policy_log, const char *data_dir, int64_t at, pt_po
         free(data);
     }
     if (!rc && n && !(revs = calloc(n, sizeof *revs))) rc = pt_errf(err, PT_ENOMEM, "out of memory");
-    for (size_t i = 0; !rc && i < n; i++) revs[i].time = metas[i].time;
+    for (size_t i = 0; !rc && i < n; i++) revs[i].time = pt_revision_in_force_from(&metas[i]);
     size_t k = rc ? n : pt_policy_revision_in_force(revs, n, at, next);
     if (!rc && k == n) {
         *out = pt_policy_parse(empty_policy, sizeof empty_policy - 1, "(empty policy)", err);
@@ -472,7 +474,7 @@ int pt_policy_history_load(const char *source, const char *vkey, const char *tru
         pt_policy *p;
         if ((rc = load_revision(source, &c.revs[i], &p, err))) goto fail;
         h->revs[i].policy = p;
-        h->revs[i].time = c.revs[i].time;
+        h->revs[i].time = pt_revision_in_force_from(&c.revs[i]);
         h->revs[i].seq = (uint64_t)c.revs[i].seq;
         h->log_index[i] = c.revs[i].index;
         h->n = i + 1;

@@ -44,6 +44,11 @@ typedef struct pt_revision_entry {
     int64_t time;       /* when it takes effect */
 } pt_revision_entry;
 
+/* The moment revision e takes effect: what pt_policy_revision_in_force orders by, for the
+ * server, the report and `policy explain` alike. Today the entry's time; the one place to change
+ * when revisions get a witnessed time and a later effective time. */
+int64_t pt_revision_in_force_from(const pt_revision_entry *e);
+
 /* Reads one log entry (untrusted bytes). Returns 1 and fills *e for a policy_revision entry,
  * 0 for an entry of another kind (not touched), or PT_EFORMAT for a malformed policy_revision
  * (unknown key, bad seq/digest/prev/time/summary, or unparseable bytes that mention

@@ -16,6 +16,7 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "gap/gap.h"
+#include "gap/measure.h"
 #include "policy/history.h"
 #include "server/api.h"
 #include "server/backend.h"
@@ -354,7 +355,8 @@ static int r_admin_keys(pt_server *s, call *c, http_resp *resp) {
 }
 
 /* POST /v1/admin/policy: body = a policy document (YAML or JSON). Validates, diffs against the
- * current revision, appends it to the policy log and makes it current at once; models new to
+ * latest revision, appends it to the policy log and enforces it from its time (at once, unless
+ * the latest revision was dated later: pt_policy_apply keeps times in order); models new to
  * the policy whose weights this server holds are loaded before the answer ("models":
  * {"loaded", "not_served"}). */
 static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
@@ -377,10 +379,11 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
         if (pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, &err) == PT_OK) {
             /* Load new models first, so that the revision's grants find them served. */
             models = srv_models_sync(s, p);
-            srv_policy_set(s, p, digest, seq);
+            pt_policy_free(p);
         } else {
             fprintf(stderr, "parity serve: reloading the applied policy: %s\n", err.msg);
         }
+        srv_load_policy(s, &err); /* the revision in force now: this one, unless dated later */
     }
     json_t *o = json_pack("{s:b, s:I, s:s, s:s, s:I, s:o, s:s}", "changed", r.changed, "seq", (json_int_t)r.seq,
                           "digest", r.digest, "prev", r.prev, "log_index", (json_int_t)r.index, "summary",
@@ -392,6 +395,23 @@ static int r_admin_policy(pt_server *s, call *c, http_resp *resp) {
 }
 
 /* The parity report ----------------------------------------------------------------------------- */
+
+static int meter_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) {
+    (void)index;
+    return pt_gap_meter_add(ctx, data, len) != PT_OK;
+}
+
+/* Feeds the audit log's entries from what the meter has seen up to size (under report_mu). */
+static int srv_measure_audit(pt_server *s, uint64_t size, pt_err *err) {
+    if (!s->meter && !(s->meter = pt_gap_meter_new())) return pt_errf(err, PT_ENOMEM, "out of memory");
+    int rc = tlog_entries(s->audit_log, pt_gap_meter_entries(s->meter), size, meter_entry, s->meter, err);
+    if (rc) {
+        pt_gap_meter_free(s->meter); /* its counts would skip an entry: start again next time */
+        s->meter = NULL;
+        return rc == PT_ECANCELLED ? pt_errf(err, PT_ENOMEM, "out of memory measuring the audit log") : rc;
+    }
+    return PT_OK;
+}
 
 /* The parity report, recomputed from the verified policy log whenever the log has grown, at
  * least once a day (lags and windows depend on the date), and when a revision dated later
@@ -408,16 +428,24 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
         pthread_mutex_unlock(&s->report_mu);
         return NULL;
     }
-    if (!s->report || s->report_size != size || s->report_cosigned != cosigned || now >= s->report_until) {
+    /* The audit log's published entries are measured as they come (the meter keeps its counts),
+     * at most once a second while it grows: /v1/parity needs no key. */
+    uint64_t audit_size = tlog_size(s->audit_log);
+    int audit_grew = !s->meter || pt_gap_meter_entries(s->meter) < audit_size;
+    if (!s->report || s->report_size != size || s->report_cosigned != cosigned || now >= s->report_until ||
+        (audit_grew && pt_now() - s->report_at >= 1.0)) {
         char *dir = pt_path_join(s->data_dir, "log/policy");
         pt_policy_history *h = NULL;
         json_t *rep = NULL;
         size_t dropped;
         int64_t until = (now / 86400 + 1) * 86400;
         if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
-        else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK &&
+        else if (srv_measure_audit(s, audit_size, err) == PT_OK &&
+                 pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK &&
                  pt_policy_history_date(h, dir, tlog_vkey(s->policy_log), NULL, 0, 0, 0, &dropped, err) == PT_OK)
-            rep = pt_gap_report(h->revs, h->n, now, err); /* dated by the policy's witnesses, if it names any */
+            /* dated by the policy's witnesses, if it names any */
+            rep = pt_gap_report_measured(h->revs, h->n, now, s->meter, err);
+        s->report_at = pt_now();
         for (size_t i = 0; rep && i < h->n; i++)
             if (h->revs[i].time > now && h->revs[i].time < until) until = h->revs[i].time;
         pt_policy_history_free(h);

@@ -487,6 +487,7 @@ gen_job *job_new(call *c, srv_backend *be, const srv_model_info *info, int kind,
     j->kind = kind;
     j->api = api;
     j->created = pt_unix_time();
+    j->base.queue_ms = -1;
     uint8_t r[12];
     char hx[25];
     randombytes_buf(r, sizeof r);
@@ -497,6 +498,7 @@ gen_job *job_new(call *c, srv_backend *be, const srv_model_info *info, int kind,
     pt_sha256_init(&j->hash);
     c->job = j;
     c->job_free = job_detach;
+    c->queue_ms = &j->base.queue_ms;
     return j;
 }
 

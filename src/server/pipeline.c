@@ -20,7 +20,9 @@
 #include "common/json.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "policy/history.h"
 #include "server/pipeline.h"
+#include "server/registry.h"
 
 /* Policy ------------------------------------------------------------------------------------- */
 
@@ -69,6 +71,32 @@ void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64_t seq)
     pthread_mutex_unlock(&s->mu);
     srv_policy_put(s, old);
 }
+/* see pipeline.h */
+int srv_load_policy(pt_server *s, pt_err *err) {
+    pthread_mutex_lock(&s->reload_mu);
+    int64_t now = pt_unix_time(), next = INT64_MAX;
+    int rc = PT_OK;
+    if (!s->policy || now >= atomic_load(&s->policy_next) || s->policy_log_seen != tlog_size(s->policy_log)) {
+        pt_policy *p;
+        char digest[72];
+        int64_t seq;
+        uint64_t size = tlog_size(s->policy_log);
+        rc = pt_policy_in_force(s->policy_log, s->data_dir, now, &p, digest, &seq, &next, err);
+        if (!rc) {
+            if (s->engine) json_decref(srv_models_sync(s, p));
+            srv_policy_set(s, p, digest, seq);
+            s->policy_log_seen = size;
+            srv_declare_served(s);
+        } else if (s->policy) {
+            fprintf(stderr, "parity serve: loading the policy revision in force: %s\n", err->msg);
+            next = now + 1;
+        }
+        atomic_store(&s->policy_next, next);
+    }
+    pthread_mutex_unlock(&s->reload_mu);
+    return rc;
+}
+
 /* Routing -------------------------------------------------------------------------------------- */
 
 /* Copies one path segment (libmicrohttpd has already decoded %XX escapes). -1 if it does not
@@ -119,6 +147,10 @@ static int key_cmp(const void *a, const void *b) {
  * revocation takes effect at once; and takes a reference to the current policy. One critical
  * section for both: every authenticated request does this. */
 static policy_ref *acquire(pt_server *s, const char *id, pt_key_record *out, int *found) {
+    if (pt_unix_time() >= atomic_load_explicit(&s->policy_next, memory_order_relaxed)) { /* a revision's time came */
+        pt_err e;
+        srv_load_policy(s, &e);
+    }
     pthread_mutex_lock(&s->mu);
     /* under s->mu, s->policy still holds its own reference: pol cannot be freed meanwhile */
     policy_ref *pol = s->policy;
@@ -358,6 +390,13 @@ static int64_t unix_time_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* x >= 0 rounded down to two significant digits (1234 -> 1200). */
+static int64_t two_digits(int64_t x) {
+    int64_t p = 1;
+    while (x >= 100 * p) p *= 10;
+    return x < 0 ? 0 : x / p * p;
+}
+
 char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receipt_private *priv) {
     char rq[65], rs[65], t[21], op[33], kp[33];
     uint8_t h[32], h2[32];
@@ -435,6 +474,10 @@ char *srv_audit_text(call *c, int status, const uint8_t resp_hash[32], pt_receip
         INT(",\"prompt_tokens\":", c->prompt_tokens);
         INT(",\"completion_tokens\":", c->completion_tokens);
     }
+    /* durations (not moments), to two significant digits: what the measured report needs */
+    INT(",\"latency_ms\":", two_digits((int64_t)((pt_now() - c->req->start) * 1000)));
+    int64_t queue_ms = c->queue_ms ? __atomic_load_n(c->queue_ms, __ATOMIC_RELAXED) : -1;
+    if (queue_ms >= 0) INT(",\"queue_ms\":", two_digits(queue_ms));
     LIT("}");
     *o = 0; /* NUL-terminated (pt_buf_reserve keeps room for it) */
 #undef PUT

@@ -40,6 +40,7 @@ struct call {
     int64_t rl_now, rl_tokens_per_day; /* srv_limit_request's time and the tokens-per-day limit it found */
     void *job;                 /* engine work in flight */
     void (*job_free)(void *);
+    const int64_t *queue_ms;   /* the job's ms in its model's queue (-1 until admitted; atomic), or NULL */
 };
 
 /* Acquires / releases the current policy (never NULL after start). */
@@ -47,6 +48,13 @@ policy_ref *srv_policy_get(pt_server *s);
 void srv_policy_put(pt_server *s, policy_ref *r);
 /* Installs p (taken over) as the current policy. */
 void srv_policy_set(pt_server *s, pt_policy *p, const char *digest, int64_t seq);
+/* The policy in force now (pt_policy_in_force: the one rule the report, `policy explain --data`
+ * and /v1/access share), installed as s->policy, and when that next changes in s->policy_next.
+ * At start (s->engine NULL) it only loads; later (a revision's time has come, or one was
+ * appended) it also loads the models the revision adds before installing it, and does nothing
+ * when the moment has not come (another thread switched first). Serialised by reload_mu; a
+ * failure keeps the policy installed before and is retried a second later. */
+int srv_load_policy(pt_server *s, pt_err *err);
 
 /* Decides (caller's org, model, variant, cap) under the call's policy and records it for the
  * audit entry. On deny fills resp with 403 (or 404 for an unknown model) in OpenAI's shape and

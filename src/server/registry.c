@@ -58,6 +58,14 @@ srv_model *srv_model_find(pt_server *s, const char *id) {
     return NULL;
 }
 
+json_t *srv_models_served(pt_server *s) {
+    models *ms = s->engine;
+    json_t *a = json_array();
+    size_t n = ms ? n_served(ms) : 0;
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(ms->m[i].id));
+    return a;
+}
+
 /* The scheduler ---------------------------------------------------------------------------------- */
 
 /* Admits waiting jobs while their sequences fit (a job bigger than the batch runs alone). */
@@ -71,6 +79,7 @@ static void admit(srv_sched *q) {
         j->next = NULL;
         q->active[q->n_active_jobs++] = j;
         q->active_seqs += j->n_seqs;
+        __atomic_store_n(&j->queue_ms, (int64_t)((pt_now() - j->queued_at) * 1000), __ATOMIC_RELAXED);
     }
 }
 
@@ -294,6 +303,8 @@ int srv_model_submit(srv_model *m, srv_job *j) {
         pthread_mutex_unlock(&q->mu);
         return PT_ELIMIT;
     }
+    j->queued_at = pt_now();
+    j->queue_ms = -1;
     if (q->qtail) q->qtail->next = j;
     else q->qhead = j;
     q->qtail = j;

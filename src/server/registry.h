@@ -50,6 +50,9 @@ struct srv_job {
     int n_seqs;                      /* sequences it runs at once: admission counts these */
     char id[40];                     /* shown by srv_model_jobs */
     char owner[PT_KEY_ID_LEN + 1];   /* the key it runs for */
+    double queued_at;                /* pt_now() when submitted (the registry's) */
+    int64_t queue_ms;                /* ms from submission to admission, -1 before (atomic: the
+                                      * scheduler writes it, the request's thread reads it) */
 };
 
 struct srv_sched;
@@ -74,6 +77,8 @@ void srv_models_stop(pt_server *s);
 /* Loads the models of policy p that have local weights and are not served yet (after a policy
  * revision is applied): returns {"loaded": [ids], "not_served": [{"id", "reason"}]}. */
 json_t *srv_models_sync(pt_server *s, const pt_policy *p);
+/* The ids of the models this server runs now, in load order (a new array). */
+json_t *srv_models_served(pt_server *s);
 
 /* The served model id (NULL: none), the number served, the i-th. Lock-free. */
 srv_model *srv_model_find(pt_server *s, const char *id);

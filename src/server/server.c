@@ -19,6 +19,7 @@
 #include "server/finetune.h"
 #include "server/registry.h"
 #include "server/witnessing.h"
+#include "gap/measure.h"
 
 int pt_serve_parse_receipts(const char *mode, pt_serve_options *o) {
     if (strcmp(mode, "async") && strcmp(mode, "durable")) return PT_EINVAL;
@@ -45,17 +46,6 @@ void pt_serve_defaults(pt_serve_options *o) {
     o->max_download = 64u << 20;
 }
 
-/* The current policy: the latest revision in the policy log (see pt_policy_current). */
-static int srv_load_policy(pt_server *s, pt_err *err) {
-    pt_policy *p;
-    char digest[72];
-    int64_t seq;
-    int rc = pt_policy_current(s->policy_log, s->data_dir, &p, digest, &seq, err);
-    if (rc) return rc;
-    srv_policy_set(s, p, digest, seq);
-    return PT_OK;
-}
-
 /* Start-up and shutdown ------------------------------------------------------------------------ */
 
 static void server_free(pt_server *s) {
@@ -72,12 +62,15 @@ static void server_free(pt_server *s) {
     pt_store_close(s->store);
     pt_metrics_free(s->metrics);
     json_decref(s->report);
+    pt_gap_meter_free(s->meter);
+    free(s->served_declared);
     pthread_mutex_destroy(&s->report_mu);
     if (s->policy) srv_policy_put(s, s->policy);
     free(s->keys);
     free(s->routes);
     free(s->data_dir);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->reload_mu);
     free(s);
 }
 
@@ -97,6 +90,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     if (!s) return pt_errf(err, PT_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->report_mu, NULL);
+    pthread_mutex_init(&s->reload_mu, NULL);
     s->o = *o;
     int rc, lock_fd = -1;
     pt_sha256("", 0, s->empty_sha256);
@@ -130,6 +124,7 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     for (size_t i = 0; i < s->n_routes; i++) s->routes[i].metric = pt_metrics_route(s->metrics, s->routes[i].label);
     s->unmatched_metric = pt_metrics_route(s->metrics, "unmatched");
     if ((rc = srv_models_start(s, err)) || (rc = srv_backends_start(s, err)) || (rc = srv_ft_start(s, err))) goto out;
+    srv_declare_served(s);
 
     http_options ho = {.host = o->host, .port = o->port, .threads = o->threads,
                        .connection_limit = o->connection_limit, .timeout_s = o->timeout_s,
@@ -147,6 +142,10 @@ int pt_serve(const pt_serve_options *o, atomic_int *stop, pt_err *err) {
     double last_flush = pt_now();
     while (!atomic_load(stop)) {
         usleep(50000);
+        if (pt_unix_time() >= atomic_load(&s->policy_next)) { /* a revision's time came: switch off the request path */
+            pt_err perr;
+            srv_load_policy(s, &perr);
+        }
         if (pt_now() - last_flush >= 1.0) {
             pt_err ferr;
             if (pt_ratelimit_flush(s->rl, &ferr)) fprintf(stderr, "parity serve: saving usage counters: %s\n", ferr.msg);

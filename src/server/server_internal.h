@@ -74,7 +74,13 @@ struct pt_server {
     pt_metrics *metrics;
     http_server *http;
     pthread_mutex_t mu;        /* guards policy, keys cache */
-    policy_ref *policy;
+    policy_ref *policy;        /* the revision in force now (srv_load_policy) */
+    pthread_mutex_t reload_mu; /* serialises srv_load_policy */
+    _Atomic int64_t policy_next; /* when the revision in force next changes (a later-dated one) */
+    uint64_t policy_log_seen;  /* the policy log's size when it was loaded */
+    char *served_declared;     /* the models list of the last models_served entry (JSON) */
+    struct pt_gap_meter *meter;  /* the audit log measured so far, for /v1/parity (under report_mu) */
+    double report_at;          /* pt_now() of the last report computation */
     int64_t keys_version;      /* pt_store_keys_version when the key cache was filled */
     pt_key_record *keys;       /* the key cache, sorted by id */
     size_t n_keys;
@@ -93,5 +99,10 @@ struct pt_server {
     pt_err report_err;         /* why the last computation failed (report NULL) */
     double report_failed_at;   /* pt_now() of that failure: retried at most once a second */
 };
+
+/* Appends {"type":"models_served","time":MINUTE,"models":[ids]} to the audit log when the served
+ * set differs from the last one declared by this process (served.c): what the parity report's
+ * non-release dimension reads. Call with reload_mu held, or before the server answers. */
+void srv_declare_served(pt_server *s);
 
 #endif

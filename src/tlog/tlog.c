@@ -1125,34 +1125,58 @@ int tlog_root(tlog *t, uint64_t size, uint8_t root[TLOG_HASH_SIZE], pt_err *err)
     return merkle_root(tiles_get, &g, size, root, err);
 }
 
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} one_entry;
+
+static int copy_entry(void *ctx, uint64_t index, const uint8_t *data, size_t len) {
+    (void)index;
+    one_entry *o = ctx;
+    if (!(o->data = malloc(len + 1))) return 1;
+    memcpy(o->data, data, len);
+    o->data[len] = 0;
+    o->len = len;
+    return 0;
+}
+
 int tlog_entry(tlog *t, uint64_t i, uint8_t **data, size_t *len, pt_err *err) {
     *data = NULL;
     uint64_t size = tlog_size(t);
     if (i >= size)
         return pt_errf(err, PT_ENOTFOUND, "entry %llu: the log has %llu entries", (unsigned long long)i,
                        (unsigned long long)size);
-    uint64_t k = i >> TILE_HEIGHT;
-    unsigned w = tile_width(TILE_ENTRIES, k, size);
-    uint8_t *bundle;
-    size_t blen, offs[TILE_WIDTH], lens[TILE_WIDTH];
-    int rc = read_tile_file(t->dir, TILE_ENTRIES, k, w, &bundle, &blen, err);
-    if (rc) return rc;
-    char rel[TILE_PATH_MAX], what[512];
-    snprintf(what, sizeof what, "%s/%s", t->dir, tile_path(rel, TILE_ENTRIES, k, w));
-    rc = tile_parse_bundle(bundle, blen, w, offs, lens, what, err);
+    one_entry o = {NULL, 0};
+    int rc = tlog_entries(t, i, i + 1, copy_entry, &o, err);
+    if (rc == PT_ECANCELLED) return pt_errf(err, PT_ENOMEM, "out of memory");
     if (!rc) {
-        unsigned j = (unsigned)(i & (TILE_WIDTH - 1));
-        uint8_t *d = malloc(lens[j] + 1);
-        if (!d) rc = pt_errf(err, PT_ENOMEM, "out of memory");
-        else {
-            memcpy(d, bundle + offs[j], lens[j]);
-            d[lens[j]] = 0;
-            *data = d;
-            *len = lens[j];
-        }
+        *data = o.data;
+        *len = o.len;
     }
-    free(bundle);
     return rc;
+}
+
+int tlog_entries(tlog *t, uint64_t from, uint64_t to, tlog_entry_fn fn, void *ctx, pt_err *err) {
+    uint64_t size = tlog_size(t);
+    if (from > to || to > size)
+        return pt_errf(err, PT_EINVAL, "entries %llu..%llu: the log has %llu entries", (unsigned long long)from,
+                       (unsigned long long)to, (unsigned long long)size);
+    for (uint64_t k = from >> TILE_HEIGHT; k << TILE_HEIGHT < to; k++) {
+        unsigned w = tile_width(TILE_ENTRIES, k, size);
+        uint8_t *bundle;
+        size_t blen, offs[TILE_WIDTH], lens[TILE_WIDTH];
+        int rc = read_tile_file(t->dir, TILE_ENTRIES, k, w, &bundle, &blen, err);
+        if (rc) return rc;
+        char rel[TILE_PATH_MAX], what[512];
+        snprintf(what, sizeof what, "%s/%s", t->dir, tile_path(rel, TILE_ENTRIES, k, w));
+        rc = tile_parse_bundle(bundle, blen, w, offs, lens, what, err);
+        uint64_t first = k << TILE_HEIGHT;
+        for (uint64_t i = from > first ? from : first; !rc && i < to && i < first + w; i++)
+            if (fn(ctx, i, bundle + offs[i - first], lens[i - first])) rc = PT_ECANCELLED;
+        free(bundle);
+        if (rc) return rc;
+    }
+    return PT_OK;
 }
 
 int tlog_prove_inclusion(tlog *t, uint64_t index, uint64_t size, uint8_t proof[][TLOG_HASH_SIZE], size_t *n,

@@ -147,6 +147,12 @@ int tlog_root(tlog *t, uint64_t size, uint8_t root[TLOG_HASH_SIZE], pt_err *err)
  * success). PT_ENOTFOUND if i ≥ size, PT_EFORMAT if its bundle on disk is corrupt. */
 int tlog_entry(tlog *t, uint64_t i, uint8_t **data, size_t *len, pt_err *err);
 
+/* Entries from..to-1 (to ≤ tlog_size), each bundle read once: fn (the tlog_entry_fn below) gets
+ * each entry's bytes (borrowed for the call) in index order; non-zero from it stops the walk
+ * (PT_ECANCELLED). For reading many entries, where tlog_entry would read a bundle per entry.
+ * Errors: PT_EINVAL (a bad range), as for tlog_entry otherwise. */
+typedef int (*tlog_entry_fn)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+int tlog_entries(tlog *t, uint64_t from, uint64_t to, tlog_entry_fn fn, void *ctx, pt_err *err);
 /* RFC 9162 §2.1.3 inclusion proof of leaf `index` in the tree of `size` (index < size ≤
  * tlog_size), read from the stored hash tiles (through an in-memory tile cache); *n gets the
  * number of hashes written to proof. Also the leaf hash if leaf_hash is not NULL. */
@@ -221,9 +227,9 @@ int tlog_check_quorum(const char *note, size_t len, const char *const *wvkeys, s
 
 /* ---- verifying any C2SP tlog-tiles log (a directory or an http(s):// URL) --------------- */
 
-/* Called once per entry, in index order, with the entry's bytes (borrowed for the call).
- * Return 0 to go on, non-zero to stop (tlog_verify then returns PT_ECANCELLED). */
-typedef int (*tlog_entry_fn)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+/* tlog_entry_fn (above) is called once per entry, in index order, with the entry's bytes
+ * (borrowed for the call). Return 0 to go on, non-zero to stop (tlog_verify then returns
+ * PT_ECANCELLED). */
 
 typedef struct tlog_verified {
     char origin[256];               /* the checkpoint's origin line (truncated if longer) */
