@@ -12,22 +12,8 @@
 static const char EM_DASH[] = "\xE2\x80\x94";
 
 int cosig_generate(const char *name, char **skey, char **vkey, pt_err *err) {
-    *skey = *vkey = NULL;
-    if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
     if (!note_name_ok(name, strlen(name))) return pt_errf(err, PT_EINVAL, "witness name '%s' is not a valid key name", name);
-    uint8_t pub[32], sk[64];
-    crypto_sign_keypair(pub, sk);
-    uint32_t id = note_key_id(name, COSIG_ALG, pub);
-    *skey = note_key_format("PRIVATE+KEY+", name, COSIG_ALG, id, sk);
-    *vkey = note_key_format("", name, COSIG_ALG, id, pub);
-    sodium_memzero(sk, sizeof sk);
-    if (!*skey || !*vkey) {
-        free(*skey);
-        free(*vkey);
-        *skey = *vkey = NULL;
-        return pt_errf(err, PT_ENOMEM, "out of memory");
-    }
-    return PT_OK;
+    return note_generate_alg(name, COSIG_ALG, skey, vkey, err);
 }
 
 int cosig_signer_parse(const char *skey, cosig_signer *s, pt_err *err) {

@@ -170,15 +170,15 @@ char *note_key_format(const char *prefix, const char *name, uint8_t alg, uint32_
 
 char *note_signer_vkey(const note_signer *s) { return note_key_format("", s->name, 0x01, s->key_id, s->pub); }
 
-int note_generate(const char *name, char **skey, char **vkey, pt_err *err) {
+int note_generate_alg(const char *name, uint8_t alg, char **skey, char **vkey, pt_err *err) {
     *skey = *vkey = NULL;
     if (sodium_init() < 0) return pt_errf(err, PT_EINTERNAL, "libsodium failed to initialise");
     if (!note_name_ok(name, strlen(name))) return pt_errf(err, PT_EINVAL, "key name '%s' is not valid", name);
     uint8_t pub[32], sk[64];
     crypto_sign_keypair(pub, sk);
-    uint32_t id = note_key_id(name, 0x01, pub);
-    *skey = note_key_format("PRIVATE+KEY+", name, 0x01, id, sk); /* sk[0..32) is the seed */
-    *vkey = note_key_format("", name, 0x01, id, pub);
+    uint32_t id = note_key_id(name, alg, pub);
+    *skey = note_key_format("PRIVATE+KEY+", name, alg, id, sk); /* sk[0..32) is the seed */
+    *vkey = note_key_format("", name, alg, id, pub);
     sodium_memzero(sk, sizeof sk);
     if (!*skey || !*vkey) {
         free(*skey);
@@ -187,6 +187,10 @@ int note_generate(const char *name, char **skey, char **vkey, pt_err *err) {
         return pt_errf(err, PT_ENOMEM, "out of memory");
     }
     return PT_OK;
+}
+
+int note_generate(const char *name, char **skey, char **vkey, pt_err *err) {
+    return note_generate_alg(name, 0x01, skey, vkey, err);
 }
 
 /* Valid UTF-8 without control characters other than '\n'; returns the offset of the first

@@ -49,6 +49,8 @@ int note_verifier_parse(const char *vkey, note_verifier *v, pt_err *err);
 int note_signer_parse(const char *skey, note_signer *s, pt_err *err);
 /* Generates a new Ed25519 key named name; *skey and *vkey are new strings (caller frees). */
 int note_generate(const char *name, char **skey, char **vkey, pt_err *err);
+/* The same for the signature type byte alg (0x01 Ed25519 notes; 0x04 cosignature/v1). */
+int note_generate_alg(const char *name, uint8_t alg, char **skey, char **vkey, pt_err *err);
 /* The verifier key of a signer, as a new string (caller frees); NULL on allocation failure. */
 char *note_signer_vkey(const note_signer *s);
 
