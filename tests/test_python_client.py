@@ -37,7 +37,7 @@ site = subprocess.run([VPY, "-c", "import parity_client, os; print(os.path.dirna
                       capture_output=True, text=True, check=True).stdout.strip()
 sys.path.insert(0, os.path.dirname(site))
 import parity_client as pc  # noqa: E402
-from parity_client import ed25519, note, report as rp, tlog  # noqa: E402
+from parity_client import ed25519, measure, note, report as rp, tlog  # noqa: E402
 
 policy = open(os.path.join(SRC, "examples", "demo-policy.yaml")).read()
 policy = re.sub(r"weights: parity-demo(-analog)?\n", "weights: MODEL_DIR\n", policy)
@@ -364,9 +364,42 @@ def test_consistency_and_witnesses():
 
 
 def test_report():
-    server, mine, cp = client.verify_report(POLICY_VKEY)
+    server, mine, cp = client.verify_report(POLICY_VKEY, AUDIT_VKEY)
     check(rp.compare(mine, server) == [] and mine["summary"] == server["summary"], "the report recomputed equals /v1/parity")
     check(len(server["models"]) == 2 and server["models"][0]["organisations"][0]["history"], "a non-trivial report")
+    # the declared dimensions of issue 14 point 6 and the measured section, recomputed from the audit log
+    meas, d = mine["measured"], mine["models"][0]["organisations"][0]["dimensions"]
+    check(meas["entries"] > 10 and meas["served_models"] == ["parity-demo", "parity-demo-analog"]
+          and meas["models"][0]["outsiders"]["served"] > 5 and meas["models"][0]["outsiders"]["latency_ms"]["p50"] is not None
+          and meas["models"][0]["outsiders"]["capabilities_used"].get("sample", 0) > 0,
+          "the measured section: %d entries, %s" % (meas["entries"], meas["models"][0]["outsiders"]))
+    check(all(k in d for k in ("logprobs", "prefill", "uplift")) and d["non_release"]["detail"] == "has access; the server serves it"
+          and "concurrent_finetune_jobs_ratio" in d["rate_limits"], "the new dimensions: %s" % sorted(d))
+    # without the models_served entries the non-release detail (and uplift) would differ: the audit log is read
+    log = client.log("audit", AUDIT_VKEY)
+    acp = log.checkpoint()
+    meter = measure.Meter()
+    for raw in log.entries(acp)[:meas["entries"]]:
+        meter.add(raw if b'"models_served"' not in raw else b"{}")
+    other = rp.compare(rp.gap_report(rp.load_history(client.log("policy", POLICY_VKEY))[1], rp.parse_time(server["at"]), meter), server)
+    check(any("non_release.detail" in x for x in other) and any("measured.served_models" in x for x in other),
+          "the audit log's models_served entries decide non-release: %s" % other[:3])
+    forged = json.loads(json.dumps(server))
+    forged["measured"]["models"][0]["outsiders"]["latency_ms"]["p99"] += 1
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=forged)
+    check(err is not None and "measured.models[0].outsiders.latency_ms.p99" in str(err), "a forged measured p99 is caught: %s" % err)
+    # an audit entry edited in the published entry bundles: the bundles no longer hash to the signed root
+    bundles = []
+    for root, _, files in os.walk(os.path.join(W.data, "log", "audit", "tile", "entries")):
+        bundles += [os.path.join(root, f) for f in files]
+    saved = {f: open(f, "rb").read() for f in bundles}
+    for f, data in saved.items():
+        open(f, "wb").write(data.replace(b'"status":200', b'"status":201', 1))
+    check(any(saved[f] != open(f, "rb").read() for f in bundles), "an audit entry was edited in its bundle")
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=server)
+    for f, data in saved.items():
+        open(f, "wb").write(data)
+    check(err is not None and "signed root" in str(err), "an edited audit entry is refused: %s" % err)
     # a second revision: indie-redteam moves to AL2 (under a bracket glob), so its verdicts change
     # and the history has two entries
     pol2 = W.policy.replace("tier: AL1\n", "tier: AL2\n").replace(
@@ -375,7 +408,7 @@ def test_report():
     st, _, j, _ = W.req("POST", "/v1/admin/policy", raw=pol2.encode(), key="admin",
                         headers={"Content-Type": "application/yaml"})
     check(st in (200, 201), "a second revision applied: %d %s" % (st, j))
-    server, mine, cp2 = client.verify_report(POLICY_VKEY, trusted=cp)
+    server, mine, cp2 = client.verify_report(POLICY_VKEY, AUDIT_VKEY, trusted=cp)
     check(server["revision_in_force"] == 2 and len(mine["revisions"]) == 2, "recomputed over two revisions")
     red = [o for m in mine["models"] for o in m["organisations"] if o["organisation"] == "indie-redteam"]
     check([o["level"] for o in red] == ["AL2", "AL2"] and len(red[0]["history"]) == 2,
@@ -383,13 +416,13 @@ def test_report():
     forged = json.loads(json.dumps(server))
     forged["models"][0]["organisations"][0]["dimensions"]["non_release"]["verdict"] = "gap"
     forged["summary"]["gap"] -= 1
-    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, report=forged)
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=forged)
     check(err is not None and "summary.gap" in str(err) and "non_release.verdict" in str(err), "a forged report is caught: %s" % err)
     rev = sorted(os.listdir(os.path.join(W.data, "log", "policy", "revisions")))[0]
     path = os.path.join(W.data, "log", "policy", "revisions", rev)
     data = open(path, "rb").read()
     open(path, "wb").write(data.replace(b'"AL1"', b'"AL3"', 1) if b'"AL1"' in data else data + b" ")
-    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, report=server)
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=server)
     check(err is not None and rev in str(err), "an edited revision file is refused, named: %s" % err)
     open(path, "wb").write(data)
 
