@@ -23,7 +23,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARITY_SRC", os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import World, run  # noqa: E402
+from tiny_world import World, run, start_witness, witnessed_policy  # noqa: E402
 
 # -- install the client into a temporary venv, from a copy (the build writes next to the source)
 VENV = tempfile.mkdtemp(prefix="parity-pyclient-venv-")
@@ -427,6 +427,66 @@ def test_report():
     open(path, "wb").write(data)
 
 
+def test_witnessed_report():
+    """A second server whose policy names two real witnesses (`parity witness serve`): the report's
+    revisions are dated by the quorum-cosigned checkpoints published at /log/policy/cosigned/,
+    and the client recomputes those dates from the cosignatures."""
+    import signal
+    import time
+    w2 = World("parity-pyclient-w-", ["al1"])
+    pv = run("log", "vkey", "--data", w2.data, "--log", "policy").stdout.strip()
+    av = run("log", "vkey", "--data", w2.data, "--log", "audit").stdout.strip()
+    wv, ports, procs = [], [], []
+    try:
+        for name in ("w1", "w2"):
+            vk, port, proc = start_witness(w2.tmp, name, (pv, av))
+            wv.append(vk)
+            ports.append(port)
+            procs.append(proc)
+        pol = os.path.join(w2.tmp, "pw.yaml")
+        with open(pol, "w") as f:
+            f.write(witnessed_policy(w2.policy, wv, ports))
+        run("policy", "apply", pol, "--data", w2.data)
+        time.sleep(1.1)  # so that both revisions are witnessed at least a second after their stated time
+        w2.start()
+        c2 = pc.Client("http://127.0.0.1:%d" % w2.port)
+        server = None
+        for _ in range(600):
+            cp = pc.Checkpoint(w2.req("GET", "/log/policy/checkpoint")[3])
+            if cp.size >= 2 and len(cp.cosignatures(wv)) == 2:
+                st, _, server, _ = w2.req("GET", "/v1/parity")
+                if st == 200 and server["time_source"].startswith("witnesses"):
+                    break
+            time.sleep(0.1)
+        check(server is not None and server["time_source"].startswith("witnesses"), "the server dates by its witnesses")
+        server, mine, cp = c2.verify_report(pv, av, report=server)
+        revs = mine["revisions"]
+        check(len(revs) == 2 and all(r["time_source"] == "witnesses" and r.get("stated_time", "~") < r["time"] for r in revs),
+              "witnessed dates recomputed from the cosigned checkpoints equal the server's: %s" % revs)
+        # a cosignature altered in a published cosigned checkpoint: refused, naming the file
+        cdir = os.path.join(w2.data, "log", "policy", "cosigned")
+        sizes = [f for f in os.listdir(cdir) if f.isdigit()]
+        path = os.path.join(cdir, min(sizes, key=int))
+        data = open(path, "rb").read()
+        text, sigs = data.split(b"\n\n", 1)
+        lines = sigs.split(b"\n")
+        k = len(lines[-2]) - 20
+        lines[-2] = lines[-2][:k] + (b"A" if lines[-2][k:k + 1] != b"A" else b"B") + lines[-2][k + 1:]
+        open(path, "wb").write(text + b"\n\n" + b"\n".join(lines))
+        err = raises(pc.VerificationError, c2.verify_report, pv, av, report=server)
+        open(path, "wb").write(data)
+        check(err is not None and "cosigned/" in str(err), "an altered cosignature is refused: %s" % err)
+        # a verifier who names another witness set: nothing is witnessed by it
+        other = note.make_vkey("w9.example", ed25519.public_key(os.urandom(32)), note.SIG_COSIGNATURE_V1)
+        err = raises(pc.VerificationError, c2.verify_report, pv, av, report=server, witnesses=[other], quorum=1)
+        check(err is not None and "no revision is witnessed" in str(err), "other witnesses: no revision witnessed: %s" % err)
+    finally:
+        w2.stop()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+
+
 # -- Merkle proofs: the transparency-dev vectors, and a log of 70,000 entries read through its tiles --
 def test_merkle_vectors():
     n = 0
@@ -531,6 +591,7 @@ test_receipts()
 test_consistency_and_witnesses()
 test_examples()
 test_report()
+test_witnessed_report()
 W.stop()
 shutil.rmtree(VENV, ignore_errors=True)
 sys.exit(W.summary("python_client"))

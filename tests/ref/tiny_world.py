@@ -58,6 +58,29 @@ def make_model(dirname, seed=0):
     return cfg
 
 
+def start_witness(tmp, name, log_vkeys):
+    """A real `parity witness serve` named NAME.example in tmp/NAME that witnesses the logs of
+    log_vkeys, on a free port: (its vkey, its port, the process)."""
+    import time
+    d = os.path.join(tmp, name)
+    vkey = run("witness", "init", "--data", d, "--name", name + ".example").stdout.strip()
+    for vk in log_vkeys:
+        run("witness", "add-log", "--data", d, "--vkey", vk)
+    pf = os.path.join(tmp, name + ".port")
+    proc = subprocess.Popen([PARITY, "witness", "serve", "--data", d, "--port-file", pf], stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(pf) and open(pf).read().strip():
+            break
+        time.sleep(0.05)
+    return vkey, int(open(pf).read()), proc
+
+
+def witnessed_policy(policy, wv, ports, quorum=2):
+    """policy with a witnesses section naming w1.example, w2.example, ... (vkeys wv, ports)."""
+    return policy + "\nwitnesses:\n  quorum: %d\n  members:\n" % quorum + "".join(
+        '    - {name: w%d.example, vkey: "%s", url: "http://127.0.0.1:%d"}\n' % (i + 1, wv[i], ports[i]) for i in range(len(wv)))
+
+
 def run(*args, check=True, input=None):
     r = subprocess.run([PARITY, *args], capture_output=True, text=True, input=input)
     if check and r.returncode != 0:

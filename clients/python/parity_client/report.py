@@ -14,7 +14,8 @@ import json
 import time
 
 from . import measure as ms_
-from .note import VerificationError
+from .note import Checkpoint, VerificationError
+from .tlog import NotFound
 
 DAY = 86400
 TMIN, TMAX = -2 ** 63, 2 ** 63 - 1
@@ -48,8 +49,12 @@ def _tdiv(a, b):
 
 
 class Revision:
-    def __init__(self, seq, t, digest, policy):
+    """One verified revision: its seq, date (the lab's stated time, or the witnessed date after
+    date_by_witnesses), digest, policy and index in the policy log."""
+
+    def __init__(self, seq, t, digest, policy, index=None):
         self.seq, self.time, self.digest, self.policy = seq, t, digest, Policy(policy)
+        self.index, self.stated_time, self.witnessed = index, t, False
 
 
 class Policy:
@@ -57,7 +62,9 @@ class Policy:
 
     def __init__(self, j):
         self.lab_id, self.lab_name = j["lab"]["id"], j["lab"].get("name")
-        self.witnesses = (j.get("witnesses") or {}).get("members") or []
+        w = j.get("witnesses") or {}
+        self.witnesses = [x["vkey"] for x in w.get("members") or []]
+        self.witness_quorum = w.get("quorum", 0)
         self.tiers = {t["id"]: set(t.get("capabilities", [])) for t in j.get("tiers", [])}
         self.models = j.get("models", [])
         self.orgs = j.get("organisations", [])
@@ -378,28 +385,31 @@ def _push(hist, last, verdicts, t, rev):
     return verdicts
 
 
-# The report's words for lab-stated dates (gap.c).
+# The report's words for its time source (gap.c).
 LAB_TIME = "lab: the times the lab's own log entries state (not witnessed)"
+WITNESS_TIME = "witnesses: each revision dated when a quorum of the policy's witnesses had cosigned a checkpoint holding it"
+
+
+def _revision_json(r):
+    j = {"seq": r.seq, "time": format_time(r.time), "time_source": "witnesses" if r.witnessed else "lab", "digest": r.digest}
+    if r.witnessed and r.stated_time != r.time:
+        j["stated_time"] = format_time(r.stated_time)
+    return j
 
 
 def gap_report(revs, at, meter=None):
-    """The report at `at` (seconds) from revisions sorted by time: gap.c's pt_gap_report_measured,
-    with the measured section from `meter` (a measure.Meter fed the audit log; None: "measured"
-    is null and only the limits enter the uplift). Dates are the lab's: a policy that names
-    witnesses is refused (the server then dates revisions by their cosigned checkpoints, which
-    this client does not recompute yet)."""
-    if any(r.policy.witnesses for r in revs):
-        raise VerificationError("the policy names witnesses: the server dates its revisions by cosigned checkpoints, "
-                                "which this client does not recompute yet (verify the log and its cosignatures instead)")
+    """The report at `at` (seconds) from revisions sorted by time (dated by date_by_witnesses when
+    the policy names witnesses): gap.c's pt_gap_report_measured, with the measured section from
+    `meter` (a measure.Meter fed the audit log; None: "measured" is null and only the limits
+    enter the uplift)."""
     cur = _in_force(revs, at)
     if cur is None:
         raise VerificationError("no policy revision is in force at %s" % format_time(at))
     p = revs[cur].policy
     ms = meter.summary() if meter is not None else None
     rep = {"report": "parity-gap", "version": 1, "at": format_time(at), "lab": {"id": p.lab_id, "name": p.lab_name},
-           "revisions": [{"seq": r.seq, "time": format_time(r.time), "time_source": "lab", "digest": r.digest}
-                         for r in revs if r.time <= at],
-           "time_source": LAB_TIME,
+           "revisions": [_revision_json(r) for r in revs if r.time <= at],
+           "time_source": WITNESS_TIME if revs and all(r.witnessed for r in revs) else LAB_TIME,
            "revision_in_force": revs[cur].seq,
            "thresholds": {"max_deployment_lag_days": MAX_LAG_DAYS, "parity_uplift": PARITY_UPLIFT,
                           "min_rate_limit_ratio": 1.0 / PARITY_UPLIFT,
@@ -470,8 +480,77 @@ def load_history(log, trusted=None):
         t = parse_time(e["time"])
         if revs and t < revs[-1].time:
             raise VerificationError("entry %d: revision %d is dated before revision %d" % (i, e["seq"], len(revs)))
-        revs.append(Revision(e["seq"], t, digest, json.loads(text)))
+        revs.append(Revision(e["seq"], t, digest, json.loads(text), i))
     return cp, revs
+
+
+def quorum_time(cp, witnesses, quorum):
+    """tlog_check_quorum: the quorum-th smallest cosignature timestamp of the checkpoint cp by the
+    witnesses (vkeys); None when fewer than quorum cosigned. A listed witness's line that does
+    not verify raises VerificationError."""
+    times = sorted(cp.cosignatures(witnesses).values())
+    return times[quorum - 1] if 0 < quorum <= len(times) else None
+
+
+def _witnessed(log, cp, witnesses, quorum):
+    """tlog_witnessed_load: [(size, quorum time)] of the cosigned checkpoints the log publishes
+    (cosigned/index, cosigned/<size>) up to the verified cp, each signed by the log's key and
+    holding the size it is filed under; those without a quorum are left out."""
+    try:
+        index = log.fetch("cosigned/index")
+    except NotFound:
+        return []
+    out, last = [], 0
+    for line in index.decode("ascii", "replace").split("\n")[:-1]:
+        if not line.isdigit():
+            raise VerificationError("cosigned/index: %r is not a size" % line)
+        size = int(line)
+        if size > cp.size or size <= last:
+            continue
+        try:
+            c = Checkpoint(log.fetch("cosigned/%d" % size)).verify(log.vkey)
+            if c.size != size:
+                raise VerificationError("holds a checkpoint of size %d" % c.size)
+            t = quorum_time(c, witnesses, quorum)
+        except VerificationError as e:
+            raise VerificationError("cosigned/%d: %s" % (size, e))
+        if t is not None:
+            out.append((size, t))
+            last = size
+    return out
+
+
+def date_by_witnesses(log, cp, revs, witnesses=None, quorum=0):
+    """pt_policy_history_date (not strict), as the server dates the report's revisions: by the
+    witnesses (vkeys) with quorum, or by those the latest revision names. Each revision is dated
+    at the later of its stated time and the earliest quorum time of a cosigned checkpoint
+    (cosigned/ and the published checkpoint) holding it; revisions no such checkpoint holds yet
+    are left out (not yet witnessed). Returns the revisions (unchanged when no witnesses)."""
+    if not witnesses and revs:
+        witnesses, quorum = revs[-1].policy.witnesses, revs[-1].policy.witness_quorum
+    if not witnesses:
+        return revs
+    w = _witnessed(log, cp, witnesses, quorum)
+    try:
+        latest = Checkpoint(log.fetch("checkpoint"))
+        t = quorum_time(latest, witnesses, quorum)
+        if t is not None:
+            w.append((latest.size, t))
+    except VerificationError:
+        pass  # the published checkpoint not (yet) cosigned: later revisions are not witnessed
+    out = []
+    for r in revs:
+        ts = [t for size, t in w if size > r.index]
+        if not ts:
+            break
+        d = Revision.__new__(Revision)
+        d.__dict__.update(r.__dict__)
+        d.witnessed, d.stated_time, d.time = True, r.time, max(r.time, min(ts))
+        out.append(d)
+    if revs and not out:
+        raise VerificationError("no checkpoint holding policy revision 1 carries cosignatures by %d of the %d witnesses yet: "
+                                "no revision is witnessed" % (quorum, len(witnesses)))
+    return out
 
 
 def load_audit(log, entries=None, trusted=None, wait=5.0):
