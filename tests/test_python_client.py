@@ -23,7 +23,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARITY_SRC", os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import World, run, start_witness, witnessed_policy  # noqa: E402
+from tiny_world import World, run, witness_world  # noqa: E402
 
 # -- install the client into a temporary venv, from a copy (the build writes next to the source)
 VENV = tempfile.mkdtemp(prefix="parity-pyclient-venv-")
@@ -434,19 +434,9 @@ def test_witnessed_report():
     import signal
     import time
     w2 = World("parity-pyclient-w-", ["al1"])
-    pv = run("log", "vkey", "--data", w2.data, "--log", "policy").stdout.strip()
-    av = run("log", "vkey", "--data", w2.data, "--log", "audit").stdout.strip()
-    wv, ports, procs = [], [], []
+    procs = []
     try:
-        for name in ("w1", "w2"):
-            vk, port, proc = start_witness(w2.tmp, name, (pv, av))
-            wv.append(vk)
-            ports.append(port)
-            procs.append(proc)
-        pol = os.path.join(w2.tmp, "pw.yaml")
-        with open(pol, "w") as f:
-            f.write(witnessed_policy(w2.policy, wv, ports))
-        run("policy", "apply", pol, "--data", w2.data)
+        pv, av, wv = witness_world(w2, procs)
         time.sleep(1.1)  # so that both revisions are witnessed at least a second after their stated time
         w2.start()
         c2 = pc.Client("http://127.0.0.1:%d" % w2.port)

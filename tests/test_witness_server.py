@@ -7,7 +7,7 @@ import base64, json, os, signal, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import World, run, start_witness, witnessed_policy  # noqa: E402
+from tiny_world import World, run, witness_world  # noqa: E402
 
 W = World("parity-wserver-", ["al1"])
 procs = []
@@ -32,18 +32,7 @@ def cosigners(note, vkeys):
 
 
 try:
-    pv = run("log", "vkey", "--data", W.data, "--log", "policy").stdout.strip()
-    av = run("log", "vkey", "--data", W.data, "--log", "audit").stdout.strip()
-    wv, ports = [], []
-    for name in ("w1", "w2"):
-        vk, port, proc = start_witness(W.tmp, name, (pv, av))
-        wv.append(vk)
-        ports.append(port)
-        procs.append(proc)
-    pol = os.path.join(W.tmp, "pw.yaml")
-    with open(pol, "w") as f:
-        f.write(witnessed_policy(W.policy, wv, ports))
-    run("policy", "apply", pol, "--data", W.data)
+    pv, av, wv = witness_world(W, procs)
     W.start()
     st, h, j, _ = W.req("GET", "/v1/models", key="al1")
     idx = int(h.get("parity-receipt", "-1"))

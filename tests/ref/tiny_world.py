@@ -75,10 +75,24 @@ def start_witness(tmp, name, log_vkeys):
     return vkey, int(open(pf).read()), proc
 
 
-def witnessed_policy(policy, wv, ports, quorum=2):
-    """policy with a witnesses section naming w1.example, w2.example, ... (vkeys wv, ports)."""
-    return policy + "\nwitnesses:\n  quorum: %d\n  members:\n" % quorum + "".join(
-        '    - {name: w%d.example, vkey: "%s", url: "http://127.0.0.1:%d"}\n' % (i + 1, wv[i], ports[i]) for i in range(len(wv)))
+def witness_world(world, procs):
+    """Starts two witnesses (w1.example, w2.example; their processes appended to procs) of the
+    world's policy and audit logs and applies the world's policy with them named, quorum 2.
+    Returns (policy log vkey, audit log vkey, [witness vkeys])."""
+    pv = run("log", "vkey", "--data", world.data, "--log", "policy").stdout.strip()
+    av = run("log", "vkey", "--data", world.data, "--log", "audit").stdout.strip()
+    wv, ports = [], []
+    for name in ("w1", "w2"):
+        vk, port, proc = start_witness(world.tmp, name, (pv, av))
+        wv.append(vk)
+        ports.append(port)
+        procs.append(proc)
+    pol = os.path.join(world.tmp, "pw.yaml")
+    with open(pol, "w") as f:
+        f.write(world.policy + "\nwitnesses:\n  quorum: 2\n  members:\n" + "".join(
+            '    - {name: w%d.example, vkey: "%s", url: "http://127.0.0.1:%d"}\n' % (i + 1, wv[i], ports[i]) for i in range(2)))
+    run("policy", "apply", pol, "--data", world.data)
+    return pv, av, wv
 
 
 def run(*args, check=True, input=None):
