@@ -477,6 +477,58 @@ def test_witnessed_report():
             p.wait(timeout=30)
 
 
+# Hostile and odd audit entries, each read by the C meter (`parity gap --audit`) and by the client's
+# measure.py: escaped keys, repeated keys, reals, integers past int64, strings too long for the
+# meter's buffers, NUL and lone surrogates, times with offsets, fractions and invalid dates, too
+# many capabilities, models_served lists with non-strings, garbage, a top-level array.
+ODD_ENTRIES = [
+    '{"type":"models_served","time":"2026-01-01T00:00:00Z","models":["parity-demo",3,null,"parity-demo-analog"]}',
+    '{"type":"request","time":"2026-04-01T10:00:00Z","org_class":"outsider","decision":"allow","status":200,"model":"parity-demo","prompt_tokens":5,"completion_tokens":7,"latency_ms":120,"queue_ms":3,"capabilities":["sample"]}',
+    '{"type":"request","time":"2026-04-01T10:00:30+01:00","org_class":"outsider","decision":"allow","status":200,"mod\\u0065l":"parity-demo","prompt_tokens":1,"latency_ms":80}',
+    '{"type":"request","time":"2026-04-02T10:00:00.250Z","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","prompt_tokens":-4,"completion_tokens":9,"latency_ms":99999999999,"capabilities":["sample","logprobs","nope",7,"sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample"]}',
+    '{"type":"request","time":"2026-02-30T10:00:00Z","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","completion_tokens":4,"latency_ms":10}',
+    '{"type":"request","time":"2026-04-03T10:00:00Z","org_class":"outsider","decision":"allow","status":200.0,"model":"parity-demo","latency_ms":40}',
+    '{"type":"request","org_class":"outsider","decision":"deny","reason":"limit_exceeded","status":403,"model":"parity-demo"}',
+    '{"type":"request","org_class":"outsider","decision":"deny","reason":"' + "x" * 70 + '","status":429,"model":"parity-demo"}',
+    '{"type":"request","org_class":"outsider","decision":"deny","status":403,"model":"parity-demo","model":"parity-demo-analog"}',
+    '{"type":"request","org_class":"outsider","decision":"allow","status":503,"model":"parity-demo"}',
+    '{"type":"request","org_class":"outsider","decision":"allow","status":400,"model":"parity-demo","latency_ms":12345678901234567890}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":7,"note":"a\\u0000b"}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":7,"note":"\\ud800"}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":8,"x":1e400}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":9,"x":[[[{"a":[1,2,{"b":null}]}]]],"t":true}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":201,"model":"' + "m" * 300 + '","latency_ms":1}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":204,"model":"parity-demo","time":"2026-04-05T23:59:59-02:00","completion_tokens":11,"latency_ms":0,"queue_ms":-5}',
+    '{"type":"request","org_class":"nobody","decision":"allow","status":200,"model":"parity-demo"}',
+    '{"type":"models_served","models":"parity-demo"}',
+    'not json at all', '[1,2,3]', '{"type":"request"', '{} trailing',
+]
+
+
+def test_meter_against_c():
+    d = tempfile.mkdtemp(prefix="parity-pyclient-meter-")
+    pol = os.path.join(d, "policy.yaml")
+    with open(pol, "w") as f:
+        f.write(W.policy)
+    run("policy", "apply", pol, "--data", d, "--time", "2026-01-01T00:00:00Z")
+    run("log", "append", "--data", d, "--log", "audit", input="\n".join(ODD_ENTRIES) + "\n")
+    theirs = json.loads(run("gap", "--data", d, "--at", "2026-05-01T00:00:00Z", "--json").stdout)
+
+    def fetch(name):
+        return lambda path: open(os.path.join(d, "log", name, path), "rb").read()
+    pk = run("log", "vkey", "--data", d).stdout.strip()
+    ak = run("log", "vkey", "--data", d, "--log", "audit").stdout.strip()
+    revs = rp.load_history(tlog.Log(fetch("policy"), pk))[1]
+    _, meter = rp.load_audit(tlog.Log(fetch("audit"), ak))
+    mine = rp.gap_report(revs, rp.parse_time("2026-05-01T00:00:00Z"), meter)
+    diff = [x for x in rp.compare(mine, theirs) if not x.startswith("report.verified_")]
+    check(meter.entries == len(ODD_ENTRIES) and diff == [], "odd audit entries: the client's meter equals the C meter: %s" % diff[:5])
+    m = mine["measured"]["models"][0]
+    check(m["insiders"]["served"] >= 4 and m["outsiders"]["rate_limited"] == 2 and m["outsiders"]["other"] == 1,
+          "... and the odd entries were counted: %s" % {k: m["outsiders"][k] for k in ("served", "denied", "rate_limited", "other")})
+    shutil.rmtree(d)
+
+
 # -- Merkle proofs: the transparency-dev vectors, and a log of 70,000 entries read through its tiles --
 def test_merkle_vectors():
     n = 0
@@ -581,6 +633,7 @@ test_receipts()
 test_consistency_and_witnesses()
 test_examples()
 test_report()
+test_meter_against_c()
 test_witnessed_report()
 W.stop()
 shutil.rmtree(VENV, ignore_errors=True)

@@ -65,18 +65,28 @@ def _reject_constant(name):
     raise ValueError(name)
 
 
+def _str_ok(s):
+    try:
+        s.encode("utf-8")  # a lone surrogate escape (\ud800) does not encode
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in s
+
+
 def _jansson_ok(v, depth=0):
-    """What jansson (flags 0) refuses and Python's json accepts: NUL in strings (keys too),
-    integers outside int64."""
+    """What jansson (flags 0) refuses and Python's json accepts: NUL in strings (keys too), lone
+    surrogate escapes, integers outside int64, reals that overflow (1e400)."""
     if isinstance(v, str):
-        return "\0" not in v
-    if isinstance(v, bool) or v is None or isinstance(v, float):
+        return _str_ok(v)
+    if isinstance(v, float):
+        return not math.isinf(v)
+    if isinstance(v, bool) or v is None:
         return True
     if isinstance(v, int):
         return INT64[0] <= v <= INT64[1]
     if isinstance(v, list):
         return all(_jansson_ok(x, depth + 1) for x in v)
-    return all("\0" not in k and _jansson_ok(x, depth + 1) for k, x in v.items())
+    return all(_str_ok(k) and _jansson_ok(x, depth + 1) for k, x in v.items())
 
 
 def load_entry(data):
