@@ -78,6 +78,14 @@ W.check(g["verified_audit_log"]["size"] == meas["entries"], "the copy verified a
 W.check(g["measured"] == meas, "the measured section from the copy equals the server's")
 entry = W.req("GET", "/v1/receipts/1", key="admin")[2]["entry"]
 W.check("latency_ms" in entry and "queue_ms" in entry, "a public request entry holds latency_ms and queue_ms: %s" % entry)
+# The Python client recomputes the same report, declared dimensions and measured section, from the
+# two public logs over HTTP (the ghost's non-release from models_served, rate limits, insiders).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.environ.get("PARITY_SRC", os.path.dirname(HERE)), "clients", "python"))
+import parity_client as pc  # noqa: E402
+pvkey = run("log", "vkey", "--data", W.data).stdout.strip()
+server, mine, _ = pc.Client("http://127.0.0.1:%d" % W.port).verify_report(pvkey, vkey, report=rep)
+W.check(mine["measured"] == meas and pc.report.compare(mine, rep) == [], "the Python client recomputes the report")
 md = run("gap", "--data", W.data, "--markdown").stdout
 W.check("Measured from the audit log" in md and "| outsiders | 7 | 5 | 1 | 1 | 0 |" in md, "the Markdown shows it")
 W.stop()

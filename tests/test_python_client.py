@@ -23,7 +23,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("PARITY_SRC", os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import World, run  # noqa: E402
+from tiny_world import World, run, witness_world  # noqa: E402
 
 # -- install the client into a temporary venv, from a copy (the build writes next to the source)
 VENV = tempfile.mkdtemp(prefix="parity-pyclient-venv-")
@@ -37,7 +37,7 @@ site = subprocess.run([VPY, "-c", "import parity_client, os; print(os.path.dirna
                       capture_output=True, text=True, check=True).stdout.strip()
 sys.path.insert(0, os.path.dirname(site))
 import parity_client as pc  # noqa: E402
-from parity_client import ed25519, note, report as rp, tlog  # noqa: E402
+from parity_client import ed25519, measure, note, report as rp, tlog  # noqa: E402
 
 policy = open(os.path.join(SRC, "examples", "demo-policy.yaml")).read()
 policy = re.sub(r"weights: parity-demo(-analog)?\n", "weights: MODEL_DIR\n", policy)
@@ -364,9 +364,42 @@ def test_consistency_and_witnesses():
 
 
 def test_report():
-    server, mine, cp = client.verify_report(POLICY_VKEY)
+    server, mine, cp = client.verify_report(POLICY_VKEY, AUDIT_VKEY)
     check(rp.compare(mine, server) == [] and mine["summary"] == server["summary"], "the report recomputed equals /v1/parity")
     check(len(server["models"]) == 2 and server["models"][0]["organisations"][0]["history"], "a non-trivial report")
+    # the declared dimensions of issue 14 point 6 and the measured section, recomputed from the audit log
+    meas, d = mine["measured"], mine["models"][0]["organisations"][0]["dimensions"]
+    check(meas["entries"] > 10 and meas["served_models"] == ["parity-demo", "parity-demo-analog"]
+          and meas["models"][0]["outsiders"]["served"] > 5 and meas["models"][0]["outsiders"]["latency_ms"]["p50"] is not None
+          and meas["models"][0]["outsiders"]["capabilities_used"].get("sample", 0) > 0,
+          "the measured section: %d entries, %s" % (meas["entries"], meas["models"][0]["outsiders"]))
+    check(all(k in d for k in ("logprobs", "prefill", "uplift")) and d["non_release"]["detail"] == "has access; the server serves it"
+          and "concurrent_finetune_jobs_ratio" in d["rate_limits"], "the new dimensions: %s" % sorted(d))
+    # without the models_served entries the non-release detail (and uplift) would differ: the audit log is read
+    log = client.log("audit", AUDIT_VKEY)
+    acp = log.checkpoint()
+    meter = measure.Meter()
+    for raw in log.entries(acp)[:meas["entries"]]:
+        meter.add(raw if b'"models_served"' not in raw else b"{}")
+    other = rp.compare(rp.gap_report(rp.load_history(client.log("policy", POLICY_VKEY))[1], rp.parse_time(server["at"]), meter), server)
+    check(any("non_release.detail" in x for x in other) and any("measured.served_models" in x for x in other),
+          "the audit log's models_served entries decide non-release: %s" % other[:3])
+    forged = json.loads(json.dumps(server))
+    forged["measured"]["models"][0]["outsiders"]["latency_ms"]["p99"] += 1
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=forged)
+    check(err is not None and "measured.models[0].outsiders.latency_ms.p99" in str(err), "a forged measured p99 is caught: %s" % err)
+    # an audit entry edited in the published entry bundles: the bundles no longer hash to the signed root
+    bundles = []
+    for root, _, files in os.walk(os.path.join(W.data, "log", "audit", "tile", "entries")):
+        bundles += [os.path.join(root, f) for f in files]
+    saved = {f: open(f, "rb").read() for f in bundles}
+    for f, data in saved.items():
+        open(f, "wb").write(data.replace(b'"status":200', b'"status":201', 1))
+    check(any(saved[f] != open(f, "rb").read() for f in bundles), "an audit entry was edited in its bundle")
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=server)
+    for f, data in saved.items():
+        open(f, "wb").write(data)
+    check(err is not None and "signed root" in str(err), "an edited audit entry is refused: %s" % err)
     # a second revision: indie-redteam moves to AL2 (under a bracket glob), so its verdicts change
     # and the history has two entries
     pol2 = W.policy.replace("tier: AL1\n", "tier: AL2\n").replace(
@@ -375,7 +408,7 @@ def test_report():
     st, _, j, _ = W.req("POST", "/v1/admin/policy", raw=pol2.encode(), key="admin",
                         headers={"Content-Type": "application/yaml"})
     check(st in (200, 201), "a second revision applied: %d %s" % (st, j))
-    server, mine, cp2 = client.verify_report(POLICY_VKEY, trusted=cp)
+    server, mine, cp2 = client.verify_report(POLICY_VKEY, AUDIT_VKEY, trusted=cp)
     check(server["revision_in_force"] == 2 and len(mine["revisions"]) == 2, "recomputed over two revisions")
     red = [o for m in mine["models"] for o in m["organisations"] if o["organisation"] == "indie-redteam"]
     check([o["level"] for o in red] == ["AL2", "AL2"] and len(red[0]["history"]) == 2,
@@ -383,15 +416,117 @@ def test_report():
     forged = json.loads(json.dumps(server))
     forged["models"][0]["organisations"][0]["dimensions"]["non_release"]["verdict"] = "gap"
     forged["summary"]["gap"] -= 1
-    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, report=forged)
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=forged)
     check(err is not None and "summary.gap" in str(err) and "non_release.verdict" in str(err), "a forged report is caught: %s" % err)
     rev = sorted(os.listdir(os.path.join(W.data, "log", "policy", "revisions")))[0]
     path = os.path.join(W.data, "log", "policy", "revisions", rev)
     data = open(path, "rb").read()
     open(path, "wb").write(data.replace(b'"AL1"', b'"AL3"', 1) if b'"AL1"' in data else data + b" ")
-    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, report=server)
+    err = raises(pc.VerificationError, client.verify_report, POLICY_VKEY, AUDIT_VKEY, report=server)
     check(err is not None and rev in str(err), "an edited revision file is refused, named: %s" % err)
     open(path, "wb").write(data)
+
+
+def test_witnessed_report():
+    """A second server whose policy names two real witnesses (`parity witness serve`): the report's
+    revisions are dated by the quorum-cosigned checkpoints published at /log/policy/cosigned/,
+    and the client recomputes those dates from the cosignatures."""
+    import signal
+    import time
+    w2 = World("parity-pyclient-w-", ["al1"])
+    procs = []
+    try:
+        pv, av, wv = witness_world(w2, procs)
+        time.sleep(1.1)  # so that both revisions are witnessed at least a second after their stated time
+        w2.start()
+        c2 = pc.Client("http://127.0.0.1:%d" % w2.port)
+        server = None
+        for _ in range(600):
+            cp = pc.Checkpoint(w2.req("GET", "/log/policy/checkpoint")[3])
+            if cp.size >= 2 and len(cp.cosignatures(wv)) == 2:
+                st, _, server, _ = w2.req("GET", "/v1/parity")
+                if st == 200 and server["time_source"].startswith("witnesses"):
+                    break
+            time.sleep(0.1)
+        check(server is not None and server["time_source"].startswith("witnesses"), "the server dates by its witnesses")
+        server, mine, cp = c2.verify_report(pv, av, report=server)
+        revs = mine["revisions"]
+        check(len(revs) == 2 and all(r["time_source"] == "witnesses" and r.get("stated_time", "~") < r["time"] for r in revs),
+              "witnessed dates recomputed from the cosigned checkpoints equal the server's: %s" % revs)
+        # a cosignature altered in a published cosigned checkpoint: refused, naming the file
+        cdir = os.path.join(w2.data, "log", "policy", "cosigned")
+        sizes = [f for f in os.listdir(cdir) if f.isdigit()]
+        path = os.path.join(cdir, min(sizes, key=int))
+        data = open(path, "rb").read()
+        text, sigs = data.split(b"\n\n", 1)
+        lines = sigs.split(b"\n")
+        k = len(lines[-2]) - 20
+        lines[-2] = lines[-2][:k] + (b"A" if lines[-2][k:k + 1] != b"A" else b"B") + lines[-2][k + 1:]
+        open(path, "wb").write(text + b"\n\n" + b"\n".join(lines))
+        err = raises(pc.VerificationError, c2.verify_report, pv, av, report=server)
+        open(path, "wb").write(data)
+        check(err is not None and "cosigned/" in str(err), "an altered cosignature is refused: %s" % err)
+        # a verifier who names another witness set: nothing is witnessed by it
+        other = note.make_vkey("w9.example", ed25519.public_key(os.urandom(32)), note.SIG_COSIGNATURE_V1)
+        err = raises(pc.VerificationError, c2.verify_report, pv, av, report=server, witnesses=[other], quorum=1)
+        check(err is not None and "no revision is witnessed" in str(err), "other witnesses: no revision witnessed: %s" % err)
+    finally:
+        w2.stop()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=30)
+
+
+# Hostile and odd audit entries, each read by the C meter (`parity gap --audit`) and by the client's
+# measure.py: escaped keys, repeated keys, reals, integers past int64, strings too long for the
+# meter's buffers, NUL and lone surrogates, times with offsets, fractions and invalid dates, too
+# many capabilities, models_served lists with non-strings, garbage, a top-level array.
+ODD_ENTRIES = [
+    '{"type":"models_served","time":"2026-01-01T00:00:00Z","models":["parity-demo",3,null,"parity-demo-analog"]}',
+    '{"type":"request","time":"2026-04-01T10:00:00Z","org_class":"outsider","decision":"allow","status":200,"model":"parity-demo","prompt_tokens":5,"completion_tokens":7,"latency_ms":120,"queue_ms":3,"capabilities":["sample"]}',
+    '{"type":"request","time":"2026-04-01T10:00:30+01:00","org_class":"outsider","decision":"allow","status":200,"mod\\u0065l":"parity-demo","prompt_tokens":1,"latency_ms":80}',
+    '{"type":"request","time":"2026-04-02T10:00:00.250Z","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","prompt_tokens":-4,"completion_tokens":9,"latency_ms":99999999999,"capabilities":["sample","logprobs","nope",7,"sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample","sample"]}',
+    '{"type":"request","time":"2026-02-30T10:00:00Z","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","completion_tokens":4,"latency_ms":10}',
+    '{"type":"request","time":"2026-04-03T10:00:00Z","org_class":"outsider","decision":"allow","status":200.0,"model":"parity-demo","latency_ms":40}',
+    '{"type":"request","org_class":"outsider","decision":"deny","reason":"limit_exceeded","status":403,"model":"parity-demo"}',
+    '{"type":"request","org_class":"outsider","decision":"deny","reason":"' + "x" * 70 + '","status":429,"model":"parity-demo"}',
+    '{"type":"request","org_class":"outsider","decision":"deny","status":403,"model":"parity-demo","model":"parity-demo-analog"}',
+    '{"type":"request","org_class":"outsider","decision":"allow","status":503,"model":"parity-demo"}',
+    '{"type":"request","org_class":"outsider","decision":"allow","status":400,"model":"parity-demo","latency_ms":12345678901234567890}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":7,"note":"a\\u0000b"}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":7,"note":"\\ud800"}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":8,"x":1e400}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":200,"model":"parity-demo","latency_ms":9,"x":[[[{"a":[1,2,{"b":null}]}]]],"t":true}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":201,"model":"' + "m" * 300 + '","latency_ms":1}',
+    '{"type":"request","org_class":"insider","decision":"allow","status":204,"model":"parity-demo","time":"2026-04-05T23:59:59-02:00","completion_tokens":11,"latency_ms":0,"queue_ms":-5}',
+    '{"type":"request","org_class":"nobody","decision":"allow","status":200,"model":"parity-demo"}',
+    '{"type":"models_served","models":"parity-demo"}',
+    'not json at all', '[1,2,3]', '{"type":"request"', '{} trailing',
+]
+
+
+def test_meter_against_c():
+    d = tempfile.mkdtemp(prefix="parity-pyclient-meter-")
+    pol = os.path.join(d, "policy.yaml")
+    with open(pol, "w") as f:
+        f.write(W.policy)
+    run("policy", "apply", pol, "--data", d, "--time", "2026-01-01T00:00:00Z")
+    run("log", "append", "--data", d, "--log", "audit", input="\n".join(ODD_ENTRIES) + "\n")
+    theirs = json.loads(run("gap", "--data", d, "--at", "2026-05-01T00:00:00Z", "--json").stdout)
+
+    def fetch(name):
+        return lambda path: open(os.path.join(d, "log", name, path), "rb").read()
+    pk = run("log", "vkey", "--data", d).stdout.strip()
+    ak = run("log", "vkey", "--data", d, "--log", "audit").stdout.strip()
+    revs = rp.load_history(tlog.Log(fetch("policy"), pk))[1]
+    _, meter = rp.load_audit(tlog.Log(fetch("audit"), ak))
+    mine = rp.gap_report(revs, rp.parse_time("2026-05-01T00:00:00Z"), meter)
+    diff = [x for x in rp.compare(mine, theirs) if not x.startswith("report.verified_")]
+    check(meter.entries == len(ODD_ENTRIES) and diff == [], "odd audit entries: the client's meter equals the C meter: %s" % diff[:5])
+    m = mine["measured"]["models"][0]
+    check(m["insiders"]["served"] >= 4 and m["outsiders"]["rate_limited"] == 2 and m["outsiders"]["other"] == 1,
+          "... and the odd entries were counted: %s" % {k: m["outsiders"][k] for k in ("served", "denied", "rate_limited", "other")})
+    shutil.rmtree(d)
 
 
 # -- Merkle proofs: the transparency-dev vectors, and a log of 70,000 entries read through its tiles --
@@ -498,6 +633,8 @@ test_receipts()
 test_consistency_and_witnesses()
 test_examples()
 test_report()
+test_meter_against_c()
+test_witnessed_report()
 W.stop()
 shutil.rmtree(VENV, ignore_errors=True)
 sys.exit(W.summary("python_client"))

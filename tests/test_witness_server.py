@@ -3,11 +3,11 @@ every new checkpoint of the policy and audit logs is submitted by a background t
 receipt handed out by GET /v1/models is published under a checkpoint cosigned by both witnesses
 (how soon is printed: the issue's 2 s is a figure for the README, not asserted here). A witness that is down does not hold requests up. The
 real binary; two `parity witness serve` processes on loopback."""
-import base64, json, os, signal, subprocess, sys, time
+import base64, json, os, signal, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "ref"))
-from tiny_world import PARITY, World, run  # noqa: E402
+from tiny_world import World, run, witness_world  # noqa: E402
 
 W = World("parity-wserver-", ["al1"])
 procs = []
@@ -32,28 +32,7 @@ def cosigners(note, vkeys):
 
 
 try:
-    pv = run("log", "vkey", "--data", W.data, "--log", "policy").stdout.strip()
-    av = run("log", "vkey", "--data", W.data, "--log", "audit").stdout.strip()
-    wv, ports = [], []
-    for name in ("w1", "w2"):
-        d = os.path.join(W.tmp, name)
-        wv.append(run("witness", "init", "--data", d, "--name", name + ".example").stdout.strip())
-        run("witness", "add-log", "--data", d, "--vkey", pv)
-        run("witness", "add-log", "--data", d, "--vkey", av)
-        pf = os.path.join(W.tmp, name + ".port")
-        procs.append(subprocess.Popen([PARITY, "witness", "serve", "--data", d, "--port-file", pf],
-                                      stdout=subprocess.DEVNULL))
-        for _ in range(200):
-            if os.path.exists(pf):
-                break
-            time.sleep(0.05)
-        ports.append(int(open(pf).read()))
-    pol = os.path.join(W.tmp, "pw.yaml")
-    with open(pol, "w") as f:
-        f.write(W.policy + "\nwitnesses:\n  quorum: 2\n  members:\n" + "".join(
-            "    - {name: w%d.example, vkey: \"%s\", url: \"http://127.0.0.1:%d\"}\n" % (i + 1, wv[i], ports[i])
-            for i in range(2)))
-    run("policy", "apply", pol, "--data", W.data)
+    pv, av, wv = witness_world(W, procs)
     W.start()
     st, h, j, _ = W.req("GET", "/v1/models", key="al1")
     idx = int(h.get("parity-receipt", "-1"))

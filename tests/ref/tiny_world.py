@@ -58,6 +58,43 @@ def make_model(dirname, seed=0):
     return cfg
 
 
+def start_witness(tmp, name, log_vkeys):
+    """A real `parity witness serve` named NAME.example in tmp/NAME that witnesses the logs of
+    log_vkeys, on a free port: (its vkey, its port, the process)."""
+    import time
+    d = os.path.join(tmp, name)
+    vkey = run("witness", "init", "--data", d, "--name", name + ".example").stdout.strip()
+    for vk in log_vkeys:
+        run("witness", "add-log", "--data", d, "--vkey", vk)
+    pf = os.path.join(tmp, name + ".port")
+    proc = subprocess.Popen([PARITY, "witness", "serve", "--data", d, "--port-file", pf], stdout=subprocess.DEVNULL)
+    for _ in range(200):
+        if os.path.exists(pf) and open(pf).read().strip():
+            break
+        time.sleep(0.05)
+    return vkey, int(open(pf).read()), proc
+
+
+def witness_world(world, procs):
+    """Starts two witnesses (w1.example, w2.example; their processes appended to procs) of the
+    world's policy and audit logs and applies the world's policy with them named, quorum 2.
+    Returns (policy log vkey, audit log vkey, [witness vkeys])."""
+    pv = run("log", "vkey", "--data", world.data, "--log", "policy").stdout.strip()
+    av = run("log", "vkey", "--data", world.data, "--log", "audit").stdout.strip()
+    wv, ports = [], []
+    for name in ("w1", "w2"):
+        vk, port, proc = start_witness(world.tmp, name, (pv, av))
+        wv.append(vk)
+        ports.append(port)
+        procs.append(proc)
+    pol = os.path.join(world.tmp, "pw.yaml")
+    with open(pol, "w") as f:
+        f.write(world.policy + "\nwitnesses:\n  quorum: 2\n  members:\n" + "".join(
+            '    - {name: w%d.example, vkey: "%s", url: "http://127.0.0.1:%d"}\n' % (i + 1, wv[i], ports[i]) for i in range(2)))
+    run("policy", "apply", pol, "--data", world.data)
+    return pv, av, wv
+
+
 def run(*args, check=True, input=None):
     r = subprocess.run([PARITY, *args], capture_output=True, text=True, input=input)
     if check and r.returncode != 0:

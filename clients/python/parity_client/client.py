@@ -354,17 +354,30 @@ class Client:
             rp.check_decided_under(entry, rp.load_history(self.log("policy", policy_vkey))[1])
         return entry
 
-    def verify_report(self, policy_vkey, trusted=None, report=None):
-        """Recomputes the parity report on this machine from the verified policy log and compares
-        it with the server's (`report`, default GET /v1/parity), at the server's own `at`.
-        Returns (server report, recomputed report, checkpoint); raises VerificationError listing
-        every difference."""
+    def verify_report(self, policy_vkey, audit_vkey, trusted=None, report=None, audit_trusted=None, witnesses=(), quorum=0):
+        """Recomputes the parity report on this machine from the verified policy log and the
+        verified audit log (its models_served entries decide non-release; its request entries
+        make the measured section and the uplift) and compares it with the server's (`report`,
+        default GET /v1/parity), at the server's own `at` and over the audit entries it measured.
+        `trusted`, `audit_trusted`: checkpoints of the two logs seen before, which the logs must
+        extend. When the policy names witnesses (or `witnesses`, vkeys, and `quorum` are given)
+        each revision is dated as the server dates it: the later of its stated time and the
+        earliest quorum time of a cosigned checkpoint holding it (cosignatures verified here);
+        revisions not yet witnessed are left out. Returns (server report, recomputed report, policy checkpoint); raises
+        VerificationError listing every difference."""
         from .note import VerificationError
         from . import report as rp
         server = report if report is not None else self.parity()
-        cp, revs = rp.load_history(self.log("policy", policy_vkey), trusted)
-        mine = rp.gap_report(revs, rp.parse_time(server["at"]))
+        plog = self.log("policy", policy_vkey)
+        cp, revs = rp.load_history(plog, trusted)
+        revs = rp.date_by_witnesses(plog, cp, revs, witnesses, quorum)
+        measured = server.get("measured")
+        entries = measured.get("entries") if isinstance(measured, dict) else None
+        if entries is not None and (not isinstance(entries, int) or isinstance(entries, bool) or entries < 0):
+            raise VerificationError("the report's measured.entries is %r, not a count of audit entries" % (entries,))
+        _, meter = rp.load_audit(self.log("audit", audit_vkey), entries, audit_trusted)
+        mine = rp.gap_report(revs, rp.parse_time(server["at"]), meter)
         diff = rp.compare(mine, server)
         if diff:
-            raise VerificationError("the server's report differs from the one recomputed from the log: " + "; ".join(diff[:20]))
+            raise VerificationError("the server's report differs from the one recomputed from the logs: " + "; ".join(diff[:20]))
         return server, mine, cp

@@ -128,7 +128,7 @@ class Checkpoint:
         """{witness name: timestamp} for each witness (Verifier of type 0x04, or vkey strings)
         whose cosignature/v1 on this checkpoint verifies. A line by a listed witness that does
         not verify is an error (it was forged or the checkpoint altered); lines by others are
-        ignored."""
+        ignored, and so are a witness's lines after its first (as the server's cosig_find)."""
         good = {}
         for w in witnesses:
             v = w if isinstance(w, Verifier) else Verifier(w)
@@ -137,10 +137,12 @@ class Checkpoint:
             for s in self.signatures:
                 if s.name != v.name or s.key_id != v.key_id:
                     continue
+                if v.name in good:
+                    break
                 if len(s.sig) != 72:
                     raise VerificationError("cosignature by %s: %d bytes, expected 8 + 64" % (v.name, len(s.sig)))
                 ts = int.from_bytes(s.sig[:8], "big")
-                if ts >= 2 ** 63 or not ed25519.verify(v.public, cosigned_message(self.text, ts), s.sig[8:]):
+                if not 0 < ts < 2 ** 63 or not ed25519.verify(v.public, cosigned_message(self.text, ts), s.sig[8:]):
                     raise VerificationError("cosignature by %s on %s size %d does not verify" % (v.name, self.origin, self.size))
                 good[v.name] = ts
         return good

@@ -13,7 +13,9 @@ import hashlib
 import json
 import time
 
-from .note import VerificationError
+from . import measure as ms_
+from .note import Checkpoint, VerificationError
+from .tlog import NotFound
 
 DAY = 86400
 TMIN, TMAX = -2 ** 63, 2 ** 63 - 1
@@ -21,8 +23,9 @@ MAX_LAG_DAYS = 90
 PARITY_UPLIFT = 1.2
 EVAL_WINDOW_BUSINESS_DAYS = 20
 CAPS = ["sample", "logprobs", "prefill", "activations", "interventions", "finetune", "unmitigated", "model_info", "weights"]
-ELICITATION = ("finetune", "activations", "interventions")
-DIMS = ["non_release", "deployment_lag", "safeguards", "rate_limits", "elicitation", "information", "window"]
+ELICITATION = ("finetune", "activations", "interventions", "weights")
+DIMS = ["non_release", "deployment_lag", "safeguards", "rate_limits", "logprobs", "prefill", "elicitation", "information",
+        "window", "uplift"]
 LIMITS = ["requests_per_minute", "tokens_per_day", "concurrent_finetune_jobs", "logprobs_top_k"]
 RANK = {"n/a": 0, "parity": 1, "partial": 2, "gap": 3}
 
@@ -46,8 +49,12 @@ def _tdiv(a, b):
 
 
 class Revision:
-    def __init__(self, seq, t, digest, policy):
+    """One verified revision: its seq, date (the lab's stated time, or the witnessed date after
+    date_by_witnesses), digest, policy and index in the policy log."""
+
+    def __init__(self, seq, t, digest, policy, index=None):
         self.seq, self.time, self.digest, self.policy = seq, t, digest, Policy(policy)
+        self.index, self.stated_time, self.witnessed = index, t, False
 
 
 class Policy:
@@ -55,7 +62,9 @@ class Policy:
 
     def __init__(self, j):
         self.lab_id, self.lab_name = j["lab"]["id"], j["lab"].get("name")
-        self.witnesses = (j.get("witnesses") or {}).get("members") or []
+        w = j.get("witnesses") or {}
+        self.witnesses = [x["vkey"] for x in w.get("members") or []]
+        self.witness_quorum = w.get("quorum", 0)
         self.tiers = {t["id"]: set(t.get("capabilities", [])) for t in j.get("tiers", [])}
         self.models = j.get("models", [])
         self.orgs = j.get("organisations", [])
@@ -78,13 +87,14 @@ class Policy:
                                  "until": parse_time(w["until"]) if "until" in w else TMAX})
 
     def effective(self, org, model, at):
-        """pt_policy_effective: (any grant in force, capabilities, most generous limits)."""
+        """pt_policy_effective: (any grant in force, capabilities, most generous limits; every
+        limit 0 when no grant is in force, None where unlimited)."""
         forbidden = set()
         for f in self.forbids:
             if _match(f["model"], model) and (not f["org"] or f["org"] == org) \
                     and f["from"] <= at < f["until"]:
                 forbidden |= f["caps"]
-        caps, lim, any_ = set(), {k: None for k in LIMITS}, False
+        caps, lim, any_ = set(), {k: 0 for k in LIMITS}, False
         for g in self.grants:
             if g["org"] != org or not _match(g["model"], model):
                 continue
@@ -140,10 +150,12 @@ def _in_force(revs, at):
     return k - 1 if k else None
 
 
-def _insiders(p, model, t):
-    any_, caps, lim = False, set(), {k: None for k in LIMITS}
+def class_access(p, model, t, cls):
+    """pt_gap_class_access: the union of a class's capabilities (insiders, or the outside
+    organisations) and each limit the most generous any of them has (all 0 without access)."""
+    any_, caps, lim = False, set(), {k: 0 for k in LIMITS}
     for o in p.orgs:
-        if o["kind"] != "insider":
+        if (o["kind"] == "insider") != (cls == ms_.INSIDERS):
             continue
         a, c, l = p.effective(o["id"], model, t)
         if not a:
@@ -193,13 +205,51 @@ def _level(p, caps, icaps, any_):
     return "below_AL1"
 
 
-def _pair(revs, p, o, m, at, icaps, ilim):
+def _logprobs_prefill(d, caps, lim, icaps, ilim):
+    """gap.c logprobs_prefill: log-probs (and their top-k cap) and prefill against the insiders'."""
+    if "logprobs" not in icaps:
+        d["logprobs"] = _dim("n/a", "insiders have no log-probs")
+    elif "logprobs" not in caps:
+        d["logprobs"] = _dim("gap", "no log-probs; insiders have them")
+    else:
+        r = _ratio(lim["logprobs_top_k"], ilim["logprobs_top_k"])
+        note = " (insiders have no cap)" if ilim["logprobs_top_k"] is None and lim["logprobs_top_k"] is not None else ""
+        d["logprobs"] = _dim("parity" if r >= 1.0 / PARITY_UPLIFT - 1e-12 else "partial",
+                             "log-probs, top-k cap %.2fx the insiders'%s" % (r, note), top_k_ratio=r)
+    if "prefill" not in icaps:
+        d["prefill"] = _dim("n/a", "insiders have no prefill")
+    else:
+        d["prefill"] = _dim("parity", "prefill (raw prompts, completions)") if "prefill" in caps else \
+            _dim("gap", "no prefill; insiders have it")
+
+
+def _uplift(ms, model, any_, lim, iany, ilim):
+    """gap.c uplift_dim: insiders' effective serial speed over this organisation's."""
+    tpr = ms_.tpr_of(ms, model)
+    u = ms_.uplift_json(ms_.speed(iany, ilim, ms_.class_of(ms, model, ms_.INSIDERS), tpr),
+                        ms_.speed(any_, lim, ms_.class_of(ms, model, ms_.OUTSIDERS), tpr))
+    r = u["ratio"]
+    if u["verdict"] == "n/a":
+        u["detail"] = "insiders have no access either"
+    elif isinstance(r, float):
+        u["detail"] = "insiders %.2fx as fast in series (parity below %.1fx)%s" % (
+            r, PARITY_UPLIFT, "" if ms is not None else "; from limits only: no audit log measured")
+    else:
+        u["detail"] = "insiders unbounded, this organisation bounded" if any_ else "no access"
+    return u
+
+
+def _pair(revs, p, o, m, at, icaps, ilim, ms):
     """One organisation x model at `at` (gap.c pair_report); returns (entry, lag days or -1)."""
-    any_, caps, lim = p.effective(o["id"], m["id"], at)
+    granted, caps, lim = p.effective(o["id"], m["id"], at)
+    served = ms_.served_of(ms, m["id"])
+    any_, iany = granted and served != 0, bool(icaps) and served != 0
     d = {}
     r = {"organisation": o["id"], "name": o["name"], "kind": o["kind"], "access": any_,
          "level": _level(p, caps, icaps, any_), "capabilities": _caps_list(caps), "limits": lim if any_ else None}
-    d["non_release"] = _dim("parity", "has access") if any_ else _dim("gap", "no grant in force")
+    d["non_release"] = _dim("parity", "has access; the server serves it" if served > 0 else "has access") if any_ else \
+        _dim("gap", "granted, but the server does not serve it (its models_served)") if granted else \
+        _dim("gap", "no grant in force")
     first = _first_access(revs, o["id"], m["id"], at)
     since = parse_time(m["insider_since"])
     if since > at:
@@ -226,14 +276,19 @@ def _pair(revs, p, o, m, at, icaps, ilim):
     else:
         rr = _ratio(lim["requests_per_minute"], ilim["requests_per_minute"])
         rt = _ratio(lim["tokens_per_day"], ilim["tokens_per_day"])
-        worst = min(rr, rt)
+        rf = _ratio(lim["concurrent_finetune_jobs"], ilim["concurrent_finetune_jobs"]) \
+            if "finetune" in caps & icaps else 1.0
+        worst = min(rr, rt, rf)
         v = "parity" if worst >= 1.0 / PARITY_UPLIFT - 1e-12 else "partial" if worst > 0 else "gap"
         note = " (insiders have no limit)" if (ilim["requests_per_minute"] is None and lim["requests_per_minute"] is not None) or \
             (ilim["tokens_per_day"] is None and lim["tokens_per_day"] is not None) else ""
         d["rate_limits"] = _dim(v, "%.2fx the insiders' requests/minute, %.2fx their tokens/day%s" % (rr, rt, note),
-                                requests_per_minute_ratio=rr, tokens_per_day_ratio=rt)
+                                requests_per_minute_ratio=rr, tokens_per_day_ratio=rt, concurrent_finetune_jobs_ratio=rf)
+    _logprobs_prefill(d, caps, lim, icaps, ilim)
     want = icaps & set(ELICITATION)
     missing = want - caps
+    if lim["concurrent_finetune_jobs"] == 0:  # fine-tuning with no concurrent job allowed is none
+        missing |= want & {"finetune"}
     if not want:
         d["elicitation"] = _dim("n/a", "insiders use no elicitation technique")
     else:
@@ -265,6 +320,7 @@ def _pair(revs, p, o, m, at, icaps, ilim):
                      "%d business days (at least %d needed)" % (best, EVAL_WINDOW_BUSINESS_DAYS))
         x["business_days"] = None if best < 0 or best == TMAX else best
         d["window"] = x
+    d["uplift"] = _uplift(ms, m["id"], any_, lim, iany, ilim)
     overall = "parity"
     for k in DIMS:
         if RANK[d[k]["verdict"]] > RANK[overall]:
@@ -274,14 +330,14 @@ def _pair(revs, p, o, m, at, icaps, ilim):
     return r, lag_out
 
 
-def _snapshot(revs, t):
+def _snapshot(revs, t, ms):
     k = _in_force(revs, t)
     if k is None:
         return []
     p = revs[k].policy
     models = []
     for m in p.models:
-        iany, icaps, ilim = _insiders(p, m["id"], t)
+        iany, icaps, ilim = class_access(p, m["id"], t, ms_.INSIDERS)
         mo = {"id": m["id"], "insider_since": _opt_time(parse_time(m["insider_since"])),
               "public_since": _opt_time(parse_time(m["public_since"])) if "public_since" in m else None,
               "analog_of": m.get("analog_of"),
@@ -291,7 +347,7 @@ def _snapshot(revs, t):
         for o in p.orgs:
             if o["kind"] == "insider":
                 continue
-            pr, lag = _pair(revs, p, o, m, t, icaps, ilim)
+            pr, lag = _pair(revs, p, o, m, t, icaps, ilim, ms)
             counts[pr["level"]] += 1
             if lag >= 0 and (first_lag < 0 or lag < first_lag):
                 first_lag = lag
@@ -329,32 +385,38 @@ def _push(hist, last, verdicts, t, rev):
     return verdicts
 
 
-# The report's words for lab-stated dates (gap.c).
+# The report's words for its time source (gap.c).
 LAB_TIME = "lab: the times the lab's own log entries state (not witnessed)"
+WITNESS_TIME = "witnesses: each revision dated when a quorum of the policy's witnesses had cosigned a checkpoint holding it"
 
 
-def gap_report(revs, at):
-    """The report at `at` (seconds) from revisions sorted by time: gap.c's pt_gap_report. Dates
-    are the lab's: a policy that names witnesses is refused (the server then dates revisions by
-    their cosigned checkpoints, which this client does not recompute yet)."""
-    if any(r.policy.witnesses for r in revs):
-        raise VerificationError("the policy names witnesses: the server dates its revisions by cosigned checkpoints, "
-                                "which this client does not recompute yet (verify the log and its cosignatures instead)")
+def _revision_json(r):
+    j = {"seq": r.seq, "time": format_time(r.time), "time_source": "witnesses" if r.witnessed else "lab", "digest": r.digest}
+    if r.witnessed and r.stated_time != r.time:
+        j["stated_time"] = format_time(r.stated_time)
+    return j
+
+
+def gap_report(revs, at, meter=None):
+    """The report at `at` (seconds) from revisions sorted by time (dated by date_by_witnesses when
+    the policy names witnesses): gap.c's pt_gap_report_measured, with the measured section from
+    `meter` (a measure.Meter fed the audit log; None: "measured" is null and only the limits
+    enter the uplift)."""
     cur = _in_force(revs, at)
     if cur is None:
         raise VerificationError("no policy revision is in force at %s" % format_time(at))
     p = revs[cur].policy
+    ms = meter.summary() if meter is not None else None
     rep = {"report": "parity-gap", "version": 1, "at": format_time(at), "lab": {"id": p.lab_id, "name": p.lab_name},
-           "revisions": [{"seq": r.seq, "time": format_time(r.time), "time_source": "lab", "digest": r.digest}
-                         for r in revs if r.time <= at],
-           "time_source": LAB_TIME,
+           "revisions": [_revision_json(r) for r in revs if r.time <= at],
+           "time_source": WITNESS_TIME if revs and all(r.witnessed for r in revs) else LAB_TIME,
            "revision_in_force": revs[cur].seq,
            "thresholds": {"max_deployment_lag_days": MAX_LAG_DAYS, "parity_uplift": PARITY_UPLIFT,
                           "min_rate_limit_ratio": 1.0 / PARITY_UPLIFT,
                           "min_evaluator_window_business_days": EVAL_WINDOW_BUSINESS_DAYS}}
-    models = _snapshot(revs, at)
+    models = _snapshot(revs, at, ms)
     nt = len([r for r in revs if r.time <= at])
-    snaps = [_snapshot(revs, revs[s].time) for s in range(nt)]
+    snaps = [_snapshot(revs, revs[s].time, ms) for s in range(nt)]
     counts = {"parity": 0, "partial": 0, "gap": 0, "n/a": 0}
     for mo in models:
         mh, mlast = [], None
@@ -379,6 +441,8 @@ def gap_report(revs, at):
     rep["models"] = models
     rep["summary"] = {"pairs": counts["parity"] + counts["partial"] + counts["gap"], "parity": counts["parity"],
                       "partial": counts["partial"], "gap": counts["gap"]}
+    rep["measured"] = None if ms is None else ms_.measured_json(ms, meter.entries, p, at, class_access, format_time,
+                                                                parse_time)
     return rep
 
 
@@ -416,8 +480,98 @@ def load_history(log, trusted=None):
         t = parse_time(e["time"])
         if revs and t < revs[-1].time:
             raise VerificationError("entry %d: revision %d is dated before revision %d" % (i, e["seq"], len(revs)))
-        revs.append(Revision(e["seq"], t, digest, json.loads(text)))
+        revs.append(Revision(e["seq"], t, digest, json.loads(text), i))
     return cp, revs
+
+
+def quorum_time(cp, witnesses, quorum):
+    """tlog_check_quorum: the quorum-th smallest cosignature timestamp of the checkpoint cp by the
+    witnesses (vkeys); None when fewer than quorum cosigned. A listed witness's line that does
+    not verify raises VerificationError."""
+    times = sorted(cp.cosignatures(witnesses).values())
+    return times[quorum - 1] if 0 < quorum <= len(times) else None
+
+
+def _witnessed(log, cp, witnesses, quorum):
+    """tlog_witnessed_load: [(size, quorum time)] of the cosigned checkpoints the log publishes
+    (cosigned/index, cosigned/<size>) up to the verified cp, each signed by the log's key and
+    holding the size it is filed under; those without a quorum are left out."""
+    try:
+        index = log.fetch("cosigned/index")
+    except NotFound:
+        return []
+    out, last = [], 0
+    for line in index.decode("ascii", "replace").split("\n")[:-1]:
+        if not line.isdigit():
+            raise VerificationError("cosigned/index: %r is not a size" % line)
+        size = int(line)
+        if size > cp.size or size <= last:
+            continue
+        try:
+            c = Checkpoint(log.fetch("cosigned/%d" % size)).verify(log.vkey)
+            if c.size != size:
+                raise VerificationError("holds a checkpoint of size %d" % c.size)
+            t = quorum_time(c, witnesses, quorum)
+        except VerificationError as e:
+            raise VerificationError("cosigned/%d: %s" % (size, e))
+        if t is not None:
+            out.append((size, t))
+            last = size
+    return out
+
+
+def date_by_witnesses(log, cp, revs, witnesses=None, quorum=0):
+    """pt_policy_history_date (not strict), as the server dates the report's revisions: by the
+    witnesses (vkeys) with quorum, or by those the latest revision names. Each revision is dated
+    at the later of its stated time and the earliest quorum time of a cosigned checkpoint
+    (cosigned/ and the published checkpoint) holding it; revisions no such checkpoint holds yet
+    are left out (not yet witnessed). Returns the revisions (unchanged when no witnesses)."""
+    if not witnesses and revs:
+        witnesses, quorum = revs[-1].policy.witnesses, revs[-1].policy.witness_quorum
+    if not witnesses:
+        return revs
+    w = _witnessed(log, cp, witnesses, quorum)
+    try:
+        latest = Checkpoint(log.fetch("checkpoint"))
+        t = quorum_time(latest, witnesses, quorum)
+        if t is not None:
+            w.append((latest.size, t))
+    except VerificationError:
+        pass  # the published checkpoint not (yet) cosigned: later revisions are not witnessed
+    out = []
+    for r in revs:
+        ts = [t for size, t in w if size > r.index]
+        if not ts:
+            break
+        d = Revision.__new__(Revision)
+        d.__dict__.update(r.__dict__)
+        d.witnessed, d.stated_time, d.time = True, r.time, max(r.time, min(ts))
+        out.append(d)
+    if revs and not out:
+        raise VerificationError("no checkpoint holding policy revision 1 carries cosignatures by %d of the %d witnesses yet: "
+                                "no revision is witnessed" % (quorum, len(witnesses)))
+    return out
+
+
+def load_audit(log, entries=None, trusted=None, wait=5.0):
+    """Verifies the audit log (a tlog.Log: checkpoint signature, every entry bundle against the
+    signed root, consistency with `trusted` when given) and feeds its first `entries` entries
+    (default: all) to a measure.Meter, in index order. A checkpoint smaller than `entries` (the
+    server measured entries it had not yet published) is fetched again for up to `wait` seconds.
+    Returns (checkpoint, meter)."""
+    deadline = time.time() + wait
+    cp = log.checkpoint()
+    while entries is not None and cp.size < entries and time.time() < deadline:
+        time.sleep(0.2)
+        cp = log.checkpoint()
+    if entries is not None and cp.size < entries:
+        raise VerificationError("the report measured %d audit entries, the audit log's checkpoint holds %d" % (entries, cp.size))
+    if trusted is not None:
+        log.prove_consistent(trusted, cp)
+    meter = ms_.Meter()
+    for raw in log.entries(cp)[:cp.size if entries is None else entries]:
+        meter.add(raw)
+    return cp, meter
 
 
 def check_decided_under(entry, revs):

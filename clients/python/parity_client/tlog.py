@@ -126,6 +126,10 @@ def tile_path(level, index, width=TILE_WIDTH):
     return "tile/%s/%s%s" % (lv, name, "" if width == TILE_WIDTH else ".p/%d" % width)
 
 
+class NotFound(VerificationError):
+    """A file the log does not publish (HTTP 404)."""
+
+
 def http_fetch(base):
     """A fetch(path) -> bytes for a log published under the URL prefix `base`."""
     base = base.rstrip("/") + "/"
@@ -135,7 +139,7 @@ def http_fetch(base):
             with urllib.request.urlopen(base + path, timeout=60) as r:
                 return r.read()
         except urllib.error.HTTPError as e:
-            raise VerificationError("%s%s: HTTP %d" % (base, path, e.code))
+            raise (NotFound if e.code == 404 else VerificationError)("%s%s: HTTP %d" % (base, path, e.code))
     return fetch
 
 
