@@ -434,22 +434,30 @@ static json_t *parity_report(pt_server *s, pt_err *err) {
     int audit_grew = !s->meter || pt_gap_meter_entries(s->meter) < audit_size;
     if (!s->report || s->report_size != size || s->report_cosigned != cosigned || now >= s->report_until ||
         (audit_grew && pt_now() - s->report_at >= 1.0)) {
-        char *dir = pt_path_join(s->data_dir, "log/policy");
-        pt_policy_history *h = NULL;
+        /* The verified, dated history is read again only when the policy log or its cosigned
+         * size changed: a day passing or the audit log growing needs only a new report. */
+        if (!s->report_hist || s->report_size != size || s->report_cosigned != cosigned) {
+            pt_policy_history_free(s->report_hist);
+            s->report_hist = NULL;
+            char *dir = pt_path_join(s->data_dir, "log/policy");
+            pt_policy_history *h = NULL;
+            size_t dropped;
+            if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
+            else if (pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK &&
+                     /* dated by the policy's witnesses, if it names any */
+                     pt_policy_history_date(h, dir, tlog_vkey(s->policy_log), NULL, 0, 0, 0, &dropped, err) == PT_OK)
+                s->report_hist = h, h = NULL;
+            pt_policy_history_free(h);
+            free(dir);
+        }
+        const pt_policy_history *h = s->report_hist;
         json_t *rep = NULL;
-        size_t dropped;
         int64_t until = (now / 86400 + 1) * 86400;
-        if (!dir) pt_errf(err, PT_ENOMEM, "out of memory");
-        else if (srv_measure_audit(s, audit_size, err) == PT_OK &&
-                 pt_policy_history_load(dir, tlog_vkey(s->policy_log), NULL, &h, err) == PT_OK &&
-                 pt_policy_history_date(h, dir, tlog_vkey(s->policy_log), NULL, 0, 0, 0, &dropped, err) == PT_OK)
-            /* dated by the policy's witnesses, if it names any */
+        if (h && srv_measure_audit(s, audit_size, err) == PT_OK)
             rep = pt_gap_report_measured(h->revs, h->n, now, s->meter, err);
         s->report_at = pt_now();
         for (size_t i = 0; rep && i < h->n; i++)
             if (h->revs[i].time > now && h->revs[i].time < until) until = h->revs[i].time;
-        pt_policy_history_free(h);
-        free(dir);
         json_decref(s->report);
         s->report = rep;
         s->report_size = size;

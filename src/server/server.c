@@ -62,6 +62,7 @@ static void server_free(pt_server *s) {
     pt_store_close(s->store);
     pt_metrics_free(s->metrics);
     json_decref(s->report);
+    pt_policy_history_free(s->report_hist);
     pt_gap_meter_free(s->meter);
     free(s->served_declared);
     pthread_mutex_destroy(&s->report_mu);

@@ -93,6 +93,8 @@ struct pt_server {
     uint8_t empty_sha256[32];  /* SHA-256 of no bytes */
     pthread_mutex_t report_mu; /* guards the cached parity report */
     json_t *report;
+    struct pt_policy_history *report_hist; /* the verified, dated policy history the report was
+                                            * computed from (at report_size, report_cosigned) */
     uint64_t report_size;      /* policy log size it was computed at */
     uint64_t report_cosigned;  /* and the size its witnesses had cosigned then (dates change) */
     int64_t report_until;      /* recomputed from then on (next day, or a revision's time) */
